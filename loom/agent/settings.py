@@ -1,0 +1,141 @@
+"""One `Settings` object: the only place that reads the environment (DESIGN.md, Layout).
+
+Sources, in priority order: explicit arguments, environment (`LOOM_*` and the standard
+`AZURE_OPENAI_*` / `OPENAI_*` names), a `.env` file, then `loom.toml` (path in `LOOM_CONFIG`).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class Provider(StrEnum):
+    AZURE = "azure"
+    OPENAI = "openai"
+    OFFLINE = "offline"
+
+
+class AzureCloud(StrEnum):
+    PUBLIC = "AzureCloud"
+    US_GOVERNMENT = "AzureUSGovernment"
+
+
+# Token scope and authority by cloud: a credential object left to itself would use the commercial
+# scope even in Azure Government, so the scope is always chosen here.
+COGNITIVE_SCOPE = {
+    AzureCloud.PUBLIC: "https://cognitiveservices.azure.com/.default",
+    AzureCloud.US_GOVERNMENT: "https://cognitiveservices.azure.us/.default",
+}
+LOGIN_AUTHORITY = {
+    AzureCloud.PUBLIC: "https://login.microsoftonline.com",
+    AzureCloud.US_GOVERNMENT: "https://login.microsoftonline.us",
+}
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+def _config_file() -> Path:
+    # The one deliberate environment read outside the model: where the config file lives.
+    return Path(os.environ.get("LOOM_CONFIG", "loom.toml"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LOOM_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    home: Path = Field(default=Path(".loom"), description="All embedded state lives under it.")
+
+    # --- model -----------------------------------------------------------------------------
+    model_provider: Provider | None = None
+    azure_openai_endpoint: str | None = Field(None, validation_alias=_env("AZURE_OPENAI_ENDPOINT"))
+    azure_openai_deployment: str | None = Field(None, validation_alias=_env("AZURE_OPENAI_DEPLOYMENT"))
+    azure_openai_api_version: str = Field(
+        "2024-10-21", validation_alias=_env("AZURE_OPENAI_API_VERSION")
+    )
+    azure_openai_api_key: SecretStr | None = Field(None, validation_alias=_env("AZURE_OPENAI_API_KEY"))
+    azure_cloud: AzureCloud = Field(
+        AzureCloud.PUBLIC, validation_alias=_env("LOOM_AZURE_CLOUD", "AZURE_CLOUD")
+    )
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    model: str | None = Field(None, validation_alias=_env("LOOM_MODEL"))
+    model_max_retries: int = Field(3, ge=0, le=10)
+    model_timeout_s: float = Field(60.0, gt=0)
+    max_model_calls_per_turn: int = Field(10, ge=1)
+    max_tool_rounds: int = Field(4, ge=1)
+
+    # --- data ------------------------------------------------------------------------------
+    sources_file: Path | None = None
+    default_source: str = "sales"
+    query_max_rows: int = Field(1000, ge=1)
+    query_timeout_s: float = Field(30.0, gt=0)
+    max_repairs: int = Field(2, ge=0, le=5)
+    verified_match_threshold: float = Field(0.55, gt=0, le=1)
+
+    # --- server ----------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    auth_mode: Literal["dev", "entra"] = "dev"
+    entra_tenant_id: str | None = None
+    entra_audience: str | None = None
+    entra_allowed_tenants: list[str] = Field(default_factory=list)
+    max_message_bytes: int = 32 * 1024
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_file())
+        return (init_settings, env_settings, dotenv_settings, toml, file_secret_settings)
+
+    @property
+    def provider(self) -> Provider:
+        """The explicit provider, else inferred from which endpoint variables are set."""
+        if self.model_provider is not None:
+            return self.model_provider
+        if self.azure_openai_endpoint:
+            return Provider.AZURE
+        if self.openai_base_url or self.openai_api_key:
+            return Provider.OPENAI
+        return Provider.OFFLINE
+
+    @property
+    def model_name(self) -> str:
+        if self.provider is Provider.AZURE:
+            return self.azure_openai_deployment or self.model or ""
+        return self.model or "gpt-4o-mini"
+
+    @property
+    def cognitive_scope(self) -> str:
+        return COGNITIVE_SCOPE[self.azure_cloud]
+
+    @property
+    def lakehouse_dir(self) -> Path:
+        return self.home / "lakehouse"
+
+    @property
+    def database_path(self) -> Path:
+        return self.home / "loom.db"
+
+    @property
+    def resolved_sources_file(self) -> Path:
+        return self.sources_file or self.home / "sources.yaml"

@@ -1,0 +1,68 @@
+"""Data sources: what the agent may query, described for the model, with verified queries.
+
+A sources file (YAML) lists sources; with none, the seeded sample lakehouse is the one source,
+so zero configuration still gives the agent something real to answer from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+import yaml
+from pydantic import BaseModel
+
+from loom.agent.settings import Settings
+from loom.engines.sources import Source, VerifiedQuery
+from loom.prompts import load_verified_queries
+
+SAMPLE_SOURCE = "sales"
+
+
+class SourcesFile(BaseModel):
+    sources: list[Source]
+
+
+class UnknownSourceError(KeyError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(name)
+        self.message = f"unknown source {name!r}; known sources: {', '.join(known) or 'none'}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def sample_source(settings: Settings) -> Source:
+    """The seeded sales lakehouse (`loom data seed`) with its packaged verified queries."""
+    return Source(
+        name=SAMPLE_SOURCE,
+        location=str(settings.lakehouse_dir),
+        description="Sample retail sales lakehouse: a star schema of orders, products, customers and "
+        "stores, in bronze (raw), silver (cleaned) and gold (modelled) layers.",
+        instructions="Prefer the gold layer. Revenue is fact_sales.net_amount; dates join through "
+        "dim_date.date_key. Money is in US dollars.",
+        verified_queries=tuple(VerifiedQuery(**q) for q in load_verified_queries(SAMPLE_SOURCE)),
+    )
+
+
+def load_sources(settings: Settings) -> dict[str, Source]:
+    """Sources by name: the sources file if there is one, else the sample lakehouse."""
+    path = settings.resolved_sources_file
+    if not path.exists():
+        return {SAMPLE_SOURCE: sample_source(settings)}
+    parsed = SourcesFile.model_validate(yaml.safe_load(path.read_text()) or {"sources": []})
+    return {s.name: _resolve_location(s, path.parent) for s in parsed.sources}
+
+
+def _resolve_location(source: Source, base: Path) -> Source:
+    location = Path(source.location).expanduser()
+    if not location.is_absolute():
+        location = base / location
+    return source.model_copy(update={"location": str(location)})
+
+
+def pick_sources(all_sources: dict[str, Source], names: list[str] | None) -> list[Source]:
+    if not names:
+        return list(all_sources.values())
+    missing = [n for n in names if n not in all_sources]
+    if missing:
+        raise UnknownSourceError(missing[0], sorted(all_sources))
+    return [all_sources[n] for n in names]

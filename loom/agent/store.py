@@ -1,0 +1,71 @@
+"""Conversation memory: the store interface. SQLite implements it here; PostgreSQL or Cosmos DB later.
+
+Every call takes the Principal: a conversation belongs to one tenant and one user, and anyone
+else gets `None`/`False` (which the API turns into 404), never another tenant's data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from loom.agent.model import ChatMessage, ToolCall
+from loom.identity import Principal
+
+
+class Conversation(BaseModel):
+    id: str
+    tenant_id: str
+    user_id: str
+    title: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class StoredMessage(BaseModel):
+    id: str
+    conversation_id: str
+    seq: int
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    tool_call_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: dt.datetime
+
+    def to_chat(self) -> ChatMessage:
+        calls = tuple(ToolCall(**c) for c in self.tool_calls)
+        return ChatMessage(
+            role=self.role,  # type: ignore[arg-type]
+            content=self.content,
+            tool_calls=calls,
+            tool_call_id=self.tool_call_id,
+        )
+
+
+class ConversationStore(Protocol):
+    async def create_conversation(
+        self, principal: Principal, title: str, conversation_id: str | None = None
+    ) -> Conversation: ...
+
+    async def get_conversation(self, principal: Principal, conversation_id: str) -> Conversation | None: ...
+
+    async def list_conversations(self, principal: Principal, limit: int = 50) -> list[Conversation]: ...
+
+    async def delete_conversation(self, principal: Principal, conversation_id: str) -> bool: ...
+
+    async def append_messages(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        messages: list[ChatMessage],
+        metadata: list[dict[str, Any]] | None = None,
+    ) -> list[StoredMessage]:
+        """Append in one transaction: all of them are stored, or none."""
+        ...
+
+    async def messages(self, principal: Principal, conversation_id: str) -> list[StoredMessage]: ...
+
+    async def close(self) -> None: ...

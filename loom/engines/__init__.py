@@ -1,0 +1,1 @@
+"""Query engines, one package per language. Engines know nothing of agents or HTTP."""

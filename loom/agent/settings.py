@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     query_max_rows: int = Field(1000, ge=1)
     query_timeout_s: float = Field(30.0, gt=0)
     max_repairs: int = Field(2, ge=0, le=5)
-    verified_match_threshold: float = Field(0.55, gt=0, le=1)
+    verified_match_threshold: float = Field(0.8, gt=0, le=1)
 
     # --- server ----------------------------------------------------------------------------
     host: str = "127.0.0.1"

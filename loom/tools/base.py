@@ -30,7 +30,7 @@ class QueryLimits(BaseModel, frozen=True):
     max_rows: int = 1000
     timeout_s: float = 30.0
     max_repairs: int = 2
-    verified_threshold: float = 0.55
+    verified_threshold: float = 0.8
 
 
 class InnerModel(Protocol):

@@ -1,0 +1,46 @@
+"""Per-turn limits on model calls and tool rounds, shared by the loop and the tools' inner calls."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from loom.agent.model import ChatMessage, ChatModel
+
+
+class BudgetExhausted(Exception):
+    pass
+
+
+@dataclass
+class TurnBudget:
+    max_model_calls: int
+    max_tool_rounds: int
+    model_calls: int = 0
+    tool_rounds: int = 0
+
+    def take_model_call(self) -> None:
+        if self.model_calls >= self.max_model_calls:
+            raise BudgetExhausted(f"this turn reached its limit of {self.max_model_calls} model calls")
+        self.model_calls += 1
+
+    @property
+    def tools_allowed(self) -> bool:
+        return self.tool_rounds < self.max_tool_rounds
+
+
+@dataclass
+class InnerModel:
+    """What a tool gets for its own generation call: the turn's model, counted against the budget."""
+
+    model: ChatModel
+    budget: TurnBudget
+
+    async def complete_text(self, system: str, user: str) -> str:
+        self.budget.take_model_call()
+        messages: Sequence[ChatMessage] = (
+            ChatMessage(role="system", content=system),
+            ChatMessage(role="user", content=user),
+        )
+        reply = await self.model.complete(messages)
+        return reply.text

@@ -1,0 +1,195 @@
+"""The turn loop, as small named steps: prepare → call model → run tools → persist → stream.
+
+`Agent.run_turn` yields AG-UI events. The user's message is stored before the model is called,
+so a model failure loses nothing; each round's assistant message and tool results are stored
+together once complete, so the history never holds a tool call without its result.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ag_ui.core import (
+    BaseEvent,
+    Interrupt,
+    RunErrorEvent,
+    RunFinishedEvent,
+    RunStartedEvent,
+)
+from ag_ui.core.events import RunFinishedInterruptOutcome, RunFinishedSuccessOutcome
+
+from loom.agent.approval import ApprovalGate, EffectGate
+from loom.agent.budget import BudgetExhausted, InnerModel, TurnBudget
+from loom.agent.events import approval_event, model_events, new_id, result_events, text_events
+from loom.agent.messages import build_messages
+from loom.agent.model import ChatMessage, ChatModel, ModelError, ModelReply
+from loom.agent.runner import TurnRequest
+from loom.agent.sources import pick_sources
+from loom.agent.store import ConversationStore
+from loom.agent.tool_calls import CallOutcome, run_calls
+from loom.engines.sources import Source
+from loom.identity import Principal
+from loom.tools.base import EngineProvider, QueryLimits, Tool, ToolContext
+
+log = logging.getLogger(__name__)
+TITLE_CHARS = 80
+
+
+class ConversationNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class TurnLimits:
+    max_model_calls: int = 10
+    max_tool_rounds: int = 4
+
+
+@dataclass
+class Turn:
+    """Everything one run needs, built once by `prepare`."""
+
+    principal: Principal
+    conversation_id: str
+    run_id: str
+    messages: list[ChatMessage]
+    budget: TurnBudget
+    ctx: ToolContext
+    interrupts: list[Interrupt] = field(default_factory=list)
+
+
+@dataclass
+class Agent:
+    model: ChatModel
+    tools: Sequence[Tool]
+    store: ConversationStore
+    engines: EngineProvider
+    sources: Callable[[], Mapping[str, Source]]
+    limits: TurnLimits = field(default_factory=TurnLimits)
+    query_limits: QueryLimits = field(default_factory=QueryLimits)
+    gate: ApprovalGate = field(default_factory=EffectGate)
+
+    async def run_turn(self, principal: Principal, request: TurnRequest) -> AsyncIterator[BaseEvent]:
+        turn = await self.prepare(principal, request)
+        yield RunStartedEvent(thread_id=turn.conversation_id, run_id=turn.run_id)
+        try:
+            async for event in self.rounds(turn):
+                yield event
+        except ModelError as e:
+            yield RunErrorEvent(message=str(e), code="model_error")
+            return
+        except Exception as e:  # the stream must end with an event a client understands
+            log.exception("turn %s failed", turn.run_id)
+            yield RunErrorEvent(message=f"internal error: {type(e).__name__}", code="internal_error")
+            return
+        yield self.finished(turn)
+
+    # --- steps --------------------------------------------------------------------------------
+
+    async def prepare(self, principal: Principal, request: TurnRequest) -> Turn:
+        """Open or create the conversation, store the user's message, build the model's input."""
+        sources = self._pick_sources(request.sources)
+        conversation_id = await self._conversation(principal, request)
+        user = ChatMessage(role="user", content=request.message)
+        await self.store.append_messages(principal, conversation_id, [user])
+        stored = await self.store.messages(principal, conversation_id)
+        budget = TurnBudget(self.limits.max_model_calls, self.limits.max_tool_rounds)
+        ctx = ToolContext(
+            principal=principal,
+            sources=sources,
+            engines=self.engines,
+            model=InnerModel(self.model, budget),
+            limits=self.query_limits,
+        )
+        messages = build_messages(sources, stored)
+        return Turn(principal, conversation_id, new_id("run"), messages, budget, ctx)
+
+    async def rounds(self, turn: Turn) -> AsyncIterator[BaseEvent]:
+        """Model call, then its tool calls, until the model answers without calling a tool."""
+        while True:
+            reply: ModelReply | None = None
+            try:
+                turn.budget.take_model_call()
+            except BudgetExhausted as e:
+                for event in await self.notice(turn, f"I stopped here: {e}."):
+                    yield event
+                return
+            async for item in self.call_model(turn):
+                if isinstance(item, ModelReply):
+                    reply = item
+                else:
+                    yield item
+            assert reply is not None
+            if not reply.tool_calls:
+                await self.persist(turn, [reply.as_message()])
+                return
+            outcomes = await self.run_tools(turn, reply)
+            for event in self.tool_events(turn, outcomes):
+                yield event
+            if turn.interrupts:
+                return
+
+    def call_model(self, turn: Turn) -> AsyncIterator[BaseEvent | ModelReply]:
+        """Stream one model call. Tools are offered until the round limit, then the model must answer."""
+        tools = [t.schema() for t in self.tools] if turn.budget.tools_allowed else []
+        return model_events(self.model.stream(turn.messages, tools))
+
+    async def run_tools(self, turn: Turn, reply: ModelReply) -> list[CallOutcome]:
+        turn.budget.tool_rounds += 1
+        by_name = {t.name: t for t in self.tools}
+        outcomes = await run_calls(turn.ctx, by_name, self.gate, reply.tool_calls)
+        messages = [reply.as_message(), *(o.as_message() for o in outcomes)]
+        metadata: list[dict[str, Any]] = [{}, *(o.metadata() for o in outcomes)]
+        await self.persist(turn, messages, metadata)
+        return outcomes
+
+    def tool_events(self, turn: Turn, outcomes: list[CallOutcome]) -> list[BaseEvent]:
+        events: list[BaseEvent] = []
+        for o in outcomes:
+            events.extend(result_events(o.call, o.content, o.result))
+            if o.status == "awaiting_approval":
+                events.append(approval_event(o.call, str(o.effect)))
+                turn.interrupts.append(_interrupt(o))
+        return events
+
+    async def persist(
+        self, turn: Turn, messages: list[ChatMessage], metadata: list[dict[str, Any]] | None = None
+    ) -> None:
+        await self.store.append_messages(turn.principal, turn.conversation_id, messages, metadata)
+        turn.messages.extend(messages)
+
+    async def notice(self, turn: Turn, text: str) -> list[BaseEvent]:
+        await self.persist(turn, [ChatMessage(role="assistant", content=text)])
+        return text_events(text)
+
+    def finished(self, turn: Turn) -> RunFinishedEvent:
+        outcome: Any = RunFinishedSuccessOutcome()
+        if turn.interrupts:
+            outcome = RunFinishedInterruptOutcome(interrupts=turn.interrupts)
+        return RunFinishedEvent(thread_id=turn.conversation_id, run_id=turn.run_id, outcome=outcome)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _pick_sources(self, names: list[str] | None) -> list[Source]:
+        return pick_sources(dict(self.sources()), names)
+
+    async def _conversation(self, principal: Principal, request: TurnRequest) -> str:
+        if request.conversation_id is None:
+            title = request.message.strip().splitlines()[0][:TITLE_CHARS]
+            return (await self.store.create_conversation(principal, title)).id
+        found = await self.store.get_conversation(principal, request.conversation_id)
+        if found is None:
+            raise ConversationNotFound(request.conversation_id)
+        return found.id
+
+
+def _interrupt(outcome: CallOutcome) -> Interrupt:
+    return Interrupt(
+        id=new_id("approval"),
+        reason="approval_required",
+        message=f"{outcome.call.name} needs approval before it runs",
+        tool_call_id=outcome.call.id,
+    )

@@ -1,0 +1,52 @@
+"""Assembling the agent from Settings: model (or offline stand-in), tools, engines, store."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from loom.agent.loop import Agent, TurnLimits
+from loom.agent.model import ChatModel
+from loom.agent.offline import OfflineModel
+from loom.agent.settings import Settings
+from loom.agent.sources import load_sources
+from loom.agent.store import ConversationStore
+from loom.engines.registry import EnginePool
+from loom.tools.base import QueryLimits
+from loom.tools.registry import TOOLS
+
+
+def query_limits(settings: Settings) -> QueryLimits:
+    return QueryLimits(
+        max_rows=settings.query_max_rows,
+        timeout_s=settings.query_timeout_s,
+        max_repairs=settings.max_repairs,
+        verified_threshold=settings.verified_match_threshold,
+    )
+
+
+def build_model(settings: Settings) -> ChatModel:
+    """The configured model, or the offline stand-in when none is configured."""
+    from loom.agent.model_maf import build_chat_model
+
+    model = build_chat_model(settings)
+    if model is not None:
+        return model
+    return OfflineModel(list(load_sources(settings).values()), settings.verified_match_threshold)
+
+
+def build_runner(
+    settings: Settings,
+    store: ConversationStore,
+    *,
+    model: ChatModel | None = None,
+    engines: EnginePool | None = None,
+) -> Agent:
+    return Agent(
+        model=model or build_model(settings),
+        tools=TOOLS,
+        store=store,
+        engines=engines or EnginePool(),
+        sources=partial(load_sources, settings),
+        limits=TurnLimits(settings.max_model_calls_per_turn, settings.max_tool_rounds),
+        query_limits=query_limits(settings),
+    )

@@ -1,0 +1,89 @@
+"""Running the tool calls of one model reply: gate each, run the allowed ones in parallel.
+
+A tool that fails never fails the turn: its error becomes the tool result, so the model can read
+it, adjust, or tell the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from loom.agent.approval import ApprovalGate, Decision
+from loom.agent.model import ChatMessage, ToolCall
+from loom.tools.base import Effect, Tool, ToolContext, ToolError, ToolResult
+
+log = logging.getLogger(__name__)
+Status = Literal["ok", "error", "awaiting_approval", "denied"]
+
+
+@dataclass(frozen=True)
+class CallOutcome:
+    call: ToolCall
+    status: Status
+    content: str  # what the model reads as the tool result
+    effect: Effect | None = None
+    result: ToolResult | None = None
+
+    def as_message(self) -> ChatMessage:
+        return ChatMessage(role="tool", content=self.content, tool_call_id=self.call.id)
+
+    def metadata(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"tool": self.call.name, "status": self.status}
+        if self.result is not None:
+            meta["result"] = self.result.model_dump(mode="json")
+        return meta
+
+
+def _error(call: ToolCall, code: str, message: str, effect: Effect | None = None) -> CallOutcome:
+    content = json.dumps({"error": {"code": code, "message": message}})
+    return CallOutcome(call=call, status="error", content=content, effect=effect)
+
+
+def _held(call: ToolCall, tool: Tool, decision: Decision) -> CallOutcome:
+    if decision is Decision.DENY:
+        message = "This action is not allowed for you; it did not run."
+        return CallOutcome(call, "denied", json.dumps({"status": "denied", "message": message}), tool.effect)
+    message = "This action needs a person's approval; it has not run yet."
+    body = json.dumps({"status": "awaiting_approval", "message": message})
+    return CallOutcome(call, "awaiting_approval", body, tool.effect)
+
+
+async def _invoke(ctx: ToolContext, tool: Tool, call: ToolCall) -> CallOutcome:
+    try:
+        args = tool.parse_args(call.arguments)
+    except (ValueError, ValidationError) as e:
+        return _error(call, "invalid_arguments", f"arguments for {tool.name} are not valid: {e}", tool.effect)
+    try:
+        result = await tool.run(ctx, args)
+    except ToolError as e:
+        return _error(call, e.code, e.message, tool.effect)
+    except Exception as e:  # a bug in a tool must not end the turn; the model reads what failed
+        log.exception("tool %s failed", tool.name)
+        return _error(call, "tool_failed", f"{type(e).__name__}: {e}", tool.effect)
+    return CallOutcome(call, "ok", result.for_model(), tool.effect, result)
+
+
+async def _one(
+    ctx: ToolContext, tools: Mapping[str, Tool], gate: ApprovalGate, call: ToolCall
+) -> CallOutcome:
+    tool = tools.get(call.name)
+    if tool is None:
+        return _error(call, "unknown_tool", f"there is no tool {call.name!r}; tools: {', '.join(tools)}")
+    decision = await gate.decide(ctx.principal, tool, call)
+    if decision is not Decision.RUN:
+        return _held(call, tool, decision)
+    return await _invoke(ctx, tool, call)
+
+
+async def run_calls(
+    ctx: ToolContext, tools: Mapping[str, Tool], gate: ApprovalGate, calls: Sequence[ToolCall]
+) -> list[CallOutcome]:
+    """Outcomes in the order of `calls`; independent calls run concurrently."""
+    return list(await asyncio.gather(*(_one(ctx, tools, gate, c) for c in calls)))

@@ -1,0 +1,147 @@
+"""`loom`: the command line. Its help is part of the docs; keep it true to the code."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from loom.agent.settings import Provider, Settings
+
+app = typer.Typer(
+    name="loom",
+    help="Loom Data Agents: ask questions about your data; runs with zero configuration on embedded "
+    "engines, or on Azure OpenAI / any OpenAI-compatible endpoint when configured.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _mount_subcommands() -> None:
+    from loom.api.cli_query import data_app, query_app
+
+    app.add_typer(query_app, name="query", help="Run a query directly on a source (no model).")
+    app.add_typer(data_app, name="data", help="Sample data: `loom data seed` builds the sales lakehouse.")
+
+
+def _settings(home: Path | None) -> Settings:
+    return Settings(home=home) if home else Settings()
+
+
+def _ensure_seeded(settings: Settings) -> None:
+    from loom.lakehouse.seed import is_seeded, seed_lakehouse
+
+    if is_seeded(settings.lakehouse_dir):
+        return
+    with console.status("seeding the sample lakehouse (first run only)…"):
+        seed_lakehouse(settings.lakehouse_dir)
+
+
+def _describe_model(settings: Settings) -> str:
+    if settings.provider is Provider.OFFLINE:
+        return "offline (no model configured: verified answers only)"
+    return f"{settings.provider.value} model {settings.model_name!r}"
+
+
+HomeOption = Annotated[Path | None, typer.Option("--home", help="State folder (default: $LOOM_HOME or ./.loom).")]
+SourceOption = Annotated[
+    list[str] | None, typer.Option("--source", "-s", help="Source name(s) to use (default: all).")
+]
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in plain language.")],
+    conversation: Annotated[
+        str | None, typer.Option("--conversation", "-c", help="Continue this conversation id.")
+    ] = None,
+    source: SourceOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Ask one question; prints the streamed answer, the query that produced it and its rows."""
+    from loom.api.local import local_session
+
+    settings = _settings(home)
+    _ensure_seeded(settings)
+
+    async def run() -> str | None:
+        async with local_session(settings, console, conversation) as session:
+            printer = await session.ask(question, source)
+            console.print(f"[dim]conversation {printer.thread_id}[/dim]")
+            return printer.error
+
+    if asyncio.run(run()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def chat(source: SourceOption = None, home: HomeOption = None) -> None:
+    """An interactive conversation (a REPL). Empty line, `exit` or Ctrl-D ends it."""
+    from loom.api.local import local_session
+
+    settings = _settings(home)
+    _ensure_seeded(settings)
+    console.print(f"[bold]Loom[/bold] · {_describe_model(settings)} · empty line or Ctrl-D to quit")
+
+    async def run() -> None:
+        async with local_session(settings, console) as session:
+            while True:
+                try:
+                    line = await asyncio.to_thread(console.input, "[bold cyan]you>[/bold cyan] ")
+                except (EOFError, KeyboardInterrupt):
+                    break
+                if line.strip().lower() in {"", "exit", "quit"}:
+                    break
+                await session.ask(line, source)
+
+    asyncio.run(run())
+
+
+@app.command()
+def demo(home: HomeOption = None) -> None:
+    """A scripted conversation over the sample lakehouse (seeded on first run)."""
+    from loom.api.demo import run_demo
+
+    settings = _settings(home)
+    _ensure_seeded(settings)
+    console.rule(f"[bold]Loom Data Agents demo[/bold] · {_describe_model(settings)}")
+    if asyncio.run(run_demo(settings, console)):
+        raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Serve the HTTP API: POST /v1/chat (AG-UI over SSE), conversations, health; docs at /docs."""
+    import uvicorn
+
+    from loom.api.app import create_app
+    from loom.api.auth import check_bind
+
+    settings = _settings(home)
+    bind_host, bind_port = host or settings.host, port or settings.port
+    try:
+        check_bind(settings, bind_host)
+    except Exception as e:
+        err.print(f"[red]refusing to start:[/red] {e}")
+        raise typer.Exit(2) from e
+    _ensure_seeded(settings)
+    err.print(f"Loom API on http://{bind_host}:{bind_port} · {_describe_model(settings)} · auth {settings.auth_mode}")
+    uvicorn.run(create_app(settings), host=bind_host, port=bind_port, log_level="info")
+
+
+def main() -> None:
+    _mount_subcommands()
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Running turns in this process (the CLI's `ask`, `chat`, `demo`), with the same agent as the server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from rich.console import Console
+
+from loom.agent.loop import Agent
+from loom.agent.runner import TurnRequest
+from loom.agent.service import build_runner
+from loom.agent.settings import Settings
+from loom.agent.sqlite_store import SqliteConversationStore
+from loom.api.render import TurnPrinter
+from loom.identity import DEV_PRINCIPAL
+
+
+@dataclass
+class LocalSession:
+    agent: Agent
+    console: Console
+    conversation_id: str | None = None
+
+    async def ask(self, message: str, sources: list[str] | None = None) -> TurnPrinter:
+        printer = TurnPrinter(self.console)
+        request = TurnRequest(conversation_id=self.conversation_id, message=message, sources=sources)
+        await printer.consume(self.agent.run_turn(DEV_PRINCIPAL, request))
+        self.conversation_id = printer.thread_id
+        return printer
+
+
+@asynccontextmanager
+async def local_session(
+    settings: Settings, console: Console, conversation_id: str | None = None
+) -> AsyncIterator[LocalSession]:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = SqliteConversationStore(settings.database_path)
+    try:
+        yield LocalSession(build_runner(settings, store), console, conversation_id)
+    finally:
+        await store.close()

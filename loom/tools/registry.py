@@ -1,0 +1,12 @@
+"""The tools the agent offers: a plain list, looked up by name."""
+
+from __future__ import annotations
+
+from loom.tools import nl2sql
+from loom.tools.base import Tool
+
+TOOLS: list[Tool] = [nl2sql.TOOL]
+
+
+def by_name(tools: list[Tool]) -> dict[str, Tool]:
+    return {t.name: t for t in tools}

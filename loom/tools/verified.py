@@ -1,0 +1,83 @@
+"""Matching a question to the verified-query library by lexical similarity.
+
+Deliberately simple and explainable: content words (lower-cased, light plural stemming, stop words
+dropped), each weighted by how rare it is in the library (IDF). The score is the smaller of two
+coverages: how much of the verified question the asked one covers, and the reverse, so a word on
+either side that the other lacks ("by quantity" against "by revenue") pulls the score down; a
+verified answer to a different question is worse than no answer. Near-identical spellings
+(one typo in a long word) count as the same word.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+
+from loom.engines.sources import VerifiedQuery
+
+_STOP = frozenset(
+    "a all amount an and are as at be by can could did do does each every find for from get give got "
+    "had has have how i in is it list made make many me much my number of on or our per please show "
+    "tell that the their there these this those to total us was we were what when where which who "
+    "with would you your".split()
+)
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _stem(word: str) -> str:
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
+        return word[:-1]
+    return word
+
+
+def content_words(text: str) -> set[str]:
+    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def _same(a: str, b: str) -> bool:
+    return a == b or (min(len(a), len(b)) >= 5 and SequenceMatcher(None, a, b).ratio() >= 0.85)
+
+
+@dataclass(frozen=True)
+class Match:
+    verified: VerifiedQuery
+    score: float
+
+
+class VerifiedIndex:
+    """The library of one or more sources, ready to score questions against."""
+
+    def __init__(self, library: Sequence[VerifiedQuery]) -> None:
+        self.library = list(library)
+        self._words = [content_words(v.question) for v in self.library]
+        df = Counter(w for words in self._words for w in words)
+        n = max(len(self.library), 1)
+        self._idf = {w: math.log(1 + n / c) for w, c in df.items()}
+        self._unseen = math.log(1 + n)
+
+    def _weight(self, word: str) -> float:
+        return self._idf.get(word, self._unseen)
+
+    def _coverage(self, words: set[str], other: set[str]) -> float:
+        covered = sum(self._weight(w) for w in words if any(_same(w, o) for o in other))
+        return covered / sum(self._weight(w) for w in words)
+
+    def _score(self, asked: set[str], known: set[str]) -> float:
+        if not asked or not known:
+            return 0.0
+        return min(self._coverage(asked, known), self._coverage(known, asked))
+
+    def rank(self, question: str) -> list[Match]:
+        asked = content_words(question)
+        scored = [Match(v, self._score(asked, w)) for v, w in zip(self.library, self._words, strict=True)]
+        return sorted(scored, key=lambda m: m.score, reverse=True)
+
+    def best(self, question: str, threshold: float) -> Match | None:
+        ranked = self.rank(question)
+        return ranked[0] if ranked and ranked[0].score >= threshold else None

@@ -1,0 +1,361 @@
+"""`loom query sql` and `loom data seed`: a source queried directly, without a model, and sample data.
+
+`loom query sql` follows the Query CLI contract (DESIGN.md): the query is validated by parsing
+(read-only), run with a row cap and a time limit, and printed as a table, JSON (the ResultSet) or
+CSV. Exit codes: 0 ok; 2 refused or invalid (not read-only, parse error, unknown table or source);
+1 the query failed while running (execution error, timeout).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from loom.agent.settings import Settings
+from loom.agent.sources import load_sources
+from loom.engines.contracts import QueryError, ResultSet
+from loom.engines.sources import Source
+from loom.engines.sql.duckdb_engine import DuckDBEngine
+from loom.lakehouse.seed import SeedReport, is_seeded, seed_lakehouse
+
+EXIT_FAILED = 1  # the query was accepted but failed while running
+EXIT_REFUSED = 2  # the query (or the source, or the input) was refused before running
+FAILURE_CODES = frozenset({"execution_error", "timeout"})
+
+query_app = typer.Typer(no_args_is_help=True, add_completion=False)
+data_app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+class Dialect(StrEnum):
+    duckdb = "duckdb"
+    tsql = "tsql"
+    databricks = "databricks"
+    sqlite = "sqlite"
+    spark = "spark"
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+@query_app.callback()
+def query_group() -> None:
+    """Run a query directly on a data source: no model involved, same limits and checks as the agent.
+
+    Exit codes: 0 ok; 2 refused or invalid; 1 failed while running.
+    On a refusal or failure the command prints {"error": {"code": …, "message": …}} on stdout.
+    """
+
+
+@data_app.callback()
+def data_group() -> None:
+    """Local data: build the sample sales lakehouse that the zero-config agent answers from."""
+
+
+# --- loom query sql ---------------------------------------------------------------------------
+
+
+@query_app.command("sql")
+def sql_command(
+    query: Annotated[
+        str | None,
+        typer.Argument(help="The SQL query. Omit it, or pass '-', to read the query from stdin."),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            "-s",
+            help="A source name from the sources file, or a path: a .duckdb or "
+            ".sqlite file, or a folder whose Delta folders, *.parquet and *.csv files become tables "
+            "(subfolders such as bronze/silver/gold become schemas). Default: the configured default "
+            "source (the sample lakehouse).",
+        ),
+    ] = None,
+    dialect: Annotated[
+        Dialect | None,
+        typer.Option(
+            help="Dialect the query is written in; it is translated to DuckDB. Default: the source's."
+        ),
+    ] = None,
+    max_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--max-rows",
+            min=1,
+            help="Return at most N rows; more sets `truncated`. Default: LOOM_QUERY_MAX_ROWS.",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            help="Stop the query after S seconds (exit 1, code `timeout`). Default: LOOM_QUERY_TIMEOUT_S.",
+        ),
+    ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            help="Answer as of this ISO time: CURRENT_DATE, NOW() & co. return it (reproducible answers)."
+        ),
+    ] = None,
+    output: Annotated[
+        OutputFormat,
+        typer.Option("--format", "-f", help="table (for people), json (the ResultSet) or csv."),
+    ] = OutputFormat.table,
+    batch: Annotated[
+        Path | None,
+        typer.Option(
+            help='Run every {"id", "query"} line of this JSONL file (or - for stdin); writes one JSON '
+            'line per input: {"id", "result"} or {"id", "error"}. Exit code: the worst line\'s.',
+        ),
+    ] = None,
+) -> None:
+    """Run one read-only SQL query (or a --batch of them) and print the rows.
+
+    Only one SELECT / WITH … SELECT / UNION / VALUES statement may run.
+    Writes, management commands and functions that reach files or the network are refused.
+    Exit codes: 0 ok; exit 2 refused or invalid; exit 1 failed while running (error, timeout).
+    On exit 1 or 2, stdout has {"error": {"code": …, "message": …}}.
+
+    Examples:
+
+      loom query sql "SELECT * FROM gold.dim_store"
+
+      loom query sql --dialect tsql --format json "SELECT TOP 3 name FROM gold.dim_product"
+
+      loom query sql --source ./shop.sqlite --batch questions.jsonl
+    """
+    settings = _settings(None)
+    try:
+        engine = DuckDBEngine(_resolve_source(source or settings.default_source, settings))
+        pinned = _parse_now(now)
+    except QueryError as e:
+        _fail(e)
+    limits = {
+        "max_rows": max_rows or settings.query_max_rows,
+        "timeout_s": timeout or settings.query_timeout_s,
+    }
+    try:
+        if batch is not None:
+            raise typer.Exit(_run_batch(engine, _read_lines(batch), dialect, pinned, limits))
+        result = _execute(engine, _read_query(query), dialect, pinned, limits)
+    except QueryError as e:
+        _fail(e)
+    finally:
+        engine.close()
+    _print_result(result, output)
+
+
+def _settings(home: Path | None) -> Settings:
+    # Passed as a mapping: mypy without the pydantic plugin takes every field for a required argument.
+    overrides: dict[str, Any] = {"home": home} if home else {}
+    return Settings(**overrides)
+
+
+def _resolve_source(ref: str, settings: Settings) -> Source:
+    """A configured source by name, else a path on disk."""
+    sources = load_sources(settings)
+    if ref in sources:
+        return sources[ref]
+    path = Path(ref).expanduser()
+    if path.exists():
+        return Source(name=path.stem or "source", location=str(path.resolve()))
+    known = ", ".join(sorted(sources)) or "none"
+    raise QueryError(
+        "unknown_source", f"{ref!r} is neither a configured source (known: {known}) nor an existing path."
+    )
+
+
+def _parse_now(value: str | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError as e:
+        raise QueryError("invalid_argument", f"--now {value!r} is not an ISO date or time: {e}") from e
+
+
+def _read_query(query: str | None) -> str:
+    text = sys.stdin.read() if query in (None, "-") else query
+    if not text or not text.strip():
+        raise QueryError("invalid_argument", "No query given: pass it as an argument or on stdin.")
+    return text
+
+
+def _execute(
+    engine: DuckDBEngine, query: str, dialect: Dialect | None, now: dt.datetime | None, limits: dict[str, Any]
+) -> ResultSet:
+    return engine.execute(
+        query,
+        max_rows=limits["max_rows"],
+        timeout_s=limits["timeout_s"],
+        now=now,
+        dialect=dialect.value if dialect else None,
+    )
+
+
+def _exit_code(error: QueryError) -> int:
+    return EXIT_FAILED if error.code in FAILURE_CODES else EXIT_REFUSED
+
+
+def _fail(error: QueryError) -> NoReturn:
+    typer.echo(json.dumps(error.to_json()))
+    raise typer.Exit(_exit_code(error))
+
+
+# --- batch ------------------------------------------------------------------------------------
+
+
+def _read_lines(batch: Path) -> Iterator[str]:
+    if str(batch) == "-":
+        yield from sys.stdin
+        return
+    try:
+        with batch.open(encoding="utf-8") as lines:
+            yield from lines
+    except OSError as e:
+        raise QueryError("invalid_argument", f"Cannot read the batch file {batch}: {e}") from e
+
+
+def _run_batch(
+    engine: DuckDBEngine,
+    lines: Iterable[str],
+    dialect: Dialect | None,
+    now: dt.datetime | None,
+    limits: dict[str, Any],
+) -> int:
+    """One JSON line out per line in; returns the worst exit code among the lines."""
+    worst = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        item_id: Any = number
+        try:
+            item_id, query = _batch_item(line, number)
+            out = {"id": item_id, "result": _execute(engine, query, dialect, now, limits).model_dump()}
+        except QueryError as e:
+            out = {"id": item_id, **e.to_json()}
+            worst = max(worst, _exit_code(e))
+        typer.echo(json.dumps(out))
+    return worst
+
+
+def _batch_item(line: str, number: int) -> tuple[Any, str]:
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise QueryError("invalid_batch_line", f"line {number} is not JSON: {e}") from e
+    if not isinstance(item, dict) or not isinstance(item.get("query"), str):
+        raise QueryError("invalid_batch_line", f'line {number} needs a string "query" field')
+    return item.get("id", number), item["query"]
+
+
+# --- output -----------------------------------------------------------------------------------
+
+
+def _print_result(result: ResultSet, output: OutputFormat) -> None:
+    if output is OutputFormat.json:
+        typer.echo(result.model_dump_json())
+    elif output is OutputFormat.csv:
+        _print_csv(result)
+    else:
+        Console().print(_rich_table(result))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def _print_csv(result: ResultSet) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow([c.name for c in result.columns])
+    writer.writerows([[_cell(v) for v in row] for row in result.rows])
+
+
+def _rich_table(result: ResultSet) -> Table:
+    more = f" (truncated at {result.row_count})" if result.truncated else ""
+    table = Table(
+        caption=f"{result.row_count} rows{more} · {result.elapsed_ms:.1f} ms", caption_justify="left"
+    )
+    for column in result.columns:
+        numeric = column.type in {"integer", "float", "decimal"}
+        table.add_column(f"{column.name}\n[dim]{column.type}[/dim]", justify="right" if numeric else "left")
+    for row in result.rows:
+        table.add_row(*(_cell(v) if v is not None else "[dim]null[/dim]" for v in row))
+    return table
+
+
+# --- loom data seed ---------------------------------------------------------------------------
+
+
+@data_app.command("seed")
+def seed_command(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="State folder; the lakehouse goes in HOME/lakehouse. Default: $LOOM_HOME or ./.loom.",
+        ),
+    ] = None,
+    orders: Annotated[
+        int, typer.Option(min=1, help="How many orders to generate (about 1.8 lines each).")
+    ] = 20000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed always gives the same tables.")] = 7,
+    force: Annotated[
+        bool, typer.Option("--force", help="Seed again even if the lakehouse exists (replaces it).")
+    ] = False,
+) -> None:
+    """Build the sample sales lakehouse: two years (2024–2025) of US retail orders as Delta tables.
+
+    bronze.orders: order lines as they arrive (all text, some of it messy).
+    silver.orders: the same lines cleaned, typed and de-duplicated.
+    gold: a star schema, fact_sales with dim_date, dim_customer, dim_product and dim_store.
+    Generated locally and deterministically: nothing is downloaded.
+    """
+    settings = _settings(home)
+    root = settings.lakehouse_dir
+    if is_seeded(root) and not force:
+        typer.echo(
+            f"The sample lakehouse already exists at {root}; nothing done (use --force to rebuild it)."
+        )
+        return
+    report = _seed_with_progress(root, seed=seed, orders=orders)
+    Console().print(_seed_table(report))
+
+
+def _seed_with_progress(root: Path, *, seed: int, orders: int) -> SeedReport:
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("seeding", total=None)
+
+        def advance(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        return seed_lakehouse(root, seed=seed, orders=orders, progress=advance)
+
+
+def _seed_table(report: SeedReport) -> Table:
+    what = f"seed {report.seed}, {report.orders} orders"
+    table = Table(title=f"Seeded {report.root} ({what}) in {report.elapsed_s:.1f} s", title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("path")
+    for t in report.tables:
+        table.add_row(f"{t.layer}.{t.name}", f"{t.rows:,}", str(t.path))
+    return table

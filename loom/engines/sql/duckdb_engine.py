@@ -1,0 +1,423 @@
+"""The embedded SQL engine: DuckDB over a local source (a folder of tables, a .duckdb or a .sqlite file).
+
+Setup copies every table into one in-memory DuckDB database (a `.duckdb` file is opened read-only
+instead). Copying is deliberate: objects *registered* on a DuckDB connection (Arrow datasets, which
+is how Delta tables arrive) are invisible to that connection's cursors, and a cursor per call is
+what lets calls run in parallel and be interrupted one by one. The embedded engine serves local
+lakehouses; large data is the Azure backends' job.
+
+After setup, external access and extension loading are switched off and the configuration is
+locked. That is defence in depth: the validator (parsing) is what keeps queries read-only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+import time
+from contextlib import suppress
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from deltalake import DeltaTable
+from sqlglot import exp
+
+from loom.engines.contracts import (
+    Catalog,
+    Column,
+    ColumnInfo,
+    Problem,
+    QueryError,
+    ResultSet,
+    TableInfo,
+    json_safe,
+)
+from loom.engines.sources import Source
+from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
+
+SAMPLE_VALUES = 5
+LOW_CARDINALITY = 25  # text columns with at most this many distinct values get sample values
+INTERRUPT_RETRY_S = 0.05
+
+# Settings fixed at connect time: nothing may be downloaded or loaded behind our back.
+CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+TABLE_FILE_SUFFIXES = (".parquet", ".csv")
+
+_TYPE_NAMES = {
+    "string": ("VARCHAR", "CHAR", "BPCHAR", "TEXT", "STRING", "UUID", "ENUM", "BIT"),
+    "integer": ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                "UINTEGER", "UBIGINT", "UHUGEINT", "INT", "INT1", "INT2", "INT4", "INT8"),
+    "float": ("FLOAT", "DOUBLE", "REAL", "FLOAT4", "FLOAT8"),
+    "decimal": ("DECIMAL", "NUMERIC"),
+    "boolean": ("BOOLEAN", "BOOL"),
+    "date": ("DATE",),
+    "timestamp": ("TIMESTAMP", "DATETIME", "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S",
+                  "TIMESTAMP_MS", "TIMESTAMP_NS"),
+    "time": ("TIME", "TIMETZ", "TIME WITH TIME ZONE"),
+    "interval": ("INTERVAL",),
+    "binary": ("BLOB", "BYTEA", "VARBINARY"),
+    "struct": ("STRUCT", "UNION"),
+    "map": ("MAP",),
+    "json": ("JSON",),
+}  # fmt: skip
+SIMPLE_TYPES = {db_type: simple for simple, names in _TYPE_NAMES.items() for db_type in names}
+
+
+def simple_type(db_type: object) -> str:
+    """`DECIMAL(12,2)` → `decimal`, `INTEGER[]` → `list`: the names ResultSet and Catalog use."""
+    text = str(db_type).strip().upper()
+    if text.endswith("]"):
+        return "list"
+    return SIMPLE_TYPES.get(text.split("(", 1)[0].strip(), text.lower())
+
+
+class DuckDBEngine:
+    """SQL over one local source. Thread-safe: each call runs on its own cursor."""
+
+    name = "duckdb"
+    dialect = "duckdb"
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self._setup_lock = threading.Lock()
+        self._catalog_lock = threading.Lock()
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._tables: Catalog | None = None  # names only, for validation
+        self._descriptions: dict[str, str] = {}
+        self._catalog: Catalog | None = None
+
+    # --- Engine protocol ------------------------------------------------------------------------
+
+    def execute(
+        self,
+        query: str,
+        *,
+        max_rows: int,
+        timeout_s: float,
+        now: dt.datetime | None = None,
+        dialect: str | None = None,
+    ) -> ResultSet:
+        """Validate, then run with a row cap and a time limit. `dialect` defaults to the source's."""
+        sql = self._prepare(query, dialect or self.source.dialect, max_rows, now)
+        started = time.perf_counter()
+        description, rows = self._run(sql, max_rows + 1, timeout_s)
+        return ResultSet(
+            columns=[Column(name=d[0], type=simple_type(d[1])) for d in description],
+            rows=[[json_safe(v) for v in row] for row in rows[:max_rows]],
+            row_count=min(len(rows), max_rows),
+            truncated=len(rows) > max_rows,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+            engine=self.name,
+            query=sql,
+        )
+
+    def validate(self, query: str, dialect: str | None = None) -> list[Problem]:
+        try:
+            self._prepare(query, dialect or self.source.dialect, 1, None)
+        except QueryError as e:
+            return e.problems
+        return []
+
+    def catalog(self) -> Catalog:
+        """Tables, columns, types, row counts and sample values; computed once, then cached."""
+        with self._catalog_lock:
+            if self._catalog is None:
+                self._catalog = _build_catalog(self._connection(), self._descriptions)
+            return self._catalog
+
+    def close(self) -> None:
+        with self._setup_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # --- steps ----------------------------------------------------------------------------------
+
+    def _prepare(self, query: str, dialect: str, max_rows: int, now: dt.datetime | None) -> str:
+        """The DuckDB SQL that will run: generated from the validated tree, never the raw text."""
+        tables = self._table_names()
+        expr = parse_read_only(query, dialect, tables)
+        if dialect != "duckdb":
+            # Check the translation too: what DuckDB receives is what must be read-only.
+            expr = parse_read_only(expr.sql(dialect="duckdb"), "duckdb", tables)
+        if now is not None:
+            expr = pin_now(expr, now)
+        capped: exp.Expr = apply_row_cap(expr, max_rows)
+        return capped.sql(dialect="duckdb")
+
+    def _run(self, sql: str, fetch: int, timeout_s: float) -> tuple[list[Any], list[tuple[Any, ...]]]:
+        cursor = self._cursor()
+        try:
+            with _Watchdog(cursor, timeout_s) as watchdog:
+                try:
+                    cursor.execute(sql)
+                    return list(cursor.description or []), cursor.fetchmany(fetch)
+                except duckdb.Error as e:
+                    if watchdog.fired or isinstance(e, duckdb.InterruptException):
+                        raise _timeout(timeout_s) from e
+                    raise QueryError("execution_error", str(e)) from e
+        finally:
+            cursor.close()
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        with self._setup_lock:
+            if self._conn is None:
+                self._conn, self._descriptions = _open(self.source)
+                self._tables = _table_names(self._conn)
+            return self._conn
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        self._connection()
+        with self._setup_lock:  # creating a cursor touches the parent connection; close() may race
+            if self._conn is None:
+                raise QueryError("source_unavailable", f"The engine for {self.source.name!r} was closed.")
+            return self._conn.cursor()
+
+    def _table_names(self) -> Catalog:
+        self._connection()
+        assert self._tables is not None
+        return self._tables
+
+
+class _Watchdog:
+    """Interrupts the cursor when time is up, and again every few ms until the call returns: one
+    interrupt that lands between two steps of the driver could otherwise be lost."""
+
+    def __init__(self, cursor: duckdb.DuckDBPyConnection, timeout_s: float) -> None:
+        self._cursor = cursor
+        self._timeout_s = timeout_s
+        self._done = threading.Event()
+        self.fired = False
+
+    def __enter__(self) -> _Watchdog:
+        threading.Thread(target=self._watch, name="duckdb-watchdog", daemon=True).start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        if self._done.wait(self._timeout_s):
+            return
+        self.fired = True
+        while not self._done.is_set():
+            with suppress(duckdb.Error):  # the cursor may close under us; then there is nothing to stop
+                self._cursor.interrupt()
+            self._done.wait(INTERRUPT_RETRY_S)
+
+
+def _timeout(timeout_s: float) -> QueryError:
+    return QueryError(
+        "timeout",
+        f"The query was stopped after the {timeout_s:g} s time limit. Make it cheaper: filter earlier, "
+        "aggregate before joining, or avoid cross joins.",
+    )
+
+
+# --- opening a source ---------------------------------------------------------------------------
+
+
+def _open(source: Source) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+    location = Path(source.location).expanduser()
+    if not location.exists():
+        raise QueryError(
+            "source_unavailable",
+            f"The source {source.name!r} has no data at {location}. "
+            "(For the sample lakehouse, run `loom data seed` first.)",
+        )
+    try:
+        conn, descriptions = _load(location)
+    except (duckdb.Error, OSError, sqlite3.Error, pa.ArrowException) as e:
+        raise QueryError("source_unavailable", f"Could not open the source {source.name!r}: {e}") from e
+    conn.execute("SET enable_external_access = false")
+    conn.execute("SET lock_configuration = true")
+    return conn, descriptions
+
+
+def _load(location: Path) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+    suffix = location.suffix.lower()
+    if location.is_file() and suffix == ".duckdb":
+        return duckdb.connect(str(location), read_only=True, config=CONNECT_CONFIG), {}
+    conn = duckdb.connect(":memory:", config=CONNECT_CONFIG)
+    if location.is_file() and suffix in SQLITE_SUFFIXES:
+        _load_sqlite(conn, location)
+        return conn, {}
+    if location.is_dir():
+        return conn, _load_folder(conn, location)
+    conn.close()
+    raise QueryError(
+        "source_unavailable",
+        f"{location} is not a SQL source: use a .duckdb or .sqlite file, or a folder of Delta, "
+        "Parquet and CSV tables.",
+    )
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _table_name(path: Path) -> str:
+    stem = path.name if path.is_dir() else path.stem
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in stem).strip("_") or "table"
+
+
+def _is_table(path: Path) -> bool:
+    if path.is_dir():
+        return (path / "_delta_log").is_dir()
+    return path.suffix.lower() in TABLE_FILE_SUFFIXES
+
+
+def _visible(folder: Path) -> list[Path]:
+    return [p for p in sorted(folder.iterdir()) if not p.name.startswith((".", "_"))]
+
+
+def _load_folder(conn: duckdb.DuckDBPyConnection, root: Path) -> dict[str, str]:
+    """Top-level tables go to `main`; a subfolder of tables (bronze, silver, gold…) is a schema."""
+    descriptions: dict[str, str] = {}
+    for path in _visible(root):
+        if _is_table(path):
+            descriptions |= _load_table(conn, "main", path)
+        elif path.is_dir():
+            tables = [p for p in _visible(path) if _is_table(p)]
+            if tables:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(_table_name(path))}")
+            for table in tables:
+                descriptions |= _load_table(conn, _table_name(path), table)
+    return descriptions
+
+
+def _load_table(conn: duckdb.DuckDBPyConnection, schema: str, path: Path) -> dict[str, str]:
+    name = _table_name(path)
+    target = f"{_quote(schema)}.{_quote(name)}"
+    qualified = name if schema == "main" else f"{schema}.{name}"
+    if path.is_dir():
+        table = DeltaTable(str(path))
+        _copy_arrow(conn, target, table.to_pyarrow_dataset())
+        description = table.metadata().description or ""
+        return {qualified: description} if description else {}
+    reader = "read_parquet" if path.suffix.lower() == ".parquet" else "read_csv"
+    conn.execute(f"CREATE TABLE {target} AS SELECT * FROM {reader}(?)", [str(path)])
+    return {}
+
+
+def _copy_arrow(conn: duckdb.DuckDBPyConnection, target: str, data: Any) -> None:
+    conn.register("_loom_load", data)
+    try:
+        conn.execute(f"CREATE TABLE {target} AS SELECT * FROM _loom_load")
+    finally:
+        conn.unregister("_loom_load")
+
+
+def _load_sqlite(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Through Python's sqlite3: DuckDB's sqlite extension would have to be downloaded."""
+    src = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    src.text_factory = lambda b: b.decode("utf-8", "replace")  # real-world files hold stray bytes
+    try:
+        names = [
+            row[0]
+            for row in src.execute(
+                "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        for name in names:
+            _copy_arrow(conn, f"main.{_quote(name)}", _sqlite_table(src, name))
+    finally:
+        src.close()
+
+
+def _sqlite_table(src: sqlite3.Connection, name: str) -> pa.Table:
+    cursor = src.execute(f"SELECT * FROM {_quote(name)}")
+    columns = [d[0] for d in cursor.description]
+    values = list(zip(*cursor.fetchall(), strict=False)) or [() for _ in columns]
+    return pa.table({c: _arrow_column(list(v)) for c, v in zip(columns, values, strict=True)})
+
+
+def _arrow_column(values: list[Any]) -> pa.Array:
+    """SQLite columns may mix types; a column Arrow cannot type as one becomes text."""
+    if not values:
+        return pa.array([], type=pa.string())
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+# --- catalog ------------------------------------------------------------------------------------
+
+_TABLES_SQL = """
+SELECT schema_name, table_name, comment FROM duckdb_tables()
+WHERE database_name = current_database() AND NOT internal
+UNION ALL
+SELECT schema_name, view_name, comment FROM duckdb_views()
+WHERE database_name = current_database() AND NOT internal
+ORDER BY schema_name <> 'main', schema_name, table_name
+"""
+
+_COLUMNS_SQL = """
+SELECT column_name, data_type, comment FROM duckdb_columns()
+WHERE database_name = current_database() AND schema_name = ? AND table_name = ?
+ORDER BY column_index
+"""
+
+
+def _qualified(schema: str, table: str) -> str:
+    return table if schema == "main" else f"{schema}.{table}"
+
+
+def _table_names(conn: duckdb.DuckDBPyConnection) -> Catalog:
+    rows = conn.execute(_TABLES_SQL).fetchall()
+    return Catalog(tables=[TableInfo(name=_qualified(s, t), columns=[]) for s, t, _ in rows])
+
+
+def _build_catalog(conn: duckdb.DuckDBPyConnection, descriptions: dict[str, str]) -> Catalog:
+    cursor = conn.cursor()
+    try:
+        tables = []
+        for schema, table, comment in cursor.execute(_TABLES_SQL).fetchall():
+            name = _qualified(schema, table)
+            info = _table_info(cursor, schema, table, name)
+            info.description = descriptions.get(name) or comment or ""
+            tables.append(info)
+        return Catalog(tables=tables)
+    finally:
+        cursor.close()
+
+
+def _table_info(cursor: duckdb.DuckDBPyConnection, schema: str, table: str, name: str) -> TableInfo:
+    columns = [
+        ColumnInfo(name=c, type=simple_type(t), description=comment or "")
+        for c, t, comment in cursor.execute(_COLUMNS_SQL, [schema, table]).fetchall()
+    ]
+    target = f"{_quote(schema)}.{_quote(table)}"
+    count = cursor.execute(f"SELECT count(*) FROM {target}").fetchone()
+    _add_samples(cursor, target, [c for c in columns if c.type == "string"])
+    return TableInfo(name=name, columns=columns, row_count=int(count[0]) if count else None)
+
+
+def _add_samples(cursor: duckdb.DuckDBPyConnection, target: str, text_columns: list[ColumnInfo]) -> None:
+    """Most frequent values of low-cardinality text columns: they tell a model how data is spelled."""
+    if not text_columns:
+        return
+    distincts = ", ".join(f"approx_count_distinct({_quote(c.name)})" for c in text_columns)
+    counts = cursor.execute(f"SELECT {distincts} FROM {target}").fetchone() or ()
+    for column, distinct in zip(text_columns, counts, strict=True):
+        if distinct is None or distinct > LOW_CARDINALITY:
+            continue
+        col = _quote(column.name)
+        rows = cursor.execute(
+            f"SELECT {col} FROM {target} WHERE {col} IS NOT NULL GROUP BY {col} "
+            f"ORDER BY count(*) DESC, {col} LIMIT {SAMPLE_VALUES}"
+        ).fetchall()
+        column.sample_values = [json_safe(r[0]) for r in rows]

@@ -1,0 +1,285 @@
+"""Conversation memory on SQLite (WAL): the embedded, zero-config ConversationStore.
+
+Every query is filtered by the principal's tenant AND user, so another principal's conversation is
+indistinguishable from a missing one. Blocking sqlite3 work runs in worker threads; each thread has
+its own connection (WAL lets readers run beside the one writer, `busy_timeout` queues writers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from loom.agent.model import ChatMessage
+from loom.agent.store import Conversation, StoredMessage
+from loom.identity import Principal
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 10_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    title TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_owner ON conversations (tenant_id, user_id, updated_at);
+CREATE TABLE IF NOT EXISTS messages (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    tenant_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    tool_calls TEXT NOT NULL DEFAULT '[]',
+    tool_call_id TEXT,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_order ON messages (conversation_id, seq);
+"""
+
+_OWNED = "id = ? AND tenant_id = ? AND user_id = ?"
+
+
+class ConversationIdConflict(ValueError):
+    """A caller-chosen conversation id is already taken by someone else; it is neither shown nor reused."""
+
+
+class ConversationNotFound(LookupError):
+    """Appending to a conversation that does not exist for this principal."""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        user_id=row["user_id"],
+        title=row["title"],
+        created_at=dt.datetime.fromisoformat(row["created_at"]),
+        updated_at=dt.datetime.fromisoformat(row["updated_at"]),
+    )
+
+
+def _message(row: sqlite3.Row) -> StoredMessage:
+    return StoredMessage(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        seq=row["seq"],
+        role=row["role"],
+        content=row["content"],
+        tool_calls=json.loads(row["tool_calls"]),
+        tool_call_id=row["tool_call_id"],
+        metadata=json.loads(row["metadata"]),
+        created_at=dt.datetime.fromisoformat(row["created_at"]),
+    )
+
+
+def _message_row(
+    conversation_id: str, principal: Principal, seq: int, message: ChatMessage, metadata: dict[str, Any]
+) -> tuple[Any, ...]:
+    calls = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls]
+    # default=str: tool metadata may carry dates or decimals; losing a turn over that would be worse.
+    return (
+        uuid.uuid4().hex,
+        conversation_id,
+        principal.tenant_id,
+        seq,
+        message.role,
+        message.content,
+        json.dumps(calls),
+        message.tool_call_id,
+        json.dumps(metadata, default=str),
+        _now(),
+    )
+
+
+class SqliteConversationStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._migrate()
+
+    # --- connections ---------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise RuntimeError("the conversation store is closed")
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        # Autocommit mode: transactions are opened explicitly, so their extent is visible in the code.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self._local.conn = conn
+        with self._lock:
+            self._connections.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; IMMEDIATE takes the write lock up front so seq reads cannot race."""
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    def _migrate(self) -> None:
+        with self._write() as tx:
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                tx.execute(statement)
+            if tx.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
+                tx.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    # --- ConversationStore ---------------------------------------------------------------------
+
+    async def create_conversation(
+        self, principal: Principal, title: str, conversation_id: str | None = None
+    ) -> Conversation:
+        return await self._run(self._create, principal, title, conversation_id or uuid.uuid4().hex)
+
+    def _create(self, principal: Principal, title: str, conversation_id: str) -> Conversation:
+        with self._write() as tx:
+            row = tx.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            if row is not None:
+                if (row["tenant_id"], row["user_id"]) != (principal.tenant_id, principal.user_id):
+                    raise ConversationIdConflict(f"conversation id {conversation_id!r} is already in use")
+                return _conversation(row)
+            now = _now()
+            tx.execute(
+                "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?)",
+                (conversation_id, principal.tenant_id, principal.user_id, title, now, now),
+            )
+        return self._get(principal, conversation_id)  # type: ignore[return-value]
+
+    async def get_conversation(self, principal: Principal, conversation_id: str) -> Conversation | None:
+        return await self._run(self._get, principal, conversation_id)
+
+    def _get(self, principal: Principal, conversation_id: str) -> Conversation | None:
+        row = (
+            self._connection()
+            .execute(
+                f"SELECT * FROM conversations WHERE {_OWNED}",
+                (conversation_id, principal.tenant_id, principal.user_id),
+            )
+            .fetchone()
+        )
+        return None if row is None else _conversation(row)
+
+    async def list_conversations(self, principal: Principal, limit: int = 50) -> list[Conversation]:
+        return await self._run(self._list, principal, limit)
+
+    def _list(self, principal: Principal, limit: int) -> list[Conversation]:
+        rows = self._connection().execute(
+            "SELECT * FROM conversations WHERE tenant_id = ? AND user_id = ?"
+            " ORDER BY updated_at DESC, rowid DESC LIMIT ?",
+            (principal.tenant_id, principal.user_id, limit),
+        )
+        return [_conversation(r) for r in rows]
+
+    async def delete_conversation(self, principal: Principal, conversation_id: str) -> bool:
+        return await self._run(self._delete, principal, conversation_id)
+
+    def _delete(self, principal: Principal, conversation_id: str) -> bool:
+        with self._write() as tx:
+            owned = (conversation_id, principal.tenant_id, principal.user_id)
+            if tx.execute(f"SELECT 1 FROM conversations WHERE {_OWNED}", owned).fetchone() is None:
+                return False
+            # Explicit, not only ON DELETE CASCADE: a connection opened elsewhere may lack foreign_keys.
+            tx.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
+            tx.execute(f"DELETE FROM conversations WHERE {_OWNED}", owned)
+        return True
+
+    async def append_messages(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        messages: list[ChatMessage],
+        metadata: list[dict[str, Any]] | None = None,
+    ) -> list[StoredMessage]:
+        """Append in one transaction: all of them are stored, or none."""
+        if metadata is not None and len(metadata) != len(messages):
+            raise ValueError(f"{len(messages)} messages but {len(metadata)} metadata entries")
+        return await self._run(self._append, principal, conversation_id, messages, metadata)
+
+    def _append(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        messages: list[ChatMessage],
+        metadata: list[dict[str, Any]] | None,
+    ) -> list[StoredMessage]:
+        metas = metadata or [{} for _ in messages]
+        with self._write() as tx:
+            owned = (conversation_id, principal.tenant_id, principal.user_id)
+            if tx.execute(f"SELECT 1 FROM conversations WHERE {_OWNED}", owned).fetchone() is None:
+                raise ConversationNotFound(f"no conversation {conversation_id!r} for this user")
+            last = tx.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()[0]
+            rows = [
+                _message_row(conversation_id, principal, last + i, m, meta)
+                for i, (m, meta) in enumerate(zip(messages, metas, strict=True), start=1)
+            ]
+            tx.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            tx.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))
+            stored = tx.execute(
+                "SELECT * FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq",
+                (conversation_id, last),
+            ).fetchall()
+        return [_message(r) for r in stored]
+
+    async def messages(self, principal: Principal, conversation_id: str) -> list[StoredMessage]:
+        return await self._run(self._messages, principal, conversation_id)
+
+    def _messages(self, principal: Principal, conversation_id: str) -> list[StoredMessage]:
+        rows = self._connection().execute(
+            "SELECT m.* FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+            " WHERE c.id = ? AND c.tenant_id = ? AND c.user_id = ? AND m.tenant_id = c.tenant_id"
+            " ORDER BY m.seq",
+            (conversation_id, principal.tenant_id, principal.user_id),
+        )
+        return [_message(r) for r in rows]
+
+    async def ping(self) -> None:
+        """Raises when the database cannot be read (the readiness probe)."""
+        await self._run(lambda: self._connection().execute("SELECT 1 FROM schema_version").fetchone())
+
+    async def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()

@@ -1,0 +1,139 @@
+"""The HTTP API: chat over SSE, conversations, health; every error as `{"error": {"code", "message"}}`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from loom.agent.runner import TurnRunner
+from loom.agent.settings import Settings
+from loom.agent.store import ConversationStore
+from loom.api.auth import EntraVerifier, JwksProvider, check_auth_config
+from loom.api.routes import chat, conversations, health
+from loom.api.schemas import ErrorBody, ErrorDetail
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Ask questions about your data; an agent answers by querying it with governed tools.
+
+`POST /v1/chat` streams [AG-UI](https://docs.ag-ui.com) events as Server-Sent Events. Every request
+is made as a principal (tenant, user, roles) taken from an Entra ID bearer token, or the fixed dev
+principal when the server runs in dev mode on loopback. Errors are `{"error": {"code", "message"}}`.
+"""
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    503: "not_ready",
+}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = getattr(exc, "code", None) or _STATUS_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), exc.headers)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    if error.get("type") == "json_invalid":
+        reason = error.get("ctx", {}).get("error", "JSON decode error")
+        return f"the request body is not valid JSON: {reason} (at position {error['loc'][-1]})"
+    loc = [str(part) for part in error.get("loc", ()) if part != "body"]
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if not loc and error.get("type") == "missing":
+        return "the request body is required"
+    if not loc:
+        return f"the request body must be a JSON object (Content-Type: application/json): {message}"
+    return f"{'.'.join(loc)}: {message}"
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    return "; ".join(_describe(e) for e in errors) or "the request is not valid"
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    code = "invalid_json" if any(e.get("type") == "json_invalid" for e in errors) else "invalid_request"
+    return error_response(422, code, validation_message(errors))
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "the server failed to answer; see its log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open what was not injected: the SQLite store, then the runner over it; close what we opened."""
+    settings: Settings = app.state.settings
+    opened = None
+    if app.state.store is None:
+        from loom.agent.sqlite_store import SqliteConversationStore
+
+        settings.database_path.parent.mkdir(parents=True, exist_ok=True)
+        opened = await asyncio.to_thread(SqliteConversationStore, settings.database_path)
+        app.state.store = opened
+    built = app.state.runner is None
+    if built:
+        # Imported here: the agent (model clients, engines) loads only when the app really starts.
+        from loom.agent.service import build_runner
+
+        app.state.runner = build_runner(settings, app.state.store)
+    try:
+        yield
+    finally:
+        if built:
+            app.state.runner = None
+        if opened is not None:
+            app.state.store = None
+            await opened.close()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: ConversationStore | None = None,
+    runner: TurnRunner | None = None,
+    jwks: JwksProvider | None = None,
+) -> FastAPI:
+    """The API app. Injected store/runner are used as given (and not closed); missing ones are built
+    at startup. `jwks` replaces the Entra key fetcher (tests, air-gapped key sets)."""
+    settings = settings or Settings()
+    check_auth_config(settings)
+    app = FastAPI(title="Loom Data Agents", description=DESCRIPTION, version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.store = store
+    app.state.runner = runner
+    app.state.verifier = EntraVerifier(settings, jwks) if settings.auth_mode == "entra" else None
+    install_error_handlers(app)
+    for module in (chat, conversations, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,240 @@
+"""Who is calling: the Principal of a request, in dev mode (fixed) or from an Entra ID access token.
+
+Entra tokens are verified locally: RS256 signature against the tenant's published keys (JWKS),
+issuer for the configured cloud, audience, expiry, and an allow-list of tenants. Every failure is a
+401 naming the reason, so a misconfigured client can tell what to fix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import jwt
+from fastapi import Request
+from jwt import PyJWK, PyJWKClient
+
+from loom.agent.settings import LOGIN_AUTHORITY, AzureCloud, Settings
+from loom.api.schemas import ApiError
+from loom.identity import DEV_PRINCIPAL, Principal
+
+ALGORITHMS = ["RS256"]
+LEEWAY_S = 60  # clock skew between Entra and this host
+REALM = 'Bearer realm="loom"'
+
+
+# --- configuration checks (at startup) ---------------------------------------------------------
+
+
+class AuthConfigError(RuntimeError):
+    """The server's auth settings are unsafe or incomplete; it must not start."""
+
+
+class UnsafeBindError(AuthConfigError):
+    """Dev mode (no authentication) on an address other machines can reach."""
+
+
+def is_loopback(host: str) -> bool:
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(settings: Settings, host: str) -> None:
+    """Refuse to serve without authentication anywhere but on loopback."""
+    if settings.auth_mode == "dev" and not is_loopback(host):
+        raise UnsafeBindError(
+            f"auth_mode is 'dev' (no authentication, everyone is {DEV_PRINCIPAL.user_id}); it may only bind "
+            f"127.0.0.1, ::1 or localhost, not {host!r}. Set LOOM_AUTH_MODE=entra to serve on {host}."
+        )
+
+
+def check_auth_config(settings: Settings) -> None:
+    if settings.auth_mode == "entra" and not (settings.entra_tenant_id and settings.entra_audience):
+        raise AuthConfigError("auth_mode 'entra' needs LOOM_ENTRA_TENANT_ID and LOOM_ENTRA_AUDIENCE")
+
+
+# --- signing keys ------------------------------------------------------------------------------
+
+
+class UnknownSigningKey(Exception):
+    """The token names a key id the tenant does not publish (even after a refresh)."""
+
+
+class JwksUnavailable(Exception):
+    """The tenant's key set could not be fetched."""
+
+
+class JwksProvider(Protocol):
+    async def signing_key(self, tenant_id: str, kid: str) -> PyJWK:
+        """The tenant's public key with this id; raises UnknownSigningKey or JwksUnavailable."""
+        ...
+
+
+class EntraJwksProvider:
+    """Keys from `{authority}/{tenant}/discovery/v2.0/keys`, cached; an unknown kid triggers one refresh
+    (rate-limited by PyJWKClient's cooldown, so forged kids cannot make us hammer Entra)."""
+
+    def __init__(
+        self,
+        authority: str,
+        *,
+        timeout_s: float = 5.0,
+        lifespan_s: float = 3600.0,
+        refresh_cooldown_s: float = 30.0,
+    ) -> None:
+        self.authority = authority.rstrip("/")
+        self.timeout_s = timeout_s
+        self.lifespan_s = lifespan_s
+        self.refresh_cooldown_s = refresh_cooldown_s
+        self._clients: dict[str, PyJWKClient] = {}
+
+    def _client(self, tenant_id: str) -> PyJWKClient:
+        if tenant_id not in self._clients:
+            uri = f"{self.authority}/{tenant_id}/discovery/v2.0/keys"
+            self._clients[tenant_id] = PyJWKClient(
+                uri,
+                lifespan=self.lifespan_s,
+                timeout=self.timeout_s,
+                cooldown_duration=self.refresh_cooldown_s,
+            )
+        return self._clients[tenant_id]
+
+    async def signing_key(self, tenant_id: str, kid: str) -> PyJWK:
+        client = self._client(tenant_id)
+        try:
+            return await asyncio.to_thread(client.get_signing_key, kid)
+        except jwt.PyJWKClientConnectionError as e:
+            raise JwksUnavailable(str(e)) from e
+        except jwt.PyJWKClientError as e:
+            raise UnknownSigningKey(str(e)) from e
+
+
+# --- token verification ------------------------------------------------------------------------
+
+
+def unauthorized(code: str, message: str) -> ApiError:
+    challenge = REALM if code == "missing_token" else f'{REALM}, error="invalid_token"'
+    description = message.replace('"', "'")
+    headers = {"WWW-Authenticate": f'{challenge}, error_description="{description}"'}
+    return ApiError(401, code, message, headers=headers)
+
+
+def issuers(cloud: AzureCloud, tenant_id: str) -> set[str]:
+    """The issuers Entra writes for a tenant: v2.0 tokens name the cloud's authority; v1 tokens name
+    sts.windows.net in the public cloud, and in Azure Government either form is seen in the field."""
+    v2 = {f"{LOGIN_AUTHORITY[cloud]}/{tenant_id}/v2.0"}
+    if cloud is AzureCloud.US_GOVERNMENT:
+        return v2 | {f"{LOGIN_AUTHORITY[cloud]}/{tenant_id}/", f"https://sts.windows.net/{tenant_id}/"}
+    return v2 | {f"https://sts.windows.net/{tenant_id}/"}
+
+
+# Most specific first: PyJWT's exceptions subclass each other (InvalidSignatureError is a DecodeError).
+_DECODE_ERRORS: list[tuple[type[Exception], str, str]] = [
+    (jwt.ExpiredSignatureError, "token_expired", "the token has expired"),
+    (jwt.ImmatureSignatureError, "token_not_yet_valid", "the token is not valid yet"),
+    (jwt.InvalidAudienceError, "wrong_audience", "the token is for another audience"),
+    (jwt.InvalidIssuerError, "wrong_issuer", "the token's issuer is not this tenant's Entra ID"),
+    (jwt.InvalidSignatureError, "bad_signature", "the token's signature does not verify"),
+    (jwt.InvalidAlgorithmError, "bad_algorithm", "the token must be signed with RS256"),
+    (jwt.MissingRequiredClaimError, "missing_claim", "the token lacks a required claim"),
+]
+
+
+def _decode_error(error: jwt.PyJWTError) -> ApiError:
+    for cls, code, message in _DECODE_ERRORS:
+        if isinstance(error, cls):
+            return unauthorized(code, f"{message}: {error}" if code == "missing_claim" else message)
+    return unauthorized("malformed_token", f"the token cannot be read: {error}")
+
+
+def _unverified(token: str) -> tuple[str, str]:
+    """The key id and tenant, read before verification only to choose the key set."""
+    try:
+        header = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError as e:
+        raise unauthorized("malformed_token", f"the token cannot be read: {e}") from e
+    if header.get("alg") not in ALGORITHMS:
+        raise unauthorized("bad_algorithm", "the token must be signed with RS256")
+    kid, tid = header.get("kid"), claims.get("tid")
+    if not isinstance(kid, str) or not kid:
+        raise unauthorized("malformed_token", "the token has no key id (kid)")
+    if not isinstance(tid, str) or not tid:
+        raise unauthorized("missing_claim", "the token has no tenant id (tid)")
+    return kid, tid
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    user = claims.get("oid") or claims.get("sub")
+    if not isinstance(user, str) or not user:
+        raise unauthorized("missing_claim", "the token has no user id (oid or sub)")
+    roles = claims.get("roles") or []
+    return Principal(
+        tenant_id=claims["tid"].lower(),
+        user_id=user,
+        roles=tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else (),
+    )
+
+
+class EntraVerifier:
+    def __init__(self, settings: Settings, jwks: JwksProvider | None = None) -> None:
+        check_auth_config(settings)
+        self.cloud = settings.azure_cloud
+        self.audience = settings.entra_audience
+        self.allowed = _lower([settings.entra_tenant_id or "", *settings.entra_allowed_tenants])
+        self.jwks = jwks or EntraJwksProvider(LOGIN_AUTHORITY[settings.azure_cloud])
+
+    async def verify(self, token: str) -> Principal:
+        kid, tid = _unverified(token)
+        # Checked before any key fetch, so a token cannot make us fetch keys of an arbitrary tenant.
+        if tid.lower() not in self.allowed:
+            raise unauthorized("tenant_not_allowed", f"tenant {tid} is not allowed on this server")
+        key = await self._key(tid.lower(), kid)
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=ALGORITHMS,
+                audience=self.audience,
+                issuer=issuers(self.cloud, tid),
+                leeway=LEEWAY_S,
+                options={"require": ["exp", "iss", "aud", "tid"]},
+            )
+        except jwt.PyJWTError as e:
+            raise _decode_error(e) from e
+        return _principal(claims)
+
+    async def _key(self, tenant_id: str, kid: str) -> PyJWK:
+        try:
+            return await self.jwks.signing_key(tenant_id, kid)
+        except UnknownSigningKey as e:
+            raise unauthorized("unknown_signing_key", f"the token's key id {kid!r} is not published") from e
+        except JwksUnavailable as e:
+            raise ApiError(503, "jwks_unavailable", "cannot fetch Entra signing keys; try again") from e
+
+
+def _lower(values: Iterable[str]) -> set[str]:
+    return {v.lower() for v in values if v}
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("missing_token", "send 'Authorization: Bearer <Entra ID access token>'")
+    return token.strip()
+
+
+async def authenticate(request: Request) -> Principal:
+    """The calling Principal (a FastAPI dependency), by Settings.auth_mode."""
+    settings: Settings = request.app.state.settings
+    if settings.auth_mode == "dev":
+        return DEV_PRINCIPAL
+    verifier: EntraVerifier = request.app.state.verifier
+    return await verifier.verify(bearer_token(request))

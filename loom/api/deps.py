@@ -1,0 +1,39 @@
+"""Typed dependencies for routes: what the app keeps on `app.state`, and who is calling."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from loom.agent.runner import TurnRunner
+from loom.agent.settings import Settings
+from loom.agent.store import ConversationStore
+from loom.api.auth import authenticate
+from loom.api.schemas import ApiError
+from loom.identity import Principal
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_store(request: Request) -> ConversationStore:
+    store: ConversationStore | None = getattr(request.app.state, "store", None)
+    if store is None:
+        raise ApiError(503, "not_ready", "the conversation store is not open yet")
+    return store
+
+
+def get_runner(request: Request) -> TurnRunner:
+    runner: TurnRunner | None = getattr(request.app.state, "runner", None)
+    if runner is None:
+        raise ApiError(503, "not_ready", "the agent is not ready yet")
+    return runner
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[ConversationStore, Depends(get_store)]
+RunnerDep = Annotated[TurnRunner, Depends(get_runner)]
+PrincipalDep = Annotated[Principal, Depends(authenticate)]

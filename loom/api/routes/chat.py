@@ -1,0 +1,51 @@
+"""POST /v1/chat: one turn, streamed as AG-UI events over SSE.
+
+Everything that can be refused is checked before the stream starts, so a refusal is a plain HTTP
+error and not a half-open stream.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from loom.agent.runner import TurnRequest
+from loom.api.deps import PrincipalDep, RunnerDep, SettingsDep, StoreDep
+from loom.api.schemas import ApiError, ChatRequest, error_responses
+from loom.api.sse import EventStreamResponse, sse_response
+
+router = APIRouter(prefix="/v1", tags=["chat"])
+
+_STREAM_DOC = {
+    "description": "AG-UI events as Server-Sent Events (`data: {json}` in camelCase): RUN_STARTED, "
+    "TEXT_MESSAGE_*, TOOL_CALL_*, TOOL_CALL_RESULT, CUSTOM, then RUN_FINISHED or RUN_ERROR.",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+
+
+def check_message_size(message: str, limit: int) -> None:
+    size = len(message.encode("utf-8"))
+    if size > limit:
+        raise ApiError(
+            413,
+            "message_too_large",
+            f"the message is {size} bytes; the limit is {limit} bytes ({limit / 1024:g} KiB) of UTF-8",
+        )
+
+
+@router.post(
+    "/chat",
+    summary="Ask the agent (streams AG-UI events)",
+    status_code=200,
+    response_class=EventStreamResponse,
+    responses={200: _STREAM_DOC, **error_responses(401, 404, 413, 422)},
+)
+async def chat(
+    body: ChatRequest, principal: PrincipalDep, settings: SettingsDep, store: StoreDep, runner: RunnerDep
+) -> EventStreamResponse:
+    """Run one turn of the conversation `conversation_id` (a new one when omitted)."""
+    check_message_size(body.message, settings.max_message_bytes)
+    wanted = body.conversation_id
+    if wanted is not None and await store.get_conversation(principal, wanted) is None:
+        raise ApiError(404, "conversation_not_found", f"no conversation {wanted!r}")
+    turn = TurnRequest(conversation_id=body.conversation_id, message=body.message, sources=body.sources)
+    return sse_response(runner.run_turn(principal, turn))

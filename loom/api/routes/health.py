@@ -1,0 +1,50 @@
+"""Liveness and readiness probes (no authentication: they reveal nothing but up or down)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from loom.agent.store import ConversationStore
+from loom.api.schemas import Health, Readiness
+from loom.identity import Principal
+
+router = APIRouter(tags=["health"])
+
+PROBE_TIMEOUT_S = 2.0
+_PROBE = Principal(tenant_id="loom-readiness-probe", user_id="loom-readiness-probe")
+
+
+@router.get("/healthz", summary="Is the process alive")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+async def _probe_store(store: ConversationStore | None) -> str:
+    if store is None:
+        return "not open"
+    ping = getattr(store, "ping", None)
+    try:
+        # Stores without ping() answer a cheap query for a principal that owns nothing.
+        probe = ping() if ping is not None else store.list_conversations(_PROBE, limit=1)
+        await asyncio.wait_for(probe, PROBE_TIMEOUT_S)
+    except Exception as e:  # any failure means "not ready"; the reason goes in the body
+        return f"failed: {type(e).__name__}: {e}"
+    return "ok"
+
+
+@router.get(
+    "/readyz",
+    summary="Can the service answer (store reachable, agent built)",
+    responses={503: {"model": Readiness}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    checks = {
+        "store": await _probe_store(getattr(request.app.state, "store", None)),
+        "runner": "ok" if getattr(request.app.state, "runner", None) is not None else "not built",
+    }
+    ready = all(v == "ok" for v in checks.values())
+    body = Readiness(status="ready" if ready else "not_ready", checks=checks)
+    return JSONResponse(body.model_dump(), status_code=200 if ready else 503)

@@ -1,0 +1,125 @@
+"""Request and response models of the HTTP API, one group per resource; they are the OpenAPI docs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import HTTPException
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from loom.agent.store import Conversation, StoredMessage
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable reason, e.g. `not_found`, `token_expired`.")
+    message: str = Field(description="What went wrong, for a person to read.")
+
+
+class ErrorBody(BaseModel):
+    """Every error response has this shape, whatever the status code."""
+
+    error: ErrorDetail
+
+
+class ApiError(HTTPException):
+    """An HTTP error with a stable code; the app's handler renders it as an ErrorBody."""
+
+    def __init__(
+        self, status_code: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code=status_code, detail=message, headers=headers)
+        self.code = code
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer."""
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+# --- chat --------------------------------------------------------------------------------------
+
+
+class ChatRequest(BaseModel):
+    """One user message; the answer streams back as AG-UI events over SSE."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"message": "Number of orders per channel", "sources": ["sales"]}]},
+    )
+
+    conversation_id: str | None = Field(
+        None, description="Continue this conversation; omit to start one (its id is the run's threadId)."
+    )
+    message: str = Field(description="The user's message: not empty, at most `max_message_bytes` UTF-8 bytes")
+    sources: list[str] | None = Field(None, description="Data sources the agent may use; default: all.")
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("message must not be empty")
+        return value
+
+
+# --- conversations -----------------------------------------------------------------------------
+
+
+class ConversationOut(BaseModel):
+    """A conversation of the calling user."""
+
+    id: str
+    title: str = Field(description="Set from the first message.")
+    created_at: dt.datetime
+    updated_at: dt.datetime = Field(description="Time of the last appended message.")
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> ConversationOut:
+        return cls.model_validate(conversation.model_dump())
+
+
+class ConversationList(BaseModel):
+    conversations: list[ConversationOut] = Field(description="Newest first (by last activity).")
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    name: str = Field(description="The tool the assistant called.")
+    arguments: str = Field(description="The call's arguments as JSON text, exactly as the model wrote them.")
+
+
+class MessageOut(BaseModel):
+    """One stored message: user text, assistant text and tool calls, or a tool result."""
+
+    id: str
+    seq: int = Field(description="Position in the conversation, increasing from 1.")
+    role: str = Field(description="`user`, `assistant`, `tool` or `system`.")
+    content: str = Field(description="Text, or for `tool` messages the tool's result.")
+    tool_calls: list[ToolCallOut] = Field(default_factory=list)
+    tool_call_id: str | None = Field(None, description="For `tool` messages: the call this result answers.")
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, message: StoredMessage) -> MessageOut:
+        return cls.model_validate(message.model_dump())
+
+
+class ConversationDetail(ConversationOut):
+    """A conversation with all its messages, in order."""
+
+    messages: list[MessageOut]
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: str = Field(description="`ok` when alive.")
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="`ready` when every check passed, else `not_ready`.")
+    checks: dict[str, str] = Field(description="Each dependency and `ok` or the reason it failed.")

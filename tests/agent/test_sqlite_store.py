@@ -1,0 +1,176 @@
+"""SqliteConversationStore: isolation by tenant and user, atomic appends, order, deletion, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from loom.agent.model import ChatMessage, ToolCall
+from loom.agent.sqlite_store import ConversationIdConflict, ConversationNotFound, SqliteConversationStore
+from loom.identity import Principal
+
+ALICE = Principal(tenant_id="t1", user_id="alice", roles=("Loom.User",))
+BOB = Principal(tenant_id="t1", user_id="bob")
+ALICE_ELSEWHERE = Principal(tenant_id="t2", user_id="alice")  # same user id, other tenant
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "loom.db"
+
+
+@pytest.fixture
+async def db(db_path: Path) -> AsyncIterator[SqliteConversationStore]:
+    db_path.parent.mkdir(parents=True)
+    store = SqliteConversationStore(db_path)
+    yield store
+    await store.close()
+
+
+def user(text: str) -> ChatMessage:
+    return ChatMessage(role="user", content=text)
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+async def test_a_conversation_is_invisible_to_other_users_and_tenants(db: SqliteConversationStore) -> None:
+    conv = await db.create_conversation(ALICE, "sales by channel")
+    await db.append_messages(ALICE, conv.id, [user("orders per channel?")])
+    for other in (BOB, ALICE_ELSEWHERE):
+        assert await db.get_conversation(other, conv.id) is None
+        assert await db.messages(other, conv.id) == []
+        assert await db.list_conversations(other) == []
+        assert await db.delete_conversation(other, conv.id) is False
+        with pytest.raises(ConversationNotFound):
+            await db.append_messages(other, conv.id, [user("injected")])
+    assert [m.content for m in await db.messages(ALICE, conv.id)] == ["orders per channel?"]
+    assert (await db.get_conversation(ALICE, conv.id)) is not None
+
+
+async def test_a_taken_id_is_neither_reused_nor_shown(db: SqliteConversationStore) -> None:
+    mine = await db.create_conversation(ALICE, "mine", conversation_id="fixed-id")
+    with pytest.raises(ConversationIdConflict, match="already in use"):
+        await db.create_conversation(ALICE_ELSEWHERE, "theirs", conversation_id="fixed-id")
+    with pytest.raises(ConversationIdConflict):
+        await db.create_conversation(BOB, "theirs", conversation_id="fixed-id")
+    again = await db.create_conversation(ALICE, "ignored title", conversation_id="fixed-id")
+    assert again == mine and again.title == "mine"
+
+
+async def test_messages_round_trip_in_seq_order(db: SqliteConversationStore) -> None:
+    conv = await db.create_conversation(ALICE, "t")
+    call = ToolCall(id="call_1", name="nl2sql", arguments='{"question": "orders"}')
+    first = await db.append_messages(
+        ALICE,
+        conv.id,
+        [user("q1"), ChatMessage(role="assistant", content="", tool_calls=(call,))],
+        metadata=[{}, {"model": "fake"}],
+    )
+    second = await db.append_messages(
+        ALICE, conv.id, [ChatMessage(role="tool", content='{"rows": []}', tool_call_id="call_1"), user("q2")]
+    )
+    assert [m.seq for m in first + second] == [1, 2, 3, 4]
+    stored = await db.messages(ALICE, conv.id)
+    assert [(m.seq, m.role) for m in stored] == [(1, "user"), (2, "assistant"), (3, "tool"), (4, "user")]
+    assert stored[1].to_chat().tool_calls == (call,)
+    assert stored[1].metadata == {"model": "fake"}
+    assert stored[2].tool_call_id == "call_1"
+
+
+async def test_a_failure_mid_append_writes_nothing(db: SqliteConversationStore, db_path: Path) -> None:
+    conv = await db.create_conversation(ALICE, "t")
+    with raw(db_path) as con:  # the database refuses the second row, after the first was inserted
+        con.execute(
+            "CREATE TRIGGER fail_on_boom BEFORE INSERT ON messages WHEN NEW.content = 'boom' "
+            "BEGIN SELECT RAISE(ABORT, 'simulated disk failure'); END"
+        )
+    before = (await db.get_conversation(ALICE, conv.id)).updated_at  # type: ignore[union-attr]
+    with pytest.raises(sqlite3.IntegrityError, match="simulated"):
+        await db.append_messages(ALICE, conv.id, [user("fine"), user("boom"), user("never")])
+    assert await db.messages(ALICE, conv.id) == []
+    assert (await db.get_conversation(ALICE, conv.id)).updated_at == before  # type: ignore[union-attr]
+    [ok] = await db.append_messages(ALICE, conv.id, [user("fine")])
+    assert ok.seq == 1
+
+
+async def test_metadata_must_match_the_messages(db: SqliteConversationStore) -> None:
+    conv = await db.create_conversation(ALICE, "t")
+    with pytest.raises(ValueError, match="2 messages but 1 metadata"):
+        await db.append_messages(ALICE, conv.id, [user("a"), user("b")], metadata=[{}])
+    assert await db.messages(ALICE, conv.id) == []
+
+
+async def test_delete_removes_the_messages_too(db: SqliteConversationStore, db_path: Path) -> None:
+    conv = await db.create_conversation(ALICE, "t")
+    await db.append_messages(ALICE, conv.id, [user("a"), user("b")])
+    assert await db.delete_conversation(ALICE, conv.id) is True
+    assert await db.get_conversation(ALICE, conv.id) is None
+    assert await db.delete_conversation(ALICE, conv.id) is False
+    with raw(db_path) as con:
+        assert con.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+
+
+async def test_list_is_newest_activity_first_and_limited(db: SqliteConversationStore) -> None:
+    a = await db.create_conversation(ALICE, "a")
+    b = await db.create_conversation(ALICE, "b")
+    await db.create_conversation(BOB, "bob's")
+    assert [c.id for c in await db.list_conversations(ALICE)] == [b.id, a.id]
+    await db.append_messages(ALICE, a.id, [user("bump")])
+    assert [c.id for c in await db.list_conversations(ALICE)] == [a.id, b.id]
+    assert [c.id for c in await db.list_conversations(ALICE, limit=1)] == [a.id]
+
+
+async def test_concurrent_appends_keep_each_batch_whole_and_seq_unique(db: SqliteConversationStore) -> None:
+    conv = await db.create_conversation(ALICE, "busy")
+
+    async def turn(i: int) -> None:
+        answer = ChatMessage(role="assistant", content=f"{i}-a")
+        await db.append_messages(ALICE, conv.id, [user(f"{i}-q"), answer])
+
+    await asyncio.gather(*(turn(i) for i in range(50)))
+    stored = await db.messages(ALICE, conv.id)
+    assert [m.seq for m in stored] == list(range(1, 101))
+    for question, answer in zip(stored[::2], stored[1::2], strict=True):
+        assert answer.content == question.content.replace("-q", "-a")  # a batch is never interleaved
+
+
+async def test_concurrent_turns_on_many_conversations(db: SqliteConversationStore) -> None:
+    async def turn(i: int) -> str:
+        principal = Principal(tenant_id=f"t{i % 3}", user_id=f"u{i}")
+        conv = await db.create_conversation(principal, f"c{i}")
+        await db.append_messages(principal, conv.id, [user(str(i))])
+        return conv.id
+
+    ids = await asyncio.gather(*(turn(i) for i in range(50)))
+    assert len(set(ids)) == 50
+    assert [m.content for m in await db.messages(Principal(tenant_id="t1", user_id="u7"), ids[7])] == ["7"]
+
+
+async def test_the_database_is_in_wal_mode_with_a_schema_version(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    store = SqliteConversationStore(db_path)
+    conv = await store.create_conversation(ALICE, "kept")
+    await store.append_messages(ALICE, conv.id, [user("remember me")])
+    await store.close()
+    with raw(db_path) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"conversations_owner", "messages_order"} <= indexes
+    reopened = SqliteConversationStore(db_path)  # reopening neither re-versions nor loses data
+    assert [m.content for m in await reopened.messages(ALICE, conv.id)] == ["remember me"]
+    await reopened.close()
+    with raw(db_path) as con:
+        assert con.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 1
+
+
+async def test_a_closed_store_refuses_work(db: SqliteConversationStore) -> None:
+    await db.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await db.list_conversations(ALICE)

@@ -1,0 +1,413 @@
+"""The HTTP API end to end over ASGI, with a fake TurnRunner that streams and persists like the real one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ag_ui.core import (
+    BaseEvent,
+    RunFinishedEvent,
+    RunStartedEvent,
+    TextMessageContentEvent,
+    TextMessageEndEvent,
+    TextMessageStartEvent,
+    ToolCallArgsEvent,
+    ToolCallEndEvent,
+    ToolCallResultEvent,
+    ToolCallStartEvent,
+)
+from fastapi.testclient import TestClient
+
+from loom.agent.model import ChatMessage, ModelError, ToolCall
+from loom.agent.runner import TurnRequest
+from loom.agent.settings import Settings
+from loom.agent.sqlite_store import SqliteConversationStore
+from loom.agent.store import ConversationStore
+from loom.api.app import create_app
+from loom.identity import DEV_PRINCIPAL, Principal
+from tests.api.test_auth import PARTNER, TENANT, Issuer, entra_settings
+
+ARGS = '{"question": "orders per channel"}'
+
+
+@dataclass
+class FakeRunner:
+    """Streams a turn with one tool call, then persists it through the store, as the real runner does."""
+
+    store: ConversationStore
+    fail_after: int | None = None  # raise after this many events
+    failure: Exception = field(default_factory=lambda: RuntimeError("db path /secret/x.duckdb locked"))
+    hang: bool = False  # wait forever after the first event (a slow model)
+    calls: list[tuple[Principal, TurnRequest]] = field(default_factory=list)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run_turn(self, principal: Principal, request: TurnRequest) -> AsyncIterator[BaseEvent]:
+        self.calls.append((principal, request))
+        try:
+            thread = await self._conversation(principal, request)
+            for i, event in enumerate(self._events(thread)):
+                if self.fail_after is not None and i == self.fail_after:
+                    raise self.failure
+                yield event
+                if self.hang:
+                    await asyncio.Event().wait()
+            await self._persist(principal, thread, request.message)
+            yield RunFinishedEvent(thread_id=thread, run_id="run-1")
+        finally:
+            self.closed.set()
+
+    async def _conversation(self, principal: Principal, request: TurnRequest) -> str:
+        if request.conversation_id is None:
+            return (await self.store.create_conversation(principal, request.message[:40])).id
+        return request.conversation_id
+
+    def _events(self, thread: str) -> list[BaseEvent]:
+        return [
+            RunStartedEvent(thread_id=thread, run_id="run-1"),
+            ToolCallStartEvent(tool_call_id="call_1", tool_call_name="nl2sql", parent_message_id="msg_1"),
+            ToolCallArgsEvent(tool_call_id="call_1", delta=ARGS),
+            ToolCallEndEvent(tool_call_id="call_1"),
+            ToolCallResultEvent(message_id="msg_2", tool_call_id="call_1", content='{"row_count": 2}'),
+            TextMessageStartEvent(message_id="msg_3", role="assistant"),
+            TextMessageContentEvent(message_id="msg_3", delta="Two channels."),
+            TextMessageEndEvent(message_id="msg_3"),
+        ]
+
+    async def _persist(self, principal: Principal, thread: str, message: str) -> None:
+        call = ToolCall(id="call_1", name="nl2sql", arguments=ARGS)
+        await self.store.append_messages(
+            principal,
+            thread,
+            [
+                ChatMessage(role="user", content=message),
+                ChatMessage(role="assistant", tool_calls=(call,)),
+                ChatMessage(role="tool", content='{"row_count": 2}', tool_call_id="call_1"),
+                ChatMessage(role="assistant", content="Two channels."),
+            ],
+        )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteConversationStore]:
+    s = SqliteConversationStore(tmp_path / "loom.db")
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def runner(store: SqliteConversationStore) -> FakeRunner:
+    return FakeRunner(store)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path, auth_mode="dev")
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, store: SqliteConversationStore, runner: FakeRunner
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, store=store, runner=runner)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        yield c
+
+
+def sse_events(response: httpx.Response) -> list[dict[str, Any]]:
+    frames = [f for f in response.text.split("\n\n") if f.strip()]
+    assert all(f.startswith("data: ") for f in frames), frames
+    return [json.loads(f.removeprefix("data: ")) for f in frames]
+
+
+async def chat(client: httpx.AsyncClient, **body: Any) -> httpx.Response:
+    return await client.post("/v1/chat", json=body)
+
+
+def error(response: httpx.Response, status: int) -> dict[str, str]:
+    assert response.status_code == status, response.text
+    assert set(response.json()) == {"error"}
+    return dict(response.json()["error"])
+
+
+# --- chat ----------------------------------------------------------------------------------------
+
+
+async def test_chat_streams_the_runners_events_as_camel_case_sse(
+    client: httpx.AsyncClient, runner: FakeRunner
+) -> None:
+    response = await chat(client, message="Number of orders per channel", sources=["sales"])
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    assert response.headers["x-accel-buffering"] == "no"
+    events = sse_events(response)
+    assert [e["type"] for e in events] == [
+        "RUN_STARTED",
+        "TOOL_CALL_START",
+        "TOOL_CALL_ARGS",
+        "TOOL_CALL_END",
+        "TOOL_CALL_RESULT",
+        "TEXT_MESSAGE_START",
+        "TEXT_MESSAGE_CONTENT",
+        "TEXT_MESSAGE_END",
+        "RUN_FINISHED",
+    ]
+    assert events[0]["threadId"] and "thread_id" not in events[0]
+    assert events[1]["toolCallName"] == "nl2sql" and events[1]["parentMessageId"] == "msg_1"
+    [(principal, request)] = runner.calls
+    assert principal == DEV_PRINCIPAL
+    assert request == TurnRequest(message="Number of orders per channel", sources=["sales"])
+
+
+async def test_a_conversation_continues_and_is_read_back_with_tool_calls_and_results(
+    client: httpx.AsyncClient,
+) -> None:
+    thread = sse_events(await chat(client, message="first"))[0]["threadId"]
+    response = await chat(client, message="second", conversation_id=thread)
+    assert sse_events(response)[0]["threadId"] == thread
+    detail = (await client.get(f"/v1/conversations/{thread}")).json()
+    assert detail["id"] == thread and detail["title"] == "first"
+    messages = detail["messages"]
+    assert [m["seq"] for m in messages] == list(range(1, 9))
+    assert [m["role"] for m in messages[:4]] == ["user", "assistant", "tool", "assistant"]
+    assert messages[1]["tool_calls"] == [{"id": "call_1", "name": "nl2sql", "arguments": ARGS}]
+    assert messages[2]["tool_call_id"] == "call_1" and messages[2]["content"] == '{"row_count": 2}'
+    assert messages[4]["content"] == "second"
+
+
+async def test_malformed_json_is_422_with_a_readable_message(
+    client: httpx.AsyncClient, runner: FakeRunner
+) -> None:
+    response = await client.post(
+        "/v1/chat", content=b'{"message": "hi"', headers={"content-type": "application/json"}
+    )
+    body = error(response, 422)
+    assert body["code"] == "invalid_json"
+    assert "not valid JSON" in body["message"]
+    assert runner.calls == []
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"message": ""}, "message: "),
+        ({"message": "  \n"}, "must not be empty"),
+        ({}, "message: Field required"),
+    ],
+)
+async def test_an_empty_or_missing_message_is_422(
+    client: httpx.AsyncClient, runner: FakeRunner, body: dict[str, Any], needle: str
+) -> None:
+    detail = error(await client.post("/v1/chat", json=body), 422)
+    assert detail["code"] == "invalid_request"
+    assert needle in detail["message"]
+    assert runner.calls == []
+
+
+async def test_a_body_that_is_not_an_object_is_422(client: httpx.AsyncClient) -> None:
+    response = await client.post("/v1/chat", content=b"[1]", headers={"content-type": "application/json"})
+    assert "must be a JSON object" in error(response, 422)["message"]
+
+
+async def test_an_unknown_field_is_422(client: httpx.AsyncClient) -> None:
+    detail = error(await chat(client, message="hi", conversationId="c1"), 422)
+    assert "conversationId" in detail["message"]
+
+
+async def test_a_message_over_the_limit_is_413_naming_the_limit(
+    client: httpx.AsyncClient, runner: FakeRunner
+) -> None:
+    detail = error(await chat(client, message="x" * (32 * 1024 + 1)), 413)
+    assert detail["code"] == "message_too_large"
+    assert "32768 bytes" in detail["message"] and "32 KiB" in detail["message"]
+    # The limit is in UTF-8 bytes: 16,385 two-byte characters are over it.
+    assert error(await chat(client, message="é" * 16_385), 413)["code"] == "message_too_large"
+    assert runner.calls == []
+    assert (await chat(client, message="x" * (32 * 1024))).status_code == 200
+
+
+async def test_the_limit_comes_from_settings(tmp_path: Path, store: SqliteConversationStore) -> None:
+    app = create_app(Settings(home=tmp_path, max_message_bytes=10), store=store, runner=FakeRunner(store))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        assert "limit is 10 bytes" in error(await chat(c, message="x" * 11), 413)["message"]
+
+
+async def test_an_unknown_conversation_is_404_before_streaming(
+    client: httpx.AsyncClient, runner: FakeRunner
+) -> None:
+    detail = error(await chat(client, message="hi", conversation_id="nope"), 404)
+    assert detail["code"] == "conversation_not_found"
+    assert runner.calls == []
+
+
+async def test_a_runner_failing_mid_stream_ends_with_run_error(
+    client: httpx.AsyncClient, runner: FakeRunner
+) -> None:
+    runner.fail_after = 3
+    response = await chat(client, message="hi")
+    assert response.status_code == 200
+    events = sse_events(response)
+    assert [e["type"] for e in events] == ["RUN_STARTED", "TOOL_CALL_START", "TOOL_CALL_ARGS", "RUN_ERROR"]
+    assert events[-1]["code"] == "internal_error"
+    assert "RuntimeError" in events[-1]["message"] and "reference" in events[-1]["message"]
+    assert "/secret" not in events[-1]["message"]  # internals stay in the server log
+
+
+async def test_a_model_error_reaches_the_user_as_written(
+    client: httpx.AsyncClient, runner: FakeRunner
+) -> None:
+    runner.fail_after, runner.failure = 1, ModelError("the model endpoint timed out after 3 retries")
+    last = sse_events(await chat(client, message="hi"))[-1]
+    assert last == {"type": "RUN_ERROR", "message": "the model endpoint timed out after 3 retries",
+                    "code": "model_error"}
+
+
+def asgi_chat_scope() -> dict[str, Any]:
+    return {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/v1/chat", "raw_path": b"/v1/chat", "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1), "server": ("t", 80),
+    }
+
+
+@pytest.mark.parametrize("stuck", ["turn", "client"])
+async def test_a_client_disconnect_closes_the_turn(
+    settings: Settings, store: SqliteConversationStore, stuck: str
+) -> None:
+    """The client leaves while the turn is busy (a slow model) or while a write to it is blocked."""
+    runner = FakeRunner(store, hang=stuck == "turn")
+    app = create_app(settings, store=store, runner=runner)
+    first_chunk = asyncio.Event()
+    sent: list[bytes] = []
+    requests = iter([{"type": "http.request", "body": b'{"message": "slow question"}', "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        request = next(requests, None)
+        if request is not None:
+            return request
+        await first_chunk.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.body" and message.get("body"):
+            sent.append(message["body"])
+            first_chunk.set()
+            if stuck == "client":
+                await asyncio.Event().wait()
+
+    await asyncio.wait_for(app(asgi_chat_scope(), receive, send), timeout=5)
+    assert runner.closed.is_set()  # closed by the time the request ends, not whenever GC gets to it
+    assert len(sent) == 1 and b"RUN_STARTED" in sent[0]
+
+
+# --- tenancy -------------------------------------------------------------------------------------
+
+
+async def test_another_tenants_conversation_is_404_everywhere(
+    tmp_path: Path, store: SqliteConversationStore, runner: FakeRunner
+) -> None:
+    issuer = Issuer()
+    app = create_app(entra_settings(tmp_path), store=store, runner=runner, jwks=issuer)
+    owner = {"Authorization": f"Bearer {issuer.token(TENANT)}"}
+    other = {"Authorization": f"Bearer {issuer.token(PARTNER)}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        created = await c.post("/v1/chat", json={"message": "mine"}, headers=owner)
+        thread = sse_events(created)[0]["threadId"]
+        refused = await c.post("/v1/chat", json={"message": "x", "conversation_id": thread}, headers=other)
+        assert error(refused, 404)["code"] == "conversation_not_found"
+        assert error(await c.get(f"/v1/conversations/{thread}", headers=other), 404)
+        assert error(await c.delete(f"/v1/conversations/{thread}", headers=other), 404)
+        assert (await c.get("/v1/conversations", headers=other)).json() == {"conversations": []}
+        assert (await c.get(f"/v1/conversations/{thread}", headers=owner)).status_code == 200
+        assert error(await c.post("/v1/chat", json={"message": "x"}), 401)["code"] == "missing_token"
+    assert [p.tenant_id for p, _ in runner.calls] == [TENANT]
+
+
+# --- conversations -------------------------------------------------------------------------------
+
+
+async def test_conversations_list_get_delete(client: httpx.AsyncClient) -> None:
+    first = sse_events(await chat(client, message="first question"))[0]["threadId"]
+    second = sse_events(await chat(client, message="second question"))[0]["threadId"]
+    listed = (await client.get("/v1/conversations")).json()["conversations"]
+    assert [(c["id"], c["title"]) for c in listed] == [(second, "second question"), (first, "first question")]
+    assert len((await client.get("/v1/conversations", params={"limit": 1})).json()["conversations"]) == 1
+    deleted = await client.delete(f"/v1/conversations/{first}")
+    assert deleted.status_code == 204 and deleted.content == b""
+    assert error(await client.get(f"/v1/conversations/{first}"), 404)["code"] == "conversation_not_found"
+    assert error(await client.delete(f"/v1/conversations/{first}"), 404)
+    assert [c["id"] for c in (await client.get("/v1/conversations")).json()["conversations"]] == [second]
+
+
+async def test_a_bad_limit_is_422_in_the_error_shape(client: httpx.AsyncClient) -> None:
+    assert "limit" in error(await client.get("/v1/conversations", params={"limit": 0}), 422)["message"]
+
+
+async def test_unknown_routes_and_methods_keep_the_error_shape(client: httpx.AsyncClient) -> None:
+    assert error(await client.get("/v1/nothing"), 404)["code"] == "not_found"
+    assert error(await client.get("/v1/chat"), 405)["code"] == "method_not_allowed"
+
+
+# --- health and docs -----------------------------------------------------------------------------
+
+
+async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "checks": {"store": "ok", "runner": "ok"}}
+
+
+async def test_readyz_is_503_when_the_store_is_unreachable(
+    client: httpx.AsyncClient, store: SqliteConversationStore
+) -> None:
+    await store.close()
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["status"] == "not_ready"
+    assert response.json()["checks"]["store"].startswith("failed")
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_readyz_probes_a_store_without_ping(tmp_path: Path, store: SqliteConversationStore) -> None:
+    class Broken:
+        async def list_conversations(self, principal: Principal, limit: int = 50) -> list[Any]:
+            raise OSError("database unreachable")
+
+    app = create_app(Settings(home=tmp_path), store=Broken(), runner=FakeRunner(store))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        response = await c.get("/readyz")
+    assert response.status_code == 503
+    assert "database unreachable" in response.json()["checks"]["store"]
+
+
+def test_the_lifespan_opens_and_closes_its_own_store(tmp_path: Path) -> None:
+    home = tmp_path / "nested" / "home"
+    app = create_app(Settings(home=home), runner=FakeRunner(store=None))  # type: ignore[arg-type]
+    with TestClient(app) as c:
+        assert (home / "loom.db").exists()
+        store = app.state.store
+        assert isinstance(store, SqliteConversationStore)
+        assert c.get("/readyz").json()["checks"] == {"store": "ok", "runner": "ok"}
+        assert c.get("/v1/conversations").json() == {"conversations": []}
+    assert app.state.store is None
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(store.list_conversations(DEV_PRINCIPAL))
+
+
+async def test_openapi_documents_the_models(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    chat_request = spec["components"]["schemas"]["ChatRequest"]
+    assert "UTF-8 bytes" in chat_request["properties"]["message"]["description"]
+    chat_op = spec["paths"]["/v1/chat"]["post"]
+    assert "text/event-stream" in chat_op["responses"]["200"]["content"]
+    assert {"404", "413", "422"} <= set(chat_op["responses"])
+    assert "ConversationDetail" in spec["components"]["schemas"]
+    assert (await client.get("/docs")).status_code == 200

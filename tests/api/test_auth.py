@@ -1,0 +1,351 @@
+"""Entra ID bearer tokens, verified against locally minted RS256 keys (no network), and bind safety."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt import PyJWK
+from jwt.algorithms import RSAAlgorithm
+
+from loom.agent.settings import AzureCloud, Settings
+from loom.agent.sqlite_store import SqliteConversationStore
+from loom.api.app import create_app
+from loom.api.auth import (
+    AuthConfigError,
+    EntraJwksProvider,
+    EntraVerifier,
+    JwksUnavailable,
+    UnknownSigningKey,
+    UnsafeBindError,
+    check_bind,
+)
+from loom.identity import Principal
+
+TENANT = "11111111-aaaa-bbbb-cccc-000000000001"
+PARTNER = "22222222-aaaa-bbbb-cccc-000000000002"
+STRANGER = "33333333-aaaa-bbbb-cccc-000000000003"
+AUDIENCE = "api://loom-data-agents"
+
+
+def new_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def public_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
+    return {**json.loads(RSAAlgorithm.to_jwk(key.public_key())), "kid": kid, "use": "sig", "alg": "RS256"}
+
+
+@dataclass
+class Issuer:
+    """Mints tokens like Entra ID does, and serves the matching public keys."""
+
+    key: rsa.RSAPrivateKey = field(default_factory=new_key)
+    kid: str = "key-1"
+    authority: str = "https://login.microsoftonline.com"
+    asked: list[str] = field(default_factory=list)
+    down: bool = False
+
+    def claims(self, tenant: str = TENANT, **overrides: Any) -> dict[str, Any]:
+        now = int(time.time())
+        claims = {
+            "iss": f"{self.authority}/{tenant}/v2.0",
+            "aud": AUDIENCE,
+            "tid": tenant,
+            "oid": "user-oid-1",
+            "sub": "pairwise-sub",
+            "roles": ["Loom.User", "Loom.Admin"],
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+            "ver": "2.0",
+        }
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def token(self, tenant: str = TENANT, *, key: Any = None, kid: str | None = None, **claims: Any) -> str:
+        headers = {"kid": kid or self.kid}
+        return jwt.encode(self.claims(tenant, **claims), key or self.key, algorithm="RS256", headers=headers)
+
+    async def signing_key(self, tenant_id: str, kid: str) -> PyJWK:
+        self.asked.append(tenant_id)
+        if self.down:
+            raise JwksUnavailable("connection refused")
+        if kid != self.kid:
+            raise UnknownSigningKey(kid)
+        return PyJWK(public_jwk(self.key, self.kid))
+
+
+def entra_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "home": tmp_path,
+        "auth_mode": "entra",
+        "entra_tenant_id": TENANT,
+        "entra_audience": AUDIENCE,
+        "entra_allowed_tenants": [PARTNER],
+    }
+    return Settings(**(values | overrides))
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> rsa.RSAPrivateKey:
+    return new_key()
+
+
+@pytest.fixture
+def issuer(signing_key: rsa.RSAPrivateKey) -> Issuer:
+    return Issuer(key=signing_key)
+
+
+@pytest.fixture
+async def client(tmp_path: Path, issuer: Issuer) -> AsyncIterator[httpx.AsyncClient]:
+    store = SqliteConversationStore(tmp_path / "loom.db")
+    app = create_app(entra_settings(tmp_path), store=store, runner=None, jwks=issuer)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+    await store.close()
+
+
+async def call(client: httpx.AsyncClient, token: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return await client.get("/v1/conversations", headers=headers)
+
+
+def assert_refused(response: httpx.Response, code: str) -> None:
+    assert response.status_code == 401, response.text
+    assert response.json()["error"]["code"] == code
+    assert response.json()["error"]["message"]
+    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="loom"')
+
+
+# --- accepted ----------------------------------------------------------------------------------
+
+
+async def test_a_valid_token_gives_the_principal_with_roles(tmp_path: Path, issuer: Issuer) -> None:
+    verifier = EntraVerifier(entra_settings(tmp_path), issuer)
+    principal = await verifier.verify(issuer.token())
+    assert principal == Principal(tenant_id=TENANT, user_id="user-oid-1", roles=("Loom.User", "Loom.Admin"))
+    assert issuer.asked == [TENANT]
+
+
+async def test_the_api_answers_a_valid_token(client: httpx.AsyncClient, issuer: Issuer) -> None:
+    response = await call(client, issuer.token())
+    assert response.status_code == 200
+    assert response.json() == {"conversations": []}
+
+
+async def test_sub_stands_in_for_a_missing_oid_and_no_roles(tmp_path: Path, issuer: Issuer) -> None:
+    verifier = EntraVerifier(entra_settings(tmp_path), issuer)
+    principal = await verifier.verify(issuer.token(oid=None, roles=None))
+    assert (principal.user_id, principal.roles) == ("pairwise-sub", ())
+
+
+@pytest.mark.parametrize("iss", ["https://sts.windows.net/{t}/", "https://login.microsoftonline.com/{t}/v2.0"])
+async def test_v1_and_v2_issuers_of_the_public_cloud(tmp_path: Path, issuer: Issuer, iss: str) -> None:
+    verifier = EntraVerifier(entra_settings(tmp_path), issuer)
+    principal = await verifier.verify(issuer.token(iss=iss.format(t=TENANT)))
+    assert principal.tenant_id == TENANT
+
+
+async def test_an_allowed_partner_tenant_is_accepted(client: httpx.AsyncClient, issuer: Issuer) -> None:
+    assert (await call(client, issuer.token(PARTNER))).status_code == 200
+    assert issuer.asked == [PARTNER]
+
+
+async def test_a_token_expired_within_the_leeway_passes(client: httpx.AsyncClient, issuer: Issuer) -> None:
+    response = await call(client, issuer.token(exp=int(time.time()) - 20))
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "iss",
+    [
+        "https://login.microsoftonline.us/{t}/v2.0",
+        "https://login.microsoftonline.us/{t}/",
+        "https://sts.windows.net/{t}/",
+    ],
+)
+async def test_usgov_issuers_are_accepted_in_azure_government(tmp_path: Path, iss: str) -> None:
+    gov = Issuer(authority="https://login.microsoftonline.us")
+    settings = entra_settings(tmp_path, azure_cloud=AzureCloud.US_GOVERNMENT)
+    principal = await EntraVerifier(settings, gov).verify(gov.token(iss=iss.format(t=TENANT)))
+    assert principal.tenant_id == TENANT
+
+
+async def test_a_public_cloud_issuer_is_refused_in_azure_government(tmp_path: Path, issuer: Issuer) -> None:
+    settings = entra_settings(tmp_path, azure_cloud=AzureCloud.US_GOVERNMENT)
+    store = SqliteConversationStore(tmp_path / "gov.db")
+    app = create_app(settings, store=store, jwks=issuer)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        assert_refused(await call(c, issuer.token()), "wrong_issuer")
+    await store.close()
+
+
+# --- refused -----------------------------------------------------------------------------------
+
+
+async def test_missing_header_is_refused(client: httpx.AsyncClient) -> None:
+    response = await call(client, None)
+    assert_refused(response, "missing_token")
+    assert "invalid_token" not in response.headers["WWW-Authenticate"]  # RFC 6750: no error without a token
+
+
+async def test_another_scheme_is_refused(client: httpx.AsyncClient, issuer: Issuer) -> None:
+    response = await client.get("/v1/conversations", headers={"Authorization": f"Basic {issuer.token()}"})
+    assert_refused(response, "missing_token")
+
+
+async def test_an_expired_token_is_refused(client: httpx.AsyncClient, issuer: Issuer) -> None:
+    response = await call(client, issuer.token(exp=int(time.time()) - 3600))
+    assert_refused(response, "token_expired")
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+    assert "expired" in response.json()["error"]["message"]
+
+
+async def test_a_token_for_another_audience_is_refused(client: httpx.AsyncClient, issuer: Issuer) -> None:
+    assert_refused(await call(client, issuer.token(aud="api://someone-else")), "wrong_audience")
+
+
+@pytest.mark.parametrize(
+    "iss",
+    [
+        f"https://login.microsoftonline.com/{PARTNER}/v2.0",  # another tenant's issuer
+        f"https://login.microsoftonline.us/{TENANT}/v2.0",  # another cloud
+        f"https://evil.example/{TENANT}/v2.0",
+    ],
+)
+async def test_a_wrong_issuer_is_refused(client: httpx.AsyncClient, issuer: Issuer, iss: str) -> None:
+    assert_refused(await call(client, issuer.token(iss=iss)), "wrong_issuer")
+
+
+async def test_a_token_signed_by_another_key_is_refused(client: httpx.AsyncClient, issuer: Issuer) -> None:
+    forged = issuer.token(key=new_key())  # same kid, different private key
+    assert_refused(await call(client, forged), "bad_signature")
+
+
+async def test_an_unknown_key_id_is_refused(client: httpx.AsyncClient, issuer: Issuer) -> None:
+    assert_refused(await call(client, issuer.token(kid="not-published")), "unknown_signing_key")
+
+
+async def test_a_tenant_not_allowed_is_refused_before_any_key_fetch(
+    client: httpx.AsyncClient, issuer: Issuer
+) -> None:
+    response = await call(client, issuer.token(STRANGER))
+    assert_refused(response, "tenant_not_allowed")
+    assert STRANGER in response.json()["error"]["message"]
+    assert issuer.asked == []
+
+
+async def test_a_token_that_is_not_a_jwt_is_refused(client: httpx.AsyncClient) -> None:
+    assert_refused(await call(client, "not.a.jwt"), "malformed_token")
+
+
+async def test_a_symmetric_token_is_refused(client: httpx.AsyncClient, issuer: Issuer) -> None:
+    token = jwt.encode(issuer.claims(), "x" * 32, algorithm="HS256", headers={"kid": issuer.kid})
+    assert_refused(await call(client, token), "bad_algorithm")
+
+
+async def test_a_token_without_tenant_or_user_is_refused(client: httpx.AsyncClient, issuer: Issuer) -> None:
+    assert_refused(await call(client, issuer.token(tid=None)), "missing_claim")
+    assert_refused(await call(client, issuer.token(oid=None, sub=None)), "missing_claim")
+
+
+async def test_unreachable_keys_answer_503_not_500(client: httpx.AsyncClient, issuer: Issuer) -> None:
+    issuer.down = True
+    response = await call(client, issuer.token())
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "jwks_unavailable"
+
+
+# --- the default key provider, over real HTTP on 127.0.0.1 -------------------------------------
+
+
+class _JwksServer:
+    def __init__(self) -> None:
+        self.keys: list[dict[str, Any]] = []
+        self.paths: list[str] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - the http.server API
+                outer.paths.append(self.path)
+                body = json.dumps({"keys": outer.keys}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> _JwksServer:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def jwks_server() -> Iterator[_JwksServer]:
+    with _JwksServer() as server:
+        yield server
+
+
+async def test_default_provider_caches_and_refreshes_on_an_unknown_kid(jwks_server: _JwksServer) -> None:
+    old, new = new_key(), new_key()
+    jwks_server.keys = [public_jwk(old, "old")]
+    provider = EntraJwksProvider(jwks_server.url, refresh_cooldown_s=0)
+    assert (await provider.signing_key(TENANT, "old")).key_id == "old"
+    assert (await provider.signing_key(TENANT, "old")).key_id == "old"
+    assert jwks_server.paths == [f"/{TENANT}/discovery/v2.0/keys"]  # the second lookup was cached
+    jwks_server.keys = [public_jwk(old, "old"), public_jwk(new, "new")]  # Entra rotates its keys
+    assert (await provider.signing_key(TENANT, "new")).key_id == "new"
+    assert len(jwks_server.paths) == 2
+    with pytest.raises(UnknownSigningKey):
+        await provider.signing_key(TENANT, "never-published")
+
+
+async def test_default_provider_reports_an_unreachable_endpoint() -> None:
+    provider = EntraJwksProvider("http://127.0.0.1:9", timeout_s=2)  # discard port: nothing listens
+    with pytest.raises(JwksUnavailable):
+        await provider.signing_key(TENANT, "any")
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com"])
+def test_dev_mode_refuses_a_non_loopback_bind(tmp_path: Path, host: str) -> None:
+    with pytest.raises(UnsafeBindError, match="only bind 127.0.0.1, ::1 or localhost"):
+        check_bind(Settings(home=tmp_path, auth_mode="dev"), host)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
+def test_dev_mode_allows_loopback(tmp_path: Path, host: str) -> None:
+    check_bind(Settings(home=tmp_path, auth_mode="dev"), host)
+
+
+def test_entra_mode_may_bind_anywhere(tmp_path: Path) -> None:
+    check_bind(entra_settings(tmp_path), "0.0.0.0")
+
+
+def test_entra_mode_without_an_audience_does_not_start(tmp_path: Path) -> None:
+    with pytest.raises(AuthConfigError, match="LOOM_ENTRA_AUDIENCE"):
+        create_app(entra_settings(tmp_path, entra_audience=None))

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from loom.agent.loop import Agent
+from loom.agent.loop import Agent, ConversationNotFound
 from loom.agent.runner import TurnRequest
 from loom.agent.service import build_runner
 from loom.agent.settings import Settings
+from loom.agent.sources import UnknownSourceError
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.api.render import TurnPrinter
 from loom.identity import DEV_PRINCIPAL
@@ -26,7 +27,12 @@ class LocalSession:
     async def ask(self, message: str, sources: list[str] | None = None) -> TurnPrinter:
         printer = TurnPrinter(self.console)
         request = TurnRequest(conversation_id=self.conversation_id, message=message, sources=sources)
-        await printer.consume(self.agent.run_turn(DEV_PRINCIPAL, request))
+        try:
+            await printer.consume(self.agent.run_turn(DEV_PRINCIPAL, request))
+        except (ConversationNotFound, UnknownSourceError) as e:
+            printer.error = f"unknown conversation {e}" if isinstance(e, ConversationNotFound) else str(e)
+            self.console.print(f"[bold red]error:[/bold red] {printer.error}")
+            return printer
         self.conversation_id = printer.thread_id
         return printer
 

@@ -108,12 +108,13 @@ class Tool(Generic[A, R]):
 
 
 def define(run: Callable[[ToolContext, Any], Awaitable[Any]], *, effect: Effect, name: str = "") -> Tool:
-    """Make a Tool from its `run` function: name from the module, types from the signature."""
+    """Make a Tool from its function: types from the signature; the name from the module when the
+    function is the module's `run` (one module per tool), else the function's own name."""
     hints = get_type_hints(run)
     params = list(inspect.signature(run).parameters)
-    module = run.__module__.rsplit(".", 1)[-1]
+    default = run.__module__.rsplit(".", 1)[-1] if run.__name__ == "run" else run.__name__
     return Tool(
-        name=name or module,
+        name=name or default,
         description=inspect.cleandoc(run.__doc__ or ""),
         effect=effect,
         args_model=hints[params[1]],

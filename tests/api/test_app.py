@@ -247,6 +247,13 @@ async def test_an_unknown_conversation_is_404_before_streaming(
     assert runner.calls == []
 
 
+async def test_an_unknown_source_is_422_before_streaming(client: httpx.AsyncClient, runner: FakeRunner) -> None:
+    response = await client.post("/v1/chat", json={"message": "hi", "sources": ["hr"]})
+    detail = error(response, 422)
+    assert detail["code"] == "unknown_source" and "'hr'" in detail["message"] and "sales" in detail["message"]
+    assert runner.calls == []
+
+
 async def test_a_runner_failing_mid_stream_ends_with_run_error(
     client: httpx.AsyncClient, runner: FakeRunner
 ) -> None:

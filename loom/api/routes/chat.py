@@ -9,6 +9,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from loom.agent.runner import TurnRequest
+from loom.agent.settings import Settings
+from loom.agent.sources import UnknownSourceError, load_sources, pick_sources
 from loom.api.deps import PrincipalDep, RunnerDep, SettingsDep, StoreDep
 from loom.api.schemas import ApiError, ChatRequest, error_responses
 from loom.api.sse import EventStreamResponse, sse_response
@@ -32,6 +34,13 @@ def check_message_size(message: str, limit: int) -> None:
         )
 
 
+def check_sources(settings: Settings, names: list[str] | None) -> None:
+    try:
+        pick_sources(load_sources(settings), names)
+    except UnknownSourceError as e:
+        raise ApiError(422, "unknown_source", e.message) from e
+
+
 @router.post(
     "/chat",
     summary="Ask the agent (streams AG-UI events)",
@@ -47,5 +56,6 @@ async def chat(
     wanted = body.conversation_id
     if wanted is not None and await store.get_conversation(principal, wanted) is None:
         raise ApiError(404, "conversation_not_found", f"no conversation {wanted!r}")
+    check_sources(settings, body.sources)
     turn = TurnRequest(conversation_id=body.conversation_id, message=body.message, sources=body.sources)
     return sse_response(runner.run_turn(principal, turn))

@@ -1,0 +1,234 @@
+"""The turn loop with a scripted model, the real SQLite store and DuckDB over a seeded lakehouse."""
+
+import asyncio
+import json
+from typing import Any
+
+from ag_ui.core import BaseEvent, EventType
+from pydantic import BaseModel
+
+from loom.agent.events import APPROVAL_REQUIRED, RESULT_TABLE
+from loom.agent.runner import TurnRequest
+from loom.agent.sqlite_store import SqliteConversationStore
+from loom.agent.testing import FailingModel, ScriptedModel, sql_block, text, tool_call, tool_calls
+from loom.identity import DEV_PRINCIPAL
+from loom.tools.base import Effect, ToolContext, ToolResult, define
+from loom.tools.registry import TOOLS
+from tests.agent.conftest import AgentFactory
+
+COUNT_SQL = "SELECT COUNT(*) AS orders FROM gold.fact_sales"
+
+
+async def collect(agent: Any, message: str, conversation_id: str | None = None) -> list[BaseEvent]:
+    request = TurnRequest(message=message, conversation_id=conversation_id)
+    return [e async for e in agent.run_turn(DEV_PRINCIPAL, request)]
+
+
+def types(events: list[BaseEvent]) -> list[str]:
+    return [str(e.type.value) for e in events]
+
+
+def custom(events: list[BaseEvent], name: str) -> list[dict[str, Any]]:
+    return [e.value for e in events if e.type == EventType.CUSTOM and e.name == name]  # type: ignore[attr-defined]
+
+
+def true_count(lakehouse: Any) -> int:
+    from deltalake import DeltaTable
+
+    return DeltaTable(str(lakehouse / "gold" / "fact_sales")).to_pyarrow_dataset().count_rows()
+
+
+async def test_a_question_streams_a_tool_call_its_result_and_the_answer(
+    make_agent: AgentFactory, store: SqliteConversationStore, lakehouse: Any
+) -> None:
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "How many order lines are there?"}),
+        sql_block(COUNT_SQL),
+        text("There are many order lines."),
+    )
+    events = await collect(make_agent(model), "How many order lines are there?")
+
+    assert types(events)[0] == "RUN_STARTED" and types(events)[-1] == "RUN_FINISHED"
+    for kind in ("TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END", "TOOL_CALL_RESULT", "TEXT_MESSAGE_CONTENT"):
+        assert kind in types(events)
+    [table] = custom(events, RESULT_TABLE)
+    assert table["rows"] == [[true_count(lakehouse)]]
+    assert "fact_sales" in table["query"]
+    # Three model calls: the turn, the tool's query generation (no tools offered), the answer.
+    assert [bool(c.tools) for c in model.calls] == [True, False, True]
+    stored = await store.messages(DEV_PRINCIPAL, events[0].thread_id)  # type: ignore[attr-defined]
+    assert [m.role for m in stored] == ["user", "assistant", "tool", "assistant"]
+    assert stored[2].metadata["result"]["query"] == table["query"]
+
+
+async def test_the_model_sees_the_tool_result_it_asked_for(make_agent: AgentFactory) -> None:
+    model = ScriptedModel().queue(tool_call("nl2sql", {"question": "q"}), sql_block(COUNT_SQL), text("ok"))
+    await collect(make_agent(model), "q")
+    last = model.calls[-1].messages
+    assert last[-2].tool_calls and last[-1].role == "tool"
+    assert last[-1].tool_call_id == last[-2].tool_calls[0].id
+    assert json.loads(last[-1].content)["result"]["row_count"] == 1
+
+
+async def test_a_failing_query_is_repaired_with_the_engine_error(make_agent: AgentFactory) -> None:
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "q"}),
+        sql_block("SELECT no_such_column FROM gold.fact_sales"),
+        sql_block(COUNT_SQL),
+        text("done"),
+    )
+    events = await collect(make_agent(model), "q")
+    repair_prompt = model.calls[2].messages[-1].content
+    assert "no_such_column" in repair_prompt  # the engine's error went back to the model
+    [result] = [e for e in events if e.type == EventType.TOOL_CALL_RESULT]
+    body = json.loads(result.content)  # type: ignore[attr-defined]
+    assert body["attempts"][0]["query"].startswith("SELECT no_such_column")
+    assert body["result"]["row_count"] == 1
+
+
+async def test_unsafe_queries_are_refused_and_never_run(make_agent: AgentFactory, lakehouse: Any) -> None:
+    before = true_count(lakehouse)
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "delete everything"}),
+        sql_block("DELETE FROM gold.fact_sales"),
+        sql_block("SELECT 1; DROP TABLE gold.fact_sales"),
+        sql_block("SELECT * FROM read_csv('/etc/passwd')"),
+        text("I could not do that."),
+    )
+    events = await collect(make_agent(model), "delete everything")
+    [result] = [e for e in events if e.type == EventType.TOOL_CALL_RESULT]
+    error = json.loads(result.content)["error"]  # type: ignore[attr-defined]
+    assert error["code"] == "query_failed"
+    assert types(events)[-1] == "RUN_FINISHED"  # the turn still completes
+    assert true_count(lakehouse) == before
+
+
+class BoomArgs(BaseModel):
+    x: int = 0
+
+
+async def boom(ctx: ToolContext, args: BoomArgs) -> ToolResult:
+    """Always fails."""
+    raise RuntimeError("kaput")
+
+
+async def test_a_tool_that_raises_becomes_an_error_result_and_the_turn_completes(
+    make_agent: AgentFactory,
+) -> None:
+    model = ScriptedModel().queue(tool_call("boom", {}), text("The tool failed."))
+    events = await collect(make_agent(model, tools=[define(boom, effect=Effect.READ, name="boom")]), "go")
+    seen = json.loads(model.calls[1].messages[-1].content)
+    assert seen["error"]["code"] == "tool_failed" and "kaput" in seen["error"]["message"]
+    assert types(events)[-1] == "RUN_FINISHED"
+
+
+async def test_invalid_arguments_and_unknown_tools_are_reported_to_the_model(make_agent: AgentFactory) -> None:
+    model = ScriptedModel().queue(
+        tool_calls(("nl2sql", {"source": "sales"}), ("no_such_tool", {})), text("sorry")
+    )
+    await collect(make_agent(model), "go")
+    codes = [json.loads(m.content)["error"]["code"] for m in model.calls[1].messages if m.role == "tool"]
+    assert codes == ["invalid_arguments", "unknown_tool"]
+
+
+async def test_model_failure_ends_with_run_error_and_keeps_the_message(
+    make_agent: AgentFactory, store: SqliteConversationStore
+) -> None:
+    events = await collect(make_agent(FailingModel("endpoint down after 3 retries")), "hello?")
+    assert types(events) == ["RUN_STARTED", "RUN_ERROR"]
+    assert "endpoint down" in events[-1].message  # type: ignore[attr-defined]
+    stored = await store.messages(DEV_PRINCIPAL, events[0].thread_id)  # type: ignore[attr-defined]
+    assert [(m.role, m.content) for m in stored] == [("user", "hello?")]
+
+
+async def test_tool_rounds_are_capped_and_the_last_call_must_answer(make_agent: AgentFactory) -> None:
+    def keep_calling(messages: Any, tools: Any) -> Any:
+        return tool_call("nl2sql", {"question": "again"}) if tools else text("final answer")
+
+    model = ScriptedModel()
+    for _ in range(2):
+        model.queue(keep_calling, sql_block(COUNT_SQL))
+    model.queue(keep_calling)
+    events = await collect(make_agent(model, max_tool_rounds=2), "loop forever")
+    assert [bool(c.tools) for c in model.calls] == [True, False, True, False, False]
+    assert "final answer" in "".join(e.delta for e in events if e.type == EventType.TEXT_MESSAGE_CONTENT)  # type: ignore[attr-defined]
+
+
+async def test_model_calls_are_capped_per_turn(make_agent: AgentFactory) -> None:
+    model = ScriptedModel()
+    for _ in range(5):
+        model.queue(tool_call("nl2sql", {"question": "q"}), sql_block(COUNT_SQL))
+    events = await collect(make_agent(model, max_model_calls=3, max_tool_rounds=10), "q")
+    assert len(model.calls) == 3
+    text_out = "".join(e.delta for e in events if e.type == EventType.TEXT_MESSAGE_CONTENT)  # type: ignore[attr-defined]
+    assert "limit of 3 model calls" in text_out
+    assert types(events)[-1] == "RUN_FINISHED"
+
+
+class WriteArgs(BaseModel):
+    name: str
+
+
+class WriteResult(ToolResult):
+    done: bool
+
+
+RAN: list[str] = []
+
+
+async def create_workspace(ctx: ToolContext, args: WriteArgs) -> WriteResult:
+    """Creates a workspace."""
+    RAN.append(args.name)
+    return WriteResult(done=True)
+
+
+async def test_a_write_tool_pauses_the_run_for_approval_without_running(make_agent: AgentFactory) -> None:
+    tool = define(create_workspace, effect=Effect.WRITE)
+    model = ScriptedModel().queue(tool_call("create_workspace", {"name": "finance"}))
+    events = await collect(make_agent(model, tools=[tool]), "create a finance workspace")
+    assert RAN == []
+    [request] = custom(events, APPROVAL_REQUIRED)
+    assert request["tool"] == "create_workspace" and request["effect"] == "write"
+    finished = events[-1]
+    assert finished.type == EventType.RUN_FINISHED
+    assert finished.outcome.type == "interrupt"  # type: ignore[attr-defined]
+    assert finished.outcome.interrupts[0].tool_call_id == request["tool_call_id"]  # type: ignore[attr-defined]
+    assert len(model.calls) == 1  # the model is not asked to go on without the approval
+
+
+class WaitArgs(BaseModel):
+    name: str
+
+
+async def test_independent_tool_calls_run_concurrently(make_agent: AgentFactory) -> None:
+    both_started = asyncio.Event()
+    started: list[str] = []
+
+    async def wait_for_peer(ctx: ToolContext, args: WaitArgs) -> WriteResult:
+        """Returns only once the other call has started too."""
+        started.append(args.name)
+        if len(started) == 2:
+            both_started.set()
+        await asyncio.wait_for(both_started.wait(), timeout=2)
+        return WriteResult(done=True)
+
+    tool = define(wait_for_peer, effect=Effect.READ, name="wait")
+    model = ScriptedModel().queue(tool_calls(("wait", {"name": "a"}), ("wait", {"name": "b"})), text("both"))
+    events = await collect(make_agent(model, tools=[tool]), "go")
+    results = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]  # type: ignore[attr-defined]
+    assert results == [{"done": True}, {"done": True}]
+
+
+async def test_history_carries_into_the_next_turn(make_agent: AgentFactory) -> None:
+    model = ScriptedModel().queue(text("first answer"), text("second answer"))
+    agent = make_agent(model)
+    first = await collect(agent, "first question")
+    await collect(agent, "and a follow-up", conversation_id=first[0].thread_id)  # type: ignore[attr-defined]
+    seen = [(m.role, m.content) for m in model.calls[1].messages[1:]]
+    assert seen == [("user", "first question"), ("assistant", "first answer"), ("user", "and a follow-up")]
+
+
+def test_every_registered_tool_declares_its_effect_and_a_description() -> None:
+    for tool in TOOLS:
+        assert tool.effect in set(Effect)
+        assert tool.description and tool.schema()["function"]["parameters"]["type"] == "object"

@@ -1,0 +1,61 @@
+"""The CLI's conversational commands, run in process on a seeded lakehouse (offline mode)."""
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from loom.agent.settings import Settings
+from loom.agent.sources import sample_source
+from loom.api.cli import _mount_subcommands, app
+from loom.api.demo import QUESTIONS
+from loom.lakehouse.seed import seed_lakehouse
+from loom.tools.verified import VerifiedIndex
+
+_mount_subcommands()
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli-home")
+    seed_lakehouse(root / "lakehouse", orders=1500)
+    return root
+
+
+def test_demo_questions_are_in_the_verified_library_but_the_last() -> None:
+    settings = Settings()
+    index = VerifiedIndex(sample_source(settings).verified_queries)
+    matched = [index.best(q, settings.verified_match_threshold) is not None for q in QUESTIONS]
+    assert matched == [True] * (len(QUESTIONS) - 1) + [False]
+
+
+def test_demo_prints_answers_from_executed_queries(home: Path) -> None:
+    result = runner.invoke(app, ["demo", "--home", str(home)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Verified answer") == len(QUESTIONS) - 1
+    assert "No language model is configured" in result.output
+    assert "FROM gold.fact_sales" in result.output  # the query is shown
+
+
+def test_ask_continues_a_conversation(home: Path) -> None:
+    first = runner.invoke(app, ["ask", "--home", str(home), "What is the revenue by region?"])
+    assert first.exit_code == 0, first.output
+    conversation = first.output.strip().splitlines()[-1].split()[-1]
+    second = runner.invoke(
+        app, ["ask", "--home", str(home), "-c", conversation, "How many orders were placed per channel?"]
+    )
+    assert second.exit_code == 0 and f"conversation {conversation}" in second.output
+
+
+def test_serve_refuses_dev_mode_on_a_public_address(home: Path) -> None:
+    result = runner.invoke(app, ["serve", "--home", str(home), "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "refusing to start" in result.output
+
+
+def test_ask_with_an_unknown_conversation_or_source_fails_cleanly(home: Path) -> None:
+    unknown = runner.invoke(app, ["ask", "--home", str(home), "-c", "nope", "revenue by region"])
+    assert unknown.exit_code == 1 and "unknown conversation" in unknown.output
+    bad_source = runner.invoke(app, ["ask", "--home", str(home), "-s", "hr", "revenue by region"])
+    assert bad_source.exit_code == 1 and "unknown source 'hr'" in bad_source.output

@@ -100,7 +100,8 @@ def raw_duckdb(lakehouse: Path) -> duckdb.DuckDBPyConnection:
     con.execute("CREATE SCHEMA gold")
     for table in (lakehouse / "gold").iterdir():
         con.register(f"_{table.name}", DeltaTable(str(table)).to_pyarrow_dataset())
-        con.execute(f"CREATE VIEW gold.{table.name} AS SELECT * FROM _{table.name}")
+        con.execute(f"CREATE TABLE gold.{table.name} AS SELECT * FROM _{table.name}")
+        con.unregister(f"_{table.name}")
     return con
 
 

@@ -8,6 +8,7 @@ together once complete, so the history never holds a tool call without its resul
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,8 +29,9 @@ from loom.agent.messages import build_messages
 from loom.agent.model import ChatMessage, ChatModel, ModelError, ModelReply
 from loom.agent.runner import TurnRequest
 from loom.agent.sources import pick_sources
-from loom.agent.store import ConversationStore
+from loom.agent.store import ConversationStore, StoredMessage
 from loom.agent.tool_calls import CallOutcome, run_calls
+from loom.agent.writer import OrderedWriter
 from loom.engines.sources import Source
 from loom.identity import Principal
 from loom.tools.base import EngineProvider, QueryLimits, Tool, ToolContext
@@ -53,12 +55,16 @@ class Turn:
     """Everything one run needs, built once by `prepare`."""
 
     principal: Principal
-    conversation_id: str
+    writer: OrderedWriter
     run_id: str
     messages: list[ChatMessage]
     budget: TurnBudget
     ctx: ToolContext
     interrupts: list[Interrupt] = field(default_factory=list)
+
+    @property
+    def conversation_id(self) -> str:
+        return self.writer.conversation_id
 
 
 @dataclass
@@ -75,27 +81,30 @@ class Agent:
     async def run_turn(self, principal: Principal, request: TurnRequest) -> AsyncIterator[BaseEvent]:
         turn = await self.prepare(principal, request)
         yield RunStartedEvent(thread_id=turn.conversation_id, run_id=turn.run_id)
+        end: BaseEvent | None = None
         try:
             async for event in self.rounds(turn):
                 yield event
         except ModelError as e:
-            yield RunErrorEvent(message=str(e), code="model_error")
-            return
+            end = RunErrorEvent(message=str(e), code="model_error")
         except Exception as e:  # the stream must end with an event a client understands
             log.exception("turn %s failed", turn.run_id)
-            yield RunErrorEvent(message=f"internal error: {type(e).__name__}", code="internal_error")
-            return
-        yield self.finished(turn)
+            end = RunErrorEvent(message=f"internal error: {type(e).__name__}", code="internal_error")
+        finally:
+            # Also on a client disconnect: what was said so far is kept.
+            failed = await turn.writer.drain()
+        if failed is not None and end is None:
+            end = RunErrorEvent(message="the conversation could not be saved", code="store_error")
+        yield end or self.finished(turn)
 
     # --- steps --------------------------------------------------------------------------------
 
     async def prepare(self, principal: Principal, request: TurnRequest) -> Turn:
-        """Open or create the conversation, store the user's message, build the model's input."""
+        """Open or create the conversation, queue the user's message, build the model's input."""
         sources = self._pick_sources(request.sources)
-        conversation_id = await self._conversation(principal, request)
+        writer, stored = await self._conversation(principal, request)
         user = ChatMessage(role="user", content=request.message)
-        await self.store.append_messages(principal, conversation_id, [user])
-        stored = await self.store.messages(principal, conversation_id)
+        writer.append([user])
         budget = TurnBudget(self.limits.max_model_calls, self.limits.max_tool_rounds)
         ctx = ToolContext(
             principal=principal,
@@ -104,8 +113,8 @@ class Agent:
             model=InnerModel(self.model, budget),
             limits=self.query_limits,
         )
-        messages = build_messages(sources, stored)
-        return Turn(principal, conversation_id, new_id("run"), messages, budget, ctx)
+        messages = [*build_messages(sources, stored), user]
+        return Turn(principal, writer, new_id("run"), messages, budget, ctx)
 
     async def rounds(self, turn: Turn) -> AsyncIterator[BaseEvent]:
         """Model call, then its tool calls, until the model answers without calling a tool."""
@@ -158,7 +167,7 @@ class Agent:
     async def persist(
         self, turn: Turn, messages: list[ChatMessage], metadata: list[dict[str, Any]] | None = None
     ) -> None:
-        await self.store.append_messages(turn.principal, turn.conversation_id, messages, metadata)
+        turn.writer.append(messages, metadata)
         turn.messages.extend(messages)
 
     async def notice(self, turn: Turn, text: str) -> list[BaseEvent]:
@@ -176,14 +185,19 @@ class Agent:
     def _pick_sources(self, names: list[str] | None) -> list[Source]:
         return pick_sources(dict(self.sources()), names)
 
-    async def _conversation(self, principal: Principal, request: TurnRequest) -> str:
+    async def _conversation(
+        self, principal: Principal, request: TurnRequest
+    ) -> tuple[OrderedWriter, list[StoredMessage]]:
+        """The writer for the conversation and its history so far (none for a new one)."""
         if request.conversation_id is None:
-            title = request.message.strip().splitlines()[0][:TITLE_CHARS]
-            return (await self.store.create_conversation(principal, title)).id
+            writer = OrderedWriter(self.store, principal, uuid.uuid4().hex)
+            writer.create(request.message.strip().splitlines()[0][:TITLE_CHARS])
+            return writer, []
         found = await self.store.get_conversation(principal, request.conversation_id)
         if found is None:
             raise ConversationNotFound(request.conversation_id)
-        return found.id
+        history = await self.store.messages(principal, found.id)
+        return OrderedWriter(self.store, principal, found.id), history
 
 
 def _interrupt(outcome: CallOutcome) -> Interrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from loom.agent.model import ChatMessage
 from loom.agent.store import StoredMessage
@@ -19,7 +20,8 @@ def _describe(source: Source) -> str:
     return line
 
 
-def system_prompt(sources: Sequence[Source]) -> ChatMessage:
+@lru_cache(maxsize=32)
+def _system_prompt(sources: tuple[Source, ...]) -> ChatMessage:
     listed = "\n".join(_describe(s) for s in sources) or "- (none configured)"
     return ChatMessage(role="system", content=render("system", sources=listed))
 
@@ -35,4 +37,4 @@ def _trim(history: list[ChatMessage]) -> list[ChatMessage]:
 
 def build_messages(sources: Sequence[Source], stored: Sequence[StoredMessage]) -> list[ChatMessage]:
     history = [m.to_chat() for m in stored]
-    return [system_prompt(sources), *_trim(history)]
+    return [_system_prompt(tuple(sources)), *_trim(history)]

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 import openai
 from agent_framework import ChatResponse, ChatResponseUpdate, Content, Message
-from agent_framework.openai import OpenAIChatCompletionClient
+from agent_framework.openai import OpenAIChatCompletionClient, RawOpenAIChatCompletionClient
 from azure.core.exceptions import ClientAuthenticationError
 
 from loom.agent.model import (

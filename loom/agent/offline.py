@@ -64,7 +64,7 @@ class OfflineModel:
 
     def __init__(self, sources: Sequence[Source], threshold: float) -> None:
         self.threshold = threshold
-        self._indexes = [(s, VerifiedIndex(s.verified_queries)) for s in sources]
+        self._indexes = [(s, VerifiedIndex.of(s.verified_queries)) for s in sources]
 
     def _no_model(self) -> str:
         known = [v.question for s, _ in self._indexes for v in s.verified_queries][:12]

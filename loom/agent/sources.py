@@ -6,7 +6,9 @@ so zero configuration still gives the agent something real to answer from.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
+
 import yaml
 from pydantic import BaseModel
 
@@ -32,9 +34,13 @@ class UnknownSourceError(KeyError):
 
 def sample_source(settings: Settings) -> Source:
     """The seeded sales lakehouse (`loom data seed`) with its packaged verified queries."""
+    return _sample(settings.lakehouse_dir)
+
+
+def _sample(lakehouse: Path) -> Source:
     return Source(
         name=SAMPLE_SOURCE,
-        location=str(settings.lakehouse_dir),
+        location=str(lakehouse),
         description="Sample retail sales lakehouse: a star schema of orders, products, customers and "
         "stores, in bronze (raw), silver (cleaned) and gold (modelled) layers.",
         instructions="Prefer the gold layer. Revenue is fact_sales.net_amount; dates join through "
@@ -44,12 +50,26 @@ def sample_source(settings: Settings) -> Source:
 
 
 def load_sources(settings: Settings) -> dict[str, Source]:
-    """Sources by name: the sources file if there is one, else the sample lakehouse."""
+    """Sources by name: the sources file if there is one, else the sample lakehouse.
+
+    Read on every turn so edits apply without a restart, but parsed again only when the file
+    changes: parsing YAML cost more than the rest of a turn's own work.
+    """
     path = settings.resolved_sources_file
     if not path.exists():
-        return {SAMPLE_SOURCE: sample_source(settings)}
+        return _sample_sources(settings.lakehouse_dir)
+    return dict(_parse_sources_file(path, path.stat().st_mtime_ns))
+
+
+@lru_cache(maxsize=8)
+def _sample_sources(lakehouse: Path) -> dict[str, Source]:
+    return {SAMPLE_SOURCE: _sample(lakehouse)}
+
+
+@lru_cache(maxsize=8)
+def _parse_sources_file(path: Path, mtime_ns: int) -> tuple[tuple[str, Source], ...]:
     parsed = SourcesFile.model_validate(yaml.safe_load(path.read_text()) or {"sources": []})
-    return {s.name: _resolve_location(s, path.parent) for s in parsed.sources}
+    return tuple((s.name, _resolve_location(s, path.parent)) for s in parsed.sources)
 
 
 def _resolve_location(source: Source, base: Path) -> Source:

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -119,6 +120,7 @@ class SqliteConversationStore:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._migrate()
 
     # --- connections ---------------------------------------------------------------------------
@@ -154,7 +156,9 @@ class SqliteConversationStore:
         conn.execute("COMMIT")
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args)
+        # One thread of its own: SQLite takes one writer at a time anyway, and the shared default
+        # pool (busy with queries) made every store call wait for a free worker.
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _migrate(self) -> None:
         with self._write() as tx:
@@ -283,3 +287,4 @@ class SqliteConversationStore:
             connections, self._connections = self._connections, []
         for conn in connections:
             conn.close()
+        self._executor.shutdown(wait=False)

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 
-class VerifiedQuery(BaseModel):
+class VerifiedQuery(BaseModel, frozen=True):
     """A question a person has checked the answer query for."""
 
     question: str

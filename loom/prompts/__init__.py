@@ -20,7 +20,8 @@ def render(name: str, **values: str) -> str:
     return Template(_read(f"{name}.md")).substitute(values)
 
 
-def load_verified_queries(library: str) -> list[dict[str, Any]]:
-    """The packaged verified-query library `prompts/verified/<library>.yaml`."""
+@cache
+def load_verified_queries(library: str) -> tuple[dict[str, Any], ...]:
+    """The packaged verified-query library `prompts/verified/<library>.yaml` (parsed once)."""
     data = yaml.safe_load(_read(f"verified/{library}.yaml")) or {}
-    return list(data.get("queries", []))
+    return tuple(data.get("queries", []))

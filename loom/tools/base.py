@@ -11,6 +11,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any, Generic, Protocol, TypeVar, get_type_hints
 
 from pydantic import BaseModel
@@ -94,17 +95,27 @@ class Tool(Generic[A, R]):
     run: Callable[[ToolContext, A], Awaitable[R]]
 
     def schema(self) -> dict[str, Any]:
-        """The OpenAI function-tool declaration."""
-        params = self.args_model.model_json_schema()
-        params.pop("title", None)
-        return {
-            "type": "function",
-            "function": {"name": self.name, "description": self.description, "parameters": params},
-        }
+        """The OpenAI function-tool declaration (built once: it is sent with every model call)."""
+        return _schema(self.name, self.description, self.args_model)
 
     def parse_args(self, arguments: str) -> A:
         raw = json.loads(arguments or "{}")
         return self.args_model.model_validate(raw)
+
+
+@lru_cache(maxsize=256)
+def _schema(name: str, description: str, args_model: type[BaseModel]) -> dict[str, Any]:
+    params = _without_titles(args_model.model_json_schema())
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
+
+
+def _without_titles(node: Any) -> Any:
+    """Pydantic's titles repeat the property names: tokens the model pays for on every call."""
+    if isinstance(node, dict):
+        return {k: _without_titles(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+    if isinstance(node, list):
+        return [_without_titles(v) for v in node]
+    return node
 
 
 def define(run: Callable[[ToolContext, Any], Awaitable[Any]], *, effect: Effect, name: str = "") -> Tool:

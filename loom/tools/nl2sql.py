@@ -56,10 +56,10 @@ async def run(ctx: ToolContext, args: Nl2SqlArgs) -> Nl2SqlResult:
     returns the rows, the query as executed and whether it came from a verified query."""
     source = ctx.source(args.source)
     engine = ctx.engines.sql_engine(source)
-    index = VerifiedIndex([v for v in source.verified_queries if v.language == "sql"])
-    match = index.best(args.question, ctx.limits.verified_threshold)
-    if match is not None:
-        return await _run_verified(ctx, engine, source, match.verified)
+    index = VerifiedIndex.of(tuple(v for v in source.verified_queries if v.language == "sql"))
+    ranked = index.rank(args.question)
+    if ranked and ranked[0].score >= ctx.limits.verified_threshold:
+        return await _run_verified(ctx, engine, source, ranked[0].verified)
     if ctx.model is None:
         raise ToolError(
             "no_model",
@@ -67,7 +67,8 @@ async def run(ctx: ToolContext, args: Nl2SqlArgs) -> Nl2SqlResult:
             "enough; verified questions for this source: "
             + "; ".join(v.question for v in source.verified_queries),
         )
-    return await _generate_and_run(ctx, engine, source, args.question, index)
+    examples = [m.verified for m in ranked[:EXAMPLES] if m.score > 0]
+    return await _generate_and_run(ctx, engine, source, args.question, examples)
 
 
 async def _execute(ctx: ToolContext, engine: Engine, query: str) -> ResultSet:
@@ -107,11 +108,10 @@ def _generation_prompt(source: Source, schema: str, examples: Sequence[VerifiedQ
 
 
 async def _generate_and_run(
-    ctx: ToolContext, engine: Engine, source: Source, question: str, index: VerifiedIndex
+    ctx: ToolContext, engine: Engine, source: Source, question: str, examples: list[VerifiedQuery]
 ) -> Nl2SqlResult:
     assert ctx.model is not None
     schema = render_schema(await asyncio.to_thread(engine.catalog))
-    examples = [m.verified for m in index.rank(question)[:EXAMPLES] if m.score > 0]
     system = _generation_prompt(source, schema, examples)
     attempts: list[Attempt] = []
     prompt = question

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from functools import lru_cache
 
 from loom.engines.sources import VerifiedQuery
 
@@ -41,7 +42,10 @@ def content_words(text: str) -> set[str]:
 
 
 def _same(a: str, b: str) -> bool:
-    return a == b or (min(len(a), len(b)) >= 5 and SequenceMatcher(None, a, b).ratio() >= 0.85)
+    # The length and first-letter checks skip SequenceMatcher for pairs that cannot be one typo apart.
+    if min(len(a), len(b)) < 5 or abs(len(a) - len(b)) > 2 or a[0] != b[0]:
+        return a == b
+    return SequenceMatcher(None, a, b).ratio() >= 0.85
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class VerifiedIndex:
         return self._idf.get(word, self._unseen)
 
     def _coverage(self, words: set[str], other: set[str]) -> float:
-        covered = sum(self._weight(w) for w in words if any(_same(w, o) for o in other))
+        covered = sum(self._weight(w) for w in words if w in other or any(_same(w, o) for o in other))
         return covered / sum(self._weight(w) for w in words)
 
     def _score(self, asked: set[str], known: set[str]) -> float:
@@ -77,6 +81,12 @@ class VerifiedIndex:
         asked = content_words(question)
         scored = [Match(v, self._score(asked, w)) for v, w in zip(self.library, self._words, strict=True)]
         return sorted(scored, key=lambda m: m.score, reverse=True)
+
+    @staticmethod
+    @lru_cache(maxsize=64)
+    def of(library: tuple[VerifiedQuery, ...]) -> VerifiedIndex:
+        """The index of a library, built once per distinct library."""
+        return VerifiedIndex(library)
 
     def best(self, question: str, threshold: float) -> Match | None:
         ranked = self.rank(question)

@@ -16,6 +16,7 @@ import datetime as dt
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
@@ -37,11 +38,13 @@ from loom.engines.contracts import (
     json_safe,
 )
 from loom.engines.sources import Source
+from loom.engines.sql.deadlines import DEADLINES
 from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
 
 SAMPLE_VALUES = 5
 LOW_CARDINALITY = 25  # text columns with at most this many distinct values get sample values
 INTERRUPT_RETRY_S = 0.05
+PREPARED_CACHE = 256  # validated queries remembered per engine
 
 # Settings fixed at connect time: nothing may be downloaded or loaded behind our back.
 CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
@@ -90,6 +93,8 @@ class DuckDBEngine:
         self.source = source
         self._setup_lock = threading.Lock()
         self._catalog_lock = threading.Lock()
+        self._prepared: OrderedDict[tuple[str, str, int], str] = OrderedDict()
+        self._prepared_lock = threading.Lock()
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._tables: Catalog | None = None  # names only, for validation
         self._descriptions: dict[str, str] = {}
@@ -143,7 +148,27 @@ class DuckDBEngine:
     # --- steps ----------------------------------------------------------------------------------
 
     def _prepare(self, query: str, dialect: str, max_rows: int, now: dt.datetime | None) -> str:
-        """The DuckDB SQL that will run: generated from the validated tree, never the raw text."""
+        """The DuckDB SQL that will run, remembered for queries that come again (verified ones do).
+
+        A pinned `now` changes the SQL, so those are not remembered.
+        """
+        if now is not None:
+            return self._validated(query, dialect, max_rows, now)
+        key = (query, dialect, max_rows)
+        with self._prepared_lock:
+            sql = self._prepared.get(key)
+            if sql is not None:
+                self._prepared.move_to_end(key)
+                return sql
+        sql = self._validated(query, dialect, max_rows, None)
+        with self._prepared_lock:
+            self._prepared[key] = sql
+            if len(self._prepared) > PREPARED_CACHE:
+                self._prepared.popitem(last=False)
+        return sql
+
+    def _validated(self, query: str, dialect: str, max_rows: int, now: dt.datetime | None) -> str:
+        """Generated from the validated tree, never the raw text; raises QueryError when refused."""
         tables = self._table_names()
         expr = parse_read_only(query, dialect, tables)
         if dialect != "duckdb":
@@ -195,26 +220,26 @@ class _Watchdog:
     def __init__(self, cursor: duckdb.DuckDBPyConnection, timeout_s: float) -> None:
         self._cursor = cursor
         self._timeout_s = timeout_s
-        self._done = threading.Event()
+        self._done = False
         self.fired = False
 
     def __enter__(self) -> _Watchdog:
-        threading.Thread(target=self._watch, name="duckdb-watchdog", daemon=True).start()
+        self._pending = DEADLINES.schedule(self._timeout_s, self._fire)
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._done.set()
+        self._done = True
+        self._pending.cancel()
 
-    def _watch(self) -> None:
-        if self._done.wait(self._timeout_s):
+    def _fire(self) -> None:
+        if self._done:
             return
         self.fired = True
-        while not self._done.is_set():
-            with suppress(duckdb.Error):  # the cursor may close under us; then there is nothing to stop
-                self._cursor.interrupt()
-            self._done.wait(INTERRUPT_RETRY_S)
+        with suppress(duckdb.Error):  # the cursor may close under us; then there is nothing to stop
+            self._cursor.interrupt()
+        self._pending = DEADLINES.schedule(INTERRUPT_RETRY_S, self._fire)
 
 
 def _timeout(timeout_s: float) -> QueryError:

@@ -158,6 +158,8 @@ class SqliteConversationStore:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         # One thread of its own: SQLite takes one writer at a time anyway, and the shared default
         # pool (busy with queries) made every store call wait for a free worker.
+        if self._closed:
+            raise RuntimeError("the conversation store is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _migrate(self) -> None:

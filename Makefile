@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.turn_overhead
+	$(BIN)/python -m benchmarks.turn_overhead --turns 100 --rounds 5 --concurrency 50
 
 clean:
 	rm -rf $(VENV) .loom .pytest_cache .mypy_cache .ruff_cache

@@ -36,6 +36,7 @@ import openai
 import uvicorn
 from deltalake import DeltaTable
 
+from loom.agent.model import ChatMessage
 from loom.agent.model_maf import build_chat_model
 from loom.agent.runner import TurnRequest
 from loom.agent.service import build_runner
@@ -48,6 +49,29 @@ from tests.support.openai_server import QueuedReply, chunk_deltas, completion, d
 
 QUESTION = "How many order lines are there?"
 SQL = "SELECT COUNT(*) AS order_lines FROM gold.fact_sales"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """`generated`: the tool asks the model for SQL (3 model calls). `verified`: the question
+    matches the verified library, the tool runs that query (2 model calls, 1 tool call)."""
+
+    name: str
+    question: str
+    generate: bool
+
+
+def scenarios() -> list[Scenario]:
+    from loom.prompts import load_verified_queries
+
+    verified = load_verified_queries("sales")[4]  # "How many orders were placed per channel?"
+    return [Scenario("generated", QUESTION, True), Scenario("verified", verified["question"], False)]
+
+
+def verified_sql(question: str) -> str:
+    from loom.prompts import load_verified_queries
+
+    return next(q["query"] for q in load_verified_queries("sales") if q["question"] == question)
 
 
 # --- the zero-latency fake model -----------------------------------------------------------------
@@ -66,7 +90,9 @@ class FakeModel:
             return httpx2.Response(200, json=completion(body, reply))
         kind = "tool" if reply.tool_calls else "text"
         self.first_tokens.append((kind, time.perf_counter()))
-        return httpx2.Response(200, content=_stream(body, reply), headers={"content-type": "text/event-stream"})
+        return httpx2.Response(
+            200, content=_stream(body, reply), headers={"content-type": "text/event-stream"}
+        )
 
     def transport(self) -> httpx2.MockTransport:
         return httpx2.MockTransport(self.handle)
@@ -74,7 +100,10 @@ class FakeModel:
 
 def _stream(body: dict[str, Any], reply: QueuedReply) -> bytes:
     base = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": body.get("model", "m")}
-    frames = [sse({**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]}) for d in chunk_deltas(reply)]
+    frames = [
+        sse({**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]})
+        for d in chunk_deltas(reply)
+    ]
     finish = "tool_calls" if reply.tool_calls else "stop"
     frames.append(sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}))
     return b"".join(frames) + sse("[DONE]")
@@ -82,17 +111,30 @@ def _stream(body: dict[str, Any], reply: QueuedReply) -> bytes:
 
 def settings_for(home: Path) -> Settings:
     return Settings(
-        home=home, model_provider="openai", openai_base_url="http://fake-model.invalid/v1",
-        openai_api_key="bench", model="fake",
+        home=home,
+        model_provider="openai",
+        openai_base_url="http://fake-model.invalid/v1",
+        openai_api_key="bench",
+        model="fake",
     )
 
 
 # --- baseline: a minimal plain-openai loop ----------------------------------------------------------
 
-TOOLS = [{"type": "function", "function": {
-    "name": "nl2sql", "description": "Answer a data question with SQL",
-    "parameters": {"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]},
-}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "nl2sql",
+            "description": "Answer a data question with SQL",
+            "parameters": {
+                "type": "object",
+                "properties": {"question": {"type": "string"}},
+                "required": ["question"],
+            },
+        },
+    }
+]
 
 
 def raw_duckdb(lakehouse: Path) -> duckdb.DuckDBPyConnection:
@@ -120,20 +162,66 @@ async def _streamed(client: openai.AsyncOpenAI, messages: list[dict[str, Any]]) 
     return {"text": text, "calls": list(calls.values())}
 
 
-async def baseline_turn(client: openai.AsyncOpenAI, con: duckdb.DuckDBPyConnection) -> None:
-    messages: list[dict[str, Any]] = [{"role": "system", "content": "You answer data questions."},
-                                      {"role": "user", "content": QUESTION}]
+async def baseline_turn(client: openai.AsyncOpenAI, con: duckdb.DuckDBPyConnection, case: Scenario) -> None:
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": "You answer data questions."},
+        {"role": "user", "content": case.question},
+    ]
     first = await _streamed(client, messages)
     call = first["calls"][0]
-    messages.append({"role": "assistant", "tool_calls": [{"id": call["id"], "type": "function",
-                     "function": {"name": call["name"], "arguments": call["arguments"]}}]})
-    gen = await client.chat.completions.create(model="fake", messages=[
-        {"role": "system", "content": "Write SQL."}, {"role": "user", "content": QUESTION}])
-    sql = (gen.choices[0].message.content or "").split("```sql\n")[1].split("```")[0]
+    messages.append(
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": call["id"],
+                    "type": "function",
+                    "function": {"name": call["name"], "arguments": call["arguments"]},
+                }
+            ],
+        }
+    )
+    if case.generate:
+        gen = await client.chat.completions.create(
+            model="fake",
+            messages=[
+                {"role": "system", "content": "Write SQL."},
+                {"role": "user", "content": case.question},
+            ],
+        )
+        sql = (gen.choices[0].message.content or "").split("```sql\n")[1].split("```")[0]
+    else:
+        sql = verified_sql(case.question)
     cursor = con.cursor()
     rows = await asyncio.to_thread(lambda: cursor.execute(sql).fetchmany(1000))
     messages.append({"role": "tool", "tool_call_id": call["id"], "content": json.dumps({"rows": rows})})
     await _streamed(client, messages)
+
+
+# --- one model call: MAF (what the platform uses) against the bare SDK ------------------------
+
+
+async def model_call_cost(n: int) -> dict[str, float]:
+    """One streamed call with tools, parsed to the end: the share of the overhead that is MAF's."""
+    fake = FakeModel()
+    model = build_chat_model(
+        settings_for(Path(".")), http_client=httpx2.AsyncClient(transport=fake.transport())
+    )
+    assert model is not None
+    sdk = openai.AsyncOpenAI(
+        base_url="http://fake-model.invalid/v1",
+        api_key="bench",
+        http_client=httpx2.AsyncClient(transport=fake.transport()),
+    )
+    ours = [ChatMessage(role="system", content="You answer."), ChatMessage(role="user", content=QUESTION)]
+    plain = [{"role": "system", "content": "You answer."}, {"role": "user", "content": QUESTION}]
+
+    async def via_maf() -> None:
+        async for _ in model.stream(ours, TOOLS):
+            pass
+
+    maf, bare = await timed(via_maf, n), await timed(lambda: _streamed(sdk, plain), n)
+    return {"model_call_maf_p50_ms": statistics.median(maf), "model_call_sdk_p50_ms": statistics.median(bare)}
 
 
 # --- measuring ----------------------------------------------------------------------------------------
@@ -154,7 +242,7 @@ async def timed(turn: Callable[[], Awaitable[Any]], n: int) -> list[float]:
     return out
 
 
-async def in_process(home: Path, turns: int) -> tuple[list[float], list[float]]:
+async def in_process(home: Path, turns: int, case: Scenario) -> tuple[list[float], list[float]]:
     fake = FakeModel()
     settings = settings_for(home)
     model = build_chat_model(settings, http_client=httpx2.AsyncClient(transport=fake.transport()))
@@ -162,14 +250,17 @@ async def in_process(home: Path, turns: int) -> tuple[list[float], list[float]]:
     agent = build_runner(settings, store, model=model)
 
     async def platform() -> None:
-        async for _ in agent.run_turn(DEV_PRINCIPAL, TurnRequest(message=QUESTION)):
+        async for _ in agent.run_turn(DEV_PRINCIPAL, TurnRequest(message=case.question)):
             pass
 
-    client = openai.AsyncOpenAI(base_url="http://fake-model.invalid/v1", api_key="bench",
-                                http_client=httpx2.AsyncClient(transport=fake.transport()))
+    client = openai.AsyncOpenAI(
+        base_url="http://fake-model.invalid/v1",
+        api_key="bench",
+        http_client=httpx2.AsyncClient(transport=fake.transport()),
+    )
     con = raw_duckdb(settings.lakehouse_dir)
     ours = await timed(platform, turns)
-    base = await timed(lambda: baseline_turn(client, con), turns)
+    base = await timed(lambda: baseline_turn(client, con, case), turns)
     await store.close()
     return ours, base
 
@@ -225,17 +316,22 @@ async def over_http(home: Path, turns: int, concurrency: int) -> dict[str, Any]:
             fake.first_tokens.clear()
             sequential = [await one_stream(client, url) for _ in range(turns)]
             gaps = _first_byte_gaps(sequential, fake.first_tokens)
-            start = time.perf_counter()
-            limits = httpx.Limits(max_connections=concurrency)
+        limits = httpx.Limits(max_connections=concurrency)
         async with httpx.AsyncClient(timeout=120, limits=limits) as many:
             start = time.perf_counter()
-            parallel = await asyncio.gather(*(one_stream(many, url) for _ in range(concurrency)),
-                                            return_exceptions=True)
+            parallel = await asyncio.gather(
+                *(one_stream(many, url) for _ in range(concurrency)), return_exceptions=True
+            )
             wall = (time.perf_counter() - start) * 1000
     errors = sum(1 for p in parallel if not isinstance(p, StreamTiming) or not p.ok)
     done = [p.total_ms for p in parallel if isinstance(p, StreamTiming)]
-    return {"turn_ms": [s.total_ms for s in sequential], "gaps": gaps, "errors": errors,
-            "concurrent_wall_ms": wall, "concurrent_turn_ms": done}
+    return {
+        "turn_ms": [s.total_ms for s in sequential],
+        "gaps": gaps,
+        "errors": errors,
+        "concurrent_wall_ms": wall,
+        "concurrent_turn_ms": done,
+    }
 
 
 def _first_byte_gaps(streams: list[StreamTiming], tokens: list[tuple[str, float]]) -> dict[str, list[float]]:
@@ -243,8 +339,14 @@ def _first_byte_gaps(streams: list[StreamTiming], tokens: list[tuple[str, float]
     tool_tokens = [t for kind, t in tokens if kind == "tool"]
     text_tokens = [t for kind, t in tokens if kind == "text"]
     return {
-        "tool_call_start": [(s.first_event_at["TOOL_CALL_START"] - t) * 1000 for s, t in zip(streams, tool_tokens, strict=True)],
-        "text_content": [(s.first_event_at["TEXT_MESSAGE_CONTENT"] - t) * 1000 for s, t in zip(streams, text_tokens, strict=True)],
+        "tool_call_start": [
+            (s.first_event_at["TOOL_CALL_START"] - t) * 1000
+            for s, t in zip(streams, tool_tokens, strict=True)
+        ],
+        "text_content": [
+            (s.first_event_at["TEXT_MESSAGE_CONTENT"] - t) * 1000
+            for s, t in zip(streams, text_tokens, strict=True)
+        ],
     }
 
 
@@ -265,24 +367,41 @@ def main() -> None:
 async def run_rounds(home: Path, args: argparse.Namespace) -> dict[str, Any]:
     rows = []
     for r in range(args.rounds):
-        ours, base = await in_process(home, args.turns)
-        http = await over_http(home, args.turns, args.concurrency)
-        row = {
-            "in_process_p50_ms": statistics.median(ours), "in_process_p99_ms": pct(ours, 0.99),
-            "baseline_p50_ms": statistics.median(base), "baseline_p99_ms": pct(base, 0.99),
-            "ratio_p50": statistics.median(ours) / statistics.median(base),
-            "http_p50_ms": statistics.median(http["turn_ms"]), "http_p99_ms": pct(http["turn_ms"], 0.99),
-            "first_byte_after_tool_token_p50_ms": statistics.median(http["gaps"]["tool_call_start"]),
-            "first_byte_after_tool_token_p99_ms": pct(http["gaps"]["tool_call_start"], 0.99),
-            "first_byte_after_text_token_p50_ms": statistics.median(http["gaps"]["text_content"]),
-            "first_byte_after_text_token_p99_ms": pct(http["gaps"]["text_content"], 0.99),
-            "concurrent_streams": args.concurrency, "concurrent_errors": http["errors"],
-            "concurrent_wall_ms": http["concurrent_wall_ms"],
-            "concurrent_turn_p50_ms": statistics.median(http["concurrent_turn_ms"] or [0]),
-        }
+        row: dict[str, Any] = {}
+        for case in scenarios():
+            ours, base = await in_process(home, args.turns, case)
+            row |= {
+                f"{case.name}_in_process_p50_ms": statistics.median(ours),
+                f"{case.name}_in_process_p99_ms": pct(ours, 0.99),
+                f"{case.name}_baseline_p50_ms": statistics.median(base),
+                f"{case.name}_baseline_p99_ms": pct(base, 0.99),
+                f"{case.name}_ratio_p50": statistics.median(ours) / statistics.median(base),
+            }
+        row |= await model_call_cost(args.turns)
+        row |= http_row(await over_http(home, args.turns, args.concurrency), args.concurrency)
         rows.append(row)
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-    return {"median_of_rounds": {k: statistics.median(row[k] for row in rows) for k in rows[0]}, "rounds": rows}
+        shown = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        print(f"round {r + 1}/{args.rounds}: {shown}", flush=True)
+    return {
+        "median_of_rounds": {k: statistics.median(row[k] for row in rows) for k in rows[0]},
+        "rounds": rows,
+    }
+
+
+def http_row(http: dict[str, Any], concurrency: int) -> dict[str, Any]:
+    gaps = http["gaps"]
+    return {
+        "http_p50_ms": statistics.median(http["turn_ms"]),
+        "http_p99_ms": pct(http["turn_ms"], 0.99),
+        "first_byte_after_tool_token_p50_ms": statistics.median(gaps["tool_call_start"]),
+        "first_byte_after_tool_token_p99_ms": pct(gaps["tool_call_start"], 0.99),
+        "first_byte_after_text_token_p50_ms": statistics.median(gaps["text_content"]),
+        "first_byte_after_text_token_p99_ms": pct(gaps["text_content"], 0.99),
+        "concurrent_streams": concurrency,
+        "concurrent_errors": http["errors"],
+        "concurrent_wall_ms": http["concurrent_wall_ms"],
+        "concurrent_turn_p50_ms": statistics.median(http["concurrent_turn_ms"] or [0]),
+    }
 
 
 if __name__ == "__main__":

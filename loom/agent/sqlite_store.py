@@ -94,6 +94,21 @@ def _message(row: sqlite3.Row) -> StoredMessage:
     )
 
 
+def _stored(row: tuple[Any, ...], message: ChatMessage, metadata: dict[str, Any]) -> StoredMessage:
+    message_id, conversation_id, _tenant, seq, role, content, _calls, call_id, _meta, created = row
+    return StoredMessage(
+        id=message_id,
+        conversation_id=conversation_id,
+        seq=seq,
+        role=role,
+        content=content,
+        tool_calls=[{"id": c.id, "name": c.name, "arguments": c.arguments} for c in message.tool_calls],
+        tool_call_id=call_id,
+        metadata=metadata,
+        created_at=dt.datetime.fromisoformat(created),
+    )
+
+
 def _message_row(
     conversation_id: str, principal: Principal, seq: int, message: ChatMessage, metadata: dict[str, Any]
 ) -> tuple[Any, ...]:
@@ -261,11 +276,9 @@ class SqliteConversationStore:
             ]
             tx.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             tx.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))
-            stored = tx.execute(
-                "SELECT * FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq",
-                (conversation_id, last),
-            ).fetchall()
-        return [_message(r) for r in stored]
+        # Built from what was written, not read back: a tool result's metadata can be large, and
+        # parsing it again on every append cost more than the write.
+        return [_stored(row, m, meta) for row, m, meta in zip(rows, messages, metas, strict=True)]
 
     async def messages(self, principal: Principal, conversation_id: str) -> list[StoredMessage]:
         return await self._run(self._messages, principal, conversation_id)

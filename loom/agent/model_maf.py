@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 import openai
 from agent_framework import ChatResponse, ChatResponseUpdate, Content, Message
-from agent_framework.openai import OpenAIChatCompletionClient, RawOpenAIChatCompletionClient
+from agent_framework.openai import OpenAIChatCompletionClient
 from azure.core.exceptions import ClientAuthenticationError
 
 from loom.agent.model import (
@@ -86,8 +86,11 @@ def tool_calls_of(response: ChatResponse) -> tuple[ToolCall, ...]:
 def usage_of(response: ChatResponse) -> dict[str, Any]:
     """Token counts under the OpenAI names; MAF's other details are kept as they come."""
     usage: dict[str, Any] = dict(response.usage_details or {})
-    renames = {"input_token_count": "prompt_tokens", "output_token_count": "completion_tokens",
-               "total_token_count": "total_tokens"}
+    renames = {
+        "input_token_count": "prompt_tokens",
+        "output_token_count": "completion_tokens",
+        "total_token_count": "total_tokens",
+    }
     return {renames.get(key, key): value for key, value in usage.items() if value is not None}
 
 
@@ -138,13 +141,17 @@ def describe_failure(error: BaseException, where: Endpoint) -> str:
     if isinstance(error, openai.APITimeoutError):
         return f"The model endpoint {where.url} did not answer within {where.timeout_s:g}s{after}."
     if isinstance(error, openai.APIConnectionError):
-        return (f"The model endpoint {where.url} is unreachable ({_reason(error)}){after} "
-                f"— check {where.setting}.")
+        return (
+            f"The model endpoint {where.url} is unreachable ({_reason(error)}){after} "
+            f"— check {where.setting}."
+        )
     if isinstance(error, openai.APIStatusError):
         return describe_status(error, where)
     if isinstance(error, ClientAuthenticationError):
-        return (f"Could not get an Entra ID token for {where.url}: {_first_line(error)} — sign in "
-                "(az login, or a managed identity) or set AZURE_OPENAI_API_KEY.")
+        return (
+            f"Could not get an Entra ID token for {where.url}: {_first_line(error)} — sign in "
+            "(az login, or a managed identity) or set AZURE_OPENAI_API_KEY."
+        )
     return f"The model call to {where.url} failed: {type(error).__name__}: {where.scrub(str(error))}"
 
 
@@ -328,9 +335,9 @@ def _azure_client(
     if not settings.azure_openai_endpoint or not settings.model_name:
         raise ModelError("Azure OpenAI needs AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT to be set.")
     key = settings.azure_openai_api_key.get_secret_value() if settings.azure_openai_api_key else None
-    auth: dict[str, Any] = {"api_key": key} if key else {
-        "azure_ad_token_provider": entra_token_provider(settings, credential)
-    }
+    auth: dict[str, Any] = (
+        {"api_key": key} if key else {"azure_ad_token_provider": entra_token_provider(settings, credential)}
+    )
     sdk = openai.AsyncAzureOpenAI(
         azure_endpoint=settings.azure_openai_endpoint,
         azure_deployment=settings.model_name,

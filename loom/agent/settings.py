@@ -63,9 +63,7 @@ class Settings(BaseSettings):
     model_provider: Provider | None = None
     azure_openai_endpoint: str | None = Field(None, validation_alias=_env("AZURE_OPENAI_ENDPOINT"))
     azure_openai_deployment: str | None = Field(None, validation_alias=_env("AZURE_OPENAI_DEPLOYMENT"))
-    azure_openai_api_version: str = Field(
-        "2024-10-21", validation_alias=_env("AZURE_OPENAI_API_VERSION")
-    )
+    azure_openai_api_version: str = Field("2024-10-21", validation_alias=_env("AZURE_OPENAI_API_VERSION"))
     azure_openai_api_key: SecretStr | None = Field(None, validation_alias=_env("AZURE_OPENAI_API_KEY"))
     azure_cloud: AzureCloud = Field(
         AzureCloud.PUBLIC, validation_alias=_env("LOOM_AZURE_CLOUD", "AZURE_CLOUD")

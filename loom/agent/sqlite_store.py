@@ -12,9 +12,9 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-from concurrent.futures import ThreadPoolExecutor
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar

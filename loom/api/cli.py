@@ -48,7 +48,9 @@ def _describe_model(settings: Settings) -> str:
     return f"{settings.provider.value} model {settings.model_name!r}"
 
 
-HomeOption = Annotated[Path | None, typer.Option("--home", help="State folder (default: $LOOM_HOME or ./.loom).")]
+HomeOption = Annotated[
+    Path | None, typer.Option("--home", help="State folder (default: $LOOM_HOME or ./.loom).")
+]
 SourceOption = Annotated[
     list[str] | None, typer.Option("--source", "-s", help="Source name(s) to use (default: all).")
 ]
@@ -134,7 +136,8 @@ def serve(
         err.print(f"[red]refusing to start:[/red] {e}")
         raise typer.Exit(2) from e
     _ensure_seeded(settings)
-    err.print(f"Loom API on http://{bind_host}:{bind_port} · {_describe_model(settings)} · auth {settings.auth_mode}")
+    model, auth = _describe_model(settings), settings.auth_mode
+    err.print(f"Loom API on http://{bind_host}:{bind_port} · {model} · auth {auth}")
     uvicorn.run(create_app(settings), host=bind_host, port=bind_port, log_level="info")
 
 

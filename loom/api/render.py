@@ -30,7 +30,9 @@ def result_table(value: dict[str, Any], limit: int = TABLE_ROWS) -> Table:
         table.add_row(*("" if v is None else str(v) for v in row))
     more = value["row_count"] - min(limit, len(value["rows"]))
     if more > 0 or value.get("truncated"):
-        table.caption = f"{value['row_count']} rows" + (" (truncated by the row cap)" if value["truncated"] else "")
+        table.caption = f"{value['row_count']} rows" + (
+            " (truncated by the row cap)" if value["truncated"] else ""
+        )
     return table
 
 

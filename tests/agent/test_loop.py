@@ -49,7 +49,13 @@ async def test_a_question_streams_a_tool_call_its_result_and_the_answer(
     events = await collect(make_agent(model), "How many order lines are there?")
 
     assert types(events)[0] == "RUN_STARTED" and types(events)[-1] == "RUN_FINISHED"
-    for kind in ("TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END", "TOOL_CALL_RESULT", "TEXT_MESSAGE_CONTENT"):
+    for kind in (
+        "TOOL_CALL_START",
+        "TOOL_CALL_ARGS",
+        "TOOL_CALL_END",
+        "TOOL_CALL_RESULT",
+        "TEXT_MESSAGE_CONTENT",
+    ):
         assert kind in types(events)
     [table] = custom(events, RESULT_TABLE)
     assert table["rows"] == [[true_count(lakehouse)]]
@@ -122,7 +128,9 @@ async def test_a_tool_that_raises_becomes_an_error_result_and_the_turn_completes
     assert types(events)[-1] == "RUN_FINISHED"
 
 
-async def test_invalid_arguments_and_unknown_tools_are_reported_to_the_model(make_agent: AgentFactory) -> None:
+async def test_invalid_arguments_and_unknown_tools_are_reported_to_the_model(
+    make_agent: AgentFactory,
+) -> None:
     model = ScriptedModel().queue(
         tool_calls(("nl2sql", {"source": "sales"}), ("no_such_tool", {})), text("sorry")
     )

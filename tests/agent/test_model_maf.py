@@ -99,8 +99,10 @@ async def test_parallel_streamed_calls_keep_their_own_ids_and_names(
     assert [(e.id, e.name) for e in named] == [("c1", "ask_data"), ("c2", "ask_data")]
     reply = events[-1]
     assert isinstance(reply, ModelReply)
-    assert [(c.id, json.loads(c.arguments)) for c in reply.tool_calls] == [("c1", {"question": "a"}),
-                                                                          ("c2", {"question": "b"})]
+    assert [(c.id, json.loads(c.arguments)) for c in reply.tool_calls] == [
+        ("c1", {"question": "a"}),
+        ("c2", {"question": "b"}),
+    ]
 
 
 async def test_complete_returns_text_and_usage(openai_server: OpenAICompatServer) -> None:
@@ -135,8 +137,9 @@ async def test_a_tool_round_trip_reaches_the_server_in_openai_wire_format(
     sent = openai_server.requests[0]["messages"]
     assert sent[0] == {"role": "system", "content": "You answer questions."}
     assert sent[2]["role"] == "assistant"
-    assert sent[2]["tool_calls"] == [{"id": "call_7", "type": "function",
-                                      "function": {"name": "ask_data", "arguments": call.arguments}}]
+    assert sent[2]["tool_calls"] == [
+        {"id": "call_7", "type": "function", "function": {"name": "ask_data", "arguments": call.arguments}}
+    ]
     assert "Let me look." in json.dumps(sent[2].get("content"))
     assert sent[3] == {"role": "tool", "tool_call_id": "call_7", "content": '{"rows": [[1204]]}'}
     # The rule-based responder answers a tool result by quoting it.
@@ -194,8 +197,7 @@ async def test_an_unreachable_endpoint_is_a_model_error_after_retries(
         await model.complete(QUESTION)
 
     assert str(raised.value) == (
-        f"The model endpoint {url} is unreachable (connection refused) after 1 retry"
-        " — check OPENAI_BASE_URL."
+        f"The model endpoint {url} is unreachable (connection refused) after 1 retry — check OPENAI_BASE_URL."
     )
     # Without Retry-After the SDK backs off 0.5 s * 2**n, less up to 25 % jitter.
     [retry] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Retrying request in")]
@@ -252,10 +254,16 @@ class RecordingTransport:
     def handle(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append(request)
         message = {"role": "assistant", "content": "hello"}
-        return httpx2.Response(200, json={
-            "id": "x", "object": "chat.completion", "created": 0, "model": "gpt-4o",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-        })
+        return httpx2.Response(
+            200,
+            json={
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "gpt-4o",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            },
+        )
 
 
 class FakeCredential:

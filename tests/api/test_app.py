@@ -247,7 +247,9 @@ async def test_an_unknown_conversation_is_404_before_streaming(
     assert runner.calls == []
 
 
-async def test_an_unknown_source_is_422_before_streaming(client: httpx.AsyncClient, runner: FakeRunner) -> None:
+async def test_an_unknown_source_is_422_before_streaming(
+    client: httpx.AsyncClient, runner: FakeRunner
+) -> None:
     response = await client.post("/v1/chat", json={"message": "hi", "sources": ["hr"]})
     detail = error(response, 422)
     assert detail["code"] == "unknown_source" and "'hr'" in detail["message"] and "sales" in detail["message"]
@@ -272,15 +274,27 @@ async def test_a_model_error_reaches_the_user_as_written(
 ) -> None:
     runner.fail_after, runner.failure = 1, ModelError("the model endpoint timed out after 3 retries")
     last = sse_events(await chat(client, message="hi"))[-1]
-    assert last == {"type": "RUN_ERROR", "message": "the model endpoint timed out after 3 retries",
-                    "code": "model_error"}
+    assert last == {
+        "type": "RUN_ERROR",
+        "message": "the model endpoint timed out after 3 retries",
+        "code": "model_error",
+    }
 
 
 def asgi_chat_scope() -> dict[str, Any]:
     return {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-        "scheme": "http", "path": "/v1/chat", "raw_path": b"/v1/chat", "query_string": b"", "root_path": "",
-        "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 1), "server": ("t", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/chat",
+        "raw_path": b"/v1/chat",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("t", 80),
     }
 
 

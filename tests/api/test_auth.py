@@ -151,7 +151,9 @@ async def test_sub_stands_in_for_a_missing_oid_and_no_roles(tmp_path: Path, issu
     assert (principal.user_id, principal.roles) == ("pairwise-sub", ())
 
 
-@pytest.mark.parametrize("iss", ["https://sts.windows.net/{t}/", "https://login.microsoftonline.com/{t}/v2.0"])
+@pytest.mark.parametrize(
+    "iss", ["https://sts.windows.net/{t}/", "https://login.microsoftonline.com/{t}/v2.0"]
+)
 async def test_v1_and_v2_issuers_of_the_public_cloud(tmp_path: Path, issuer: Issuer, iss: str) -> None:
     verifier = EntraVerifier(entra_settings(tmp_path), issuer)
     principal = await verifier.verify(issuer.token(iss=iss.format(t=TENANT)))

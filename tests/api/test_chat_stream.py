@@ -90,7 +90,9 @@ async def test_the_whole_stream_matches_its_snapshot(home: Path) -> None:
 
 async def test_a_turn_over_the_real_model_http_path(home: Path) -> None:
     with OpenAICompatServer(default_sql=COUNT_SQL) as server:
-        settings = settings_for(home, openai_base_url=server.base_url, model="test-model", model_max_retries=0)
+        settings = settings_for(
+            home, openai_base_url=server.base_url, model="test-model", model_max_retries=0
+        )
         model = build_chat_model(settings)
         async for client in client_for(settings, model):
             response = await client.post("/v1/chat", json={"message": "How many order lines are there?"})

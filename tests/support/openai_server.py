@@ -293,8 +293,11 @@ def build_app(server: OpenAICompatServer) -> FastAPI:
         return JSONResponse(completion(body, reply))
 
     # The OpenAI path, and Azure's deployment and v1 paths so Azure settings can point here too.
-    for path in ("/v1/chat/completions", "/openai/deployments/{deployment}/chat/completions",
-                 "/openai/v1/chat/completions"):
+    for path in (
+        "/v1/chat/completions",
+        "/openai/deployments/{deployment}/chat/completions",
+        "/openai/v1/chat/completions",
+    ):
         app.add_api_route(path, chat_completions, methods=["POST"])
 
     @app.get("/v1/models")

@@ -1,7 +1,8 @@
 """Shared test setup: no test reaches a real model, or any host but this machine.
 
 Every test session runs with the network restricted to loopback and unix sockets, and without the
-developer's OPENAI_* / AZURE_OPENAI_* variables, so a real key is never read or sent.
+developer's OPENAI_* / AZURE_OPENAI_* / LOOM_* variables, .env or loom.toml, so a real key is never
+read or sent.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 from tests.support.openai_server import OpenAICompatServer
 
-_MODEL_ENV_PREFIXES = ("OPENAI_", "AZURE_OPENAI_")
+_MODEL_ENV_PREFIXES = ("OPENAI_", "AZURE_OPENAI_", "LOOM_")
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 _real_getaddrinfo = socket.getaddrinfo
@@ -63,10 +64,13 @@ def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _no_real_network_or_keys() -> Iterator[None]:
+def _no_real_network_or_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         for name in [n for n in os.environ if n.startswith(_MODEL_ENV_PREFIXES)]:
             patch.delenv(name)
+        # Settings also reads ./.env and ./loom.toml: run from an empty folder so a developer's
+        # files cannot configure a real model (or anything else) for the tests.
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
         patch.setattr(socket.socket, "connect", _guarded_connect)
         patch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
         patch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)

@@ -1,0 +1,44 @@
+from pathlib import Path
+
+import pytest
+
+from loom.agent.settings import AzureCloud, Provider, Settings
+
+
+def test_nothing_configured_is_offline() -> None:
+    assert Settings().provider is Provider.OFFLINE
+
+
+def test_provider_is_inferred_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("LOOM_MODEL", "llama3")
+    assert (Settings().provider, Settings().model_name) == (Provider.OPENAI, "llama3")
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://x.openai.azure.us")
+    monkeypatch.setenv("AZURE_OPENAI_DEPLOYMENT", "gpt-4o")
+    assert (Settings().provider, Settings().model_name) == (Provider.AZURE, "gpt-4o")
+    monkeypatch.setenv("LOOM_MODEL_PROVIDER", "offline")
+    assert Settings().provider is Provider.OFFLINE  # explicit wins
+
+
+def test_the_token_scope_follows_the_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().cognitive_scope == "https://cognitiveservices.azure.com/.default"
+    monkeypatch.setenv("LOOM_AZURE_CLOUD", "AzureUSGovernment")
+    settings = Settings()
+    assert settings.azure_cloud is AzureCloud.US_GOVERNMENT
+    assert settings.cognitive_scope == "https://cognitiveservices.azure.us/.default"
+
+
+def test_loom_toml_is_read_and_the_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = tmp_path / "loom.toml"
+    config.write_text('query_max_rows = 50\nhome = "/srv/loom"\n')
+    monkeypatch.setenv("LOOM_CONFIG", str(config))
+    assert (Settings().query_max_rows, Settings().home) == (50, Path("/srv/loom"))
+    monkeypatch.setenv("LOOM_QUERY_MAX_ROWS", "7")
+    assert Settings().query_max_rows == 7
+
+
+def test_state_lives_under_loom_home(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    assert settings.lakehouse_dir == tmp_path / "lakehouse"
+    assert settings.database_path == tmp_path / "loom.db"
+    assert settings.resolved_sources_file == tmp_path / "sources.yaml"

@@ -1,0 +1,43 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from loom.agent.settings import Settings
+from loom.agent.sources import SAMPLE_SOURCE, UnknownSourceError, load_sources, pick_sources
+
+
+def test_without_a_sources_file_the_sample_lakehouse_is_the_source(tmp_path: Path) -> None:
+    sources = load_sources(Settings(home=tmp_path))
+    sample = sources[SAMPLE_SOURCE]
+    assert sample.location == str(tmp_path / "lakehouse")
+    assert len(sample.verified_queries) >= 10
+
+
+def test_a_sources_file_lists_sources_relative_to_itself(tmp_path: Path) -> None:
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n"
+        "  - name: hr\n"
+        "    location: data/hr.sqlite\n"
+        "    description: People\n"
+        "    verified_queries:\n"
+        "      - {question: Headcount, query: SELECT COUNT(*) FROM employees}\n"
+    )
+    sources = load_sources(Settings(home=tmp_path))
+    assert list(sources) == ["hr"]
+    assert sources["hr"].location == str(tmp_path / "data" / "hr.sqlite")
+    assert sources["hr"].verified_queries[0].question == "Headcount"
+
+
+def test_an_edited_sources_file_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "sources.yaml"
+    path.write_text("sources:\n  - {name: a, location: x}\n")
+    assert list(load_sources(Settings(home=tmp_path))) == ["a"]
+    path.write_text("sources:\n  - {name: b, location: y}\n")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert list(load_sources(Settings(home=tmp_path))) == ["b"]
+
+
+def test_picking_an_unknown_source_names_the_known_ones(tmp_path: Path) -> None:
+    with pytest.raises(UnknownSourceError, match="unknown source 'hr'; known sources: sales"):
+        pick_sources(load_sources(Settings(home=tmp_path)), ["hr"])

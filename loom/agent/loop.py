@@ -1,8 +1,9 @@
 """The turn loop, as small named steps: prepare → call model → run tools → persist → stream.
 
-`Agent.run_turn` yields AG-UI events. The user's message is stored before the model is called,
-so a model failure loses nothing; each round's assistant message and tool results are stored
-together once complete, so the history never holds a tool call without its result.
+`Agent.run_turn` yields AG-UI events. Writes go through an `OrderedWriter` in the background: the
+user's message is queued before the model is called and every write is drained before the run's
+last event, so a model failure loses nothing; each round's assistant message and its tool results
+are written in one transaction, so the history never holds a tool call without its result.
 """
 
 from __future__ import annotations

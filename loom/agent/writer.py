@@ -1,16 +1,18 @@
 """Persistence off the critical path: one turn's writes run in order in the background.
 
 The model call does not wait for the user's message to be stored, nor the next round for the
-last one; `drain` waits for all of it before the run reports that it finished, so a client that
-reads the conversation after RUN_FINISHED or RUN_ERROR sees every message. A failed write stops
-the writes after it (the history must not have holes) and is reported by `drain`.
+last one. Messages queued while a write is in flight go into the next write together, in one
+transaction, so a busy server makes fewer, larger writes and a round's assistant message is never
+stored without its tool results. `drain` waits for all of it before the run reports that it
+finished, so a client that reads the conversation after RUN_FINISHED or RUN_ERROR sees every
+message. A failed write stops the writes after it (the history must not have holes) and is
+reported by `drain`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from loom.agent.model import ChatMessage
@@ -25,33 +27,48 @@ class OrderedWriter:
         self._store = store
         self._principal = principal
         self.conversation_id = conversation_id
-        self._tail: asyncio.Task[None] | None = None
+        self._title: str | None = None
+        self._messages: list[ChatMessage] = []
+        self._metadata: list[dict[str, Any]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
 
     def create(self, title: str) -> None:
-        self._chain(lambda: self._store.create_conversation(self._principal, title, self.conversation_id))
+        """Create the conversation before anything else queued is written."""
+        self._title = title
+        self._kick()
 
     def append(self, messages: list[ChatMessage], metadata: list[dict[str, Any]] | None = None) -> None:
-        self._chain(
-            lambda: self._store.append_messages(self._principal, self.conversation_id, messages, metadata)
-        )
+        self._messages.extend(messages)
+        self._metadata.extend(metadata or [{} for _ in messages])
+        self._kick()
 
-    def _chain(self, write: Callable[[], Awaitable[Any]]) -> None:
-        previous = self._tail
+    def _kick(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._write_all())
 
-        async def run() -> None:
-            if previous is not None:
-                await previous  # re-raises an earlier failure, so nothing is written after a hole
-            await write()
+    async def _write_all(self) -> None:
+        while self._error is None and (self._title is not None or self._messages):
+            title, self._title = self._title, None
+            messages, self._messages = self._messages, []
+            metadata, self._metadata = self._metadata, []
+            try:
+                await self._write(title, messages, metadata)
+            except Exception as e:
+                log.exception("writing conversation %s failed", self.conversation_id)
+                self._error = e
 
-        self._tail = asyncio.ensure_future(run())
+    async def _write(
+        self, title: str | None, messages: list[ChatMessage], metadata: list[dict[str, Any]]
+    ) -> None:
+        who, where = self._principal, self.conversation_id
+        if title is not None:
+            await self._store.create_conversation(who, title, where)
+        if messages:
+            await self._store.append_messages(who, where, messages, metadata)
 
     async def drain(self) -> BaseException | None:
-        """Wait for every write; the first failure, if any (logged, never raised)."""
-        if self._tail is None:
-            return None
-        try:
-            await asyncio.shield(self._tail)
-        except Exception as e:
-            log.exception("writing conversation %s failed", self.conversation_id)
-            return e
-        return None
+        """Wait for every queued write; the first failure, if any (logged, never raised)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+        return self._error

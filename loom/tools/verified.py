@@ -41,6 +41,7 @@ def content_words(text: str) -> set[str]:
     return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
 
 
+@lru_cache(maxsize=65536)  # a library's vocabulary is small; questions reuse its words
 def _same(a: str, b: str) -> bool:
     # The length and first-letter checks skip SequenceMatcher for pairs that cannot be one typo apart.
     if min(len(a), len(b)) < 5 or abs(len(a) - len(b)) > 2 or a[0] != b[0]:

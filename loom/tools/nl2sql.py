@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from loom.engines.contracts import Engine, Problem, QueryError, ResultSet
+from loom.engines.contracts import Catalog, Engine, Problem, QueryError, ResultSet
 from loom.engines.sources import Source, VerifiedQuery
 from loom.prompts import render
 from loom.tools.base import Effect, ToolContext, ToolError, ToolResult, define
@@ -20,6 +20,7 @@ from loom.tools.fenced import extract_query
 from loom.tools.schema_prompt import render_schema
 from loom.tools.verified import VerifiedIndex
 
+CANNOT = "CANNOT ANSWER"
 MODEL_ROWS = 50  # rows the model reads; the user sees the whole (capped) table
 EXAMPLES = 3
 
@@ -111,13 +112,16 @@ async def _generate_and_run(
     ctx: ToolContext, engine: Engine, source: Source, question: str, examples: list[VerifiedQuery]
 ) -> Nl2SqlResult:
     assert ctx.model is not None
-    schema = render_schema(await asyncio.to_thread(engine.catalog))
+    catalog = await asyncio.to_thread(engine.catalog)
+    schema = render_schema(catalog)
     system = _generation_prompt(source, schema, examples)
     attempts: list[Attempt] = []
     prompt = question
     for _ in range(ctx.limits.max_repairs + 1):
         reply = await ctx.model.complete_text(system, prompt)
         query = extract_query(reply, "sql")
+        if query is None and CANNOT in reply.upper():
+            raise _not_in_source(source, catalog, reply)
         if query is None:
             problem = Problem(code="no_query", message="the reply had no ```sql block")
             attempts.append(Attempt(query=reply[:2000], error=problem))
@@ -137,6 +141,14 @@ async def _generate_and_run(
         "query_failed",
         f"no valid query after {len(attempts)} attempts; last error ({last.code}): {last.message}",
     )
+
+
+def _not_in_source(source: Source, catalog: Catalog, reply: str) -> ToolError:
+    """The model says the data cannot answer: say which tables exist rather than guess."""
+    start = reply.upper().index(CANNOT) + len(CANNOT)
+    reason = reply[start:].strip(" :.\n") or "no reason given"
+    tables = ", ".join(t.name for t in catalog.tables)
+    return ToolError("not_in_source", f"{source.name} cannot answer this ({reason}). Its tables: {tables}")
 
 
 TOOL = define(run, effect=Effect.READ)

@@ -240,3 +240,19 @@ def test_every_registered_tool_declares_its_effect_and_a_description() -> None:
     for tool in TOOLS:
         assert tool.effect in set(Effect)
         assert tool.description and tool.schema()["function"]["parameters"]["type"] == "object"
+
+
+async def test_a_question_the_source_cannot_answer_gets_the_tables_that_exist(
+    make_agent: AgentFactory,
+) -> None:
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "How many employees do we have?"}),
+        text("CANNOT ANSWER: there is no employee table"),
+        text("This data has no employees."),
+    )
+    await collect(make_agent(model), "How many employees do we have?")
+    error = json.loads(model.calls[-1].messages[-1].content)["error"]
+    assert error["code"] == "not_in_source"
+    assert "no employee table" in error["message"]
+    assert "gold.fact_sales" in error["message"] and "gold.dim_customer" in error["message"]
+    assert len(model.calls) == 3  # no repair attempts were spent on it

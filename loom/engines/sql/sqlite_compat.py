@@ -1,0 +1,301 @@
+"""SQLite behaviour kept when a SQLite query runs on DuckDB: sqlglot AST transforms.
+
+sqlglot translates SQLite *syntax* into DuckDB's; these transforms keep SQLite's *meaning* where the
+two engines read the same syntax differently. Each transform is one small function over the whole
+tree, listed in `TRANSFORMS`. Several depend on column types (SQLite decides by a column's affinity
+at run time, DuckDB by its type at bind time), so `sqlite_to_duckdb` takes the source's schema as
+DuckDB sees it: `{table: {column: duckdb_type}}`. Without a schema those transforms do nothing, and
+DuckDB's own error goes back to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+
+from sqlglot import exp
+
+Schema = Mapping[str, Mapping[str, str]]
+
+INTEGER_TYPES = frozenset(
+    {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+)
+TEXT_TYPES = frozenset({"VARCHAR"})
+COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+
+
+class Types:
+    """Column names and types of the tables one query reads, by table name or alias."""
+
+    def __init__(self, tree: exp.Expr, schema: Schema | None) -> None:
+        self.known = schema is not None
+        self._schema = {
+            t.lower(): {c.lower(): ty.upper() for c, ty in cols.items()} for t, cols in (schema or {}).items()
+        }
+        self._tables = {t.alias_or_name.lower(): t.name.lower() for t in tree.find_all(exp.Table)}
+
+    def column_type(self, column: exp.Column) -> str | None:
+        name = column.name.lower()
+        if column.table:
+            return self._schema.get(self._tables.get(column.table.lower(), ""), {}).get(name)
+        found = {
+            cols[name] for t, cols in self._schema.items() if t in self._tables.values() and name in cols
+        }
+        return found.pop() if len(found) == 1 else None  # unknown or ambiguous: leave it alone
+
+    def column_names(self) -> set[str]:
+        return {c for t in set(self._tables.values()) for c in self._schema.get(t, {})}
+
+
+Transform = Callable[[exp.Expr, Types], exp.Expr]
+
+
+def _own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
+    """`root` and its descendants, without entering nested queries (they have their own scope)."""
+    return root.walk(prune=lambda n: n is not root and isinstance(n, exp.Query | exp.Subquery))
+
+
+# --- identifiers and literals ----------------------------------------------------------------------
+
+
+def quoted_strings_as_text(tree: exp.Expr, types: Types) -> exp.Expr:
+    """SQLite reads `"x"` as a string literal when no column or alias is named x (a misfeature the
+    Spider and GeoQuery gold queries rely on); DuckDB always reads it as an identifier."""
+    if not types.known:
+        return tree
+    names = types.column_names() | {e.alias.lower() for e in tree.find_all(exp.Alias)}
+    names |= {t.alias.lower() for t in tree.find_all(exp.TableAlias) if t.alias}
+    for column in list(tree.find_all(exp.Column)):
+        identifier = column.this
+        quoted = isinstance(identifier, exp.Identifier) and identifier.quoted
+        if quoted and not column.table and column.name.lower() not in names:
+            column.replace(exp.Literal.string(column.name))
+    return tree
+
+
+def _is_number(node: exp.Expr) -> bool:
+    inner = node.this if isinstance(node, exp.Neg) else node
+    return isinstance(inner, exp.Literal) and inner.is_number
+
+
+def _as_text(node: exp.Expr) -> exp.Expr | None:
+    """`node` as the text SQLite compares it as; None when it already is text or has an affinity."""
+    if _is_number(node):
+        return exp.Literal.string(node.sql(dialect="sqlite"))
+    if isinstance(node, exp.Literal | exp.Null | exp.Column | exp.Cast):
+        return None
+    return exp.cast(node.copy(), "VARCHAR")  # a subquery or an expression: no affinity in SQLite
+
+
+def text_affinity_comparisons(tree: exp.Expr, types: Types) -> exp.Expr:
+    """A TEXT column compared with a number, or with an expression without affinity (a subquery,
+    arithmetic), compares as text in SQLite (`'95' > 150` is true); DuckDB refuses to compare
+    VARCHAR with a number."""
+    for node in list(tree.find_all(*COMPARISONS, exp.In)):
+        column, others = _comparison_sides(node)
+        if column is None or types.column_type(column) not in TEXT_TYPES:
+            continue
+        for other in others:
+            text = _as_text(other)
+            if text is not None:
+                other.replace(text)
+    return tree
+
+
+def _comparison_sides(node: exp.Expr) -> tuple[exp.Column | None, list[exp.Expr]]:
+    if isinstance(node, exp.In):
+        return (node.this if isinstance(node.this, exp.Column) else None), list(node.expressions)
+    left, right = node.this, node.expression
+    if isinstance(left, exp.Column):
+        return left, [right]
+    if isinstance(right, exp.Column):
+        return right, [left]
+    return None, []
+
+
+# --- arithmetic and aggregates ---------------------------------------------------------------------
+
+
+def _is_integer(node: exp.Expr, types: Types) -> bool:
+    """Whether SQLite computes `node` as an integer; unknown counts as not (then `/` stays real)."""
+    if isinstance(node, exp.Paren | exp.Neg):
+        return _is_integer(node.this, types)
+    if isinstance(node, exp.Literal):
+        return node.is_int
+    if isinstance(node, exp.Column):
+        return types.column_type(node) in INTEGER_TYPES
+    if isinstance(node, exp.Count):
+        return True
+    if isinstance(node, exp.Cast):
+        return node.to.this in exp.DataType.INTEGER_TYPES
+    if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Mod):
+        return _is_integer(node.this, types) and _is_integer(node.expression, types)
+    if isinstance(node, exp.Max | exp.Min | exp.Sum | exp.Abs):
+        return _is_integer(node.this, types)
+    return False
+
+
+def integer_division(tree: exp.Expr, types: Types) -> exp.Expr:
+    """SQLite divides two integers as integers, truncating (7 / 2 = 3); DuckDB's `/` gives 3.5.
+    Division by zero is NULL in SQLite, an error for DuckDB's `//`, hence the NULLIF."""
+    for div in list(tree.find_all(exp.Div)):
+        left, right = div.this, div.expression
+        if isinstance(right, exp.Nullif):  # sqlglot's own guard against division by zero
+            right = right.this
+        if _is_integer(left, types) and _is_integer(right, types):
+            div.replace(
+                exp.IntDiv(
+                    this=left.copy(),
+                    expression=exp.Nullif(this=right.copy(), expression=exp.Literal.number(0)),
+                )
+            )
+    return tree
+
+
+# SQLite reads text as a number by its longest numeric prefix ('1988-04-30' → 1988, 'null' → 0).
+NUMERIC_PREFIX = r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?"
+
+
+def _text_to_number(column: exp.Column) -> exp.Expr:
+    prefix = exp.RegexpExtract(this=column.copy(), expression=exp.Literal.string(NUMERIC_PREFIX))
+    number = exp.TryCast(this=prefix, to=exp.DataType.build("DOUBLE"))
+    fallback = exp.Coalesce(this=number, expressions=[exp.Literal.number(0)])
+    return exp.Case(
+        ifs=[exp.If(this=exp.Is(this=column.copy(), expression=exp.Null()), true=exp.Null())],
+        default=fallback,
+    )
+
+
+def numeric_aggregates_over_text(tree: exp.Expr, types: Types) -> exp.Expr:
+    """SQLite's sum/avg read text as numbers (its numeric prefix, else 0; the result is real);
+    DuckDB has no sum or avg over VARCHAR."""
+    for agg in list(tree.find_all(exp.Sum, exp.Avg)):
+        arg = agg.this
+        if isinstance(arg, exp.Column) and types.column_type(arg) in TEXT_TYPES:
+            arg.replace(_text_to_number(arg))
+    return tree
+
+
+# --- LIKE -----------------------------------------------------------------------------------------
+
+
+def case_insensitive_like(tree: exp.Expr, types: Types) -> exp.Expr:
+    """SQLite's LIKE ignores case (for ASCII letters); DuckDB's LIKE does not, its ILIKE does."""
+
+    def swap(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.Like):
+            return exp.ILike(**node.args)
+        return node
+
+    return tree.transform(swap, copy=False)
+
+
+# --- bare columns in aggregate queries ------------------------------------------------------------
+
+
+def bare_columns_in_aggregates(tree: exp.Expr, types: Types) -> exp.Expr:
+    """SQLite lets an aggregate query show a column that is neither grouped nor aggregated: its
+    value comes from the row holding the min()/max() when there is exactly one such aggregate, else
+    from some row of the group. DuckDB refuses; ARG_MIN/ARG_MAX and ANY_VALUE say the same."""
+    for select in list(tree.find_all(exp.Select)):
+        if _is_aggregate_query(select) and not _has_window(select):
+            _wrap_bare_columns(select)
+    return tree
+
+
+def _aggregates(select: exp.Select) -> list[exp.AggFunc]:
+    return [n for e in select.expressions for n in _own_nodes(e) if isinstance(n, exp.AggFunc)]
+
+
+def _is_aggregate_query(select: exp.Select) -> bool:
+    return bool(select.args.get("group")) or bool(_aggregates(select))
+
+
+def _has_window(select: exp.Select) -> bool:
+    return any(isinstance(n, exp.Window) for e in select.expressions for n in _own_nodes(e))
+
+
+def _grouped(select: exp.Select) -> list[exp.Expr]:
+    group = select.args.get("group")
+    items = list(group.expressions) if group else []
+    aliases = {e.alias.lower(): e.this for e in select.expressions if isinstance(e, exp.Alias)}
+    return items + [
+        aliases[i.name.lower()] for i in items if isinstance(i, exp.Column) and i.name.lower() in aliases
+    ]
+
+
+def _same_column(column: exp.Column, other: exp.Expr) -> bool:
+    if not isinstance(other, exp.Column) or column.name.lower() != other.name.lower():
+        return False
+    return not column.table or not other.table or column.table.lower() == other.table.lower()
+
+
+def _is_bare(column: exp.Column, root: exp.Expr, grouped: list[exp.Expr]) -> bool:
+    """Neither grouped nor inside an aggregate (looking up from the column to `root`)."""
+    if any(_same_column(column, g) for g in grouped):
+        return False
+    node: exp.Expr | None = column.parent
+    while node is not None:
+        if isinstance(node, exp.AggFunc) or node in grouped:
+            return False
+        if node is root:
+            return True
+        node = node.parent
+    return True
+
+
+def _keeper(select: exp.Select) -> Callable[[exp.Column], exp.Expr]:
+    """How a bare column gets its value: from the min/max row, or from any row of the group."""
+    aggregates = _aggregates(select)
+    only = aggregates[0] if len(aggregates) == 1 else None
+    if isinstance(only, exp.Max):
+        return lambda c: exp.ArgMax(this=c.copy(), expression=only.this.copy())
+    if isinstance(only, exp.Min):
+        return lambda c: exp.ArgMin(this=c.copy(), expression=only.this.copy())
+    return lambda c: exp.AnyValue(this=c.copy())
+
+
+def _wrap_bare_columns(select: exp.Select) -> None:
+    grouped = _grouped(select)
+    outputs = {e.alias_or_name.lower() for e in select.expressions}
+    keep = _keeper(select)
+    for i, expression in enumerate(list(select.expressions)):
+        if isinstance(expression, exp.Column) and _is_bare(expression, expression, grouped):
+            select.expressions[i].replace(exp.alias_(keep(expression), expression.alias_or_name, quoted=True))
+            continue
+        _wrap_in(expression, grouped, set(), keep)
+    for key in ("having", "order"):
+        clause = select.args.get(key)
+        if clause is not None:
+            _wrap_in(clause, grouped, outputs, keep)
+
+
+def _wrap_in(
+    root: exp.Expr, grouped: list[exp.Expr], outputs: set[str], keep: Callable[[exp.Column], exp.Expr]
+) -> None:
+    for column in [n for n in _own_nodes(root) if isinstance(n, exp.Column)]:
+        if not column.table and column.name.lower() in outputs:
+            continue  # HAVING/ORDER BY naming an output column means that column
+        if _is_bare(column, root, grouped):
+            column.replace(keep(column))
+
+
+TRANSFORMS: tuple[Transform, ...] = (
+    quoted_strings_as_text,  # first: the others must see literals as literals
+    text_affinity_comparisons,
+    numeric_aggregates_over_text,
+    integer_division,
+    case_insensitive_like,
+    bare_columns_in_aggregates,
+)
+
+
+def sqlite_to_duckdb(expr: exp.Expr, schema: Schema | None = None) -> exp.Expr:
+    """A copy of `expr` (parsed as SQLite) that DuckDB answers as SQLite would.
+
+    `schema` is `{table: {column: duckdb_type}}` for the tables the query may read.
+    """
+    result = expr.copy()
+    types = Types(result, schema)
+    for transform in TRANSFORMS:
+        result = transform(result, types)
+    return result

@@ -23,10 +23,16 @@ err = Console(stderr=True)
 
 
 def _mount_subcommands() -> None:
+    from loom.api.cli_catalog import catalog_app
     from loom.api.cli_query import data_app, query_app
 
     app.add_typer(query_app, name="query", help="Run a query directly on a source (no model).")
     app.add_typer(data_app, name="data", help="Sample data: `loom data seed` builds the sales lakehouse.")
+    app.add_typer(
+        catalog_app,
+        name="catalog",
+        help="Inspect a catalog: `loom catalog link` shows what schema linking keeps for a question.",
+    )
 
 
 def _settings(home: Path | None) -> Settings:

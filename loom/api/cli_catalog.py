@@ -1,0 +1,123 @@
+"""`loom catalog link`: which tables and columns schema linking would show the model, and why.
+
+Mounted by the main CLI: `app.add_typer(catalog_app, name="catalog", help=...)`.
+Exit codes: 0 ok; 2 the source is unknown or cannot be opened (stdout has {"error": {...}}).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from loom.agent.settings import Settings
+from loom.agent.sources import load_sources
+from loom.engines.contracts import QueryError
+from loom.engines.sources import Source
+from loom.engines.sql.duckdb_engine import DuckDBEngine
+from loom.engines.sql.keys import foreign_keys
+from loom.engines.sql.linking import LinkedSchema, link
+from loom.engines.sql.linking_values import cached_value_index, engine_fetcher
+
+EXIT_REFUSED = 2
+
+catalog_app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+class LinkFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+@catalog_app.callback()
+def catalog_group() -> None:
+    """Look at a source's catalog the way the agent does."""
+
+
+@catalog_app.command("link")
+def link_command(
+    source: Annotated[
+        str,
+        typer.Option(
+            "--source", "-s", help="A source name from the sources file, or a .duckdb/.sqlite file or folder."
+        ),
+    ],
+    question: Annotated[str, typer.Option("--question", "-q", help="The question to link.")],
+    evidence: Annotated[
+        str, typer.Option(help="Hints that name columns or values (BIRD-style evidence).")
+    ] = "",
+    output: Annotated[
+        LinkFormat, typer.Option("--format", "-f", help="table (for people) or json.")
+    ] = LinkFormat.table,
+) -> None:
+    """Print the tables and columns schema linking keeps for a question, with the reasons.
+
+    Example: loom catalog link --source ./shop.sqlite --question "sales in Texas" --format json
+    """
+    try:
+        linked = _link(_resolve_source(source), question, evidence)
+    except QueryError as e:
+        typer.echo(json.dumps(e.to_json()))
+        raise typer.Exit(EXIT_REFUSED) from e
+    if output is LinkFormat.json:
+        typer.echo(json.dumps(to_json(linked), indent=2))
+    else:
+        Console().print(_table(linked))
+
+
+def _resolve_source(ref: str) -> Source:
+    sources = load_sources(Settings())
+    if ref in sources:
+        return sources[ref]
+    path = Path(ref).expanduser()
+    if path.exists():
+        return Source(name=path.stem or "source", location=str(path.resolve()))
+    known = ", ".join(sorted(sources)) or "none"
+    raise QueryError("unknown_source", f"{ref!r} is neither a configured source (known: {known}) nor a path.")
+
+
+def _link(source: Source, question: str, evidence: str) -> LinkedSchema:
+    engine = DuckDBEngine(source)
+    try:
+        catalog = engine.catalog()
+        values = cached_value_index(f"{source.name}:{source.location}", catalog, engine_fetcher(engine))
+        keys = foreign_keys(Path(source.location), catalog)
+        return link(question, catalog, keys, evidence=evidence, values=values)
+    finally:
+        engine.close()
+
+
+def to_json(linked: LinkedSchema) -> dict[str, Any]:
+    """`{"tables": [{"name", "score", "why", "columns": [{"name", "type", "score", "why"}]}],
+    "foreign_keys": [...]}`."""
+    return {
+        "tables": [
+            {
+                "name": t.name,
+                "score": round(linked.scores[t.name].score, 3),
+                "why": linked.scores[t.name].reasons,
+                "columns": [_column_json(linked, t.name, c.name, c.type) for c in t.columns],
+            }
+            for t in linked.tables
+        ],
+        "foreign_keys": [fk.model_dump(mode="json") for fk in linked.foreign_keys],
+    }
+
+
+def _column_json(linked: LinkedSchema, table: str, column: str, type_: str) -> dict[str, Any]:
+    scored = linked.scores[table].columns[column]
+    return {"name": column, "type": type_, "score": round(scored.score, 3), "why": scored.reasons}
+
+
+def _table(linked: LinkedSchema) -> Table:
+    view = Table("table", "column", "score", "why")
+    for table in to_json(linked)["tables"]:
+        view.add_row(table["name"], "", f"{table['score']:.2f}", "; ".join(table["why"]))
+        for column in table["columns"]:
+            view.add_row("", column["name"], f"{column['score']:.2f}", "; ".join(column["why"]))
+    return view

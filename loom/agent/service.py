@@ -7,10 +7,10 @@ from functools import partial
 from loom.agent.loop import Agent, TurnLimits
 from loom.agent.model import ChatModel
 from loom.agent.offline import OfflineModel
-from loom.agent.settings import Settings
+from loom.agent.settings import LOGIN_AUTHORITY, Settings
 from loom.agent.sources import load_sources
 from loom.agent.store import ConversationStore
-from loom.engines.registry import EnginePool
+from loom.engines.registry import CloudAccess, EnginePool
 from loom.tools.base import QueryLimits
 from loom.tools.registry import TOOLS
 
@@ -22,6 +22,18 @@ def query_limits(settings: Settings) -> QueryLimits:
         max_repairs=settings.max_repairs,
         verified_threshold=settings.verified_match_threshold,
     )
+
+
+def engine_pool(settings: Settings) -> EnginePool:
+    """Engines for the configured sources; cloud ones sign in with the cloud's authority."""
+    token = settings.databricks_token.get_secret_value() if settings.databricks_token else None
+    return EnginePool(CloudAccess(settings.azure_cloud.value, partial(_azure_credential, settings), token))
+
+
+def _azure_credential(settings: Settings) -> object:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(authority=LOGIN_AUTHORITY[settings.azure_cloud])
 
 
 def build_model(settings: Settings) -> ChatModel:
@@ -45,7 +57,7 @@ def build_runner(
         model=model or build_model(settings),
         tools=TOOLS,
         store=store,
-        engines=engines or EnginePool(),
+        engines=engines or engine_pool(settings),
         sources=partial(load_sources, settings),
         limits=TurnLimits(settings.max_model_calls_per_turn, settings.max_tool_rounds),
         query_limits=query_limits(settings),

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     query_timeout_s: float = Field(30.0, gt=0)
     max_repairs: int = Field(2, ge=0, le=5)
     verified_match_threshold: float = Field(0.8, gt=0, le=1)
+    databricks_token: SecretStr | None = Field(
+        None, description="Databricks personal access token; without it, Entra ID is used."
+    )
 
     # --- server ----------------------------------------------------------------------------
     host: str = "127.0.0.1"

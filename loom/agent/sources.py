@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel
 
 from loom.agent.settings import Settings
+from loom.engines.contracts import QueryError
 from loom.engines.sources import Source, VerifiedQuery
 from loom.prompts import load_verified_queries
 
@@ -73,6 +74,8 @@ def _parse_sources_file(path: Path, mtime_ns: int) -> tuple[tuple[str, Source], 
 
 
 def _resolve_location(source: Source, base: Path) -> Source:
+    if not source.is_local:  # a host name, not a path
+        return source
     location = Path(source.location).expanduser()
     if not location.is_absolute():
         location = base / location
@@ -86,3 +89,15 @@ def pick_sources(all_sources: dict[str, Source], names: list[str] | None) -> lis
     if missing:
         raise UnknownSourceError(missing[0], sorted(all_sources))
     return [all_sources[n] for n in names]
+
+
+def resolve_source(ref: str, settings: Settings) -> Source:
+    """A configured source by name, else a local file or folder given by path."""
+    sources = load_sources(settings)
+    if ref in sources:
+        return sources[ref]
+    path = Path(ref).expanduser()
+    if path.exists():
+        return Source(name=path.stem or "source", location=str(path.resolve()))
+    known = ", ".join(sorted(sources)) or "none"
+    raise QueryError("unknown_source", f"{ref!r} is neither a configured source (known: {known}) nor a path.")

@@ -15,12 +15,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from loom.agent.service import engine_pool
 from loom.agent.settings import Settings
-from loom.agent.sources import load_sources
+from loom.agent.sources import resolve_source
 from loom.engines.contracts import QueryError
 from loom.engines.sources import Source
-from loom.engines.sql.duckdb_engine import DuckDBEngine
-from loom.engines.sql.keys import foreign_keys
+from loom.engines.sql.keys import foreign_keys, infer_foreign_keys
 from loom.engines.sql.linking import LinkedSchema, link
 from loom.engines.sql.linking_values import cached_value_index, engine_fetcher
 
@@ -60,7 +60,8 @@ def link_command(
     Example: loom catalog link --source ./shop.sqlite --question "sales in Texas" --format json
     """
     try:
-        linked = _link(_resolve_source(source), question, evidence)
+        settings = Settings()
+        linked = _link(resolve_source(source, settings), question, evidence, settings)
     except QueryError as e:
         typer.echo(json.dumps(e.to_json()))
         raise typer.Exit(EXIT_REFUSED) from e
@@ -70,26 +71,17 @@ def link_command(
         Console().print(_table(linked))
 
 
-def _resolve_source(ref: str) -> Source:
-    sources = load_sources(Settings())
-    if ref in sources:
-        return sources[ref]
-    path = Path(ref).expanduser()
-    if path.exists():
-        return Source(name=path.stem or "source", location=str(path.resolve()))
-    known = ", ".join(sorted(sources)) or "none"
-    raise QueryError("unknown_source", f"{ref!r} is neither a configured source (known: {known}) nor a path.")
-
-
-def _link(source: Source, question: str, evidence: str) -> LinkedSchema:
-    engine = DuckDBEngine(source)
+def _link(source: Source, question: str, evidence: str, settings: Settings) -> LinkedSchema:
+    pool = engine_pool(settings)
     try:
+        engine = pool.sql_engine(source)
         catalog = engine.catalog()
         values = cached_value_index(f"{source.name}:{source.location}", catalog, engine_fetcher(engine))
-        keys = foreign_keys(Path(source.location), catalog)
+        location = Path(source.location)
+        keys = foreign_keys(location, catalog) if source.is_local else infer_foreign_keys(catalog)
         return link(question, catalog, keys, evidence=evidence, values=values)
     finally:
-        engine.close()
+        pool.close()
 
 
 def to_json(linked: LinkedSchema) -> dict[str, Any]:

@@ -22,11 +22,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from loom.agent.service import engine_pool
 from loom.agent.settings import Settings
-from loom.agent.sources import load_sources
-from loom.engines.contracts import QueryError, ResultSet
-from loom.engines.sources import Source
-from loom.engines.sql.duckdb_engine import DuckDBEngine
+from loom.agent.sources import resolve_source
+from loom.engines.contracts import Engine, QueryError, ResultSet
 from loom.lakehouse.seed import SeedReport, is_seeded, seed_lakehouse
 
 EXIT_FAILED = 1  # the query was accepted but failed while running
@@ -140,8 +139,9 @@ def sql_command(
       loom query sql --source ./shop.sqlite --batch questions.jsonl
     """
     settings = _settings(None)
+    pool = engine_pool(settings)
     try:
-        engine = DuckDBEngine(_resolve_source(source or settings.default_source, settings))
+        engine = pool.sql_engine(resolve_source(source or settings.default_source, settings))
         pinned = _parse_now(now)
     except QueryError as e:
         _fail(e)
@@ -156,28 +156,12 @@ def sql_command(
     except QueryError as e:
         _fail(e)
     finally:
-        engine.close()
+        pool.close()
     _print_result(result, output)
 
 
 def _settings(home: Path | None) -> Settings:
-    # Passed as a mapping: mypy without the pydantic plugin takes every field for a required argument.
-    overrides: dict[str, Any] = {"home": home} if home else {}
-    return Settings(**overrides)
-
-
-def _resolve_source(ref: str, settings: Settings) -> Source:
-    """A configured source by name, else a path on disk."""
-    sources = load_sources(settings)
-    if ref in sources:
-        return sources[ref]
-    path = Path(ref).expanduser()
-    if path.exists():
-        return Source(name=path.stem or "source", location=str(path.resolve()))
-    known = ", ".join(sorted(sources)) or "none"
-    raise QueryError(
-        "unknown_source", f"{ref!r} is neither a configured source (known: {known}) nor an existing path."
-    )
+    return Settings(home=home) if home else Settings()
 
 
 def _parse_now(value: str | None) -> dt.datetime | None:
@@ -197,15 +181,11 @@ def _read_query(query: str | None) -> str:
 
 
 def _execute(
-    engine: DuckDBEngine, query: str, dialect: Dialect | None, now: dt.datetime | None, limits: dict[str, Any]
+    engine: Engine, query: str, dialect: Dialect | None, now: dt.datetime | None, limits: dict[str, Any]
 ) -> ResultSet:
-    return engine.execute(
-        query,
-        max_rows=limits["max_rows"],
-        timeout_s=limits["timeout_s"],
-        now=now,
-        dialect=dialect.value if dialect else None,
-    )
+    # Only the embedded engine runs other dialects (by transpiling); a cloud engine runs its own.
+    extra = {"dialect": dialect.value} if dialect else {}
+    return engine.execute(query, max_rows=limits["max_rows"], timeout_s=limits["timeout_s"], now=now, **extra)
 
 
 def _exit_code(error: QueryError) -> int:
@@ -232,7 +212,7 @@ def _read_lines(batch: Path) -> Iterator[str]:
 
 
 def _run_batch(
-    engine: DuckDBEngine,
+    engine: Engine,
     lines: Iterable[str],
     dialect: Dialect | None,
     now: dt.datetime | None,

@@ -8,8 +8,8 @@ The foreign keys and value index are built once per source and kept.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from loom.engines.contracts import Catalog, Engine
@@ -29,12 +29,20 @@ class _Context:
     values: ValueIndex
 
 
-@lru_cache(maxsize=32)
+_CONTEXTS: dict[tuple[object, ...], _Context] = {}
+_LOCK = threading.Lock()
+
+
 def _context(source: Source, engine: Engine) -> _Context:
+    with _LOCK:
+        known = _CONTEXTS.get(source.connection_key)
+    if known is not None:
+        return known
     catalog = engine.catalog()
-    location = Path(source.location)
-    keys = foreign_keys(location, catalog) if location.exists() else infer_foreign_keys(catalog)
-    return _Context(catalog, keys, ValueIndex.build(catalog))
+    keys = foreign_keys(Path(source.location), catalog) if source.is_local else infer_foreign_keys(catalog)
+    made = _Context(catalog, keys, ValueIndex.build(catalog))
+    with _LOCK:
+        return _CONTEXTS.setdefault(source.connection_key, made)
 
 
 def schema_for(source: Source, engine: Engine, question: str) -> tuple[str, Catalog]:

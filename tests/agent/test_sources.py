@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from loom.agent.settings import Settings
-from loom.agent.sources import SAMPLE_SOURCE, UnknownSourceError, load_sources, pick_sources
+from loom.agent.sources import SAMPLE_SOURCE, UnknownSourceError, load_sources, pick_sources, resolve_source
+from loom.engines.contracts import QueryError
 
 
 def test_without_a_sources_file_the_sample_lakehouse_is_the_source(tmp_path: Path) -> None:
@@ -41,3 +42,23 @@ def test_an_edited_sources_file_is_read_again(tmp_path: Path) -> None:
 def test_picking_an_unknown_source_names_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(UnknownSourceError, match="unknown source 'hr'; known sources: sales"):
         pick_sources(load_sources(Settings(home=tmp_path)), ["hr"])
+
+
+def test_cloud_sources_keep_their_host_and_get_their_dialect(tmp_path: Path) -> None:
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n"
+        "  - {name: dw, kind: synapse, location: ws-ondemand.sql.azuresynapse.net, database: lake}\n"
+        "  - {name: uc, kind: databricks, location: adb-1.azuredatabricks.net,\n"
+        "     http_path: /sql/x, catalog: main}\n"
+    )
+    sources = load_sources(Settings(home=tmp_path))
+    assert sources["dw"].location == "ws-ondemand.sql.azuresynapse.net"  # not made a path
+    assert (sources["dw"].dialect, sources["uc"].dialect) == ("tsql", "databricks")
+
+
+def test_resolve_source_takes_a_name_or_a_path(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    assert resolve_source("sales", settings).name == "sales"
+    assert resolve_source(str(tmp_path), settings).location == str(tmp_path.resolve())
+    with pytest.raises(QueryError, match="neither a configured source"):
+        resolve_source("nowhere", settings)

@@ -1,4 +1,3 @@
-
 import pytest
 
 from loom.engines.registry import EnginePool

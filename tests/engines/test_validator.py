@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import pytest
 
-from loom.engines.contracts import Catalog, QueryError, TableInfo
+from loom.engines.contracts import Catalog, ColumnInfo, QueryError, TableInfo
 from loom.engines.sql.validator import (
+    DIALECTS,
+    MAX_NESTING,
+    MAX_QUERY_CHARS,
+    MAX_TOKENS,
+    RULES,
     apply_row_cap,
     parse_read_only,
     parse_sql,
@@ -16,7 +22,10 @@ from loom.engines.sql.validator import (
     validate_sql,
 )
 
-REFUSALS = {"parse_error", "multiple_statements", "not_read_only", "forbidden_function", "file_access"}
+REFUSALS = {
+    "parse_error", "multiple_statements", "not_read_only", "forbidden_function", "file_access",
+    "system_object", "too_complex",
+}  # fmt: skip
 
 # (query, dialect, the code it must be refused with, or None for "any refusal")
 HOSTILE = [
@@ -43,13 +52,13 @@ HOSTILE = [
     ("LOAD httpfs", "duckdb", "not_read_only"),
     ("PRAGMA enable_profiling", "duckdb", "not_read_only"),
     ("SET enable_external_access = true", "duckdb", "not_read_only"),
-    ("RESET lock_configuration", "duckdb", None),
+    ("RESET lock_configuration", "duckdb", "not_read_only"),
     ("CALL pragma_version()", "duckdb", "not_read_only"),
     ("USE other", "duckdb", "not_read_only"),
     ("CHECKPOINT", "duckdb", "not_read_only"),
     ("VACUUM", "duckdb", "not_read_only"),
-    ("EXPORT DATABASE '/tmp/dump'", "duckdb", None),
-    ("IMPORT DATABASE '/tmp/dump'", "duckdb", None),
+    ("EXPORT DATABASE '/tmp/dump'", "duckdb", "not_read_only"),
+    ("IMPORT DATABASE '/tmp/dump'", "duckdb", "not_read_only"),
     ("BEGIN TRANSACTION", "duckdb", "not_read_only"),
     ("EXPLAIN ANALYZE SELECT 1", "duckdb", "not_read_only"),
     ("SELECT * INTO new_table FROM t", "duckdb", "not_read_only"),
@@ -89,7 +98,7 @@ HOSTILE = [
     ("SELECT xp_cmdshell('whoami')", "tsql", "forbidden_function"),
     ("SELECT * FROM OPENQUERY(linked, 'SELECT 1')", "tsql", "forbidden_function"),
     ("SELECT * FROM OPENROWSET('SQLNCLI', 'Server=x;', 'SELECT 1') AS a", "tsql", "forbidden_function"),
-    ("SELECT * FROM OPENROWSET(BULK 'c:/secrets.txt', SINGLE_CLOB) AS a", "tsql", None),
+    ("SELECT * FROM OPENROWSET(BULK 'c:/secrets.txt', SINGLE_CLOB) AS a", "tsql", "forbidden_function"),
     ("SELECT * FROM OPENDATASOURCE('SQLNCLI', 'Data Source=x').db.dbo.t", "tsql", "forbidden_function"),
     ("SELECT 1 AS a INTO #tmp", "tsql", "not_read_only"),
     ("SELECT 1; SHUTDOWN", "tsql", "multiple_statements"),
@@ -247,3 +256,226 @@ def test_pin_now_replaces_clock_functions() -> None:
     assert "CAST('2025-06-30' AS DATE)" in sql
     assert "CAST('2025-06-30 09:15:00' AS TIMESTAMP)" in sql
     assert "NOW" not in sql.upper().replace("CAST", "")
+
+
+# --- dialect rules ----------------------------------------------------------------------------------
+
+
+def test_every_dialect_has_rules() -> None:
+    assert set(RULES) == set(DIALECTS)
+
+
+@pytest.mark.parametrize(
+    ("query", "dialect", "code", "named"),
+    [
+        ("SELECT * FROM sys.objects", "tsql", "system_object", "sys.objects"),
+        ("SELECT * FROM [master].[dbo].[sysdatabases]", "tsql", "system_object", "master.dbo.sysdatabases"),
+        ("SELECT * FROM master..syslogins", "tsql", "system_object", "master"),
+        ("SELECT sys.fn_varbintohexstr(0x01)", "tsql", "system_object", "sys.fn_varbintohexstr"),
+        (
+            "SELECT * FROM sys.fn_get_audit_file('x', DEFAULT, DEFAULT)",
+            "tsql",
+            "system_object",
+            "fn_get_audit_file",
+        ),
+        ("WAITFOR DELAY '00:00:10'", "tsql", "not_read_only", "WAITFOR"),
+        ("BULK INSERT t FROM 'c:/x.csv'", "tsql", "not_read_only", "BULK"),
+        ("DBCC CHECKDB", "tsql", "not_read_only", "DBCC"),
+        ("xp_cmdshell 'dir'", "tsql", "not_read_only", "XP_CMDSHELL"),
+        (
+            "SELECT * FROM OPENROWSET(BULK 'https://x/y.parquet', FORMAT = 'PARQUET') AS r",
+            "tsql",
+            "forbidden_function",
+            "openrowset",
+        ),
+        ("SELECT * FROM OPENXML(@h, '/root', 1)", "tsql", "forbidden_function", "openxml"),
+        ("SELECT * FROM parquet.`/mnt/lake/x`", "databricks", "file_access", "/mnt/lake/x"),
+        ("SELECT * FROM delta.`s3://b/t`", "databricks", "file_access", "delta"),
+        ("SELECT * FROM read_files('/x')", "databricks", "forbidden_function", "read_files"),
+        (
+            "SELECT java_method('java.lang.Runtime', 'getRuntime')",
+            "databricks",
+            "forbidden_function",
+            "java_method",
+        ),
+        (
+            "SELECT reflect('java.lang.System', 'getenv', 'HOME')",
+            "databricks",
+            "forbidden_function",
+            "reflect",
+        ),
+        ("COPY INTO t FROM '/x' FILEFORMAT = CSV", "databricks", "not_read_only", "COPY"),
+        ("LIST '/Volumes/x'", "databricks", "not_read_only", "LIST"),
+        ("ADD JAR '/tmp/x.jar'", "databricks", "not_read_only", "ADD"),
+        ("REFRESH TABLE t", "databricks", "not_read_only", "REFRESH"),
+        ("CACHE TABLE t", "databricks", "not_read_only", "CACHE"),
+        ("SET spark.sql.ansi.enabled = false", "databricks", "not_read_only", "SET"),
+        ("SELECT * FROM system.access.audit", "databricks", "system_object", "system.access.audit"),
+        ("SELECT * FROM pragma_database_list", "duckdb", "system_object", "pragma_database_list"),
+        ("SELECT * FROM pragma_database_list", "sqlite", "forbidden_function", "pragma_database_list"),
+        ("SELECT readfile('/etc/passwd')", "sqlite", "forbidden_function", "readfile"),
+        ("(DELETE FROM t)", "duckdb", "not_read_only", "DELETE"),
+    ],
+)
+def test_dialect_specific_refusals(query: str, dialect: str, code: str, named: str) -> None:
+    problems = validate_sql(query, dialect)
+    assert problems and problems[0].code == code, problems
+    assert named in problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("query", "dialect"),
+    [
+        (
+            "SELECT TOP 10 name, DATEADD(month, 1, created) FROM dbo.customers WITH (NOLOCK) ORDER BY 1",
+            "tsql",
+        ),
+        ("SELECT * FROM INFORMATION_SCHEMA.TABLES", "tsql"),
+        ("SELECT [order id], FORMAT(d, 'yyyy') FROM [sales].[orders]", "tsql"),
+        ("SELECT * FROM main.sales.orders TIMESTAMP AS OF '2025-01-01'", "databricks"),
+        ("SELECT `order id`, explode(items) AS item FROM sales.orders", "databricks"),
+        ("SELECT x FROM t LATERAL VIEW explode(arr) e AS x", "databricks"),
+        ("SELECT * FROM delta_lake.orders", "databricks"),
+        ("SELECT name FROM singer WHERE country = \"France\" AND name GLOB 'A*'", "sqlite"),
+        ("SELECT sqlite_version()", "sqlite"),
+        ("SELECT 'café', \"Straße\", 名前 FROM t WHERE x = 'ЅELECT' AND y = 'a\u200bb'", "duckdb"),
+        ("SELECT\u00a0*\u3000FROM t", "duckdb"),
+        ('SELECT сумма, "area_m²" FROM продажи', "duckdb"),
+        ("SELECT 1 -- a comment with \u202e in it\n", "duckdb"),
+        ("SELECT " + "(" * MAX_NESTING + "1" + ")" * MAX_NESTING, "duckdb"),
+        ("SELECT * FROM t WHERE id IN (" + ", ".join(map(str, range(1500))) + ")", "duckdb"),
+    ],
+)
+def test_legitimate_queries_pass_in_their_dialect(query: str, dialect: str) -> None:
+    assert validate_sql(query, dialect) == []
+
+
+# --- text screening: unicode tricks and size ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "shown"),
+    [
+        ("SELECT 1\uff1b DROP TABLE t", "U+FF1B FULLWIDTH SEMICOLON"),
+        ("DR\u200bOP TABLE t", "U+200B ZERO WIDTH SPACE"),
+        ("SELECT * FROM t \u202e WHERE 1=1", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("SELECT * FROM t \u200f", "U+200F RIGHT-TO-LEFT MARK"),
+        ("\u0405ELECT 1", "reads like 'SELECT'"),
+        ("SELECT * FROM re\u0430d_csv('/etc/passwd')", "reads like 'read_csv'"),
+        ("\uff33\uff25\uff2c\uff25\uff23\uff34 1", "FULLWIDTH LATIN CAPITAL LETTER S"),
+    ],
+)
+def test_invisible_and_look_alike_characters_are_refused_with_their_name(query: str, shown: str) -> None:
+    (problem,) = validate_sql(query)
+    assert problem.code == "parse_error"
+    assert shown in problem.message and "line 1" in problem.message
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT '" + "x" * MAX_QUERY_CHARS + "'",
+        "SELECT " + "+".join(["1"] * MAX_TOKENS),
+        "SELECT " + "(" * (MAX_NESTING + 1) + "1" + ")" * (MAX_NESTING + 1),
+        "SELECT " + "CASE WHEN a THEN " * 30 + "1" + " END" * 30 + " FROM t",
+        "SELECT " + "NOT " * 3000 + "true",  # no brackets to count: the parser's own limit answers
+    ],
+)
+def test_oversized_or_deeply_nested_input_fails_fast(query: str) -> None:
+    started = time.perf_counter()
+    (problem,) = validate_sql(query)
+    assert problem.code == "too_complex"
+    assert time.perf_counter() - started < 0.5
+
+
+# --- unknown columns --------------------------------------------------------------------------------
+
+
+def _table(name: str, *columns: str) -> TableInfo:
+    return TableInfo(name=name, columns=[ColumnInfo(name=c, type="string") for c in columns])
+
+
+COLUMNS = Catalog(
+    tables=[
+        _table("gold.fact_sales", "sale_id", "store_id", "order_date", "net_amount", "quantity", "info"),
+        _table("gold.dim_store", "store_id", "region", "name"),
+        _table("orders", "order_id", "customer", "amount", "status"),
+        TableInfo(name="untyped", columns=[]),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("query", "dialect", "message", "suggestions"),
+    [
+        ("SELECT revenue FROM gold.fact_sales", "duckdb", "gold.fact_sales has no column 'revenue'.", []),
+        ("SELECT f.net_amout FROM gold.fact_sales AS f", "duckdb",
+         "gold.fact_sales has no column 'net_amout'; did you mean net_amount?", ["net_amount"]),
+        ("SELECT s.regoin FROM gold.fact_sales AS f JOIN gold.dim_store AS s ON f.store_id = s.store_id",
+         "duckdb", "gold.dim_store has no column 'regoin'; did you mean region?", ["region"]),
+        ("SELECT regoin FROM gold.fact_sales JOIN gold.dim_store USING (store_id)", "duckdb",
+         "no table in this query (gold.fact_sales, gold.dim_store) has a column 'regoin'", ["region"]),
+        ("WITH c AS (SELECT order_id FROM orders) SELECT c.amount FROM c", "duckdb",
+         "c has no column 'amount'", []),
+        ("SELECT x FROM (SELECT order_id AS x FROM orders) AS t WHERE t.y > 1", "duckdb",
+         "t has no column 'y'", []),
+        ("SELECT o.order_id FROM orders o WHERE EXISTS "
+         "(SELECT 1 FROM gold.fact_sales f WHERE f.sale_id = o.ordr_id)", "duckdb",
+         "orders has no column 'ordr_id'; did you mean order_id?", ["order_id"]),
+        ("SELECT TOP 3 custmer FROM dbo.orders", "tsql", "did you mean customer?", ["customer"]),
+        ("SELECT stauts FROM orders", "databricks", "did you mean status?", ["status"]),
+        ("SELECT stauts FROM orders", "sqlite", "did you mean status?", ["status"]),
+    ],
+)  # fmt: skip
+def test_unknown_columns_name_the_table_and_the_closest_columns(
+    query: str, dialect: str, message: str, suggestions: list[str]
+) -> None:
+    (problem,) = validate_sql(query, dialect, COLUMNS)
+    assert problem.code == "unknown_column"
+    assert message in problem.message
+    assert problem.suggestions == suggestions
+
+
+@pytest.mark.parametrize(
+    ("query", "dialect"),
+    [
+        ("SELECT f.net_amount, s.region FROM gold.fact_sales AS f "
+         "JOIN gold.dim_store AS s USING (store_id)", "duckdb"),
+        ("SELECT region, sum(net_amount) AS revenue FROM gold.fact_sales "
+         "JOIN gold.dim_store USING (store_id) GROUP BY region HAVING revenue > 1 ORDER BY revenue",
+         "duckdb"),
+        ("SELECT net_amount AS x, x * 2 AS y FROM gold.fact_sales WHERE y > 1 "
+         "QUALIFY row_number() OVER (PARTITION BY x ORDER BY y) = 1", "duckdb"),
+        ("WITH m AS (SELECT date_trunc('month', order_date) AS month, sum(net_amount) AS rev "
+         "FROM gold.fact_sales GROUP BY 1) "
+         "SELECT month, rev, lag(rev) OVER (ORDER BY month) FROM m", "duckdb"),
+        ("WITH m AS (SELECT * FROM gold.fact_sales) SELECT anything FROM m", "duckdb"),
+        ("SELECT info.city, f.info.zip FROM gold.fact_sales AS f", "duckdb"),
+        ("SELECT * FROM orders WHERE amount > (SELECT avg(amount) FROM orders AS o2 "
+         "WHERE o2.customer = orders.customer)", "duckdb"),
+        ("SELECT a FROM (SELECT order_id, amount FROM orders) AS t(a, b)", "duckdb"),
+        ("SELECT i FROM range(10) AS r(i)", "duckdb"),
+        ("SELECT anything FROM untyped", "duckdb"),
+        ("SELECT list_transform([1, 2], x -> x + 1), rowid, orders FROM orders", "duckdb"),
+        ("SELECT status FROM orders UNION SELECT region FROM gold.dim_store ORDER BY status", "duckdb"),
+        ("SELECT * FROM orders PIVOT (sum(amount) FOR status IN ('a', 'b'))", "duckdb"),
+        ("SELECT u FROM orders, unnest([1, 2]) AS t(u)", "duckdb"),
+        ("SELECT customer, l.n FROM orders, LATERAL (SELECT amount * 2 AS n) AS l", "duckdb"),
+        ("SELECT struct_pack(a := amount), sum(amount) OVER w FROM orders "
+         "WINDOW w AS (PARTITION BY customer)", "duckdb"),
+        ("SELECT ORDER_ID FROM ORDERS", "duckdb"),
+        ("SELECT TOP 5 DATEADD(month, 1, order_date), DATEDIFF(day, order_date, order_date) "
+         "FROM gold.fact_sales", "tsql"),
+        ("SELECT total = sum(amount) FROM orders", "tsql"),
+        ("SELECT date_trunc('MONTH', order_date), item FROM gold.fact_sales "
+         "LATERAL VIEW explode(array(1, 2)) e AS item", "databricks"),
+        ("SELECT info:city FROM gold.fact_sales", "databricks"),
+        ('SELECT * FROM orders WHERE status = "done"', "sqlite"),
+    ],
+)  # fmt: skip
+def test_valid_queries_raise_no_false_unknown_column(query: str, dialect: str) -> None:
+    assert validate_sql(query, dialect, COLUMNS) == []
+
+
+def test_a_catalog_without_columns_checks_table_names_only() -> None:
+    assert validate_sql("SELECT no_such_column FROM gold.fact_sales", catalog=CATALOG) == []

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import duckdb
 
+from loom.engines.sources import Source
 from loom.engines.sql import duckdb_engine
 from loom.engines.sql.duckdb_engine import DuckDBEngine
-from loom.engines.sources import Source
 
 # T-SQL, as a Synapse-flavoured model would write them; the engine transpiles them to DuckDB.
 QUERIES = {

@@ -92,10 +92,16 @@ def test_file_access_is_refused(lakehouse: Path) -> None:
 
 
 def test_execution_failure_exits_1(lakehouse: Path) -> None:
-    code, out = _sql("-s", str(lakehouse), "SELECT no_such_column FROM gold.dim_store")
+    code, out = _sql("-s", str(lakehouse), "SELECT CAST(name AS INTEGER) FROM gold.dim_store")
     error = json.loads(out)["error"]
     assert code == 1 and error["code"] == "execution_error"
-    assert "no_such_column" in error["message"]
+    assert "Conversion Error" in error["message"]
+
+
+def test_an_unknown_column_is_refused_with_exit_2(lakehouse: Path) -> None:
+    code, out = _sql("-s", str(lakehouse), "SELECT no_such_column FROM gold.dim_store")
+    error = json.loads(out)["error"]
+    assert code == 2 and error["code"] == "unknown_column"
 
 
 def test_tsql_top_works(lakehouse: Path) -> None:

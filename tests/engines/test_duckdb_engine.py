@@ -162,11 +162,18 @@ def test_concurrent_execute_from_threads(engine: DuckDBEngine) -> None:
     assert rows == [[100, i * (i + 1) // 2] for i in range(1, 101)]
 
 
-def test_execution_errors_keep_duckdb_hints(engine: DuckDBEngine) -> None:
+def test_unknown_columns_are_refused_with_the_closest_names(engine: DuckDBEngine) -> None:
     with pytest.raises(QueryError) as caught:
-        engine.execute("SELECT stat FROM gold.sales", max_rows=5, timeout_s=5)
+        engine.execute("SELECT s.stat FROM gold.sales AS s", max_rows=5, timeout_s=5)
+    assert caught.value.code == "unknown_column"
+    assert "did you mean state" in caught.value.message  # for the model's repair
+
+
+def test_execution_errors_keep_duckdb_messages(engine: DuckDBEngine) -> None:
+    with pytest.raises(QueryError) as caught:
+        engine.execute("SELECT CAST(state AS INTEGER) FROM gold.sales", max_rows=5, timeout_s=5)
     assert caught.value.code == "execution_error"
-    assert "state" in caught.value.message  # DuckDB's candidate binding, for the model's repair
+    assert "Conversion Error" in caught.value.message
 
 
 def test_unknown_table_is_refused_with_a_suggestion(engine: DuckDBEngine) -> None:
@@ -274,3 +281,17 @@ def test_pool_caches_per_source_and_closes(folder: Path, tmp_path: Path) -> None
     pool.close()
     assert pool.sql_engine(source) is not engines[0]
     pool.close()
+
+
+def test_empty_and_all_null_sqlite_columns_keep_their_declared_types(tmp_path: Path) -> None:
+    path = tmp_path / "typed.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE empty_t (n INTEGER, price REAL, label VARCHAR(10))")
+        db.execute("CREATE TABLE nulls (id INTEGER, other_details INT)")
+        db.execute("INSERT INTO nulls VALUES (1, NULL)")
+    engine = DuckDBEngine(Source(name="typed", location=str(path)))
+    types = {t.name: {c.name: c.type for c in t.columns} for t in engine.catalog().tables}
+    assert types["empty_t"] == {"n": "integer", "price": "float", "label": "string"}
+    assert types["nulls"]["other_details"] == "integer"
+    result = engine.execute("SELECT SUM(n) AS s FROM empty_t", max_rows=5, timeout_s=5)
+    assert result.rows == [[None]]

@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from benchmarks.gold_fidelity import DATA, Target, compare, compat_sql, run_dataset, run_reference, spider
+from benchmarks.gold_fidelity import DATA, Target, compare, run_dataset, run_reference, spider
 from loom.engines.sql.sqlite_compat import sqlite_to_duckdb
 from loom.engines.sql.validator import parse_sql
 
@@ -102,9 +102,7 @@ def test_the_engine_reads_the_tiny_schema_as_the_golden_cases_assume(
 def test_transformed_results_equal_sqlite(tiny: tuple[sqlite3.Connection, Target], sqlite_sql: str) -> None:
     conn, target = tiny
     expected = run_reference(conn, sqlite_sql)
-    result = target.engine.execute(
-        compat_sql(sqlite_sql, target.schema), max_rows=100, timeout_s=10, dialect="duckdb"
-    )
+    result = target.engine.execute(sqlite_sql, max_rows=100, timeout_s=10, dialect="sqlite")
     same, diff = compare(sqlite_sql, expected, [tuple(r) for r in result.rows])
     assert same, diff
 
@@ -113,7 +111,7 @@ def test_spider_sample_matches_sqlite() -> None:
     if not (DATA / "nl2sql_spider_dev" / "dev.json").is_file():
         pytest.skip(f"Spider dev data not found at {DATA / 'nl2sql_spider_dev'}")
     sample = spider(DATA)[::SPIDER_STEP]
-    outcomes = run_dataset(sample).outcomes["compat"]
+    outcomes = run_dataset(sample).outcomes["engine"]
     misses = [f"{o.id}: {o.status} {o.reason}" for o in outcomes if o.status != "match"]
     assert len(outcomes) == len(sample) > 40
     assert 1 - len(misses) / len(outcomes) >= SPIDER_SAMPLE_MATCH, misses

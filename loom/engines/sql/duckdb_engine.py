@@ -39,6 +39,7 @@ from loom.engines.contracts import (
 )
 from loom.engines.sources import Source
 from loom.engines.sql.deadlines import DEADLINES
+from loom.engines.sql.sqlite_compat import sqlite_to_duckdb
 from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
 
 SAMPLE_VALUES = 5
@@ -96,7 +97,8 @@ class DuckDBEngine:
         self._prepared: OrderedDict[tuple[str, str, int], str] = OrderedDict()
         self._prepared_lock = threading.Lock()
         self._conn: duckdb.DuckDBPyConnection | None = None
-        self._tables: Catalog | None = None  # names only, for validation
+        self._tables: Catalog | None = None  # names, columns and DuckDB types, for validation
+        self._sqlite_schema: dict[str, dict[str, str]] = {}  # what the SQLite compat transforms read
         self._descriptions: dict[str, str] = {}
         self._catalog: Catalog | None = None
 
@@ -171,6 +173,8 @@ class DuckDBEngine:
         """Generated from the validated tree, never the raw text; raises QueryError when refused."""
         tables = self._table_names()
         expr = parse_read_only(query, dialect, tables)
+        if dialect == "sqlite":
+            expr = sqlite_to_duckdb(expr, self._sqlite_schema)
         if dialect != "duckdb":
             # Check the translation too: what DuckDB receives is what must be read-only.
             expr = parse_read_only(expr.sql(dialect="duckdb"), "duckdb", tables)
@@ -197,7 +201,8 @@ class DuckDBEngine:
         with self._setup_lock:
             if self._conn is None:
                 self._conn, self._descriptions = _open(self.source)
-                self._tables = _table_names(self._conn)
+                self._tables = _structure(self._conn)
+                self._sqlite_schema = _by_bare_name(self._tables)
             return self._conn
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
@@ -363,16 +368,33 @@ def _load_sqlite(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 
 def _sqlite_table(src: sqlite3.Connection, name: str) -> pa.Table:
+    declared = {row[1]: row[2] for row in src.execute(f"PRAGMA table_info({_quote(name)})")}
     cursor = src.execute(f"SELECT * FROM {_quote(name)}")
     columns = [d[0] for d in cursor.description]
     values = list(zip(*cursor.fetchall(), strict=False)) or [() for _ in columns]
-    return pa.table({c: _arrow_column(list(v)) for c, v in zip(columns, values, strict=True)})
+    return pa.table(
+        {c: _arrow_column(list(v), declared.get(c, "")) for c, v in zip(columns, values, strict=True)}
+    )
 
 
-def _arrow_column(values: list[Any]) -> pa.Array:
-    """SQLite columns may mix types; a column Arrow cannot type as one becomes text."""
-    if not values:
-        return pa.array([], type=pa.string())
+def _affinity(declared: str) -> pa.DataType:
+    """SQLite's type-affinity rules (datatype3.html, 3.1), in their order of precedence."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return pa.int64()
+    if any(word in upper for word in ("CHAR", "CLOB", "TEXT")):
+        return pa.string()
+    if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
+        return pa.float64()
+    return pa.string()
+
+
+def _arrow_column(values: list[Any], declared: str = "") -> pa.Array:
+    """SQLite columns may mix types; a column Arrow cannot type as one becomes text. A column with
+    no values (an empty table, or all NULL) takes its declared type, so it still compares and sums
+    as SQLite would instead of arriving as text or as DuckDB's NULL type."""
+    if all(v is None for v in values):
+        return pa.array(values, type=_affinity(declared))
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
@@ -401,9 +423,29 @@ def _qualified(schema: str, table: str) -> str:
     return table if schema == "main" else f"{schema}.{table}"
 
 
-def _table_names(conn: duckdb.DuckDBPyConnection) -> Catalog:
-    rows = conn.execute(_TABLES_SQL).fetchall()
-    return Catalog(tables=[TableInfo(name=_qualified(s, t), columns=[]) for s, t, _ in rows])
+_STRUCTURE_SQL = """
+SELECT schema_name, table_name, column_name, data_type FROM duckdb_columns()
+WHERE database_name = current_database() AND NOT internal
+ORDER BY schema_name <> 'main', schema_name, table_name, column_index
+"""
+
+
+def _by_bare_name(catalog: Catalog) -> dict[str, dict[str, str]]:
+    # A SQLite source has only `main`, so bare names are unambiguous where the compat step runs.
+    return {t.name.rsplit(".", 1)[-1]: {c.name: c.type for c in t.columns} for t in catalog.tables}
+
+
+def _structure(conn: duckdb.DuckDBPyConnection) -> Catalog:
+    """Tables and their columns with DuckDB's type names: what validation checks names against.
+
+    Cheap (no data is read), unlike the full catalog with row counts and sample values.
+    """
+    tables: dict[str, TableInfo] = {}
+    for schema, table, column, data_type in conn.execute(_STRUCTURE_SQL).fetchall():
+        name = _qualified(schema, table)
+        info = tables.setdefault(name, TableInfo(name=name, columns=[]))
+        info.columns.append(ColumnInfo(name=column, type=data_type))
+    return Catalog(tables=list(tables.values()))
 
 
 def _build_catalog(conn: duckdb.DuckDBPyConnection, descriptions: dict[str, str]) -> Catalog:

@@ -1,0 +1,250 @@
+"""Catalog checks: unknown tables and unknown columns, with the closest existing names.
+
+The problems go back to the model in the repair loop, so each one names what does exist.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+from loom.engines.contracts import Catalog, Problem, TableInfo
+from loom.engines.sql.access import looks_like_path, unique
+from loom.engines.sql.rules import DialectRules
+
+METADATA_SCHEMAS = frozenset({"information_schema", "pg_catalog"})
+
+# --- catalog: unknown tables ----------------------------------------------------------------------
+
+
+@dataclass
+class CatalogNames:
+    """The catalog's tables by lower-case name, as a dialect's table references resolve to them."""
+
+    catalog: Catalog
+    rules: DialectRules
+    tables: dict[str, TableInfo] = field(init=False)
+    has_columns: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.tables = {t.name.lower(): t for t in self.catalog.tables}
+        self.has_columns = any(t.columns for t in self.catalog.tables)
+
+    def ref(self, table: exp.Table) -> str | None:
+        """The catalog name a table reference means (`gold.fact_sales`, or `orders` for main.orders);
+        None for what is not a catalog table (functions, paths, metadata schemas)."""
+        if not isinstance(table.this, exp.Identifier) or not table.name or looks_like_path(table):
+            return None
+        schema = table.db.lower()
+        if schema in METADATA_SCHEMAS:
+            return None
+        name = table.name.lower()
+        if schema in ("", *self.rules.default_schemas):
+            return name
+        full = f"{table.catalog.lower()}.{schema}.{name}"
+        return full if table.catalog and full in self.tables else f"{schema}.{name}"
+
+    def table(self, table: exp.Table) -> TableInfo | None:
+        ref = self.ref(table)
+        return None if ref is None else self.tables.get(ref)
+
+
+def unknown_tables(nodes: Sequence[exp.Expr], names: CatalogNames) -> Iterator[Problem]:
+    ctes = {n.alias_or_name.lower() for n in nodes if isinstance(n, exp.CTE)}
+    reported: set[str] = set()
+    for table in (n for n in nodes if isinstance(n, exp.Table)):
+        ref = names.ref(table)
+        if ref is None or ref in names.tables or ref in reported or (not table.db and ref in ctes):
+            continue
+        reported.add(ref)
+        yield _unknown_table_problem(ref, names.tables)
+
+
+def _unknown_table_problem(ref: str, known: dict[str, TableInfo]) -> Problem:
+    short = ref.rsplit(".", 1)[-1]
+    same_name = [t.name for key, t in known.items() if key.rsplit(".", 1)[-1] == short]
+    close = [known[k].name for k in difflib.get_close_matches(ref, list(known), n=3, cutoff=0.6)]
+    suggestions = list(dict.fromkeys(same_name + close))[:3]
+    hint = f" Did you mean {' or '.join(suggestions)}?" if suggestions else ""
+    listing = ", ".join(sorted(t.name for t in known.values())[:30]) or "none"
+    return Problem(
+        code="unknown_table",
+        message=f"Unknown table {ref}.{hint} Known tables: {listing}.",
+        suggestions=suggestions,
+    )
+
+
+# --- catalog: unknown columns ---------------------------------------------------------------------
+#
+# Columns are resolved through sqlglot's scopes (aliases, CTEs, derived tables, correlated
+# subqueries), never by matching text. Whenever a name could mean something the catalog does not
+# describe — a select alias, a struct field, a table function's or a pivot's output, a CTE with
+# `SELECT *` — nothing is reported: the engine's own binder error is the fallback, and a false
+# "unknown column" would send the model to repair a correct query.
+
+
+@dataclass(frozen=True)
+class _Source:
+    """A FROM item as a column owner: its display name and columns (None when they are unknown)."""
+
+    name: str
+    columns: frozenset[str] | None
+
+
+def unknown_columns(expr: exp.Expr, names: CatalogNames, rules: DialectRules) -> Iterator[Problem]:
+    try:
+        scopes = traverse_scope(expr)
+    except (SqlglotError, RecursionError):
+        return  # a tree sqlglot cannot scope: leave it to the engine
+    resolver = _ColumnResolver(names, rules)
+    problems = (
+        resolver.problem(column, scope)
+        for scope in scopes
+        if isinstance(scope.expression, exp.Select)  # a set operation's ORDER BY names its output
+        for column in _own_columns(scope)
+    )
+    yield from unique(p for p in problems if p is not None)
+
+
+def _own_columns(scope: Scope) -> list[exp.Column]:
+    own = scope.column_index
+    return [
+        c for c in scope.columns if id(c) in own and not c.args.get("db") and not c.find_ancestor(exp.Lambda)
+    ]
+
+
+class _ColumnResolver:
+    """Decides, for one column reference, whether the catalog proves it does not exist."""
+
+    def __init__(self, names: CatalogNames, rules: DialectRules) -> None:
+        self.names = names
+        self.rules = rules
+        self._sources: dict[int, dict[str, _Source]] = {}
+
+    def problem(self, column: exp.Column, scope: Scope) -> Problem | None:
+        name = column.name.lower()
+        if name in self.rules.pseudo_columns:
+            return None
+        chain = _visible_scopes(scope)
+        if column.table:
+            source = self._qualified(column.table.lower(), chain)
+            if source is None or source.columns is None or name in source.columns:
+                return None
+            return _unknown_column_problem(column.name, [source])
+        if self._is_alias_or_string(column, scope, chain):
+            return None
+        sources = [s for sc in chain for s in self.sources(sc).values()]
+        if not sources or any(s.columns is None or name in s.columns for s in sources):
+            return None
+        return _unknown_column_problem(column.name, sources)
+
+    def _qualified(self, alias: str, chain: Sequence[Scope]) -> _Source | None:
+        for scope in chain:
+            source = self.sources(scope).get(alias)
+            if source is not None:
+                return source
+        return None  # not a FROM item: a struct column's field (`address.city`), say
+
+    def _is_alias_or_string(self, column: exp.Column, scope: Scope, chain: Sequence[Scope]) -> bool:
+        name = column.name.lower()
+        if _names_an_alias(column, scope.expression):
+            return True  # a select alias, usable in WHERE/GROUP BY/QUALIFY in DuckDB
+        if any(name in self.sources(sc) for sc in chain):
+            return True  # DuckDB reads a bare table name as the whole row
+        quoted = isinstance(column.this, exp.Identifier) and bool(column.this.quoted)
+        return self.rules.double_quoted_strings and quoted
+
+    def sources(self, scope: Scope) -> dict[str, _Source]:
+        cached = self._sources.get(id(scope))
+        if cached is None:
+            cached = {
+                alias.lower(): self._describe(alias, node, source)
+                for alias, (node, source) in scope.selected_sources.items()
+            }
+            for alias in scope.sources:  # LATERAL VIEW and other items outside the FROM list
+                cached.setdefault(alias.lower(), _Source(alias, None))
+            self._sources[id(scope)] = cached
+        return cached
+
+    def _describe(self, alias: str, node: exp.Expr, source: exp.Expr | Scope) -> _Source:
+        renamed = _alias_columns(node)
+        if renamed is not None:
+            return _Source(alias, renamed)
+        if isinstance(source, exp.Table):
+            return self._table(source)
+        if isinstance(source, Scope):
+            return _Source(alias, _scope_columns(source))
+        return _Source(alias, None)
+
+    def _table(self, table: exp.Table) -> _Source:
+        info = self.names.table(table)
+        if info is None or not info.columns or table.args.get("pivots"):
+            return _Source(table.alias_or_name, None)
+        return _Source(info.name, frozenset(c.name.lower() for c in info.columns))
+
+
+def _names_an_alias(column: exp.Column, query: exp.Expr) -> bool:
+    """Whether the column names another select item's alias (`SELECT a AS x, x + 1`); an alias
+    cannot name itself, so the column inside `revenue AS revenue` still means a table column."""
+    name = column.name.lower()
+    for item in query.expressions if isinstance(query, exp.Select) else ():
+        if isinstance(item, exp.Alias) and item.alias.lower() == name:
+            owner = column.find_ancestor(exp.Alias)
+            return owner is not item
+    return False
+
+
+def _visible_scopes(scope: Scope) -> list[Scope]:
+    """The scope, then the outer ones a correlated subquery or a lateral item can refer to."""
+    chain = [scope]
+    while (scope.is_subquery or scope.is_udtf or scope.is_derived_table) and scope.parent is not None:
+        scope = scope.parent
+        chain.append(scope)
+    return chain
+
+
+def _alias_columns(node: exp.Expr) -> frozenset[str] | None:
+    """`FROM t AS x(a, b)` or `WITH c(a, b) AS …`: the alias renames the columns."""
+    alias = node.args.get("alias")
+    if isinstance(alias, exp.TableAlias) and alias.columns:
+        return frozenset(c.name.lower() for c in alias.columns)
+    return None
+
+
+def _scope_columns(scope: Scope) -> frozenset[str] | None:
+    """The output names of a CTE or derived table, when every one is known."""
+    query = scope.expression
+    owner = query.parent
+    if isinstance(owner, exp.CTE | exp.Subquery):
+        renamed = _alias_columns(owner)
+        if renamed is not None:
+            return renamed
+    if not isinstance(query, exp.Query):
+        return None  # VALUES, UNNEST, LATERAL VIEW…
+    selects = query.selects
+    named = query.named_selects
+    if len(named) != len(selects) or any(s.is_star for s in selects):
+        return None
+    return frozenset(n.lower() for n in named)
+
+
+def _unknown_column_problem(name: str, sources: Sequence[_Source]) -> Problem:
+    known = sorted({c for s in sources for c in s.columns or ()})
+    suggestions = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
+    owners = list(dict.fromkeys(s.name for s in sources))
+    if len(owners) == 1:
+        where = f"{owners[0]} has no column {name!r}"
+    else:
+        where = f"no table in this query ({', '.join(owners)}) has a column {name!r}"
+    hint = f"; did you mean {' or '.join(suggestions)}?" if suggestions else "."
+    listing = ", ".join(known[:40])
+    return Problem(
+        code="unknown_column",
+        message=f"Unknown column: {where}{hint} Columns available: {listing}.",
+        suggestions=suggestions,
+    )

@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.turn_overhead --turns 100 --rounds 5 --concurrency 50
+	$(BIN)/python -m benchmarks.gold_fidelity
+	$(BIN)/python -m benchmarks.schema_linking
+	$(BIN)/python -m benchmarks.safety
+	$(BIN)/python -m benchmarks.sql_overhead
 
 clean:
 	rm -rf $(VENV) .loom .pytest_cache .mypy_cache .ruff_cache

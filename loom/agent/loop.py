@@ -78,6 +78,7 @@ class Agent:
     limits: TurnLimits = field(default_factory=TurnLimits)
     query_limits: QueryLimits = field(default_factory=QueryLimits)
     gate: ApprovalGate = field(default_factory=EffectGate)
+    embedder: Any = None  # for schema linking; None unless an embedding model is configured
 
     async def run_turn(self, principal: Principal, request: TurnRequest) -> AsyncIterator[BaseEvent]:
         turn = await self.prepare(principal, request)
@@ -113,6 +114,7 @@ class Agent:
             engines=self.engines,
             model=InnerModel(self.model, budget),
             limits=self.query_limits,
+            embedder=self.embedder,
         )
         messages = [*build_messages(sources, stored), user]
         return Turn(principal, writer, new_id("run"), messages, budget, ctx)

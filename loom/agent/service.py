@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from loom.agent.embeddings import build_embedder
 from loom.agent.loop import Agent, TurnLimits
 from loom.agent.model import ChatModel
 from loom.agent.offline import OfflineModel
@@ -61,4 +62,5 @@ def build_runner(
         sources=partial(load_sources, settings),
         limits=TurnLimits(settings.max_model_calls_per_turn, settings.max_tool_rounds),
         query_limits=query_limits(settings),
+        embedder=build_embedder(settings),
     )

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
     openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
     model: str | None = Field(None, validation_alias=_env("LOOM_MODEL"))
+    embedding_model: str | None = Field(
+        None, description="An embeddings model (or Azure deployment) for schema linking; off when unset."
+    )
     model_max_retries: int = Field(3, ge=0, le=10)
     model_timeout_s: float = Field(60.0, gt=0)
     max_model_calls_per_turn: int = Field(10, ge=1)

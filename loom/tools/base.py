@@ -51,6 +51,7 @@ class ToolContext:
     engines: EngineProvider
     model: InnerModel | None = None
     limits: QueryLimits = field(default_factory=QueryLimits)
+    embedder: Any = None  # an `Embedder` for schema linking, when an embedding model is configured
 
     def source(self, name: str | None) -> Source:
         if name is None:

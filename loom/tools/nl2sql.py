@@ -112,7 +112,7 @@ async def _generate_and_run(
     ctx: ToolContext, engine: Engine, source: Source, question: str, examples: list[VerifiedQuery]
 ) -> Nl2SqlResult:
     assert ctx.model is not None
-    schema, catalog = await asyncio.to_thread(schema_for, source, engine, question)
+    schema, catalog = await asyncio.to_thread(schema_for, source, engine, question, ctx.embedder)
     system = _generation_prompt(source, schema, examples)
     attempts: list[Attempt] = []
     prompt = question

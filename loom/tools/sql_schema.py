@@ -15,7 +15,7 @@ from pathlib import Path
 from loom.engines.contracts import Catalog, Engine
 from loom.engines.sources import Source
 from loom.engines.sql.keys import ForeignKey, foreign_keys, infer_foreign_keys
-from loom.engines.sql.linking import link
+from loom.engines.sql.linking import Embedder, link
 from loom.engines.sql.linking_values import ValueIndex
 from loom.tools.schema_prompt import render_schema
 
@@ -45,11 +45,13 @@ def _context(source: Source, engine: Engine) -> _Context:
         return _CONTEXTS.setdefault(source.connection_key, made)
 
 
-def schema_for(source: Source, engine: Engine, question: str) -> tuple[str, Catalog]:
+def schema_for(
+    source: Source, engine: Engine, question: str, embedder: Embedder | None = None
+) -> tuple[str, Catalog]:
     """The schema text for the prompt, and the whole catalog (for messages about what exists)."""
     context = _context(source, engine)
     catalog = context.catalog
     if sum(len(t.columns) for t in catalog.tables) <= LINK_ABOVE:
         return render_schema(catalog), catalog
-    linked = link(question, catalog, context.keys, values=context.values)
+    linked = link(question, catalog, context.keys, values=context.values, embedder=embedder)
     return render_schema(linked.to_catalog()), catalog

@@ -21,6 +21,7 @@ import socket
 import sys
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -277,6 +278,17 @@ def error_response(error: QueuedError) -> JSONResponse:
     return JSONResponse(body, status_code=error.status, headers=dict(error.headers))
 
 
+EMBEDDING_DIMENSIONS = 64
+
+
+def bag_of_words(text: str) -> list[float]:
+    """A deterministic stand-in for an embedding: hashed word counts, so shared words mean similar."""
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in text.lower().replace("_", " ").split():
+        vector[zlib.crc32(word.encode()) % EMBEDDING_DIMENSIONS] += 1.0
+    return vector
+
+
 def build_app(server: OpenAICompatServer) -> FastAPI:
     app = FastAPI(title="OpenAI-compatible test server")
 
@@ -299,6 +311,21 @@ def build_app(server: OpenAICompatServer) -> FastAPI:
         "/openai/v1/chat/completions",
     ):
         app.add_api_route(path, chat_completions, methods=["POST"])
+
+    async def embeddings(request: Request) -> Response:
+        body = await request.json()
+        server.recorded.append(
+            RecordedRequest(body, request.url.path, dict(request.headers), time.monotonic())
+        )
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": bag_of_words(t)} for i, t in enumerate(texts)
+        ]
+        usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
+        return JSONResponse({"object": "list", "data": data, "model": body.get("model", "m"), "usage": usage})
+
+    for path in ("/v1/embeddings", "/openai/deployments/{deployment}/embeddings"):
+        app.add_api_route(path, embeddings, methods=["POST"])
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

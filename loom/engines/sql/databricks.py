@@ -28,7 +28,6 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 
-from loom.engines.contracts import QueryError
 from loom.engines.sql.dbapi import (
     BASE_TYPES,
     CatalogData,
@@ -38,6 +37,7 @@ from loom.engines.sql.dbapi import (
     Driver,
     EntraToken,
     build_catalog,
+    driver_connect,
     fetch_rows,
     tidy_message,
 )
@@ -154,16 +154,7 @@ def _auth_kwargs(
 
 
 def _databricks_sql_connect() -> Callable[..., Any]:
-    try:
-        from databricks import sql
-    except ImportError as e:
-        raise QueryError(
-            "source_unavailable",
-            "Databricks needs the databricks-sql-connector package: "
-            "pip install 'loom-data-agents[databricks]'.",
-        ) from e
-    connect: Callable[..., Any] = sql.connect
-    return connect
+    return driver_connect("databricks.sql", "Databricks", "databricks-sql-connector", "databricks")
 
 
 class DatabricksEngine(DBAPIEngine):

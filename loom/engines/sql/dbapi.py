@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import difflib
+import importlib
 import re
 import threading
 import time
@@ -21,7 +22,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any, Protocol
 
 from azure.core.credentials import AccessToken, TokenCredential
@@ -37,7 +37,7 @@ from loom.engines.contracts import (
     TableInfo,
     json_safe,
 )
-from loom.engines.sql.deadlines import DEADLINES
+from loom.engines.sql.deadlines import CancelTimer
 from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
 
 CANCEL_RETRY_S = 0.25  # a cancel sent before the driver knows its statement id is lost; send again
@@ -146,35 +146,16 @@ def timeout_error(timeout_s: float) -> QueryError:
     )
 
 
-class CancelTimer:
-    """Cancels the statement when time is up, and again every CANCEL_RETRY_S until the call returns."""
-
-    def __init__(self, cancel: Callable[[], None], timeout_s: float) -> None:
-        self._cancel = cancel
-        self._timeout_s = timeout_s
-        self._done = False
-        self._lock = threading.Lock()
-        self.fired = False
-
-    def __enter__(self) -> CancelTimer:
-        self._pending = DEADLINES.schedule(self._timeout_s, self._fire)
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        with self._lock:
-            self._done = True
-            self._pending.cancel()
-
-    def _fire(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.fired = True
-            self._pending = DEADLINES.schedule(CANCEL_RETRY_S, self._fire)
-        with suppress(Exception):  # the statement may finish or close under us; nothing left to stop
-            self._cancel()
+def driver_connect(module: str, service: str, package: str, extra: str) -> Callable[..., Any]:
+    """The driver's `connect`, imported on first use: drivers are optional extras."""
+    try:
+        connect: Callable[..., Any] = importlib.import_module(module).connect
+    except ImportError as e:
+        raise QueryError(
+            "source_unavailable",
+            f"{service} needs the {package} package: pip install 'loom-data-agents[{extra}]'.",
+        ) from e
+    return connect
 
 
 def run_query(
@@ -183,7 +164,7 @@ def run_query(
     """Execute and fetch at most `fetch` rows within `timeout_s`; the statement is cancelled when late."""
     cursor = conn.cursor()
     try:
-        with CancelTimer(lambda: driver.cancel(cursor), timeout_s) as timer:
+        with CancelTimer(lambda: driver.cancel(cursor), timeout_s, CANCEL_RETRY_S) as timer:
             try:
                 cursor.execute(sql)
                 description = list(cursor.description or [])

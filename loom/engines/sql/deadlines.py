@@ -11,6 +11,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 
@@ -66,3 +67,37 @@ class Deadlines:
 
 
 DEADLINES = Deadlines()
+
+
+class CancelTimer:
+    """Calls `cancel` when time is up, and again every `retry_s` until the guarded call returns:
+    one cancel that lands between two steps of a driver (or before it knows its statement) is lost.
+
+    `fired` tells the caller that an error it sees came from the time limit.
+    """
+
+    def __init__(self, cancel: Callable[[], None], timeout_s: float, retry_s: float) -> None:
+        self._cancel = cancel
+        self._timeout_s = timeout_s
+        self._retry_s = retry_s
+        self._done = False
+        self._lock = threading.Lock()
+        self.fired = False
+
+    def __enter__(self) -> CancelTimer:
+        self._pending = DEADLINES.schedule(self._timeout_s, self._fire)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done = True
+            self._pending.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            self._pending = DEADLINES.schedule(self._retry_s, self._fire)
+        with suppress(Exception):  # the statement may finish or close under us; nothing left to stop
+            self._cancel()

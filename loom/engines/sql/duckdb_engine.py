@@ -17,9 +17,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from contextlib import suppress
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import duckdb
@@ -38,7 +36,7 @@ from loom.engines.contracts import (
     json_safe,
 )
 from loom.engines.sources import Source
-from loom.engines.sql.deadlines import DEADLINES
+from loom.engines.sql.deadlines import CancelTimer
 from loom.engines.sql.sqlite_compat import sqlite_to_duckdb
 from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
 
@@ -186,7 +184,7 @@ class DuckDBEngine:
     def _run(self, sql: str, fetch: int, timeout_s: float) -> tuple[list[Any], list[tuple[Any, ...]]]:
         cursor = self._cursor()
         try:
-            with _Watchdog(cursor, timeout_s) as watchdog:
+            with CancelTimer(cursor.interrupt, timeout_s, INTERRUPT_RETRY_S) as watchdog:
                 try:
                     cursor.execute(sql)
                     return list(cursor.description or []), cursor.fetchmany(fetch)
@@ -216,35 +214,6 @@ class DuckDBEngine:
         self._connection()
         assert self._tables is not None
         return self._tables
-
-
-class _Watchdog:
-    """Interrupts the cursor when time is up, and again every few ms until the call returns: one
-    interrupt that lands between two steps of the driver could otherwise be lost."""
-
-    def __init__(self, cursor: duckdb.DuckDBPyConnection, timeout_s: float) -> None:
-        self._cursor = cursor
-        self._timeout_s = timeout_s
-        self._done = False
-        self.fired = False
-
-    def __enter__(self) -> _Watchdog:
-        self._pending = DEADLINES.schedule(self._timeout_s, self._fire)
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._done = True
-        self._pending.cancel()
-
-    def _fire(self) -> None:
-        if self._done:
-            return
-        self.fired = True
-        with suppress(duckdb.Error):  # the cursor may close under us; then there is nothing to stop
-            self._cursor.interrupt()
-        self._pending = DEADLINES.schedule(INTERRUPT_RETRY_S, self._fire)
 
 
 def _timeout(timeout_s: float) -> QueryError:

@@ -32,7 +32,6 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 
-from loom.engines.contracts import QueryError
 from loom.engines.sql.dbapi import (
     BASE_TYPES,
     CatalogData,
@@ -42,6 +41,7 @@ from loom.engines.sql.dbapi import (
     Driver,
     EntraToken,
     build_catalog,
+    driver_connect,
     fetch_rows,
     tidy_message,
 )
@@ -151,15 +151,7 @@ def mssql_connector(
 
 
 def _mssql_python_connect() -> Callable[..., Any]:
-    try:
-        import mssql_python
-    except ImportError as e:
-        raise QueryError(
-            "source_unavailable",
-            "Synapse needs the mssql-python package: pip install 'loom-data-agents[synapse]'.",
-        ) from e
-    connect: Callable[..., Any] = mssql_python.connect
-    return connect
+    return driver_connect("mssql_python", "Synapse", "mssql-python", "synapse")
 
 
 class SynapseEngine(DBAPIEngine):

@@ -194,13 +194,18 @@ class Agent:
         """The writer for the conversation and its history so far (none for a new one)."""
         if request.conversation_id is None:
             writer = OrderedWriter(self.store, principal, uuid.uuid4().hex)
-            writer.create(request.message.strip().splitlines()[0][:TITLE_CHARS])
+            writer.create(_title(request.message))
             return writer, []
         found = await self.store.get_conversation(principal, request.conversation_id)
         if found is None:
             raise ConversationNotFound(request.conversation_id)
         history = await self.store.messages(principal, found.id)
         return OrderedWriter(self.store, principal, found.id), history
+
+
+def _title(message: str) -> str:
+    lines = message.strip().splitlines()
+    return lines[0][:TITLE_CHARS] if lines else "(empty message)"
 
 
 def _interrupt(outcome: CallOutcome) -> Interrupt:

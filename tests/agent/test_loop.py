@@ -256,3 +256,11 @@ async def test_a_question_the_source_cannot_answer_gets_the_tables_that_exist(
     assert "no employee table" in error["message"]
     assert "gold.fact_sales" in error["message"] and "gold.dim_customer" in error["message"]
     assert len(model.calls) == 3  # no repair attempts were spent on it
+
+
+async def test_a_blank_first_message_still_opens_a_conversation(
+    make_agent: AgentFactory, store: SqliteConversationStore
+) -> None:
+    events = await collect(make_agent(ScriptedModel().queue(text("Ask me about your data."))), "   \n ")
+    conversation = await store.get_conversation(DEV_PRINCIPAL, events[0].thread_id)  # type: ignore[attr-defined]
+    assert conversation is not None and conversation.title == "(empty message)"

@@ -100,6 +100,9 @@ def result_events(call: ToolCall, content: str, result: ToolResult | None) -> li
     table = result.table() if result is not None else None
     if table is not None:
         value = {"tool_call_id": call.id, "tool": call.name, **table.model_dump(mode="json")}
+        shown = result.shown_query() if result is not None else None
+        if shown:  # the user sees the query as written; the executed one stays alongside
+            value |= {"query": shown, "executed_query": table.query}
         events.append(CustomEvent(name=RESULT_TABLE, value=value))
     return events
 

@@ -81,6 +81,10 @@ class ToolResult(BaseModel):
     def table(self) -> ResultSet | None:
         return None
 
+    def shown_query(self) -> str | None:
+        """The query to show the user, when it differs from the one the engine ran."""
+        return None
+
 
 A = TypeVar("A", bound=BaseModel)
 R = TypeVar("R", bound=ToolResult)

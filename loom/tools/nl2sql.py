@@ -36,6 +36,9 @@ class Attempt(BaseModel):
 
 
 class Nl2SqlResult(ToolResult):
+    """`query` is the final query as written in the source's dialect; `result.query` is what the
+    engine ran (translated, with the row cap added)."""
+
     source: str
     dialect: str
     query: str
@@ -50,6 +53,9 @@ class Nl2SqlResult(ToolResult):
 
     def table(self) -> ResultSet:
         return self.result
+
+    def shown_query(self) -> str:
+        return self.query
 
 
 async def run(ctx: ToolContext, args: Nl2SqlArgs) -> Nl2SqlResult:
@@ -88,7 +94,7 @@ async def _run_verified(
     return Nl2SqlResult(
         source=source.name,
         dialect=source.dialect,
-        query=result.query,
+        query=verified.query.strip(),
         result=result,
         verified=True,
         verified_question=verified.question,
@@ -133,7 +139,7 @@ async def _generate_and_run(
             prompt = render("nl2sql_repair", query=query, code=e.code, error=e.message)
             continue
         return Nl2SqlResult(
-            source=source.name, dialect=source.dialect, query=result.query, result=result, attempts=attempts
+            source=source.name, dialect=source.dialect, query=query, result=result, attempts=attempts
         )
     last = attempts[-1].error
     raise ToolError(

@@ -132,19 +132,20 @@ def serve(
     import uvicorn
 
     from loom.api.app import create_app
-    from loom.api.auth import check_bind
+    from loom.api.auth import AuthConfigError, check_bind
 
     settings = _settings(home)
     bind_host, bind_port = host or settings.host, port or settings.port
     try:
         check_bind(settings, bind_host)
-    except Exception as e:
+        app = create_app(settings)
+    except AuthConfigError as e:
         err.print(f"[red]refusing to start:[/red] {e}")
         raise typer.Exit(2) from e
     _ensure_seeded(settings)
     model, auth = _describe_model(settings), settings.auth_mode
-    err.print(f"Loom API on http://{bind_host}:{bind_port} · {model} · auth {auth}")
-    uvicorn.run(create_app(settings), host=bind_host, port=bind_port, log_level="info")
+    err.print(f"Loom API on http://{bind_host}:{bind_port} · {model} · auth {auth} · docs at /docs")
+    uvicorn.run(app, host=bind_host, port=bind_port, log_level="info")
 
 
 def main() -> None:

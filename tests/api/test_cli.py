@@ -59,3 +59,11 @@ def test_ask_with_an_unknown_conversation_or_source_fails_cleanly(home: Path) ->
     assert unknown.exit_code == 1 and "unknown conversation" in unknown.output
     bad_source = runner.invoke(app, ["ask", "--home", str(home), "-s", "hr", "revenue by region"])
     assert bad_source.exit_code == 1 and "unknown source 'hr'" in bad_source.output
+
+
+def test_serve_refuses_entra_mode_without_its_settings(home: Path) -> None:
+    result = runner.invoke(
+        app, ["serve", "--home", str(home)], env={"LOOM_AUTH_MODE": "entra", "COLUMNS": "200"}
+    )
+    assert result.exit_code == 2
+    assert "LOOM_ENTRA_TENANT_ID" in result.output

@@ -22,7 +22,7 @@ from loom.engines.sources import VerifiedQuery
 
 _STOP = frozenset(
     "a all amount an and are as at be by can could did do does each every find for from get give got "
-    "had has have how i in is it list made make many me much my number of on or our per please show "
+    "had has have how i in is it list made make many me much my number of on or our per placed please show "
     "tell that the their there these this those to total us was we were what when where which who "
     "with would you your".split()
 )

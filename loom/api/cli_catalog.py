@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -20,9 +19,8 @@ from loom.agent.settings import Settings
 from loom.agent.sources import resolve_source
 from loom.engines.contracts import QueryError
 from loom.engines.sources import Source
-from loom.engines.sql.keys import foreign_keys, infer_foreign_keys
-from loom.engines.sql.linking import LinkedSchema, link
-from loom.engines.sql.linking_values import cached_value_index, engine_fetcher
+from loom.engines.sql.linking import LinkedSchema
+from loom.tools.sql_schema import link_question
 
 EXIT_REFUSED = 2
 
@@ -74,12 +72,7 @@ def link_command(
 def _link(source: Source, question: str, evidence: str, settings: Settings) -> LinkedSchema:
     pool = engine_pool(settings)
     try:
-        engine = pool.sql_engine(source)
-        catalog = engine.catalog()
-        values = cached_value_index(f"{source.name}:{source.location}", catalog, engine_fetcher(engine))
-        location = Path(source.location)
-        keys = foreign_keys(location, catalog) if source.is_local else infer_foreign_keys(catalog)
-        return link(question, catalog, keys, evidence=evidence, values=values)
+        return link_question(source, pool.sql_engine(source), question, evidence=evidence)
     finally:
         pool.close()
 

@@ -3,7 +3,9 @@
 Schema linking (BM25 over names and descriptions, value matching, foreign-key closure) keeps the
 prompt small and the model from inventing columns on wide lakehouses; on a small schema, showing
 everything costs little and cannot miss a column, so linking starts above `LINK_ABOVE` columns.
-The foreign keys and value index are built once per source and kept.
+A source's foreign keys and value index (distinct values of low-cardinality text columns, read
+through the engine, so validation and limits apply) are built once and kept; `loom catalog link`
+uses the same context.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 from loom.engines.contracts import Catalog, Engine
 from loom.engines.sources import Source
 from loom.engines.sql.keys import ForeignKey, foreign_keys, infer_foreign_keys
-from loom.engines.sql.linking import Embedder, link
-from loom.engines.sql.linking_values import ValueIndex
+from loom.engines.sql.linking import Embedder, LinkedSchema, link
+from loom.engines.sql.linking_values import ValueIndex, engine_fetcher
 from loom.tools.schema_prompt import render_schema
 
 LINK_ABOVE = 60  # columns
@@ -40,18 +42,27 @@ def _context(source: Source, engine: Engine) -> _Context:
         return known
     catalog = engine.catalog()
     keys = foreign_keys(Path(source.location), catalog) if source.is_local else infer_foreign_keys(catalog)
-    made = _Context(catalog, keys, ValueIndex.build(catalog))
+    made = _Context(catalog, keys, ValueIndex.build(catalog, engine_fetcher(engine)))
     with _LOCK:
         return _CONTEXTS.setdefault(source.connection_key, made)
+
+
+def link_question(
+    source: Source, engine: Engine, question: str, *, evidence: str = "", embedder: Embedder | None = None
+) -> LinkedSchema:
+    """The tables and columns of `source` that `question` needs, with the reasons."""
+    context = _context(source, engine)
+    return link(
+        question, context.catalog, context.keys, evidence=evidence, values=context.values, embedder=embedder
+    )
 
 
 def schema_for(
     source: Source, engine: Engine, question: str, embedder: Embedder | None = None
 ) -> tuple[str, Catalog]:
     """The schema text for the prompt, and the whole catalog (for messages about what exists)."""
-    context = _context(source, engine)
-    catalog = context.catalog
+    catalog = _context(source, engine).catalog
     if sum(len(t.columns) for t in catalog.tables) <= LINK_ABOVE:
         return render_schema(catalog), catalog
-    linked = link(question, catalog, context.keys, values=context.values, embedder=embedder)
+    linked = link_question(source, engine, question, embedder=embedder)
     return render_schema(linked.to_catalog()), catalog

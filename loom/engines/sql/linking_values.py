@@ -1,12 +1,11 @@
 """Cell values for schema linking: which columns hold a value the question names ("Texas", "Angela").
 
-Built once per source and cached: sampling distinct values costs one query per text column, far
-more than linking a question. The catalog's own sample values are the cheap fallback.
+Built once per source (tools/sql_schema.py keeps it): sampling distinct values costs one query per
+text column, far more than linking a question. The catalog's own sample values are the cheap fallback.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,7 +15,6 @@ from loom.engines.sql.linking_text import STOPWORDS, normalized
 ValueFetcher = Callable[[str, str, int], list[Any]]  # (table, column, limit) → distinct values
 MAX_VALUES = 1000  # per column: all of a low-cardinality column, the most frequent of others
 MAX_PHRASE_WORDS = 6
-CACHE_SIZE = 16
 
 # Questions name places in full while tables keep codes: "Texas" must find a column of 'TX'.
 US_STATES = {
@@ -99,20 +97,3 @@ def engine_fetcher(engine: Engine, timeout_s: float = 5.0) -> ValueFetcher:
         return [row[0] for row in engine.execute(sql, max_rows=limit, timeout_s=timeout_s).rows]
 
     return fetch
-
-
-_cache: dict[str, ValueIndex] = {}
-_cache_lock = threading.Lock()
-
-
-def cached_value_index(key: str, catalog: Catalog, fetch: ValueFetcher | None = None) -> ValueIndex:
-    """The index for one source (`key`: its name and location), built on first use."""
-    with _cache_lock:
-        index = _cache.get(key)
-    if index is None:
-        index = ValueIndex.build(catalog, fetch)
-        with _cache_lock:
-            if len(_cache) >= CACHE_SIZE:
-                _cache.pop(next(iter(_cache)))
-            _cache[key] = index
-    return index

@@ -126,7 +126,7 @@ class Agent:
             try:
                 turn.budget.take_model_call()
             except BudgetExhausted as e:
-                for event in await self.notice(turn, f"I stopped here: {e}."):
+                for event in self.notice(turn, f"I stopped here: {e}."):
                     yield event
                 return
             async for item in self.call_model(turn):
@@ -136,7 +136,7 @@ class Agent:
                     yield item
             assert reply is not None
             if not reply.tool_calls:
-                await self.persist(turn, [reply.as_message()])
+                self.persist(turn, [reply.as_message()])
                 return
             outcomes = await self.run_tools(turn, reply)
             for event in self.tool_events(turn, outcomes):
@@ -155,7 +155,7 @@ class Agent:
         outcomes = await run_calls(turn.ctx, by_name, self.gate, reply.tool_calls)
         messages = [reply.as_message(), *(o.as_message() for o in outcomes)]
         metadata: list[dict[str, Any]] = [{}, *(o.metadata() for o in outcomes)]
-        await self.persist(turn, messages, metadata)
+        self.persist(turn, messages, metadata)
         return outcomes
 
     def tool_events(self, turn: Turn, outcomes: list[CallOutcome]) -> list[BaseEvent]:
@@ -167,14 +167,15 @@ class Agent:
                 turn.interrupts.append(_interrupt(o))
         return events
 
-    async def persist(
+    def persist(
         self, turn: Turn, messages: list[ChatMessage], metadata: list[dict[str, Any]] | None = None
     ) -> None:
+        """Queue the messages for the writer (it stores them in order, off this path)."""
         turn.writer.append(messages, metadata)
         turn.messages.extend(messages)
 
-    async def notice(self, turn: Turn, text: str) -> list[BaseEvent]:
-        await self.persist(turn, [ChatMessage(role="assistant", content=text)])
+    def notice(self, turn: Turn, text: str) -> list[BaseEvent]:
+        self.persist(turn, [ChatMessage(role="assistant", content=text)])
         return text_events(text)
 
     def finished(self, turn: Turn) -> RunFinishedEvent:

@@ -169,7 +169,7 @@ class DuckDBEngine:
 
     def _validated(self, query: str, dialect: str, max_rows: int, now: dt.datetime | None) -> str:
         """Generated from the validated tree, never the raw text; raises QueryError when refused."""
-        tables = self._table_names()
+        tables = self._checked_names()
         expr = parse_read_only(query, dialect, tables)
         if dialect == "sqlite":
             expr = sqlite_to_duckdb(expr, self._sqlite_schema)
@@ -210,7 +210,8 @@ class DuckDBEngine:
                 raise QueryError("source_unavailable", f"The engine for {self.source.name!r} was closed.")
             return self._conn.cursor()
 
-    def _table_names(self) -> Catalog:
+    def _checked_names(self) -> Catalog:
+        """Tables and columns (no samples) that queries are validated against."""
         self._connection()
         assert self._tables is not None
         return self._tables

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
     model_timeout_s: float = Field(60.0, gt=0)
     max_model_calls_per_turn: int = Field(10, ge=1)
     max_tool_rounds: int = Field(4, ge=1)
+    model_tracing: bool = Field(
+        False,
+        description="Wrap model calls in MAF's OpenTelemetry layer (a span per call, with token counts). "
+        "Spans go to the process's OpenTelemetry tracer provider; off, the layer is not in the call path.",
+    )
 
     # --- data ------------------------------------------------------------------------------
     sources_file: Path | None = None

@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -128,6 +128,34 @@ def _message_row(
     )
 
 
+def _check_metadata(messages: Sequence[ChatMessage], metadata: list[dict[str, Any]] | None) -> None:
+    if metadata is not None and len(metadata) != len(messages):
+        raise ValueError(f"{len(messages)} messages but {len(metadata)} metadata entries")
+
+
+def _insert(
+    tx: sqlite3.Connection,
+    principal: Principal,
+    conversation_id: str,
+    messages: Sequence[ChatMessage],
+    metadata: list[dict[str, Any]] | None,
+) -> list[StoredMessage]:
+    """Insert after the conversation's last message and touch its updated_at (inside `tx`)."""
+    metas = metadata or [{} for _ in messages]
+    last = tx.execute(
+        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?", (conversation_id,)
+    ).fetchone()[0]
+    rows = [
+        _message_row(conversation_id, principal, last + i, m, meta)
+        for i, (m, meta) in enumerate(zip(messages, metas, strict=True), start=1)
+    ]
+    tx.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    tx.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))
+    # Built from what was written, not read back: a tool result's metadata can be large, and
+    # parsing it again on every append cost more than the write.
+    return [_stored(row, m, meta) for row, m, meta in zip(rows, messages, metas, strict=True)]
+
+
 class SqliteConversationStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -187,23 +215,49 @@ class SqliteConversationStore:
     # --- ConversationStore ---------------------------------------------------------------------
 
     async def create_conversation(
-        self, principal: Principal, title: str, conversation_id: str | None = None
+        self,
+        principal: Principal,
+        title: str,
+        conversation_id: str | None = None,
+        messages: Sequence[ChatMessage] = (),
+        metadata: list[dict[str, Any]] | None = None,
     ) -> Conversation:
-        return await self._run(self._create, principal, title, conversation_id or uuid.uuid4().hex)
+        _check_metadata(messages, metadata)
+        conversation_id = conversation_id or uuid.uuid4().hex
+        return await self._run(self._create, principal, title, conversation_id, messages, metadata)
 
-    def _create(self, principal: Principal, title: str, conversation_id: str) -> Conversation:
+    def _create(
+        self,
+        principal: Principal,
+        title: str,
+        conversation_id: str,
+        messages: Sequence[ChatMessage],
+        metadata: list[dict[str, Any]] | None,
+    ) -> Conversation:
         with self._write() as tx:
             row = tx.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
-            if row is not None:
-                if (row["tenant_id"], row["user_id"]) != (principal.tenant_id, principal.user_id):
-                    raise ConversationIdConflict(f"conversation id {conversation_id!r} is already in use")
-                return _conversation(row)
-            now = _now()
-            tx.execute(
-                "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?)",
-                (conversation_id, principal.tenant_id, principal.user_id, title, now, now),
-            )
-        return self._get(principal, conversation_id)  # type: ignore[return-value]
+            if row is None:
+                now = _now()
+                owner = (principal.tenant_id, principal.user_id)
+                tx.execute(
+                    "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?)",
+                    (conversation_id, *owner, title, now, now),
+                )
+                conversation = Conversation(
+                    id=conversation_id,
+                    tenant_id=owner[0],
+                    user_id=owner[1],
+                    title=title,
+                    created_at=dt.datetime.fromisoformat(now),
+                    updated_at=dt.datetime.fromisoformat(now),
+                )
+            elif (row["tenant_id"], row["user_id"]) != (principal.tenant_id, principal.user_id):
+                raise ConversationIdConflict(f"conversation id {conversation_id!r} is already in use")
+            else:
+                conversation = _conversation(row)
+            if messages:
+                _insert(tx, principal, conversation_id, messages, metadata)
+        return conversation
 
     async def get_conversation(self, principal: Principal, conversation_id: str) -> Conversation | None:
         return await self._run(self._get, principal, conversation_id)
@@ -251,8 +305,7 @@ class SqliteConversationStore:
         metadata: list[dict[str, Any]] | None = None,
     ) -> list[StoredMessage]:
         """Append in one transaction: all of them are stored, or none."""
-        if metadata is not None and len(metadata) != len(messages):
-            raise ValueError(f"{len(messages)} messages but {len(metadata)} metadata entries")
+        _check_metadata(messages, metadata)
         return await self._run(self._append, principal, conversation_id, messages, metadata)
 
     def _append(
@@ -262,23 +315,11 @@ class SqliteConversationStore:
         messages: list[ChatMessage],
         metadata: list[dict[str, Any]] | None,
     ) -> list[StoredMessage]:
-        metas = metadata or [{} for _ in messages]
         with self._write() as tx:
             owned = (conversation_id, principal.tenant_id, principal.user_id)
             if tx.execute(f"SELECT 1 FROM conversations WHERE {_OWNED}", owned).fetchone() is None:
                 raise ConversationNotFound(f"no conversation {conversation_id!r} for this user")
-            last = tx.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?", (conversation_id,)
-            ).fetchone()[0]
-            rows = [
-                _message_row(conversation_id, principal, last + i, m, meta)
-                for i, (m, meta) in enumerate(zip(messages, metas, strict=True), start=1)
-            ]
-            tx.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            tx.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))
-        # Built from what was written, not read back: a tool result's metadata can be large, and
-        # parsing it again on every append cost more than the write.
-        return [_stored(row, m, meta) for row, m, meta in zip(rows, messages, metas, strict=True)]
+            return _insert(tx, principal, conversation_id, messages, metadata)
 
     async def messages(self, principal: Principal, conversation_id: str) -> list[StoredMessage]:
         return await self._run(self._messages, principal, conversation_id)

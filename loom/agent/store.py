@@ -7,6 +7,7 @@ else gets `None`/`False` (which the API turns into 404), never another tenant's 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
@@ -47,8 +48,16 @@ class StoredMessage(BaseModel):
 
 class ConversationStore(Protocol):
     async def create_conversation(
-        self, principal: Principal, title: str, conversation_id: str | None = None
-    ) -> Conversation: ...
+        self,
+        principal: Principal,
+        title: str,
+        conversation_id: str | None = None,
+        messages: Sequence[ChatMessage] = (),
+        metadata: list[dict[str, Any]] | None = None,
+    ) -> Conversation:
+        """Create it (or return the caller's own with that id) with its first messages, in one
+        transaction; an id another principal holds is refused."""
+        ...
 
     async def get_conversation(self, principal: Principal, conversation_id: str) -> Conversation | None: ...
 

@@ -62,9 +62,9 @@ class OrderedWriter:
         self, title: str | None, messages: list[ChatMessage], metadata: list[dict[str, Any]]
     ) -> None:
         who, where = self._principal, self.conversation_id
-        if title is not None:
-            await self._store.create_conversation(who, title, where)
-        if messages:
+        if title is not None:  # the first write: the conversation and its first messages together
+            await self._store.create_conversation(who, title, where, messages, metadata)
+        elif messages:
             await self._store.append_messages(who, where, messages, metadata)
 
     async def drain(self) -> BaseException | None:

@@ -43,6 +43,8 @@ def content_words(text: str) -> set[str]:
 
 @lru_cache(maxsize=65536)  # a library's vocabulary is small; questions reuse its words
 def _same(a: str, b: str) -> bool:
+    if a > b:  # SequenceMatcher is not quite symmetric; a typo relation must be
+        a, b = b, a
     # The length and first-letter checks skip SequenceMatcher for pairs that cannot be one typo apart.
     if min(len(a), len(b)) < 5 or abs(len(a) - len(b)) > 2 or a[0] != b[0]:
         return a == b
@@ -58,6 +60,8 @@ class Match:
 class VerifiedIndex:
     """The library of one or more sources, ready to score questions against."""
 
+    ALIKE_CACHE = 4096
+
     def __init__(self, library: Sequence[VerifiedQuery]) -> None:
         self.library = list(library)
         self._words = [content_words(v.question) for v in self.library]
@@ -65,22 +69,35 @@ class VerifiedIndex:
         n = max(len(self.library), 1)
         self._idf = {w: math.log(1 + n / c) for w, c in df.items()}
         self._unseen = math.log(1 + n)
+        self._totals = [sum(self._idf[w] for w in words) for words in self._words]
+        self._alike: dict[str, frozenset[str]] = {}
 
     def _weight(self, word: str) -> float:
         return self._idf.get(word, self._unseen)
 
-    def _coverage(self, words: set[str], other: set[str]) -> float:
-        covered = sum(self._weight(w) for w in words if w in other or any(_same(w, o) for o in other))
-        return covered / sum(self._weight(w) for w in words)
-
-    def _score(self, asked: set[str], known: set[str]) -> float:
-        if not asked or not known:
-            return 0.0
-        return min(self._coverage(asked, known), self._coverage(known, asked))
+    def _spellings(self, word: str) -> frozenset[str]:
+        """The library's words that are `word` or one typo from it (computed once per word)."""
+        found = self._alike.get(word)
+        if found is None:
+            if len(self._alike) >= self.ALIKE_CACHE:
+                self._alike.clear()
+            found = frozenset(v for v in self._idf if v == word or _same(word, v))
+            self._alike[word] = found
+        return found
 
     def rank(self, question: str) -> list[Match]:
-        asked = content_words(question)
-        scored = [Match(v, self._score(asked, w)) for v, w in zip(self.library, self._words, strict=True)]
+        """Every verified question with its score: the smaller of the two IDF-weighted coverages."""
+        asked = {w: self._spellings(w) for w in content_words(question)}
+        asked_total = sum(self._weight(w) for w in asked)
+        reached = frozenset().union(*asked.values())  # library words some asked word stands for
+        scored = []
+        for verified, words, total in zip(self.library, self._words, self._totals, strict=True):
+            score = 0.0
+            if asked and words:
+                covers = sum(self._weight(w) for w, alike in asked.items() if not alike.isdisjoint(words))
+                covered = sum(self._idf[o] for o in words if o in reached)
+                score = min(covers / asked_total, covered / total)
+            scored.append(Match(verified, score))
         return sorted(scored, key=lambda m: m.score, reverse=True)
 
     @staticmethod

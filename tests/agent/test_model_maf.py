@@ -15,6 +15,10 @@ import httpx2
 import pytest
 from agent_framework.exceptions import ChatClientException
 from azure.core.credentials import AccessToken
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from loom.agent.model import (
     ChatMessage,
@@ -327,3 +331,34 @@ async def test_a_real_host_cannot_be_reached_from_tests() -> None:
     with pytest.raises(ChatClientException) as raised:
         await model.complete(QUESTION)
     assert isinstance(raised.value.__cause__, NetworkForbidden)
+
+
+# --- tracing ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spans() -> InMemorySpanExporter:
+    """The process's tracer provider, recording in memory (OpenTelemetry allows setting it once)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+@pytest.mark.parametrize("tracing", [True, False])
+async def test_model_calls_are_traced_only_when_tracing_is_on(
+    openai_server: OpenAICompatServer, spans: InMemorySpanExporter, tracing: bool
+) -> None:
+    spans.clear()
+    openai_server.queue_text("traced")
+    openai_server.queue_text("traced too")
+    model = model_for(openai_server, model_tracing=tracing)
+
+    await collect(model, QUESTION)
+    await model.complete(QUESTION)
+
+    chat_spans = [s for s in spans.get_finished_spans() if s.name == "chat test-model"]
+    assert len(chat_spans) == (2 if tracing else 0)
+    if tracing:
+        assert all(s.attributes and s.attributes["gen_ai.request.model"] == "test-model" for s in chat_spans)

@@ -63,6 +63,25 @@ async def test_a_taken_id_is_neither_reused_nor_shown(db: SqliteConversationStor
     assert again == mine and again.title == "mine"
 
 
+async def test_a_conversation_is_created_with_its_first_messages_in_one_transaction(
+    db: SqliteConversationStore, db_path: Path
+) -> None:
+    conv = await db.create_conversation(ALICE, "t", "c1", [user("q1"), user("q2")], [{}, {"k": 2}])
+    assert [(m.seq, m.content) for m in await db.messages(ALICE, conv.id)] == [(1, "q1"), (2, "q2")]
+    assert (await db.messages(ALICE, conv.id))[1].metadata == {"k": 2}
+    # the caller's own id again: the messages go after the ones already there
+    await db.create_conversation(ALICE, "t", "c1", [user("q3")])
+    assert [m.seq for m in await db.messages(ALICE, conv.id)] == [1, 2, 3]
+    # another principal's id: neither the conversation nor the messages are written
+    with pytest.raises(ConversationIdConflict):
+        await db.create_conversation(BOB, "t", "c1", [user("injected")])
+    with raw(db_path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 3
+    with pytest.raises(ValueError, match="2 messages but 1 metadata"):
+        await db.create_conversation(ALICE, "t", "c2", [user("a"), user("b")], [{}])
+    assert await db.get_conversation(ALICE, "c2") is None
+
+
 async def test_messages_round_trip_in_seq_order(db: SqliteConversationStore) -> None:
     conv = await db.create_conversation(ALICE, "t")
     call = ToolCall(id="call_1", name="nl2sql", arguments='{"question": "orders"}')

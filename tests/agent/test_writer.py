@@ -15,20 +15,34 @@ def said(text: str) -> ChatMessage:
 
 
 class SlowStore(SqliteConversationStore):
-    """Counts appends and holds each one briefly, as a remote database would."""
+    """Counts writes and holds each one briefly, as a remote database would."""
 
     def __init__(self, path: Path, fail_on: str | None = None) -> None:
         super().__init__(path)
-        self.appends: list[list[str]] = []
+        self.appends: list[list[str]] = []  # the messages of each write, the creating one included
         self.fail_on = fail_on
 
-    async def append_messages(
-        self, principal: Any, conversation_id: str, messages: Any, metadata: Any = None
-    ) -> Any:
+    async def _hold(self, messages: Any) -> None:
         self.appends.append([m.content for m in messages])
         await asyncio.sleep(0.01)
         if self.fail_on in self.appends[-1]:
             raise OSError("disk full")
+
+    async def create_conversation(
+        self,
+        principal: Any,
+        title: str,
+        conversation_id: Any = None,
+        messages: Any = (),
+        metadata: Any = None,
+    ) -> Any:
+        await self._hold(messages)
+        return await super().create_conversation(principal, title, conversation_id, messages, metadata)
+
+    async def append_messages(
+        self, principal: Any, conversation_id: str, messages: Any, metadata: Any = None
+    ) -> Any:
+        await self._hold(messages)
         return await super().append_messages(principal, conversation_id, messages, metadata)
 
 
@@ -44,6 +58,7 @@ async def test_messages_queued_during_a_write_are_written_together_in_order(tmp_
     stored = await store.messages(DEV_PRINCIPAL, "c1")
     assert [m.content for m in stored] == ["one", "two", "three"]
     assert stored[2].metadata == {"k": 3}
+    assert store.appends[0] == ["one"]  # created together with the first message
     assert len(store.appends) <= 2  # "two" and "three" shared a transaction
     await store.close()
 
@@ -52,12 +67,16 @@ async def test_a_failed_write_stops_later_writes_and_is_reported(tmp_path: Path)
     store = SlowStore(tmp_path / "db", fail_on="bad")
     writer = OrderedWriter(store, DEV_PRINCIPAL, "c2")
     writer.create("title")
+    writer.append([said("ok")])
+    await asyncio.sleep(0)  # the creating write starts
     writer.append([said("bad")])
-    await asyncio.sleep(0.005)
+    await asyncio.sleep(0.015)  # ... and "bad" is in flight
     writer.append([said("after")])
     error = await writer.drain()
     assert isinstance(error, OSError)
-    assert await store.messages(DEV_PRINCIPAL, "c2") == []  # no hole-y history: nothing after it
+    assert store.appends == [["ok"], ["bad"]]  # nothing was attempted after the failure
+    stored = await store.messages(DEV_PRINCIPAL, "c2")
+    assert [m.content for m in stored] == ["ok"]  # no hole-y history: nothing after it
     await store.close()
 
 

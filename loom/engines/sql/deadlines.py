@@ -38,7 +38,10 @@ class Deadlines:
         with self._wake:
             heapq.heappush(self._heap, entry)
             self._start()
-            self._wake.notify()
+            # Wake the thread only when its wait must get shorter: waking it for every query (each
+            # a later deadline than the one it waits for) cost a thread switch per query.
+            if self._heap[0] is entry:
+                self._wake.notify()
         return entry
 
     def _start(self) -> None:

@@ -1,15 +1,23 @@
 """Per-turn platform overhead with a zero-latency fake model, against a plain-`openai` baseline.
 
-One turn = the model calls `nl2sql` (streamed), the tool asks the model for SQL (one non-streamed
-call), the query runs on DuckDB over the seeded lakehouse, and the model answers (streamed): three
-model calls and one tool call. The fake model is an in-process `httpx2.MockTransport` speaking the
-OpenAI wire format, so both sides pay the same zero model latency and the same SDK parsing:
+The fake model is an in-process `httpx2.MockTransport` speaking the OpenAI wire format, so both
+sides pay the same zero model latency and the same SDK parsing. Two turn shapes:
+
+- verified (the issue's shape): the question matches the verified library, so the turn is two
+  model calls (streamed) and one tool call, which runs the verified query on DuckDB;
+- generated: the tool also asks the model for the SQL (a third, non-streamed call).
+
+Measured, per shape:
 
 - platform, in process: `Agent.run_turn` (MAF client, our loop, validation, SQLite persistence,
   AG-UI events);
-- platform over HTTP/SSE: the FastAPI app under uvicorn on 127.0.0.1, read by an httpx client;
-- baseline: the same three calls and the same query through a minimal plain-`openai` loop with a
-  raw DuckDB connection — no validation, persistence or events.
+- baseline: the same calls and the same query through a minimal plain-`openai` loop with a raw
+  DuckDB connection — no validation, persistence or events;
+- platform over HTTP/SSE (verified turns): the FastAPI app under uvicorn on 127.0.0.1 in this
+  process, read by `benchmarks.sse_client` in another process (a client sharing the server's GIL
+  would add its own waits). The first-byte figures are from the fake model's first token to the
+  frame carrying it: "leaves" when uvicorn's send returned, "arrives" when the client read it
+  (one monotonic clock for both processes).
 
 Run: `make bench` or `python -m benchmarks.turn_overhead [--turns N] [--rounds R] [--concurrency C]`.
 Figures are medians over rounds; copy them into benchmarks/README.md.
@@ -21,8 +29,8 @@ import argparse
 import asyncio
 import json
 import statistics
+import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import httpx
 import httpx2
 import openai
 import uvicorn
@@ -265,88 +272,90 @@ async def in_process(home: Path, turns: int, case: Scenario) -> tuple[list[float
     return ours, base
 
 
-class Server:
-    """The real app under uvicorn on 127.0.0.1, in a thread of this process (one clock for both ends)."""
+class SendClock:
+    """ASGI middleware: when each AG-UI event type's first frame left the server, per chat response.
 
-    def __init__(self, home: Path, fake: FakeModel) -> None:
-        settings = settings_for(home)
-        model = build_chat_model(settings, http_client=httpx2.AsyncClient(transport=fake.transport()))
-        store = SqliteConversationStore(home / "http.db")
-        app = create_app(settings, store=store, runner=build_runner(settings, store, model=model))
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+    "Left" is when uvicorn's `send` returned: the frame is written to the socket (or queued on a
+    full one, which a reading client never lets happen here).
+    """
 
-    def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.responses: list[dict[str, float]] = []
 
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/chat":
+            await self.app(scope, receive, send)
+            return
+        sent: dict[str, float] = {}
+        self.responses.append(sent)
 
+        async def timed_send(message: dict[str, Any]) -> None:
+            await send(message)
+            if message["type"] == "http.response.body":
+                now = time.perf_counter()
+                for kind in _event_types(message.get("body", b"")):
+                    sent.setdefault(kind, now)
 
-@dataclass
-class StreamTiming:
-    total_ms: float
-    first_event_at: dict[str, float]
-    ok: bool
+        await self.app(scope, receive, timed_send)
 
 
-async def one_stream(client: httpx.AsyncClient, url: str) -> StreamTiming:
-    start, seen, ok = time.perf_counter(), {}, False
-    async with client.stream("POST", f"{url}/v1/chat", json={"message": QUESTION}) as response:
-        async for line in response.aiter_lines():
-            if not line.startswith("data: "):
-                continue
-            kind = json.loads(line[6:])["type"]
-            seen.setdefault(kind, time.perf_counter())
-            ok = kind == "RUN_FINISHED" or (ok and kind != "RUN_ERROR")
-        ok = ok and response.status_code == 200
-    return StreamTiming((time.perf_counter() - start) * 1000, seen, ok)
+def _event_types(body: bytes) -> list[str]:
+    return [json.loads(line[6:])["type"] for line in body.splitlines() if line.startswith(b"data: ")]
 
 
-async def over_http(home: Path, turns: int, concurrency: int) -> dict[str, Any]:
-    fake = FakeModel()
-    with Server(home, fake) as url:
-        async with httpx.AsyncClient(timeout=60) as client:
-            await one_stream(client, url)
-            fake.first_tokens.clear()
-            sequential = [await one_stream(client, url) for _ in range(turns)]
-            gaps = _first_byte_gaps(sequential, fake.first_tokens)
-        limits = httpx.Limits(max_connections=concurrency)
-        async with httpx.AsyncClient(timeout=120, limits=limits) as many:
-            start = time.perf_counter()
-            parallel = await asyncio.gather(
-                *(one_stream(many, url) for _ in range(concurrency)), return_exceptions=True
-            )
-            wall = (time.perf_counter() - start) * 1000
-    errors = sum(1 for p in parallel if not isinstance(p, StreamTiming) or not p.ok)
-    done = [p.total_ms for p in parallel if isinstance(p, StreamTiming)]
+async def over_http(home: Path, case: Scenario, turns: int, concurrency: int) -> dict[str, Any]:
+    """The app under uvicorn in this process; the client (`benchmarks.sse_client`) in another."""
+    fake, settings = FakeModel(), settings_for(home)
+    model = build_chat_model(settings, http_client=httpx2.AsyncClient(transport=fake.transport()))
+    store = SqliteConversationStore(home / "http.db")
+    clock = SendClock(create_app(settings, store=store, runner=build_runner(settings, store, model=model)))
+    server = uvicorn.Server(uvicorn.Config(clock, host="127.0.0.1", port=0, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    try:
+        client = await _run_client(url, case.question, turns, concurrency)
+    finally:
+        server.should_exit = True
+        await serving
+        await store.close()
+    # The client's first stream is its warm-up; the sequential ones follow, in order.
+    sequential = client["sequential"]
     return {
-        "turn_ms": [s.total_ms for s in sequential],
-        "gaps": gaps,
-        "errors": errors,
-        "concurrent_wall_ms": wall,
-        "concurrent_turn_ms": done,
+        "turn_ms": [s["total_ms"] for s in sequential],
+        "leaves": _gaps(clock.responses[1 : 1 + turns], fake.first_tokens[2:]),
+        "arrives": _gaps([s["first_event_at"] for s in sequential], fake.first_tokens[2:]),
+        "errors": client["concurrent_errors"],
+        "concurrent_wall_ms": client["concurrent_wall_ms"],
+        "concurrent_turn_ms": client["concurrent_turn_ms"],
     }
 
 
-def _first_byte_gaps(streams: list[StreamTiming], tokens: list[tuple[str, float]]) -> dict[str, list[float]]:
-    """ms from the fake model's first token to the client reading the event that carries it."""
-    tool_tokens = [t for kind, t in tokens if kind == "tool"]
-    text_tokens = [t for kind, t in tokens if kind == "text"]
+async def _run_client(url: str, question: str, turns: int, concurrency: int) -> dict[str, Any]:
+    command = ["-m", "benchmarks.sse_client", url, "--question", question]
+    command += ["--turns", str(turns), "--concurrency", str(concurrency)]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *command, cwd=Path(__file__).resolve().parents[1], stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"the SSE client failed with exit code {process.returncode}")
+    return dict(json.loads(out))
+
+
+def _gaps(seen: list[dict[str, float]], tokens: list[tuple[str, float]]) -> dict[str, list[float]]:
+    """ms from the fake model's first token to the frame carrying it, per sequential turn."""
+    n = len(seen)  # the concurrent streams' tokens come after these
+
+    def gap(event: str, kind: str) -> list[float]:
+        first = [t for k, t in tokens if k == kind][:n]
+        return [(s[event] - t) * 1000 for s, t in zip(seen, first, strict=True)]
+
     return {
-        "tool_call_start": [
-            (s.first_event_at["TOOL_CALL_START"] - t) * 1000
-            for s, t in zip(streams, tool_tokens, strict=True)
-        ],
-        "text_content": [
-            (s.first_event_at["TEXT_MESSAGE_CONTENT"] - t) * 1000
-            for s, t in zip(streams, text_tokens, strict=True)
-        ],
+        "tool_call_start": gap("TOOL_CALL_START", "tool"),
+        "text_content": gap("TEXT_MESSAGE_CONTENT", "text"),
     }
 
 
@@ -378,7 +387,8 @@ async def run_rounds(home: Path, args: argparse.Namespace) -> dict[str, Any]:
                 f"{case.name}_ratio_p50": statistics.median(ours) / statistics.median(base),
             }
         row |= await model_call_cost(args.turns)
-        row |= http_row(await over_http(home, args.turns, args.concurrency), args.concurrency)
+        verified = next(case for case in scenarios() if case.name == "verified")
+        row |= http_row(await over_http(home, verified, args.turns, args.concurrency), args.concurrency)
         rows.append(row)
         shown = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
         print(f"round {r + 1}/{args.rounds}: {shown}", flush=True)
@@ -389,14 +399,16 @@ async def run_rounds(home: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def http_row(http: dict[str, Any], concurrency: int) -> dict[str, Any]:
-    gaps = http["gaps"]
-    return {
+    row: dict[str, Any] = {
         "http_p50_ms": statistics.median(http["turn_ms"]),
         "http_p99_ms": pct(http["turn_ms"], 0.99),
-        "first_byte_after_tool_token_p50_ms": statistics.median(gaps["tool_call_start"]),
-        "first_byte_after_tool_token_p99_ms": pct(gaps["tool_call_start"], 0.99),
-        "first_byte_after_text_token_p50_ms": statistics.median(gaps["text_content"]),
-        "first_byte_after_text_token_p99_ms": pct(gaps["text_content"], 0.99),
+    }
+    for where in ("leaves", "arrives"):
+        for event, label in (("tool_call_start", "tool"), ("text_content", "text")):
+            gaps = http[where][event]
+            row[f"first_byte_{where}_after_{label}_token_p50_ms"] = statistics.median(gaps)
+            row[f"first_byte_{where}_after_{label}_token_p99_ms"] = pct(gaps, 0.99)
+    return row | {
         "concurrent_streams": concurrency,
         "concurrent_errors": http["errors"],
         "concurrent_wall_ms": http["concurrent_wall_ms"],

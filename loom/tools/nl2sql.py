@@ -17,7 +17,7 @@ from loom.engines.sources import Source, VerifiedQuery
 from loom.prompts import render
 from loom.tools.base import Effect, ToolContext, ToolError, ToolResult, define
 from loom.tools.fenced import extract_query
-from loom.tools.sql_schema import schema_for
+from loom.tools.sql_schema import known_whole_schema, schema_for
 from loom.tools.verified import VerifiedIndex
 
 CANNOT = "CANNOT ANSWER"
@@ -118,7 +118,8 @@ async def _generate_and_run(
     ctx: ToolContext, engine: Engine, source: Source, question: str, examples: list[VerifiedQuery]
 ) -> Nl2SqlResult:
     assert ctx.model is not None
-    schema, catalog = await asyncio.to_thread(schema_for, source, engine, question, ctx.embedder)
+    known = known_whole_schema(source)
+    schema, catalog = known or await asyncio.to_thread(schema_for, source, engine, question, ctx.embedder)
     system = _generation_prompt(source, schema, examples)
     attempts: list[Attempt] = []
     prompt = question

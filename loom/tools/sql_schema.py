@@ -29,6 +29,7 @@ class _Context:
     catalog: Catalog
     keys: list[ForeignKey]
     values: ValueIndex
+    whole: str  # the whole catalog rendered for the prompt, for when it is small enough to show
 
 
 _CONTEXTS: dict[tuple[object, ...], _Context] = {}
@@ -42,7 +43,7 @@ def _context(source: Source, engine: Engine) -> _Context:
         return known
     catalog = engine.catalog()
     keys = foreign_keys(Path(source.location), catalog) if source.is_local else infer_foreign_keys(catalog)
-    made = _Context(catalog, keys, ValueIndex.build(catalog, engine_fetcher(engine)))
+    made = _Context(catalog, keys, ValueIndex.build(catalog, engine_fetcher(engine)), render_schema(catalog))
     with _LOCK:
         return _CONTEXTS.setdefault(source.connection_key, made)
 
@@ -61,8 +62,24 @@ def schema_for(
     source: Source, engine: Engine, question: str, embedder: Embedder | None = None
 ) -> tuple[str, Catalog]:
     """The schema text for the prompt, and the whole catalog (for messages about what exists)."""
-    catalog = _context(source, engine).catalog
-    if sum(len(t.columns) for t in catalog.tables) <= LINK_ABOVE:
-        return render_schema(catalog), catalog
+    context = _context(source, engine)
+    if _small(context.catalog):
+        return context.whole, context.catalog
     linked = link_question(source, engine, question, embedder=embedder)
-    return render_schema(linked.to_catalog()), catalog
+    return render_schema(linked.to_catalog()), context.catalog
+
+
+def known_whole_schema(source: Source) -> tuple[str, Catalog] | None:
+    """`schema_for`'s answer when it needs no work: the source's context is built and small.
+
+    The caller can then skip the worker thread that building or linking needs.
+    """
+    with _LOCK:
+        context = _CONTEXTS.get(source.connection_key)
+    if context is None or not _small(context.catalog):
+        return None
+    return context.whole, context.catalog
+
+
+def _small(catalog: Catalog) -> bool:
+    return sum(len(t.columns) for t in catalog.tables) <= LINK_ABOVE

@@ -27,3 +27,18 @@ def test_a_large_catalog_is_linked_to_the_question(source: Source, monkeypatch: 
     assert "gold.fact_sales" in text and "product_key" in text  # joinable: the key is kept
     assert "day_name" not in text  # dim_date is not needed
     assert len(text) < len(sql_schema.render_schema(catalog))
+
+
+def test_the_whole_schema_is_known_without_work_once_the_context_is_built(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path_factory.mktemp("fresh")
+    seed_lakehouse(root, orders=100)
+    fresh = Source(name="fresh", location=str(root))
+    assert sql_schema.known_whole_schema(fresh) is None  # nothing built yet: the caller must build it
+
+    built = sql_schema.schema_for(fresh, EnginePool().sql_engine(fresh), "revenue by state")
+    assert sql_schema.known_whole_schema(fresh) == built
+
+    monkeypatch.setattr(sql_schema, "LINK_ABOVE", 10)  # now too large to show whole: linking is work
+    assert sql_schema.known_whole_schema(fresh) is None

@@ -119,7 +119,9 @@ async def _generate_and_run(
 ) -> Nl2SqlResult:
     assert ctx.model is not None
     known = known_whole_schema(source)
-    schema, catalog = known or await asyncio.to_thread(schema_for, source, engine, question, ctx.embedder)
+    if known is None:
+        known = await asyncio.to_thread(schema_for, source, engine, question, ctx.embedder)
+    schema, catalog = known
     system = _generation_prompt(source, schema, examples)
     attempts: list[Attempt] = []
     prompt = question

@@ -128,7 +128,7 @@ def settings_for(home: Path) -> Settings:
 
 # --- baseline: a minimal plain-openai loop ----------------------------------------------------------
 
-TOOLS = [
+TOOLS: list[Any] = [
     {
         "type": "function",
         "function": {
@@ -154,7 +154,7 @@ def raw_duckdb(lakehouse: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-async def _streamed(client: openai.AsyncOpenAI, messages: list[dict[str, Any]]) -> dict[str, Any]:
+async def _streamed(client: openai.AsyncOpenAI, messages: list[Any]) -> dict[str, Any]:
     text, calls = "", {}  # type: ignore[var-annotated]
     stream = await client.chat.completions.create(model="fake", messages=messages, tools=TOOLS, stream=True)
     async for chunk in stream:
@@ -170,7 +170,7 @@ async def _streamed(client: openai.AsyncOpenAI, messages: list[dict[str, Any]]) 
 
 
 async def baseline_turn(client: openai.AsyncOpenAI, con: duckdb.DuckDBPyConnection, case: Scenario) -> None:
-    messages: list[dict[str, Any]] = [
+    messages: list[Any] = [
         {"role": "system", "content": "You answer data questions."},
         {"role": "user", "content": case.question},
     ]

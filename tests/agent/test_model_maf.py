@@ -49,7 +49,7 @@ SECRET = "sk-test-secret-0123456789"
 
 def settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {"model_provider": "openai", "model": "test-model", "model_max_retries": 2}
-    return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
+    return Settings(_env_file=None, **(values | overrides))
 
 
 def model_for(server: OpenAICompatServer, **overrides: Any) -> ChatModel:

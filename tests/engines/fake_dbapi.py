@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from azure.core.credentials import AccessToken
+
 NEVER_CANCELLED_S = 10.0  # a "long query" gives up after this, so a broken cancel fails, not hangs
 
 
@@ -145,12 +147,6 @@ def refusing_connect() -> FakeConnection:
     raise AssertionError("a refused query reached the driver")
 
 
-@dataclass
-class FakeToken:
-    token: str
-    expires_on: int
-
-
 class FakeCredential:
     """An azure-identity credential that records the scopes it was asked for."""
 
@@ -159,9 +155,16 @@ class FakeCredential:
         self.lifetime_s = lifetime_s
         self.scopes: list[tuple[str, ...]] = []
 
-    def get_token(self, *scopes: str, **kwargs: Any) -> FakeToken:
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
         self.scopes.append(scopes)
-        return FakeToken(self.token, int(time.time()) + self.lifetime_s)
+        return AccessToken(self.token, int(time.time()) + self.lifetime_s)
 
 
 def timed(action: Callable[[], Any]) -> tuple[float, BaseException | None]:

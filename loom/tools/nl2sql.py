@@ -118,7 +118,7 @@ async def _generate_and_run(
     ctx: ToolContext, engine: Engine, source: Source, question: str, examples: list[VerifiedQuery]
 ) -> Nl2SqlResult:
     assert ctx.model is not None
-    known = known_whole_schema(source)
+    known = known_whole_schema(source, engine)
     if known is None:
         known = await asyncio.to_thread(schema_for, source, engine, question, ctx.embedder)
     schema, catalog = known

@@ -37,15 +37,17 @@ _LOCK = threading.Lock()
 
 
 def _context(source: Source, engine: Engine) -> _Context:
+    """The source's context, built again when the engine's catalog is a new one (its data changed)."""
+    catalog = engine.catalog()
     with _LOCK:
         known = _CONTEXTS.get(source.connection_key)
-    if known is not None:
+    if known is not None and known.catalog is catalog:
         return known
-    catalog = engine.catalog()
     keys = foreign_keys(Path(source.location), catalog) if source.is_local else infer_foreign_keys(catalog)
     made = _Context(catalog, keys, ValueIndex.build(catalog, engine_fetcher(engine)), render_schema(catalog))
     with _LOCK:
-        return _CONTEXTS.setdefault(source.connection_key, made)
+        _CONTEXTS[source.connection_key] = made
+    return made
 
 
 def link_question(
@@ -69,14 +71,15 @@ def schema_for(
     return render_schema(linked.to_catalog()), context.catalog
 
 
-def known_whole_schema(source: Source) -> tuple[str, Catalog] | None:
-    """`schema_for`'s answer when it needs no work: the source's context is built and small.
-
-    The caller can then skip the worker thread that building or linking needs.
-    """
+def known_whole_schema(source: Source, engine: Engine) -> tuple[str, Catalog] | None:
+    """`schema_for`'s answer when it needs no work: the source's context is built from the
+    engine's current catalog, and that catalog is small. The caller can then skip the worker
+    thread that building, linking or checking the source for changes needs."""
+    loaded = getattr(engine, "loaded_catalog", None)
+    catalog = loaded() if loaded is not None else None
     with _LOCK:
         context = _CONTEXTS.get(source.connection_key)
-    if context is None or not _small(context.catalog):
+    if catalog is None or context is None or context.catalog is not catalog or not _small(catalog):
         return None
     return context.whole, context.catalog
 

@@ -190,9 +190,9 @@ def test_refused_queries_are_never_executed(folder: Path, monkeypatch: pytest.Mo
     ran: list[str] = []
     real_run = engine._run
 
-    def spy(sql: str, *args: Any) -> Any:
+    def spy(state: Any, sql: str, *args: Any) -> Any:
         ran.append(sql)
-        return real_run(sql, *args)
+        return real_run(state, sql, *args)
 
     monkeypatch.setattr(engine, "_run", spy)
     for query in [

@@ -35,10 +35,11 @@ def test_the_whole_schema_is_known_without_work_once_the_context_is_built(
     root = tmp_path_factory.mktemp("fresh")
     seed_lakehouse(root, orders=100)
     fresh = Source(name="fresh", location=str(root))
-    assert sql_schema.known_whole_schema(fresh) is None  # nothing built yet: the caller must build it
+    engine = EnginePool().sql_engine(fresh)
+    assert sql_schema.known_whole_schema(fresh, engine) is None  # nothing built yet: the caller must
 
-    built = sql_schema.schema_for(fresh, EnginePool().sql_engine(fresh), "revenue by state")
-    assert sql_schema.known_whole_schema(fresh) == built
+    built = sql_schema.schema_for(fresh, engine, "revenue by state")
+    assert sql_schema.known_whole_schema(fresh, engine) == built
 
     monkeypatch.setattr(sql_schema, "LINK_ABOVE", 10)  # now too large to show whole: linking is work
-    assert sql_schema.known_whole_schema(fresh) is None
+    assert sql_schema.known_whole_schema(fresh, engine) is None

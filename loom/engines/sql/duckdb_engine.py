@@ -13,10 +13,12 @@ locked. That is defence in depth: the validator (parsing) is what keeps queries 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from loom.engines.contracts import (
 )
 from loom.engines.sources import Source
 from loom.engines.sql.deadlines import CancelTimer
+from loom.engines.sql.freshness import FRESH_FOR_S, Version, data_version
 from loom.engines.sql.sqlite_compat import sqlite_to_duckdb
 from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
 
@@ -82,8 +85,26 @@ def simple_type(db_type: object) -> str:
     return SIMPLE_TYPES.get(text.split("(", 1)[0].strip(), text.lower())
 
 
+@dataclass(eq=False)
+class _Loaded:
+    """One load of the source: its in-memory database and what is derived from it. A load that
+    the source has moved past stays usable by the queries already running on it."""
+
+    conn: duckdb.DuckDBPyConnection
+    version: Version
+    tables: Catalog  # names, columns and DuckDB types, for validation
+    sqlite_schema: dict[str, dict[str, str]]  # what the SQLite compat transforms read
+    descriptions: dict[str, str]
+    catalog: Catalog | None = None  # with sample values; built on first request
+    prepared: OrderedDict[tuple[str, str, int], str] = field(default_factory=OrderedDict)
+
+
 class DuckDBEngine:
-    """SQL over one local source. Thread-safe: each call runs on its own cursor."""
+    """SQL over one local source. Thread-safe: each call runs on its own cursor.
+
+    The source is loaded on first use and loaded again when its data changes (checked from file
+    metadata at most once per `FRESH_FOR_S`), so a running server answers from what is there now.
+    """
 
     name = "duckdb"
     dialect = "duckdb"
@@ -92,13 +113,9 @@ class DuckDBEngine:
         self.source = source
         self._setup_lock = threading.Lock()
         self._catalog_lock = threading.Lock()
-        self._prepared: OrderedDict[tuple[str, str, int], str] = OrderedDict()
         self._prepared_lock = threading.Lock()
-        self._conn: duckdb.DuckDBPyConnection | None = None
-        self._tables: Catalog | None = None  # names, columns and DuckDB types, for validation
-        self._sqlite_schema: dict[str, dict[str, str]] = {}  # what the SQLite compat transforms read
-        self._descriptions: dict[str, str] = {}
-        self._catalog: Catalog | None = None
+        self._state: _Loaded | None = None
+        self._checked_at = -math.inf  # time.monotonic() of the last look at the source's version
 
     # --- Engine protocol ------------------------------------------------------------------------
 
@@ -112,9 +129,10 @@ class DuckDBEngine:
         dialect: str | None = None,
     ) -> ResultSet:
         """Validate, then run with a row cap and a time limit. `dialect` defaults to the source's."""
-        sql = self._prepare(query, dialect or self.source.dialect, max_rows, now)
+        state = self._loaded()
+        sql = self._prepare(state, query, dialect or self.source.dialect, max_rows, now)
         started = time.perf_counter()
-        description, rows = self._run(sql, max_rows + 1, timeout_s)
+        description, rows = self._run(state, sql, max_rows + 1, timeout_s)
         return ResultSet(
             columns=[Column(name=d[0], type=simple_type(d[1])) for d in description],
             rows=[[json_safe(v) for v in row] for row in rows[:max_rows]],
@@ -127,62 +145,61 @@ class DuckDBEngine:
 
     def validate(self, query: str, dialect: str | None = None) -> list[Problem]:
         try:
-            self._prepare(query, dialect or self.source.dialect, 1, None)
+            self._prepare(self._loaded(), query, dialect or self.source.dialect, 1, None)
         except QueryError as e:
             return e.problems
         return []
 
     def catalog(self) -> Catalog:
-        """Tables, columns, types, row counts and sample values; computed once, then cached."""
+        """Tables, columns, types, row counts and sample values; computed once per load."""
+        state = self._loaded()
         with self._catalog_lock:
-            if self._catalog is None:
-                self._catalog = _build_catalog(self._connection(), self._descriptions)
-            return self._catalog
+            if state.catalog is None:
+                state.catalog = _build_catalog(state.conn, state.descriptions)
+            return state.catalog
+
+    def loaded_catalog(self) -> Catalog | None:
+        """The catalog, if it is built and the source was seen unchanged within `FRESH_FOR_S`;
+        else None. Never reads the source (safe on an event loop)."""
+        state = self._state
+        if state is None or time.monotonic() - self._checked_at >= FRESH_FOR_S:
+            return None
+        return state.catalog
 
     def close(self) -> None:
         with self._setup_lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            if self._state is not None:
+                self._state.conn.close()
+                self._state = None
 
     # --- steps ----------------------------------------------------------------------------------
 
-    def _prepare(self, query: str, dialect: str, max_rows: int, now: dt.datetime | None) -> str:
+    def _prepare(
+        self, state: _Loaded, query: str, dialect: str, max_rows: int, now: dt.datetime | None
+    ) -> str:
         """The DuckDB SQL that will run, remembered for queries that come again (verified ones do).
 
         A pinned `now` changes the SQL, so those are not remembered.
         """
         if now is not None:
-            return self._validated(query, dialect, max_rows, now)
+            return _validated(state, query, dialect, max_rows, now)
         key = (query, dialect, max_rows)
         with self._prepared_lock:
-            sql = self._prepared.get(key)
+            sql = state.prepared.get(key)
             if sql is not None:
-                self._prepared.move_to_end(key)
+                state.prepared.move_to_end(key)
                 return sql
-        sql = self._validated(query, dialect, max_rows, None)
+        sql = _validated(state, query, dialect, max_rows, None)
         with self._prepared_lock:
-            self._prepared[key] = sql
-            if len(self._prepared) > PREPARED_CACHE:
-                self._prepared.popitem(last=False)
+            state.prepared[key] = sql
+            if len(state.prepared) > PREPARED_CACHE:
+                state.prepared.popitem(last=False)
         return sql
 
-    def _validated(self, query: str, dialect: str, max_rows: int, now: dt.datetime | None) -> str:
-        """Generated from the validated tree, never the raw text; raises QueryError when refused."""
-        tables = self._checked_names()
-        expr = parse_read_only(query, dialect, tables)
-        if dialect == "sqlite":
-            expr = sqlite_to_duckdb(expr, self._sqlite_schema)
-        if dialect != "duckdb":
-            # Check the translation too: what DuckDB receives is what must be read-only.
-            expr = parse_read_only(expr.sql(dialect="duckdb"), "duckdb", tables)
-        if now is not None:
-            expr = pin_now(expr, now)
-        capped: exp.Expr = apply_row_cap(expr, max_rows)
-        return capped.sql(dialect="duckdb")
-
-    def _run(self, sql: str, fetch: int, timeout_s: float) -> tuple[list[Any], list[tuple[Any, ...]]]:
-        cursor = self._cursor()
+    def _run(
+        self, state: _Loaded, sql: str, fetch: int, timeout_s: float
+    ) -> tuple[list[Any], list[tuple[Any, ...]]]:
+        cursor = self._cursor(state)
         try:
             with CancelTimer(cursor.interrupt, timeout_s, INTERRUPT_RETRY_S) as watchdog:
                 try:
@@ -195,26 +212,52 @@ class DuckDBEngine:
         finally:
             cursor.close()
 
-    def _connection(self) -> duckdb.DuckDBPyConnection:
+    def _loaded(self) -> _Loaded:
+        """The current load of the source: made on first use, and again when the data changed."""
         with self._setup_lock:
-            if self._conn is None:
-                self._conn, self._descriptions = _open(self.source)
-                self._tables = _structure(self._conn)
-                self._sqlite_schema = _by_bare_name(self._tables)
-            return self._conn
+            if self._state is None or self._changed(self._state):
+                try:
+                    self._state = _load_state(self.source)
+                except QueryError:
+                    self._checked_at = -math.inf  # not the old data for a window: look again next time
+                    raise
+                self._checked_at = time.monotonic()
+            return self._state
 
-    def _cursor(self) -> duckdb.DuckDBPyConnection:
-        self._connection()
-        with self._setup_lock:  # creating a cursor touches the parent connection; close() may race
-            if self._conn is None:
-                raise QueryError("source_unavailable", f"The engine for {self.source.name!r} was closed.")
-            return self._conn.cursor()
+    def _changed(self, state: _Loaded) -> bool:
+        now = time.monotonic()
+        if now - self._checked_at < FRESH_FOR_S:
+            return False
+        self._checked_at = now
+        return data_version(_location(self.source)) != state.version
 
-    def _checked_names(self) -> Catalog:
-        """Tables and columns (no samples) that queries are validated against."""
-        self._connection()
-        assert self._tables is not None
-        return self._tables
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        """The current in-memory database (for tests and benchmarks that compare against it)."""
+        return self._loaded().conn
+
+    def _cursor(self, state: _Loaded) -> duckdb.DuckDBPyConnection:
+        # creating a cursor touches the parent connection; close() may race
+        with self._setup_lock:
+            try:
+                return state.conn.cursor()
+            except duckdb.ConnectionException as e:
+                raise QueryError(
+                    "source_unavailable", f"The engine for {self.source.name!r} was closed."
+                ) from e
+
+
+def _validated(state: _Loaded, query: str, dialect: str, max_rows: int, now: dt.datetime | None) -> str:
+    """Generated from the validated tree, never the raw text; raises QueryError when refused."""
+    expr = parse_read_only(query, dialect, state.tables)
+    if dialect == "sqlite":
+        expr = sqlite_to_duckdb(expr, state.sqlite_schema)
+    if dialect != "duckdb":
+        # Check the translation too: what DuckDB receives is what must be read-only.
+        expr = parse_read_only(expr.sql(dialect="duckdb"), "duckdb", state.tables)
+    if now is not None:
+        expr = pin_now(expr, now)
+    capped: exp.Expr = apply_row_cap(expr, max_rows)
+    return capped.sql(dialect="duckdb")
 
 
 def _timeout(timeout_s: float) -> QueryError:
@@ -228,8 +271,20 @@ def _timeout(timeout_s: float) -> QueryError:
 # --- opening a source ---------------------------------------------------------------------------
 
 
+def _location(source: Source) -> Path:
+    return Path(source.location).expanduser()
+
+
+def _load_state(source: Source) -> _Loaded:
+    # The version is read before the data: a write that lands during the load shows at the next check.
+    version = data_version(_location(source))
+    conn, descriptions = _open(source)
+    tables = _structure(conn)
+    return _Loaded(conn, version, tables, _by_bare_name(tables), descriptions)
+
+
 def _open(source: Source) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
-    location = Path(source.location).expanduser()
+    location = _location(source)
     if not location.exists():
         raise QueryError(
             "source_unavailable",

@@ -1,10 +1,13 @@
-"""Assembling the agent from Settings: model (or offline stand-in), tools, engines, store."""
+"""Assembling the agent from Settings: model (or offline stand-in), tools, engines, store.
+
+The model and embedding clients (openai, Agent Framework) are imported where they are built, so
+commands that only query data (`loom query`, `loom catalog`, `--help`) start without them.
+"""
 
 from __future__ import annotations
 
 from functools import partial
 
-from loom.agent.embeddings import build_embedder
 from loom.agent.loop import Agent, TurnLimits
 from loom.agent.model import ChatModel
 from loom.agent.offline import OfflineModel
@@ -54,6 +57,8 @@ def build_runner(
     model: ChatModel | None = None,
     engines: EnginePool | None = None,
 ) -> Agent:
+    from loom.agent.embeddings import build_embedder
+
     return Agent(
         model=model or build_model(settings),
         tools=TOOLS,

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from loom.agent.service import engine_pool
 from loom.agent.settings import Settings
 from loom.agent.sources import resolve_source
 from loom.engines.contracts import QueryError
 from loom.engines.sources import Source
-from loom.engines.sql.linking import LinkedSchema
-from loom.tools.sql_schema import link_question
+
+if TYPE_CHECKING:  # the engines and linking load when a command runs, not for `--help`
+    from loom.engines.sql.linking import LinkedSchema
 
 EXIT_REFUSED = 2
 
@@ -70,6 +70,9 @@ def link_command(
 
 
 def _link(source: Source, question: str, evidence: str, settings: Settings) -> LinkedSchema:
+    from loom.agent.service import engine_pool
+    from loom.tools.sql_schema import link_question
+
     pool = engine_pool(settings)
     try:
         return link_question(source, pool.sql_engine(source), question, evidence=evidence)

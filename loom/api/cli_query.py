@@ -15,18 +15,19 @@ import sys
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loom.agent.service import engine_pool
 from loom.agent.settings import Settings
 from loom.agent.sources import resolve_source
 from loom.engines.contracts import Engine, QueryError, ResultSet
-from loom.lakehouse.seed import SeedReport, is_seeded, seed_lakehouse
+
+if TYPE_CHECKING:  # the engines and the seeder load when a command runs, not for `--help`
+    from loom.lakehouse.seed import SeedReport
 
 EXIT_FAILED = 1  # the query was accepted but failed while running
 EXIT_REFUSED = 2  # the query (or the source, or the input) was refused before running
@@ -139,6 +140,8 @@ def sql_command(
       loom query sql --source ./shop.sqlite --batch questions.jsonl
     """
     settings = _settings(None)
+    from loom.agent.service import engine_pool
+
     pool = engine_pool(settings)
     try:
         engine = pool.sql_engine(resolve_source(source or settings.default_source, settings))
@@ -308,6 +311,8 @@ def seed_command(
     gold: a star schema, fact_sales with dim_date, dim_customer, dim_product and dim_store.
     Generated locally and deterministically: nothing is downloaded.
     """
+    from loom.lakehouse.seed import is_seeded
+
     settings = _settings(home)
     root = settings.lakehouse_dir
     if is_seeded(root) and not force:
@@ -320,6 +325,8 @@ def seed_command(
 
 
 def _seed_with_progress(root: Path, *, seed: int, orders: int) -> SeedReport:
+    from loom.lakehouse.seed import seed_lakehouse
+
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("seeding", total=None)

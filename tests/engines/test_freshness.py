@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -134,4 +137,31 @@ def test_the_schema_the_model_sees_follows_the_data(lake: Path, always_look: Non
     assert sql_schema.known_whole_schema(source, engine) is None  # stale: the caller must look again
     text, catalog = sql_schema.schema_for(source, engine, "returns by state")
     assert "gold.returns" in text and "gold.returns" in {t.name for t in catalog.tables}
+    engine.close()
+
+
+def test_a_reload_does_not_hold_up_queries_on_the_previous_load(
+    lake: Path, always_look: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = DuckDBEngine(Source(name="lake", location=str(lake)))
+    previous = engine._loaded()
+    loading, release = threading.Event(), threading.Event()
+    real_load = duckdb_engine._load_state
+
+    def slow_load(source: Source) -> Any:
+        loading.set()
+        release.wait(30)
+        return real_load(source)
+
+    monkeypatch.setattr(duckdb_engine, "_load_state", slow_load)
+    write_deltalake(str(lake / "gold" / "sales"), lines(2, 3), mode="append")
+    with ThreadPoolExecutor(2) as pool:
+        reloading = pool.submit(count, engine)  # sees the change and starts loading it again
+        assert loading.wait(10)
+        running = pool.submit(engine._run, previous, "SELECT count(*) FROM gold.sales", 2, 5)
+        try:
+            assert running.result(timeout=10)[1] == [(3,)]  # answered while the load is still going
+        finally:
+            release.set()
+        assert reloading.result(timeout=30) == 5
     engine.close()

@@ -64,7 +64,8 @@ class DuckDBEngine:
 
     def __init__(self, source: Source) -> None:
         self.source = source
-        self._setup_lock = threading.Lock()
+        self._setup_lock = threading.Lock()  # loading the source
+        self._conn_lock = threading.Lock()  # a cursor against close(): not held while a load runs
         self._catalog_lock = threading.Lock()
         self._prepared_lock = threading.Lock()
         self._state: _Loaded | None = None
@@ -120,7 +121,7 @@ class DuckDBEngine:
         return state.catalog
 
     def close(self) -> None:
-        with self._setup_lock:
+        with self._setup_lock, self._conn_lock:
             if self._state is not None:
                 self._state.conn.close()
                 self._state = None
@@ -189,8 +190,7 @@ class DuckDBEngine:
         return self._loaded().conn
 
     def _cursor(self, state: _Loaded) -> duckdb.DuckDBPyConnection:
-        # creating a cursor touches the parent connection; close() may race
-        with self._setup_lock:
+        with self._conn_lock:  # creating a cursor touches the parent connection; close() may race
             try:
                 return state.conn.cursor()
             except duckdb.ConnectionException as e:

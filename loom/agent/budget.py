@@ -1,9 +1,11 @@
-"""Per-turn limits on model calls and tool rounds, shared by the loop and the tools' inner calls."""
+"""Per-turn limits on model calls and tool rounds, shared by the loop and the tools' inner calls,
+and what the turn spent against them (calls, rounds, tokens)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from loom.agent.model import ChatMessage, ChatModel
 
@@ -18,6 +20,13 @@ class TurnBudget:
     max_tool_rounds: int
     model_calls: int = 0
     tool_rounds: int = 0
+    tokens: int = 0
+
+    def spent(self, usage: Mapping[str, Any]) -> None:
+        """Count a reply's tokens (endpoints that report no usage add nothing)."""
+        total = usage.get("total_tokens")
+        if isinstance(total, int):
+            self.tokens += total
 
     def take_model_call(self) -> None:
         if self.model_calls >= self.max_model_calls:
@@ -43,4 +52,5 @@ class InnerModel:
             ChatMessage(role="user", content=user),
         )
         reply = await self.model.complete(messages)
+        self.budget.spent(reply.usage)
         return reply.text

@@ -9,6 +9,7 @@ are written in one transaction, so the history never holds a tool call without i
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from loom.agent.runner import TurnRequest
 from loom.agent.sources import pick_sources
 from loom.agent.store import ConversationStore, StoredMessage
 from loom.agent.tool_calls import CallOutcome, run_calls
+from loom.agent.turn_log import TurnSummary, log_turn
 from loom.agent.writer import OrderedWriter
 from loom.engines.sources import Source
 from loom.identity import Principal
@@ -62,6 +64,7 @@ class Turn:
     budget: TurnBudget
     ctx: ToolContext
     interrupts: list[Interrupt] = field(default_factory=list)
+    tool_log: list[str] = field(default_factory=list)  # "name:status" of each call, for the turn log
 
     @property
     def conversation_id(self) -> str:
@@ -81,6 +84,7 @@ class Agent:
     embedder: Any = None  # for schema linking; None unless an embedding model is configured
 
     async def run_turn(self, principal: Principal, request: TurnRequest) -> AsyncIterator[BaseEvent]:
+        started = time.perf_counter()
         turn = await self.prepare(principal, request)
         yield RunStartedEvent(thread_id=turn.conversation_id, run_id=turn.run_id)
         end: BaseEvent | None = None
@@ -97,7 +101,9 @@ class Agent:
             failed = await turn.writer.drain()
         if failed is not None and end is None:
             end = RunErrorEvent(message="the conversation could not be saved", code="store_error")
-        yield end or self.finished(turn)
+        last = end or self.finished(turn)
+        log_turn(_summary(turn, last, started))
+        yield last
 
     # --- steps --------------------------------------------------------------------------------
 
@@ -135,6 +141,7 @@ class Agent:
                 else:
                     yield item
             assert reply is not None
+            turn.budget.spent(reply.usage)
             if not reply.tool_calls:
                 self.persist(turn, [reply.as_message()])
                 return
@@ -153,6 +160,7 @@ class Agent:
         turn.budget.tool_rounds += 1
         by_name = {t.name: t for t in self.tools}
         outcomes = await run_calls(turn.ctx, by_name, self.gate, reply.tool_calls)
+        turn.tool_log.extend(f"{o.call.name}:{o.status}" for o in outcomes)
         messages = [reply.as_message(), *(o.as_message() for o in outcomes)]
         metadata: list[dict[str, Any]] = [{}, *(o.metadata() for o in outcomes)]
         self.persist(turn, messages, metadata)
@@ -207,6 +215,23 @@ class Agent:
 def _title(message: str) -> str:
     lines = message.strip().splitlines()
     return lines[0][:TITLE_CHARS] if lines else "(empty message)"
+
+
+def _summary(turn: Turn, last: BaseEvent, started: float) -> TurnSummary:
+    if isinstance(last, RunErrorEvent):
+        outcome = last.code or "error"
+    else:
+        outcome = "interrupted" if turn.interrupts else "finished"
+    return TurnSummary(
+        run_id=turn.run_id,
+        conversation_id=turn.conversation_id,
+        principal=turn.principal,
+        outcome=outcome,
+        model_calls=turn.budget.model_calls,
+        tool_calls=turn.tool_log,
+        tokens=turn.budget.tokens,
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+    )
 
 
 def _interrupt(outcome: CallOutcome) -> Interrupt:

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     entra_audience: str | None = None
     entra_allowed_tenants: list[str] = Field(default_factory=list)
     max_message_bytes: int = 32 * 1024
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="`loom serve`'s log level; at info, one line per turn (ids, counts, outcome)."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -145,7 +145,24 @@ def serve(
     _ensure_seeded(settings)
     model, auth = _describe_model(settings), settings.auth_mode
     err.print(f"Loom API on http://{bind_host}:{bind_port} · {model} · auth {auth} · docs at /docs")
-    uvicorn.run(app, host=bind_host, port=bind_port, log_level="info")
+    _log_to_stderr(settings.log_level)
+    uvicorn.run(app, host=bind_host, port=bind_port, log_level=settings.log_level)
+
+
+def _log_to_stderr(level: str) -> None:
+    """Loom's own loggers (the per-turn line among them) to stderr; uvicorn configures its own.
+
+    Only `loom.*`: at INFO, the HTTP and Azure SDK loggers would add a line per request (azure.core
+    with its headers), which is theirs to turn on.
+    """
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("loom")
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    root.propagate = False
 
 
 def main() -> None:

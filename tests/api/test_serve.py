@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +25,7 @@ from tests.support.openai_server import OpenAICompatServer
 
 COUNT_SQL = "SELECT COUNT(*) AS order_lines FROM gold.fact_sales"
 START_TIMEOUT_S = 60
+SERVED_HOMES: dict[str, Path] = {}  # url -> the server's LOOM_HOME, where its log is written
 
 
 def free_port() -> int:
@@ -46,23 +48,27 @@ def served(tmp_path_factory: pytest.TempPathFactory, model: OpenAICompatServer) 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "OPENAI_", "AZURE_OPENAI_"))}
     env |= {"LOOM_HOME": str(home), "OPENAI_BASE_URL": model.base_url, "LOOM_MODEL": "test-model"}
     command = [sys.executable, "-c", "from loom.api.cli import main; main()", "serve", "--port", str(port)]
-    process = subprocess.Popen(command, env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process)
-        yield url
-    finally:
-        process.terminate()
-        output = process.communicate(timeout=20)[0].decode(errors="replace")
-        if process.returncode not in (0, -15):
-            print(output)  # noqa: T201 - shown by pytest when the test fails
+    SERVED_HOMES[f"http://127.0.0.1:{port}"] = home
+    with (home / "serve.log").open("wb") as log:
+        process = subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, process)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+def server_log(url: str) -> str:
+    return (SERVED_HOMES[url] / "serve.log").read_text(errors="replace")
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"loom serve exited: {process.communicate()[0].decode(errors='replace')}")
+            raise AssertionError(f"loom serve exited: {server_log(url)}")
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 return
@@ -106,6 +112,10 @@ def test_a_turn_streams_the_nl2sql_call_and_its_result_then_is_readable(
     assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
     assert messages[1]["tool_calls"][0]["name"] == "nl2sql"
     assert json.loads(messages[2]["content"])["result"]["rows"] == [[counted]]
+
+    [logged] = [line for line in server_log(served).splitlines() if f"run={events[0]['runId']}" in line]
+    assert "loom.turns" in logged and "outcome=finished" in logged and "tools=nl2sql:ok" in logged
+    assert "order lines" not in logged  # ids and counts only, never the question
 
 
 def test_a_second_turn_continues_the_conversation(served: str) -> None:

@@ -27,7 +27,7 @@ from ag_ui.core.events import RunFinishedInterruptOutcome, RunFinishedSuccessOut
 from loom.agent.approval import ApprovalGate, EffectGate
 from loom.agent.budget import BudgetExhausted, InnerModel, TurnBudget
 from loom.agent.events import approval_event, model_events, new_id, result_events, text_events
-from loom.agent.messages import build_messages
+from loom.agent.messages import HISTORY_CHARS, build_messages
 from loom.agent.model import ChatMessage, ChatModel, ModelError, ModelReply
 from loom.agent.runner import TurnRequest
 from loom.agent.sources import pick_sources
@@ -51,6 +51,7 @@ class ConversationNotFound(LookupError):
 class TurnLimits:
     max_model_calls: int = 10
     max_tool_rounds: int = 4
+    history_chars: int = HISTORY_CHARS  # how much of the conversation so far the model reads
 
 
 @dataclass
@@ -122,7 +123,7 @@ class Agent:
             limits=self.query_limits,
             embedder=self.embedder,
         )
-        messages = [*build_messages(sources, stored), user]
+        messages = [*build_messages(sources, stored, self.limits.history_chars), user]
         return Turn(principal, writer, new_id("run"), messages, budget, ctx)
 
     async def rounds(self, turn: Turn) -> AsyncIterator[BaseEvent]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 
 from loom.agent.model import ChatMessage
@@ -10,7 +11,10 @@ from loom.agent.store import StoredMessage
 from loom.engines.sources import Source
 from loom.prompts import render
 
-HISTORY_MESSAGES = 40  # older turns are dropped whole; a later issue may summarise them
+HISTORY_MESSAGES = 40
+HISTORY_CHARS = 60_000  # ~15k tokens; lower it (LOOM_HISTORY_MAX_CHARS) for small-context models
+OLD_RESULT_CHARS = 1_500  # a tool result from an earlier turn keeps this much
+SHORTENED = "… (shortened: an earlier turn's result; run the tool again for all of it)"
 
 
 def _describe(source: Source) -> str:
@@ -26,15 +30,50 @@ def _system_prompt(sources: tuple[Source, ...]) -> ChatMessage:
     return ChatMessage(role="system", content=render("system", sources=listed))
 
 
-def _trim(history: list[ChatMessage]) -> list[ChatMessage]:
-    """The last messages, starting at a user message so no tool result loses its call."""
-    recent = history[-HISTORY_MESSAGES:]
-    for i, message in enumerate(recent):
+def _turns(history: Sequence[ChatMessage]) -> list[list[ChatMessage]]:
+    """The history cut at each user message; anything before the first one is dropped."""
+    turns: list[list[ChatMessage]] = []
+    for message in history:
         if message.role == "user":
-            return recent[i:]
-    return []
+            turns.append([message])
+        elif turns:
+            turns[-1].append(message)
+    return turns
 
 
-def build_messages(sources: Sequence[Source], stored: Sequence[StoredMessage]) -> list[ChatMessage]:
+def _shortened(turn: list[ChatMessage]) -> list[ChatMessage]:
+    return [
+        replace(m, content=m.content[:OLD_RESULT_CHARS] + SHORTENED)
+        if m.role == "tool" and len(m.content) > OLD_RESULT_CHARS
+        else m
+        for m in turn
+    ]
+
+
+def _size(turn: list[ChatMessage]) -> int:
+    return sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in turn)
+
+
+def _trim(history: list[ChatMessage], max_chars: int) -> list[ChatMessage]:
+    """Whole turns, newest first, while they fit in `max_chars` (and `HISTORY_MESSAGES`).
+
+    A turn is never split, so no tool result loses its call. Earlier turns' tool results are
+    shortened first: the model needs to know what it found, rarely every row of it again. The
+    newest turn is always kept, shortened if it alone is over the budget.
+    """
+    kept: list[list[ChatMessage]] = []
+    chars = count = 0
+    for turn in reversed(_turns(history)):
+        turn = _shortened(turn) if kept or _size(turn) > max_chars else turn
+        chars, count = chars + _size(turn), count + len(turn)
+        if kept and (chars > max_chars or count > HISTORY_MESSAGES):
+            break
+        kept.append(turn)
+    return [m for turn in reversed(kept) for m in turn]
+
+
+def build_messages(
+    sources: Sequence[Source], stored: Sequence[StoredMessage], max_chars: int = HISTORY_CHARS
+) -> list[ChatMessage]:
     history = [m.to_chat() for m in stored]
-    return [_system_prompt(tuple(sources)), *_trim(history)]
+    return [_system_prompt(tuple(sources)), *_trim(history, max_chars)]

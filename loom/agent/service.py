@@ -65,7 +65,9 @@ def build_runner(
         store=store,
         engines=engines or engine_pool(settings),
         sources=partial(load_sources, settings),
-        limits=TurnLimits(settings.max_model_calls_per_turn, settings.max_tool_rounds),
+        limits=TurnLimits(
+            settings.max_model_calls_per_turn, settings.max_tool_rounds, settings.history_max_chars
+        ),
         query_limits=query_limits(settings),
         embedder=build_embedder(settings),
     )

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     model_timeout_s: float = Field(60.0, gt=0)
     max_model_calls_per_turn: int = Field(10, ge=1)
     max_tool_rounds: int = Field(4, ge=1)
+    history_max_chars: int = Field(
+        60_000,
+        ge=1_000,
+        description="How much of the conversation so far each model call reads (~4 characters a token); "
+        "whole turns, newest first, earlier tool results shortened. Lower it for small-context models.",
+    )
     model_tracing: bool = Field(
         False,
         description="Wrap model calls in MAF's OpenTelemetry layer (a span per call, with token counts). "

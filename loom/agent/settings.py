@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     entra_audience: str | None = None
     entra_allowed_tenants: list[str] = Field(default_factory=list)
     max_message_bytes: int = 32 * 1024
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (e.g. the console's https://console.example.gov) whose pages may call the "
+        "API from a browser; none by default.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="`loom serve`'s log level; at info, one line per turn (ids, counts, outcome)."
     )

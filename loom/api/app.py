@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -136,4 +137,14 @@ def create_app(
     install_error_handlers(app)
     for module in (chat, conversations, health):
         app.include_router(module.router)
+    if settings.cors_origins:
+        # For a console served from another origin. Bearer tokens travel in a header, never in
+        # cookies, so credentials stay off and only the listed origins may read responses.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
     return app

@@ -432,3 +432,38 @@ async def test_openapi_documents_the_models(client: httpx.AsyncClient) -> None:
     assert {"404", "413", "422"} <= set(chat_op["responses"])
     assert "ConversationDetail" in spec["components"]["schemas"]
     assert (await client.get("/docs")).status_code == 200
+
+
+# --- browsers on other origins -------------------------------------------------------------------
+
+CONSOLE = "https://console.example.gov"
+PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
+
+
+async def test_no_origin_may_call_from_a_browser_by_default(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz", headers={"Origin": CONSOLE})
+    assert "access-control-allow-origin" not in response.headers
+
+
+async def test_a_listed_origin_may_call_and_others_may_not(
+    tmp_path: Path, store: SqliteConversationStore, runner: FakeRunner
+) -> None:
+    settings = Settings(home=tmp_path, auth_mode="dev", cors_origins=[CONSOLE])
+    app = create_app(settings, store=store, runner=runner)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        preflight = await c.options("/v1/chat", headers={"Origin": CONSOLE, **PREFLIGHT})
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == CONSOLE
+        assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+        assert "access-control-allow-credentials" not in preflight.headers  # tokens, not cookies
+
+        streamed = await c.post("/v1/chat", json={"message": "hi"}, headers={"Origin": CONSOLE})
+        assert streamed.headers["access-control-allow-origin"] == CONSOLE
+
+        other = await c.options("/v1/chat", headers={"Origin": "https://evil.example", **PREFLIGHT})
+        assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+
+
+def test_origins_come_from_the_environment_as_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOM_CORS_ORIGINS", f'["{CONSOLE}"]')
+    assert Settings().cors_origins == [CONSOLE]

@@ -133,6 +133,23 @@ def _check_metadata(messages: Sequence[ChatMessage], metadata: list[dict[str, An
         raise ValueError(f"{len(messages)} messages but {len(metadata)} metadata entries")
 
 
+def _new_conversation(
+    tx: sqlite3.Connection, principal: Principal, title: str, conversation_id: str
+) -> Conversation:
+    now = _now()
+    values = (conversation_id, principal.tenant_id, principal.user_id, title, now, now)
+    tx.execute("INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?)", values)
+    at = dt.datetime.fromisoformat(now)
+    return Conversation(
+        id=conversation_id,
+        tenant_id=principal.tenant_id,
+        user_id=principal.user_id,
+        title=title,
+        created_at=at,
+        updated_at=at,
+    )
+
+
 def _insert(
     tx: sqlite3.Connection,
     principal: Principal,
@@ -237,20 +254,7 @@ class SqliteConversationStore:
         with self._write() as tx:
             row = tx.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
             if row is None:
-                now = _now()
-                owner = (principal.tenant_id, principal.user_id)
-                tx.execute(
-                    "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?)",
-                    (conversation_id, *owner, title, now, now),
-                )
-                conversation = Conversation(
-                    id=conversation_id,
-                    tenant_id=owner[0],
-                    user_id=owner[1],
-                    title=title,
-                    created_at=dt.datetime.fromisoformat(now),
-                    updated_at=dt.datetime.fromisoformat(now),
-                )
+                conversation = _new_conversation(tx, principal, title, conversation_id)
             elif (row["tenant_id"], row["user_id"]) != (principal.tenant_id, principal.user_id):
                 raise ConversationIdConflict(f"conversation id {conversation_id!r} is already in use")
             else:

@@ -138,13 +138,17 @@ def create_app(
     for module in (chat, conversations, health):
         app.include_router(module.router)
     if settings.cors_origins:
-        # For a console served from another origin. Bearer tokens travel in a header, never in
-        # cookies, so credentials stay off and only the listed origins may read responses.
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
-            max_age=600,
-        )
+        _allow_origins(app, settings.cors_origins)
     return app
+
+
+def _allow_origins(app: FastAPI, origins: list[str]) -> None:
+    """For a console served from another origin. Bearer tokens travel in a header, never in
+    cookies, so credentials stay off and only the listed origins may read responses."""
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )

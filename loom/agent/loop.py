@@ -94,6 +94,9 @@ class Agent:
                 yield event
         except ModelError as e:
             end = RunErrorEvent(message=str(e), code="model_error")
+        except GeneratorExit:  # the client went away mid-turn
+            log_turn(_summary(turn, "disconnected", started))
+            raise
         except Exception as e:  # the stream must end with an event a client understands
             log.exception("turn %s failed", turn.run_id)
             end = RunErrorEvent(message=f"internal error: {type(e).__name__}", code="internal_error")
@@ -103,7 +106,7 @@ class Agent:
         if failed is not None and end is None:
             end = RunErrorEvent(message="the conversation could not be saved", code="store_error")
         last = end or self.finished(turn)
-        log_turn(_summary(turn, last, started))
+        log_turn(_summary(turn, _outcome(turn, last), started))
         yield last
 
     # --- steps --------------------------------------------------------------------------------
@@ -218,11 +221,13 @@ def _title(message: str) -> str:
     return lines[0][:TITLE_CHARS] if lines else "(empty message)"
 
 
-def _summary(turn: Turn, last: BaseEvent, started: float) -> TurnSummary:
+def _outcome(turn: Turn, last: BaseEvent) -> str:
     if isinstance(last, RunErrorEvent):
-        outcome = last.code or "error"
-    else:
-        outcome = "interrupted" if turn.interrupts else "finished"
+        return last.code or "error"
+    return "interrupted" if turn.interrupts else "finished"
+
+
+def _summary(turn: Turn, outcome: str, started: float) -> TurnSummary:
     return TurnSummary(
         run_id=turn.run_id,
         conversation_id=turn.conversation_id,

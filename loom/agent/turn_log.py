@@ -21,7 +21,7 @@ class TurnSummary:
     run_id: str
     conversation_id: str
     principal: Principal
-    outcome: str  # finished | interrupted | model_error | internal_error | store_error | …
+    outcome: str  # finished | interrupted | disconnected | model_error | internal_error | store_error
     model_calls: int
     tool_calls: Sequence[str]  # "name:status", in the order they ran
     tokens: int

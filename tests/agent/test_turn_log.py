@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import AsyncGenerator
+from typing import cast
 
 import pytest
+from ag_ui.core import BaseEvent
 
 from loom.agent.model import ModelReply
 from loom.agent.runner import TurnRequest
@@ -66,3 +69,19 @@ async def test_a_failing_tool_call_is_logged_with_its_status(
     model = ScriptedModel().queue(tool_call("no_such_tool", {}), text("Sorry, I could not do that."))
     fields = await one_turn_logged(make_agent(model), caplog)
     assert fields["outcome"] == "finished" and fields["tools"] == "no_such_tool:error"
+
+
+async def test_a_client_that_goes_away_mid_turn_is_logged_as_disconnected(
+    make_agent: AgentFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = ScriptedModel().queue(tool_call("nl2sql", {"question": QUESTION}), sql_block(SQL), text("..."))
+    turn = cast(
+        AsyncGenerator[BaseEvent, None],
+        make_agent(model).run_turn(DEV_PRINCIPAL, TurnRequest(message=QUESTION)),
+    )
+    with caplog.at_level(logging.INFO, logger="loom.turns"):
+        await anext(turn)  # RUN_STARTED
+        await anext(turn)  # the model starts its tool call
+        await turn.aclose()  # what the server does when the client disconnects
+    [record] = [r for r in caplog.records if r.name == "loom.turns"]
+    assert "outcome=disconnected" in record.getMessage()

@@ -3,9 +3,10 @@
 Schema linking (BM25 over names and descriptions, value matching, foreign-key closure) keeps the
 prompt small and the model from inventing columns on wide lakehouses; on a small schema, showing
 everything costs little and cannot miss a column, so linking starts above `LINK_ABOVE` columns.
-A source's foreign keys and value index (distinct values of low-cardinality text columns, read
-through the engine, so validation and limits apply) are built once and kept; `loom catalog link`
-uses the same context.
+A source's foreign keys and value index (for a local source, the distinct values of its text
+columns, read through the engine so validation and limits apply; a cloud source is never scanned
+for them) are built once per catalog the engine holds and kept; `loom catalog link` uses the same
+context.
 """
 
 from __future__ import annotations
@@ -43,8 +44,14 @@ def _context(source: Source, engine: Engine) -> _Context:
         known = _CONTEXTS.get(source.connection_key)
     if known is not None and known.catalog is catalog:
         return known
-    keys = foreign_keys(Path(source.location), catalog) if source.is_local else infer_foreign_keys(catalog)
-    made = _Context(catalog, keys, ValueIndex.build(catalog, engine_fetcher(engine)), render_schema(catalog))
+    if source.is_local:
+        keys = foreign_keys(Path(source.location), catalog)
+        values = ValueIndex.build(catalog, engine_fetcher(engine))
+    else:
+        # No value sampling on a cloud source: a GROUP BY per text column is a scan per column,
+        # which Synapse Serverless and Databricks bill for. Its catalog's own samples (none) serve.
+        keys, values = infer_foreign_keys(catalog), ValueIndex.build(catalog)
+    made = _Context(catalog, keys, values, render_schema(catalog))
     with _LOCK:
         _CONTEXTS[source.connection_key] = made
     return made

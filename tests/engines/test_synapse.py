@@ -19,6 +19,7 @@ mssql_python = pytest.importorskip(
 )
 
 from loom.engines.contracts import Engine, QueryError  # noqa: E402
+from loom.engines.sql import dbapi  # noqa: E402
 from loom.engines.sql.dbapi import EntraToken  # noqa: E402
 from loom.engines.sql.synapse import (  # noqa: E402
     SQL_COPT_SS_ACCESS_TOKEN,
@@ -234,6 +235,44 @@ def test_catalog_lists_tables_and_views_with_simple_types() -> None:
     engine.catalog()
     engine.catalog()
     assert len(script.statements) == 3
+
+
+def catalog_reads(script: Script) -> int:
+    return sum(CATALOG_MARKER in sql for sql in script.statements)
+
+
+def test_a_table_created_after_the_catalog_was_read_is_found_on_a_recheck(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script = _script(_sales_reply())
+    engine = _engine(script)
+    engine.catalog()
+    catalog = script.replies[CATALOG_MARKER]
+    catalog.rows = [*catalog.rows, ("dbo", "returns", "id", "int")]  # a table created since
+
+    monkeypatch.setattr(dbapi, "RECHECK_UNKNOWN_AFTER_S", 3600.0)  # a catalog read a moment ago
+    with pytest.raises(QueryError) as caught:
+        engine.execute("SELECT id FROM dbo.returns", max_rows=5, timeout_s=5)
+    assert caught.value.code == "unknown_table" and catalog_reads(script) == 1
+
+    monkeypatch.setattr(dbapi, "RECHECK_UNKNOWN_AFTER_S", 0.0)  # old enough to look again
+    engine.execute("SELECT id FROM dbo.returns", max_rows=5, timeout_s=5)
+    assert catalog_reads(script) == 2
+    assert script.user_statements(CATALOG_MARKER) == ["SELECT TOP 6 id FROM dbo.returns"]
+
+
+def test_an_old_catalog_is_read_again_and_a_failed_read_keeps_the_old_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    script = _script(_sales_reply())
+    engine = _engine(script)
+    assert [t.name for t in engine.catalog().tables] == ["dbo.sales", "lake.trips"]
+
+    monkeypatch.setattr(dbapi, "CATALOG_MAX_AGE_S", 0.0)
+    script.replies[CATALOG_MARKER] = Reply(error=RuntimeError("the serverless pool is restarting"))
+    assert [t.name for t in engine.catalog().tables] == ["dbo.sales", "lake.trips"]  # kept, not lost
+    assert engine.execute("SELECT state FROM dbo.sales", max_rows=5, timeout_s=5).row_count == 3
+    assert catalog_reads(script) >= 2
 
 
 # --- values and errors ----------------------------------------------------------------------------

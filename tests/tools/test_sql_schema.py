@@ -1,5 +1,6 @@
 import pytest
 
+from loom.engines.contracts import Catalog, ColumnInfo, ResultSet, TableInfo
 from loom.engines.registry import EnginePool
 from loom.engines.sources import Source
 from loom.lakehouse.seed import seed_lakehouse
@@ -43,3 +44,30 @@ def test_the_whole_schema_is_known_without_work_once_the_context_is_built(
 
     monkeypatch.setattr(sql_schema, "LINK_ABOVE", 10)  # now too large to show whole: linking is work
     assert sql_schema.known_whole_schema(fresh, engine) is None
+
+
+class CloudEngine:
+    """A cloud engine's shape: a catalog, and queries that would be billed (recorded, never run)."""
+
+    def __init__(self) -> None:
+        self.queries: list[str] = []
+        columns = [ColumnInfo(name="state", type="string"), ColumnInfo(name="amount", type="decimal")]
+        self._catalog = Catalog(tables=[TableInfo(name="dbo.sales", columns=columns)])
+
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    def execute(self, query: str, **limits: object) -> ResultSet:
+        self.queries.append(query)
+        raise AssertionError("a cloud source was scanned for values")
+
+
+def test_a_cloud_source_is_never_scanned_for_values() -> None:
+    source = Source(
+        name="dw", kind="synapse", location="contoso-ondemand.sql.azuresynapse.net", database="lake"
+    )
+    engine = CloudEngine()
+    text, catalog = sql_schema.schema_for(source, engine, "sales in Texas")  # type: ignore[arg-type]
+    assert "dbo.sales" in text and catalog is engine.catalog()
+    sql_schema.link_question(source, engine, "sales in Texas")  # type: ignore[arg-type]
+    assert engine.queries == []

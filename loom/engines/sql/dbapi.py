@@ -14,6 +14,8 @@ import datetime as dt
 import decimal
 import difflib
 import importlib
+import logging
+import math
 import re
 import threading
 import time
@@ -396,6 +398,14 @@ def _unknown_table(written: str, key: str, data: CatalogData) -> Problem:
     )
 
 
+log = logging.getLogger(__name__)
+
+# A catalog is read once and kept, then read again when it is this old (new columns, descriptions).
+CATALOG_MAX_AGE_S = 900.0
+# A query naming a table the catalog lacks re-reads a catalog at least this old, once: the table
+# may be new. The floor keeps a model that invents tables from querying the catalog views in a loop.
+RECHECK_UNKNOWN_AFTER_S = 60.0
+
 # --- the engine ----------------------------------------------------------------------------------
 
 
@@ -412,6 +422,7 @@ class DBAPIEngine(ABC):
         self._pool = ConnectionPool(connect, self.driver)
         self._catalog_lock = threading.Lock()
         self._catalog: CatalogData | None = None
+        self._catalog_at = -math.inf  # time.monotonic() of the last read (or failed refresh)
 
     # --- Engine protocol ------------------------------------------------------------------------
 
@@ -455,6 +466,9 @@ class DBAPIEngine(ABC):
         """The SQL that will be sent, generated from the validated tree; QueryError when refused."""
         expr = parse_read_only(query, self.dialect)
         problems = unknown_tables(expr, self._catalog_data(), self.defaults)
+        if problems:  # perhaps created since the catalog was read: look once more
+            catalog = self._catalog_data(older_than=RECHECK_UNKNOWN_AFTER_S)
+            problems = unknown_tables(expr, catalog, self.defaults)
         if problems:
             raise QueryError(problems[0].code, problems[0].message, problems)
         if now is not None:
@@ -464,12 +478,26 @@ class DBAPIEngine(ABC):
     @abstractmethod
     def load_catalog(self, conn: DBAPIConnection) -> CatalogData: ...
 
-    def _catalog_data(self) -> CatalogData:
+    def _catalog_data(self, older_than: float | None = None) -> CatalogData:
+        """The catalog, read again when older than `older_than` (default `CATALOG_MAX_AGE_S`). A failed
+        re-read keeps the catalog in hand (logged, tried again after the same wait); a failed first
+        read raises."""
+        max_age = CATALOG_MAX_AGE_S if older_than is None else older_than
         with self._catalog_lock:
-            if self._catalog is None:
-                with self._pool.connection() as conn:
-                    self._catalog = self._load(conn)
+            if self._catalog is None or time.monotonic() - self._catalog_at >= max_age:
+                self._catalog = self._read_catalog(self._catalog)
+                self._catalog_at = time.monotonic()
             return self._catalog
+
+    def _read_catalog(self, known: CatalogData | None) -> CatalogData:
+        try:
+            with self._pool.connection() as conn:
+                return self._load(conn)
+        except QueryError as e:
+            if known is None:
+                raise
+            log.warning("re-reading the %s catalog failed; keeping the one read before: %s", self.name, e)
+            return known
 
     def _load(self, conn: DBAPIConnection) -> CatalogData:
         try:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from loom.agent.approval import ApprovalGate, Decision
+from loom.agent.budget import BudgetExhausted
 from loom.agent.model import ChatMessage, ToolCall
 from loom.tools.base import Effect, Tool, ToolContext, ToolError, ToolResult
 
@@ -64,6 +65,8 @@ async def _invoke(ctx: ToolContext, tool: Tool, call: ToolCall) -> CallOutcome:
         result = await tool.run(ctx, args)
     except ToolError as e:
         return _error(call, e.code, e.message, tool.effect)
+    except BudgetExhausted as e:  # the tool's own model call went over the turn's limit: expected
+        return _error(call, "budget_exhausted", f"{tool.name} stopped: {e}", tool.effect)
     except Exception as e:  # a bug in a tool must not end the turn; the model reads what failed
         log.exception("tool %s failed", tool.name)
         return _error(call, "tool_failed", f"{type(e).__name__}: {e}", tool.effect)

@@ -173,6 +173,19 @@ async def test_model_calls_are_capped_per_turn(make_agent: AgentFactory) -> None
     assert types(events)[-1] == "RUN_FINISHED"
 
 
+async def test_a_tools_own_model_call_over_the_limit_is_a_plain_tool_error(
+    make_agent: AgentFactory, caplog: Any
+) -> None:
+    model = ScriptedModel().queue(tool_call("nl2sql", {"question": "q"}))  # the turn's only call
+    with caplog.at_level("ERROR"):
+        events = await collect(make_agent(model, max_model_calls=1), "q")
+    [result] = [e for e in events if e.type == EventType.TOOL_CALL_RESULT]
+    error = json.loads(result.content)["error"]  # type: ignore[attr-defined]
+    assert error["code"] == "budget_exhausted" and "limit of 1 model calls" in error["message"]
+    assert types(events)[-1] == "RUN_FINISHED"
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # expected, so no traceback
+
+
 class WriteArgs(BaseModel):
     name: str
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from loom.agent.settings import Settings
 from loom.engines.contracts import QueryError
@@ -22,6 +22,10 @@ SAMPLE_SOURCE = "sales"
 
 class SourcesFile(BaseModel):
     sources: list[Source]
+
+
+class SourcesFileError(ValueError):
+    """The sources file cannot be used as it is; the message says where and why."""
 
 
 class UnknownSourceError(KeyError):
@@ -69,8 +73,36 @@ def _sample_sources(lakehouse: Path) -> dict[str, Source]:
 
 @lru_cache(maxsize=8)
 def _parse_sources_file(path: Path, mtime_ns: int) -> tuple[tuple[str, Source], ...]:
-    parsed = SourcesFile.model_validate(yaml.safe_load(path.read_text()) or {"sources": []})
+    """The file's sources; SourcesFileError naming the file and each problem when it is unusable."""
+    try:
+        parsed = SourcesFile.model_validate(yaml.safe_load(path.read_text()) or {"sources": []})
+    except yaml.YAMLError as e:
+        raise SourcesFileError(f"the sources file {path} is not valid YAML: {_yaml_problem(e)}") from e
+    except ValidationError as e:
+        raise SourcesFileError(f"the sources file {path} has problems: {_problems(e)}") from e
+    except OSError as e:
+        raise SourcesFileError(f"the sources file {path} cannot be read: {e}") from e
+    names = [s.name for s in parsed.sources]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise SourcesFileError(f"the sources file {path} names more than one source {', '.join(repeated)}")
     return tuple((s.name, _resolve_location(s, path.parent)) for s in parsed.sources)
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def _problems(error: ValidationError, most: int = 5) -> str:
+    """`sources[1].kind: Input should be 'duckdb', …` for each problem (the first `most`)."""
+    shown = []
+    for problem in error.errors()[:most]:
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem["loc"]).lstrip(".")
+        shown.append(f"{where or 'the file'}: {problem['msg']}")
+    more = error.error_count() - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
 
 def _resolve_location(source: Source, base: Path) -> Source:
@@ -92,8 +124,12 @@ def pick_sources(all_sources: dict[str, Source], names: list[str] | None) -> lis
 
 
 def resolve_source(ref: str, settings: Settings) -> Source:
-    """A configured source by name, else a local file or folder given by path."""
-    sources = load_sources(settings)
+    """A configured source by name, else a local file or folder given by path (QueryError if neither,
+    or if the sources file is unusable: the query commands report both the same way)."""
+    try:
+        sources = load_sources(settings)
+    except SourcesFileError as e:
+        raise QueryError("sources_file_invalid", str(e)) from e
     if ref in sources:
         return sources[ref]
     path = Path(ref).expanduser()

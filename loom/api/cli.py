@@ -26,6 +26,9 @@ def _mount_subcommands() -> None:
     from loom.api.cli_catalog import catalog_app
     from loom.api.cli_query import data_app, query_app
 
+    if any(group.typer_instance is query_app for group in app.registered_groups):
+        return  # mounted already (main() after a test mounted them)
+
     app.add_typer(query_app, name="query", help="Run a query directly on a source (no model).")
     app.add_typer(data_app, name="data", help="Sample data: `loom data seed` builds the sales lakehouse.")
     app.add_typer(
@@ -131,11 +134,13 @@ def serve(
     """Serve the HTTP API: POST /v1/chat (AG-UI over SSE), conversations, health; docs at /docs."""
     import uvicorn
 
+    from loom.agent.sources import load_sources
     from loom.api.app import create_app
     from loom.api.auth import AuthConfigError, check_bind
 
     settings = _settings(home)
     bind_host, bind_port = host or settings.host, port or settings.port
+    load_sources(settings)  # a broken sources file stops here, with what to fix, not at startup
     try:
         check_bind(settings, bind_host)
         app = create_app(settings)
@@ -166,8 +171,14 @@ def _log_to_stderr(level: str) -> None:
 
 
 def main() -> None:
+    from loom.agent.sources import SourcesFileError
+
     _mount_subcommands()
-    app()
+    try:
+        app()
+    except SourcesFileError as e:  # a configuration mistake, not a crash: say what to fix
+        err.print(f"[red]error:[/red] {e}")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from loom.agent.loop import Agent, ConversationNotFound
 from loom.agent.runner import TurnRequest
 from loom.agent.service import build_runner
 from loom.agent.settings import Settings
-from loom.agent.sources import UnknownSourceError
+from loom.agent.sources import SourcesFileError, UnknownSourceError
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.api.render import TurnPrinter
 from loom.identity import DEV_PRINCIPAL
@@ -29,7 +29,7 @@ class LocalSession:
         request = TurnRequest(conversation_id=self.conversation_id, message=message, sources=sources)
         try:
             await printer.consume(self.agent.run_turn(DEV_PRINCIPAL, request))
-        except (ConversationNotFound, UnknownSourceError) as e:
+        except (ConversationNotFound, UnknownSourceError, SourcesFileError) as e:
             printer.error = f"unknown conversation {e}" if isinstance(e, ConversationNotFound) else str(e)
             self.console.print(f"[bold red]error:[/bold red] {printer.error}")
             return printer

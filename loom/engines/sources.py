@@ -41,7 +41,8 @@ class Source(BaseModel, frozen=True):
     @classmethod
     def _dialect_from_kind(cls, data: Any) -> Any:
         if isinstance(data, dict) and "dialect" not in data:
-            return {**data, "dialect": DIALECT_OF_KIND[data.get("kind", "duckdb")]}
+            # An unknown kind gets no dialect here and is reported by the `kind` field's own check.
+            return {**data, "dialect": DIALECT_OF_KIND.get(data.get("kind", "duckdb"), "duckdb")}
         return data
 
     @property

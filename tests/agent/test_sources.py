@@ -4,7 +4,14 @@ from pathlib import Path
 import pytest
 
 from loom.agent.settings import Settings
-from loom.agent.sources import SAMPLE_SOURCE, UnknownSourceError, load_sources, pick_sources, resolve_source
+from loom.agent.sources import (
+    SAMPLE_SOURCE,
+    SourcesFileError,
+    UnknownSourceError,
+    load_sources,
+    pick_sources,
+    resolve_source,
+)
 from loom.engines.contracts import QueryError
 
 
@@ -62,3 +69,31 @@ def test_resolve_source_takes_a_name_or_a_path(tmp_path: Path) -> None:
     assert resolve_source(str(tmp_path), settings).location == str(tmp_path.resolve())
     with pytest.raises(QueryError, match="neither a configured source"):
         resolve_source("nowhere", settings)
+
+
+def test_a_broken_sources_file_says_where_and_what(tmp_path: Path) -> None:
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        "sources:\n"
+        "  - {name: a, location: x}\n"
+        "  - {name: b, kind: postgres, location: y}\n"
+        "  - {name: c}\n"
+        "  - {name: d, location: z, verified_queries: [{question: q}]}\n"
+    )
+    with pytest.raises(SourcesFileError) as raised:
+        load_sources(Settings(home=tmp_path))
+    message = str(raised.value)
+    assert message.startswith(f"the sources file {path} has problems: ")
+    for problem in (
+        "sources[1].kind: Input should be 'duckdb', 'synapse' or 'databricks'",
+        "sources[2].location: Field required",
+        "sources[3].verified_queries[0].query: Field required",
+    ):
+        assert problem in message
+
+
+def test_a_broken_sources_file_refuses_a_query_by_source_as_json_can_say(tmp_path: Path) -> None:
+    (tmp_path / "sources.yaml").write_text("sources: [\n")
+    with pytest.raises(QueryError) as raised:
+        resolve_source("sales", Settings(home=tmp_path))
+    assert raised.value.code == "sources_file_invalid" and "line 2, column 1" in raised.value.message

@@ -256,6 +256,15 @@ async def test_an_unknown_source_is_422_before_streaming(
     assert runner.calls == []
 
 
+async def test_a_broken_sources_file_is_503_naming_the_problem_before_streaming(
+    client: httpx.AsyncClient, runner: FakeRunner, settings: Settings
+) -> None:
+    (settings.home / "sources.yaml").write_text("sources:\n  - name: hr\n    kind: oracle\n    location: x\n")
+    detail = error(await client.post("/v1/chat", json={"message": "hi"}), 503)
+    assert detail["code"] == "sources_file_invalid" and "sources[0].kind" in detail["message"]
+    assert runner.calls == []
+
+
 async def test_a_runner_failing_mid_stream_ends_with_run_error(
     client: httpx.AsyncClient, runner: FakeRunner
 ) -> None:

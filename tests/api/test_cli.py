@@ -1,5 +1,6 @@
 """The CLI's conversational commands, run in process on a seeded lakehouse (offline mode)."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,7 @@ from typer.testing import CliRunner
 
 from loom.agent.settings import Settings
 from loom.agent.sources import sample_source
-from loom.api.cli import _mount_subcommands, app
+from loom.api.cli import _mount_subcommands, app, main
 from loom.api.demo import QUESTIONS
 from loom.lakehouse.seed import seed_lakehouse
 from loom.tools.verified import VerifiedIndex
@@ -67,3 +68,32 @@ def test_serve_refuses_entra_mode_without_its_settings(home: Path) -> None:
     )
     assert result.exit_code == 2
     assert "LOOM_ENTRA_TENANT_ID" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ("sources:\n  - name: hr\n    kind: postgres\n    location: x\n", "sources[0].kind: Input should be"),
+        ("sources: [\n", "is not valid YAML: line 2, column 1"),
+        ("sources:\n  - name: a\n    location: x\n  - name: a\n    location: y\n", "more than one source a"),
+        ("sources:\n  - name: a\n", "sources[0].location: Field required"),
+    ],
+)
+def test_a_broken_sources_file_is_reported_not_raised(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: str,
+    said: str,
+) -> None:
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(content)
+    monkeypatch.setenv("LOOM_SOURCES_FILE", str(sources))
+    for command in (["ask", "revenue by region"], ["serve", "--port", "1"]):
+        monkeypatch.setattr(sys, "argv", ["loom", *command, "--home", str(tmp_path)])
+        with pytest.raises(SystemExit) as exited:
+            main()
+        assert exited.value.code == 2
+        shown = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
+        assert f"error: the sources file {sources}" in shown and said in shown
+        assert "Traceback" not in shown

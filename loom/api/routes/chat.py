@@ -10,7 +10,7 @@ from fastapi import APIRouter
 
 from loom.agent.runner import TurnRequest
 from loom.agent.settings import Settings
-from loom.agent.sources import UnknownSourceError, load_sources, pick_sources
+from loom.agent.sources import SourcesFileError, UnknownSourceError, load_sources, pick_sources
 from loom.api.deps import PrincipalDep, RunnerDep, SettingsDep, StoreDep
 from loom.api.schemas import ApiError, ChatRequest, error_responses
 from loom.api.sse import EventStreamResponse, sse_response
@@ -39,6 +39,8 @@ def check_sources(settings: Settings, names: list[str] | None) -> None:
         pick_sources(load_sources(settings), names)
     except UnknownSourceError as e:
         raise ApiError(422, "unknown_source", e.message) from e
+    except SourcesFileError as e:  # the server's configuration, not the request, is wrong
+        raise ApiError(503, "sources_file_invalid", str(e)) from e
 
 
 @router.post(
@@ -46,7 +48,7 @@ def check_sources(settings: Settings, names: list[str] | None) -> None:
     summary="Ask the agent (streams AG-UI events)",
     status_code=200,
     response_class=EventStreamResponse,
-    responses={200: _STREAM_DOC, **error_responses(401, 404, 413, 422)},
+    responses={200: _STREAM_DOC, **error_responses(401, 404, 413, 422, 503)},
 )
 async def chat(
     body: ChatRequest, principal: PrincipalDep, settings: SettingsDep, store: StoreDep, runner: RunnerDep

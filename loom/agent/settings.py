@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -162,3 +162,44 @@ class Settings(BaseSettings):
     @property
     def resolved_sources_file(self) -> Path:
         return self.sources_file or self.home / "sources.yaml"
+
+
+# --- reading it, with errors a person can act on ----------------------------------------------------
+
+_SECRET_HINTS = ("key", "token", "secret", "password")
+
+
+class SettingsError(ValueError):
+    """The configuration cannot be used; the message names each variable and what is wrong."""
+
+
+def load_settings(**values: Any) -> Settings:
+    """`Settings(**values)`, with a SettingsError naming the variables instead of a pydantic dump."""
+    try:
+        return Settings(**values)
+    except ValidationError as e:
+        problems = "; ".join(_problem(p) for p in e.errors())
+        raise SettingsError(f"the configuration has problems: {problems}") from e
+
+
+def settings_for(home: Path | None = None) -> Settings:
+    """The settings, with `home` (a command's --home) over LOOM_HOME when given."""
+    return load_settings(home=home) if home else load_settings()
+
+
+def _problem(problem: Any) -> str:
+    name = str(problem["loc"][0]) if problem["loc"] else ""
+    shown = f"{_variable(name)}: {problem['msg']}"
+    if problem.get("input") is not None and not any(h in name.lower() for h in _SECRET_HINTS):
+        shown += f" (got {str(problem['input'])[:80]!r})"  # never a key's value, even a wrong one
+    return shown
+
+
+def _variable(name: str) -> str:
+    """The environment variable(s) a field is read from (loom.toml uses the field's own name)."""
+    field = Settings.model_fields.get(name)
+    if field is None:
+        return name  # already the alias the value came in by
+    if isinstance(field.validation_alias, AliasChoices):
+        return " or ".join(str(choice) for choice in field.validation_alias.choices)
+    return f"LOOM_{name.upper()}"

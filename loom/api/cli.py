@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from loom.agent.settings import Provider, Settings
+from loom.agent.settings import Provider, Settings, SettingsError, settings_for
 
 app = typer.Typer(
     name="loom",
@@ -39,7 +39,7 @@ def _mount_subcommands() -> None:
 
 
 def _settings(home: Path | None) -> Settings:
-    return Settings(home=home) if home else Settings()
+    return settings_for(home)
 
 
 def _ensure_seeded(settings: Settings) -> None:
@@ -77,6 +77,9 @@ def ask(
     """Ask one question; prints the streamed answer, the query that produced it and its rows."""
     from loom.api.local import local_session
 
+    if not question.strip():
+        err.print("[red]error:[/red] the question is empty")
+        raise typer.Exit(2)
     settings = _settings(home)
     _ensure_seeded(settings)
 
@@ -176,7 +179,7 @@ def main() -> None:
     _mount_subcommands()
     try:
         app()
-    except SourcesFileError as e:  # a configuration mistake, not a crash: say what to fix
+    except (SettingsError, SourcesFileError) as e:  # a configuration mistake, not a crash: say what to fix
         err.print(f"[red]error:[/red] {e}")
         raise SystemExit(2) from None
 

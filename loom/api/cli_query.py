@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loom.agent.settings import Settings
+from loom.agent.settings import Settings, SettingsError, settings_for
 from loom.agent.sources import resolve_source
 from loom.engines.contracts import Engine, QueryError, ResultSet
 
@@ -164,7 +164,10 @@ def sql_command(
 
 
 def _settings(home: Path | None) -> Settings:
-    return Settings(home=home) if home else Settings()
+    try:
+        return settings_for(home)
+    except SettingsError as e:  # the query contract: a JSON error on stdout, exit 2
+        _fail(QueryError("invalid_configuration", str(e)))
 
 
 def _parse_now(value: str | None) -> dt.datetime | None:

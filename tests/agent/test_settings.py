@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from loom.agent.settings import AzureCloud, Provider, Settings
+from loom.agent.settings import AzureCloud, Provider, Settings, SettingsError, load_settings
 
 
 def test_nothing_configured_is_offline() -> None:
@@ -42,3 +42,21 @@ def test_state_lives_under_loom_home(tmp_path: Path) -> None:
     assert settings.lakehouse_dir == tmp_path / "lakehouse"
     assert settings.database_path == tmp_path / "loom.db"
     assert settings.resolved_sources_file == tmp_path / "sources.yaml"
+
+
+def test_bad_configuration_names_each_variable_and_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOM_QUERY_MAX_ROWS", "lots")
+    monkeypatch.setenv("LOOM_AUTH_MODE", "bogus")
+    monkeypatch.setenv("LOOM_AZURE_CLOUD", "mars")
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert "LOOM_QUERY_MAX_ROWS: Input should be a valid integer" in message and "(got 'lots')" in message
+    assert "LOOM_AUTH_MODE: Input should be 'dev' or 'entra' (got 'bogus')" in message
+    assert "LOOM_AZURE_CLOUD: Input should be 'AzureCloud' or 'AzureUSGovernment'" in message
+
+
+def test_a_bad_secret_is_named_but_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings(openai_api_key=12345678901234567890)  # not a string
+    assert "OPENAI_API_KEY" in str(raised.value) and "12345678901234567890" not in str(raised.value)

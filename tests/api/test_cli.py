@@ -97,3 +97,20 @@ def test_a_broken_sources_file_is_reported_not_raised(
         shown = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
         assert f"error: the sources file {sources}" in shown and said in shown
         assert "Traceback" not in shown
+
+
+def test_an_empty_question_or_bad_configuration_is_refused_with_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = runner.invoke(app, ["ask", "--home", str(tmp_path), "  "])
+    assert empty.exit_code == 2 and "the question is empty" in empty.output
+
+    monkeypatch.setenv("LOOM_QUERY_TIMEOUT_S", "soon")
+    monkeypatch.setattr(sys, "argv", ["loom", "ask", "revenue by region", "--home", str(tmp_path)])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    shown = " ".join(capsys.readouterr().err.split())
+    assert exited.value.code == 2 and "error: the configuration has problems: LOOM_QUERY_TIMEOUT_S" in shown
+
+    query = runner.invoke(app, ["query", "sql", "SELECT 1"])
+    assert query.exit_code == 2 and '"code": "invalid_configuration"' in query.output

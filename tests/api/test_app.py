@@ -392,7 +392,17 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"store": "ok", "runner": "ok"}}
+    assert ready.json() == {"status": "ready", "checks": {"store": "ok", "runner": "ok", "sources": "ok"}}
+
+
+async def test_readyz_is_503_when_the_sources_file_is_broken_and_says_no_more(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    (settings.home / "sources.yaml").write_text("sources: [\n")
+    ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    said = ready.json()["checks"]["sources"]
+    assert said.startswith("failed:") and "sources.yaml" not in said  # no paths to anonymous callers
 
 
 async def test_readyz_is_503_when_the_store_is_unreachable(
@@ -425,7 +435,7 @@ def test_the_lifespan_opens_and_closes_its_own_store(tmp_path: Path) -> None:
         assert (home / "loom.db").exists()
         store = app.state.store
         assert isinstance(store, SqliteConversationStore)
-        assert c.get("/readyz").json()["checks"] == {"store": "ok", "runner": "ok"}
+        assert c.get("/readyz").json()["checks"] == {"store": "ok", "runner": "ok", "sources": "ok"}
         assert c.get("/v1/conversations").json() == {"conversations": []}
     assert app.state.store is None
     with pytest.raises(RuntimeError, match="closed"):

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from loom.agent.settings import Settings
+from loom.agent.sources import SourcesFileError, load_sources
 from loom.agent.store import ConversationStore
 from loom.api.schemas import Health, Readiness
 from loom.identity import Principal
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_S = 2.0
 _PROBE = Principal(tenant_id="loom-readiness-probe", user_id="loom-readiness-probe")
@@ -35,15 +39,28 @@ async def _probe_store(store: ConversationStore | None) -> str:
     return "ok"
 
 
+def _probe_sources(settings: Settings | None) -> str:
+    if settings is None:
+        return "not configured"
+    try:
+        load_sources(settings)
+    except SourcesFileError as e:
+        # Unauthenticated callers learn that it is broken; the log says how (paths, field names).
+        log.warning("not ready: %s", e)
+        return "failed: the sources file cannot be used (see the server log)"
+    return "ok"
+
+
 @router.get(
     "/readyz",
-    summary="Can the service answer (store reachable, agent built)",
+    summary="Can the service answer (store reachable, agent built, sources file usable)",
     responses={503: {"model": Readiness}},
 )
 async def readyz(request: Request) -> JSONResponse:
     checks = {
         "store": await _probe_store(getattr(request.app.state, "store", None)),
         "runner": "ok" if getattr(request.app.state, "runner", None) is not None else "not built",
+        "sources": _probe_sources(getattr(request.app.state, "settings", None)),
     }
     ready = all(v == "ok" for v in checks.values())
     body = Readiness(status="ready" if ready else "not_ready", checks=checks)

@@ -18,6 +18,7 @@ from loom.agent.runner import TurnRunner
 from loom.agent.settings import Settings
 from loom.agent.store import ConversationStore
 from loom.api.auth import EntraVerifier, JwksProvider, check_auth_config
+from loom.api.in_flight import TurnsInFlight
 from loom.api.routes import chat, conversations, health
 from loom.api.schemas import ErrorBody, ErrorDetail
 
@@ -133,6 +134,7 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.runner = runner
+    app.state.in_flight = TurnsInFlight()
     app.state.verifier = EntraVerifier(settings, jwks) if settings.auth_mode == "entra" else None
     install_error_handlers(app)
     for module in (chat, conversations, health):

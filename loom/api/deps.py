@@ -10,6 +10,7 @@ from loom.agent.runner import TurnRunner
 from loom.agent.settings import Settings
 from loom.agent.store import ConversationStore
 from loom.api.auth import authenticate
+from loom.api.in_flight import TurnsInFlight
 from loom.api.schemas import ApiError
 from loom.identity import Principal
 
@@ -33,7 +34,13 @@ def get_runner(request: Request) -> TurnRunner:
     return runner
 
 
+def get_in_flight(request: Request) -> TurnsInFlight:
+    in_flight: TurnsInFlight = request.app.state.in_flight
+    return in_flight
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ConversationStore, Depends(get_store)]
 RunnerDep = Annotated[TurnRunner, Depends(get_runner)]
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+InFlightDep = Annotated[TurnsInFlight, Depends(get_in_flight)]

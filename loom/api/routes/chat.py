@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from loom.agent.runner import TurnRequest
 from loom.agent.settings import Settings
 from loom.agent.sources import SourcesFileError, UnknownSourceError, load_sources, pick_sources
-from loom.api.deps import PrincipalDep, RunnerDep, SettingsDep, StoreDep
+from loom.api.deps import InFlightDep, PrincipalDep, RunnerDep, SettingsDep, StoreDep
 from loom.api.schemas import ApiError, ChatRequest, error_responses
 from loom.api.sse import EventStreamResponse, sse_response
 
@@ -48,10 +48,15 @@ def check_sources(settings: Settings, names: list[str] | None) -> None:
     summary="Ask the agent (streams AG-UI events)",
     status_code=200,
     response_class=EventStreamResponse,
-    responses={200: _STREAM_DOC, **error_responses(401, 404, 413, 422, 503)},
+    responses={200: _STREAM_DOC, **error_responses(401, 404, 409, 413, 422, 503)},
 )
 async def chat(
-    body: ChatRequest, principal: PrincipalDep, settings: SettingsDep, store: StoreDep, runner: RunnerDep
+    body: ChatRequest,
+    principal: PrincipalDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    runner: RunnerDep,
+    in_flight: InFlightDep,
 ) -> EventStreamResponse:
     """Run one turn of the conversation `conversation_id` (a new one when omitted)."""
     check_message_size(body.message, settings.max_message_bytes)
@@ -60,4 +65,11 @@ async def chat(
         raise ApiError(404, "conversation_not_found", f"no conversation {wanted!r}")
     check_sources(settings, body.sources)
     turn = TurnRequest(conversation_id=body.conversation_id, message=body.message, sources=body.sources)
-    return sse_response(runner.run_turn(principal, turn))
+    if wanted is None:  # a new conversation: nothing else can be running in it
+        return sse_response(runner.run_turn(principal, turn))
+    claim = in_flight.claim(principal, wanted)
+    if claim is None:
+        raise ApiError(
+            409, "turn_in_progress", f"a turn is still running in conversation {wanted!r}; wait for it to end"
+        )
+    return sse_response(in_flight.held_until_done(claim, runner.run_turn(principal, turn)))

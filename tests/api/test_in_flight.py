@@ -1,0 +1,107 @@
+"""One turn at a time per conversation: a second request while one streams is a 409."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+from collections.abc import AsyncIterator, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ag_ui.core import BaseEvent, RunStartedEvent
+
+from loom.agent.settings import Settings
+from loom.agent.sqlite_store import SqliteConversationStore
+from loom.api.app import create_app
+from loom.api.in_flight import TurnsInFlight
+from loom.identity import DEV_PRINCIPAL, Principal
+from tests.api.test_app import FakeRunner, asgi_chat_scope
+
+OTHER_TENANT = Principal(tenant_id="t2", user_id="u")
+
+
+async def two_events() -> AsyncIterator[BaseEvent]:
+    yield RunStartedEvent(thread_id="c", run_id="r")
+    yield RunStartedEvent(thread_id="c", run_id="r2")
+
+
+async def failing() -> AsyncIterator[BaseEvent]:
+    yield RunStartedEvent(thread_id="c", run_id="r")
+    raise RuntimeError("boom")
+
+
+def test_a_conversation_is_claimed_once_per_tenant() -> None:
+    in_flight = TurnsInFlight()
+    assert in_flight.claim(DEV_PRINCIPAL, "c") is not None
+    assert in_flight.claim(DEV_PRINCIPAL, "c") is None
+    assert in_flight.claim(OTHER_TENANT, "c") is not None  # ids are per tenant
+
+
+async def test_the_claim_is_released_however_the_stream_ends() -> None:
+    in_flight = TurnsInFlight()
+
+    key = in_flight.claim(DEV_PRINCIPAL, "c")
+    assert key is not None
+    assert len([e async for e in in_flight.held_until_done(key, two_events())]) == 2  # ran to the end
+    assert in_flight.claim(DEV_PRINCIPAL, "c") == key
+
+    stream = in_flight.held_until_done(key, failing())
+    with pytest.raises(RuntimeError):
+        async for _ in stream:
+            pass
+    assert in_flight.claim(DEV_PRINCIPAL, "c") == key  # failed
+
+    stream = in_flight.held_until_done(key, two_events())
+    await anext(stream)
+    await stream.aclose()  # type: ignore[attr-defined]  # the client left
+    assert in_flight.claim(DEV_PRINCIPAL, "c") == key
+
+    in_flight.held_until_done(key, two_events())  # a response that never started
+    gc.collect()
+    assert in_flight.claim(DEV_PRINCIPAL, "c") == key
+
+
+async def test_a_second_request_while_a_turn_streams_is_409_until_it_ends(tmp_path: Path) -> None:
+    store = SqliteConversationStore(tmp_path / "loom.db")
+    conversation = (await store.create_conversation(DEV_PRINCIPAL, "busy")).id
+    app = create_app(Settings(home=tmp_path), store=store, runner=FakeRunner(store, hang=True))
+    first = await _streaming(app, conversation)  # its turn is waiting on a slow model
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        again = await client.post("/v1/chat", json={"message": "and?", "conversation_id": conversation})
+        assert again.status_code == 409 and again.json()["error"]["code"] == "turn_in_progress"
+
+    first.cancel()  # the first client goes away
+    await asyncio.gather(first, return_exceptions=True)
+    after = await _streaming(app, conversation)
+    assert not after.done()  # accepted and streaming, not refused
+    after.cancel()
+    await asyncio.gather(after, return_exceptions=True)
+    await store.close()
+
+
+async def _streaming(app: Any, conversation: str) -> asyncio.Task[None]:
+    """Start a chat request and return once its first frame has been sent (the task keeps running)."""
+    started = asyncio.Event()
+    body = json.dumps({"message": "slow question", "conversation_id": conversation}).encode()
+    requests = iter([{"type": "http.request", "body": body, "more_body": False}])
+
+    async def receive() -> dict[str, Any]:
+        request = next(requests, None)
+        if request is not None:
+            return request
+        await asyncio.Event().wait()  # the client stays
+        return {}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            assert message["status"] == 200
+        if message["type"] == "http.response.body" and message.get("body"):
+            started.set()
+
+    task = asyncio.create_task(app(asgi_chat_scope(), receive, send))
+    await asyncio.wait_for(started.wait(), timeout=5)
+    return task

@@ -20,30 +20,45 @@ from loom.identity import Principal
 Key = tuple[str, str]  # (tenant, conversation)
 
 
+class Claim:
+    """One turn's hold on a conversation; released once, and only its own."""
+
+    def __init__(self, key: Key) -> None:
+        self.key = key
+
+
 class TurnsInFlight:
     def __init__(self) -> None:
-        self._running: set[Key] = set()
+        self._running: dict[Key, Claim] = {}
 
-    def claim(self, principal: Principal, conversation_id: str) -> Key | None:
+    def claim(self, principal: Principal, conversation_id: str) -> Claim | None:
         """The claim on the conversation, or None when a turn is already running in it."""
         key = (principal.tenant_id, conversation_id)
         if key in self._running:
             return None
-        self._running.add(key)
-        return key
+        claim = self._running[key] = Claim(key)
+        return claim
 
-    def held_until_done(self, key: Key, events: AsyncIterator[BaseEvent]) -> AsyncIterator[BaseEvent]:
+    def release(self, claim: Claim) -> None:
+        # Only this claim: a late release (the finalizer of a stream long done) must not free a
+        # newer turn's hold on the same conversation.
+        if self._running.get(claim.key) is claim:
+            del self._running[claim.key]
+
+    def held_until_done(self, claim: Claim, events: AsyncIterator[BaseEvent]) -> AsyncIterator[BaseEvent]:
         """`events`, releasing the claim when they end, fail, are closed, or are dropped unstarted."""
-        stream = self._release_after(key, events)
-        weakref.finalize(stream, self._running.discard, key)
+        stream = self._release_after(claim, events)
+        weakref.finalize(stream, self.release, claim)
         return stream
 
-    async def _release_after(self, key: Key, events: AsyncIterator[BaseEvent]) -> AsyncGenerator[BaseEvent]:
+    async def _release_after(
+        self, claim: Claim, events: AsyncIterator[BaseEvent]
+    ) -> AsyncGenerator[BaseEvent]:
         try:
             async for event in events:
                 yield event
         finally:
-            self._running.discard(key)
+            self.release(claim)
             aclose = getattr(events, "aclose", None)
             if aclose is not None:  # pass a client's disconnect on to the turn at once
                 await aclose()

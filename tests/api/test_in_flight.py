@@ -16,7 +16,7 @@ from ag_ui.core import BaseEvent, RunStartedEvent
 from loom.agent.settings import Settings
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.api.app import create_app
-from loom.api.in_flight import TurnsInFlight
+from loom.api.in_flight import Claim, TurnsInFlight
 from loom.identity import DEV_PRINCIPAL, Principal
 from tests.api.test_app import FakeRunner, asgi_chat_scope
 
@@ -43,25 +43,36 @@ def test_a_conversation_is_claimed_once_per_tenant() -> None:
 async def test_the_claim_is_released_however_the_stream_ends() -> None:
     in_flight = TurnsInFlight()
 
-    key = in_flight.claim(DEV_PRINCIPAL, "c")
-    assert key is not None
-    assert len([e async for e in in_flight.held_until_done(key, two_events())]) == 2  # ran to the end
-    assert in_flight.claim(DEV_PRINCIPAL, "c") == key
+    def claimed() -> Claim:
+        claim = in_flight.claim(DEV_PRINCIPAL, "c")
+        assert claim is not None, "the conversation is still held"
+        return claim
 
-    stream = in_flight.held_until_done(key, failing())
+    assert len([e async for e in in_flight.held_until_done(claimed(), two_events())]) == 2  # ran out
+
+    stream = in_flight.held_until_done(claimed(), failing())
     with pytest.raises(RuntimeError):
         async for _ in stream:
             pass
-    assert in_flight.claim(DEV_PRINCIPAL, "c") == key  # failed
 
-    stream = in_flight.held_until_done(key, two_events())
+    stream = in_flight.held_until_done(claimed(), two_events())
     await anext(stream)
     await stream.aclose()  # type: ignore[attr-defined]  # the client left
-    assert in_flight.claim(DEV_PRINCIPAL, "c") == key
 
-    in_flight.held_until_done(key, two_events())  # a response that never started
+    in_flight.held_until_done(claimed(), two_events())  # a response that never started
     gc.collect()
-    assert in_flight.claim(DEV_PRINCIPAL, "c") == key
+    claimed()
+
+
+async def test_a_late_release_does_not_free_a_newer_turns_hold() -> None:
+    in_flight = TurnsInFlight()
+    old = in_flight.claim(DEV_PRINCIPAL, "c")
+    assert old is not None
+    in_flight.release(old)
+    newer = in_flight.claim(DEV_PRINCIPAL, "c")
+    assert newer is not None
+    in_flight.release(old)  # e.g. the first stream's finalizer, run by a late garbage collection
+    assert in_flight.claim(DEV_PRINCIPAL, "c") is None
 
 
 async def test_a_second_request_while_a_turn_streams_is_409_until_it_ends(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ class TurnsInFlight:
         # Only this claim: a late release (the finalizer of a stream long done) must not free a
         # newer turn's hold on the same conversation.
         if self._running.get(claim.key) is claim:
-            del self._running[claim.key]
+            self._running.pop(claim.key, None)  # a finalizer may run on another thread: no KeyError
 
     def held_until_done(self, claim: Claim, events: AsyncIterator[BaseEvent]) -> AsyncIterator[BaseEvent]:
         """`events`, releasing the claim when they end, fail, are closed, or are dropped unstarted."""

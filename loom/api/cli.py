@@ -38,10 +38,6 @@ def _mount_subcommands() -> None:
     )
 
 
-def _settings(home: Path | None) -> Settings:
-    return settings_for(home)
-
-
 def _ensure_seeded(settings: Settings) -> None:
     from loom.lakehouse.seed import is_seeded, seed_lakehouse
 
@@ -80,7 +76,7 @@ def ask(
     if not question.strip():
         err.print("[red]error:[/red] the question is empty")
         raise typer.Exit(2)
-    settings = _settings(home)
+    settings = settings_for(home)
     _ensure_seeded(settings)
 
     async def run() -> str | None:
@@ -98,7 +94,7 @@ def chat(source: SourceOption = None, home: HomeOption = None) -> None:
     """An interactive conversation (a REPL). Empty line, `exit` or Ctrl-D ends it."""
     from loom.api.local import local_session
 
-    settings = _settings(home)
+    settings = settings_for(home)
     _ensure_seeded(settings)
     console.print(f"[bold]Loom[/bold] · {_describe_model(settings)} · empty line or Ctrl-D to quit")
 
@@ -121,7 +117,7 @@ def demo(home: HomeOption = None) -> None:
     """A scripted conversation over the sample lakehouse (seeded on first run)."""
     from loom.api.demo import run_demo
 
-    settings = _settings(home)
+    settings = settings_for(home)
     _ensure_seeded(settings)
     console.rule(f"[bold]Loom Data Agents demo[/bold] · {_describe_model(settings)}")
     if asyncio.run(run_demo(settings, console)):
@@ -141,7 +137,7 @@ def serve(
     from loom.api.app import create_app
     from loom.api.auth import AuthConfigError, check_bind
 
-    settings = _settings(home)
+    settings = settings_for(home)
     bind_host, bind_port = host or settings.host, port or settings.port
     load_sources(settings)  # a broken sources file stops here, with what to fix, not at startup
     try:
@@ -167,10 +163,10 @@ def _log_to_stderr(level: str) -> None:
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("loom")
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    root.propagate = False
+    loom_log = logging.getLogger("loom")
+    loom_log.addHandler(handler)
+    loom_log.setLevel(level.upper())
+    loom_log.propagate = False
 
 
 def main() -> None:

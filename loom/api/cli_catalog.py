@@ -14,8 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loom.agent.settings import Settings, SettingsError, settings_for
+from loom.agent.settings import Settings
 from loom.agent.sources import resolve_source
+from loom.api.cli_query import query_settings
 from loom.engines.contracts import QueryError
 from loom.engines.sources import Source
 
@@ -58,7 +59,7 @@ def link_command(
     Example: loom catalog link --source ./shop.sqlite --question "sales in Texas" --format json
     """
     try:
-        settings = _settings()
+        settings = query_settings()
         linked = _link(resolve_source(source, settings), question, evidence, settings)
     except QueryError as e:
         typer.echo(json.dumps(e.to_json()))
@@ -67,13 +68,6 @@ def link_command(
         typer.echo(json.dumps(to_json(linked), indent=2))
     else:
         Console().print(_table(linked))
-
-
-def _settings() -> Settings:
-    try:
-        return settings_for()
-    except SettingsError as e:
-        raise QueryError("invalid_configuration", str(e)) from e
 
 
 def _link(source: Source, question: str, evidence: str, settings: Settings) -> LinkedSchema:

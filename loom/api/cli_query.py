@@ -139,9 +139,9 @@ def sql_command(
 
       loom query sql --source ./shop.sqlite --batch questions.jsonl
     """
-    settings = _settings(None)
     from loom.agent.service import engine_pool
 
+    settings = query_settings()
     pool = engine_pool(settings)
     try:
         engine = pool.sql_engine(resolve_source(source or settings.default_source, settings))
@@ -163,10 +163,11 @@ def sql_command(
     _print_result(result, output)
 
 
-def _settings(home: Path | None) -> Settings:
+def query_settings(home: Path | None = None) -> Settings:
+    """The settings, or the query contract's answer to bad ones: a JSON error on stdout, exit 2."""
     try:
         return settings_for(home)
-    except SettingsError as e:  # the query contract: a JSON error on stdout, exit 2
+    except SettingsError as e:
         _fail(QueryError("invalid_configuration", str(e)))
 
 
@@ -316,7 +317,7 @@ def seed_command(
     """
     from loom.lakehouse.seed import is_seeded
 
-    settings = _settings(home)
+    settings = query_settings(home)
     root = settings.lakehouse_dir
     if is_seeded(root) and not force:
         typer.echo(

@@ -42,6 +42,14 @@ from loom.engines.contracts import (
 from loom.engines.sql.deadlines import CancelTimer
 from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
 
+log = logging.getLogger(__name__)
+
+# A catalog is read once and kept, then read again when it is this old (new columns, descriptions).
+CATALOG_MAX_AGE_S = 900.0
+# A query naming a table the catalog lacks re-reads a catalog at least this old, once: the table
+# may be new. The floor keeps a model that invents tables from querying the catalog views in a loop.
+RECHECK_UNKNOWN_AFTER_S = 60.0
+
 CANCEL_RETRY_S = 0.25  # a cancel sent before the driver knows its statement id is lost; send again
 TOKEN_REFRESH_MARGIN_S = 300  # fetch a new token this long before the old one expires
 MAX_IDLE_CONNECTIONS = 4
@@ -397,14 +405,6 @@ def _unknown_table(written: str, key: str, data: CatalogData) -> Problem:
         suggestions=suggestions,
     )
 
-
-log = logging.getLogger(__name__)
-
-# A catalog is read once and kept, then read again when it is this old (new columns, descriptions).
-CATALOG_MAX_AGE_S = 900.0
-# A query naming a table the catalog lacks re-reads a catalog at least this old, once: the table
-# may be new. The floor keeps a model that invents tables from querying the catalog views in a loop.
-RECHECK_UNKNOWN_AFTER_S = 60.0
 
 # --- the engine ----------------------------------------------------------------------------------
 

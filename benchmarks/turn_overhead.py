@@ -45,9 +45,9 @@ from deltalake import DeltaTable
 
 from loom.agent.model import ChatMessage
 from loom.agent.model_maf import build_chat_model
-from loom.agent.runner import TurnRequest
-from loom.agent.service import build_runner
-from loom.agent.settings import Settings
+from loom.agent.turns import TurnRequest
+from loom.agent.build import build_runner
+from loom.settings import Settings
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.api.app import create_app
 from loom.identity import DEV_PRINCIPAL

@@ -14,7 +14,7 @@ from typing import Any
 
 import openai
 
-from loom.agent.settings import LOGIN_AUTHORITY, Provider, Settings
+from loom.settings import LOGIN_AUTHORITY, Provider, Settings
 
 CACHE_TEXTS = 20_000
 BATCH = 256  # texts per request: endpoints cap the input list

@@ -39,7 +39,7 @@ from loom.agent.model import (
     ToolCall,
     ToolCallDelta,
 )
-from loom.agent.settings import LOGIN_AUTHORITY, Provider, Settings
+from loom.settings import LOGIN_AUTHORITY, Provider, Settings
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Local OpenAI-compatible servers (vLLM, Ollama) ignore the key, but the SDK insists on one.

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from loom.agent.settings import Settings
+from loom.settings import Settings
 from loom.engines.contracts import QueryError
 from loom.engines.sources import Source, VerifiedQuery
 from loom.prompts import load_verified_queries

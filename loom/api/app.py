@@ -14,8 +14,8 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loom.agent.runner import TurnRunner
-from loom.agent.settings import Settings
+from loom.agent.turns import TurnRunner
+from loom.settings import Settings
 from loom.agent.store import ConversationStore
 from loom.api.auth import EntraVerifier, JwksProvider, check_auth_config
 from loom.api.in_flight import TurnsInFlight
@@ -106,7 +106,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     built = app.state.runner is None
     if built:
         # Imported here: the agent (model clients, engines) loads only when the app really starts.
-        from loom.agent.service import build_runner
+        from loom.agent.build import build_runner
 
         app.state.runner = build_runner(settings, app.state.store)
     try:

@@ -16,7 +16,7 @@ import jwt
 from fastapi import Request
 from jwt import PyJWK, PyJWKClient
 
-from loom.agent.settings import LOGIN_AUTHORITY, AzureCloud, Settings
+from loom.settings import LOGIN_AUTHORITY, AzureCloud, Settings
 from loom.api.schemas import ApiError
 from loom.identity import DEV_PRINCIPAL, Principal
 

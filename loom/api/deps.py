@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from loom.agent.runner import TurnRunner
-from loom.agent.settings import Settings
+from loom.agent.turns import TurnRunner
+from loom.settings import Settings
 from loom.agent.store import ConversationStore
 from loom.api.auth import authenticate
 from loom.api.in_flight import TurnsInFlight

@@ -31,7 +31,7 @@ from loom.agent.model import (
     ToolCallDelta,
 )
 from loom.agent.model_maf import build_chat_model
-from loom.agent.settings import Settings
+from loom.settings import Settings
 from tests.conftest import NetworkForbidden
 from tests.support.openai_server import OpenAICompatServer
 

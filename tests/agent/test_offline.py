@@ -7,7 +7,7 @@ from ag_ui.core import EventType
 
 from loom.agent.model import ChatMessage
 from loom.agent.offline import CONFIGURE, OfflineModel
-from loom.agent.runner import TurnRequest
+from loom.agent.turns import TurnRequest
 from loom.engines.sources import Source
 from loom.identity import DEV_PRINCIPAL
 from loom.tools.registry import TOOLS

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from loom.agent.settings import AzureCloud, Provider, Settings, SettingsError, load_settings
+from loom.settings import AzureCloud, Provider, Settings, SettingsError, load_settings
 
 
 def test_nothing_configured_is_offline() -> None:

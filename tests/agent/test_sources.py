@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from loom.agent.settings import Settings
+from loom.settings import Settings
 from loom.agent.sources import (
     SAMPLE_SOURCE,
     SourcesFileError,

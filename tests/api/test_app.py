@@ -26,8 +26,8 @@ from ag_ui.core import (
 from fastapi.testclient import TestClient
 
 from loom.agent.model import ChatMessage, ModelError, ToolCall
-from loom.agent.runner import TurnRequest
-from loom.agent.settings import Settings
+from loom.agent.turns import TurnRequest
+from loom.settings import Settings
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.store import ConversationStore
 from loom.api.app import create_app

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt import PyJWK
 from jwt.algorithms import RSAAlgorithm
 
-from loom.agent.settings import AzureCloud, Settings
+from loom.settings import AzureCloud, Settings
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.api.app import create_app
 from loom.api.auth import (

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from loom.agent.model_maf import build_chat_model
-from loom.agent.service import build_runner
-from loom.agent.settings import Settings
+from loom.agent.build import build_runner
+from loom.settings import Settings
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
 from loom.api.app import create_app

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from ag_ui.core import BaseEvent, RunStartedEvent
 
-from loom.agent.settings import Settings
+from loom.settings import Settings
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.api.app import create_app
 from loom.api.in_flight import Claim, TurnsInFlight

@@ -47,7 +47,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, model: OpenAICompatServer) 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "OPENAI_", "AZURE_OPENAI_"))}
     env |= {"LOOM_HOME": str(home), "OPENAI_BASE_URL": model.base_url, "LOOM_MODEL": "test-model"}
-    command = [sys.executable, "-c", "from loom.api.cli import main; main()", "serve", "--port", str(port)]
+    command = [sys.executable, "-c", "from loom.cli.main import main; main()", "serve", "--port", str(port)]
     SERVED_HOMES[f"http://127.0.0.1:{port}"] = home
     with (home / "serve.log").open("wb") as log:
         process = subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from loom.api.cli_catalog import catalog_app
+from loom.cli.catalog import catalog_app
 from loom.engines.contracts import Catalog
 from loom.engines.sources import Source
 from loom.engines.sql.duckdb_engine import DuckDBEngine

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from loom.agent.runner import TurnRequest
-from loom.agent.settings import Settings
+from loom.agent.turns import TurnRequest
+from loom.settings import Settings
 from loom.agent.sources import SourcesFileError, UnknownSourceError, load_sources, pick_sources
 from loom.api.deps import InFlightDep, PrincipalDep, RunnerDep, SettingsDep, StoreDep
 from loom.api.schemas import ApiError, ChatRequest, error_responses

@@ -8,7 +8,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from loom.agent.settings import Settings
+from loom.settings import Settings
 from loom.agent.sources import SourcesFileError, load_sources
 from loom.agent.store import ConversationStore
 from loom.api.schemas import Health, Readiness

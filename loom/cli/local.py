@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from rich.console import Console
 
 from loom.agent.loop import Agent, ConversationNotFound
-from loom.agent.runner import TurnRequest
-from loom.agent.service import build_runner
-from loom.agent.settings import Settings
+from loom.agent.turns import TurnRequest
+from loom.agent.build import build_runner
+from loom.settings import Settings
 from loom.agent.sources import SourcesFileError, UnknownSourceError
 from loom.agent.sqlite_store import SqliteConversationStore
-from loom.api.render import TurnPrinter
+from loom.cli.render import TurnPrinter
 from loom.identity import DEV_PRINCIPAL
 
 

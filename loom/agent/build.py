@@ -11,7 +11,7 @@ from functools import partial
 from loom.agent.loop import Agent, TurnLimits
 from loom.agent.model import ChatModel
 from loom.agent.offline import OfflineModel
-from loom.agent.settings import LOGIN_AUTHORITY, Settings
+from loom.settings import LOGIN_AUTHORITY, Settings
 from loom.agent.sources import load_sources
 from loom.agent.store import ConversationStore
 from loom.engines.registry import CloudAccess, EnginePool

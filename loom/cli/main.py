@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from loom.agent.settings import Provider, Settings, SettingsError, settings_for
+from loom.settings import Provider, Settings, SettingsError, settings_for
 
 app = typer.Typer(
     name="loom",
@@ -23,8 +23,8 @@ err = Console(stderr=True)
 
 
 def _mount_subcommands() -> None:
-    from loom.api.cli_catalog import catalog_app
-    from loom.api.cli_query import data_app, query_app
+    from loom.cli.catalog import catalog_app
+    from loom.cli.query import data_app, query_app
 
     if any(group.typer_instance is query_app for group in app.registered_groups):
         return  # mounted already (main() after a test mounted them)
@@ -71,7 +71,7 @@ def ask(
     home: HomeOption = None,
 ) -> None:
     """Ask one question; prints the streamed answer, the query that produced it and its rows."""
-    from loom.api.local import local_session
+    from loom.cli.local import local_session
 
     if not question.strip():
         err.print("[red]error:[/red] the question is empty")
@@ -92,7 +92,7 @@ def ask(
 @app.command()
 def chat(source: SourceOption = None, home: HomeOption = None) -> None:
     """An interactive conversation (a REPL). Empty line, `exit` or Ctrl-D ends it."""
-    from loom.api.local import local_session
+    from loom.cli.local import local_session
 
     settings = settings_for(home)
     _ensure_seeded(settings)
@@ -115,7 +115,7 @@ def chat(source: SourceOption = None, home: HomeOption = None) -> None:
 @app.command()
 def demo(home: HomeOption = None) -> None:
     """A scripted conversation over the sample lakehouse (seeded on first run)."""
-    from loom.api.demo import run_demo
+    from loom.cli.demo import run_demo
 
     settings = settings_for(home)
     _ensure_seeded(settings)

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loom.agent.settings import Settings, SettingsError, settings_for
+from loom.settings import Settings, SettingsError, settings_for
 from loom.agent.sources import resolve_source
 from loom.engines.contracts import Engine, QueryError, ResultSet
 
@@ -139,7 +139,7 @@ def sql_command(
 
       loom query sql --source ./shop.sqlite --batch questions.jsonl
     """
-    from loom.agent.service import engine_pool
+    from loom.agent.build import engine_pool
 
     settings = query_settings()
     pool = engine_pool(settings)

@@ -14,9 +14,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loom.agent.settings import Settings
+from loom.settings import Settings
 from loom.agent.sources import resolve_source
-from loom.api.cli_query import query_settings
+from loom.cli.query import query_settings
 from loom.engines.contracts import QueryError
 from loom.engines.sources import Source
 
@@ -71,7 +71,7 @@ def link_command(
 
 
 def _link(source: Source, question: str, evidence: str, settings: Settings) -> LinkedSchema:
-    from loom.agent.service import engine_pool
+    from loom.agent.build import engine_pool
     from loom.tools.sql_schema import link_question
 
     pool = engine_pool(settings)

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from loom.agent.settings import Settings
+from loom.settings import Settings
 from loom.agent.sources import sample_source
-from loom.api.cli import _mount_subcommands, app, main
-from loom.api.demo import QUESTIONS
+from loom.cli.main import _mount_subcommands, app, main
+from loom.cli.demo import QUESTIONS
 from loom.lakehouse.seed import seed_lakehouse
 from loom.tools.verified import VerifiedIndex
 

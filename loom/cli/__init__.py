@@ -1,0 +1,1 @@
+"""The command line: `loom` and its subcommands (ask, chat, demo, serve, query, data, catalog)."""

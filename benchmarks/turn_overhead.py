@@ -43,15 +43,15 @@ import openai
 import uvicorn
 from deltalake import DeltaTable
 
+from loom.agent.build import build_runner
 from loom.agent.model import ChatMessage
 from loom.agent.model_maf import build_chat_model
-from loom.agent.turns import TurnRequest
-from loom.agent.build import build_runner
-from loom.settings import Settings
 from loom.agent.sqlite_store import SqliteConversationStore
+from loom.agent.turns import TurnRequest
 from loom.api.app import create_app
 from loom.identity import DEV_PRINCIPAL
 from loom.lakehouse.seed import seed_lakehouse
+from loom.settings import Settings
 from tests.support.openai_server import QueuedReply, chunk_deltas, completion, default_reply, sse
 
 QUESTION = "How many order lines are there?"

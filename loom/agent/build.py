@@ -11,10 +11,10 @@ from functools import partial
 from loom.agent.loop import Agent, TurnLimits
 from loom.agent.model import ChatModel
 from loom.agent.offline import OfflineModel
-from loom.settings import LOGIN_AUTHORITY, Settings
 from loom.agent.sources import load_sources
 from loom.agent.store import ConversationStore
 from loom.engines.registry import CloudAccess, EnginePool
+from loom.settings import LOGIN_AUTHORITY, Settings
 from loom.tools.base import QueryLimits
 from loom.tools.registry import TOOLS
 

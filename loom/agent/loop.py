@@ -29,11 +29,11 @@ from loom.agent.budget import BudgetExhausted, InnerModel, TurnBudget
 from loom.agent.events import approval_event, model_events, new_id, result_events, text_events
 from loom.agent.messages import HISTORY_CHARS, build_messages
 from loom.agent.model import ChatMessage, ChatModel, ModelError, ModelReply
-from loom.agent.turns import TurnRequest
 from loom.agent.sources import pick_sources
 from loom.agent.store import ConversationStore, StoredMessage
 from loom.agent.tool_calls import CallOutcome, run_calls
 from loom.agent.turn_log import TurnSummary, log_turn
+from loom.agent.turns import TurnRequest
 from loom.agent.writer import OrderedWriter
 from loom.engines.sources import Source
 from loom.identity import Principal

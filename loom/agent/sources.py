@@ -12,10 +12,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from loom.settings import Settings
 from loom.engines.contracts import QueryError
 from loom.engines.sources import Source, VerifiedQuery
 from loom.prompts import load_verified_queries
+from loom.settings import Settings
 
 SAMPLE_SOURCE = "sales"
 

@@ -14,13 +14,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from loom.agent.turns import TurnRunner
-from loom.settings import Settings
 from loom.agent.store import ConversationStore
+from loom.agent.turns import TurnRunner
 from loom.api.auth import EntraVerifier, JwksProvider, check_auth_config
 from loom.api.in_flight import TurnsInFlight
 from loom.api.routes import chat, conversations, health
 from loom.api.schemas import ErrorBody, ErrorDetail
+from loom.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import jwt
 from fastapi import Request
 from jwt import PyJWK, PyJWKClient
 
-from loom.settings import LOGIN_AUTHORITY, AzureCloud, Settings
 from loom.api.schemas import ApiError
 from loom.identity import DEV_PRINCIPAL, Principal
+from loom.settings import LOGIN_AUTHORITY, AzureCloud, Settings
 
 ALGORITHMS = ["RS256"]
 LEEWAY_S = 60  # clock skew between Entra and this host

@@ -6,13 +6,13 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from loom.agent.turns import TurnRunner
-from loom.settings import Settings
 from loom.agent.store import ConversationStore
+from loom.agent.turns import TurnRunner
 from loom.api.auth import authenticate
 from loom.api.in_flight import TurnsInFlight
 from loom.api.schemas import ApiError
 from loom.identity import Principal
+from loom.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:

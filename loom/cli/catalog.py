@@ -14,11 +14,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from loom.settings import Settings
 from loom.agent.sources import resolve_source
 from loom.cli.query import query_settings
 from loom.engines.contracts import QueryError
 from loom.engines.sources import Source
+from loom.settings import Settings
 
 if TYPE_CHECKING:  # the engines and linking load when a command runs, not for `--help`
     from loom.engines.sql.linking import LinkedSchema

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from loom.settings import Settings
 from loom.cli.local import local_session
+from loom.settings import Settings
 
 QUESTIONS = (
     "What is the total revenue by year?",

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from loom.agent.loop import Agent, ConversationNotFound
-from loom.agent.turns import TurnRequest
 from loom.agent.build import build_runner
-from loom.settings import Settings
+from loom.agent.loop import Agent, ConversationNotFound
 from loom.agent.sources import SourcesFileError, UnknownSourceError
 from loom.agent.sqlite_store import SqliteConversationStore
+from loom.agent.turns import TurnRequest
 from loom.cli.render import TurnPrinter
 from loom.identity import DEV_PRINCIPAL
+from loom.settings import Settings
 
 
 @dataclass

@@ -24,7 +24,8 @@ err = Console(stderr=True)
 
 def _mount_subcommands() -> None:
     from loom.cli.catalog import catalog_app
-    from loom.cli.query import data_app, query_app
+    from loom.cli.data import data_app
+    from loom.cli.query import query_app
 
     if any(group.typer_instance is query_app for group in app.registered_groups):
         return  # mounted already (main() after a test mounted them)

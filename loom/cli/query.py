@@ -1,4 +1,4 @@
-"""`loom query sql` and `loom data seed`: a source queried directly, without a model, and sample data.
+"""`loom query sql`: a source queried directly, without a model.
 
 `loom query sql` follows the Query CLI contract (DESIGN.md): the query is validated by parsing
 (read-only), run with a row cap and a time limit, and printed as a table, JSON (the ResultSet) or
@@ -15,26 +15,21 @@ import sys
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from loom.settings import Settings, SettingsError, settings_for
 from loom.agent.sources import resolve_source
 from loom.engines.contracts import Engine, QueryError, ResultSet
-
-if TYPE_CHECKING:  # the engines and the seeder load when a command runs, not for `--help`
-    from loom.lakehouse.seed import SeedReport
+from loom.settings import Settings, SettingsError, settings_for
 
 EXIT_FAILED = 1  # the query was accepted but failed while running
 EXIT_REFUSED = 2  # the query (or the source, or the input) was refused before running
 FAILURE_CODES = frozenset({"execution_error", "timeout"})
 
 query_app = typer.Typer(no_args_is_help=True, add_completion=False)
-data_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
 class Dialect(StrEnum):
@@ -58,11 +53,6 @@ def query_group() -> None:
     Exit codes: 0 ok; 2 refused or invalid; 1 failed while running.
     On a refusal or failure the command prints {"error": {"code": …, "message": …}} on stdout.
     """
-
-
-@data_app.callback()
-def data_group() -> None:
-    """Local data: build the sample sales lakehouse that the zero-config agent answers from."""
 
 
 # --- loom query sql ---------------------------------------------------------------------------
@@ -285,68 +275,4 @@ def _rich_table(result: ResultSet) -> Table:
         table.add_column(f"{column.name}\n[dim]{column.type}[/dim]", justify="right" if numeric else "left")
     for row in result.rows:
         table.add_row(*(_cell(v) if v is not None else "[dim]null[/dim]" for v in row))
-    return table
-
-
-# --- loom data seed ---------------------------------------------------------------------------
-
-
-@data_app.command("seed")
-def seed_command(
-    home: Annotated[
-        Path | None,
-        typer.Option(
-            "--home",
-            help="State folder; the lakehouse goes in HOME/lakehouse. Default: $LOOM_HOME or ./.loom.",
-        ),
-    ] = None,
-    orders: Annotated[
-        int, typer.Option(min=1, help="How many orders to generate (about 1.8 lines each).")
-    ] = 20000,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed always gives the same tables.")] = 7,
-    force: Annotated[
-        bool, typer.Option("--force", help="Seed again even if the lakehouse exists (replaces it).")
-    ] = False,
-) -> None:
-    """Build the sample sales lakehouse: two years (2024–2025) of US retail orders as Delta tables.
-
-    bronze.orders: order lines as they arrive (all text, some of it messy).
-    silver.orders: the same lines cleaned, typed and de-duplicated.
-    gold: a star schema, fact_sales with dim_date, dim_customer, dim_product and dim_store.
-    Generated locally and deterministically: nothing is downloaded.
-    """
-    from loom.lakehouse.seed import is_seeded
-
-    settings = query_settings(home)
-    root = settings.lakehouse_dir
-    if is_seeded(root) and not force:
-        typer.echo(
-            f"The sample lakehouse already exists at {root}; nothing done (use --force to rebuild it)."
-        )
-        return
-    report = _seed_with_progress(root, seed=seed, orders=orders)
-    Console().print(_seed_table(report))
-
-
-def _seed_with_progress(root: Path, *, seed: int, orders: int) -> SeedReport:
-    from loom.lakehouse.seed import seed_lakehouse
-
-    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("seeding", total=None)
-
-        def advance(what: str, done: int, total: int) -> None:
-            bar.update(task, description=what, completed=done, total=total)
-
-        return seed_lakehouse(root, seed=seed, orders=orders, progress=advance)
-
-
-def _seed_table(report: SeedReport) -> Table:
-    what = f"seed {report.seed}, {report.orders} orders"
-    table = Table(title=f"Seeded {report.root} ({what}) in {report.elapsed_s:.1f} s", title_justify="left")
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    table.add_column("path")
-    for t in report.tables:
-        table.add_row(f"{t.layer}.{t.name}", f"{t.rows:,}", str(t.path))
     return table

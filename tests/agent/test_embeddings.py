@@ -1,9 +1,9 @@
 """Embeddings for schema linking, over the real HTTP path against the local OpenAI-compatible server."""
 
 from loom.agent.embeddings import build_embedder
-from loom.settings import Settings
 from loom.engines.contracts import Catalog, ColumnInfo, TableInfo
 from loom.engines.sql.linking import link
+from loom.settings import Settings
 from tests.support.openai_server import OpenAICompatServer
 
 

@@ -8,9 +8,9 @@ from ag_ui.core import BaseEvent, EventType
 from pydantic import BaseModel
 
 from loom.agent.events import APPROVAL_REQUIRED, RESULT_TABLE
-from loom.agent.turns import TurnRequest
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import FailingModel, ScriptedModel, sql_block, text, tool_call, tool_calls
+from loom.agent.turns import TurnRequest
 from loom.identity import DEV_PRINCIPAL
 from loom.tools.base import Effect, ToolContext, ToolResult, define
 from loom.tools.registry import TOOLS

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 
-from loom.settings import Settings
 from loom.agent.sources import (
     SAMPLE_SOURCE,
     SourcesFileError,
@@ -13,6 +12,7 @@ from loom.agent.sources import (
     resolve_source,
 )
 from loom.engines.contracts import QueryError
+from loom.settings import Settings
 
 
 def test_without_a_sources_file_the_sample_lakehouse_is_the_source(tmp_path: Path) -> None:

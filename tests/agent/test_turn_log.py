@@ -11,8 +11,8 @@ import pytest
 from ag_ui.core import BaseEvent
 
 from loom.agent.model import ModelReply
-from loom.agent.turns import TurnRequest
 from loom.agent.testing import FailingModel, ScriptedModel, sql_block, text, tool_call
+from loom.agent.turns import TurnRequest
 from loom.identity import DEV_PRINCIPAL
 from tests.agent.conftest import AgentFactory
 

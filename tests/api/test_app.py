@@ -26,12 +26,12 @@ from ag_ui.core import (
 from fastapi.testclient import TestClient
 
 from loom.agent.model import ChatMessage, ModelError, ToolCall
-from loom.agent.turns import TurnRequest
-from loom.settings import Settings
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.store import ConversationStore
+from loom.agent.turns import TurnRequest
 from loom.api.app import create_app
 from loom.identity import DEV_PRINCIPAL, Principal
+from loom.settings import Settings
 from tests.api.test_auth import PARTNER, TENANT, Issuer, entra_settings
 
 ARGS = '{"question": "orders per channel"}'

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt import PyJWK
 from jwt.algorithms import RSAAlgorithm
 
-from loom.settings import AzureCloud, Settings
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.api.app import create_app
 from loom.api.auth import (
@@ -31,6 +30,7 @@ from loom.api.auth import (
     check_bind,
 )
 from loom.identity import Principal
+from loom.settings import AzureCloud, Settings
 
 TENANT = "11111111-aaaa-bbbb-cccc-000000000001"
 PARTNER = "22222222-aaaa-bbbb-cccc-000000000002"

@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from loom.agent.model_maf import build_chat_model
 from loom.agent.build import build_runner
-from loom.settings import Settings
+from loom.agent.model_maf import build_chat_model
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
 from loom.api.app import create_app
 from loom.lakehouse.seed import seed_lakehouse
+from loom.settings import Settings
 from tests.support.openai_server import OpenAICompatServer
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "chat_stream.jsonl"

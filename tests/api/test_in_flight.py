@@ -13,11 +13,11 @@ import httpx
 import pytest
 from ag_ui.core import BaseEvent, RunStartedEvent
 
-from loom.settings import Settings
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.api.app import create_app
 from loom.api.in_flight import Claim, TurnsInFlight
 from loom.identity import DEV_PRINCIPAL, Principal
+from loom.settings import Settings
 from tests.api.test_app import FakeRunner, asgi_chat_scope
 
 OTHER_TENANT = Principal(tenant_id="t2", user_id="u")

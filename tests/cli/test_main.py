@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from loom.settings import Settings
 from loom.agent.sources import sample_source
-from loom.cli.main import _mount_subcommands, app, main
 from loom.cli.demo import QUESTIONS
+from loom.cli.main import _mount_subcommands, app, main
 from loom.lakehouse.seed import seed_lakehouse
+from loom.settings import Settings
 from loom.tools.verified import VerifiedIndex
 
 _mount_subcommands()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from loom.cli.query import data_app, query_app
+from loom.cli.data import data_app
+from loom.cli.query import query_app
 from loom.lakehouse.seed import is_seeded, seed_lakehouse
 
 runner = CliRunner()

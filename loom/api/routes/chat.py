@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from loom.agent.turns import TurnRequest
-from loom.settings import Settings
 from loom.agent.sources import SourcesFileError, UnknownSourceError, load_sources, pick_sources
+from loom.agent.turns import TurnRequest
 from loom.api.deps import InFlightDep, PrincipalDep, RunnerDep, SettingsDep, StoreDep
 from loom.api.schemas import ApiError, ChatRequest, error_responses
 from loom.api.sse import EventStreamResponse, sse_response
+from loom.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 

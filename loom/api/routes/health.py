@@ -8,11 +8,11 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from loom.settings import Settings
 from loom.agent.sources import SourcesFileError, load_sources
 from loom.agent.store import ConversationStore
 from loom.api.schemas import Health, Readiness
 from loom.identity import Principal
+from loom.settings import Settings
 
 router = APIRouter(tags=["health"])
 log = logging.getLogger(__name__)

@@ -1,0 +1,84 @@
+"""`loom data seed`: the sample sales lakehouse the zero-config agent answers from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from loom.cli.query import query_settings
+
+if TYPE_CHECKING:  # the seeder loads when a command runs, not for `--help`
+    from loom.lakehouse.seed import SeedReport
+
+data_app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+@data_app.callback()
+def data_group() -> None:
+    """Local data: build the sample sales lakehouse that the zero-config agent answers from."""
+
+
+@data_app.command("seed")
+def seed_command(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="State folder; the lakehouse goes in HOME/lakehouse. Default: $LOOM_HOME or ./.loom.",
+        ),
+    ] = None,
+    orders: Annotated[
+        int, typer.Option(min=1, help="How many orders to generate (about 1.8 lines each).")
+    ] = 20000,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed always gives the same tables.")] = 7,
+    force: Annotated[
+        bool, typer.Option("--force", help="Seed again even if the lakehouse exists (replaces it).")
+    ] = False,
+) -> None:
+    """Build the sample sales lakehouse: two years (2024–2025) of US retail orders as Delta tables.
+
+    bronze.orders: order lines as they arrive (all text, some of it messy).
+    silver.orders: the same lines cleaned, typed and de-duplicated.
+    gold: a star schema, fact_sales with dim_date, dim_customer, dim_product and dim_store.
+    Generated locally and deterministically: nothing is downloaded.
+    """
+    from loom.lakehouse.seed import is_seeded
+
+    settings = query_settings(home)
+    root = settings.lakehouse_dir
+    if is_seeded(root) and not force:
+        typer.echo(
+            f"The sample lakehouse already exists at {root}; nothing done (use --force to rebuild it)."
+        )
+        return
+    report = _seed_with_progress(root, seed=seed, orders=orders)
+    Console().print(_seed_table(report))
+
+
+def _seed_with_progress(root: Path, *, seed: int, orders: int) -> SeedReport:
+    from loom.lakehouse.seed import seed_lakehouse
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("seeding", total=None)
+
+        def advance(what: str, done: int, total: int) -> None:
+            bar.update(task, description=what, completed=done, total=total)
+
+        return seed_lakehouse(root, seed=seed, orders=orders, progress=advance)
+
+
+def _seed_table(report: SeedReport) -> Table:
+    what = f"seed {report.seed}, {report.orders} orders"
+    table = Table(title=f"Seeded {report.root} ({what}) in {report.elapsed_s:.1f} s", title_justify="left")
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    table.add_column("path")
+    for t in report.tables:
+        table.add_row(f"{t.layer}.{t.name}", f"{t.rows:,}", str(t.path))
+    return table

@@ -40,7 +40,7 @@ from typing import Any
 from sqlglot import exp
 
 from loom.engines.contracts import QueryError
-from loom.engines.sources import Source
+from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
 from loom.engines.sql.validator import parse_sql
 
@@ -157,7 +157,7 @@ class Target:
 
     @classmethod
     def open(cls, db: Path) -> Target:
-        engine = DuckDBEngine(Source(name=db.stem, location=str(db), dialect="sqlite"))
+        engine = DuckDBEngine(DuckDBSource(name=db.stem, location=str(db), dialect="sqlite"))
         result = engine.execute(SCHEMA_SQL, max_rows=MAX_ROWS, timeout_s=TIMEOUT_S, dialect="duckdb")
         schema: dict[str, dict[str, str]] = {}
         for table, column, data_type in result.rows:

@@ -34,10 +34,10 @@ from sqlglot import exp
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
-from loom.engines.contracts import Catalog
-from loom.engines.sources import Source
+from loom.engines.contracts import Catalog, ForeignKey
+from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
-from loom.engines.sql.keys import ForeignKey, foreign_keys
+from loom.engines.sql.keys import foreign_keys
 from loom.engines.sql.linking import LinkedSchema, ValueIndex, link
 from loom.engines.sql.linking_values import engine_fetcher
 
@@ -68,7 +68,7 @@ class Database:
 
     @classmethod
     def open(cls, path: Path) -> Database:
-        engine = DuckDBEngine(Source(name=path.stem, location=str(path)))
+        engine = DuckDBEngine(DuckDBSource(name=path.stem, location=str(path)))
         catalog = engine.catalog()
         values = ValueIndex.build(catalog, engine_fetcher(engine))
         schema = {t.name.lower(): {c.name.lower(): c.type for c in t.columns} for t in catalog.tables}

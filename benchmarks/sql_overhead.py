@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from loom.engines.sources import Source
+from loom.engines.sources import DuckDBSource
 from loom.engines.sql import duckdb_engine
 from loom.engines.sql.duckdb_engine import DuckDBEngine
 
@@ -87,7 +87,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         generate(Path(tmp), args.rows)
-        engine = DuckDBEngine(Source(name="bench", location=tmp, dialect="tsql"))
+        engine = DuckDBEngine(DuckDBSource(name="bench", location=tmp, dialect="tsql"))
         engine.catalog()
         print(f"generated and loaded {args.rows:,} rows in {time.perf_counter() - started:.1f} s")
         print(f"{'query':14} {'platform p50':>13} {'raw p50':>9} {'ratio':>6} {'budget':>8}  met")

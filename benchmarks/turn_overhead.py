@@ -43,7 +43,7 @@ import openai
 import uvicorn
 from deltalake import DeltaTable
 
-from loom.agent.build import build_runner
+from loom.agent.build import build_agent
 from loom.agent.model import ChatMessage
 from loom.agent.model_maf import build_chat_model
 from loom.agent.sqlite_store import SqliteConversationStore
@@ -254,7 +254,7 @@ async def in_process(home: Path, turns: int, case: Scenario) -> tuple[list[float
     settings = settings_for(home)
     model = build_chat_model(settings, http_client=httpx2.AsyncClient(transport=fake.transport()))
     store = SqliteConversationStore(home / "bench.db")
-    agent = build_runner(settings, store, model=model)
+    agent = build_agent(settings, store, model=model)
 
     async def platform() -> None:
         async for _ in agent.run_turn(DEV_PRINCIPAL, TurnRequest(message=case.question)):
@@ -309,7 +309,7 @@ async def over_http(home: Path, case: Scenario, turns: int, concurrency: int) ->
     fake, settings = FakeModel(), settings_for(home)
     model = build_chat_model(settings, http_client=httpx2.AsyncClient(transport=fake.transport()))
     store = SqliteConversationStore(home / "http.db")
-    clock = SendClock(create_app(settings, store=store, runner=build_runner(settings, store, model=model)))
+    clock = SendClock(create_app(settings, store=store, runner=build_agent(settings, store, model=model)))
     server = uvicorn.Server(uvicorn.Config(clock, host="127.0.0.1", port=0, log_level="warning"))
     serving = asyncio.create_task(server.serve())
     while not server.started:

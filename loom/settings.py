@@ -164,6 +164,10 @@ class Settings(BaseSettings):
         return self.sources_file or self.home / "sources.yaml"
 
 
+# Every default in one place: what Settings holds before the environment or a file is read.
+DEFAULTS = Settings.model_construct()
+
+
 # --- reading it, with errors a person can act on ----------------------------------------------------
 
 _SECRET_HINTS = ("key", "token", "secret", "password")

@@ -1,4 +1,4 @@
-"""Assembling the agent from Settings: model (or offline stand-in), tools, engines, store.
+"""Building the agent from Settings: model (or offline stand-in), tools, engines, store.
 
 The model and embedding clients (openai, Agent Framework) are imported where they are built, so
 commands that only query data (`loom query`, `loom catalog`, `--help`) start without them.
@@ -13,31 +13,17 @@ from loom.agent.model import ChatModel
 from loom.agent.offline import OfflineModel
 from loom.agent.sources import load_sources
 from loom.agent.store import ConversationStore
+from loom.azure_credential import azure_credential
 from loom.engines.registry import CloudAccess, EnginePool
-from loom.settings import LOGIN_AUTHORITY, Settings
+from loom.settings import Settings
 from loom.tools.base import QueryLimits
 from loom.tools.registry import TOOLS
-
-
-def query_limits(settings: Settings) -> QueryLimits:
-    return QueryLimits(
-        max_rows=settings.query_max_rows,
-        timeout_s=settings.query_timeout_s,
-        max_repairs=settings.max_repairs,
-        verified_threshold=settings.verified_match_threshold,
-    )
 
 
 def engine_pool(settings: Settings) -> EnginePool:
     """Engines for the configured sources; cloud ones sign in with the cloud's authority."""
     token = settings.databricks_token.get_secret_value() if settings.databricks_token else None
-    return EnginePool(CloudAccess(settings.azure_cloud.value, partial(_azure_credential, settings), token))
-
-
-def _azure_credential(settings: Settings) -> object:
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential(authority=LOGIN_AUTHORITY[settings.azure_cloud])
+    return EnginePool(CloudAccess(settings.azure_cloud.value, partial(azure_credential, settings), token))
 
 
 def build_model(settings: Settings) -> ChatModel:
@@ -47,10 +33,10 @@ def build_model(settings: Settings) -> ChatModel:
     model = build_chat_model(settings)
     if model is not None:
         return model
-    return OfflineModel(list(load_sources(settings).values()), settings.verified_match_threshold)
+    return OfflineModel(partial(load_sources, settings), TOOLS, settings.verified_match_threshold)
 
 
-def build_runner(
+def build_agent(
     settings: Settings,
     store: ConversationStore,
     *,
@@ -65,9 +51,7 @@ def build_runner(
         store=store,
         engines=engines or engine_pool(settings),
         sources=partial(load_sources, settings),
-        limits=TurnLimits(
-            settings.max_model_calls_per_turn, settings.max_tool_rounds, settings.history_max_chars
-        ),
-        query_limits=query_limits(settings),
+        limits=TurnLimits.of(settings),
+        query_limits=QueryLimits.of(settings),
         embedder=build_embedder(settings),
     )

@@ -14,7 +14,8 @@ from typing import Any
 
 import openai
 
-from loom.settings import LOGIN_AUTHORITY, Provider, Settings
+from loom.azure_credential import azure_credential
+from loom.settings import Provider, Settings
 
 CACHE_TEXTS = 20_000
 BATCH = 256  # texts per request: endpoints cap the input list
@@ -73,10 +74,10 @@ def _azure(settings: Settings) -> dict[str, Any]:
     if settings.azure_openai_api_key:
         auth = {"api_key": settings.azure_openai_api_key.get_secret_value()}
     else:
-        from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+        from azure.identity import get_bearer_token_provider
 
-        credential = DefaultAzureCredential(authority=LOGIN_AUTHORITY[settings.azure_cloud])
-        auth = {"azure_ad_token_provider": get_bearer_token_provider(credential, settings.cognitive_scope)}
+        provider = get_bearer_token_provider(azure_credential(settings), settings.cognitive_scope)
+        auth = {"azure_ad_token_provider": provider}
     return {
         "azure_endpoint": settings.azure_openai_endpoint,
         "api_version": settings.azure_openai_api_version,

@@ -27,31 +27,35 @@ from ag_ui.core.events import RunFinishedInterruptOutcome, RunFinishedSuccessOut
 from loom.agent.approval import ApprovalGate, EffectGate
 from loom.agent.budget import BudgetExhausted, InnerModel, TurnBudget
 from loom.agent.events import approval_event, model_events, new_id, result_events, text_events
-from loom.agent.messages import HISTORY_CHARS, build_messages
+from loom.agent.messages import build_messages
 from loom.agent.model import ChatMessage, ChatModel, ModelError, ModelReply
 from loom.agent.sources import pick_sources
-from loom.agent.store import ConversationStore, StoredMessage
+from loom.agent.store import ConversationNotFound, ConversationStore, StoredMessage
 from loom.agent.tool_calls import CallOutcome, run_calls
 from loom.agent.turn_log import TurnSummary, log_turn
 from loom.agent.turns import TurnRequest
 from loom.agent.writer import OrderedWriter
+from loom.engines.contracts import Embedder
 from loom.engines.sources import Source
 from loom.identity import Principal
+from loom.settings import DEFAULTS, Settings
 from loom.tools.base import EngineProvider, QueryLimits, Tool, ToolContext
 
 log = logging.getLogger(__name__)
 TITLE_CHARS = 80
 
 
-class ConversationNotFound(LookupError):
-    pass
-
-
 @dataclass(frozen=True)
 class TurnLimits:
-    max_model_calls: int = 10
-    max_tool_rounds: int = 4
-    history_chars: int = HISTORY_CHARS  # how much of the conversation so far the model reads
+    """What one turn may spend. The defaults are Settings' (one place)."""
+
+    max_model_calls: int
+    max_tool_rounds: int
+    history_chars: int  # how much of the conversation so far the model reads
+
+    @classmethod
+    def of(cls, settings: Settings) -> TurnLimits:
+        return cls(settings.max_model_calls_per_turn, settings.max_tool_rounds, settings.history_max_chars)
 
 
 @dataclass
@@ -64,6 +68,7 @@ class Turn:
     messages: list[ChatMessage]
     budget: TurnBudget
     ctx: ToolContext
+    tools: list[Tool]  # offered this turn: those the turn's sources can serve
     interrupts: list[Interrupt] = field(default_factory=list)
     tool_log: list[str] = field(default_factory=list)  # "name:status" of each call, for the turn log
 
@@ -79,10 +84,10 @@ class Agent:
     store: ConversationStore
     engines: EngineProvider
     sources: Callable[[], Mapping[str, Source]]
-    limits: TurnLimits = field(default_factory=TurnLimits)
-    query_limits: QueryLimits = field(default_factory=QueryLimits)
+    limits: TurnLimits = field(default_factory=lambda: TurnLimits.of(DEFAULTS))
+    query_limits: QueryLimits = field(default_factory=lambda: QueryLimits.of(DEFAULTS))
     gate: ApprovalGate = field(default_factory=EffectGate)
-    embedder: Any = None  # for schema linking; None unless an embedding model is configured
+    embedder: Embedder | None = None  # for schema linking, when an embedding model is configured
 
     async def run_turn(self, principal: Principal, request: TurnRequest) -> AsyncIterator[BaseEvent]:
         started = time.perf_counter()
@@ -126,8 +131,9 @@ class Agent:
             limits=self.query_limits,
             embedder=self.embedder,
         )
-        messages = [*build_messages(sources, stored, self.limits.history_chars), user]
-        return Turn(principal, writer, new_id("run"), messages, budget, ctx)
+        tools = [t for t in self.tools if t.offered(sources)]
+        messages = [*build_messages(sources, tools, stored, self.limits.history_chars), user]
+        return Turn(principal, writer, new_id("run"), messages, budget, ctx, tools)
 
     async def rounds(self, turn: Turn) -> AsyncIterator[BaseEvent]:
         """Model call, then its tool calls, until the model answers without calling a tool."""
@@ -157,12 +163,13 @@ class Agent:
 
     def call_model(self, turn: Turn) -> AsyncIterator[BaseEvent | ModelReply]:
         """Stream one model call. Tools are offered until the round limit, then the model must answer."""
-        tools = [t.schema() for t in self.tools] if turn.budget.tools_allowed else []
+        names = [s.name for s in turn.ctx.sources]
+        tools = [t.schema(names) for t in turn.tools] if turn.budget.tools_allowed else []
         return model_events(self.model.stream(turn.messages, tools))
 
     async def run_tools(self, turn: Turn, reply: ModelReply) -> list[CallOutcome]:
         turn.budget.tool_rounds += 1
-        by_name = {t.name: t for t in self.tools}
+        by_name = {t.name: t for t in turn.tools}
         outcomes = await run_calls(turn.ctx, by_name, self.gate, reply.tool_calls)
         turn.tool_log.extend(f"{o.call.name}:{o.status}" for o in outcomes)
         messages = [reply.as_message(), *(o.as_message() for o in outcomes)]

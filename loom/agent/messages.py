@@ -8,26 +8,38 @@ from functools import lru_cache
 
 from loom.agent.model import ChatMessage
 from loom.agent.store import StoredMessage
+from loom.engines.registry import languages
 from loom.engines.sources import Source
 from loom.prompts import render
+from loom.tools.base import Tool
 
 HISTORY_MESSAGES = 40
-HISTORY_CHARS = 60_000  # ~15k tokens; lower it (LOOM_HISTORY_MAX_CHARS) for small-context models
 OLD_RESULT_CHARS = 1_500  # a tool result from an earlier turn keeps this much
 SHORTENED = "… (shortened: an earlier turn's result; run the tool again for all of it)"
 
 
 def _describe(source: Source) -> str:
-    line = f"- `{source.name}` ({source.kind}, {source.dialect} SQL): {source.description}"
+    answered = ", ".join(_language(source, lang) for lang in languages(source)) or "nothing yet"
+    line = f"- `{source.name}` ({source.kind}; answers {answered}): {source.description}"
     if source.instructions:
         line += f"\n  Instructions: {source.instructions}"
     return line
 
 
+def _language(source: Source, language: str) -> str:
+    dialect = source.dialect_for(language)
+    return language.upper() if dialect == language else f"{language.upper()} in the {dialect} dialect"
+
+
+def _guidance(tool: Tool) -> str:
+    return tool.guidance or f"- `{tool.name}`: {tool.description.splitlines()[0] if tool.description else ''}"
+
+
 @lru_cache(maxsize=32)
-def _system_prompt(sources: tuple[Source, ...]) -> ChatMessage:
+def _system_prompt(sources: tuple[Source, ...], tools: tuple[Tool, ...]) -> ChatMessage:
     listed = "\n".join(_describe(s) for s in sources) or "- (none configured)"
-    return ChatMessage(role="system", content=render("system", sources=listed))
+    guidance = "\n".join(_guidance(t) for t in tools) or "- (none: answer without tools)"
+    return ChatMessage(role="system", content=render("system", sources=listed, tools=guidance))
 
 
 def _turns(history: Sequence[ChatMessage]) -> list[list[ChatMessage]]:
@@ -73,7 +85,8 @@ def _trim(history: list[ChatMessage], max_chars: int) -> list[ChatMessage]:
 
 
 def build_messages(
-    sources: Sequence[Source], stored: Sequence[StoredMessage], max_chars: int = HISTORY_CHARS
+    sources: Sequence[Source], tools: Sequence[Tool], stored: Sequence[StoredMessage], max_chars: int
 ) -> list[ChatMessage]:
+    """The system prompt for these sources and tools, then the history within `max_chars`."""
     history = [m.to_chat() for m in stored]
-    return [_system_prompt(tuple(sources)), *_trim(history, max_chars)]
+    return [_system_prompt(tuple(sources), tuple(tools)), *_trim(history, max_chars)]

@@ -39,7 +39,8 @@ from loom.agent.model import (
     ToolCall,
     ToolCallDelta,
 )
-from loom.settings import LOGIN_AUTHORITY, Provider, Settings
+from loom.azure_credential import azure_credential
+from loom.settings import Provider, Settings
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Local OpenAI-compatible servers (vLLM, Ollama) ignore the key, but the SDK insists on one.
@@ -367,10 +368,10 @@ def entra_token_provider(settings: Settings, credential: object | None) -> Token
     always chosen here. The provider caches the token; the first fetch may block on I/O, so it runs
     in a worker thread rather than on the event loop.
     """
-    from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+    from azure.identity import get_bearer_token_provider
 
     if credential is None:
-        credential = DefaultAzureCredential(authority=LOGIN_AUTHORITY[settings.azure_cloud])
+        credential = azure_credential(settings)
     fetch = get_bearer_token_provider(credential, settings.cognitive_scope)  # type: ignore[arg-type]
 
     async def provide() -> str:

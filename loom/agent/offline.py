@@ -1,19 +1,26 @@
 """Offline mode: a stand-in for the model when none is configured.
 
 It answers only what the verified-query library covers, and it does so through the same path as a
-real model (a `nl2sql` tool call that runs the verified query), so offline answers come from
-queries actually executed. Anything else gets a plain statement of how to configure a model.
+real model (a call of the tool for the verified query's language, which runs it), so offline
+answers come from queries actually executed. Anything else gets a plain statement of how to
+configure a model.
+
+Like a model, it reads only what the turn offers: the tools, and in their `source` argument the
+sources this conversation may use. Verified questions belong to their source, so another source's
+are neither matched nor listed, and the sources are read as they are now (the file may change
+under a running server).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from loom.agent.model import ChatMessage, ModelEvent, ModelReply, TextDelta, ToolCall, ToolCallDelta
 from loom.engines.sources import Source
+from loom.tools.base import Tool
 from loom.tools.verified import VerifiedIndex
 
 CONFIGURE = (
@@ -29,7 +36,7 @@ def _format_row(columns: list[str], row: list[Any]) -> str:
 
 
 def describe(result: dict[str, Any]) -> str:
-    """A plain-language account of one nl2sql result, for the offline answer."""
+    """A plain-language account of one data tool's result, for the offline answer."""
     if "error" in result:
         return f"The query could not run: {result['error'].get('message', 'unknown error')}"
     table = result["result"]
@@ -62,27 +69,34 @@ class OfflineModel:
 
     name = "offline"
 
-    def __init__(self, sources: Sequence[Source], threshold: float) -> None:
+    def __init__(
+        self, sources: Callable[[], Mapping[str, Source]], tools: Sequence[Tool], threshold: float
+    ) -> None:
+        self.sources = sources
         self.threshold = threshold
-        self._indexes = [(s, VerifiedIndex.of(s.verified_queries)) for s in sources]
-
-    def _no_model(self) -> str:
-        known = [v.question for s, _ in self._indexes for v in s.verified_queries][:12]
-        listed = "\n".join(f"- {q}" for q in known)
-        answerable = f"\n\nQuestions I can answer now from verified queries:\n{listed}" if known else ""
-        return (
-            "No language model is configured, so I can only answer questions that match the "
-            f"verified-query library, and this one does not. {CONFIGURE}{answerable}"
-        )
+        self._languages = {t.name: t.language for t in tools if t.language is not None}
 
     def _for_user(self, question: str, tools: Sequence[dict[str, Any]]) -> ModelReply:
-        offered = {t["function"]["name"] for t in tools}
-        for source, index in self._indexes:
-            if "nl2sql" in offered and index.best(question, self.threshold):
+        offered = self._offered(tools)
+        for source, tool in offered:
+            library = tuple(v for v in source.verified_queries if v.language == self._languages[tool])
+            if VerifiedIndex.of(library).best(question, self.threshold):
                 args = json.dumps({"question": question, "source": source.name})
-                call = ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name="nl2sql", arguments=args)
+                call = ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=tool, arguments=args)
                 return ModelReply(tool_calls=(call,))
-        return ModelReply(text=self._no_model())
+        return ModelReply(text=_no_model([s for s, _ in offered]))
+
+    def _offered(self, tools: Sequence[dict[str, Any]]) -> list[tuple[Source, str]]:
+        """(source, tool) for each data tool offered and each source it may name, in order."""
+        known = self.sources()
+        pairs: list[tuple[Source, str]] = []
+        for schema in tools:
+            function = schema["function"]
+            if function["name"] not in self._languages:
+                continue
+            names = function["parameters"].get("properties", {}).get("source", {}).get("enum", list(known))
+            pairs.extend((known[n], function["name"]) for n in names if n in known)
+        return pairs
 
     def _reply(self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]]) -> ModelReply:
         tail = _trailing(messages, "tool")
@@ -104,6 +118,16 @@ class OfflineModel:
         for call in reply.tool_calls:
             yield ToolCallDelta(id=call.id, name=call.name, arguments=call.arguments)
         yield reply
+
+
+def _no_model(sources: Sequence[Source]) -> str:
+    known = list(dict.fromkeys(v.question for s in sources for v in s.verified_queries))[:12]
+    listed = "\n".join(f"- {q}" for q in known)
+    answerable = f"\n\nQuestions I can answer now from verified queries:\n{listed}" if known else ""
+    return (
+        "No language model is configured, so I can only answer questions that match the "
+        f"verified-query library, and this one does not. {CONFIGURE}{answerable}"
+    )
 
 
 def _trailing(messages: Sequence[ChatMessage], role: str) -> list[ChatMessage]:

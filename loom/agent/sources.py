@@ -6,14 +6,16 @@ so zero configuration still gives the agent something real to answer from.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from loom.engines.contracts import QueryError
-from loom.engines.sources import Source, VerifiedQuery
+from loom.engines.sources import KINDS, DuckDBSource, Source, SourceSpec, VerifiedQuery
 from loom.prompts import load_verified_queries
 from loom.settings import Settings
 
@@ -21,7 +23,7 @@ SAMPLE_SOURCE = "sales"
 
 
 class SourcesFile(BaseModel):
-    sources: list[Source]
+    sources: list[SourceSpec]
 
 
 class SourcesFileError(ValueError):
@@ -37,13 +39,13 @@ class UnknownSourceError(KeyError):
         return self.message
 
 
-def sample_source(settings: Settings) -> Source:
+def sample_source(settings: Settings) -> DuckDBSource:
     """The seeded sales lakehouse (`loom data seed`) with its packaged verified queries."""
     return _sample(settings.lakehouse_dir)
 
 
-def _sample(lakehouse: Path) -> Source:
-    return Source(
+def _sample(lakehouse: Path) -> DuckDBSource:
+    return DuckDBSource(
         name=SAMPLE_SOURCE,
         location=str(lakehouse),
         description="Sample retail sales lakehouse: a star schema of orders, products, customers and "
@@ -96,17 +98,33 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
 
 
 def _problems(error: ValidationError, most: int = 5) -> str:
-    """`sources[1].kind: Input should be 'duckdb', …` for each problem (the first `most`)."""
-    shown = []
-    for problem in error.errors()[:most]:
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in problem["loc"]).lstrip(".")
-        shown.append(f"{where or 'the file'}: {problem['msg']}")
+    """`sources[1].kind: kind must be one of …` for each problem (the first `most`)."""
+    shown = [
+        f"{_where(problem['loc'], problem['type']) or 'the file'}: {_message(problem)}"
+        for problem in error.errors()[:most]
+    ]
     more = error.error_count() - len(shown)
     return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
 
+def _where(loc: tuple[int | str, ...], kind: str) -> str:
+    # A source's kind appears in the location as the union's tag (`sources[2].synapse.database`):
+    # the user wrote no such key, so it is left out.
+    parts = [p for i, p in enumerate(loc) if not (p in KINDS and i and isinstance(loc[i - 1], int))]
+    if kind == "unknown_kind":
+        parts.append("kind")
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+
+
+def _message(problem: Any) -> str:
+    if problem["type"] == "extra_forbidden":
+        kind = next((p for p in problem["loc"] if p in KINDS), "this")
+        return f"not a field of a {kind} source"
+    return str(problem["msg"])
+
+
 def _resolve_location(source: Source, base: Path) -> Source:
-    if not source.is_local:  # a host name, not a path
+    if not isinstance(source, DuckDBSource):  # a host name, not a path
         return source
     location = Path(source.location).expanduser()
     if not location.is_absolute():
@@ -114,7 +132,7 @@ def _resolve_location(source: Source, base: Path) -> Source:
     return source.model_copy(update={"location": str(location)})
 
 
-def pick_sources(all_sources: dict[str, Source], names: list[str] | None) -> list[Source]:
+def pick_sources(all_sources: Mapping[str, Source], names: list[str] | None) -> list[Source]:
     if not names:
         return list(all_sources.values())
     missing = [n for n in names if n not in all_sources]
@@ -134,6 +152,6 @@ def resolve_source(ref: str, settings: Settings) -> Source:
         return sources[ref]
     path = Path(ref).expanduser()
     if path.exists():
-        return Source(name=path.stem or "source", location=str(path.resolve()))
+        return DuckDBSource(name=path.stem or "source", location=str(path.resolve()))
     known = ", ".join(sorted(sources)) or "none"
     raise QueryError("unknown_source", f"{ref!r} is neither a configured source (known: {known}) nor a path.")

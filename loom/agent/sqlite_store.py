@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from loom.agent.model import ChatMessage
-from loom.agent.store import Conversation, StoredMessage
+from loom.agent.store import Conversation, ConversationNotFound, StoredMessage
 from loom.identity import Principal
 
 T = TypeVar("T")
@@ -59,10 +59,6 @@ _OWNED = "id = ? AND tenant_id = ? AND user_id = ?"
 
 class ConversationIdConflict(ValueError):
     """A caller-chosen conversation id is already taken by someone else; it is neither shown nor reused."""
-
-
-class ConversationNotFound(LookupError):
-    """Appending to a conversation that does not exist for this principal."""
 
 
 def _now() -> str:
@@ -322,7 +318,7 @@ class SqliteConversationStore:
         with self._write() as tx:
             owned = (conversation_id, principal.tenant_id, principal.user_id)
             if tx.execute(f"SELECT 1 FROM conversations WHERE {_OWNED}", owned).fetchone() is None:
-                raise ConversationNotFound(f"no conversation {conversation_id!r} for this user")
+                raise ConversationNotFound(conversation_id)
             return _insert(tx, principal, conversation_id, messages, metadata)
 
     async def messages(self, principal: Principal, conversation_id: str) -> list[StoredMessage]:

@@ -16,6 +16,14 @@ from loom.agent.model import ChatMessage, ToolCall
 from loom.identity import Principal
 
 
+class ConversationNotFound(LookupError):
+    """No conversation with this id for this principal (another tenant's or user's is never found)."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(f"no conversation {conversation_id!r} for this user")
+        self.conversation_id = conversation_id
+
+
 class Conversation(BaseModel):
     id: str
     tenant_id: str

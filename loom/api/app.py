@@ -106,9 +106,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     built = app.state.runner is None
     if built:
         # Imported here: the agent (model clients, engines) loads only when the app really starts.
-        from loom.agent.build import build_runner
+        from loom.agent.build import build_agent
 
-        app.state.runner = build_runner(settings, app.state.store)
+        app.state.runner = build_agent(settings, app.state.store)
     try:
         yield
     finally:

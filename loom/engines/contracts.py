@@ -1,4 +1,11 @@
-"""The contracts every engine shares: ResultSet, Problem, Catalog and the Engine protocol."""
+"""The contracts every engine shares: ResultSet, Problem, Catalog, and the Engine and Retriever protocols.
+
+Tools and the agent speak only these types. A query language (sql now; kql, dax, gremlin next) is an
+`Engine` per source kind, opened from the table in `registry.py`; document search, which generates
+no query, is a `Retriever`. The catalog carries what every language needs to be prompted and
+checked: tables and columns, relationships between them, measures (semantic models), and vertex and
+edge labels (graphs); each engine fills in what its source has.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,8 @@ import datetime as dt
 import decimal
 import math
 import uuid
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
@@ -50,8 +58,52 @@ class TableInfo(BaseModel):
     row_count: int | None = None
 
 
+class ForeignKey(BaseModel, frozen=True):
+    """`table.columns` references `ref_table.ref_columns`; names are spelled as in the Catalog."""
+
+    table: str
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    source: Literal["declared", "inferred"]
+
+
+class MeasureInfo(BaseModel):
+    """A named calculation a semantic model defines (`[Revenue Won]`): answers must use it."""
+
+    name: str
+    table: str
+    expression: str = ""
+    description: str = ""
+    format: str = ""
+
+
+class VertexLabel(BaseModel):
+    """A kind of graph vertex, with the property names its vertices carry."""
+
+    name: str
+    properties: list[ColumnInfo] = Field(default_factory=list)
+    count: int | None = None
+
+
+class EdgeLabel(BaseModel):
+    """A kind of graph edge and the vertex labels it connects (`route`: airport → airport)."""
+
+    name: str
+    out_labels: list[str] = Field(default_factory=list)  # where edges start
+    in_labels: list[str] = Field(default_factory=list)  # where they end
+    properties: list[ColumnInfo] = Field(default_factory=list)
+    count: int | None = None
+
+
 class Catalog(BaseModel):
+    """What a source holds, for prompts and checks; a language fills in the parts it has."""
+
     tables: list[TableInfo]
+    relationships: list[ForeignKey] = Field(default_factory=list)
+    measures: list[MeasureInfo] = Field(default_factory=list)
+    vertex_labels: list[VertexLabel] = Field(default_factory=list)
+    edge_labels: list[EdgeLabel] = Field(default_factory=list)
 
     def table(self, name: str) -> TableInfo | None:
         wanted = name.lower()
@@ -73,18 +125,85 @@ class QueryError(Exception):
 
 @runtime_checkable
 class Engine(Protocol):
-    """One query language over one source; embedded and Azure backends both implement it."""
+    """One query language over one source; embedded and Azure backends both implement it.
 
-    name: str
-    dialect: str
+    `dialect` is what the engine runs; `dialects` every dialect `execute` takes, translated by
+    parsing (the embedded SQL engine reads T-SQL, SQLite and others; a cloud engine only its own).
+    Any other raises QueryError `unsupported_dialect`.
+    """
+
+    @property
+    def name(self) -> str:
+        """The backend, as results name it: "duckdb", "synapse", "databricks"."""
+        ...
+
+    @property
+    def language(self) -> str:
+        """ "sql", "kql", …: which tools can use it."""
+        ...
+
+    @property
+    def dialect(self) -> str: ...
+
+    @property
+    def dialects(self) -> frozenset[str]: ...
 
     def execute(
-        self, query: str, *, max_rows: int, timeout_s: float, now: dt.datetime | None = None
-    ) -> ResultSet: ...
+        self,
+        query: str,
+        *,
+        max_rows: int,
+        timeout_s: float,
+        now: dt.datetime | None = None,
+        dialect: str | None = None,
+    ) -> ResultSet:
+        """Validate by parsing, then run read-only with a row cap and a time limit; QueryError when
+        refused or failed."""
+        ...
 
-    def validate(self, query: str) -> list[Problem]: ...
+    def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]: ...
+
+    def catalog(self) -> Catalog:
+        """What the source holds; may read the source (call it off the event loop)."""
+        ...
+
+    def loaded_catalog(self) -> Catalog | None:
+        """The catalog when it is in hand and current, without reading anything (safe on an event
+        loop); None when `catalog()` would have to do work."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Ranked passages for a query (document search generates no query language to validate).
+
+    Each row of the ResultSet is one passage; its columns say what a passage carries (id, title,
+    content, score, and the index's own fields)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def search(self, query: str, *, top: int, timeout_s: float, filter: str | None = None) -> ResultSet: ...
 
     def catalog(self) -> Catalog: ...
+
+    def close(self) -> None: ...
+
+
+class Embedder(Protocol):
+    """Any embedding model: one vector per text. Only used when one is configured."""
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+def unsupported_dialect(engine: Engine, dialect: str) -> QueryError:
+    accepted = ", ".join(sorted(engine.dialects))
+    return QueryError(
+        "unsupported_dialect",
+        f"The {engine.name} engine runs {engine.language} in {accepted}; it cannot take {dialect}.",
+    )
 
 
 def json_safe(value: Any) -> Any:

@@ -1,8 +1,10 @@
-"""Engines by source, opened once and shared: opening a source is not free (a local one copies its
-tables; a cloud one signs in), so each is opened on first use and kept.
+"""Engines by (source kind, query language), opened once per source and shared.
 
-Which engine a source gets is a table by kind; cloud engines get the cloud and the credentials from
-`CloudAccess`, which the agent builds from Settings (engines never read configuration themselves).
+Which engine answers a language on a kind of source is one table, `OPENERS`: a local DuckDB source
+answers SQL now and KQL when that language registers its opener, over the same data. Opening is
+not free (a local source copies its tables; a cloud one signs in), so the pool opens each engine
+on first use and keeps it. Cloud engines get the cloud and the credentials from `CloudAccess`,
+which the agent builds from Settings (engines never read configuration themselves).
 """
 
 from __future__ import annotations
@@ -10,95 +12,120 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+
+from azure.core.credentials import TokenCredential
 
 from loom.engines.contracts import Engine, QueryError
-from loom.engines.sources import Source
-from loom.engines.sql.duckdb_engine import DuckDBEngine
+from loom.engines.sources import DatabricksSource, DuckDBSource, Source, SynapseSource
 
 
 @dataclass(frozen=True)
 class CloudAccess:
     cloud: str = "AzureCloud"
-    credential: Callable[[], Any] | None = None  # builds an azure-identity credential when first needed
+    credential: Callable[[], TokenCredential] | None = None  # built when first needed
     databricks_token: str | None = None
 
-
-def _needs(source: Source, *fields: str) -> None:
-    missing = [f for f in fields if not getattr(source, f)]
-    if missing:
-        raise QueryError(
-            "source_misconfigured", f"source {source.name!r} ({source.kind}) needs: {', '.join(missing)}"
-        )
+    def token_credential(self) -> TokenCredential:
+        if self.credential is None:
+            raise QueryError("source_misconfigured", "no Azure credential is configured for cloud sources")
+        return self.credential()
 
 
-def _credential(access: CloudAccess) -> Any:
-    if access.credential is None:
-        raise QueryError("source_misconfigured", "no Azure credential is configured for cloud sources")
-    return access.credential()
+# Opens the engine of one language for one kind of source; the table below pairs each opener with
+# the kind it narrows the source to.
+Opener = Callable[[Source, CloudAccess], Engine]
 
 
-def _synapse(source: Source, access: CloudAccess) -> Engine:
+def _duckdb_sql(source: Source, access: CloudAccess) -> Engine:
+    from loom.engines.sql.duckdb_engine import DuckDBEngine
+
+    assert isinstance(source, DuckDBSource)
+    return DuckDBEngine(source)
+
+
+def _synapse_sql(source: Source, access: CloudAccess) -> Engine:
     from loom.engines.sql.synapse import SynapseEngine
 
-    _needs(source, "database")
+    assert isinstance(source, SynapseSource)
     return SynapseEngine(
         source.location,
-        source.database or "",
-        credential=_credential(access),
+        source.database,
+        credential=access.token_credential(),
         cloud=access.cloud,
-        default_schema=source.default_schema or "dbo",
+        default_schema=source.default_schema,
     )
 
 
-def _databricks(source: Source, access: CloudAccess) -> Engine:
+def _databricks_sql(source: Source, access: CloudAccess) -> Engine:
     from loom.engines.sql.databricks import DatabricksEngine
 
-    _needs(source, "http_path", "catalog")
-    auth: dict[str, Any] = (
-        {"access_token": access.databricks_token}
-        if access.databricks_token
-        else {"credential": _credential(access)}
-    )
+    assert isinstance(source, DatabricksSource)
+    token = access.databricks_token
     return DatabricksEngine(
         source.location,
-        source.http_path or "",
-        catalog=source.catalog or "",
+        source.http_path,
+        catalog=source.catalog,
         schemas=list(source.schemas) or None,
         cloud=access.cloud,
-        default_schema=source.default_schema or "default",
-        **auth,
+        default_schema=source.default_schema,
+        access_token=token,
+        credential=None if token else access.token_credential(),
     )
 
 
-OPENERS: dict[str, Callable[[Source, CloudAccess], Engine]] = {
-    "duckdb": lambda source, _access: DuckDBEngine(source),
-    "synapse": _synapse,
-    "databricks": _databricks,
+# (kind, language) → how to open it.
+OPENERS: dict[tuple[str, str], Opener] = {
+    ("duckdb", "sql"): _duckdb_sql,
+    ("synapse", "sql"): _synapse_sql,
+    ("databricks", "sql"): _databricks_sql,
 }
 
 
+def register(kind: str, language: str, opener: Opener) -> None:
+    """Teach the pool a language on a kind of source (a language package calls this once)."""
+    OPENERS[(kind, language)] = opener
+
+
+def languages(source: Source) -> tuple[str, ...]:
+    """The query languages `source` answers, in the order they were registered."""
+    return tuple(language for kind, language in OPENERS if kind == source.kind)
+
+
+def answers(source: Source, language: str) -> bool:
+    return (source.kind, language) in OPENERS
+
+
 class EnginePool:
-    """One SQL engine per source, created on first use; safe to share across threads."""
+    """One engine per (source, language), created on first use; safe to share across threads."""
 
     def __init__(self, access: CloudAccess | None = None) -> None:
         self._access = access or CloudAccess()
         self._lock = threading.Lock()
-        self._sql: dict[tuple[object, ...], Engine] = {}
+        self._engines: dict[tuple[tuple[object, ...], str], Engine] = {}
 
-    def sql_engine(self, source: Source) -> Engine:
+    def engine(self, source: Source, language: str) -> Engine:
+        """The engine for `language` on `source`; QueryError `unsupported_language` when none is."""
+        key = (source.connection_key, language)
         with self._lock:
-            engine = self._sql.get(source.connection_key)
+            engine = self._engines.get(key)
             if engine is None:
                 # Construction is cheap (sources open lazily on first query), so holding the lock
                 # here never makes other threads wait on I/O.
-                engine = self._sql[source.connection_key] = OPENERS[source.kind](source, self._access)
+                engine = self._engines[key] = self._open(source, language)
             return engine
 
     def close(self) -> None:
         with self._lock:
-            engines, self._sql = list(self._sql.values()), {}
+            engines, self._engines = list(self._engines.values()), {}
         for engine in engines:
-            close = getattr(engine, "close", None)
-            if close is not None:
-                close()
+            engine.close()
+
+    def _open(self, source: Source, language: str) -> Engine:
+        opener = OPENERS.get((source.kind, language))
+        if opener is None:
+            known = ", ".join(languages(source)) or "no query language"
+            raise QueryError(
+                "unsupported_language",
+                f"source {source.name!r} ({source.kind}) answers {known}, not {language}",
+            )
+        return opener(source, self._access)

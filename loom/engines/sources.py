@@ -1,14 +1,20 @@
-"""A data source as engines see it: where the data is and how the model should treat it."""
+"""A data source as engines see it: where the data is and how the model should treat it.
+
+One model per kind of source, each with only its own fields, so a misplaced field (`http_path` on
+a Synapse source) is reported rather than ignored. `Source` is their union; `SourceSpec` is the
+same union as a sources file spells it, told apart by `kind` (a source without one is local).
+Later kinds (adx, powerbi, cosmos, aisearch, model folders, graph files, index folders) add a
+model here and an opener in `registry.py`.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from functools import cached_property
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
-Kind = Literal["duckdb", "synapse", "databricks"]
-# The dialect the model writes for each kind of source, unless the source says otherwise.
-DIALECT_OF_KIND: dict[str, str] = {"duckdb": "duckdb", "synapse": "tsql", "databricks": "databricks"}
+QueryLanguage = Literal["sql", "kql", "dax", "gremlin"]
 
 
 class VerifiedQuery(BaseModel, frozen=True):
@@ -16,41 +22,95 @@ class VerifiedQuery(BaseModel, frozen=True):
 
     question: str
     query: str
-    language: Literal["sql", "kql", "dax", "gremlin"] = "sql"
+    language: str = "sql"
     dialect: str | None = None
 
 
-class Source(BaseModel, frozen=True):
+class SourceBase(BaseModel):
+    """What every kind of source has: a name, how to describe it to the model, verified queries."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     name: str
-    kind: Kind = "duckdb"
-    location: str = Field(
-        description="duckdb: a .duckdb/.sqlite file or a folder of Delta/Parquet/CSV tables; synapse: the "
-        "serverless SQL endpoint host; databricks: the workspace host"
-    )
     description: str = ""
     instructions: str = ""
-    dialect: str = "duckdb"
     verified_queries: tuple[VerifiedQuery, ...] = ()
-    database: str | None = Field(None, description="synapse: the serverless database")
-    http_path: str | None = Field(None, description="databricks: the SQL warehouse's HTTP path")
-    catalog: str | None = Field(None, description="databricks: the Unity Catalog catalog")
-    schemas: tuple[str, ...] = Field((), description="databricks: schemas to expose (default: all)")
-    default_schema: str | None = Field(None, description="schema for unqualified table names")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _dialect_from_kind(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "dialect" not in data:
-            # An unknown kind gets no dialect here and is reported by the `kind` field's own check.
-            return {**data, "dialect": DIALECT_OF_KIND.get(data.get("kind", "duckdb"), "duckdb")}
-        return data
+    # Where the data lives is on this machine (a path), not behind a service (a host name).
+    local: ClassVar[bool] = False
 
     @property
     def is_local(self) -> bool:
-        return self.kind == "duckdb"
+        return self.local
 
-    @property
+    @cached_property
     def connection_key(self) -> tuple[object, ...]:
         """What identifies the data behind the source (not how it is described to the model)."""
-        where = (self.location, self.database, self.http_path, self.catalog, self.schemas)
-        return (self.name, self.kind, *where)
+        described = set(SourceBase.model_fields)
+        return (self.name, *(v for k, v in self.model_dump().items() if k not in described))
+
+    def dialect_for(self, language: str) -> str:
+        """The dialect the model writes `language` in for this source (a language's own name when it
+        has no dialects)."""
+        return language
+
+
+class DuckDBSource(SourceBase):
+    """A local source: a .duckdb or .sqlite file, or a folder of Delta/Parquet/CSV tables."""
+
+    kind: Literal["duckdb"] = "duckdb"
+    location: str = Field(description="a .duckdb/.sqlite file or a folder of Delta/Parquet/CSV tables")
+    dialect: str = Field("duckdb", description="the SQL dialect the model writes (translated to DuckDB)")
+
+    local: ClassVar[bool] = True
+
+    def dialect_for(self, language: str) -> str:
+        return self.dialect if language == "sql" else language
+
+
+class SynapseSource(SourceBase):
+    """Synapse Serverless SQL (T-SQL), signed in with Entra ID."""
+
+    kind: Literal["synapse"]
+    location: str = Field(description="the serverless SQL endpoint host")
+    database: str = Field(description="the serverless database")
+    default_schema: str = Field("dbo", description="schema for unqualified table names")
+
+    def dialect_for(self, language: str) -> str:
+        return "tsql" if language == "sql" else language
+
+
+class DatabricksSource(SourceBase):
+    """Databricks SQL over Unity Catalog, with a personal access token or Entra ID."""
+
+    kind: Literal["databricks"]
+    location: str = Field(description="the workspace host")
+    http_path: str = Field(description="the SQL warehouse's HTTP path")
+    catalog: str = Field(description="the Unity Catalog catalog")
+    schemas: tuple[str, ...] = Field((), description="schemas to expose (default: all)")
+    default_schema: str = Field("default", description="schema for unqualified table names")
+
+    def dialect_for(self, language: str) -> str:
+        return "databricks" if language == "sql" else language
+
+
+def _kind(value: Any) -> str:
+    """The tag of a source: its `kind`, or duckdb for a source that names none."""
+    if isinstance(value, dict):
+        return str(value.get("kind", "duckdb"))
+    return str(getattr(value, "kind", "duckdb"))
+
+
+# As a sources file spells it: the kind picks the model, and one that names none is local.
+SourceSpec = Annotated[
+    Annotated[DuckDBSource, Tag("duckdb")]
+    | Annotated[SynapseSource, Tag("synapse")]
+    | Annotated[DatabricksSource, Tag("databricks")],
+    Discriminator(
+        _kind,
+        custom_error_type="unknown_kind",
+        custom_error_message="kind must be one of: duckdb, synapse, databricks",
+    ),
+]
+Source = DuckDBSource | SynapseSource | DatabricksSource
+KINDS: tuple[str, ...] = ("duckdb", "synapse", "databricks")

@@ -15,9 +15,13 @@ def _read(name: str) -> str:
     return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
 
 
+def template(name: str) -> Template:
+    """`prompts/<name>.md` as a template: `$name` placeholders, so query braces need no escaping."""
+    return Template(_read(f"{name}.md"))
+
+
 def render(name: str, **values: str) -> str:
-    """Render `prompts/<name>.md`; `$name` placeholders, so SQL braces need no escaping."""
-    return Template(_read(f"{name}.md")).substitute(values)
+    return template(name).substitute(values)
 
 
 @cache

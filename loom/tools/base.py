@@ -1,7 +1,9 @@
 """What every tool is: typed args, typed result, a declared effect, and `async def run(ctx, args)`.
 
 A tool module defines `XArgs`, `XResult` and `run`, then `TOOL = define(run, effect=...)`; the
-docstring of `run` is the description the model reads, and the args model is its JSON schema.
+docstring of `run` is the description the model reads, and the args model is its JSON schema. A
+data tool also names the query language it needs (it is offered only when a source of the turn
+answers that language) and its guidance, the lines of the system prompt that say when to call it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from typing import Any, Generic, Protocol, TypeVar, get_type_hints
 
 from pydantic import BaseModel
 
-from loom.engines.contracts import ResultSet
+from loom.engines.contracts import Embedder, Engine, ResultSet
+from loom.engines.registry import answers
 from loom.engines.sources import Source
 from loom.identity import Principal
+from loom.settings import DEFAULTS, Settings
 
 
 class Effect(StrEnum):
@@ -27,11 +31,23 @@ class Effect(StrEnum):
     DESTRUCTIVE = "destructive"
 
 
-class QueryLimits(BaseModel, frozen=True):
-    max_rows: int = 1000
-    timeout_s: float = 30.0
-    max_repairs: int = 2
-    verified_threshold: float = 0.8
+@dataclass(frozen=True)
+class QueryLimits:
+    """What a data tool may spend on one question. The defaults are Settings' (one place)."""
+
+    max_rows: int
+    timeout_s: float
+    max_repairs: int
+    verified_threshold: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> QueryLimits:
+        return cls(
+            max_rows=settings.query_max_rows,
+            timeout_s=settings.query_timeout_s,
+            max_repairs=settings.max_repairs,
+            verified_threshold=settings.verified_match_threshold,
+        )
 
 
 class InnerModel(Protocol):
@@ -41,7 +57,9 @@ class InnerModel(Protocol):
 
 
 class EngineProvider(Protocol):
-    def sql_engine(self, source: Source) -> Any: ...
+    """Engines by source and language (the agent's `EnginePool`)."""
+
+    def engine(self, source: Source, language: str) -> Engine: ...
 
 
 @dataclass
@@ -50,17 +68,24 @@ class ToolContext:
     sources: Sequence[Source]
     engines: EngineProvider
     model: InnerModel | None = None
-    limits: QueryLimits = field(default_factory=QueryLimits)
-    embedder: Any = None  # an `Embedder` for schema linking, when an embedding model is configured
+    limits: QueryLimits = field(default_factory=lambda: QueryLimits.of(DEFAULTS))
+    embedder: Embedder | None = None  # for schema linking, when an embedding model is configured
 
-    def source(self, name: str | None) -> Source:
+    def source(self, name: str | None, language: str | None = None) -> Source:
+        """The named source, else the first of the conversation's that answers `language`."""
+        usable = [s for s in self.sources if language is None or answers(s, language)]
+        if name is None and usable:
+            return usable[0]
+        found = next((s for s in usable if s.name == name), None)
+        if found is not None:
+            return found
+        what = f"{language} " if language else ""
+        known = ", ".join(s.name for s in usable) or "none"
         if name is None:
-            return self.sources[0]
-        for s in self.sources:
-            if s.name == name:
-                return s
-        known = ", ".join(s.name for s in self.sources)
-        raise ToolError("unknown_source", f"unknown source {name!r}; this conversation can use: {known}")
+            raise ToolError("unknown_source", f"no source of this conversation answers {what}queries")
+        raise ToolError(
+            "unknown_source", f"unknown {what}source {name!r}; this conversation can use: {known}"
+        )
 
 
 class ToolError(Exception):
@@ -98,10 +123,18 @@ class Tool(Generic[A, R]):
     args_model: type[A]
     result_model: type[R]
     run: Callable[[ToolContext, A], Awaitable[R]]
+    language: str | None = None  # the query language a data tool needs; None for other tools
+    guidance: str = ""  # what the system prompt says about when and how to call it
 
-    def schema(self) -> dict[str, Any]:
-        """The OpenAI function-tool declaration (built once: it is sent with every model call)."""
-        return _schema(self.name, self.description, self.args_model)
+    def schema(self, sources: Sequence[str] = ()) -> dict[str, Any]:
+        """The OpenAI function-tool declaration; a `source` argument lists the sources it may name.
+
+        Built once per set of sources: it is sent with every model call."""
+        return _schema(self.name, self.description, self.args_model, tuple(sources))
+
+    def offered(self, sources: Sequence[Source]) -> bool:
+        """Whether the turn's sources let the model use it: a data tool needs one answering its language."""
+        return self.language is None or any(answers(s, self.language) for s in sources)
 
     def parse_args(self, arguments: str) -> A:
         raw = json.loads(arguments or "{}")
@@ -109,9 +142,23 @@ class Tool(Generic[A, R]):
 
 
 @lru_cache(maxsize=256)
-def _schema(name: str, description: str, args_model: type[BaseModel]) -> dict[str, Any]:
+def _schema(
+    name: str, description: str, args_model: type[BaseModel], sources: tuple[str, ...]
+) -> dict[str, Any]:
     params = _without_titles(args_model.model_json_schema())
+    source = params.get("properties", {}).get("source")
+    if source is not None and sources:
+        # The model picks from the turn's sources rather than guessing a name.
+        params["properties"]["source"] = {**_not_null(source), "enum": list(sources)}
     return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
+
+
+def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """`{"anyOf": [{"type": "string"}, {"type": "null"}], …}` → `{"type": "string", …}`."""
+    options = [o for o in prop.get("anyOf", []) if o.get("type") != "null"]
+    if len(options) != 1:
+        return prop
+    return {**{k: v for k, v in prop.items() if k != "anyOf"}, **options[0]}
 
 
 def _without_titles(node: Any) -> Any:
@@ -123,7 +170,14 @@ def _without_titles(node: Any) -> Any:
     return node
 
 
-def define(run: Callable[[ToolContext, Any], Awaitable[Any]], *, effect: Effect, name: str = "") -> Tool:
+def define(
+    run: Callable[[ToolContext, Any], Awaitable[Any]],
+    *,
+    effect: Effect,
+    name: str = "",
+    language: str | None = None,
+    guidance: str = "",
+) -> Tool:
     """Make a Tool from its function: types from the signature; the name from the module when the
     function is the module's `run` (one module per tool), else the function's own name."""
     hints = get_type_hints(run)
@@ -136,8 +190,6 @@ def define(run: Callable[[ToolContext, Any], Awaitable[Any]], *, effect: Effect,
         args_model=hints[params[1]],
         result_model=hints["return"],
         run=run,
+        language=language,
+        guidance=inspect.cleandoc(guidance),
     )
-
-
-def schemas(tools: Sequence[Tool]) -> list[dict[str, Any]]:
-    return [t.schema() for t in tools]

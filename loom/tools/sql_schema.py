@@ -15,11 +15,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from loom.engines.contracts import Catalog, Engine
-from loom.engines.sources import Source
-from loom.engines.sql.keys import ForeignKey, foreign_keys, infer_foreign_keys
-from loom.engines.sql.linking import Embedder, LinkedSchema, link
+from loom.engines.contracts import Catalog, Embedder, Engine, ForeignKey
+from loom.engines.sources import DuckDBSource, Source
+from loom.engines.sql.keys import foreign_keys, infer_foreign_keys
+from loom.engines.sql.linking import LinkedSchema, link
 from loom.engines.sql.linking_values import ValueIndex, engine_fetcher
+from loom.tools.querygen import SchemaContext
 from loom.tools.schema_prompt import render_schema
 
 LINK_ABOVE = 60  # columns
@@ -44,7 +45,7 @@ def _context(source: Source, engine: Engine) -> _Context:
         known = _CONTEXTS.get(source.connection_key)
     if known is not None and known.catalog is catalog:
         return known
-    if source.is_local:
+    if isinstance(source, DuckDBSource):
         keys = foreign_keys(Path(source.location), catalog)
         values = ValueIndex.build(catalog, engine_fetcher(engine))
     else:
@@ -69,26 +70,25 @@ def link_question(
 
 def schema_for(
     source: Source, engine: Engine, question: str, embedder: Embedder | None = None
-) -> tuple[str, Catalog]:
+) -> SchemaContext:
     """The schema text for the prompt, and the whole catalog (for messages about what exists)."""
     context = _context(source, engine)
     if _small(context.catalog):
-        return context.whole, context.catalog
+        return SchemaContext(context.whole, context.catalog)
     linked = link_question(source, engine, question, embedder=embedder)
-    return render_schema(linked.to_catalog()), context.catalog
+    return SchemaContext(render_schema(linked.to_catalog()), context.catalog)
 
 
-def known_whole_schema(source: Source, engine: Engine) -> tuple[str, Catalog] | None:
+def known_whole_schema(source: Source, engine: Engine) -> SchemaContext | None:
     """`schema_for`'s answer when it needs no work: the source's context is built from the
     engine's current catalog, and that catalog is small. The caller can then skip the worker
     thread that building, linking or checking the source for changes needs."""
-    loaded = getattr(engine, "loaded_catalog", None)
-    catalog = loaded() if loaded is not None else None
+    catalog = engine.loaded_catalog()
     with _LOCK:
         context = _CONTEXTS.get(source.connection_key)
     if catalog is None or context is None or context.catalog is not catalog or not _small(catalog):
         return None
-    return context.whole, context.catalog
+    return SchemaContext(context.whole, context.catalog)
 
 
 def _small(catalog: Catalog) -> bool:

@@ -1,4 +1,5 @@
 from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -8,8 +9,9 @@ from loom.agent.loop import Agent, TurnLimits
 from loom.agent.model import ChatModel
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.engines.registry import EnginePool
-from loom.engines.sources import Source, VerifiedQuery
+from loom.engines.sources import DuckDBSource, Source, VerifiedQuery
 from loom.lakehouse.seed import seed_lakehouse
+from loom.settings import DEFAULTS
 from loom.tools.base import Tool
 from loom.tools.registry import TOOLS
 
@@ -31,7 +33,9 @@ def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def source(lakehouse: Path) -> Source:
-    return Source(name="sales", location=str(lakehouse), description="test sales", verified_queries=VERIFIED)
+    return DuckDBSource(
+        name="sales", location=str(lakehouse), description="test sales", verified_queries=VERIFIED
+    )
 
 
 @pytest.fixture
@@ -58,7 +62,7 @@ def make_agent(store: SqliteConversationStore, engines: EnginePool, source: Sour
             store=store,
             engines=engines,
             sources=lambda: {source.name: source},
-            limits=TurnLimits(**limits),
+            limits=replace(TurnLimits.of(DEFAULTS), **limits),
         )
 
     return make

@@ -60,7 +60,24 @@ def test_cloud_sources_keep_their_host_and_get_their_dialect(tmp_path: Path) -> 
     )
     sources = load_sources(Settings(home=tmp_path))
     assert sources["dw"].location == "ws-ondemand.sql.azuresynapse.net"  # not made a path
-    assert (sources["dw"].dialect, sources["uc"].dialect) == ("tsql", "databricks")
+    assert sources["dw"].dialect_for("sql") == "tsql"
+    assert sources["uc"].dialect_for("sql") == "databricks"
+
+
+def test_each_kind_takes_only_its_own_fields(tmp_path: Path) -> None:
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        "sources:\n"
+        "  - {name: dw, kind: synapse, location: h, database: lake, http_path: /sql/x}\n"
+        "  - {name: uc, kind: databricks, location: h, catalog: main}\n"
+        "  - {name: lake, location: ./lake, database: nope}\n"
+    )
+    with pytest.raises(SourcesFileError) as raised:
+        load_sources(Settings(home=tmp_path))
+    message = str(raised.value)
+    assert "sources[0].http_path: not a field of a synapse source" in message
+    assert "sources[1].http_path: Field required" in message
+    assert "sources[2].database: not a field of a duckdb source" in message
 
 
 def test_resolve_source_takes_a_name_or_a_path(tmp_path: Path) -> None:
@@ -85,7 +102,7 @@ def test_a_broken_sources_file_says_where_and_what(tmp_path: Path) -> None:
     message = str(raised.value)
     assert message.startswith(f"the sources file {path} has problems: ")
     for problem in (
-        "sources[1].kind: Input should be 'duckdb', 'synapse' or 'databricks'",
+        "sources[1].kind: kind must be one of: duckdb, synapse, databricks",
         "sources[2].location: Field required",
         "sources[3].verified_queries[0].query: Field required",
     ):

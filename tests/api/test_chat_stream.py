@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from loom.agent.build import build_runner
+from loom.agent.build import build_agent
 from loom.agent.model_maf import build_chat_model
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
@@ -40,7 +40,7 @@ def settings_for(home: Path, **overrides: Any) -> Settings:
 
 async def client_for(settings: Settings, model: Any) -> AsyncIterator[httpx.AsyncClient]:
     store = SqliteConversationStore(settings.home / f"{id(model)}.db")
-    app = create_app(settings, store=store, runner=build_runner(settings, store, model=model))
+    app = create_app(settings, store=store, runner=build_agent(settings, store, model=model))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://loom.test") as c:
         yield c
     await store.close()

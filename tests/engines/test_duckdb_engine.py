@@ -19,7 +19,7 @@ from deltalake import write_deltalake
 
 from loom.engines.contracts import Engine, QueryError
 from loom.engines.registry import EnginePool
-from loom.engines.sources import Source
+from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
 
 # Far too slow to finish in a test run: 10^8 × 10^6 pairs.
@@ -27,7 +27,7 @@ ENDLESS = "SELECT count(*) FROM range(100000000) AS a(i), range(1000000) AS b(j)
 
 
 def _engine(location: Path) -> DuckDBEngine:
-    return DuckDBEngine(Source(name="test", location=str(location)))
+    return DuckDBEngine(DuckDBSource(name="test", location=str(location)))
 
 
 @pytest.fixture(scope="module")
@@ -272,14 +272,14 @@ def test_missing_source_says_what_to_do(tmp_path: Path) -> None:
 
 def test_pool_caches_per_source_and_closes(folder: Path, tmp_path: Path) -> None:
     pool = EnginePool()
-    source = Source(name="a", location=str(folder))
+    source = DuckDBSource(name="a", location=str(folder))
     with ThreadPoolExecutor(max_workers=8) as threads:
-        engines = list(threads.map(lambda _: pool.sql_engine(source), range(32)))
+        engines = list(threads.map(lambda _: pool.engine(source, "sql"), range(32)))
     assert all(e is engines[0] for e in engines)
-    assert pool.sql_engine(Source(name="a", location=str(tmp_path))) is not engines[0]
+    assert pool.engine(DuckDBSource(name="a", location=str(tmp_path)), "sql") is not engines[0]
     assert engines[0].execute("SELECT count(*) FROM events", max_rows=1, timeout_s=5).rows == [[2]]
     pool.close()
-    assert pool.sql_engine(source) is not engines[0]
+    assert pool.engine(source, "sql") is not engines[0]
     pool.close()
 
 
@@ -289,7 +289,7 @@ def test_empty_and_all_null_sqlite_columns_keep_their_declared_types(tmp_path: P
         db.execute("CREATE TABLE empty_t (n INTEGER, price REAL, label VARCHAR(10))")
         db.execute("CREATE TABLE nulls (id INTEGER, other_details INT)")
         db.execute("INSERT INTO nulls VALUES (1, NULL)")
-    engine = DuckDBEngine(Source(name="typed", location=str(path)))
+    engine = DuckDBEngine(DuckDBSource(name="typed", location=str(path)))
     types = {t.name: {c.name: c.type for c in t.columns} for t in engine.catalog().tables}
     assert types["empty_t"] == {"n": "integer", "price": "float", "label": "string"}
     assert types["nulls"]["other_details"] == "integer"

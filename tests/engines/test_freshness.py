@@ -6,6 +6,7 @@ import shutil
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from deltalake import write_deltalake
 
 from loom.engines.contracts import QueryError
-from loom.engines.sources import Source
+from loom.engines.sources import DuckDBSource
 from loom.engines.sql import duckdb_engine, freshness
 from loom.engines.sql.duckdb_engine import DuckDBEngine
 from loom.engines.sql.freshness import data_version
@@ -45,7 +46,7 @@ def count(engine: DuckDBEngine, table: str = "gold.sales") -> int:
 
 def test_the_version_changes_with_a_write_and_not_with_a_read(lake: Path) -> None:
     before = data_version(lake)
-    engine = DuckDBEngine(Source(name="lake", location=str(lake)))
+    engine = DuckDBEngine(DuckDBSource(name="lake", location=str(lake)))
     assert count(engine) == 3
     assert data_version(lake) == before  # loading and querying leave no trace
 
@@ -58,7 +59,7 @@ def test_the_version_changes_with_a_write_and_not_with_a_read(lake: Path) -> Non
 
 
 def test_a_delta_append_is_answered_on_the_next_query(lake: Path, always_look: None) -> None:
-    engine = DuckDBEngine(Source(name="lake", location=str(lake)))
+    engine = DuckDBEngine(DuckDBSource(name="lake", location=str(lake)))
     assert count(engine) == 3
     write_deltalake(str(lake / "gold" / "sales"), lines(2, 3), mode="append")
     assert count(engine) == 5
@@ -66,7 +67,7 @@ def test_a_delta_append_is_answered_on_the_next_query(lake: Path, always_look: N
 
 
 def test_a_new_table_is_in_the_catalog_and_passes_validation(lake: Path, always_look: None) -> None:
-    engine = DuckDBEngine(Source(name="lake", location=str(lake)))
+    engine = DuckDBEngine(DuckDBSource(name="lake", location=str(lake)))
     assert engine.validate("SELECT * FROM gold.returns")[0].code == "unknown_table"
     write_deltalake(str(lake / "gold" / "returns"), lines(1))
 
@@ -87,7 +88,7 @@ def test_within_the_window_the_source_is_not_looked_at_again(
 
     monkeypatch.setattr(duckdb_engine, "data_version", looked)
     monkeypatch.setattr(duckdb_engine, "FRESH_FOR_S", 3600.0)
-    engine = DuckDBEngine(Source(name="lake", location=str(lake)))
+    engine = DuckDBEngine(DuckDBSource(name="lake", location=str(lake)))
     assert count(engine) == 3
     write_deltalake(str(lake / "gold" / "sales"), lines(2, 3), mode="append")
     for _ in range(5):
@@ -98,7 +99,7 @@ def test_within_the_window_the_source_is_not_looked_at_again(
 
 def test_a_removed_source_is_reported_until_it_is_back(lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(duckdb_engine, "FRESH_FOR_S", 0.0)
-    engine = DuckDBEngine(Source(name="lake", location=str(lake)))
+    engine = DuckDBEngine(DuckDBSource(name="lake", location=str(lake)))
     assert count(engine) == 3
     moved = lake.with_name(lake.name + "-moved")
     shutil.move(lake, moved)
@@ -119,7 +120,7 @@ def test_a_replaced_sqlite_file_is_loaded_again(tmp_path: Path, always_look: Non
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE orders (id INTEGER)")
         db.execute("INSERT INTO orders VALUES (1)")
-    engine = DuckDBEngine(Source(name="shop", location=str(path), dialect="sqlite"))
+    engine = DuckDBEngine(DuckDBSource(name="shop", location=str(path), dialect="sqlite"))
     assert count(engine, "orders") == 1
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO orders VALUES (2)")
@@ -128,14 +129,14 @@ def test_a_replaced_sqlite_file_is_loaded_again(tmp_path: Path, always_look: Non
 
 
 def test_the_schema_the_model_sees_follows_the_data(lake: Path, always_look: None) -> None:
-    source = Source(name="lake-schema", location=str(lake))
+    source = DuckDBSource(name="lake-schema", location=str(lake))
     engine = DuckDBEngine(source)
-    text, _ = sql_schema.schema_for(source, engine, "returns by state")
+    text = sql_schema.schema_for(source, engine, "returns by state").text
     assert "gold.returns" not in text
     write_deltalake(str(lake / "gold" / "returns"), lines(1))
 
     assert sql_schema.known_whole_schema(source, engine) is None  # stale: the caller must look again
-    text, catalog = sql_schema.schema_for(source, engine, "returns by state")
+    text, catalog = astuple(sql_schema.schema_for(source, engine, "returns by state"))
     assert "gold.returns" in text and "gold.returns" in {t.name for t in catalog.tables}
     engine.close()
 
@@ -143,12 +144,12 @@ def test_the_schema_the_model_sees_follows_the_data(lake: Path, always_look: Non
 def test_a_reload_does_not_hold_up_queries_on_the_previous_load(
     lake: Path, always_look: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    engine = DuckDBEngine(Source(name="lake", location=str(lake)))
+    engine = DuckDBEngine(DuckDBSource(name="lake", location=str(lake)))
     previous = engine._loaded()
     loading, release = threading.Event(), threading.Event()
     real_load = duckdb_engine._load_state
 
-    def slow_load(source: Source) -> Any:
+    def slow_load(source: DuckDBSource) -> Any:
         loading.set()
         release.wait(30)
         return real_load(source)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from loom.engines.contracts import QueryError
-from loom.engines.sources import Source
+from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
 from loom.engines.sql.validator import DIALECTS, validate_sql
 
@@ -61,7 +61,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DuckDBEn
     (root / "source" / "events.csv").write_text(EVENTS)
     (root / "outside").mkdir()
     (root / "outside" / "secret.csv").write_text(SECRET)
-    engine = DuckDBEngine(Source(name="hostile", location=str(root / "source")))
+    engine = DuckDBEngine(DuckDBSource(name="hostile", location=str(root / "source")))
     yield engine, root
     engine.close()
 

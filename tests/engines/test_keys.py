@@ -8,15 +8,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from loom.engines.contracts import Catalog, ColumnInfo, TableInfo
-from loom.engines.sources import Source
+from loom.engines.contracts import Catalog, ColumnInfo, ForeignKey, TableInfo
+from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
-from loom.engines.sql.keys import ForeignKey, foreign_keys, infer_foreign_keys
+from loom.engines.sql.keys import foreign_keys, infer_foreign_keys
 from loom.lakehouse.seed import seed_lakehouse
 
 
 def _catalog(location: Path) -> Catalog:
-    return DuckDBEngine(Source(name="t", location=str(location))).catalog()
+    return DuckDBEngine(DuckDBSource(name="t", location=str(location))).catalog()
 
 
 def _pairs(keys: list[ForeignKey]) -> set[tuple[str, str, str, str, str]]:

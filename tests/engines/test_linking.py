@@ -11,10 +11,10 @@ import typer
 from typer.testing import CliRunner
 
 from loom.cli.catalog import catalog_app
-from loom.engines.contracts import Catalog
-from loom.engines.sources import Source
+from loom.engines.contracts import Catalog, ForeignKey
+from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
-from loom.engines.sql.keys import ForeignKey, foreign_keys
+from loom.engines.sql.keys import foreign_keys
 from loom.engines.sql.linking import LinkBudget, LinkedSchema, ValueIndex, link
 from loom.engines.sql.linking_values import engine_fetcher
 from loom.lakehouse.seed import seed_lakehouse
@@ -26,7 +26,7 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 class Source_:
     def __init__(self, location: Path) -> None:
-        engine = DuckDBEngine(Source(name="t", location=str(location)))
+        engine = DuckDBEngine(DuckDBSource(name="t", location=str(location)))
         self.location = location
         self.catalog: Catalog = engine.catalog()
         self.keys: list[ForeignKey] = foreign_keys(location, self.catalog)

@@ -7,7 +7,7 @@ import pytest
 
 from loom.engines.contracts import QueryError
 from loom.engines.registry import CloudAccess, EnginePool
-from loom.engines.sources import Source
+from loom.engines.sources import DatabricksSource, DuckDBSource, SynapseSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
 
 
@@ -22,11 +22,11 @@ class RecordingCredential:
 
 def test_a_local_source_gets_duckdb_and_the_same_engine_each_time(tmp_path: Path) -> None:
     pool = EnginePool()
-    source = Source(name="lake", location=str(tmp_path))
-    engine = pool.sql_engine(source)
+    source = DuckDBSource(name="lake", location=str(tmp_path))
+    engine = pool.engine(source, "sql")
     assert isinstance(engine, DuckDBEngine)
     described_again = source.model_copy(update={"description": "new words for the model"})
-    assert pool.sql_engine(described_again) is engine  # same data, same engine
+    assert pool.engine(described_again, "sql") is engine  # same data, same engine
 
 
 def test_cloud_sources_get_their_engine_and_dialect() -> None:
@@ -34,27 +34,38 @@ def test_cloud_sources_get_their_engine_and_dialect() -> None:
     pytest.importorskip("databricks.sql", reason="the databricks extra is not installed")
     credential = RecordingCredential()
     pool = EnginePool(CloudAccess(cloud="AzureUSGovernment", credential=lambda: credential))
-    synapse = Source(
+    synapse = SynapseSource(
         name="s", kind="synapse", location="ws-ondemand.sql.azuresynapse.usgovcloudapi.net", database="lake"
     )
-    databricks = Source(
+    databricks = DatabricksSource(
         name="d",
         kind="databricks",
         location="adb-1.azuredatabricks.us",
         http_path="/sql/1.0/warehouses/x",
         catalog="main",
     )
-    assert (pool.sql_engine(synapse).name, synapse.dialect) == ("synapse", "tsql")
-    assert (pool.sql_engine(databricks).name, databricks.dialect) == ("databricks", "databricks")
+    assert (pool.engine(synapse, "sql").name, synapse.dialect_for("sql")) == ("synapse", "tsql")
+    assert pool.engine(databricks, "sql").dialect == databricks.dialect_for("sql") == "databricks"
     assert credential.scopes == []  # opening is lazy: nothing signs in until a query runs
 
 
-def test_a_cloud_source_missing_its_settings_says_which() -> None:
-    pool = EnginePool(CloudAccess(credential=RecordingCredential))
-    with pytest.raises(QueryError, match="needs: http_path, catalog"):
-        pool.sql_engine(Source(name="d", kind="databricks", location="adb-1.azuredatabricks.net"))
+def test_a_language_the_kind_does_not_answer_is_refused_with_what_it_does(tmp_path: Path) -> None:
+    with pytest.raises(QueryError, match="answers sql, not kql") as refused:
+        EnginePool().engine(DuckDBSource(name="lake", location=str(tmp_path)), "kql")
+    assert refused.value.code == "unsupported_language"
 
 
 def test_without_a_credential_cloud_sources_are_refused_clearly() -> None:
+    source = SynapseSource(name="s", kind="synapse", location="x", database="lake")
     with pytest.raises(QueryError, match="no Azure credential"):
-        EnginePool().sql_engine(Source(name="s", kind="synapse", location="x", database="lake"))
+        EnginePool().engine(source, "sql")
+
+
+def test_closing_the_pool_closes_every_engine_it_opened(tmp_path: Path) -> None:
+    pool = EnginePool()
+    engine = pool.engine(DuckDBSource(name="lake", location=str(tmp_path)), "sql")
+    engine.execute("SELECT 1", max_rows=1, timeout_s=5)
+    pool.close()
+    assert isinstance(engine, DuckDBEngine)
+    assert engine._state is None  # its in-memory copy is gone
+    assert pool.engine(DuckDBSource(name="lake", location=str(tmp_path)), "sql") is not engine

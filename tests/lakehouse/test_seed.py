@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from loom.engines.sources import Source
+from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
 from loom.lakehouse.seed import GOLD_TABLES, TABLES, is_seeded, seed_lakehouse
 from loom.prompts import load_verified_queries
@@ -25,7 +25,7 @@ def lakehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def engine(lakehouse: Path) -> Iterator[DuckDBEngine]:
-    engine = DuckDBEngine(Source(name="sales", location=str(lakehouse)))
+    engine = DuckDBEngine(DuckDBSource(name="sales", location=str(lakehouse)))
     yield engine
     engine.close()
 

@@ -2,7 +2,7 @@ import pytest
 
 from loom.engines.contracts import Catalog, ColumnInfo, ResultSet, TableInfo
 from loom.engines.registry import EnginePool
-from loom.engines.sources import Source
+from loom.engines.sources import DuckDBSource, Source, SynapseSource
 from loom.lakehouse.seed import seed_lakehouse
 from loom.tools import sql_schema
 
@@ -11,23 +11,24 @@ from loom.tools import sql_schema
 def source(tmp_path_factory: pytest.TempPathFactory) -> Source:
     root = tmp_path_factory.mktemp("lake")
     seed_lakehouse(root, orders=500)
-    return Source(name="lake", location=str(root))
+    return DuckDBSource(name="lake", location=str(root))
 
 
 def test_a_small_catalog_is_shown_whole(source: Source) -> None:
-    engine = EnginePool().sql_engine(source)
-    text, catalog = sql_schema.schema_for(source, engine, "revenue by state")
+    engine = EnginePool().engine(source, "sql")
+    schema = sql_schema.schema_for(source, engine, "revenue by state")
+    text, catalog = schema.text, schema.catalog
     assert all(f"- {t.name}:" in text for t in catalog.tables)
 
 
 def test_a_large_catalog_is_linked_to_the_question(source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sql_schema, "LINK_ABOVE", 10)
-    engine = EnginePool().sql_engine(source)
-    text, catalog = sql_schema.schema_for(source, engine, "Which product category had the most revenue?")
+    engine = EnginePool().engine(source, "sql")
+    text = sql_schema.schema_for(source, engine, "Which product category had the most revenue?").text
     assert "gold.dim_product" in text and "category" in text
     assert "gold.fact_sales" in text and "product_key" in text  # joinable: the key is kept
     assert "day_name" not in text  # dim_date is not needed
-    assert len(text) < len(sql_schema.render_schema(catalog))
+    assert len(text) < len(sql_schema.render_schema(engine.catalog()))
 
 
 def test_the_whole_schema_is_known_without_work_once_the_context_is_built(
@@ -35,8 +36,8 @@ def test_the_whole_schema_is_known_without_work_once_the_context_is_built(
 ) -> None:
     root = tmp_path_factory.mktemp("fresh")
     seed_lakehouse(root, orders=100)
-    fresh = Source(name="fresh", location=str(root))
-    engine = EnginePool().sql_engine(fresh)
+    fresh = DuckDBSource(name="fresh", location=str(root))
+    engine = EnginePool().engine(fresh, "sql")
     assert sql_schema.known_whole_schema(fresh, engine) is None  # nothing built yet: the caller must
 
     built = sql_schema.schema_for(fresh, engine, "revenue by state")
@@ -63,11 +64,12 @@ class CloudEngine:
 
 
 def test_a_cloud_source_is_never_scanned_for_values() -> None:
-    source = Source(
+    source = SynapseSource(
         name="dw", kind="synapse", location="contoso-ondemand.sql.azuresynapse.net", database="lake"
     )
     engine = CloudEngine()
-    text, catalog = sql_schema.schema_for(source, engine, "sales in Texas")  # type: ignore[arg-type]
-    assert "dbo.sales" in text and catalog is engine.catalog()
+    schema = sql_schema.schema_for(source, engine, "sales in Texas")  # type: ignore[arg-type]
+    assert "dbo.sales" in schema.text
+    assert schema.catalog is engine.catalog()
     sql_schema.link_question(source, engine, "sales in Texas")  # type: ignore[arg-type]
     assert engine.queries == []

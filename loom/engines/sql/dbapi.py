@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import difflib
 import importlib
 import logging
 import math
@@ -38,7 +37,9 @@ from loom.engines.contracts import (
     ResultSet,
     TableInfo,
     json_safe,
+    unsupported_dialect,
 )
+from loom.engines.sql import qualify
 from loom.engines.sql.deadlines import CancelTimer
 from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
 
@@ -377,33 +378,8 @@ def _qualified_key(table: exp.Table, defaults: tuple[str, str]) -> str | None:
 
 
 def unknown_tables(expr: exp.Expr, data: CatalogData, defaults: tuple[str, str]) -> list[Problem]:
-    """Tables the query names that the catalog lacks, each with the closest existing names."""
-    ctes = {cte.alias_or_name.lower() for cte in expr.find_all(exp.CTE)}
-    problems: list[Problem] = []
-    reported: set[str] = set()
-    for table in expr.find_all(exp.Table):
-        key = _qualified_key(table, defaults)
-        if key is None or key in data.keys or key in reported:
-            continue
-        if not table.db and table.name.lower() in ctes:
-            continue
-        reported.add(key)
-        problems.append(_unknown_table(table.sql(), key, data))
-    return problems
-
-
-def _unknown_table(written: str, key: str, data: CatalogData) -> Problem:
-    short = key.rsplit(".", 1)[-1]
-    same_name = [name for k, name in data.keys.items() if k.rsplit(".", 1)[-1] == short]
-    close = [data.keys[k] for k in difflib.get_close_matches(key, list(data.keys), n=3, cutoff=0.6)]
-    suggestions = list(dict.fromkeys(same_name + close))[:3]
-    hint = f" Did you mean {' or '.join(suggestions)}?" if suggestions else ""
-    listing = ", ".join(sorted(data.keys.values())[:30]) or "none"
-    return Problem(
-        code="unknown_table",
-        message=f"Unknown table {written}.{hint} Known tables: {listing}.",
-        suggestions=suggestions,
-    )
+    """Tables the query names that the catalog lacks (the validator's checker, on three-part keys)."""
+    return list(qualify.unknown_tables(expr.walk(), lambda t: _qualified_key(t, defaults), data.keys))
 
 
 # --- the engine ----------------------------------------------------------------------------------
@@ -413,6 +389,7 @@ class DBAPIEngine(ABC):
     """The Engine protocol over a DB-API driver; subclasses say how their service differs."""
 
     name: str
+    language = "sql"
     dialect: str
     driver: Driver
     types: dict[str, str]
@@ -426,10 +403,22 @@ class DBAPIEngine(ABC):
 
     # --- Engine protocol ------------------------------------------------------------------------
 
+    @property
+    def dialects(self) -> frozenset[str]:
+        # Only the service's own dialect: a translation could change what a query means there.
+        return frozenset({self.dialect})
+
     def execute(
-        self, query: str, *, max_rows: int, timeout_s: float, now: dt.datetime | None = None
+        self,
+        query: str,
+        *,
+        max_rows: int,
+        timeout_s: float,
+        now: dt.datetime | None = None,
+        dialect: str | None = None,
     ) -> ResultSet:
         """Validate, cap at `max_rows + 1` rows in the dialect's own form, run with a real cancel."""
+        self._check_dialect(dialect)
         sql = self.prepare(query, max_rows, now)
         started = time.perf_counter()
         with self._pool.connection() as conn:
@@ -447,8 +436,9 @@ class DBAPIEngine(ABC):
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )
 
-    def validate(self, query: str) -> list[Problem]:
+    def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]:
         try:
+            self._check_dialect(dialect)
             self.prepare(query, 1, None)
         except QueryError as e:
             return e.problems
@@ -457,10 +447,19 @@ class DBAPIEngine(ABC):
     def catalog(self) -> Catalog:
         return self._catalog_data().catalog
 
+    def loaded_catalog(self) -> Catalog | None:
+        with self._catalog_lock:
+            data, read_at = self._catalog, self._catalog_at
+        return data.catalog if data is not None and time.monotonic() - read_at < CATALOG_MAX_AGE_S else None
+
     def close(self) -> None:
         self._pool.close()
 
     # --- steps ----------------------------------------------------------------------------------
+
+    def _check_dialect(self, dialect: str | None) -> None:
+        if dialect is not None and dialect not in self.dialects:
+            raise unsupported_dialect(self, dialect)
 
     def prepare(self, query: str, max_rows: int, now: dt.datetime | None) -> str:
         """The SQL that will be sent, generated from the validated tree; QueryError when refused."""

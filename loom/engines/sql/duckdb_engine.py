@@ -25,8 +25,9 @@ from loom.engines.contracts import (
     QueryError,
     ResultSet,
     json_safe,
+    unsupported_dialect,
 )
-from loom.engines.sources import Source
+from loom.engines.sources import DuckDBSource
 from loom.engines.sql.deadlines import CancelTimer
 from loom.engines.sql.duckdb_catalog import build_catalog, by_bare_name, simple_type, structure
 from loom.engines.sql.duckdb_open import open_source, source_location
@@ -60,9 +61,12 @@ class DuckDBEngine:
     """
 
     name = "duckdb"
+    language = "sql"
     dialect = "duckdb"
+    # What `execute` translates from (sqlglot), besides DuckDB's own SQL.
+    dialects = frozenset({"duckdb", "sqlite", "tsql", "databricks", "spark"})
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: DuckDBSource) -> None:
         self.source = source
         self._setup_lock = threading.Lock()  # loading the source
         self._conn_lock = threading.Lock()  # a cursor against close(): not held while a load runs
@@ -83,8 +87,9 @@ class DuckDBEngine:
         dialect: str | None = None,
     ) -> ResultSet:
         """Validate, then run with a row cap and a time limit. `dialect` defaults to the source's."""
+        written = self._dialect(dialect)
         state = self._loaded()
-        sql = self._prepare(state, query, dialect or self.source.dialect, max_rows, now)
+        sql = self._prepare(state, query, written, max_rows, now)
         started = time.perf_counter()
         description, rows = self._run(state, sql, max_rows + 1, timeout_s)
         return ResultSet(
@@ -97,9 +102,9 @@ class DuckDBEngine:
             query=sql,
         )
 
-    def validate(self, query: str, dialect: str | None = None) -> list[Problem]:
+    def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]:
         try:
-            self._prepare(self._loaded(), query, dialect or self.source.dialect, 1, None)
+            self._prepare(self._loaded(), query, self._dialect(dialect), 1, None)
         except QueryError as e:
             return e.problems
         return []
@@ -127,6 +132,12 @@ class DuckDBEngine:
                 self._state = None
 
     # --- steps ----------------------------------------------------------------------------------
+
+    def _dialect(self, asked: str | None) -> str:
+        dialect = asked or self.source.dialect
+        if dialect not in self.dialects:
+            raise unsupported_dialect(self, dialect)
+        return dialect
 
     def _prepare(
         self, state: _Loaded, query: str, dialect: str, max_rows: int, now: dt.datetime | None
@@ -224,7 +235,7 @@ def _timeout(timeout_s: float) -> QueryError:
 # --- loading ------------------------------------------------------------------------------------
 
 
-def _load_state(source: Source) -> _Loaded:
+def _load_state(source: DuckDBSource) -> _Loaded:
     # The version is read before the data: a write that lands during the load shows at the next check.
     version = data_version(source_location(source))
     conn, descriptions = open_source(source)

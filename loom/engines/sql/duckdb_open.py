@@ -20,7 +20,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from loom.engines.contracts import QueryError
-from loom.engines.sources import Source
+from loom.engines.sources import DuckDBSource
 
 # Settings fixed at connect time: nothing may be downloaded or loaded behind our back.
 CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
@@ -32,11 +32,11 @@ SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 TABLE_FILE_SUFFIXES = (".parquet", ".csv")
 
 
-def source_location(source: Source) -> Path:
+def source_location(source: DuckDBSource) -> Path:
     return Path(source.location).expanduser()
 
 
-def open_source(source: Source) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+def open_source(source: DuckDBSource) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
     location = source_location(source)
     if not location.exists():
         raise QueryError(

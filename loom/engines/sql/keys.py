@@ -21,12 +21,10 @@ import re
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal
 
 import duckdb
-from pydantic import BaseModel
 
-from loom.engines.contracts import Catalog, ColumnInfo, TableInfo
+from loom.engines.contracts import Catalog, ColumnInfo, ForeignKey, TableInfo
 
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 KEY_SUFFIXES = ("_key", "_id", "key", "id")  # longest first: `customer_key` before `key`
@@ -39,16 +37,6 @@ SELECT schema_name, table_name, constraint_column_names, referenced_table, refer
 FROM duckdb_constraints()
 WHERE constraint_type = 'FOREIGN KEY' AND database_name = current_database()
 """
-
-
-class ForeignKey(BaseModel, frozen=True):
-    """`table.columns` references `ref_table.ref_columns`; names are spelled as in the Catalog."""
-
-    table: str
-    columns: tuple[str, ...]
-    ref_table: str
-    ref_columns: tuple[str, ...]
-    source: Literal["declared", "inferred"]
 
 
 def foreign_keys(location: Path, catalog: Catalog) -> list[ForeignKey]:

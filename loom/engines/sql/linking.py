@@ -17,13 +17,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
-from typing import Protocol
+from collections.abc import Iterable
 
 from pydantic import BaseModel, Field
 
-from loom.engines.contracts import Catalog, ColumnInfo, TableInfo
-from loom.engines.sql.keys import ForeignKey, primary_key
+from loom.engines.contracts import Catalog, ColumnInfo, Embedder, ForeignKey, TableInfo
+from loom.engines.sql.keys import primary_key
 from loom.engines.sql.linking_text import expanded_terms, identifier_terms, split_words, stem, terms
 from loom.engines.sql.linking_values import ValueIndex
 
@@ -39,12 +38,6 @@ TABLE_SHARE = 0.5  # how much of its best column's score a table inherits
 GENERIC = frozenset({"nam", "id", "titl", "cod", "typ", "valu", "key", "number"})  # stemmed
 STRONG_VALUE = 0.34  # a one-word value held by at most three columns
 STRONG_EMBEDDING = 0.9  # within 10 % of the closest column
-
-
-class Embedder(Protocol):
-    """Any embedding model: one vector per text. Only used when given."""
-
-    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
 class LinkBudget(BaseModel, frozen=True):

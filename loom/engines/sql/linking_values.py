@@ -94,6 +94,8 @@ def engine_fetcher(engine: Engine, timeout_s: float = 5.0) -> ValueFetcher:
             f"SELECT {col} FROM {name} WHERE {col} IS NOT NULL GROUP BY {col} "
             f"ORDER BY count(*) DESC LIMIT {limit}"
         )
-        return [row[0] for row in engine.execute(sql, max_rows=limit, timeout_s=timeout_s).rows]
+        # Written in the engine's own dialect, whatever dialect the source's model writes.
+        result = engine.execute(sql, max_rows=limit, timeout_s=timeout_s, dialect=engine.dialect)
+        return [row[0] for row in result.rows]
 
     return fetch

@@ -6,7 +6,7 @@ The problems go back to the model in the repair loop, so each one names what doe
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -29,10 +29,12 @@ class CatalogNames:
     catalog: Catalog
     rules: DialectRules
     tables: dict[str, TableInfo] = field(init=False)
+    names: dict[str, str] = field(init=False)  # lower-case key → the catalog's spelling
     has_columns: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.tables = {t.name.lower(): t for t in self.catalog.tables}
+        self.names = {key: t.name for key, t in self.tables.items()}
         self.has_columns = any(t.columns for t in self.catalog.tables)
 
     def ref(self, table: exp.Table) -> str | None:
@@ -54,27 +56,37 @@ class CatalogNames:
         return None if ref is None else self.tables.get(ref)
 
 
-def unknown_tables(nodes: Sequence[exp.Expr], names: CatalogNames) -> Iterator[Problem]:
+def unknown_tables(
+    nodes: Iterable[exp.Expr], resolve: Callable[[exp.Table], str | None], known: Mapping[str, str]
+) -> Iterator[Problem]:
+    """Tables the query names that the catalog lacks, each with the closest existing names.
+
+    `resolve` turns a table reference into the key the catalog is indexed by (None for what is no
+    catalog table); `known` maps those keys to the names shown to the model. The embedded engine
+    keys by `schema.table`, the cloud engines by three-part names with their defaults filled in.
+    """
+    nodes = list(nodes)
     ctes = {n.alias_or_name.lower() for n in nodes if isinstance(n, exp.CTE)}
     reported: set[str] = set()
     for table in (n for n in nodes if isinstance(n, exp.Table)):
-        ref = names.ref(table)
-        if ref is None or ref in names.tables or ref in reported or (not table.db and ref in ctes):
+        key = resolve(table)
+        if key is None or key in known or key in reported or (not table.db and table.name.lower() in ctes):
             continue
-        reported.add(ref)
-        yield _unknown_table_problem(ref, names.tables)
+        reported.add(key)
+        yield unknown_table_problem(key, known)
 
 
-def _unknown_table_problem(ref: str, known: dict[str, TableInfo]) -> Problem:
-    short = ref.rsplit(".", 1)[-1]
-    same_name = [t.name for key, t in known.items() if key.rsplit(".", 1)[-1] == short]
-    close = [known[k].name for k in difflib.get_close_matches(ref, list(known), n=3, cutoff=0.6)]
+def unknown_table_problem(key: str, known: Mapping[str, str]) -> Problem:
+    short = key.rsplit(".", 1)[-1]
+    same_name = [name for k, name in known.items() if k.rsplit(".", 1)[-1] == short]
+    close = [known[k] for k in difflib.get_close_matches(key, list(known), n=3, cutoff=0.6)]
     suggestions = list(dict.fromkeys(same_name + close))[:3]
     hint = f" Did you mean {' or '.join(suggestions)}?" if suggestions else ""
-    listing = ", ".join(sorted(t.name for t in known.values())[:30]) or "none"
+    listing = ", ".join(sorted(known.values())[:30]) or "none"
+    shown = known.get(key, key)
     return Problem(
         code="unknown_table",
-        message=f"Unknown table {ref}.{hint} Known tables: {listing}.",
+        message=f"Unknown table {shown}.{hint} Known tables: {listing}.",
         suggestions=suggestions,
     )
 

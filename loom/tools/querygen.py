@@ -1,0 +1,266 @@
+"""The one query-generation loop every language tool runs on.
+
+verified match → few-shot examples → generate → validate → execute with limits → repair (at most
+`max_repairs` times) → a result that carries the query, the rows and the attempts.
+
+A language tool says only what differs: its `QueryLanguage` (the engine language, the fence tag the
+model writes in, its prompts, how its schema is shown) — `nl2sql` is a few lines on top of this.
+The query is validated by the engine's parser before anything runs; this loop never judges a
+query itself, it only carries the engine's verdict back to the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from string import Template
+
+from pydantic import BaseModel, Field
+
+from loom.engines.contracts import Catalog, Embedder, Engine, Problem, QueryError, ResultSet
+from loom.engines.sources import Source, VerifiedQuery
+from loom.prompts import template
+from loom.tools.base import ToolContext, ToolError, ToolResult
+from loom.tools.fenced import extract_query
+from loom.tools.schema_prompt import render_schema
+from loom.tools.verified import VerifiedIndex
+
+CANNOT = "CANNOT ANSWER"
+MODEL_ROWS = 50  # rows the model reads; the user sees the whole (capped) table
+EXAMPLES = 3
+
+
+class QuestionArgs(BaseModel):
+    question: str = Field(description="The question, written out in full so it stands on its own.")
+    source: str | None = Field(None, description="Name of the data source; default: the first that fits.")
+
+
+class Attempt(BaseModel):
+    query: str
+    error: Problem
+
+
+class QueryResult(ToolResult):
+    """`query` is the final query as written in the source's dialect; `result.query` is what the
+    engine ran (translated, with the row cap added)."""
+
+    source: str
+    language: str
+    dialect: str
+    query: str
+    result: ResultSet
+    attempts: list[Attempt] = Field(default_factory=list)
+    verified: bool = False
+    verified_question: str | None = None
+
+    def for_model(self) -> str:
+        shown = self.result.model_copy(update={"rows": self.result.rows[:MODEL_ROWS]})
+        return self.model_copy(update={"result": shown}).model_dump_json(exclude_defaults=True)
+
+    def table(self) -> ResultSet:
+        return self.result
+
+    def shown_query(self) -> str:
+        return self.query
+
+
+@dataclass(frozen=True)
+class SchemaContext:
+    """What the prompt shows of a source, and the whole catalog (for saying what exists)."""
+
+    text: str
+    catalog: Catalog
+
+
+# The schema for the prompt; runs in a worker thread (it may read the source).
+SchemaFor = Callable[[Source, Engine, str, Embedder | None], SchemaContext]
+# The same when it needs no work (the engine's catalog is in hand), else None; runs on the loop.
+KnownSchema = Callable[[Source, Engine], SchemaContext | None]
+
+
+def whole_schema(source: Source, engine: Engine, question: str, embedder: Embedder | None) -> SchemaContext:
+    catalog = engine.catalog()
+    return SchemaContext(render_schema(catalog), catalog)
+
+
+def no_known_schema(source: Source, engine: Engine) -> SchemaContext | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """`generate` is the system prompt for writing a query; `repair` the message after a failure.
+
+    Placeholders: `$language $dialect $fence $source $description $instructions $schema $examples`
+    in `generate`; `$fence $query $code $error` in `repair` (`string.Template`, so query braces
+    need no escaping)."""
+
+    generate: Template
+    repair: Template
+
+    @classmethod
+    def packaged(cls, name: str) -> Prompts:
+        """`prompts/<name>.md` and `prompts/<name>_repair.md`."""
+        return cls(template(name), template(f"{name}_repair"))
+
+    @classmethod
+    def of(cls, generate: str, repair: str) -> Prompts:
+        return cls(Template(generate), Template(repair))
+
+
+@dataclass(frozen=True)
+class QueryLanguage:
+    name: str  # the engine language: "sql"
+    fence: str  # the tag of the fenced block the model writes the query in
+    prompts: Prompts
+    schema_for: SchemaFor = whole_schema
+    known_schema: KnownSchema = no_known_schema
+
+
+async def answer(ctx: ToolContext, language: QueryLanguage, args: QuestionArgs) -> QueryResult:
+    """The loop: a verified query when one matches, else generated, validated and repaired."""
+    source = ctx.source(args.source, language.name)
+    engine = _engine(ctx, source, language)
+    library = tuple(v for v in source.verified_queries if v.language == language.name)
+    ranked = VerifiedIndex.of(library).rank(args.question)
+    if ranked and ranked[0].score >= ctx.limits.verified_threshold:
+        return await _run_verified(ctx, engine, source, language, ranked[0].verified)
+    if ctx.model is None:
+        raise _no_model(library)
+    examples = [m.verified for m in ranked[:EXAMPLES] if m.score > 0]
+    return await _Generation(ctx, engine, source, language).run(args.question, examples)
+
+
+def _engine(ctx: ToolContext, source: Source, language: QueryLanguage) -> Engine:
+    try:
+        return ctx.engines.engine(source, language.name)
+    except QueryError as e:
+        raise ToolError(e.code, e.message) from e
+
+
+def _no_model(library: Sequence[VerifiedQuery]) -> ToolError:
+    listed = "; ".join(v.question for v in library) or "none"
+    return ToolError(
+        "no_model",
+        "No language model is configured and no verified query matches this question closely "
+        f"enough; verified questions for this source: {listed}",
+    )
+
+
+async def _execute(ctx: ToolContext, engine: Engine, query: str, dialect: str) -> ResultSet:
+    limits = ctx.limits
+    return await asyncio.to_thread(
+        engine.execute, query, max_rows=limits.max_rows, timeout_s=limits.timeout_s, dialect=dialect
+    )
+
+
+async def _run_verified(
+    ctx: ToolContext, engine: Engine, source: Source, language: QueryLanguage, verified: VerifiedQuery
+) -> QueryResult:
+    dialect = verified.dialect or source.dialect_for(language.name)
+    try:
+        result = await _execute(ctx, engine, verified.query, dialect)
+    except QueryError as e:
+        raise ToolError(e.code, f"the verified query for {verified.question!r} failed: {e.message}") from e
+    return QueryResult(
+        source=source.name,
+        language=language.name,
+        dialect=dialect,
+        query=verified.query.strip(),
+        result=result,
+        verified=True,
+        verified_question=verified.question,
+    )
+
+
+@dataclass
+class _Generation:
+    """One question's generate → validate → execute → repair loop."""
+
+    ctx: ToolContext
+    engine: Engine
+    source: Source
+    language: QueryLanguage
+
+    @property
+    def dialect(self) -> str:
+        return self.source.dialect_for(self.language.name)
+
+    async def run(self, question: str, examples: list[VerifiedQuery]) -> QueryResult:
+        assert self.ctx.model is not None
+        schema = self.language.known_schema(self.source, self.engine)
+        if schema is None:
+            schema = await asyncio.to_thread(
+                self.language.schema_for, self.source, self.engine, question, self.ctx.embedder
+            )
+        system = self._system_prompt(schema.text, examples)
+        attempts: list[Attempt] = []
+        prompt = question
+        for _ in range(self.ctx.limits.max_repairs + 1):
+            reply = await self.ctx.model.complete_text(system, prompt)
+            query = extract_query(reply, self.language.fence)
+            if query is None and CANNOT in reply.upper():
+                raise _not_in_source(self.source, schema.catalog, reply)
+            if query is None:
+                fence = self.language.fence
+                attempts.append(Attempt(query=reply[:2000], error=_no_block(fence)))
+                prompt = f"{question}\n\nReply with the query in a fenced ```{fence} block only."
+                continue
+            try:
+                result = await _execute(self.ctx, self.engine, query, self.dialect)
+            except QueryError as e:
+                attempts.append(Attempt(query=query, error=e.problems[0]))
+                prompt = self._repair_prompt(query, e)
+                continue
+            return self._result(query, result, attempts)
+        raise _failed(attempts)
+
+    def _system_prompt(self, schema: str, examples: Sequence[VerifiedQuery]) -> str:
+        fence, source = self.language.fence, self.source
+        shots = "".join(f"Q: {v.question}\n```{fence}\n{v.query}\n```\n" for v in examples)
+        return self.language.prompts.generate.substitute(
+            language=self.language.name,
+            dialect=self.dialect,
+            fence=fence,
+            source=source.name,
+            description=source.description,
+            instructions=source.instructions,
+            schema=schema,
+            examples=f"Verified examples:\n{shots}" if shots else "",
+        )
+
+    def _repair_prompt(self, query: str, error: QueryError) -> str:
+        return self.language.prompts.repair.substitute(
+            fence=self.language.fence, query=query, code=error.code, error=error.message
+        )
+
+    def _result(self, query: str, result: ResultSet, attempts: list[Attempt]) -> QueryResult:
+        return QueryResult(
+            source=self.source.name,
+            language=self.language.name,
+            dialect=self.dialect,
+            query=query,
+            result=result,
+            attempts=attempts,
+        )
+
+
+def _no_block(fence: str) -> Problem:
+    return Problem(code="no_query", message=f"the reply had no ```{fence} block")
+
+
+def _failed(attempts: list[Attempt]) -> ToolError:
+    last = attempts[-1].error
+    return ToolError(
+        "query_failed",
+        f"no valid query after {len(attempts)} attempts; last error ({last.code}): {last.message}",
+    )
+
+
+def _not_in_source(source: Source, catalog: Catalog, reply: str) -> ToolError:
+    """The model says the data cannot answer: say which tables exist rather than guess."""
+    start = reply.upper().index(CANNOT) + len(CANNOT)
+    reason = reply[start:].strip(" :.\n") or "no reason given"
+    tables = ", ".join(t.name for t in catalog.tables)
+    return ToolError("not_in_source", f"{source.name} cannot answer this ({reason}). Its tables: {tables}")

@@ -161,7 +161,7 @@ class Target:
         result = engine.execute(SCHEMA_SQL, max_rows=MAX_ROWS, timeout_s=TIMEOUT_S, dialect="duckdb")
         schema: dict[str, dict[str, str]] = {}
         for table, column, data_type in result.rows:
-            schema.setdefault(table, {})[column] = data_type
+            schema.setdefault(str(table), {})[str(column)] = str(data_type)
         return cls(engine, schema)
 
 

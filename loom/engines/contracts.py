@@ -14,9 +14,14 @@ import decimal
 import math
 import uuid
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
+
+# A value in a row or a sample: JSON-safe by construction (`json_safe`), so it is typed `object`
+# and not validated again per cell (pydantic's JsonValue costs 15x more on 1,000 rows).
+Value = object
+ErrorJson = dict[str, dict[str, str]]
 
 
 class Column(BaseModel):
@@ -28,7 +33,7 @@ class ResultSet(BaseModel):
     """What every engine returns and every data tool carries (DESIGN.md, Contracts)."""
 
     columns: list[Column]
-    rows: list[list[Any]]
+    rows: list[list[Value]]
     row_count: int
     truncated: bool = False
     elapsed_ms: float = 0.0
@@ -48,7 +53,7 @@ class ColumnInfo(BaseModel):
     name: str
     type: str
     description: str = ""
-    sample_values: list[Any] = Field(default_factory=list)
+    sample_values: list[Value] = Field(default_factory=list)
 
 
 class TableInfo(BaseModel):
@@ -119,7 +124,7 @@ class QueryError(Exception):
         self.message = message
         self.problems = problems or [Problem(code=code, message=message)]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> ErrorJson:
         return {"error": {"code": self.code, "message": self.message}}
 
 
@@ -206,7 +211,7 @@ def unsupported_dialect(engine: Engine, dialect: str) -> QueryError:
     )
 
 
-def json_safe(value: Any) -> Any:
+def json_safe(value: object) -> Value:
     """Turn a driver value into something JSON can carry without loss of meaning."""
     if value is None or isinstance(value, bool | int | str):
         return value

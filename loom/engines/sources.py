@@ -10,7 +10,7 @@ model here and an opener in `registry.py`.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
@@ -94,7 +94,7 @@ class DatabricksSource(SourceBase):
         return "databricks" if language == "sql" else language
 
 
-def _kind(value: Any) -> str:
+def _kind(value: object) -> str:
     """The tag of a source: its `kind`, or duckdb for a source that names none."""
     if isinstance(value, dict):
         return str(value.get("kind", "duckdb"))

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, Generic, Protocol, TypeVar, get_type_hints
+from typing import Generic, Protocol, TypeVar, get_type_hints
 
 from pydantic import BaseModel
 
@@ -23,6 +23,8 @@ from loom.engines.registry import answers
 from loom.engines.sources import Source
 from loom.identity import Principal
 from loom.settings import DEFAULTS, Settings
+
+JsonObject = dict[str, object]  # a JSON Schema / function declaration, as sent to the model
 
 
 class Effect(StrEnum):
@@ -126,7 +128,7 @@ class Tool(Generic[A, R]):
     language: str | None = None  # the query language a data tool needs; None for other tools
     guidance: str = ""  # what the system prompt says about when and how to call it
 
-    def schema(self, sources: Sequence[str] = ()) -> dict[str, Any]:
+    def schema(self, sources: Sequence[str] = ()) -> JsonObject:
         """The OpenAI function-tool declaration; a `source` argument lists the sources it may name.
 
         Built once per set of sources: it is sent with every model call."""
@@ -142,26 +144,30 @@ class Tool(Generic[A, R]):
 
 
 @lru_cache(maxsize=256)
-def _schema(
-    name: str, description: str, args_model: type[BaseModel], sources: tuple[str, ...]
-) -> dict[str, Any]:
+def _schema(name: str, description: str, args_model: type[BaseModel], sources: tuple[str, ...]) -> JsonObject:
     params = _without_titles(args_model.model_json_schema())
-    source = params.get("properties", {}).get("source")
-    if source is not None and sources:
+    assert isinstance(params, dict)
+    properties = params.get("properties")
+    if sources and isinstance(properties, dict) and isinstance(properties.get("source"), dict):
         # The model picks from the turn's sources rather than guessing a name.
-        params["properties"]["source"] = {**_not_null(source), "enum": list(sources)}
+        properties["source"] = {**_not_null(properties["source"]), "enum": list(sources)}
     return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
 
 
-def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
+def _not_null(prop: JsonObject) -> JsonObject:
     """`{"anyOf": [{"type": "string"}, {"type": "null"}], …}` → `{"type": "string", …}`."""
-    options = [o for o in prop.get("anyOf", []) if o.get("type") != "null"]
+    choices = prop.get("anyOf")
+    options = (
+        [o for o in choices if isinstance(o, dict) and o.get("type") != "null"]
+        if isinstance(choices, list)
+        else []
+    )
     if len(options) != 1:
         return prop
     return {**{k: v for k, v in prop.items() if k != "anyOf"}, **options[0]}
 
 
-def _without_titles(node: Any) -> Any:
+def _without_titles(node: object) -> object:
     """Pydantic's titles repeat the property names: tokens the model pays for on every call."""
     if isinstance(node, dict):
         return {k: _without_titles(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
@@ -171,13 +177,13 @@ def _without_titles(node: Any) -> Any:
 
 
 def define(
-    run: Callable[[ToolContext, Any], Awaitable[Any]],
+    run: Callable[[ToolContext, A], Awaitable[R]],
     *,
     effect: Effect,
     name: str = "",
     language: str | None = None,
     guidance: str = "",
-) -> Tool:
+) -> Tool[A, R]:
     """Make a Tool from its function: types from the signature; the name from the module when the
     function is the module's `run` (one module per tool), else the function's own name."""
     hints = get_type_hints(run)

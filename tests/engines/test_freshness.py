@@ -41,7 +41,9 @@ def always_look(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def count(engine: DuckDBEngine, table: str = "gold.sales") -> int:
     rows = engine.execute(f"SELECT count(*) FROM {table}", max_rows=1, timeout_s=5).rows
-    return int(rows[0][0])
+    value = rows[0][0]
+    assert isinstance(value, int)
+    return value
 
 
 def test_the_version_changes_with_a_write_and_not_with_a_read(lake: Path) -> None:

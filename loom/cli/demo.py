@@ -31,5 +31,7 @@ async def run_demo(settings: Settings, console: Console, questions: tuple[str, .
             printer = await session.ask(question)
             failed = failed or printer.error is not None
     console.print()
-    console.print(f"[dim]conversation {session.conversation_id} · stored in {settings.database_path}[/dim]")
+    if session.conversation_id:  # none when every turn failed before it started
+        stored = f"conversation {session.conversation_id} · stored in {settings.database_path}"
+        console.print(f"[dim]{stored}[/dim]")
     return failed

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from loom.agent.build import build_runner
-from loom.agent.loop import Agent, ConversationNotFound
+from loom.agent.build import build_agent
+from loom.agent.loop import Agent
 from loom.agent.sources import SourcesFileError, UnknownSourceError
 from loom.agent.sqlite_store import SqliteConversationStore
+from loom.agent.store import ConversationNotFound
 from loom.agent.turns import TurnRequest
 from loom.cli.render import TurnPrinter
 from loom.identity import DEV_PRINCIPAL
@@ -25,13 +26,16 @@ class LocalSession:
     conversation_id: str | None = None
 
     async def ask(self, message: str, sources: list[str] | None = None) -> TurnPrinter:
+        """Runs one turn, printing the answer on the console and any error on stderr."""
         printer = TurnPrinter(self.console)
         request = TurnRequest(conversation_id=self.conversation_id, message=message, sources=sources)
         try:
             await printer.consume(self.agent.run_turn(DEV_PRINCIPAL, request))
-        except (ConversationNotFound, UnknownSourceError, SourcesFileError) as e:
-            printer.error = f"unknown conversation {e}" if isinstance(e, ConversationNotFound) else str(e)
-            self.console.print(f"[bold red]error:[/bold red] {printer.error}")
+        except ConversationNotFound as e:
+            printer.fail(f"unknown conversation {e.conversation_id!r}")
+            return printer
+        except (UnknownSourceError, SourcesFileError) as e:
+            printer.fail(str(e))
             return printer
         self.conversation_id = printer.thread_id
         return printer
@@ -44,6 +48,6 @@ async def local_session(
     settings.home.mkdir(parents=True, exist_ok=True)
     store = SqliteConversationStore(settings.database_path)
     try:
-        yield LocalSession(build_runner(settings, store), console, conversation_id)
+        yield LocalSession(build_agent(settings, store), console, conversation_id)
     finally:
         await store.close()

@@ -1,6 +1,7 @@
 """Showing a turn's AG-UI events in a terminal: streamed text, the query, a table, a spinner.
 
-The CLI's `ask`, `chat` and `demo` all print through this one renderer.
+The CLI's `ask`, `chat` and `demo` all print through this one renderer; its tables are
+`loom.cli.tables.result_view`, as `loom query sql`'s are. Errors go to stderr, the answer to stdout.
 """
 
 from __future__ import annotations
@@ -12,33 +13,20 @@ from typing import Any
 
 from ag_ui.core import BaseEvent, EventType
 from rich.console import Console
+from rich.markup import escape
 from rich.status import Status
 from rich.syntax import Syntax
-from rich.table import Table
 
 from loom.agent.events import APPROVAL_REQUIRED, RESULT_TABLE
+from loom.cli.tables import result_view
 
 TABLE_ROWS = 20
-
-
-def result_table(value: dict[str, Any], limit: int = TABLE_ROWS) -> Table:
-    table = Table(show_lines=False, header_style="bold")
-    for column in value["columns"]:
-        numeric = column["type"] in {"integer", "float", "decimal", "bigint", "double"}
-        table.add_column(column["name"], justify="right" if numeric else "left")
-    for row in value["rows"][:limit]:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    more = value["row_count"] - min(limit, len(value["rows"]))
-    if more > 0 or value.get("truncated"):
-        table.caption = f"{value['row_count']} rows" + (
-            " (truncated by the row cap)" if value["truncated"] else ""
-        )
-    return table
 
 
 @dataclass
 class TurnPrinter:
     console: Console
+    errors: Console = field(default_factory=lambda: Console(stderr=True))
     show_tables: bool = True
     thread_id: str | None = None
     error: str | None = None
@@ -90,10 +78,13 @@ class TurnPrinter:
             self._custom(event.name, event.value)  # type: ignore[attr-defined]
         elif kind == EventType.RUN_ERROR:
             self._stop()
-            self.error = event.message  # type: ignore[attr-defined]
-            self.console.print(f"[bold red]error:[/bold red] {self.error}")
+            self.fail(event.message)  # type: ignore[attr-defined]
         elif kind == EventType.RUN_FINISHED:
             self._stop()
+
+    def fail(self, message: str) -> None:
+        self.error = message
+        self.errors.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True)
 
     def _show_args(self, arguments: str) -> None:
         try:
@@ -116,6 +107,6 @@ class TurnPrinter:
             self._stop()
             self.console.print(Syntax(value["query"], "sql", word_wrap=True, background_color="default"))
             if self.show_tables:
-                self.console.print(result_table(value))
+                self.console.print(result_view(value, limit=TABLE_ROWS))
         elif name == APPROVAL_REQUIRED:
             self.console.print(f"[bold yellow]approval required[/bold yellow] for {value['tool']}")

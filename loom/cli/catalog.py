@@ -1,7 +1,8 @@
 """`loom catalog link`: which tables and columns schema linking would show the model, and why.
 
 Mounted by the main CLI: `app.add_typer(catalog_app, name="catalog", help=...)`.
-Exit codes: 0 ok; 2 the source is unknown or cannot be opened (stdout has {"error": {...}}).
+Exit codes: 0 ok; 2 the question is empty, or the source is unknown or cannot be opened (stdout has
+{"error": {...}}).
 """
 
 from __future__ import annotations
@@ -43,12 +44,17 @@ def link_command(
     source: Annotated[
         str,
         typer.Option(
-            "--source", "-s", help="A source name from the sources file, or a .duckdb/.sqlite file or folder."
+            "--source",
+            "-s",
+            metavar="SOURCE",
+            help="A source name from the sources file, or a .duckdb/.sqlite file or folder.",
         ),
     ],
-    question: Annotated[str, typer.Option("--question", "-q", help="The question to link.")],
+    question: Annotated[
+        str, typer.Option("--question", "-q", metavar="QUESTION", help="The question to link.")
+    ],
     evidence: Annotated[
-        str, typer.Option(help="Hints that name columns or values (BIRD-style evidence).")
+        str, typer.Option(metavar="TEXT", help="Hints that name columns or values (BIRD-style evidence).")
     ] = "",
     output: Annotated[
         LinkFormat, typer.Option("--format", "-f", help="table (for people) or json.")
@@ -59,10 +65,12 @@ def link_command(
     Example: loom catalog link --source ./shop.sqlite --question "sales in Texas" --format json
     """
     try:
+        if not question.strip():
+            raise QueryError("invalid_argument", "The question is empty.")
         settings = query_settings()
         linked = _link(resolve_source(source, settings), question, evidence, settings)
     except QueryError as e:
-        typer.echo(json.dumps(e.to_json()))
+        typer.echo(json.dumps(e.to_json(), ensure_ascii=False))
         raise typer.Exit(EXIT_REFUSED) from e
     if output is LinkFormat.json:
         typer.echo(json.dumps(to_json(linked), indent=2))
@@ -76,7 +84,7 @@ def _link(source: Source, question: str, evidence: str, settings: Settings) -> L
 
     pool = engine_pool(settings)
     try:
-        return link_question(source, pool.sql_engine(source), question, evidence=evidence)
+        return link_question(source, pool.engine(source, "sql"), question, evidence=evidence)
     finally:
         pool.close()
 

@@ -3,7 +3,8 @@
 `loom query sql` follows the Query CLI contract (DESIGN.md): the query is validated by parsing
 (read-only), run with a row cap and a time limit, and printed as a table, JSON (the ResultSet) or
 CSV. Exit codes: 0 ok; 2 refused or invalid (not read-only, parse error, unknown table or source);
-1 the query failed while running (execution error, timeout).
+1 the query failed while running (execution error, timeout); 3 a CSV export stopped at the default
+row cap (the rows printed are not all the rows; pass --max-rows for more).
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from loom.agent.sources import resolve_source
+from loom.cli.tables import cell_text, result_view
 from loom.engines.contracts import Engine, QueryError, ResultSet
 from loom.settings import Settings, SettingsError, settings_for
 
 EXIT_FAILED = 1  # the query was accepted but failed while running
 EXIT_REFUSED = 2  # the query (or the source, or the input) was refused before running
+EXIT_TRUNCATED = 3  # a CSV export stopped at the default row cap: what it printed is not every row
 FAILURE_CODES = frozenset({"execution_error", "timeout"})
+MAX_ROWS_LIMIT = 1_000_000_000  # beyond it DuckDB's LIMIT overflows; no export needs more
 
 query_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -50,8 +53,10 @@ class OutputFormat(StrEnum):
 def query_group() -> None:
     """Run a query directly on a data source: no model involved, same limits and checks as the agent.
 
-    Exit codes: 0 ok; 2 refused or invalid; 1 failed while running.
-    On a refusal or failure the command prints {"error": {"code": …, "message": …}} on stdout.
+    Exit codes: 0 ok; 2 refused or invalid; 1 failed while running; 3 a CSV export stopped at the
+    default row cap (pass --max-rows for more).
+    On a refusal or failure, --format json or csv prints {"error": {"code": …, "message": …}} on
+    stdout; the table format prints `error (code): message` on stderr.
     """
 
 
@@ -62,13 +67,16 @@ def query_group() -> None:
 def sql_command(
     query: Annotated[
         str | None,
-        typer.Argument(help="The SQL query. Omit it, or pass '-', to read the query from stdin."),
+        typer.Argument(
+            metavar="QUERY", help="The SQL query. Omit it, or pass '-', to read the query from stdin."
+        ),
     ] = None,
     source: Annotated[
         str | None,
         typer.Option(
             "--source",
             "-s",
+            metavar="SOURCE",
             help="A source name from the sources file, or a path: a .duckdb or "
             ".sqlite file, or a folder whose Delta folders, *.parquet and *.csv files become tables "
             "(subfolders such as bronze/silver/gold become schemas). Default: the configured default "
@@ -86,20 +94,26 @@ def sql_command(
         typer.Option(
             "--max-rows",
             min=1,
-            help="Return at most N rows; more sets `truncated`. Default: LOOM_QUERY_MAX_ROWS.",
+            max=MAX_ROWS_LIMIT,
+            metavar="N",
+            help="Return at most N rows; more sets `truncated`. Default: LOOM_QUERY_MAX_ROWS (1000). "
+            "A CSV export cut at that default exits 3; one cut at an explicit N says so on stderr "
+            "and exits 0.",
         ),
     ] = None,
     timeout: Annotated[
         float | None,
         typer.Option(
             min=0.001,
+            metavar="S",
             help="Stop the query after S seconds (exit 1, code `timeout`). Default: LOOM_QUERY_TIMEOUT_S.",
         ),
     ] = None,
     now: Annotated[
         str | None,
         typer.Option(
-            help="Answer as of this ISO time: CURRENT_DATE, NOW() & co. return it (reproducible answers)."
+            metavar="TIME",
+            help="Answer as of this ISO time: CURRENT_DATE, NOW() & co. return it (reproducible answers).",
         ),
     ] = None,
     output: Annotated[
@@ -109,6 +123,7 @@ def sql_command(
     batch: Annotated[
         Path | None,
         typer.Option(
+            metavar="PATH",
             help='Run every {"id", "query"} line of this JSONL file (or - for stdin); writes one JSON '
             'line per input: {"id", "result"} or {"id", "error"}. Exit code: the worst line\'s.',
         ),
@@ -118,8 +133,12 @@ def sql_command(
 
     Only one SELECT / WITH … SELECT / UNION / VALUES statement may run.
     Writes, management commands and functions that reach files or the network are refused.
-    Exit codes: 0 ok; exit 2 refused or invalid; exit 1 failed while running (error, timeout).
-    On exit 1 or 2, stdout has {"error": {"code": …, "message": …}}.
+
+    Exit codes: 0 ok; exit 2 refused or invalid; exit 1 failed while running (error, timeout);
+    exit 3 a CSV export stopped at the default row cap (stderr says so: pass --max-rows for more).
+
+    On exit 1 or 2, with --format json or csv (and --batch) stdout has
+    {"error": {"code": …, "message": …}}; the table format prints `error (code): message` on stderr.
 
     Examples:
 
@@ -131,13 +150,14 @@ def sql_command(
     """
     from loom.agent.build import engine_pool
 
-    settings = query_settings()
+    errors_as = OutputFormat.json if batch is not None else output  # a batch writes JSON lines
+    settings = query_settings(output=errors_as)
     pool = engine_pool(settings)
     try:
-        engine = pool.sql_engine(resolve_source(source or settings.default_source, settings))
+        engine = pool.engine(resolve_source(source or settings.default_source, settings), "sql")
         pinned = _parse_now(now)
     except QueryError as e:
-        _fail(e)
+        _fail(e, errors_as)
     limits = {
         "max_rows": max_rows or settings.query_max_rows,
         "timeout_s": timeout or settings.query_timeout_s,
@@ -147,18 +167,18 @@ def sql_command(
             raise typer.Exit(_run_batch(engine, _read_lines(batch), dialect, pinned, limits))
         result = _execute(engine, _read_query(query), dialect, pinned, limits)
     except QueryError as e:
-        _fail(e)
+        _fail(e, errors_as)
     finally:
         pool.close()
-    _print_result(result, output)
+    _print_result(result, output, capped_by_default=max_rows is None)
 
 
-def query_settings(home: Path | None = None) -> Settings:
-    """The settings, or the query contract's answer to bad ones: a JSON error on stdout, exit 2."""
+def query_settings(home: Path | None = None, output: OutputFormat = OutputFormat.json) -> Settings:
+    """The settings, or the query contract's answer to bad ones: exit 2 with the error (see `_fail`)."""
     try:
         return settings_for(home)
     except SettingsError as e:
-        _fail(QueryError("invalid_configuration", str(e)))
+        _fail(QueryError("invalid_configuration", str(e)), output)
 
 
 def _parse_now(value: str | None) -> dt.datetime | None:
@@ -189,9 +209,17 @@ def _exit_code(error: QueryError) -> int:
     return EXIT_FAILED if error.code in FAILURE_CODES else EXIT_REFUSED
 
 
-def _fail(error: QueryError) -> NoReturn:
-    typer.echo(json.dumps(error.to_json()))
+def _fail(error: QueryError, output: OutputFormat = OutputFormat.json) -> NoReturn:
+    """The machine contract, `{"error": {...}}` on stdout, for json and csv; a line on stderr for people."""
+    if output is OutputFormat.table:
+        typer.echo(f"error ({error.code}): {error.message}", err=True)
+    else:
+        typer.echo(_json(error.to_json()))
     raise typer.Exit(_exit_code(error))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 # --- batch ------------------------------------------------------------------------------------
@@ -227,7 +255,7 @@ def _run_batch(
         except QueryError as e:
             out = {"id": item_id, **e.to_json()}
             worst = max(worst, _exit_code(e))
-        typer.echo(json.dumps(out))
+        typer.echo(_json(out))
     return worst
 
 
@@ -244,35 +272,28 @@ def _batch_item(line: str, number: int) -> tuple[Any, str]:
 # --- output -----------------------------------------------------------------------------------
 
 
-def _print_result(result: ResultSet, output: OutputFormat) -> None:
+def _print_result(result: ResultSet, output: OutputFormat, *, capped_by_default: bool) -> None:
+    """Print the rows; when they stopped at the row cap, say so where the format can (see EXIT_TRUNCATED)."""
+    reason = _truncation_reason(capped_by_default)
     if output is OutputFormat.json:
-        typer.echo(result.model_dump_json())
-    elif output is OutputFormat.csv:
-        _print_csv(result)
+        typer.echo(result.model_dump_json())  # `truncated` says it
+    elif output is OutputFormat.table:
+        Console().print(result_view(result, show_types=True, truncated_note=f"stopped at {reason}"))
     else:
-        Console().print(_rich_table(result))
+        _print_csv(result)
+        if result.truncated:
+            typer.echo(f"warning: the output stopped at {result.row_count} rows, {reason}", err=True)
+            if capped_by_default:
+                raise typer.Exit(EXIT_TRUNCATED)
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return json.dumps(value) if isinstance(value, list | dict) else str(value)
+def _truncation_reason(capped_by_default: bool) -> str:
+    if capped_by_default:
+        return "the default row cap; pass --max-rows N for more"
+    return "the --max-rows limit; there are more rows"
 
 
 def _print_csv(result: ResultSet) -> None:
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow([c.name for c in result.columns])
-    writer.writerows([[_cell(v) for v in row] for row in result.rows])
-
-
-def _rich_table(result: ResultSet) -> Table:
-    more = f" (truncated at {result.row_count})" if result.truncated else ""
-    table = Table(
-        caption=f"{result.row_count} rows{more} · {result.elapsed_ms:.1f} ms", caption_justify="left"
-    )
-    for column in result.columns:
-        numeric = column.type in {"integer", "float", "decimal"}
-        table.add_column(f"{column.name}\n[dim]{column.type}[/dim]", justify="right" if numeric else "left")
-    for row in result.rows:
-        table.add_row(*(_cell(v) if v is not None else "[dim]null[/dim]" for v in row))
-    return table
+    writer.writerows([[cell_text(v) for v in row] for row in result.rows])

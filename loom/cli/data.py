@@ -29,13 +29,16 @@ def seed_command(
         Path | None,
         typer.Option(
             "--home",
-            help="State folder; the lakehouse goes in HOME/lakehouse. Default: $LOOM_HOME or ./.loom.",
+            metavar="PATH",
+            help="State folder; the lakehouse goes in PATH/lakehouse. Default: $LOOM_HOME or ./.loom.",
         ),
     ] = None,
     orders: Annotated[
-        int, typer.Option(min=1, help="How many orders to generate (about 1.8 lines each).")
+        int, typer.Option(min=1, metavar="N", help="How many orders to generate (about 1.8 lines each).")
     ] = 20000,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed always gives the same tables.")] = 7,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Random seed: the same seed always gives the same tables.")
+    ] = 7,
     force: Annotated[
         bool, typer.Option("--force", help="Seed again even if the lakehouse exists (replaces it).")
     ] = False,
@@ -56,15 +59,17 @@ def seed_command(
             f"The sample lakehouse already exists at {root}; nothing done (use --force to rebuild it)."
         )
         return
-    report = _seed_with_progress(root, seed=seed, orders=orders)
+    report = seed_with_progress(root, seed=seed, orders=orders)
     Console().print(_seed_table(report))
 
 
-def _seed_with_progress(root: Path, *, seed: int, orders: int) -> SeedReport:
+def seed_with_progress(root: Path, *, seed: int = 7, orders: int = 20000) -> SeedReport:
+    """Seed the lakehouse with a progress bar on stderr (stdout stays the command's own output)."""
     from loom.lakehouse.seed import seed_lakehouse
 
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    stderr = Console(stderr=True)  # not a terminal (a log, a pipe): no bar, rather than a blank line
+    with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
         task = bar.add_task("seeding", total=None)
 
         def advance(what: str, done: int, total: int) -> None:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from loom.cli.usage import use_metavars
 from loom.settings import Provider, Settings, SettingsError, settings_for
+
+use_metavars()  # help names values (QUESTION, --home PATH), not Python types; see loom/cli/usage.py
 
 app = typer.Typer(
     name="loom",
@@ -30,7 +35,7 @@ def _mount_subcommands() -> None:
     if any(group.typer_instance is query_app for group in app.registered_groups):
         return  # mounted already (main() after a test mounted them)
 
-    app.add_typer(query_app, name="query", help="Run a query directly on a source (no model).")
+    app.add_typer(query_app, name="query")  # its help, exit codes included, is query_group's docstring
     app.add_typer(data_app, name="data", help="Sample data: `loom data seed` builds the sales lakehouse.")
     app.add_typer(
         catalog_app,
@@ -39,13 +44,31 @@ def _mount_subcommands() -> None:
     )
 
 
-def _ensure_seeded(settings: Settings) -> None:
-    from loom.lakehouse.seed import is_seeded, seed_lakehouse
+def _error(message: str) -> None:
+    err.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
 
-    if is_seeded(settings.lakehouse_dir):
+
+def _check_sources(settings: Settings, names: list[str] | None = None) -> None:
+    """Before any slow work or any state written: a broken sources file raises SourcesFileError (main()
+    says what to fix, exit 2); an unknown --source name exits 1."""
+    from loom.agent.sources import UnknownSourceError, load_sources, pick_sources
+
+    try:
+        pick_sources(load_sources(settings), names)
+    except UnknownSourceError as e:
+        _error(str(e))
+        raise typer.Exit(1) from None
+
+
+def _seed_if_sample(settings: Settings) -> None:
+    """Seed the sample lakehouse on first use, when it is the source in use (there is no sources file)."""
+    from loom.cli.data import seed_with_progress
+    from loom.lakehouse.seed import is_seeded
+
+    if settings.resolved_sources_file.exists() or is_seeded(settings.lakehouse_dir):
         return
-    with console.status("seeding the sample lakehouse (first run only)…"):
-        seed_lakehouse(settings.lakehouse_dir)
+    err.print(f"seeding the sample lakehouse in {settings.lakehouse_dir} (first run only)…", soft_wrap=True)
+    seed_with_progress(settings.lakehouse_dir)
 
 
 def _describe_model(settings: Settings) -> str:
@@ -55,35 +78,42 @@ def _describe_model(settings: Settings) -> str:
 
 
 HomeOption = Annotated[
-    Path | None, typer.Option("--home", help="State folder (default: $LOOM_HOME or ./.loom).")
+    Path | None,
+    typer.Option("--home", metavar="PATH", help="State folder (default: $LOOM_HOME or ./.loom)."),
 ]
 SourceOption = Annotated[
-    list[str] | None, typer.Option("--source", "-s", help="Source name(s) to use (default: all).")
+    list[str] | None,
+    typer.Option("--source", "-s", metavar="NAME", help="Source name(s) to use (default: all)."),
 ]
 
 
 @app.command()
 def ask(
-    question: Annotated[str, typer.Argument(help="The question, in plain language.")],
+    question: Annotated[str, typer.Argument(metavar="QUESTION", help="The question, in plain language.")],
     conversation: Annotated[
-        str | None, typer.Option("--conversation", "-c", help="Continue this conversation id.")
+        str | None, typer.Option("--conversation", "-c", metavar="ID", help="Continue this conversation id.")
     ] = None,
     source: SourceOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Ask one question; prints the streamed answer, the query that produced it and its rows."""
+    """Ask one question; prints the streamed answer, the query that produced it and its rows.
+
+    Errors go to stderr; exit 1 when the turn failed (or the source or conversation is unknown).
+    """
     from loom.cli.local import local_session
 
     if not question.strip():
-        err.print("[red]error:[/red] the question is empty")
+        _error("the question is empty")
         raise typer.Exit(2)
     settings = settings_for(home)
-    _ensure_seeded(settings)
+    _check_sources(settings, source)
+    _seed_if_sample(settings)
 
     async def run() -> str | None:
         async with local_session(settings, console, conversation) as session:
             printer = await session.ask(question, source)
-            console.print(f"[dim]conversation {printer.thread_id}[/dim]")
+            if printer.thread_id:
+                console.print(f"[dim]conversation {printer.thread_id}[/dim]")
             return printer.error
 
     if asyncio.run(run()):
@@ -96,7 +126,8 @@ def chat(source: SourceOption = None, home: HomeOption = None) -> None:
     from loom.cli.local import local_session
 
     settings = settings_for(home)
-    _ensure_seeded(settings)
+    _check_sources(settings, source)
+    _seed_if_sample(settings)
     console.print(f"[bold]Loom[/bold] · {_describe_model(settings)} · empty line or Ctrl-D to quit")
 
     async def run() -> None:
@@ -119,7 +150,8 @@ def demo(home: HomeOption = None) -> None:
     from loom.cli.demo import run_demo
 
     settings = settings_for(home)
-    _ensure_seeded(settings)
+    _check_sources(settings)
+    _seed_if_sample(settings)
     console.rule(f"[bold]Loom Data Agents demo[/bold] · {_describe_model(settings)}")
     if asyncio.run(run_demo(settings, console)):
         raise typer.Exit(1)
@@ -127,31 +159,60 @@ def demo(home: HomeOption = None) -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    host: Annotated[
+        str | None, typer.Option(metavar="HOST", help="Address to bind (default 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, metavar="PORT", help="Port (default 8000).")
+    ] = None,
     home: HomeOption = None,
 ) -> None:
-    """Serve the HTTP API: POST /v1/chat (AG-UI over SSE), conversations, health; docs at /docs."""
+    """Serve the HTTP API: POST /v1/chat (AG-UI over SSE), conversations, health; docs at /docs.
+
+    Exit 2 when it cannot start: bad configuration, or the address cannot be bound (port in use).
+    """
     import uvicorn
 
-    from loom.agent.sources import load_sources
     from loom.api.app import create_app
     from loom.api.auth import AuthConfigError, check_bind
 
     settings = settings_for(home)
     bind_host, bind_port = host or settings.host, port or settings.port
-    load_sources(settings)  # a broken sources file stops here, with what to fix, not at startup
+    _check_sources(settings)  # a broken sources file stops here, with what to fix, not at startup
     try:
         check_bind(settings, bind_host)
         app = create_app(settings)
     except AuthConfigError as e:
-        err.print(f"[red]refusing to start:[/red] {e}")
+        err.print(f"[red]refusing to start:[/red] {escape(str(e))}")
         raise typer.Exit(2) from e
-    _ensure_seeded(settings)
+    sock = _bind(bind_host, bind_port)  # before seeding: a busy port fails at once
+    _seed_if_sample(settings)
+    sock.listen(2048)  # from the banner on, a client waits for the server instead of being refused
     model, auth = _describe_model(settings), settings.auth_mode
-    err.print(f"Loom API on http://{bind_host}:{bind_port} · {model} · auth {auth} · docs at /docs")
+    err.print(f"Loom API on {_url(sock)} · {model} · auth {auth} · docs at /docs", soft_wrap=True)
     _log_to_stderr(settings.log_level)
-    uvicorn.run(app, host=bind_host, port=bind_port, log_level=settings.log_level)
+    uvicorn.Server(uvicorn.Config(app, log_level=settings.log_level)).run(sockets=[sock])
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The server's socket, bound here so that the banner names the real address and a port in use
+    (or an address that is not this machine's) is one line, exit 2, rather than uvicorn's traceback."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except (OSError, OverflowError) as e:  # OverflowError: a port out of range from LOOM_PORT
+        sock.close()
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        _error(f"cannot listen on {host}:{port}: {reason}")
+        raise typer.Exit(2) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
 
 
 def _log_to_stderr(level: str) -> None:
@@ -177,7 +238,7 @@ def main() -> None:
     try:
         app()
     except (SettingsError, SourcesFileError) as e:  # a configuration mistake, not a crash: say what to fix
-        err.print(f"[red]error:[/red] {e}")
+        _error(str(e))
         raise SystemExit(2) from None
 
 

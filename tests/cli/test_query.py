@@ -82,7 +82,7 @@ def test_query_from_stdin(lakehouse: Path) -> None:
 
 
 def test_refused_query_exits_2_with_a_json_error(lakehouse: Path) -> None:
-    code, out = _sql("-s", str(lakehouse), "SELECT 1; DROP TABLE gold.fact_sales")
+    code, out = _sql("-s", str(lakehouse), "-f", "json", "SELECT 1; DROP TABLE gold.fact_sales")
     assert code == 2
     assert json.loads(out)["error"]["code"] == "multiple_statements"
 
@@ -93,14 +93,14 @@ def test_file_access_is_refused(lakehouse: Path) -> None:
 
 
 def test_execution_failure_exits_1(lakehouse: Path) -> None:
-    code, out = _sql("-s", str(lakehouse), "SELECT CAST(name AS INTEGER) FROM gold.dim_store")
+    code, out = _sql("-s", str(lakehouse), "-f", "csv", "SELECT CAST(name AS INTEGER) FROM gold.dim_store")
     error = json.loads(out)["error"]
     assert code == 1 and error["code"] == "execution_error"
     assert "Conversion Error" in error["message"]
 
 
 def test_an_unknown_column_is_refused_with_exit_2(lakehouse: Path) -> None:
-    code, out = _sql("-s", str(lakehouse), "SELECT no_such_column FROM gold.dim_store")
+    code, out = _sql("-s", str(lakehouse), "-f", "json", "SELECT no_such_column FROM gold.dim_store")
     error = json.loads(out)["error"]
     assert code == 2 and error["code"] == "unknown_column"
 
@@ -163,7 +163,7 @@ def test_source_by_name_uses_settings(
 
 
 def test_unknown_source_exits_2(tmp_path: Path) -> None:
-    code, out = _sql("--source", "no-such-source", "SELECT 1")
+    code, out = _sql("--source", "no-such-source", "-f", "json", "SELECT 1")
     assert code == 2 and json.loads(out)["error"]["code"] == "unknown_source"
 
 

@@ -48,7 +48,8 @@ async def test_a_question_streams_a_tool_call_its_result_and_the_answer(
     )
     events = await collect(make_agent(model), "How many order lines are there?")
 
-    assert types(events)[0] == "RUN_STARTED" and types(events)[-1] == "RUN_FINISHED"
+    assert types(events)[0] == "RUN_STARTED"
+    assert types(events)[-1] == "RUN_FINISHED"
     for kind in (
         "TOOL_CALL_START",
         "TOOL_CALL_ARGS",
@@ -71,7 +72,8 @@ async def test_the_model_sees_the_tool_result_it_asked_for(make_agent: AgentFact
     model = ScriptedModel().queue(tool_call("nl2sql", {"question": "q"}), sql_block(COUNT_SQL), text("ok"))
     await collect(make_agent(model), "q")
     last = model.calls[-1].messages
-    assert last[-2].tool_calls and last[-1].role == "tool"
+    assert last[-2].tool_calls
+    assert last[-1].role == "tool"
     assert last[-1].tool_call_id == last[-2].tool_calls[0].id
     assert json.loads(last[-1].content)["result"]["row_count"] == 1
 
@@ -124,7 +126,8 @@ async def test_a_tool_that_raises_becomes_an_error_result_and_the_turn_completes
     model = ScriptedModel().queue(tool_call("boom", {}), text("The tool failed."))
     events = await collect(make_agent(model, tools=[define(boom, effect=Effect.READ, name="boom")]), "go")
     seen = json.loads(model.calls[1].messages[-1].content)
-    assert seen["error"]["code"] == "tool_failed" and "kaput" in seen["error"]["message"]
+    assert seen["error"]["code"] == "tool_failed"
+    assert "kaput" in seen["error"]["message"]
     assert types(events)[-1] == "RUN_FINISHED"
 
 
@@ -181,7 +184,8 @@ async def test_a_tools_own_model_call_over_the_limit_is_a_plain_tool_error(
         events = await collect(make_agent(model, max_model_calls=1), "q")
     [result] = [e for e in events if e.type == EventType.TOOL_CALL_RESULT]
     error = json.loads(result.content)["error"]  # type: ignore[attr-defined]
-    assert error["code"] == "budget_exhausted" and "limit of 1 model calls" in error["message"]
+    assert error["code"] == "budget_exhausted"
+    assert "limit of 1 model calls" in error["message"]
     assert types(events)[-1] == "RUN_FINISHED"
     assert not [r for r in caplog.records if r.levelname == "ERROR"]  # expected, so no traceback
 
@@ -209,7 +213,8 @@ async def test_a_write_tool_pauses_the_run_for_approval_without_running(make_age
     events = await collect(make_agent(model, tools=[tool]), "create a finance workspace")
     assert RAN == []
     [request] = custom(events, APPROVAL_REQUIRED)
-    assert request["tool"] == "create_workspace" and request["effect"] == "write"
+    assert request["tool"] == "create_workspace"
+    assert request["effect"] == "write"
     finished = events[-1]
     assert finished.type == EventType.RUN_FINISHED
     assert finished.outcome.type == "interrupt"  # type: ignore[attr-defined]
@@ -252,7 +257,9 @@ async def test_history_carries_into_the_next_turn(make_agent: AgentFactory) -> N
 def test_every_registered_tool_declares_its_effect_and_a_description() -> None:
     for tool in TOOLS:
         assert tool.effect in set(Effect)
-        assert tool.description and tool.schema()["function"]["parameters"]["type"] == "object"
+        assert tool.description
+        schema: dict[str, Any] = tool.schema()
+        assert schema["function"]["parameters"]["type"] == "object"
 
 
 async def test_a_question_the_source_cannot_answer_gets_the_tables_that_exist(
@@ -267,7 +274,8 @@ async def test_a_question_the_source_cannot_answer_gets_the_tables_that_exist(
     error = json.loads(model.calls[-1].messages[-1].content)["error"]
     assert error["code"] == "not_in_source"
     assert "no employee table" in error["message"]
-    assert "gold.fact_sales" in error["message"] and "gold.dim_customer" in error["message"]
+    assert "gold.fact_sales" in error["message"]
+    assert "gold.dim_customer" in error["message"]
     assert len(model.calls) == 3  # no repair attempts were spent on it
 
 
@@ -276,4 +284,5 @@ async def test_a_blank_first_message_still_opens_a_conversation(
 ) -> None:
     events = await collect(make_agent(ScriptedModel().queue(text("Ask me about your data."))), "   \n ")
     conversation = await store.get_conversation(DEV_PRINCIPAL, events[0].thread_id)  # type: ignore[attr-defined]
-    assert conversation is not None and conversation.title == "(empty message)"
+    assert conversation is not None
+    assert conversation.title == "(empty message)"

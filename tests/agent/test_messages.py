@@ -86,7 +86,9 @@ def test_a_newest_turn_over_the_budget_alone_is_kept_shortened() -> None:
 def test_the_message_cap_still_holds() -> None:
     turns = [turn(n, result_chars=1) for n in range(30)]
     kept = read(build_messages(SOURCES, TOOLS, history(*turns), CHARS))
-    assert len(kept) <= HISTORY_MESSAGES and kept[0].role == "user" and kept[-4:] == turns[-1]
+    assert len(kept) <= HISTORY_MESSAGES
+    assert kept[0].role == "user"
+    assert kept[-4:] == turns[-1]
 
 
 def test_messages_before_the_first_user_message_are_dropped() -> None:

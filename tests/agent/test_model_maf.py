@@ -71,7 +71,8 @@ async def test_streamed_text_arrives_in_deltas_then_one_reply(openai_server: Ope
 
     deltas = [e for e in events if isinstance(e, TextDelta)]
     assert len(deltas) >= 3
-    assert isinstance(events[-1], ModelReply) and sum(isinstance(e, ModelReply) for e in events) == 1
+    assert isinstance(events[-1], ModelReply)
+    assert sum(isinstance(e, ModelReply) for e in events) == 1
     assert events[-1].text == "".join(d.text for d in deltas) == "There were 1,204 orders last quarter."
     assert events[-1].usage["total_tokens"] > 0
     assert openai_server.requests[0]["stream"] is True
@@ -82,10 +83,13 @@ async def test_streamed_tool_call_arrives_in_pieces_then_complete(openai_server:
     events = await collect(model_for(openai_server), QUESTION, [ASK])
 
     pieces = [e for e in events if isinstance(e, ToolCallDelta)]
-    assert len(pieces) >= 3 and {p.id for p in pieces} == {"call_abc"}
-    assert pieces[0].name == "ask_data" and all(p.name is None for p in pieces[1:])
+    assert len(pieces) >= 3
+    assert {p.id for p in pieces} == {"call_abc"}
+    assert pieces[0].name == "ask_data"
+    assert all(p.name is None for p in pieces[1:])
     reply = events[-1]
-    assert isinstance(reply, ModelReply) and reply.text == ""
+    assert isinstance(reply, ModelReply)
+    assert reply.text == ""
     assert reply.tool_calls == (ToolCall("call_abc", "ask_data", "".join(p.arguments for p in pieces)),)
     assert json.loads(reply.tool_calls[0].arguments) == {"question": "orders by region"}
     assert openai_server.requests[0]["tools"] == [ASK]
@@ -161,7 +165,8 @@ async def test_a_429_is_retried_after_the_servers_retry_after(
     openai_server.queue_text("ok")
     events = await collect(model_for(openai_server), QUESTION)
 
-    assert isinstance(events[-1], ModelReply) and events[-1].text == "ok"
+    assert isinstance(events[-1], ModelReply)
+    assert events[-1].text == "ok"
     first, second = openai_server.recorded
     assert second.received_at - first.received_at >= 0.3
     assert second.headers["x-stainless-retry-count"] == "1"
@@ -178,8 +183,10 @@ async def test_a_persistent_500_ends_in_a_readable_model_error(openai_server: Op
 
     assert len(openai_server.requests) == 3  # the first try and model_max_retries=2 retries
     message = str(raised.value)
-    assert openai_server.base_url in message and "500 Internal Server Error after 2 retries" in message
-    assert "backend down" in message and SECRET not in message
+    assert openai_server.base_url in message
+    assert "500 Internal Server Error after 2 retries" in message
+    assert "backend down" in message
+    assert SECRET not in message
 
 
 async def test_a_non_retryable_status_fails_at_once(openai_server: OpenAICompatServer) -> None:
@@ -221,11 +228,13 @@ async def test_the_servers_default_responder_follows_the_conversation_shape(
     model = model_for(openai_server)
     asked = await model.complete(QUESTION, [ASK])
     [call] = asked.tool_calls
-    assert call.name == "ask_data" and json.loads(call.arguments) == {"question": "How many orders?"}
+    assert call.name == "ask_data"
+    assert json.loads(call.arguments) == {"question": "How many orders?"}
 
     result = ChatMessage("tool", "x" * 300, tool_call_id=call.id)
     answered = await model.complete([*QUESTION, asked.as_message(), result], [ASK])
-    assert answered.text.endswith("x" * 200) and "x" * 201 not in answered.text
+    assert answered.text.endswith("x" * 200)
+    assert "x" * 201 not in answered.text
 
     openai_server.default_sql = "SELECT COUNT(*) FROM orders"
     assert (await model.complete(QUESTION)).text == "```sql\nSELECT COUNT(*) FROM orders\n```"
@@ -244,7 +253,8 @@ async def test_an_openai_compatible_base_url_is_honoured_without_a_key(
     await model_for(openai_server, model="qwen2.5").complete([ChatMessage("user", "hi")])
 
     [request] = openai_server.recorded
-    assert request.path == "/v1/chat/completions" and request.body["model"] == "qwen2.5"
+    assert request.path == "/v1/chat/completions"
+    assert request.body["model"] == "qwen2.5"
     assert request.headers["authorization"] == "Bearer not-needed"
 
 
@@ -305,7 +315,8 @@ async def call_azure(config: Settings, credential: object | None = None) -> http
 
 async def test_azure_with_a_key_sends_it_as_the_api_key_header() -> None:
     request = await call_azure(azure_settings(azure_openai_api_key="azure-key"))
-    assert request.headers["api-key"] == "azure-key" and "authorization" not in request.headers
+    assert request.headers["api-key"] == "azure-key"
+    assert "authorization" not in request.headers
 
 
 @pytest.mark.parametrize(
@@ -361,4 +372,5 @@ async def test_model_calls_are_traced_only_when_tracing_is_on(
     chat_spans = [s for s in spans.get_finished_spans() if s.name == "chat test-model"]
     assert len(chat_spans) == (2 if tracing else 0)
     if tracing:
-        assert all(s.attributes and s.attributes["gen_ai.request.model"] == "test-model" for s in chat_spans)
+        models = [dict(s.attributes or {}).get("gen_ai.request.model") for s in chat_spans]
+        assert models == ["test-model"] * len(chat_spans)

@@ -113,4 +113,5 @@ def test_a_broken_sources_file_refuses_a_query_by_source_as_json_can_say(tmp_pat
     (tmp_path / "sources.yaml").write_text("sources: [\n")
     with pytest.raises(QueryError) as raised:
         resolve_source("sales", Settings(home=tmp_path))
-    assert raised.value.code == "sources_file_invalid" and "line 2, column 1" in raised.value.message
+    assert raised.value.code == "sources_file_invalid"
+    assert "line 2, column 1" in raised.value.message

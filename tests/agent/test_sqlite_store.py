@@ -60,7 +60,8 @@ async def test_a_taken_id_is_neither_reused_nor_shown(db: SqliteConversationStor
     with pytest.raises(ConversationIdConflict):
         await db.create_conversation(BOB, "theirs", conversation_id="fixed-id")
     again = await db.create_conversation(ALICE, "ignored title", conversation_id="fixed-id")
-    assert again == mine and again.title == "mine"
+    assert again == mine
+    assert again.title == "mine"
 
 
 async def test_a_conversation_is_created_with_its_first_messages_in_one_transaction(

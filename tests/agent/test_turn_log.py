@@ -46,10 +46,13 @@ async def test_a_turn_logs_what_it_cost_and_how_it_ended(
     fields = await one_turn_logged(make_agent(model), caplog)
 
     assert fields["outcome"] == "finished"
-    assert fields["model_calls"] == "3" and fields["tokens"] == "500"
+    assert fields["model_calls"] == "3"
+    assert fields["tokens"] == "500"
     assert fields["tools"] == "nl2sql:ok"
-    assert fields["tenant"] == DEV_PRINCIPAL.tenant_id and fields["user"] == DEV_PRINCIPAL.user_id
-    assert fields["run"].startswith("run_") and len(fields["conversation"]) == 32
+    assert fields["tenant"] == DEV_PRINCIPAL.tenant_id
+    assert fields["user"] == DEV_PRINCIPAL.user_id
+    assert fields["run"].startswith("run_")
+    assert len(fields["conversation"]) == 32
     assert float(fields["ms"]) >= 0
     line = caplog.records[-1].getMessage()
     for private in ("ACME", "Texas", "COUNT(*)", "12 orders"):  # question, query, answer
@@ -60,7 +63,9 @@ async def test_a_failed_turn_logs_its_error_code(
     make_agent: AgentFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     fields = await one_turn_logged(make_agent(FailingModel("endpoint down")), caplog)
-    assert fields["outcome"] == "model_error" and fields["tools"] == "-" and fields["tokens"] == "0"
+    assert fields["outcome"] == "model_error"
+    assert fields["tools"] == "-"
+    assert fields["tokens"] == "0"
 
 
 async def test_a_failing_tool_call_is_logged_with_its_status(
@@ -68,7 +73,8 @@ async def test_a_failing_tool_call_is_logged_with_its_status(
 ) -> None:
     model = ScriptedModel().queue(tool_call("no_such_tool", {}), text("Sorry, I could not do that."))
     fields = await one_turn_logged(make_agent(model), caplog)
-    assert fields["outcome"] == "finished" and fields["tools"] == "no_such_tool:error"
+    assert fields["outcome"] == "finished"
+    assert fields["tools"] == "no_such_tool:error"
 
 
 async def test_a_client_that_goes_away_mid_turn_is_logged_as_disconnected(

@@ -159,8 +159,10 @@ async def test_chat_streams_the_runners_events_as_camel_case_sse(
         "TEXT_MESSAGE_END",
         "RUN_FINISHED",
     ]
-    assert events[0]["threadId"] and "thread_id" not in events[0]
-    assert events[1]["toolCallName"] == "nl2sql" and events[1]["parentMessageId"] == "msg_1"
+    assert events[0]["threadId"]
+    assert "thread_id" not in events[0]
+    assert events[1]["toolCallName"] == "nl2sql"
+    assert events[1]["parentMessageId"] == "msg_1"
     [(principal, request)] = runner.calls
     assert principal == DEV_PRINCIPAL
     assert request == TurnRequest(message="Number of orders per channel", sources=["sales"])
@@ -173,12 +175,14 @@ async def test_a_conversation_continues_and_is_read_back_with_tool_calls_and_res
     response = await chat(client, message="second", conversation_id=thread)
     assert sse_events(response)[0]["threadId"] == thread
     detail = (await client.get(f"/v1/conversations/{thread}")).json()
-    assert detail["id"] == thread and detail["title"] == "first"
+    assert detail["id"] == thread
+    assert detail["title"] == "first"
     messages = detail["messages"]
     assert [m["seq"] for m in messages] == list(range(1, 9))
     assert [m["role"] for m in messages[:4]] == ["user", "assistant", "tool", "assistant"]
     assert messages[1]["tool_calls"] == [{"id": "call_1", "name": "nl2sql", "arguments": ARGS}]
-    assert messages[2]["tool_call_id"] == "call_1" and messages[2]["content"] == '{"row_count": 2}'
+    assert messages[2]["tool_call_id"] == "call_1"
+    assert messages[2]["content"] == '{"row_count": 2}'
     assert messages[4]["content"] == "second"
 
 
@@ -226,7 +230,8 @@ async def test_a_message_over_the_limit_is_413_naming_the_limit(
 ) -> None:
     detail = error(await chat(client, message="x" * (32 * 1024 + 1)), 413)
     assert detail["code"] == "message_too_large"
-    assert "32768 bytes" in detail["message"] and "32 KiB" in detail["message"]
+    assert "32768 bytes" in detail["message"]
+    assert "32 KiB" in detail["message"]
     # The limit is in UTF-8 bytes: 16,385 two-byte characters are over it.
     assert error(await chat(client, message="é" * 16_385), 413)["code"] == "message_too_large"
     assert runner.calls == []
@@ -252,7 +257,9 @@ async def test_an_unknown_source_is_422_before_streaming(
 ) -> None:
     response = await client.post("/v1/chat", json={"message": "hi", "sources": ["hr"]})
     detail = error(response, 422)
-    assert detail["code"] == "unknown_source" and "'hr'" in detail["message"] and "sales" in detail["message"]
+    assert detail["code"] == "unknown_source"
+    assert "'hr'" in detail["message"]
+    assert "sales" in detail["message"]
     assert runner.calls == []
 
 
@@ -261,7 +268,8 @@ async def test_a_broken_sources_file_is_503_naming_the_problem_before_streaming(
 ) -> None:
     (settings.home / "sources.yaml").write_text("sources:\n  - name: hr\n    kind: oracle\n    location: x\n")
     detail = error(await client.post("/v1/chat", json={"message": "hi"}), 503)
-    assert detail["code"] == "sources_file_invalid" and "sources[0].kind" in detail["message"]
+    assert detail["code"] == "sources_file_invalid"
+    assert "sources[0].kind" in detail["message"]
     assert runner.calls == []
 
 
@@ -274,7 +282,8 @@ async def test_a_runner_failing_mid_stream_ends_with_run_error(
     events = sse_events(response)
     assert [e["type"] for e in events] == ["RUN_STARTED", "TOOL_CALL_START", "TOOL_CALL_ARGS", "RUN_ERROR"]
     assert events[-1]["code"] == "internal_error"
-    assert "RuntimeError" in events[-1]["message"] and "reference" in events[-1]["message"]
+    assert "RuntimeError" in events[-1]["message"]
+    assert "reference" in events[-1]["message"]
     assert "/secret" not in events[-1]["message"]  # internals stay in the server log
 
 
@@ -334,7 +343,8 @@ async def test_a_client_disconnect_closes_the_turn(
 
     await asyncio.wait_for(app(asgi_chat_scope(), receive, send), timeout=5)
     assert runner.closed.is_set()  # closed by the time the request ends, not whenever GC gets to it
-    assert len(sent) == 1 and b"RUN_STARTED" in sent[0]
+    assert len(sent) == 1
+    assert b"RUN_STARTED" in sent[0]
 
 
 # --- tenancy -------------------------------------------------------------------------------------
@@ -370,7 +380,8 @@ async def test_conversations_list_get_delete(client: httpx.AsyncClient) -> None:
     assert [(c["id"], c["title"]) for c in listed] == [(second, "second question"), (first, "first question")]
     assert len((await client.get("/v1/conversations", params={"limit": 1})).json()["conversations"]) == 1
     deleted = await client.delete(f"/v1/conversations/{first}")
-    assert deleted.status_code == 204 and deleted.content == b""
+    assert deleted.status_code == 204
+    assert deleted.content == b""
     assert error(await client.get(f"/v1/conversations/{first}"), 404)["code"] == "conversation_not_found"
     assert error(await client.delete(f"/v1/conversations/{first}"), 404)
     assert [c["id"] for c in (await client.get("/v1/conversations")).json()["conversations"]] == [second]
@@ -402,7 +413,8 @@ async def test_readyz_is_503_when_the_sources_file_is_broken_and_says_no_more(
     ready = await client.get("/readyz")
     assert ready.status_code == 503
     said = ready.json()["checks"]["sources"]
-    assert said.startswith("failed:") and "sources.yaml" not in said  # no paths to anonymous callers
+    assert said.startswith("failed:")
+    assert "sources.yaml" not in said  # no paths to anonymous callers
 
 
 async def test_readyz_is_503_when_the_store_is_unreachable(
@@ -480,7 +492,8 @@ async def test_a_listed_origin_may_call_and_others_may_not(
         assert streamed.headers["access-control-allow-origin"] == CONSOLE
 
         other = await c.options("/v1/chat", headers={"Origin": "https://evil.example", **PREFLIGHT})
-        assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
+        assert other.status_code == 400
+        assert "access-control-allow-origin" not in other.headers
 
 
 def test_origins_come_from_the_environment_as_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:

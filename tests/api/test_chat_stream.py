@@ -105,7 +105,8 @@ async def test_a_turn_over_the_real_model_http_path(home: Path) -> None:
     assert start["toolCallName"] == "nl2sql"
     [result] = [e for e in stream if e["type"] == "TOOL_CALL_RESULT"]
     body = json.loads(result["content"])
-    assert body["query"].startswith("SELECT COUNT(*)") and body["result"]["row_count"] == 1
+    assert body["query"].startswith("SELECT COUNT(*)")
+    assert body["result"]["row_count"] == 1
     assert "TEXT_MESSAGE_CONTENT" in kinds
     # three model requests: streamed with tools, the non-streamed SQL generation, streamed answer
     assert [bool(r.get("stream")) for r in server.requests] == [True, False, True]
@@ -121,5 +122,6 @@ async def test_model_down_ends_with_run_error_and_keeps_the_message(home: Path) 
             stream = events(await client.post("/v1/chat", json={"message": "anyone there?"}))
             stored = (await client.get(f"/v1/conversations/{stream[0]['threadId']}")).json()
     assert [e["type"] for e in stream] == ["RUN_STARTED", "RUN_ERROR"]
-    assert "429" in stream[-1]["message"] and "retr" in stream[-1]["message"]
+    assert "429" in stream[-1]["message"]
+    assert "retr" in stream[-1]["message"]
     assert [(m["role"], m["content"]) for m in stored["messages"]] == [("user", "anyone there?")]

@@ -83,7 +83,8 @@ async def test_a_second_request_while_a_turn_streams_is_409_until_it_ends(tmp_pa
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         again = await client.post("/v1/chat", json={"message": "and?", "conversation_id": conversation})
-        assert again.status_code == 409 and again.json()["error"]["code"] == "turn_in_progress"
+        assert again.status_code == 409
+        assert again.json()["error"]["code"] == "turn_in_progress"
 
     first.cancel()  # the first client goes away
     await asyncio.gather(first, return_exceptions=True)

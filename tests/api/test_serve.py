@@ -96,7 +96,8 @@ def test_a_turn_streams_the_nl2sql_call_and_its_result_then_is_readable(
     events = stream_events(served, {"message": "How many order lines are there?"})
 
     kinds = [e["type"] for e in events]
-    assert kinds[0] == "RUN_STARTED" and kinds[-1] == "RUN_FINISHED"
+    assert kinds[0] == "RUN_STARTED"
+    assert kinds[-1] == "RUN_FINISHED"
     [start] = [e for e in events if e["type"] == "TOOL_CALL_START"]
     assert start["toolCallName"] == "nl2sql"
     [result] = [e for e in events if e["type"] == "TOOL_CALL_RESULT"]
@@ -104,7 +105,8 @@ def test_a_turn_streams_the_nl2sql_call_and_its_result_then_is_readable(
     [table] = [e for e in events if e["type"] == "CUSTOM" and e["name"] == "loom.result_table"]
     assert table["value"]["query"] == COUNT_SQL
     counted = table["value"]["rows"][0][0]
-    assert isinstance(counted, int) and counted > 800  # order lines of 800 seeded orders
+    assert isinstance(counted, int)
+    assert counted > 800  # order lines of 800 seeded orders
     assert "TEXT_MESSAGE_CONTENT" in kinds
 
     conversation = httpx.get(f"{served}/v1/conversations/{events[0]['threadId']}").json()
@@ -114,7 +116,9 @@ def test_a_turn_streams_the_nl2sql_call_and_its_result_then_is_readable(
     assert json.loads(messages[2]["content"])["result"]["rows"] == [[counted]]
 
     [logged] = [line for line in server_log(served).splitlines() if f"run={events[0]['runId']}" in line]
-    assert "loom.turns" in logged and "outcome=finished" in logged and "tools=nl2sql:ok" in logged
+    assert "loom.turns" in logged
+    assert "outcome=finished" in logged
+    assert "tools=nl2sql:ok" in logged
     assert "order lines" not in logged  # ids and counts only, never the question
 
 
@@ -123,6 +127,7 @@ def test_a_second_turn_continues_the_conversation(served: str) -> None:
     thread = first[0]["threadId"]
     second = stream_events(served, {"message": "And how many now?", "conversation_id": thread})
 
-    assert second[0]["threadId"] == thread and second[-1]["type"] == "RUN_FINISHED"
+    assert second[0]["threadId"] == thread
+    assert second[-1]["type"] == "RUN_FINISHED"
     messages = httpx.get(f"{served}/v1/conversations/{thread}").json()["messages"]
     assert [m["role"] for m in messages].count("user") == 2

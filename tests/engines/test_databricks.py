@@ -241,7 +241,8 @@ def test_catalog_uses_three_part_names_types_and_comments() -> None:
     catalog = _engine(script).catalog()
     assert [t.name for t in catalog.tables] == ["main.gold.sales", "main.gold.states", "main.silver.events"]
     sales = catalog.table("main.gold.sales")
-    assert sales is not None and sales.description == "Daily sales lines"
+    assert sales is not None
+    assert sales.description == "Daily sales lines"
     assert [(c.name, c.type, c.description) for c in sales.columns] == [
         ("id", "integer", ""),
         ("amount", "decimal", "In US dollars"),
@@ -249,7 +250,8 @@ def test_catalog_uses_three_part_names_types_and_comments() -> None:
         ("tags", "list", ""),
     ]
     events = catalog.table("main.silver.events")
-    assert events is not None and events.columns[0].type == "struct"
+    assert events is not None
+    assert events.columns[0].type == "struct"
     assert all("FROM `main`.information_schema." in sql for sql in script.statements)
     assert all(params == {} or params is None for _, params in script.executed)
 
@@ -348,10 +350,13 @@ def test_timeout_cancels_the_running_statement() -> None:
     script = _script(Reply(hang=True))
     engine = _engine(script)
     elapsed, error = timed(lambda: engine.execute("SELECT * FROM main.gold.sales", max_rows=5, timeout_s=0.2))
-    assert isinstance(error, QueryError) and error.code == "timeout"
+    assert isinstance(error, QueryError)
+    assert error.code == "timeout"
     conn = script.connections[-1]
     cursor = conn.cursors[-1]
-    assert cursor.cancel_calls >= 1 and cursor.closed and conn.closed
+    assert cursor.cancel_calls >= 1
+    assert cursor.closed
+    assert conn.closed
     assert elapsed < 2
 
 
@@ -360,7 +365,8 @@ def test_a_cancel_sent_too_early_is_sent_again() -> None:
     script = _script(Reply(hang=True, ignore_cancels=2))
     engine = _engine(script)
     elapsed, error = timed(lambda: engine.execute("SELECT * FROM main.gold.sales", max_rows=5, timeout_s=0.1))
-    assert isinstance(error, QueryError) and error.code == "timeout"
+    assert isinstance(error, QueryError)
+    assert error.code == "timeout"
     assert script.connections[-1].cursors[-1].cancel_calls == 3
     assert elapsed < 3
 

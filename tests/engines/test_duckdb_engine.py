@@ -95,7 +95,8 @@ def test_execute_returns_a_json_safe_result_set(engine: DuckDBEngine) -> None:
         {"name": "state", "type": "string"},
     ]
     assert result.rows == [["2025-01-01", 1.0, "CA"]]
-    assert result.engine == "duckdb" and result.elapsed_ms >= 0
+    assert result.engine == "duckdb"
+    assert result.elapsed_ms >= 0
     assert json.loads(result.model_dump_json())["rows"] == [["2025-01-01", 1.0, "CA"]]
 
 
@@ -113,16 +114,19 @@ def test_delta_parquet_and_csv_tables_join(engine: DuckDBEngine) -> None:
 
 def test_row_cap_truncates_and_says_so(engine: DuckDBEngine) -> None:
     capped = engine.execute("SELECT id FROM gold.sales ORDER BY id", max_rows=7, timeout_s=5)
-    assert capped.row_count == 7 and capped.truncated
+    assert capped.row_count == 7
+    assert capped.truncated
     assert capped.rows == [[i] for i in range(1, 8)]
     assert capped.query.endswith("LIMIT 8")  # the query as executed
     exact = engine.execute("SELECT id FROM gold.sales", max_rows=100, timeout_s=5)
-    assert exact.row_count == 100 and not exact.truncated
+    assert exact.row_count == 100
+    assert not exact.truncated
 
 
 def test_values_are_capped_too(engine: DuckDBEngine) -> None:
     result = engine.execute("VALUES (1), (2), (3)", max_rows=2, timeout_s=5)
-    assert result.rows == [[1], [2]] and result.truncated
+    assert result.rows == [[1], [2]]
+    assert result.truncated
 
 
 def test_timeout_really_interrupts_and_the_engine_still_works(engine: DuckDBEngine) -> None:

@@ -107,7 +107,8 @@ def test_a_removed_source_is_reported_until_it_is_back(lake: Path, monkeypatch: 
     shutil.move(lake, moved)
     with pytest.raises(QueryError) as raised:
         count(engine)
-    assert raised.value.code == "source_unavailable" and "loom data seed" in raised.value.message
+    assert raised.value.code == "source_unavailable"
+    assert "loom data seed" in raised.value.message
 
     monkeypatch.setattr(duckdb_engine, "FRESH_FOR_S", 3600.0)
     with pytest.raises(QueryError):  # a failed load is not followed by a window of the old data
@@ -139,7 +140,8 @@ def test_the_schema_the_model_sees_follows_the_data(lake: Path, always_look: Non
 
     assert sql_schema.known_whole_schema(source, engine) is None  # stale: the caller must look again
     text, catalog = astuple(sql_schema.schema_for(source, engine, "returns by state"))
-    assert "gold.returns" in text and "gold.returns" in {t.name for t in catalog.tables}
+    assert "gold.returns" in text
+    assert "gold.returns" in {t.name for t in catalog.tables}
     engine.close()
 
 

@@ -179,7 +179,8 @@ def test_token_scope_per_cloud_and_token_struct(cloud: str, scope: str) -> None:
     assert credential.scopes == [(scope,)]  # fetched once, then reused until near expiry
     text, attrs = calls[0]
     assert text.startswith(f"Server=tcp:{SERVER},1433;Database=lakedb;Encrypt=yes;")
-    assert "ApplicationIntent=ReadOnly" in text and "Authentication" not in text
+    assert "ApplicationIntent=ReadOnly" in text
+    assert "Authentication" not in text
     raw = attrs[SQL_COPT_SS_ACCESS_TOKEN]
     assert struct.unpack("<I", raw[:4])[0] == len(raw) - 4
     assert raw[4:].decode("utf-16-le") == "eyJ.abc"
@@ -228,7 +229,8 @@ def test_catalog_lists_tables_and_views_with_simple_types() -> None:
     assert trips is not None
     assert [c.type for c in trips.columns] == ["string", "decimal", "binary"]
     sql = script.statements[0]
-    assert "FROM INFORMATION_SCHEMA.COLUMNS" in sql and "'VIEW'" in sql
+    assert "FROM INFORMATION_SCHEMA.COLUMNS" in sql
+    assert "'VIEW'" in sql
     _engine(script).catalog()
     assert len(script.statements) == 2  # a new engine reads again; one engine reads once
     engine = _engine(script)
@@ -253,7 +255,8 @@ def test_a_table_created_after_the_catalog_was_read_is_found_on_a_recheck(
     monkeypatch.setattr(dbapi, "RECHECK_UNKNOWN_AFTER_S", 3600.0)  # a catalog read a moment ago
     with pytest.raises(QueryError) as caught:
         engine.execute("SELECT id FROM dbo.returns", max_rows=5, timeout_s=5)
-    assert caught.value.code == "unknown_table" and catalog_reads(script) == 1
+    assert caught.value.code == "unknown_table"
+    assert catalog_reads(script) == 1
 
     monkeypatch.setattr(dbapi, "RECHECK_UNKNOWN_AFTER_S", 0.0)  # old enough to look again
     engine.execute("SELECT id FROM dbo.returns", max_rows=5, timeout_s=5)
@@ -379,13 +382,15 @@ def test_driver_query_timeout_is_set_and_cancels() -> None:
     script = _script(Reply(hang=True, driver_timeout_error=expired))
     engine = _engine(script, cursor_class=FakeCursor)
     elapsed, error = timed(lambda: engine.execute("SELECT state FROM dbo.sales", max_rows=5, timeout_s=0.3))
-    assert isinstance(error, QueryError) and error.code == "timeout"
+    assert isinstance(error, QueryError)
+    assert error.code == "timeout"
     assert "0.3 s time limit" in error.message
     conn = script.connections[-1]
     assert conn.timeout == 1  # whole seconds, rounded up, set before the cursor was made
     assert conn.cursors[-1].timeout == 1
     assert elapsed < 3
-    assert conn.closed and conn.cursors[-1].closed  # never reused after a cancel
+    assert conn.closed
+    assert conn.cursors[-1].closed  # never reused after a cancel
 
 
 def test_timer_cancels_a_driver_that_has_cancel() -> None:
@@ -396,7 +401,9 @@ def test_timer_cancels_a_driver_that_has_cancel() -> None:
     script = _script(Reply(hang=True, cancel_error=cancelled))
     engine = _engine(script)
     elapsed, error = timed(lambda: engine.execute("SELECT state FROM dbo.sales", max_rows=5, timeout_s=0.2))
-    assert isinstance(error, QueryError) and error.code == "timeout"
+    assert isinstance(error, QueryError)
+    assert error.code == "timeout"
     cursor = script.connections[-1].cursors[-1]
-    assert cursor.cancel_calls >= 1 and cursor.closed
+    assert cursor.cancel_calls >= 1
+    assert cursor.closed
     assert elapsed < 2

@@ -158,7 +158,8 @@ def test_legitimate_queries_pass(query: str) -> None:
 
 def test_a_second_statement_is_named_in_the_message() -> None:
     (problem,) = validate_sql("SELECT 1; DROP TABLE x")
-    assert "DROP" in problem.message and "2" in problem.message
+    assert "DROP" in problem.message
+    assert "2" in problem.message
 
 
 def test_not_read_only_names_the_statement() -> None:
@@ -319,7 +320,8 @@ def test_every_dialect_has_rules() -> None:
 )
 def test_dialect_specific_refusals(query: str, dialect: str, code: str, named: str) -> None:
     problems = validate_sql(query, dialect)
-    assert problems and problems[0].code == code, problems
+    assert problems, problems
+    assert problems[0].code == code, problems
     assert named in problems[0].message
 
 
@@ -368,7 +370,8 @@ def test_legitimate_queries_pass_in_their_dialect(query: str, dialect: str) -> N
 def test_invisible_and_look_alike_characters_are_refused_with_their_name(query: str, shown: str) -> None:
     (problem,) = validate_sql(query)
     assert problem.code == "parse_error"
-    assert shown in problem.message and "line 1" in problem.message
+    assert shown in problem.message
+    assert "line 1" in problem.message
 
 
 @pytest.mark.parametrize(

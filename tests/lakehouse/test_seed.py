@@ -66,7 +66,8 @@ def test_seeding_again_replaces_the_tables(tmp_path: Path) -> None:
     assert fact.version() == 1
     assert fact.to_pyarrow_table().num_rows == next(t.rows for t in second.tables if t.name == "fact_sales")
     assert [t.rows for t in first.tables] != [t.rows for t in second.tables]
-    assert steps[0] == ("generating orders", 0, len(TABLES) + 1) and steps[-1][1] == steps[-1][2]
+    assert steps[0] == ("generating orders", 0, len(TABLES) + 1)
+    assert steps[-1][1] == steps[-1][2]
 
 
 def test_report_lists_every_table(tmp_path: Path) -> None:
@@ -116,7 +117,8 @@ def test_net_amount_is_quantity_times_price_less_discount(engine: DuckDBEngine) 
         engine,
         "SELECT max(abs(net_amount - round(quantity * unit_price * (1 - discount), 2))) FROM gold.fact_sales",
     )
-    assert off is not None and off <= 0.01  # type: ignore[operator]
+    assert off is not None
+    assert off <= 0.01  # type: ignore[operator]
 
 
 def test_holiday_season_outsells_february(engine: DuckDBEngine) -> None:
@@ -155,7 +157,8 @@ VERIFIED = load_verified_queries("sales")
 
 def test_the_verified_library_is_a_demo_sized_set() -> None:
     assert 10 <= len(VERIFIED) <= 14
-    assert all(q["language"] == "sql" and q["question"].endswith("?") for q in VERIFIED)
+    assert {q["language"] for q in VERIFIED} == {"sql"}
+    assert [q["question"] for q in VERIFIED if not q["question"].endswith("?")] == []
 
 
 @pytest.mark.parametrize("verified", VERIFIED, ids=[q["question"] for q in VERIFIED])

@@ -31,7 +31,8 @@ def index() -> VerifiedIndex:
 )
 def test_rewordings_match_their_verified_question(index: VerifiedIndex, asked: str, expected: str) -> None:
     match = index.best(asked, threshold=0.8)
-    assert match is not None and match.verified.question == expected
+    assert match is not None
+    assert match.verified.question == expected
 
 
 @pytest.mark.parametrize(

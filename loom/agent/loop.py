@@ -8,6 +8,7 @@ are written in one transaction, so the history never holds a tool call without i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 from ag_ui.core import (
     BaseEvent,
     Interrupt,
@@ -90,24 +92,25 @@ class Agent:
     embedder: Embedder | None = None  # for schema linking, when an embedding model is configured
 
     async def run_turn(self, principal: Principal, request: TurnRequest) -> AsyncIterator[BaseEvent]:
+        """However the turn ends (its last event, or the client leaving) its writes are drained
+        and one `loom.turns` line says how it ended."""
         started = time.perf_counter()
         turn = await self.prepare(principal, request)
-        yield RunStartedEvent(thread_id=turn.conversation_id, run_id=turn.run_id)
         end: BaseEvent | None = None
         try:
+            yield RunStartedEvent(thread_id=turn.conversation_id, run_id=turn.run_id)
             async for event in self.rounds(turn):
                 yield event
         except ModelError as e:
             end = RunErrorEvent(message=str(e), code="model_error")
-        except GeneratorExit:  # the client went away mid-turn
-            log_turn(_summary(turn, "disconnected", started))
-            raise
         except Exception as e:  # the stream must end with an event a client understands
             log.exception("turn %s failed", turn.run_id)
             end = RunErrorEvent(message=f"internal error: {type(e).__name__}", code="internal_error")
-        finally:
-            # Also on a client disconnect: what was said so far is kept.
-            failed = await turn.writer.drain()
+        except (GeneratorExit, asyncio.CancelledError):
+            # The client went away: the server closes this stream, or cancels the task running it.
+            await _left(turn, started)
+            raise
+        failed = await _drained(turn)
         if failed is not None and end is None:
             end = RunErrorEvent(message="the conversation could not be saved", code="store_error")
         last = end or self.finished(turn)
@@ -221,6 +224,22 @@ class Agent:
             raise ConversationNotFound(request.conversation_id)
         history = await self.store.messages(principal, found.id)
         return OrderedWriter(self.store, principal, found.id), history
+
+
+async def _drained(turn: Turn) -> BaseException | None:
+    """Wait for the turn's writes, shielded: when the client has left, the task running the turn is
+    cancelled, and an unshielded wait would be cancelled with it and lose the end of the turn."""
+    with anyio.CancelScope(shield=True):
+        failed = await turn.writer.drain()
+    return failed
+
+
+async def _left(turn: Turn, started: float) -> None:
+    """A turn whose client went away: keep what was said so far, and log it however the wait ends."""
+    try:
+        await _drained(turn)
+    finally:
+        log_turn(_summary(turn, "disconnected", started))
 
 
 def _title(message: str) -> str:

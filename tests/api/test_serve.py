@@ -7,18 +7,27 @@ server process is configured to reach only 127.0.0.1 (this test's model server a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
 
 from loom.lakehouse.seed import seed_lakehouse
 from tests.support.openai_server import OpenAICompatServer
@@ -40,24 +49,32 @@ def model() -> Iterator[OpenAICompatServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, model: OpenAICompatServer) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("serve-home")
-    seed_lakehouse(home / "lakehouse", orders=800)
+@contextmanager
+def loom_serve(home: Path, model_url: str) -> Iterator[str]:
+    """`loom serve` in its own process with LOOM_HOME=home, its model at `model_url`: its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "OPENAI_", "AZURE_OPENAI_"))}
-    env |= {"LOOM_HOME": str(home), "OPENAI_BASE_URL": model.base_url, "LOOM_MODEL": "test-model"}
+    env |= {"LOOM_HOME": str(home), "OPENAI_BASE_URL": model_url, "LOOM_MODEL": "test-model"}
+    env |= {"LOOM_LOG_LEVEL": "info"}  # the per-turn lines, on stderr
     command = [sys.executable, "-c", "from loom.cli.main import main; main()", "serve", "--port", str(port)]
-    SERVED_HOMES[f"http://127.0.0.1:{port}"] = home
+    url = f"http://127.0.0.1:{port}"
+    SERVED_HOMES[url] = home
     with (home / "serve.log").open("wb") as log:
         process = subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(url, process)
             yield url
         finally:
             process.terminate()
             process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, model: OpenAICompatServer) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("serve-home")
+    seed_lakehouse(home / "lakehouse", orders=800)
+    with loom_serve(home, model.base_url) as url:
+        yield url
 
 
 def server_log(url: str) -> str:
@@ -131,3 +148,125 @@ def test_a_second_turn_continues_the_conversation(served: str) -> None:
     assert second[-1]["type"] == "RUN_FINISHED"
     messages = httpx.get(f"{served}/v1/conversations/{thread}").json()["messages"]
     assert [m["role"] for m in messages].count("user") == 2
+
+
+# --- a client that hangs up mid-turn ------------------------------------------------------------
+
+
+class StallingModel:
+    """An OpenAI-compatible endpoint that starts every answer, then stalls: a slow model, mid-stream.
+
+    It streams its first words and holds the response open until stopped, so a client of `loom serve`
+    can hang up while the turn is waiting on the model.
+    """
+
+    FIRST_WORDS = "Let me think"
+
+    def __init__(self) -> None:
+        self._released = threading.Event()
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}/v1"
+        app = Starlette(routes=[Route("/v1/chat/completions", self._answer, methods=["POST"])])
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]})
+
+    async def _answer(self, request: Request) -> StreamingResponse:
+        await request.body()
+        return StreamingResponse(self._first_words_then_nothing(), media_type="text/event-stream")
+
+    async def _first_words_then_nothing(self) -> AsyncIterator[bytes]:
+        delta = {"role": "assistant", "content": self.FIRST_WORDS}
+        choices = [{"index": 0, "delta": delta, "finish_reason": None}]
+        chunk: dict[str, Any] = {"id": "chatcmpl-stall", "object": "chat.completion.chunk", "created": 0}
+        chunk |= {"model": "test-model", "choices": choices}
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+        while not self._released.is_set():
+            await asyncio.sleep(0.05)
+
+    def __enter__(self) -> StallingModel:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            assert time.monotonic() < deadline, "the stalling model did not start"
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._released.set()
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._socket.close()
+
+
+@pytest.fixture(scope="module")
+def served_slow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("serve-slow-home")
+    seed_lakehouse(home / "lakehouse", orders=100)
+    with StallingModel() as slow, loom_serve(home, slow.base_url) as url:
+        yield url
+
+
+def hang_up_mid_answer(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST /v1/chat on a raw socket, read until the model's first words arrive, close the socket.
+
+    The RUN_STARTED event (threadId, runId).
+    """
+    host, port = url.removeprefix("http://").split(":")
+    payload = json.dumps(body).encode()
+    head = f"POST /v1/chat HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(payload)}\r\n\r\n"
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode() + payload)
+        while StallingModel.FIRST_WORDS.encode() not in received:
+            data = sock.recv(65536)
+            assert data, f"the server ended the response first: {received!r}"
+            received += data
+            status, crlf, _ = received.partition(b"\r\n")
+            assert not crlf or status == b"HTTP/1.1 200 OK", received.decode(errors="replace")
+    started = re.search(rb'data: (\{"type":"RUN_STARTED".*?\})\r?\n', received)
+    assert started is not None, received
+    return json.loads(started.group(1))
+
+
+def turn_lines(url: str, run_id: str, within_s: float = 5) -> list[str]:
+    """The server's `loom.turns` lines for the run, once there is one (none after `within_s`)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        lines = [ln for ln in server_log(url).splitlines() if "loom.turns" in ln and f"run={run_id}" in ln]
+        if lines or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def messages_of(url: str, conversation: str) -> list[tuple[str, str]]:
+    stored = httpx.get(f"{url}/v1/conversations/{conversation}").json()["messages"]
+    return [(m["role"], m["content"]) for m in stored]
+
+
+def test_a_client_that_hangs_up_mid_answer_is_logged_and_its_question_kept(served_slow: str) -> None:
+    started = hang_up_mid_answer(served_slow, {"message": "Which region sold the most?"})
+
+    lines = turn_lines(served_slow, started["runId"])
+    assert len(lines) == 1, server_log(served_slow)[-3000:]
+    assert "outcome=disconnected" in lines[0]
+    assert "model_calls=1" in lines[0]
+    assert messages_of(served_slow, started["threadId"]) == [("user", "Which region sold the most?")]
+
+
+def test_a_turn_hung_up_on_frees_its_conversation_for_the_next(served_slow: str) -> None:
+    first = hang_up_mid_answer(served_slow, {"message": "one"})
+    thread = first["threadId"]
+    turn_lines(served_slow, first["runId"])
+    second = hang_up_mid_answer(served_slow, {"message": "two", "conversation_id": thread})
+    assert turn_lines(served_slow, second["runId"]) != []
+    # Not 409: the second turn let go of the conversation once it had ended.
+    third = hang_up_mid_answer(served_slow, {"message": "three", "conversation_id": thread})
+
+    assert second["threadId"] == thread
+    assert third["threadId"] == thread
+    lines = turn_lines(served_slow, third["runId"])
+    assert len(lines) == 1, server_log(served_slow)[-3000:]
+    assert "outcome=disconnected" in lines[0]
+    assert messages_of(served_slow, thread) == [("user", "one"), ("user", "two"), ("user", "three")]

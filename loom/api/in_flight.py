@@ -58,7 +58,11 @@ class TurnsInFlight:
             async for event in events:
                 yield event
         finally:
-            self.release(claim)
-            aclose = getattr(events, "aclose", None)
-            if aclose is not None:  # pass a client's disconnect on to the turn at once
-                await aclose()
+            try:
+                aclose = getattr(events, "aclose", None)
+                if aclose is not None:  # pass a client's disconnect on to the turn at once
+                    await aclose()
+            finally:
+                # Only now: a turn that was cut short stores what was said while it closes, and the
+                # next turn must read it.
+                self.release(claim)

@@ -117,3 +117,25 @@ async def _streaming(app: Any, conversation: str) -> asyncio.Task[None]:
     task = asyncio.create_task(app(asgi_chat_scope(), receive, send))
     await asyncio.wait_for(started.wait(), timeout=5)
     return task
+
+
+async def test_a_closed_turn_holds_its_conversation_until_it_has_finished_closing() -> None:
+    in_flight = TurnsInFlight()
+    held_while_closing: list[bool] = []
+
+    async def turn() -> AsyncIterator[BaseEvent]:
+        try:
+            yield RunStartedEvent(thread_id="c", run_id="r")
+            yield RunStartedEvent(thread_id="c", run_id="r2")
+        finally:
+            await asyncio.sleep(0)  # storing what was said so far
+            held_while_closing.append(in_flight.claim(DEV_PRINCIPAL, "c") is None)
+
+    claim = in_flight.claim(DEV_PRINCIPAL, "c")
+    assert claim is not None
+    stream = in_flight.held_until_done(claim, turn())
+    await anext(stream)
+    await stream.aclose()  # type: ignore[attr-defined]  # the client left
+
+    assert held_while_closing == [True]
+    assert in_flight.claim(DEV_PRINCIPAL, "c") is not None

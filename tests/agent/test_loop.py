@@ -1,20 +1,24 @@
 """The turn loop with a scripted model, the real SQLite store and DuckDB over a seeded lakehouse."""
 
 import asyncio
+import dataclasses
 import json
 from typing import Any
 
+import pytest
 from ag_ui.core import BaseEvent, EventType
 from pydantic import BaseModel
 
+from loom.agent.approval import Decision
 from loom.agent.events import APPROVAL_REQUIRED, RESULT_TABLE
+from loom.agent.model import ToolCall
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import FailingModel, ScriptedModel, sql_block, text, tool_call, tool_calls
 from loom.agent.turns import TurnRequest
-from loom.identity import DEV_PRINCIPAL
-from loom.tools.base import Effect, ToolContext, ToolResult, define
+from loom.identity import DEV_PRINCIPAL, Principal
+from loom.tools.base import Effect, Tool, ToolContext, ToolResult, define
 from loom.tools.registry import TOOLS
-from tests.agent.conftest import AgentFactory
+from tests.agent.conftest import VERIFIED, AgentFactory
 
 COUNT_SQL = "SELECT COUNT(*) AS orders FROM gold.fact_sales"
 
@@ -198,20 +202,22 @@ class WriteResult(ToolResult):
     done: bool
 
 
-RAN: list[str] = []
+def workspace_tool(ran: list[str], effect: Effect = Effect.WRITE) -> Tool:
+    """A tool that records each run in `ran` (a list the test owns)."""
 
+    async def create_workspace(ctx: ToolContext, args: WriteArgs) -> WriteResult:
+        """Creates a workspace."""
+        ran.append(args.name)
+        return WriteResult(done=True)
 
-async def create_workspace(ctx: ToolContext, args: WriteArgs) -> WriteResult:
-    """Creates a workspace."""
-    RAN.append(args.name)
-    return WriteResult(done=True)
+    return define(create_workspace, effect=effect)
 
 
 async def test_a_write_tool_pauses_the_run_for_approval_without_running(make_agent: AgentFactory) -> None:
-    tool = define(create_workspace, effect=Effect.WRITE)
+    ran: list[str] = []
     model = ScriptedModel().queue(tool_call("create_workspace", {"name": "finance"}))
-    events = await collect(make_agent(model, tools=[tool]), "create a finance workspace")
-    assert RAN == []
+    events = await collect(make_agent(model, tools=[workspace_tool(ran)]), "create a finance workspace")
+    assert ran == []
     [request] = custom(events, APPROVAL_REQUIRED)
     assert request["tool"] == "create_workspace"
     assert request["effect"] == "write"
@@ -220,6 +226,29 @@ async def test_a_write_tool_pauses_the_run_for_approval_without_running(make_age
     assert finished.outcome.type == "interrupt"  # type: ignore[attr-defined]
     assert finished.outcome.interrupts[0].tool_call_id == request["tool_call_id"]  # type: ignore[attr-defined]
     assert len(model.calls) == 1  # the model is not asked to go on without the approval
+
+
+class DenyAll:
+    """A gate that refuses every call, whatever its effect."""
+
+    async def decide(self, principal: Principal, tool: Tool, call: ToolCall) -> Decision:
+        return Decision.DENY
+
+
+async def test_a_denied_call_does_not_run_and_the_model_is_told(make_agent: AgentFactory) -> None:
+    ran: list[str] = []
+    tool = workspace_tool(ran, effect=Effect.READ)  # the gate decides, not the effect
+    model = ScriptedModel().queue(tool_call("create_workspace", {"name": "finance"}), text("I may not."))
+    agent = dataclasses.replace(make_agent(model, tools=[tool]), gate=DenyAll())
+
+    events = await collect(agent, "create a finance workspace")
+
+    assert ran == []
+    [result] = [e for e in events if e.type == EventType.TOOL_CALL_RESULT]
+    assert json.loads(result.content)["status"] == "denied"  # type: ignore[attr-defined]
+    assert json.loads(model.calls[1].messages[-1].content)["status"] == "denied"
+    assert custom(events, APPROVAL_REQUIRED) == []
+    assert events[-1].outcome.type == "success"  # type: ignore[attr-defined]
 
 
 class WaitArgs(BaseModel):
@@ -254,12 +283,37 @@ async def test_history_carries_into_the_next_turn(make_agent: AgentFactory) -> N
     assert seen == [("user", "first question"), ("assistant", "first answer"), ("user", "and a follow-up")]
 
 
-def test_every_registered_tool_declares_its_effect_and_a_description() -> None:
+def test_every_registered_tool_has_a_description_and_an_object_schema() -> None:
     for tool in TOOLS:
-        assert tool.effect in set(Effect)
-        assert tool.description
+        assert tool.description, tool.name
         schema: dict[str, Any] = tool.schema()
-        assert schema["function"]["parameters"]["type"] == "object"
+        assert schema["function"]["parameters"]["type"] == "object", tool.name
+
+
+# Arguments each registered tool runs with against the test source (no model call needed).
+SAMPLE_ARGS: dict[str, dict[str, Any]] = {"nl2sql": {"question": VERIFIED[0].question}}
+
+
+@pytest.mark.parametrize("tool", TOOLS, ids=lambda t: t.name)
+async def test_each_registered_tool_is_gated_by_its_declared_effect(
+    make_agent: AgentFactory, tool: Tool
+) -> None:
+    assert tool.name in SAMPLE_ARGS, f"add arguments {tool.name} runs with to SAMPLE_ARGS"
+    model = ScriptedModel().queue(tool_call(tool.name, SAMPLE_ARGS[tool.name]), text("done"))
+    events = await collect(make_agent(model), "go")
+
+    [result] = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]  # type: ignore[attr-defined]
+    approvals = custom(events, APPROVAL_REQUIRED)
+    outcome = events[-1].outcome.type  # type: ignore[attr-defined]
+    if tool.effect is Effect.READ:  # it ran, and the model read its result
+        assert "error" not in result
+        assert "status" not in result  # not held by the gate
+        assert approvals == []
+        assert outcome == "success"
+    else:  # it waits for a person
+        assert result["status"] == "awaiting_approval"
+        assert [a["tool"] for a in approvals] == [tool.name]
+        assert outcome == "interrupt"
 
 
 async def test_a_question_the_source_cannot_answer_gets_the_tables_that_exist(

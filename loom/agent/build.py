@@ -13,17 +13,11 @@ from loom.agent.model import ChatModel
 from loom.agent.offline import OfflineModel
 from loom.agent.sources import load_sources
 from loom.agent.store import ConversationStore
-from loom.azure_credential import azure_credential
-from loom.engines.registry import CloudAccess, EnginePool
+from loom.cloud import engine_pool
+from loom.engines.registry import EnginePool
 from loom.settings import Settings
 from loom.tools.base import QueryLimits
 from loom.tools.registry import TOOLS
-
-
-def engine_pool(settings: Settings) -> EnginePool:
-    """Engines for the configured sources; cloud ones sign in with the cloud's authority."""
-    token = settings.databricks_token.get_secret_value() if settings.databricks_token else None
-    return EnginePool(CloudAccess(settings.azure_cloud.value, partial(azure_credential, settings), token))
 
 
 def build_model(settings: Settings) -> ChatModel:

@@ -14,7 +14,7 @@ from typing import Any
 
 import openai
 
-from loom.azure_credential import azure_credential
+from loom.cloud import azure_credential
 from loom.settings import Provider, Settings
 
 CACHE_TEXTS = 20_000

@@ -39,7 +39,7 @@ from loom.agent.model import (
     ToolCall,
     ToolCallDelta,
 )
-from loom.azure_credential import azure_credential
+from loom.cloud import azure_credential
 from loom.settings import Provider, Settings
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"

@@ -54,13 +54,24 @@ class ChatRequest(BaseModel):
         None, description="Continue this conversation; omit to start one (its id is the run's threadId)."
     )
     message: str = Field(description="The user's message: not empty, at most `max_message_bytes` UTF-8 bytes")
-    sources: list[str] | None = Field(None, description="Data sources the agent may use; default: all.")
+    sources: list[str] | None = Field(
+        None,
+        description="Data sources the agent may use; omit it for all of them (an empty list is refused).",
+    )
 
     @field_validator("message")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("message must not be empty")
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _names_some(cls, value: list[str] | None) -> list[str] | None:
+        # An empty list read as "all sources" would silently widen what the caller asked for.
+        if value is not None and not value:
+            raise ValueError("must name at least one source; omit it to use all of them")
         return value
 
 

@@ -79,7 +79,7 @@ def link_command(
 
 
 def _link(source: Source, question: str, evidence: str, settings: Settings) -> LinkedSchema:
-    from loom.agent.build import engine_pool
+    from loom.cloud import engine_pool
     from loom.tools.sql_schema import link_question
 
     pool = engine_pool(settings)

@@ -27,11 +27,12 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _mount_subcommands() -> None:
+def mount_subcommands() -> None:
     from loom.cli.catalog import catalog_app
     from loom.cli.data import data_app
-    from loom.cli.query import query_app
+    from loom.cli.query import add_languages, query_app
 
+    add_languages()  # a language registered since the last call gets its command
     if any(group.typer_instance is query_app for group in app.registered_groups):
         return  # mounted already (main() after a test mounted them)
 
@@ -234,7 +235,7 @@ def _log_to_stderr(level: str) -> None:
 def main() -> None:
     from loom.agent.sources import SourcesFileError
 
-    _mount_subcommands()
+    mount_subcommands()
     try:
         app()
     except (SettingsError, SourcesFileError) as e:  # a configuration mistake, not a crash: say what to fix

@@ -1,6 +1,6 @@
-"""`loom query sql`: a source queried directly, without a model.
+"""`loom query sql` (and one command per registered language): a source queried directly, no model.
 
-`loom query sql` follows the Query CLI contract (DESIGN.md): the query is validated by parsing
+Each follows the Query CLI contract (DESIGN.md): the query is validated by parsing
 (read-only), run with a row cap and a time limit, and printed as a table, JSON (the ResultSet) or
 CSV. Exit codes: 0 ok; 2 refused or invalid (not read-only, parse error, unknown table or source);
 1 the query failed while running (execution error, timeout); 3 a CSV export stopped at the default
@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -23,7 +24,7 @@ from rich.console import Console
 
 from loom.agent.sources import resolve_source
 from loom.cli.tables import cell_text, result_view
-from loom.engines.contracts import Engine, QueryError, ResultSet
+from loom.engines.contracts import Engine, QueryError, ResultSet, unsupported_dialect
 from loom.settings import Settings, SettingsError, settings_for
 
 EXIT_FAILED = 1  # the query was accepted but failed while running
@@ -33,14 +34,6 @@ FAILURE_CODES = frozenset({"execution_error", "timeout"})
 MAX_ROWS_LIMIT = 1_000_000_000  # beyond it DuckDB's LIMIT overflows; no export needs more
 
 query_app = typer.Typer(no_args_is_help=True, add_completion=False)
-
-
-class Dialect(StrEnum):
-    duckdb = "duckdb"
-    tsql = "tsql"
-    databricks = "databricks"
-    sqlite = "sqlite"
-    spark = "spark"
 
 
 class OutputFormat(StrEnum):
@@ -60,117 +53,189 @@ def query_group() -> None:
     """
 
 
-# --- loom query sql ---------------------------------------------------------------------------
+# --- loom query <language> ---------------------------------------------------------------------
 
-
-@query_app.command("sql")
-def sql_command(
-    query: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="QUERY", help="The SQL query. Omit it, or pass '-', to read the query from stdin."
-        ),
-    ] = None,
-    source: Annotated[
-        str | None,
-        typer.Option(
-            "--source",
-            "-s",
-            metavar="SOURCE",
-            help="A source name from the sources file, or a path: a .duckdb or "
-            ".sqlite file, or a folder whose Delta folders, *.parquet and *.csv files become tables "
-            "(subfolders such as bronze/silver/gold become schemas). Default: the configured default "
-            "source (the sample lakehouse).",
-        ),
-    ] = None,
-    dialect: Annotated[
-        Dialect | None,
-        typer.Option(
-            help="Dialect the query is written in; it is translated to DuckDB. Default: the source's."
-        ),
-    ] = None,
-    max_rows: Annotated[
-        int | None,
-        typer.Option(
-            "--max-rows",
-            min=1,
-            max=MAX_ROWS_LIMIT,
-            metavar="N",
-            help="Return at most N rows; more sets `truncated`. Default: LOOM_QUERY_MAX_ROWS (1000). "
-            "A CSV export cut at that default exits 3; one cut at an explicit N says so on stderr "
-            "and exits 0.",
-        ),
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(
-            min=0.001,
-            metavar="S",
-            help="Stop the query after S seconds (exit 1, code `timeout`). Default: LOOM_QUERY_TIMEOUT_S.",
-        ),
-    ] = None,
-    now: Annotated[
-        str | None,
-        typer.Option(
-            metavar="TIME",
-            help="Answer as of this ISO time: CURRENT_DATE, NOW() & co. return it (reproducible answers).",
-        ),
-    ] = None,
-    output: Annotated[
-        OutputFormat,
-        typer.Option("--format", "-f", help="table (for people), json (the ResultSet) or csv."),
-    ] = OutputFormat.table,
-    batch: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="PATH",
-            help='Run every {"id", "query"} line of this JSONL file (or - for stdin); writes one JSON '
-            'line per input: {"id", "result"} or {"id", "error"}. Exit code: the worst line\'s.',
-        ),
-    ] = None,
-) -> None:
-    """Run one read-only SQL query (or a --batch of them) and print the rows.
-
-    Only one SELECT / WITH … SELECT / UNION / VALUES statement may run.
-    Writes, management commands and functions that reach files or the network are refused.
-
-    Exit codes: 0 ok; exit 2 refused or invalid; exit 1 failed while running (error, timeout);
-    exit 3 a CSV export stopped at the default row cap (stderr says so: pass --max-rows for more).
-
-    On exit 1 or 2, with --format json or csv (and --batch) stdout has
-    {"error": {"code": …, "message": …}}; the table format prints `error (code): message` on stderr.
-
-    Examples:
+# What each language's help adds; a language without an entry gets the general sentence.
+LANGUAGE_NOTES = {
+    "sql": "Only one SELECT / WITH … SELECT / UNION / VALUES statement may run. Writes, management "
+    "commands and functions that reach files or the network are refused. The embedded engine takes "
+    "--dialect duckdb, tsql, databricks, spark or sqlite (translated to DuckDB); Synapse and "
+    "Databricks sources take their own dialect only.",
+}
+GENERAL_NOTE = "Only read-only queries run; anything else is refused before it reaches the engine."
+EXAMPLES = {
+    "sql": """Examples:
 
       loom query sql "SELECT * FROM gold.dim_store"
 
       loom query sql --dialect tsql --format json "SELECT TOP 3 name FROM gold.dim_product"
 
-      loom query sql --source ./shop.sqlite --batch questions.jsonl
-    """
-    from loom.agent.build import engine_pool
+      loom query sql --source ./shop.sqlite --batch questions.jsonl""",
+}
 
-    errors_as = OutputFormat.json if batch is not None else output  # a batch writes JSON lines
+
+@dataclass(frozen=True)
+class QueryRun:
+    """One `loom query <language>` invocation, as the options gave it."""
+
+    language: str
+    query: str | None
+    source: str | None
+    dialect: str | None
+    max_rows: int | None
+    timeout: float | None
+    now: str | None
+    output: OutputFormat
+    batch: Path | None
+
+
+def add_language(language: str) -> None:
+    """`loom query <language>`: the same options, limits and exit codes for every language."""
+    if any(c.name == language for c in query_app.registered_commands):
+        return
+
+    def command(
+        query: Annotated[
+            str | None,
+            typer.Argument(
+                metavar="QUERY", help="The query. Omit it, or pass '-', to read the query from stdin."
+            ),
+        ] = None,
+        source: Annotated[
+            str | None,
+            typer.Option(
+                "--source",
+                "-s",
+                metavar="SOURCE",
+                help="A source name from the sources file, or a path: a .duckdb or "
+                ".sqlite file, or a folder whose Delta folders, *.parquet and *.csv files become tables "
+                "(subfolders such as bronze/silver/gold become schemas). Default: the configured "
+                "default source (the sample lakehouse).",
+            ),
+        ] = None,
+        dialect: Annotated[
+            str | None,
+            typer.Option(
+                metavar="DIALECT",
+                help="Dialect the query is written in, when the engine translates it. Default: the source's.",
+            ),
+        ] = None,
+        max_rows: Annotated[
+            int | None,
+            typer.Option(
+                "--max-rows",
+                min=1,
+                max=MAX_ROWS_LIMIT,
+                metavar="N",
+                help="Return at most N rows; more sets `truncated`. Default: LOOM_QUERY_MAX_ROWS (1000). "
+                "A CSV export cut at that default exits 3; one cut at an explicit N says so on stderr "
+                "and exits 0.",
+            ),
+        ] = None,
+        timeout: Annotated[
+            float | None,
+            typer.Option(
+                min=0.001,
+                metavar="S",
+                help="Stop the query after S seconds (exit 1, code `timeout`). "
+                "Default: LOOM_QUERY_TIMEOUT_S.",
+            ),
+        ] = None,
+        now: Annotated[
+            str | None,
+            typer.Option(
+                metavar="TIME",
+                help="Answer as of this ISO time: the clock functions return it (reproducible answers).",
+            ),
+        ] = None,
+        output: Annotated[
+            OutputFormat,
+            typer.Option("--format", "-f", help="table (for people), json (the ResultSet) or csv."),
+        ] = OutputFormat.table,
+        batch: Annotated[
+            Path | None,
+            typer.Option(
+                metavar="PATH",
+                help='Run every {"id", "query"} line of this JSONL file (or - for stdin); writes one JSON '
+                'line per input: {"id", "result"} or {"id", "error"}. Exit code: the worst line\'s.',
+            ),
+        ] = None,
+    ) -> None:
+        run_query(QueryRun(language, query, source, dialect, max_rows, timeout, now, output, batch))
+
+    command.__doc__ = _help(language)
+    query_app.command(language)(command)
+
+
+def _help(language: str) -> str:
+    name = language.upper()
+    return f"""Run one read-only {name} query (or a --batch of them) and print the rows.
+
+    {LANGUAGE_NOTES.get(language, GENERAL_NOTE)}
+
+    Exit codes: 0 ok; exit 2 refused or invalid; exit 1 failed while running (error, timeout);
+    exit 3 a CSV export stopped at the default row cap (stderr says so: pass --max-rows for more).
+
+    On exit 1 or 2, with --format json or csv (and --batch) stdout has
+    {{"error": {{"code": …, "message": …}}}}; the table format prints `error (code): message` on stderr.
+
+    {EXAMPLES.get(language, "")}
+    """
+
+
+def add_languages() -> None:
+    """A `loom query` command for each language some kind of source answers."""
+    from loom.engines.registry import OPENERS
+
+    for language in dict.fromkeys(language for _, language in OPENERS):
+        add_language(language)
+
+
+def run_query(run: QueryRun) -> None:
+    from loom.cloud import engine_pool
+
+    errors_as = OutputFormat.json if run.batch is not None else run.output  # a batch writes JSON lines
     settings = query_settings(output=errors_as)
     pool = engine_pool(settings)
     try:
-        engine = pool.engine(resolve_source(source or settings.default_source, settings), "sql")
-        pinned = _parse_now(now)
-    except QueryError as e:
-        _fail(e, errors_as)
-    limits = {
-        "max_rows": max_rows or settings.query_max_rows,
-        "timeout_s": timeout or settings.query_timeout_s,
-    }
-    try:
-        if batch is not None:
-            raise typer.Exit(_run_batch(engine, _read_lines(batch), dialect, pinned, limits))
-        result = _execute(engine, _read_query(query), dialect, pinned, limits)
+        source = resolve_source(run.source or settings.default_source, settings)
+        engine = pool.engine(source, run.language)
+        query = Query(engine, _dialect(run, engine), _parse_now(run.now), *_limits(run, settings))
+        if run.batch is not None:
+            raise typer.Exit(_run_batch(query, _read_lines(run.batch)))
+        result = query.execute(_read_query(run.query))
     except QueryError as e:
         _fail(e, errors_as)
     finally:
         pool.close()
-    _print_result(result, output, capped_by_default=max_rows is None)
+    _print_result(result, run.output, capped_by_default=run.max_rows is None)
+
+
+def _limits(run: QueryRun, settings: Settings) -> tuple[int, float]:
+    return run.max_rows or settings.query_max_rows, run.timeout or settings.query_timeout_s
+
+
+def _dialect(run: QueryRun, engine: Engine) -> str | None:
+    """The dialect asked for, refused up front when the engine cannot take it (exit 2)."""
+    if run.dialect is not None and run.dialect not in engine.dialects:
+        raise unsupported_dialect(engine, run.dialect)
+    return run.dialect
+
+
+@dataclass(frozen=True)
+class Query:
+    """An engine with this invocation's dialect, clock and limits."""
+
+    engine: Engine
+    dialect: str | None
+    now: dt.datetime | None
+    max_rows: int
+    timeout_s: float
+
+    def execute(self, text: str) -> ResultSet:
+        return self.engine.execute(
+            text, max_rows=self.max_rows, timeout_s=self.timeout_s, now=self.now, dialect=self.dialect
+        )
 
 
 def query_settings(home: Path | None = None, output: OutputFormat = OutputFormat.json) -> Settings:
@@ -195,14 +260,6 @@ def _read_query(query: str | None) -> str:
     if not text or not text.strip():
         raise QueryError("invalid_argument", "No query given: pass it as an argument or on stdin.")
     return text
-
-
-def _execute(
-    engine: Engine, query: str, dialect: Dialect | None, now: dt.datetime | None, limits: dict[str, Any]
-) -> ResultSet:
-    # Only the embedded engine runs other dialects (by transpiling); a cloud engine runs its own.
-    extra = {"dialect": dialect.value} if dialect else {}
-    return engine.execute(query, max_rows=limits["max_rows"], timeout_s=limits["timeout_s"], now=now, **extra)
 
 
 def _exit_code(error: QueryError) -> int:
@@ -236,13 +293,7 @@ def _read_lines(batch: Path) -> Iterator[str]:
         raise QueryError("invalid_argument", f"Cannot read the batch file {batch}: {e}") from e
 
 
-def _run_batch(
-    engine: Engine,
-    lines: Iterable[str],
-    dialect: Dialect | None,
-    now: dt.datetime | None,
-    limits: dict[str, Any],
-) -> int:
+def _run_batch(query: Query, lines: Iterable[str]) -> int:
     """One JSON line out per line in; returns the worst exit code among the lines."""
     worst = 0
     for number, line in enumerate(lines, start=1):
@@ -250,8 +301,8 @@ def _run_batch(
             continue
         item_id: Any = number
         try:
-            item_id, query = _batch_item(line, number)
-            out = {"id": item_id, "result": _execute(engine, query, dialect, now, limits).model_dump()}
+            item_id, text = _batch_item(line, number)
+            out = {"id": item_id, "result": query.execute(text).model_dump()}
         except QueryError as e:
             out = {"id": item_id, **e.to_json()}
             worst = max(worst, _exit_code(e))

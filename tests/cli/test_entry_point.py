@@ -336,3 +336,58 @@ def test_csv_writes_booleans_nulls_and_nested_values_as_data_tools_read_them(lak
         ["yes", "no", "nothing", "list", "place"],
         ["true", "false", "", "[1, 2]", '{"city": "Zürich"}'],
     ]
+
+
+# --- the seam, as users meet it ------------------------------------------------------------------
+
+
+def test_a_dialect_a_cloud_source_cannot_take_is_refused_not_a_crash(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "sources.yaml").write_text(
+        "sources:\n"
+        "  - {name: dw, kind: synapse, location: ws-ondemand.sql.azuresynapse.net, database: lake}\n"
+    )
+    out = loom("query", "sql", "--source", "dw", "--dialect", "duckdb", "-f", "json", "SELECT 1", home=home)
+    assert out.returncode == 2, out.stderr
+    error = json.loads(out.stdout)["error"]
+    assert error["code"] == "unsupported_dialect"
+    assert "takes" not in out.stderr  # no TypeError traceback
+    assert "tsql" in error["message"]
+
+
+def _chat(port: int, body: dict[str, object]) -> httpx.Response:
+    return httpx.post(f"http://127.0.0.1:{port}/v1/chat", json=body, timeout=30)
+
+
+def test_offline_answers_from_the_sources_file_written_under_a_running_server(
+    tmp_path: Path, lakehouse: Path
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(lakehouse, home / "lakehouse")  # starts on the sample: no sources file yet
+    port = _free_port()
+    served = Served(home, port)
+    try:
+        served.line("Loom API on")
+        sample = _chat(port, {"message": "How many orders were placed per channel?"})
+        assert "Verified answer" in sample.text  # the sample source and its verified questions
+        (home / "sources.yaml").write_text(f"sources:\n  - name: shop\n    location: {lakehouse}\n")
+        own = _chat(port, {"message": "How many orders were placed per channel?"})
+        assert own.status_code == 200
+        assert "No language model is configured" in own.text
+        assert "orders were placed per channel" not in own.text.split("configured", 1)[1]
+        assert "unknown source" not in own.text
+    finally:
+        served.stop()
+
+
+def test_an_empty_sources_list_in_a_chat_request_is_refused(seeded_home: Path) -> None:
+    port = _free_port()
+    served = Served(seeded_home, port)
+    try:
+        served.line("Loom API on")
+        refused = _chat(port, {"message": "revenue by year", "sources": []})
+        assert refused.status_code == 422
+        assert "omit it" in refused.json()["error"]["message"]
+    finally:
+        served.stop()

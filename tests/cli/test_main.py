@@ -8,12 +8,12 @@ from typer.testing import CliRunner
 
 from loom.agent.sources import sample_source
 from loom.cli.demo import QUESTIONS
-from loom.cli.main import _mount_subcommands, app, main
+from loom.cli.main import app, main, mount_subcommands
 from loom.lakehouse.seed import seed_lakehouse
 from loom.settings import Settings
 from loom.tools.verified import VerifiedIndex
 
-_mount_subcommands()
+mount_subcommands()
 runner = CliRunner()
 
 

@@ -1,0 +1,31 @@
+"""Reaching Azure from Settings: the one Azure credential builder, and the engine pool it signs
+cloud sources in with.
+
+The credential is DefaultAzureCredential signing in at the cloud's authority
+(login.microsoftonline.us in Azure Government), for the model, embeddings and sources alike;
+token scopes are chosen by each caller for its service and cloud. azure-identity is imported when
+a credential is first needed, so commands that never reach Azure start without it.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING
+
+from loom.engines.registry import CloudAccess, EnginePool
+from loom.settings import LOGIN_AUTHORITY, Settings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+
+def azure_credential(settings: Settings) -> TokenCredential:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential(authority=LOGIN_AUTHORITY[settings.azure_cloud])
+
+
+def engine_pool(settings: Settings) -> EnginePool:
+    """Engines for the configured sources; cloud ones sign in with the cloud's authority."""
+    token = settings.databricks_token.get_secret_value() if settings.databricks_token else None
+    return EnginePool(CloudAccess(settings.azure_cloud.value, partial(azure_credential, settings), token))

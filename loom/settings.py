@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     # --- data ------------------------------------------------------------------------------
     sources_file: Path | None = None
     default_source: str = "sales"
-    query_max_rows: int = Field(1000, ge=1)
+    query_max_rows: int = Field(1000, ge=1, le=1_000_000_000)
     query_timeout_s: float = Field(30.0, gt=0)
     max_repairs: int = Field(2, ge=0, le=5)
     verified_match_threshold: float = Field(0.8, gt=0, le=1)
@@ -103,7 +103,7 @@ class Settings(BaseSettings):
 
     # --- server ----------------------------------------------------------------------------
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(8000, ge=1, le=65535)
     auth_mode: Literal["dev", "entra"] = "dev"
     entra_tenant_id: str | None = None
     entra_audience: str | None = None

@@ -73,17 +73,12 @@ def _databricks_sql(source: Source, access: CloudAccess) -> Engine:
     )
 
 
-# (kind, language) → how to open it.
+# (kind, language) → how to open it. A language package adds its openers here, once.
 OPENERS: dict[tuple[str, str], Opener] = {
     ("duckdb", "sql"): _duckdb_sql,
     ("synapse", "sql"): _synapse_sql,
     ("databricks", "sql"): _databricks_sql,
 }
-
-
-def register(kind: str, language: str, opener: Opener) -> None:
-    """Teach the pool a language on a kind of source (a language package calls this once)."""
-    OPENERS[(kind, language)] = opener
 
 
 def languages(source: Source) -> tuple[str, ...]:

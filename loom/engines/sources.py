@@ -10,7 +10,7 @@ model here and an opener in `registry.py`.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
@@ -36,13 +36,6 @@ class SourceBase(BaseModel):
     instructions: str = ""
     verified_queries: tuple[VerifiedQuery, ...] = ()
 
-    # Where the data lives is on this machine (a path), not behind a service (a host name).
-    local: ClassVar[bool] = False
-
-    @property
-    def is_local(self) -> bool:
-        return self.local
-
     @cached_property
     def connection_key(self) -> tuple[object, ...]:
         """What identifies the data behind the source (not how it is described to the model)."""
@@ -61,8 +54,6 @@ class DuckDBSource(SourceBase):
     kind: Literal["duckdb"] = "duckdb"
     location: str = Field(description="a .duckdb/.sqlite file or a folder of Delta/Parquet/CSV tables")
     dialect: str = Field("duckdb", description="the SQL dialect the model writes (translated to DuckDB)")
-
-    local: ClassVar[bool] = True
 
     def dialect_for(self, language: str) -> str:
         return self.dialect if language == "sql" else language

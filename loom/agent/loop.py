@@ -12,7 +12,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,8 +100,10 @@ class Agent:
         end: BaseEvent | None = None
         try:
             yield RunStartedEvent(thread_id=turn.conversation_id, run_id=turn.run_id)
-            async for event in self.rounds(turn):
-                yield event
+            # Closed with the turn: a client leaving mid-round must not leave the model stream open.
+            async with aclosing(self.rounds(turn)) as rounds:
+                async for event in rounds:
+                    yield event
         except ModelError as e:
             end = RunErrorEvent(message=str(e), code="model_error")
         except Exception as e:  # the stream must end with an event a client understands
@@ -138,7 +141,7 @@ class Agent:
         messages = [*build_messages(sources, tools, stored, self.limits.history_chars), user]
         return Turn(principal, writer, new_id("run"), messages, budget, ctx, tools)
 
-    async def rounds(self, turn: Turn) -> AsyncIterator[BaseEvent]:
+    async def rounds(self, turn: Turn) -> AsyncGenerator[BaseEvent]:
         """Model call, then its tool calls, until the model answers without calling a tool."""
         while True:
             reply: ModelReply | None = None

@@ -89,7 +89,8 @@ def test_a_csv_export_cut_at_the_default_row_cap_says_so_and_exits_3(lakehouse: 
     assert out.returncode == 3
     assert len(lines(out.stdout)) == 1 + 1000  # the header, then the rows up to the cap
     [warning] = lines(out.stderr)
-    assert "stopped at 1000 rows" in warning and "--max-rows" in warning
+    assert "stopped at 1000 rows" in warning
+    assert "--max-rows" in warning
 
 
 def test_a_csv_export_cut_at_an_explicit_max_rows_says_so_and_exits_0(lakehouse: Path) -> None:
@@ -111,7 +112,8 @@ def test_a_cut_table_says_so_in_its_footer_and_exits_0(
     lakehouse: Path, args: tuple[str, ...], footer: str
 ) -> None:
     out = sql(lakehouse, *args, "SELECT * FROM gold.dim_store", env={"LOOM_QUERY_MAX_ROWS": "3"})
-    assert out.returncode == 0 and out.stderr == ""
+    assert out.returncode == 0
+    assert out.stderr == ""
     assert footer in out.stdout
 
 
@@ -136,7 +138,8 @@ def test_a_broken_sources_file_is_reported_before_seeding(fresh_home: Path, comm
     out = loom(*command, home=fresh_home)
     assert out.returncode == 2
     assert f"error: the sources file {fresh_home / 'sources.yaml'} is not valid YAML" in out.stderr
-    assert "Traceback" not in out.stderr and "seeding" not in out.stderr
+    assert "Traceback" not in out.stderr
+    assert "seeding" not in out.stderr
     assert sorted(p.name for p in fresh_home.iterdir()) == ["sources.yaml"]  # no state written
 
 
@@ -148,7 +151,8 @@ def test_with_a_sources_file_the_sample_lakehouse_is_not_seeded(fresh_home: Path
     out = loom("ask", "-s", "shop", "How many stores are there?", home=fresh_home)
     assert out.returncode == 0, out.stderr
     assert "No language model is configured" in out.stdout
-    assert not (fresh_home / "lakehouse").exists() and "seeding" not in out.stderr
+    assert not (fresh_home / "lakehouse").exists()
+    assert "seeding" not in out.stderr
 
 
 # --- 3. serve: the port is checked and bound before the banner -------------------------------------
@@ -166,14 +170,17 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_2(fresh_home: Path, busy_po
     out = loom("serve", "--port", str(busy_port), home=fresh_home)
     assert out.returncode == 2
     assert lines(out.stderr) == [f"error: cannot listen on 127.0.0.1:{busy_port}: Address already in use"]
-    assert out.stdout == "" and not (fresh_home / "lakehouse").exists()  # failed before seeding
+    assert out.stdout == ""
+    assert not (fresh_home / "lakehouse").exists()  # failed before seeding
 
 
 def test_serve_refuses_a_port_out_of_range_briefly(fresh_home: Path) -> None:
     out = loom("serve", "--port", "99999", home=fresh_home)
     assert out.returncode == 2
-    assert "Traceback" not in out.stderr and len(lines(out.stderr)) < 10
-    assert "--port" in out.stderr and "65535" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(lines(out.stderr)) < 10
+    assert "--port" in out.stderr
+    assert "65535" in out.stderr
 
 
 def _free_port() -> int:
@@ -244,19 +251,22 @@ def test_ask_with_an_unknown_conversation_says_so_on_stderr(seeded_home: Path) -
     out = loom("ask", "-c", "nope", "What is the total revenue by year?", home=seeded_home)
     assert out.returncode == 1
     assert lines(out.stderr) == ["error: unknown conversation 'nope'"]
-    assert "conversation" not in out.stdout and "error" not in out.stdout
+    assert "conversation" not in out.stdout
+    assert "error" not in out.stdout
 
 
 def test_ask_with_an_unknown_source_says_so_on_stderr_without_seeding(fresh_home: Path) -> None:
     out = loom("ask", "-s", "hr", "revenue by region", home=fresh_home)
     assert out.returncode == 1
     assert lines(out.stderr) == ["error: unknown source 'hr'; known sources: sales"]
-    assert out.stdout == "" and not (fresh_home / "lakehouse").exists()
+    assert out.stdout == ""
+    assert not (fresh_home / "lakehouse").exists()
 
 
 def test_ask_answers_on_stdout_with_its_conversation_and_a_pluralized_footer(seeded_home: Path) -> None:
     out = loom("ask", "What is the total revenue by year?", home=seeded_home)
-    assert out.returncode == 0 and out.stderr == ""
+    assert out.returncode == 0
+    assert out.stderr == ""
     assert re.fullmatch(r"conversation [0-9a-f]{32}", lines(out.stdout)[-1])
     assert re.search(r"^2 rows · [\d.]+ ms$", out.stdout, re.MULTILINE)
 
@@ -266,15 +276,18 @@ def test_ask_answers_on_stdout_with_its_conversation_and_a_pluralized_footer(see
 
 def test_a_query_error_is_a_readable_line_on_stderr_in_table_format(lakehouse: Path) -> None:
     out = sql(lakehouse, "SELECT café FROM gold.dim_store")
-    assert out.returncode == 2 and out.stdout == ""
+    assert out.returncode == 2
+    assert out.stdout == ""
     [line] = lines(out.stderr)
-    assert line.startswith("error (unknown_column): ") and "'café'" in line
+    assert line.startswith("error (unknown_column): ")
+    assert "'café'" in line
 
 
 @pytest.mark.parametrize("output", ["json", "csv"])
 def test_a_query_error_is_json_on_stdout_for_machines(lakehouse: Path, output: str) -> None:
     out = sql(lakehouse, "-f", output, "SELECT café FROM gold.dim_store")
-    assert out.returncode == 2 and out.stderr == ""
+    assert out.returncode == 2
+    assert out.stderr == ""
     assert "café" in out.stdout  # written as is, not as \u00e9
     assert json.loads(out.stdout)["error"]["code"] == "unknown_column"
 
@@ -282,8 +295,10 @@ def test_a_query_error_is_json_on_stdout_for_machines(lakehouse: Path, output: s
 def test_a_huge_max_rows_is_refused_readably(lakehouse: Path) -> None:
     out = sql(lakehouse, "--max-rows", str(10**30), "SELECT 1")
     assert out.returncode == 2
-    assert "--max-rows" in out.stderr and "1000000000" in out.stderr
-    assert "Traceback" not in out.stderr and "INT128" not in out.stdout + out.stderr
+    assert "--max-rows" in out.stderr
+    assert "1000000000" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert "INT128" not in out.stdout + out.stderr
 
 
 @pytest.mark.parametrize("question", ["", "   "])
@@ -304,7 +319,8 @@ PYTHON_TYPES = re.compile(r"<(str|bool|int|float|path|list\[[^\]]*\])>")
 def test_ask_help_names_values_not_python_types(tmp_path: Path) -> None:
     out = loom("ask", "--help", home=tmp_path)
     assert out.returncode == 0
-    assert "<str>" not in out.stdout and "{question}" not in out.stdout
+    assert "<str>" not in out.stdout
+    assert "{question}" not in out.stdout
     assert re.search(r"Usage: .* ask \[OPTIONS\] QUESTION\s", out.stdout)
     assert re.search(r"--conversation\s+-c\s+ID\s", out.stdout)
     assert re.search(r"--help\s+Show this message", out.stdout)  # a flag: no `<bool>`
@@ -331,7 +347,8 @@ def test_the_footer_says_1_row_on_a_line_of_its_own_under_a_narrow_table(lakehou
 def test_csv_writes_booleans_nulls_and_nested_values_as_data_tools_read_them(lakehouse: Path) -> None:
     query = "SELECT true AS yes, false AS no, NULL AS nothing, [1, 2] AS list, {'city': 'Zürich'} AS place"
     out = sql(lakehouse, "-f", "csv", query)
-    assert out.returncode == 0 and out.stderr == "", out.stdout  # complete: nothing to say
+    assert out.returncode == 0, out.stdout
+    assert out.stderr == "", out.stdout  # complete: nothing to say
     assert list(csv.reader(io.StringIO(out.stdout))) == [
         ["yes", "no", "nothing", "list", "place"],
         ["true", "false", "", "[1, 2]", '{"city": "Zürich"}'],

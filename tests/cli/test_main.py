@@ -46,7 +46,8 @@ def test_ask_continues_a_conversation(home: Path) -> None:
     second = runner.invoke(
         app, ["ask", "--home", str(home), "-c", conversation, "How many orders were placed per channel?"]
     )
-    assert second.exit_code == 0 and f"conversation {conversation}" in second.output
+    assert second.exit_code == 0
+    assert f"conversation {conversation}" in second.output
 
 
 def test_serve_refuses_dev_mode_on_a_public_address(home: Path) -> None:
@@ -57,9 +58,11 @@ def test_serve_refuses_dev_mode_on_a_public_address(home: Path) -> None:
 
 def test_ask_with_an_unknown_conversation_or_source_fails_cleanly(home: Path) -> None:
     unknown = runner.invoke(app, ["ask", "--home", str(home), "-c", "nope", "revenue by region"])
-    assert unknown.exit_code == 1 and "unknown conversation" in unknown.output
+    assert unknown.exit_code == 1
+    assert "unknown conversation" in unknown.output
     bad_source = runner.invoke(app, ["ask", "--home", str(home), "-s", "hr", "revenue by region"])
-    assert bad_source.exit_code == 1 and "unknown source 'hr'" in bad_source.output
+    assert bad_source.exit_code == 1
+    assert "unknown source 'hr'" in bad_source.output
 
 
 def test_serve_refuses_entra_mode_without_its_settings(home: Path) -> None:
@@ -98,7 +101,8 @@ def test_a_broken_sources_file_is_reported_not_raised(
             main()
         assert exited.value.code == 2
         shown = " ".join(capsys.readouterr().err.split())  # rich wraps long lines
-        assert f"error: the sources file {sources}" in shown and said in shown
+        assert f"error: the sources file {sources}" in shown
+        assert said in shown
         assert "Traceback" not in shown
 
 
@@ -106,14 +110,17 @@ def test_an_empty_question_or_bad_configuration_is_refused_with_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     empty = runner.invoke(app, ["ask", "--home", str(tmp_path), "  "])
-    assert empty.exit_code == 2 and "the question is empty" in empty.output
+    assert empty.exit_code == 2
+    assert "the question is empty" in empty.output
 
     monkeypatch.setenv("LOOM_QUERY_TIMEOUT_S", "soon")
     monkeypatch.setattr(sys, "argv", ["loom", "ask", "revenue by region", "--home", str(tmp_path)])
     with pytest.raises(SystemExit) as exited:
         main()
     shown = " ".join(capsys.readouterr().err.split())
-    assert exited.value.code == 2 and "error: the configuration has problems: LOOM_QUERY_TIMEOUT_S" in shown
+    assert exited.value.code == 2
+    assert "error: the configuration has problems: LOOM_QUERY_TIMEOUT_S" in shown
 
     query = runner.invoke(app, ["query", "sql", "-f", "json", "SELECT 1"])
-    assert query.exit_code == 2 and '"code": "invalid_configuration"' in query.output
+    assert query.exit_code == 2
+    assert '"code": "invalid_configuration"' in query.output

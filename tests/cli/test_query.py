@@ -45,13 +45,16 @@ def test_json_output_is_the_result_set(lakehouse: Path) -> None:
     payload = json.loads(out)
     assert payload["columns"] == [{"name": "n", "type": "integer"}]
     assert payload["rows"] == [[20]]
-    assert payload["engine"] == "duckdb" and payload["truncated"] is False
+    assert payload["engine"] == "duckdb"
+    assert payload["truncated"] is False
 
 
 def test_table_output_shows_rows_and_count(lakehouse: Path) -> None:
     code, out = _sql("--source", str(lakehouse), "SELECT DISTINCT channel FROM gold.dim_store ORDER BY 1")
     assert code == 0, out
-    assert "Online" in out and "Store" in out and "2 rows" in out
+    assert "Online" in out
+    assert "Store" in out
+    assert "2 rows" in out
 
 
 def test_csv_output(lakehouse: Path) -> None:
@@ -73,12 +76,15 @@ def test_csv_output(lakehouse: Path) -> None:
 def test_max_rows_truncates(lakehouse: Path) -> None:
     code, out = _sql("-s", str(lakehouse), "-f", "json", "--max-rows", "3", "SELECT * FROM gold.dim_date")
     payload = json.loads(out)
-    assert code == 0 and payload["row_count"] == 3 and payload["truncated"] is True
+    assert code == 0
+    assert payload["row_count"] == 3
+    assert payload["truncated"] is True
 
 
 def test_query_from_stdin(lakehouse: Path) -> None:
     code, out = _sql("-s", str(lakehouse), "-f", "json", "-", stdin="SELECT 40 + 2 AS answer")
-    assert code == 0 and json.loads(out)["rows"] == [[42]]
+    assert code == 0
+    assert json.loads(out)["rows"] == [[42]]
 
 
 def test_refused_query_exits_2_with_a_json_error(lakehouse: Path) -> None:
@@ -89,20 +95,23 @@ def test_refused_query_exits_2_with_a_json_error(lakehouse: Path) -> None:
 
 def test_file_access_is_refused(lakehouse: Path) -> None:
     code, out = _sql("-s", str(lakehouse), "-f", "json", "SELECT * FROM '/etc/passwd'")
-    assert code == 2 and json.loads(out)["error"]["code"] == "file_access"
+    assert code == 2
+    assert json.loads(out)["error"]["code"] == "file_access"
 
 
 def test_execution_failure_exits_1(lakehouse: Path) -> None:
     code, out = _sql("-s", str(lakehouse), "-f", "csv", "SELECT CAST(name AS INTEGER) FROM gold.dim_store")
     error = json.loads(out)["error"]
-    assert code == 1 and error["code"] == "execution_error"
+    assert code == 1
+    assert error["code"] == "execution_error"
     assert "Conversion Error" in error["message"]
 
 
 def test_an_unknown_column_is_refused_with_exit_2(lakehouse: Path) -> None:
     code, out = _sql("-s", str(lakehouse), "-f", "json", "SELECT no_such_column FROM gold.dim_store")
     error = json.loads(out)["error"]
-    assert code == 2 and error["code"] == "unknown_column"
+    assert code == 2
+    assert error["code"] == "unknown_column"
 
 
 def test_tsql_top_works(lakehouse: Path) -> None:
@@ -112,7 +121,8 @@ def test_tsql_top_works(lakehouse: Path) -> None:
     )  # fmt: skip
     payload = json.loads(out)
     assert code == 0, out
-    assert payload["row_count"] == 3 and "LIMIT 3" in payload["query"]
+    assert payload["row_count"] == 3
+    assert "LIMIT 3" in payload["query"]
     prices = [row[1] for row in payload["rows"]]
     assert prices == sorted(prices, reverse=True)
 
@@ -121,7 +131,8 @@ def test_now_pins_relative_dates(lakehouse: Path) -> None:
     code, out = _sql(
         "-s", str(lakehouse), "-f", "json", "--now", "2025-02-03T10:00:00", "SELECT current_date AS d"
     )
-    assert code == 0 and json.loads(out)["rows"] == [["2025-02-03"]]
+    assert code == 0
+    assert json.loads(out)["rows"] == [["2025-02-03"]]
 
 
 def test_batch_writes_one_line_per_input(lakehouse: Path, tmp_path: Path) -> None:
@@ -146,8 +157,10 @@ def test_batch_reports_lines_that_are_not_json(lakehouse: Path, tmp_path: Path) 
     batch.write_text('{"id": 1, "query": "SELECT 1"}\nnot json\n')
     code, out = _sql("-s", str(lakehouse), "--batch", str(batch))
     first, second = (json.loads(line) for line in out.splitlines())
-    assert first == {"id": 1, "result": first["result"]} and first["result"]["rows"] == [[1]]
-    assert second["id"] == 2 and second["error"]["code"] == "invalid_batch_line"
+    assert first == {"id": 1, "result": first["result"]}
+    assert first["result"]["rows"] == [[1]]
+    assert second["id"] == 2
+    assert second["error"]["code"] == "invalid_batch_line"
     assert code == 2
 
 
@@ -164,21 +177,26 @@ def test_source_by_name_uses_settings(
 
 def test_unknown_source_exits_2(tmp_path: Path) -> None:
     code, out = _sql("--source", "no-such-source", "-f", "json", "SELECT 1")
-    assert code == 2 and json.loads(out)["error"]["code"] == "unknown_source"
+    assert code == 2
+    assert json.loads(out)["error"]["code"] == "unknown_source"
 
 
 def test_seed_creates_then_skips_unless_forced(tmp_path: Path) -> None:
     home = tmp_path / "seeded"
     first = runner.invoke(data_app, ["seed", "--home", str(home), "--orders", "200"])
     assert first.exit_code == 0, first.output
-    assert is_seeded(home / "lakehouse") and "gold.fact_sales" in first.stdout
+    assert is_seeded(home / "lakehouse")
+    assert "gold.fact_sales" in first.stdout
     again = runner.invoke(data_app, ["seed", "--home", str(home), "--orders", "200"])
-    assert again.exit_code == 0 and "already exists" in again.stdout
+    assert again.exit_code == 0
+    assert "already exists" in again.stdout
     forced = runner.invoke(data_app, ["seed", "--home", str(home), "--orders", "100", "--force"])
-    assert forced.exit_code == 0 and "100 orders" in forced.stdout
+    assert forced.exit_code == 0
+    assert "100 orders" in forced.stdout
 
 
 def test_help_documents_exit_codes() -> None:
     result = runner.invoke(query_app, ["sql", "--help"])
     assert result.exit_code == 0
-    assert "exit 2" in result.stdout and "--batch" in result.stdout
+    assert "exit 2" in result.stdout
+    assert "--batch" in result.stdout

@@ -169,8 +169,8 @@ class Agent:
 
     def call_model(self, turn: Turn) -> AsyncIterator[BaseEvent | ModelReply]:
         """Stream one model call. Tools are offered until the round limit, then the model must answer."""
-        names = [s.name for s in turn.ctx.sources]
-        tools = [t.schema(names) for t in turn.tools] if turn.budget.tools_allowed else []
+        sources = turn.ctx.sources
+        tools = [t.declaration(sources) for t in turn.tools] if turn.budget.tools_allowed else []
         return model_events(self.model.stream(turn.messages, tools))
 
     async def run_tools(self, turn: Turn, reply: ModelReply) -> list[CallOutcome]:

@@ -136,7 +136,15 @@ class Tool(Generic[A, R]):
 
     def offered(self, sources: Sequence[Source]) -> bool:
         """Whether the turn's sources let the model use it: a data tool needs one answering its language."""
-        return self.language is None or any(answers(s, self.language) for s in sources)
+        return bool(self.usable(sources)) or self.language is None
+
+    def usable(self, sources: Sequence[Source]) -> list[Source]:
+        """The sources this tool can query: those answering its language (all, for other tools)."""
+        return [s for s in sources if self.language is None or answers(s, self.language)]
+
+    def declaration(self, sources: Sequence[Source]) -> JsonObject:
+        """The schema for a turn over `sources`: its `source` argument names only those it can query."""
+        return self.schema([s.name for s in self.usable(sources)])
 
     def parse_args(self, arguments: str) -> A:
         raw = json.loads(arguments or "{}")

@@ -110,3 +110,19 @@ def test_a_source_kind_that_does_not_answer_the_language_is_refused(toy: None) -
     cloud = SynapseSource(name="dw", kind="synapse", location="h", database="lake")
     assert registry.languages(cloud) == ("sql",)
     assert registry.languages(DuckDBSource(name="l", location="x")) == ("sql", "toy")
+
+
+async def test_each_tool_names_only_the_sources_that_answer_its_language(
+    toy: None, source: Any, store: Any, engines: Any
+) -> None:
+    from loom.agent.loop import Agent
+
+    cloud = SynapseSource(name="dw", kind="synapse", location="h", database="lake")
+    both = {"sales": source, "dw": cloud}
+    model = ScriptedModel().queue(text("hi"))
+    await events_of(Agent(model, [nl2sql.TOOL, toy_language.TOOL], store, engines, lambda: both), "hi")
+    enums = {
+        t["function"]["name"]: t["function"]["parameters"]["properties"]["source"]["enum"]
+        for t in model.calls[0].tools
+    }
+    assert enums == {"nl2sql": ["sales", "dw"], "toy_query": ["sales"]}

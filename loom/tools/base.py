@@ -158,7 +158,9 @@ def _schema(name: str, description: str, args_model: type[BaseModel], sources: t
     properties = params.get("properties")
     if sources and isinstance(properties, dict) and isinstance(properties.get("source"), dict):
         # The model picks from the turn's sources rather than guessing a name.
-        properties["source"] = {**_not_null(properties["source"]), "enum": list(sources)}
+        # No `default: null` beside an enum that cannot hold it: the argument is simply optional.
+        chosen = {k: v for k, v in _not_null(properties["source"]).items() if k != "default"}
+        properties["source"] = {**chosen, "enum": list(sources)}
     return {"type": "function", "function": {"name": name, "description": description, "parameters": params}}
 
 

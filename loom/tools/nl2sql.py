@@ -20,14 +20,16 @@ SQL = QueryLanguage(
 )
 
 GUIDANCE = """
-- For a question about data in a SQL source, call `nl2sql` with the question written out in full
-  (resolve "it", "that", "same for 2024" from the conversation) and the source name.
+- `nl2sql`: call it first for any question about the data in a source that answers SQL. Pass the
+  question in plain words, written out in full (resolve "it", "that", "same for 2024" from the
+  conversation), and the source's name; it writes and runs the SQL itself and returns the rows.
 """
 
 
 async def run(ctx: ToolContext, args: QuestionArgs) -> QueryResult:
-    """Answer a question about data in a SQL source: writes one read-only SQL query, runs it and
-    returns the rows, the query as executed and whether it came from a verified query."""
+    """Look up figures in a data source that answers SQL. Pass the user's question in plain words;
+    this tool writes and runs one read-only SQL query itself and returns the rows, the query and
+    whether it came from a verified query. Call it before stating any number."""
     return await answer(ctx, SQL, args)
 
 

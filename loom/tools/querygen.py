@@ -12,6 +12,7 @@ query itself, it only carries the engine's verdict back to the model.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from string import Template
@@ -55,8 +56,17 @@ class QueryResult(ToolResult):
     verified_question: str | None = None
 
     def for_model(self) -> str:
-        shown = self.result.model_copy(update={"rows": self.result.rows[:MODEL_ROWS]})
-        return self.model_copy(update={"result": shown}).model_dump_json(exclude_defaults=True)
+        """What the model reads: the query it stands on, the first rows, and whether it is verified
+        (always said, true or false: a model left to guess claims verification it does not have).
+        Not the executed query or timings, which the user sees with the table."""
+        result = self.result.model_dump(include={"columns", "row_count", "truncated"})
+        result["rows"] = self.result.rows[:MODEL_ROWS]
+        shown = self.model_dump(include={"source", "language", "dialect", "query", "verified"})
+        if self.attempts:
+            shown["attempts"] = [a.model_dump(exclude={"error": {"suggestions"}}) for a in self.attempts]
+        if self.verified_question:
+            shown["verified_question"] = self.verified_question
+        return json.dumps({**shown, "result": result}, ensure_ascii=False, default=str)
 
     def table(self) -> ResultSet:
         return self.result
@@ -93,8 +103,8 @@ class Prompts:
     """`generate` is the system prompt for writing a query; `repair` the message after a failure.
 
     Placeholders: `$language $dialect $fence $source $description $instructions $schema $examples`
-    in `generate`; `$fence $query $code $error` in `repair` (`string.Template`, so query braces
-    need no escaping)."""
+    in `generate`; `$fence $question $query $code $error` in `repair` (`string.Template`, so query
+    braces need no escaping)."""
 
     generate: Template
     repair: Template
@@ -207,11 +217,16 @@ class _Generation:
                 attempts.append(Attempt(query=reply[:2000], error=_no_block(fence)))
                 prompt = f"{question}\n\nReply with the query in a fenced ```{fence} block only."
                 continue
+            repeated = next((a for a in attempts if a.query == query), None)
+            if repeated is not None:  # the same failure again: say so rather than run it again
+                attempts.append(Attempt(query=query, error=_repeated(repeated.error)))
+                prompt = self._repair_prompt(question, query, attempts[-1].error)
+                continue
             try:
                 result = await _execute(self.ctx, self.engine, query, self.dialect)
             except QueryError as e:
                 attempts.append(Attempt(query=query, error=e.problems[0]))
-                prompt = self._repair_prompt(query, e)
+                prompt = self._repair_prompt(question, query, e.problems[0])
                 continue
             return self._result(query, result, attempts)
         raise _failed(attempts)
@@ -230,9 +245,9 @@ class _Generation:
             examples=f"Verified examples:\n{shots}" if shots else "",
         )
 
-    def _repair_prompt(self, query: str, error: QueryError) -> str:
+    def _repair_prompt(self, question: str, query: str, error: Problem) -> str:
         return self.language.prompts.repair.substitute(
-            fence=self.language.fence, query=query, code=error.code, error=error.message
+            fence=self.language.fence, question=question, query=query, code=error.code, error=error.message
         )
 
     def _result(self, query: str, result: ResultSet, attempts: list[Attempt]) -> QueryResult:
@@ -244,6 +259,14 @@ class _Generation:
             result=result,
             attempts=attempts,
         )
+
+
+def _repeated(error: Problem) -> Problem:
+    return Problem(
+        code=error.code,
+        message=f"{error.message} (This is the query that already failed: write a different one.)",
+        suggestions=error.suggestions,
+    )
 
 
 def _no_block(fence: str) -> Problem:

@@ -9,6 +9,7 @@ import pytest
 from ag_ui.core import EventType
 from typer.testing import CliRunner
 
+from loom.agent.events import RESULT_TABLE
 from loom.agent.testing import ScriptedModel, text, tool_call
 from loom.agent.turns import TurnRequest
 from loom.engines import registry
@@ -48,7 +49,8 @@ async def test_a_toy_question_is_generated_repaired_and_run_on_the_same_data(
     assert result["language"] == "toy"
     assert result["query"] == "COUNT gold.dim_store"
     assert result["attempts"][0]["error"]["code"] == "unknown_table"
-    assert result["result"]["engine"] == "toy-duckdb"
+    [table] = [e.value for e in events if e.type == EventType.CUSTOM and e.name == RESULT_TABLE]
+    assert table["engine"] == "toy-duckdb"  # the user's table says which engine ran it
     sql = agent.engines.engine(agent.sources()["sales"], "sql")
     expected = sql.execute("SELECT count(*) FROM gold.dim_store", max_rows=1, timeout_s=5).rows
     assert result["result"]["rows"] == expected  # the same DuckDB data answers both languages

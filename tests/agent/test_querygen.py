@@ -1,0 +1,88 @@
+"""The shared query-generation loop as the model meets it: what it reads back, how it is asked to
+repair, and that a query it repeats is not run again."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
+from loom.agent.turns import TurnRequest
+from loom.identity import DEV_PRINCIPAL
+from loom.tools.registry import TOOLS
+from tests.agent.conftest import AgentFactory
+
+BAD = "SELECT region FROM gold.dim_region"
+GOOD = "SELECT COUNT(*) AS stores FROM gold.dim_store"
+
+
+class CountingEngines:
+    """The pool, counting what reaches an engine's `execute`."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.executed: list[str] = []
+
+    def engine(self, source: Any, language: str) -> Any:
+        engine = self.pool.engine(source, language)
+        outer = self
+
+        class Counting:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(engine, name)
+
+            def execute(self, query: str, **limits: Any) -> Any:
+                outer.executed.append(query)
+                return engine.execute(query, **limits)
+
+        return Counting()
+
+
+async def turn(agent: Any, message: str) -> None:
+    [_ async for _ in agent.run_turn(DEV_PRINCIPAL, TurnRequest(message=message))]
+
+
+async def test_the_model_reads_the_rows_its_query_and_verified_false_not_the_plumbing(
+    make_agent: AgentFactory,
+) -> None:
+    model = ScriptedModel().queue(tool_call("nl2sql", {"question": "stores?"}), sql_block(GOOD), text("ok"))
+    await turn(make_agent(model), "stores?")
+    seen = json.loads(model.calls[-1].messages[-1].content)
+    assert seen["verified"] is False  # said, not left out: a model left to guess claims it
+    assert seen["query"] == GOOD
+    assert set(seen["result"]) == {"columns", "rows", "row_count", "truncated"}  # no executed SQL, timings
+    assert "attempts" not in seen  # nothing failed
+
+
+async def test_a_repair_is_asked_with_the_question_and_a_repeated_query_is_not_run_again(
+    make_agent: AgentFactory, engines: Any
+) -> None:
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "How many stores are there?"}),
+        sql_block(BAD),
+        sql_block(BAD),  # the same query again
+        sql_block(GOOD),
+        text("done"),
+    )
+    counting = CountingEngines(engines)
+    agent = make_agent(model)
+    agent.engines = counting
+    await turn(agent, "How many stores are there?")
+
+    first_repair, second_repair = model.calls[2].messages[-1].content, model.calls[3].messages[-1].content
+    assert "Question: How many stores are there?" in first_repair
+    assert "already failed: write a different one" in second_repair
+    assert counting.executed.count(BAD) == 1  # the repeat was answered from the first failure
+    seen = json.loads(model.calls[-1].messages[-1].content)
+    assert [a["error"]["code"] for a in seen["attempts"]] == ["unknown_table", "unknown_table"]
+    sql = counting.pool.engine(agent.sources()["sales"], "sql")
+    assert seen["result"]["rows"] == sql.execute(GOOD, max_rows=1, timeout_s=5).rows
+
+
+def test_the_source_argument_is_an_enum_without_a_null_default() -> None:
+    [nl2sql] = [t for t in TOOLS if t.name == "nl2sql"]
+    source = nl2sql.schema(["sales"])["function"]["parameters"]["properties"]["source"]  # type: ignore[index]
+    assert source["enum"] == ["sales"]
+    assert source["type"] == "string"
+    assert "default" not in source
+    assert "anyOf" not in source

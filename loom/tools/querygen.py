@@ -30,6 +30,9 @@ from loom.tools.verified import VerifiedIndex
 CANNOT = "CANNOT ANSWER"
 MODEL_ROWS = 50  # rows the model reads; the user sees the whole (capped) table
 EXAMPLES = 3
+# Failures a rewrite cannot be trusted to fix, and that cost a time limit or an engine reload each
+# time: the tool stops and the model tells the user, instead of trying again.
+NOT_REPAIRABLE = frozenset({"timeout", "engine_failed", "source_unavailable"})
 
 
 class QuestionArgs(BaseModel):
@@ -225,6 +228,8 @@ class _Generation:
             try:
                 result = await _execute(self.ctx, self.engine, query, self.dialect)
             except QueryError as e:
+                if e.code in NOT_REPAIRABLE:
+                    raise ToolError(e.code, e.message) from e
                 attempts.append(Attempt(query=query, error=e.problems[0]))
                 prompt = self._repair_prompt(question, query, e.problems[0])
                 continue

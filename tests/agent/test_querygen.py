@@ -8,6 +8,7 @@ from typing import Any
 
 from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
 from loom.agent.turns import TurnRequest
+from loom.engines.contracts import QueryError
 from loom.identity import DEV_PRINCIPAL
 from loom.tools.registry import TOOLS
 from tests.agent.conftest import AgentFactory
@@ -86,3 +87,39 @@ def test_the_source_argument_is_an_enum_without_a_null_default() -> None:
     assert source["type"] == "string"
     assert "default" not in source
     assert "anyOf" not in source
+
+
+class FailingEngines(CountingEngines):
+    """Every query fails while running with `code`."""
+
+    def __init__(self, pool: Any, code: str) -> None:
+        super().__init__(pool)
+        self.code = code
+
+    def engine(self, source: Any, language: str) -> Any:
+        inner = super().engine(source, language)
+        code = self.code
+        outer = self
+
+        class Failing:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(inner, name)
+
+            def execute(self, query: str, **limits: Any) -> Any:
+                outer.executed.append(query)
+                raise QueryError(code, f"{code} happened")
+
+        return Failing()
+
+
+async def test_a_timeout_or_an_engine_failure_is_not_sent_back_for_repair(
+    make_agent: AgentFactory, engines: Any
+) -> None:
+    for code in ("timeout", "engine_failed"):
+        model = ScriptedModel().queue(tool_call("nl2sql", {"question": "q"}), sql_block(GOOD), text("sorry"))
+        agent = make_agent(model)
+        agent.engines = failing = FailingEngines(engines, code)
+        await turn(agent, "q")
+        assert failing.executed == [GOOD]  # ran once, not three times
+        assert len(model.calls) == 3  # the turn, one generation, the answer: no repair call
+        assert json.loads(model.calls[-1].messages[-1].content)["error"]["code"] == code

@@ -8,10 +8,12 @@ by parsing, capped, and run on a cursor of its own with a time limit that really
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import threading
 import time
 from collections import OrderedDict
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +36,8 @@ from loom.engines.sql.duckdb_open import open_source, source_location
 from loom.engines.sql.freshness import FRESH_FOR_S, Version, data_version
 from loom.engines.sql.sqlite_compat import sqlite_to_duckdb
 from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
+
+log = logging.getLogger(__name__)
 
 INTERRUPT_RETRY_S = 0.05
 PREPARED_CACHE = 256  # validated queries remembered per engine
@@ -173,9 +177,42 @@ class DuckDBEngine:
                 except duckdb.Error as e:
                     if watchdog.fired or isinstance(e, duckdb.InterruptException):
                         raise _timeout(timeout_s) from e
-                    raise QueryError("execution_error", str(e)) from e
+                    raise self._failure(state, e) from e
         finally:
             cursor.close()
+
+    def _failure(self, state: _Loaded, error: duckdb.Error) -> QueryError:
+        """What a failed query tells the model and the user; a fatal error also drops the load.
+
+        An INTERNAL or FATAL error invalidates the whole in-memory database: left in place, every
+        later query of every tenant would fail. This load is closed and the next query loads the
+        source again, so one bad query costs a reload, not the source.
+        """
+        if isinstance(error, duckdb.InternalException | duckdb.FatalException):
+            log.error(
+                "query on %r hit a fatal engine error; reloading the source", self.source.name, exc_info=error
+            )
+            self._discard(state)
+            return QueryError(
+                "engine_failed",
+                "The engine failed on this query and was restarted; it cannot run as written. "
+                "Make it smaller: avoid building very long strings or unbounded recursion. "
+                f"({_first_line(error)})",
+            )
+        if isinstance(error, duckdb.OutOfMemoryException):
+            return QueryError(
+                "out_of_memory",
+                "The query needed more memory than a query may use. Filter or aggregate earlier, or "
+                "select fewer columns.",
+            )
+        return QueryError("execution_error", _first_line(error))
+
+    def _discard(self, state: _Loaded) -> None:
+        with self._setup_lock:
+            if self._state is state:
+                self._state = None
+        with self._conn_lock, suppress(duckdb.Error):
+            state.conn.close()
 
     def _loaded(self) -> _Loaded:
         """The current load of the source: made on first use, and again when the data changed."""
@@ -222,6 +259,12 @@ def _validated(state: _Loaded, query: str, dialect: str, max_rows: int, now: dt.
         expr = pin_now(expr, now)
     capped: exp.Expr = apply_row_cap(expr, max_rows)
     return capped.sql(dialect="duckdb")
+
+
+def _first_line(error: duckdb.Error) -> str:
+    """The engine's message without the native stack trace it may append (server paths, frames)."""
+    text = str(error).split("\n\nStack Trace", 1)[0].strip()
+    return text if len(text) <= 800 else text[:799] + "…"
 
 
 def _timeout(timeout_s: float) -> QueryError:

@@ -1,0 +1,108 @@
+"""One bad query must not take a source down: a fatal engine error costs that query and a reload.
+
+The first test runs a real attack (a 4 GiB string: DuckDB raises an INTERNAL error that
+invalidates its whole in-memory database, ~20 s and ~4 GB here); the others inject the driver's
+own exception classes to check each mapping quickly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from loom.engines.contracts import QueryError
+from loom.engines.sources import DuckDBSource
+from loom.engines.sql import duckdb_engine
+from loom.engines.sql.duckdb_engine import DuckDBEngine
+from loom.lakehouse.seed import seed_lakehouse
+
+COUNT = "SELECT count(*) FROM gold.dim_store"
+STRING_BOMB = "SELECT length(s || s) FROM (SELECT repeat('x', 2147483648) AS s)"
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("healing")
+    seed_lakehouse(root, orders=100)
+    return root
+
+
+def stores(engine: DuckDBEngine) -> list[list[object]]:
+    return engine.execute(COUNT, max_rows=1, timeout_s=30).rows
+
+
+def test_a_query_that_invalidates_the_database_is_refused_and_the_source_keeps_answering(
+    lake: Path,
+) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="heal", location=str(lake)))
+    before = stores(engine)
+    with pytest.raises(QueryError) as failed:
+        engine.execute(STRING_BOMB, max_rows=10, timeout_s=120)
+    assert failed.value.code == "engine_failed"
+    assert "Stack Trace" not in failed.value.message  # no native frames or server paths
+    assert "/" not in failed.value.message.split("(", 1)[1]
+    assert stores(engine) == before  # a fresh load answers, for every tenant
+
+
+class Raising:
+    """A connection whose cursors raise `error` on execute, standing in for a failing engine."""
+
+    def __init__(self, real: Any, error: Exception) -> None:
+        self.real, self.error = real, error
+
+    def cursor(self) -> Any:
+        error = self.error
+
+        class Cursor:
+            def execute(self, sql: str) -> None:
+                raise error
+
+            def interrupt(self) -> None: ...
+
+            def close(self) -> None: ...
+
+        return Cursor()
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def break_with(engine: DuckDBEngine, error: Exception) -> Any:
+    state = engine._loaded()
+    state.conn = Raising(state.conn, error)  # type: ignore[assignment]
+    return state
+
+
+@pytest.mark.parametrize("error", [duckdb.FatalException("FATAL Error: boom"), duckdb.InternalException("x")])
+def test_a_fatal_error_drops_the_load_and_the_next_query_reloads(lake: Path, error: Exception) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="heal", location=str(lake)))
+    broken = break_with(engine, error)
+    with pytest.raises(QueryError) as failed:
+        engine.execute(COUNT, max_rows=1, timeout_s=5)
+    assert failed.value.code == "engine_failed"
+    assert engine._state is None  # dropped, not left for the next query
+    assert stores(engine) != []
+    assert engine._state is not broken
+
+
+def test_out_of_memory_is_its_own_code_and_keeps_the_load(lake: Path) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="heal", location=str(lake)))
+    kept = break_with(engine, duckdb.OutOfMemoryException("Out of Memory Error: could not allocate"))
+    with pytest.raises(QueryError) as failed:
+        engine.execute(COUNT, max_rows=1, timeout_s=5)
+    assert failed.value.code == "out_of_memory"
+    assert engine._state is kept  # nothing fatal: the database is still good
+
+
+def test_a_native_stack_trace_never_reaches_the_message(lake: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="heal", location=str(lake)))
+    trace = "Binder Error: no such thing\n\nStack Trace:\n/usr/lib/python3/site-packages/duckdb.so(+0x1)"
+    break_with(engine, duckdb.BinderException(trace))
+    with pytest.raises(QueryError) as failed:
+        engine.execute(COUNT, max_rows=1, timeout_s=5)
+    assert failed.value.code == "execution_error"
+    assert failed.value.message == "Binder Error: no such thing"
+    assert duckdb_engine._first_line(duckdb.Error("x" * 2000)).endswith("…")

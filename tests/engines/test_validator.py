@@ -29,6 +29,14 @@ REFUSALS = {
 
 # (query, dialect, the code it must be refused with, or None for "any refusal")
 HOSTILE = [
+    # Server state, not data (issue 8): settings name the secret directory; logs, memory, variables.
+    ("SELECT current_setting('secret_directory')", "duckdb", "forbidden_function"),
+    ("SELECT current_query()", "duckdb", "forbidden_function"),
+    ("SELECT getvariable('token')", "duckdb", "forbidden_function"),
+    ("SELECT * FROM duckdb_memory()", "duckdb", "forbidden_function"),
+    ("SELECT * FROM duckdb_logs()", "duckdb", None),
+    ("SELECT * FROM duckdb_variables()", "duckdb", "forbidden_function"),
+    ("SELECT * FROM duckdb_settings()", "duckdb", "forbidden_function"),
     ("SELECT 1; DROP TABLE x", "duckdb", "multiple_statements"),
     ("SeLeCt 1 /* */; dRoP table t", "duckdb", "multiple_statements"),
     ("SELECT 1 -- harmless\n; DELETE FROM t", "duckdb", "multiple_statements"),
@@ -129,7 +137,6 @@ LEGITIMATE = [
     "SELECT date_trunc('month', order_date) AS m, count(*) FROM silver.orders GROUP BY ALL",
     "SELECT * FROM t WHERE name = 'DROP TABLE x; --'",
     "SELECT 'read_csv(''/etc/passwd'')' AS just_text",
-    "SELECT current_setting('threads')",
     "SELECT * FROM information_schema.tables",
     "SELECT * FROM duckdb_tables()",
     "SELECT s.a FROM (SELECT 1 AS a) AS s WHERE EXISTS (SELECT 1)",

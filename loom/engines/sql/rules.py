@@ -18,6 +18,7 @@ class DialectRules:
 
     functions: frozenset[str] = frozenset()  # refused by exact (lower-case) name
     prefixes: tuple[str, ...] = ()  # refused families (`read_…`)
+    allowed: frozenset[str] = frozenset()  # members of a refused family that are kept on purpose
     path_schemas: frozenset[str] = frozenset()  # `parquet.`/x``: the "schema" is a file format
     system_schemas: frozenset[str] = frozenset()  # `sys.objects`
     system_catalogs: frozenset[str] = frozenset()  # `master.dbo.x`, `master..x`
@@ -36,23 +37,28 @@ class DialectRules:
 COMMON_FUNCTIONS = frozenset({"openrowset", "opendatasource", "openquery", "openxml"})
 COMMON_PREFIXES = ("xp_",)
 
-# `query`/`query_table` run SQL given as a string, which would bypass this validator; the duckdb_*
-# ones listed reveal host paths and secrets; `arrow_scan` dereferences a raw memory pointer. Allowed
-# on purpose: duckdb_tables/duckdb_columns/duckdb_views (they describe only the queryable catalog)
-# and current_setting (one named setting; the configuration is locked, so it can only be read).
-# Every `read_*` is a file reader (csv, json, parquet, text, blob, xlsx…); the other families
-# scan files or other databases; `pragma_*` table functions show the database file paths.
+# `query`/`query_table` run SQL given as a string, which would bypass this validator; `arrow_scan`
+# dereferences a raw memory pointer. Server state is not the data's: the `duckdb_*` family (memory,
+# logs, settings, secrets, databases with their paths, variables…) is refused but for the functions
+# that describe only the queryable catalog, and so are `current_setting` (it names the secret
+# directory), `current_query` and `getvariable`. Every `read_*` is a file reader (csv, json,
+# parquet, text, blob, xlsx…); the other families scan files or other databases; `pragma_*` table
+# functions show the database file paths.
 DUCKDB = DialectRules(
     functions=COMMON_FUNCTIONS | frozenset({
         "glob", "getenv", "query", "query_table", "sniff_csv", "st_read", "st_read_meta",
-        "st_readosm", "load_aws_credentials", "duckdb_secrets", "which_secret", "duckdb_extensions",
-        "duckdb_settings", "duckdb_databases", "duckdb_temporary_files", "json_execute_serialized_sql",
+        "st_readosm", "load_aws_credentials", "which_secret", "json_execute_serialized_sql",
         "checkpoint", "force_checkpoint", "arrow_scan", "arrow_scan_dumb", "load_extension",
+        "current_setting", "current_query", "getvariable",
     }),
     prefixes=COMMON_PREFIXES + (
         "read_", "parquet_", "delta_", "iceberg_", "sqlite_", "postgres_", "mysql_", "http_",
-        "pragma_", "ducklake_", "azure_",
+        "pragma_", "ducklake_", "azure_", "duckdb_",
     ),
+    allowed=frozenset({
+        "duckdb_tables", "duckdb_columns", "duckdb_views", "duckdb_schemas", "duckdb_constraints",
+        "duckdb_types", "duckdb_functions", "duckdb_keywords",
+    }),
     system_tables=frozenset({"pragma_database_list", "duckdb_databases", "duckdb_logs", "pg_settings"}),
     default_schemas=frozenset({"main"}),
     pseudo_columns=frozenset({"rowid"}),
@@ -116,4 +122,6 @@ RULES: dict[str, DialectRules] = {
 
 
 def is_forbidden(name: str, rules: DialectRules) -> bool:
+    if name in rules.allowed:
+        return False
     return name in rules.functions or name.startswith(rules.prefixes)

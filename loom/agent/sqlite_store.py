@@ -169,6 +169,15 @@ def _insert(
     return [_stored(row, m, meta) for row, m, meta in zip(rows, messages, metas, strict=True)]
 
 
+def _private(path: Path) -> None:
+    """Conversations are the customer's data: the file is the owner's alone (0600, in a 0700
+    folder when this creates it). SQLite gives its -wal and -shm files the database file's mode."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    if not path.exists():
+        path.touch(mode=0o600)
+
+
 class SqliteConversationStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -177,6 +186,7 @@ class SqliteConversationStore:
         self._lock = threading.Lock()
         self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        _private(self.path)
         self._migrate()
 
     # --- connections ---------------------------------------------------------------------------

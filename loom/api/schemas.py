@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -39,6 +39,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody} for code in codes}
 
 
+MAX_ID_CHARS = 200  # conversation ids and source names
+MAX_SOURCES = 64  # names in one request: each is listed to the model on every call
+
 # --- chat --------------------------------------------------------------------------------------
 
 
@@ -51,11 +54,14 @@ class ChatRequest(BaseModel):
     )
 
     conversation_id: str | None = Field(
-        None, description="Continue this conversation; omit to start one (its id is the run's threadId)."
+        None,
+        max_length=MAX_ID_CHARS,
+        description="Continue this conversation; omit to start one (its id is the run's threadId).",
     )
     message: str = Field(description="The user's message: not empty, at most `max_message_bytes` UTF-8 bytes")
-    sources: list[str] | None = Field(
+    sources: list[Annotated[str, Field(max_length=MAX_ID_CHARS)]] | None = Field(
         None,
+        max_length=MAX_SOURCES,
         description="Data sources the agent may use; omit it for all of them (an empty list is refused).",
     )
 
@@ -64,6 +70,17 @@ class ChatRequest(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("message must not be empty")
+        return value
+
+    @field_validator("message", "conversation_id", "sources")
+    @classmethod
+    def _valid_unicode(cls, value: str | list[str] | None) -> str | list[str] | None:
+        # JSON can spell a lone surrogate ("\\ud800"); it is no text, and would fail later on encoding.
+        for text in [value] if isinstance(value, str) else value or []:
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError("must be valid Unicode text (it holds a lone surrogate)") from None
         return value
 
     @field_validator("sources")

@@ -30,7 +30,10 @@ from loom.settings import Settings, SettingsError, settings_for
 EXIT_FAILED = 1  # the query was accepted but failed while running
 EXIT_REFUSED = 2  # the query (or the source, or the input) was refused before running
 EXIT_TRUNCATED = 3  # a CSV export stopped at the default row cap: what it printed is not every row
-FAILURE_CODES = frozenset({"execution_error", "timeout"})
+# Accepted, then failed while running (exit 1); every other code is a refusal (exit 2).
+FAILURE_CODES = frozenset(
+    {"execution_error", "timeout", "engine_failed", "out_of_memory", "unrepresentable_value"}
+)
 MAX_ROWS_LIMIT = 1_000_000_000  # beyond it DuckDB's LIMIT overflows; no export needs more
 
 query_app = typer.Typer(no_args_is_help=True, add_completion=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -194,3 +195,15 @@ async def test_a_closed_store_refuses_work(db: SqliteConversationStore) -> None:
     await db.close()
     with pytest.raises(RuntimeError, match="closed"):
         await db.list_conversations(ALICE)
+
+
+async def test_the_database_is_the_owners_alone(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    store = SqliteConversationStore(home / "loom.db")
+    try:
+        await store.create_conversation(ALICE, "t", messages=[ChatMessage(role="user", content="x")])
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+        for name in ("loom.db", "loom.db-wal", "loom.db-shm"):
+            assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
+    finally:
+        await store.close()

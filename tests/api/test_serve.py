@@ -270,3 +270,27 @@ def test_a_turn_hung_up_on_frees_its_conversation_for_the_next(served_slow: str)
     assert len(lines) == 1, server_log(served_slow)[-3000:]
     assert "outcome=disconnected" in lines[0]
     assert messages_of(served_slow, thread) == [("user", "one"), ("user", "two"), ("user", "three")]
+
+
+# --- what the server refuses before any work (issue 8) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ('{"message": "hi \\ud800"}', "message"),  # a lone surrogate: no text at all
+        ('{"message": "hi", "conversation_id": "\\udfff"}', "conversation_id"),
+        ('{"message": "hi", "sources": ["\\ud800"]}', "sources"),
+        ('{"message": "hi", "conversation_id": "' + "c" * 201 + '"}', "conversation_id"),
+        ('{"message": "hi", "sources": [' + ",".join(['"s"'] * 65) + "]}", "sources"),
+        ('{"message": "hi", "sources": ["' + "s" * 201 + '"]}', "sources"),
+    ],
+)
+def test_bad_text_and_oversized_lists_are_422_not_500(served: str, body: str, field: str) -> None:
+    response = httpx.post(
+        f"{served}/v1/chat", content=body, headers={"content-type": "application/json"}, timeout=30
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["message"].startswith(field)

@@ -408,3 +408,10 @@ def test_an_empty_sources_list_in_a_chat_request_is_refused(seeded_home: Path) -
         assert "omit it" in refused.json()["error"]["message"]
     finally:
         served.stop()
+
+
+def test_a_value_python_cannot_hold_is_a_json_error_not_a_traceback(lakehouse: Path) -> None:
+    out = sql(lakehouse, "-f", "json", "SELECT INTERVAL 100000000 YEARS")
+    assert out.returncode == 1  # accepted, failed while running
+    assert json.loads(out.stdout)["error"]["code"] == "unrepresentable_value"
+    assert "Traceback" not in out.stderr

@@ -178,6 +178,10 @@ class DuckDBEngine:
                     if watchdog.fired or isinstance(e, duckdb.InterruptException):
                         raise _timeout(timeout_s) from e
                     raise self._failure(state, e) from e
+                except (OverflowError, ValueError) as e:  # a value Python cannot hold (INTERVAL 1e8 YEARS)
+                    raise QueryError(
+                        "unrepresentable_value", f"A value in the result cannot be returned: {e}."
+                    ) from e
         finally:
             cursor.close()
 

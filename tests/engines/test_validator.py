@@ -481,6 +481,10 @@ def test_unknown_columns_name_the_table_and_the_closest_columns(
          "LATERAL VIEW explode(array(1, 2)) e AS item", "databricks"),
         ("SELECT info:city FROM gold.fact_sales", "databricks"),
         ('SELECT * FROM orders WHERE status = "done"', "sqlite"),
+        # A recursive CTE's column list names its columns, in the anchor and the recursive step.
+        ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n FROM r",
+         "duckdb"),
+        ("WITH c(x) AS (SELECT 1 UNION SELECT 2) SELECT x FROM c", "duckdb"),
     ],
 )  # fmt: skip
 def test_valid_queries_raise_no_false_unknown_column(query: str, dialect: str) -> None:
@@ -489,3 +493,10 @@ def test_valid_queries_raise_no_false_unknown_column(query: str, dialect: str) -
 
 def test_a_catalog_without_columns_checks_table_names_only() -> None:
     assert validate_sql("SELECT no_such_column FROM gold.fact_sales", catalog=CATALOG) == []
+
+
+def test_a_recursive_cte_still_reports_a_column_it_does_not_have() -> None:
+    query = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT m + 1 FROM r WHERE n < 3) SELECT n FROM r"
+    [problem] = validate_sql(query, "duckdb", COLUMNS)
+    assert problem.code == "unknown_column"
+    assert "no column 'm'" in problem.message

@@ -232,6 +232,8 @@ def _scope_columns(scope: Scope) -> frozenset[str] | None:
     """The output names of a CTE or derived table, when every one is known."""
     query = scope.expression
     owner = query.parent
+    while isinstance(owner, exp.SetOperation):  # a recursive CTE's anchor: the CTE owns the union
+        owner = owner.parent
     if isinstance(owner, exp.CTE | exp.Subquery):
         renamed = _alias_columns(owner)
         if renamed is not None:

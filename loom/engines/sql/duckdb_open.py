@@ -11,6 +11,7 @@ locked. That is defence in depth: the validator (parsing) is what keeps queries 
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
+from deltalake.exceptions import DeltaError
 
 from loom.engines.contracts import QueryError
 from loom.engines.sources import DuckDBSource
+
+log = logging.getLogger(__name__)
 
 # Settings fixed at connect time: nothing may be downloaded or loaded behind our back.
 CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
@@ -86,23 +90,40 @@ def _is_table(path: Path) -> bool:
     return path.suffix.lower() in TABLE_FILE_SUFFIXES
 
 
-def _visible(folder: Path) -> list[Path]:
-    return [p for p in sorted(folder.iterdir()) if not p.name.startswith((".", "_"))]
+def _visible(folder: Path, root: Path) -> list[Path]:
+    """The folder's entries that are data: not hidden, and inside the source once links are
+    followed (a link to /etc/passwd named `t.csv` must not become a table)."""
+    inside = root.resolve()
+    return [
+        p
+        for p in sorted(folder.iterdir())
+        if not p.name.startswith((".", "_")) and p.resolve().is_relative_to(inside)
+    ]
 
 
 def _load_folder(conn: duckdb.DuckDBPyConnection, root: Path) -> dict[str, str]:
     """Top-level tables go to `main`; a subfolder of tables (bronze, silver, gold…) is a schema."""
     descriptions: dict[str, str] = {}
-    for path in _visible(root):
+    for path in _visible(root, root):
         if _is_table(path):
-            descriptions |= _load_table(conn, "main", path)
+            descriptions |= _load_or_skip(conn, "main", path)
         elif path.is_dir():
-            tables = [p for p in _visible(path) if _is_table(p)]
+            tables = [p for p in _visible(path, root) if _is_table(p)]
             if tables:
                 conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(_table_name(path))}")
             for table in tables:
-                descriptions |= _load_table(conn, _table_name(path), table)
+                descriptions |= _load_or_skip(conn, _table_name(path), table)
     return descriptions
+
+
+def _load_or_skip(conn: duckdb.DuckDBPyConnection, schema: str, path: Path) -> dict[str, str]:
+    """One table; one that cannot be read (or repeats a name: `t.csv` beside `t.parquet`) is left
+    out and logged, and the source serves the others."""
+    try:
+        return _load_table(conn, schema, path)
+    except (duckdb.Error, OSError, pa.ArrowException, DeltaError) as e:
+        log.warning("left out %s: it cannot be loaded as a table (%s)", path, str(e).splitlines()[0])
+        return {}
 
 
 def _load_table(conn: duckdb.DuckDBPyConnection, schema: str, path: Path) -> dict[str, str]:

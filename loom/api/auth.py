@@ -235,6 +235,21 @@ async def authenticate(request: Request) -> Principal:
     """The calling Principal (a FastAPI dependency), by Settings.auth_mode."""
     settings: Settings = request.app.state.settings
     if settings.auth_mode == "dev":
-        return DEV_PRINCIPAL
+        return _dev_principal(request)
     verifier: EntraVerifier = request.app.state.verifier
     return await verifier.verify(bearer_token(request))
+
+
+def _dev_principal(request: Request) -> Principal:
+    """Dev mode answers loopback clients only, however the app was started: `loom serve` refuses a
+    public bind, but `uvicorn --factory loom.api.app:create_app --host 0.0.0.0` would otherwise
+    hand every conversation of the dev user to anyone on the network."""
+    client = request.client.host if request.client else ""
+    if not is_loopback(client):
+        raise ApiError(
+            403,
+            "dev_mode_loopback_only",
+            "this server runs in dev mode (no authentication) and answers only this machine; "
+            "set LOOM_AUTH_MODE=entra to serve other clients",
+        )
+    return DEV_PRINCIPAL

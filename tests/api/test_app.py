@@ -443,7 +443,7 @@ async def test_readyz_probes_a_store_without_ping(tmp_path: Path, store: SqliteC
 def test_the_lifespan_opens_and_closes_its_own_store(tmp_path: Path) -> None:
     home = tmp_path / "nested" / "home"
     app = create_app(Settings(home=home), runner=FakeRunner(store=None))  # type: ignore[arg-type]
-    with TestClient(app) as c:
+    with TestClient(app, client=("127.0.0.1", 50000)) as c:
         assert (home / "loom.db").exists()
         store = app.state.store
         assert isinstance(store, SqliteConversationStore)

@@ -351,3 +351,29 @@ def test_entra_mode_may_bind_anywhere(tmp_path: Path) -> None:
 def test_entra_mode_without_an_audience_does_not_start(tmp_path: Path) -> None:
     with pytest.raises(AuthConfigError, match="LOOM_ENTRA_AUDIENCE"):
         create_app(entra_settings(tmp_path, entra_audience=None))
+
+
+@pytest.mark.parametrize("client", ["10.0.0.7", "192.168.1.20", "2001:db8::1", "testclient"])
+async def test_dev_mode_answers_only_this_machine_however_the_app_was_started(
+    tmp_path: Path, client: str
+) -> None:
+    # As under `uvicorn --factory loom.api.app:create_app --host 0.0.0.0`: no `loom serve` check ran.
+    store = SqliteConversationStore(tmp_path / "dev.db")
+    app = create_app(Settings(home=tmp_path), store=store, runner=None)
+    transport = httpx.ASGITransport(app=app, client=(client, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://loom") as c:
+        refused = await c.get("/v1/conversations")
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "dev_mode_loopback_only"
+        assert (await c.delete("/v1/conversations/x")).status_code == 403
+        assert (await c.get("/healthz")).status_code == 200  # probes carry no data
+    await store.close()
+
+
+async def test_dev_mode_answers_a_loopback_client(tmp_path: Path) -> None:
+    store = SqliteConversationStore(tmp_path / "dev.db")
+    app = create_app(Settings(home=tmp_path), store=store, runner=None)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://loom") as c:
+        assert (await c.get("/v1/conversations")).status_code == 200
+    await store.close()

@@ -97,13 +97,17 @@ class Agent:
         and one `loom.turns` line says how it ended."""
         started = time.perf_counter()
         turn = await self.prepare(principal, request)
+        # Nothing is announced before it exists: RUN_STARTED carries the conversation id, so the
+        # conversation and the user's message are committed first (a kill -9 after it loses neither).
+        saved = await _drained(turn) is None
         end: BaseEvent | None = None
         try:
             yield RunStartedEvent(thread_id=turn.conversation_id, run_id=turn.run_id)
-            # Closed with the turn: a client leaving mid-round must not leave the model stream open.
-            async with aclosing(self.rounds(turn)) as rounds:
-                async for event in rounds:
-                    yield event
+            if saved:
+                # Closed with the turn: a client leaving mid-round must not leave the model stream open.
+                async with aclosing(self.rounds(turn)) as rounds:
+                    async for event in rounds:
+                        yield event
         except ModelError as e:
             end = RunErrorEvent(message=str(e), code="model_error")
         except Exception as e:  # the stream must end with an event a client understands
@@ -123,7 +127,8 @@ class Agent:
     # --- steps --------------------------------------------------------------------------------
 
     async def prepare(self, principal: Principal, request: TurnRequest) -> Turn:
-        """Open or create the conversation, queue the user's message, build the model's input."""
+        """Open or create the conversation, queue the user's message (`run_turn` waits for it to be
+        committed before announcing the run), build the model's input."""
         sources = self._pick_sources(request.sources)
         writer, stored = await self._conversation(principal, request)
         user = ChatMessage(role="user", content=request.message)

@@ -1,12 +1,12 @@
 """Persistence off the critical path: one turn's writes run in order in the background.
 
-The model call does not wait for the user's message to be stored, nor the next round for the
-last one. Messages queued while a write is in flight go into the next write together, in one
-transaction, so a busy server makes fewer, larger writes and a round's assistant message is never
-stored without its tool results. `drain` waits for all of it before the run reports that it
-finished, so a client that reads the conversation after RUN_FINISHED or RUN_ERROR sees every
-message. A failed write stops the writes after it (the history must not have holes) and is
-reported by `drain`.
+Once the user's message is stored (the run waits for that before it announces itself), the next
+round does not wait for the last one's writes. Messages queued while a write is in flight go into
+the next write together, in one transaction, so a busy server makes fewer, larger writes and a
+round's assistant message is never stored without its tool results. `drain` waits for all of it
+before the run reports that it finished, so a client that reads the conversation after
+RUN_FINISHED or RUN_ERROR sees every message. A failed write stops the writes after it (the
+history must not have holes) and is reported by `drain`.
 """
 
 from __future__ import annotations

@@ -91,7 +91,10 @@ async def test_a_bug_ends_the_turn_with_internal_error_and_keeps_the_question(
 
 
 class AppendsFail(SqliteConversationStore):
-    """A store that opens conversations but cannot add to them (a full disk, a lost lock)."""
+    """A store that takes the question, then cannot add to the conversation (a full disk, a lost
+    lock) while the answer streams."""
+
+    appends_left = 1
 
     async def append_messages(
         self,
@@ -100,7 +103,10 @@ class AppendsFail(SqliteConversationStore):
         messages: list[ChatMessage],
         metadata: list[dict[str, Any]] | None = None,
     ) -> Any:
-        raise OSError("disk full")
+        if self.appends_left <= 0:
+            raise OSError("disk full")
+        self.appends_left -= 1
+        return await super().append_messages(principal, conversation_id, messages, metadata)
 
 
 @pytest.fixture
@@ -220,3 +226,36 @@ async def test_a_client_that_leaves_is_logged_once_as_disconnected_after_its_que
     assert lines[0]["model_calls"] == "1"
     # Stored before the turn let go, not whenever the background write gets to it.
     assert await kept(slow_writes, thread(seen)) == [("user", QUESTION)]
+
+
+# --- nothing announced is lost (issue 8) -------------------------------------------------------------
+
+
+async def test_run_started_announces_a_conversation_already_stored_with_its_question(
+    make_agent: AgentFactory, slow_writes: SlowWrites
+) -> None:
+    agent = dataclasses.replace(make_agent(ScriptedModel().queue(text("The west."))), store=slow_writes)
+    turn = cast(Turn, agent.run_turn(DEV_PRINCIPAL, TurnRequest(message=QUESTION)))
+    started = await anext(turn)
+    assert started.type == EventType.RUN_STARTED
+    # Read at once, as a client told the id might (or after a kill -9 of the server): it is there.
+    assert await kept(slow_writes, started.thread_id) == [("user", QUESTION)]  # type: ignore[attr-defined]
+    await turn.aclose()
+
+
+class CreatesFail(SqliteConversationStore):
+    async def create_conversation(self, *args: Any, **kwargs: Any) -> Any:
+        raise OSError("disk full")
+
+
+async def test_a_conversation_that_cannot_be_stored_is_not_answered(
+    make_agent: AgentFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = CreatesFail(tmp_path / "creates-fail.db")
+    model = ScriptedModel()  # nothing queued: the model must not be called
+    events = await collect(dataclasses.replace(make_agent(model), store=store))
+    await store.close()
+    assert [e.type.value for e in events] == ["RUN_STARTED", "RUN_ERROR"]
+    assert events[-1].code == "store_error"  # type: ignore[attr-defined]
+    assert model.calls == []
+    assert [line["outcome"] for line in logged_turns(caplog)] == ["store_error"]

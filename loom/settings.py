@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     entra_audience: str | None = None
     entra_allowed_tenants: list[str] = Field(default_factory=list)
     max_message_bytes: int = 32 * 1024
+    max_request_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="A request body over this is refused (413) as it arrives, before it is parsed.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="Origins (e.g. the console's https://console.example.gov) whose pages may call the "

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from loom.agent.store import ConversationStore
 from loom.agent.turns import TurnRunner
 from loom.api.auth import EntraVerifier, JwksProvider, check_auth_config
+from loom.api.guard import Guard
 from loom.api.in_flight import TurnsInFlight
 from loom.api.routes import chat, conversations, health
 from loom.api.schemas import ErrorBody, ErrorDetail
@@ -139,6 +140,7 @@ def create_app(
     install_error_handlers(app)
     for module in (chat, conversations, health):
         app.include_router(module.router)
+    app.add_middleware(Guard, max_body_bytes=settings.max_request_bytes)
     if settings.cors_origins:
         _allow_origins(app, settings.cors_origins)
     return app

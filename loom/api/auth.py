@@ -233,6 +233,9 @@ def bearer_token(request: Request) -> str:
 
 async def authenticate(request: Request) -> Principal:
     """The calling Principal (a FastAPI dependency), by Settings.auth_mode."""
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:  # the guard authenticated this request before its body was read
+        return known
     settings: Settings = request.app.state.settings
     if settings.auth_mode == "dev":
         return _dev_principal(request)

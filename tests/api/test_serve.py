@@ -50,12 +50,14 @@ def model() -> Iterator[OpenAICompatServer]:
 
 
 @contextmanager
-def loom_serve(home: Path, model_url: str) -> Iterator[str]:
-    """`loom serve` in its own process with LOOM_HOME=home, its model at `model_url`: its base URL."""
+def loom_serve(home: Path, model_url: str, **settings: str) -> Iterator[str]:
+    """`loom serve` in its own process with LOOM_HOME=home, its model at `model_url`, and any other
+    LOOM_* settings given: its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOM_", "OPENAI_", "AZURE_OPENAI_"))}
     env |= {"LOOM_HOME": str(home), "OPENAI_BASE_URL": model_url, "LOOM_MODEL": "test-model"}
     env |= {"LOOM_LOG_LEVEL": "info"}  # the per-turn lines, on stderr
+    env |= {f"LOOM_{name.upper()}": value for name, value in settings.items()}
     command = [sys.executable, "-c", "from loom.cli.main import main; main()", "serve", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
     SERVED_HOMES[url] = home
@@ -294,3 +296,55 @@ def test_bad_text_and_oversized_lists_are_422_not_500(served: str, body: str, fi
     error = response.json()["error"]
     assert error["code"] == "invalid_request"
     assert error["message"].startswith(field)
+
+
+def first_answer(url: str, head: str, within_s: float = 5) -> str:
+    """Send only a request's head (its body never comes) and read what the server answers."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=within_s) as conn:
+        conn.sendall(head.encode())
+        answer = b""
+        while not answer.rstrip().endswith(b"}"):  # the status line, the headers, the JSON error
+            piece = conn.recv(4096)
+            if not piece:
+                break
+            answer += piece
+        return answer.decode(errors="replace")
+
+
+def huge_post(extra_headers: str = "") -> str:
+    return (
+        "POST /v1/chat HTTP/1.1\r\nHost: loom\r\nContent-Type: application/json\r\n"
+        f"Content-Length: 200000000\r\n{extra_headers}\r\n"
+    )
+
+
+def test_a_huge_body_is_refused_from_its_head_before_it_is_sent(served: str) -> None:
+    answer = first_answer(served, huge_post())  # the server must not wait for 200 MB
+    assert answer.startswith("HTTP/1.1 413")
+    assert "request_too_large" in answer
+
+
+def test_a_body_that_grows_past_the_limit_is_cut_off_with_413(served: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"message": "'
+        for _ in range(64):  # 4 MiB in 64 KiB pieces, with no declared length
+            yield b"x" * 65536
+
+    response = httpx.post(
+        f"{served}/v1/chat", content=chunks(), headers={"content-type": "application/json"}, timeout=30
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_without_a_token_the_answer_is_401_before_the_body_is_read(
+    tmp_path: Path, model: OpenAICompatServer
+) -> None:
+    entra = {"auth_mode": "entra", "entra_tenant_id": "t-1", "entra_audience": "api://loom"}
+    with loom_serve(tmp_path, model.base_url, **entra) as url:
+        answer = first_answer(url, huge_post())
+        assert answer.startswith("HTTP/1.1 401")
+        assert "missing_token" in answer
+        forged = first_answer(url, huge_post("Authorization: Bearer not-a-jwt\r\n"))
+        assert forged.startswith("HTTP/1.1 401")  # a token that is no token is refused from the head too

@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from loom.engines.bounds import MAX_RESULT_BYTES
+
 
 class Provider(StrEnum):
     AZURE = "azure"
@@ -94,6 +96,11 @@ class Settings(BaseSettings):
     sources_file: Path | None = None
     default_source: str = "sales"
     query_max_rows: int = Field(1000, ge=1, le=1_000_000_000)
+    query_max_bytes: int = Field(
+        MAX_RESULT_BYTES,
+        ge=1024,
+        description="About how many bytes of rows one query may return (as JSON); more is cut and marked.",
+    )
     query_timeout_s: float = Field(30.0, gt=0)
     max_repairs: int = Field(2, ge=0, le=5)
     verified_match_threshold: float = Field(0.8, gt=0, le=1)

@@ -214,8 +214,9 @@ def run_query(run: QueryRun) -> None:
     _print_result(result, run.output, capped_by_default=run.max_rows is None)
 
 
-def _limits(run: QueryRun, settings: Settings) -> tuple[int, float]:
-    return run.max_rows or settings.query_max_rows, run.timeout or settings.query_timeout_s
+def _limits(run: QueryRun, settings: Settings) -> tuple[int, int, float]:
+    rows = run.max_rows or settings.query_max_rows
+    return rows, settings.query_max_bytes, run.timeout or settings.query_timeout_s
 
 
 def _dialect(run: QueryRun, engine: Engine) -> str | None:
@@ -233,11 +234,17 @@ class Query:
     dialect: str | None
     now: dt.datetime | None
     max_rows: int
+    max_bytes: int
     timeout_s: float
 
     def execute(self, text: str) -> ResultSet:
         return self.engine.execute(
-            text, max_rows=self.max_rows, timeout_s=self.timeout_s, now=self.now, dialect=self.dialect
+            text,
+            max_rows=self.max_rows,
+            max_bytes=self.max_bytes,
+            timeout_s=self.timeout_s,
+            now=self.now,
+            dialect=self.dialect,
         )
 
 
@@ -327,8 +334,9 @@ def _batch_item(line: str, number: int) -> tuple[Any, str]:
 
 
 def _print_result(result: ResultSet, output: OutputFormat, *, capped_by_default: bool) -> None:
-    """Print the rows; when they stopped at the row cap, say so where the format can (see EXIT_TRUNCATED)."""
-    reason = _truncation_reason(capped_by_default)
+    """Print the rows; when they stopped at a limit, say so where the format can (see EXIT_TRUNCATED)."""
+    reason = _truncation_reason(result, capped_by_default)
+    capped_by_default = capped_by_default or result.truncated_by == "bytes"
     if output is OutputFormat.json:
         typer.echo(result.model_dump_json())  # `truncated` says it
     elif output is OutputFormat.table:
@@ -341,7 +349,9 @@ def _print_result(result: ResultSet, output: OutputFormat, *, capped_by_default:
                 raise typer.Exit(EXIT_TRUNCATED)
 
 
-def _truncation_reason(capped_by_default: bool) -> str:
+def _truncation_reason(result: ResultSet, capped_by_default: bool) -> str:
+    if result.truncated_by == "bytes":
+        return "the size limit (LOOM_QUERY_MAX_BYTES); select fewer or shorter columns"
     if capped_by_default:
         return "the default row cap; pass --max-rows N for more"
     return "the --max-rows limit; there are more rows"

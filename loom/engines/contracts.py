@@ -36,6 +36,7 @@ class ResultSet(BaseModel):
     rows: list[list[Value]]
     row_count: int
     truncated: bool = False
+    truncated_by: Literal["rows", "bytes"] | None = None  # which limit stopped it, when one did
     elapsed_ms: float = 0.0
     engine: str
     query: str
@@ -161,9 +162,10 @@ class Engine(Protocol):
         timeout_s: float,
         now: dt.datetime | None = None,
         dialect: str | None = None,
+        max_bytes: int | None = None,
     ) -> ResultSet:
-        """Validate by parsing, then run read-only with a row cap and a time limit; QueryError when
-        refused or failed."""
+        """Validate by parsing, then run read-only with a row cap, a size cap (`max_bytes`, else the
+        engines' default) and a time limit; QueryError when refused or failed."""
         ...
 
     def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]: ...

@@ -38,6 +38,7 @@ class QueryLimits:
     """What a data tool may spend on one question. The defaults are Settings' (one place)."""
 
     max_rows: int
+    max_bytes: int
     timeout_s: float
     max_repairs: int
     verified_threshold: float
@@ -46,6 +47,7 @@ class QueryLimits:
     def of(cls, settings: Settings) -> QueryLimits:
         return cls(
             max_rows=settings.query_max_rows,
+            max_bytes=settings.query_max_bytes,
             timeout_s=settings.query_timeout_s,
             max_repairs=settings.max_repairs,
             verified_threshold=settings.verified_match_threshold,

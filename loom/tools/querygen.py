@@ -19,7 +19,8 @@ from string import Template
 
 from pydantic import BaseModel, Field
 
-from loom.engines.contracts import Catalog, Embedder, Engine, Problem, QueryError, ResultSet
+from loom.engines.bounds import CUT, CUT_MARK
+from loom.engines.contracts import Catalog, Embedder, Engine, Problem, QueryError, ResultSet, Value
 from loom.engines.sources import Source, VerifiedQuery
 from loom.prompts import template
 from loom.tools.base import ToolContext, ToolError, ToolResult
@@ -29,6 +30,7 @@ from loom.tools.verified import VerifiedIndex
 
 CANNOT = "CANNOT ANSWER"
 MODEL_ROWS = 50  # rows the model reads; the user sees the whole (capped) table
+MODEL_VALUE_CHARS = 500  # of one text value, for the model; the user's table keeps more
 EXAMPLES = 3
 # Failures a rewrite cannot be trusted to fix, and that cost a time limit or an engine reload each
 # time: the tool stops and the model tells the user, instead of trying again.
@@ -63,7 +65,9 @@ class QueryResult(ToolResult):
         (always said, true or false: a model left to guess claims verification it does not have).
         Not the executed query or timings, which the user sees with the table."""
         result = self.result.model_dump(include={"columns", "row_count", "truncated"})
-        result["rows"] = self.result.rows[:MODEL_ROWS]
+        if self.result.truncated_by:
+            result["truncated_by"] = self.result.truncated_by
+        result["rows"] = [[_short(v) for v in row] for row in self.result.rows[:MODEL_ROWS]]
         shown = self.model_dump(include={"source", "language", "dialect", "query", "verified"})
         if self.attempts:
             shown["attempts"] = [a.model_dump(exclude={"error": {"suggestions"}}) for a in self.attempts]
@@ -76,6 +80,15 @@ class QueryResult(ToolResult):
 
     def shown_query(self) -> str:
         return self.query
+
+
+def _short(value: Value) -> Value:
+    """A long text value as the model reads it: its start, and how long it really was."""
+    if not isinstance(value, str) or len(value) <= MODEL_VALUE_CHARS:
+        return value
+    marked = value.rfind(CUT_MARK)  # already cut by the engine: keep the engine's count
+    note = value[marked:] if marked >= 0 else CUT.format(n=len(value))
+    return value[:MODEL_VALUE_CHARS] + note
 
 
 @dataclass(frozen=True)
@@ -164,7 +177,12 @@ def _no_model(library: Sequence[VerifiedQuery]) -> ToolError:
 async def _execute(ctx: ToolContext, engine: Engine, query: str, dialect: str) -> ResultSet:
     limits = ctx.limits
     return await asyncio.to_thread(
-        engine.execute, query, max_rows=limits.max_rows, timeout_s=limits.timeout_s, dialect=dialect
+        engine.execute,
+        query,
+        max_rows=limits.max_rows,
+        max_bytes=limits.max_bytes,
+        timeout_s=limits.timeout_s,
+        dialect=dialect,
     )
 
 

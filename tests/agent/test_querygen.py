@@ -123,3 +123,14 @@ async def test_a_timeout_or_an_engine_failure_is_not_sent_back_for_repair(
         assert failing.executed == [GOOD]  # ran once, not three times
         assert len(model.calls) == 3  # the turn, one generation, the answer: no repair call
         assert json.loads(model.calls[-1].messages[-1].content)["error"]["code"] == code
+
+
+async def test_a_huge_result_reaches_the_model_and_the_user_bounded(make_agent: AgentFactory) -> None:
+    huge = "SELECT repeat('x', 5000000) AS s FROM range(40)"  # 200 MB if nothing held it back
+    model = ScriptedModel().queue(tool_call("nl2sql", {"question": "q"}), sql_block(huge), text("ok"))
+    events = [e async for e in make_agent(model).run_turn(DEV_PRINCIPAL, TurnRequest(message="q"))]
+    seen = model.calls[-1].messages[-1].content
+    assert len(seen) < 30_000  # the model reads a small view: short values, a few rows
+    assert "[cut: 5,000,000 characters in all]" in seen  # it knows the values were longer
+    [table] = [getattr(e, "value", {}) for e in events if getattr(e, "name", "") == "loom.result_table"]
+    assert len(json.dumps(table)) < 9 * 1024 * 1024  # the user's table: within the default budget

@@ -415,3 +415,14 @@ def test_a_value_python_cannot_hold_is_a_json_error_not_a_traceback(lakehouse: P
     assert out.returncode == 1  # accepted, failed while running
     assert json.loads(out.stdout)["error"]["code"] == "unrepresentable_value"
     assert "Traceback" not in out.stderr
+
+
+def test_a_huge_result_is_cut_at_the_size_limit_and_a_csv_export_says_so(lakehouse: Path) -> None:
+    query = "SELECT repeat('x', 3000000) AS s FROM range(50)"  # 150 MB of text
+    out = sql(lakehouse, "-f", "csv", query, env={"LOOM_QUERY_MAX_BYTES": "1000000"})
+    assert out.returncode == 3  # incomplete, and not by the user's own --max-rows
+    assert "size limit" in out.stderr
+    assert len(out.stdout) < 1_100_000
+    as_json = json.loads(sql(lakehouse, "-f", "json", query, env={"LOOM_QUERY_MAX_BYTES": "1000000"}).stdout)
+    assert as_json["truncated_by"] == "bytes"
+    assert as_json["rows"][0][0].endswith("[cut: 3,000,000 characters in all]")

@@ -39,11 +39,14 @@ class ToyEngine:
         timeout_s: float,
         now: dt.datetime | None = None,
         dialect: str | None = None,
+        max_bytes: int | None = None,
     ) -> ResultSet:
         if dialect not in (None, "toy"):
             raise unsupported_dialect(self, dialect)
         sql = self._compile(query)
-        result = self._sql.execute(sql, max_rows=max_rows, timeout_s=timeout_s, now=now, dialect="duckdb")
+        result = self._sql.execute(
+            sql, max_rows=max_rows, max_bytes=max_bytes, timeout_s=timeout_s, now=now, dialect="duckdb"
+        )
         return result.model_copy(update={"engine": self.name})
 
     def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]:

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from azure.core.credentials import AccessToken, TokenCredential
 from sqlglot import exp
 
+from loom.engines.bounds import MAX_RESULT_BYTES, Bounded, bounded_rows
 from loom.engines.contracts import (
     Catalog,
     Column,
@@ -170,16 +171,21 @@ def driver_connect(module: str, service: str, package: str, extra: str) -> Calla
 
 
 def run_query(
-    conn: DBAPIConnection, sql: str, *, fetch: int, timeout_s: float, driver: Driver
-) -> tuple[list[Sequence[Any]], list[Sequence[Any]]]:
-    """Execute and fetch at most `fetch` rows within `timeout_s`; the statement is cancelled when late."""
+    conn: DBAPIConnection, sql: str, *, max_rows: int, max_bytes: int, timeout_s: float, driver: Driver
+) -> tuple[list[Sequence[Any]], Bounded]:
+    """Execute and fetch at most `max_rows` rows and about `max_bytes` within `timeout_s` (fetching
+    and converting included); the statement is cancelled when late."""
     cursor = conn.cursor()
     try:
         with CancelTimer(lambda: driver.cancel(cursor), timeout_s, CANCEL_RETRY_S) as timer:
             try:
                 cursor.execute(sql)
                 description = list(cursor.description or [])
-                rows = list(cursor.fetchmany(fetch)) if description else []
+                rows = (
+                    bounded_rows(cursor.fetchmany, max_rows=max_rows, max_bytes=max_bytes, convert=cell)
+                    if description
+                    else Bounded([], None)
+                )
             except Exception as e:  # every driver has its own error classes; all mean "the query failed"
                 if timer.fired or driver.is_timeout(e):
                     raise timeout_error(timeout_s) from e
@@ -318,9 +324,8 @@ def cell(value: Any) -> Any:
 
 def result_set(
     description: Sequence[Sequence[Any]],
-    rows: Sequence[Sequence[Any]],
+    rows: Bounded,
     *,
-    max_rows: int,
     types: dict[str, str],
     engine: str,
     query: str,
@@ -328,9 +333,10 @@ def result_set(
 ) -> ResultSet:
     return ResultSet(
         columns=[Column(name=str(d[0]), type=simple_type(d[1], types)) for d in description],
-        rows=[[cell(v) for v in row] for row in rows[:max_rows]],
-        row_count=min(len(rows), max_rows),
-        truncated=len(rows) > max_rows,
+        rows=rows.rows,
+        row_count=len(rows.rows),
+        truncated=rows.truncated_by is not None,
+        truncated_by=rows.truncated_by,
         elapsed_ms=round(elapsed_ms, 3),
         engine=engine,
         query=query,
@@ -416,6 +422,7 @@ class DBAPIEngine(ABC):
         timeout_s: float,
         now: dt.datetime | None = None,
         dialect: str | None = None,
+        max_bytes: int | None = None,
     ) -> ResultSet:
         """Validate, cap at `max_rows + 1` rows in the dialect's own form, run with a real cancel."""
         self._check_dialect(dialect)
@@ -424,12 +431,16 @@ class DBAPIEngine(ABC):
         with self._pool.connection() as conn:
             self.driver.before_query(conn, timeout_s)
             description, rows = run_query(
-                conn, sql, fetch=max_rows + 1, timeout_s=timeout_s, driver=self.driver
+                conn,
+                sql,
+                max_rows=max_rows,
+                max_bytes=max_bytes or MAX_RESULT_BYTES,
+                timeout_s=timeout_s,
+                driver=self.driver,
             )
         return result_set(
             description,
             rows,
-            max_rows=max_rows,
             types=self.types,
             engine=self.name,
             query=sql,

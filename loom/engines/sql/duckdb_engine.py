@@ -20,13 +20,13 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
+from loom.engines.bounds import MAX_RESULT_BYTES, Bounded, bounded_rows
 from loom.engines.contracts import (
     Catalog,
     Column,
     Problem,
     QueryError,
     ResultSet,
-    json_safe,
     unsupported_dialect,
 )
 from loom.engines.sources import DuckDBSource
@@ -89,18 +89,21 @@ class DuckDBEngine:
         timeout_s: float,
         now: dt.datetime | None = None,
         dialect: str | None = None,
+        max_bytes: int | None = None,
     ) -> ResultSet:
-        """Validate, then run with a row cap and a time limit. `dialect` defaults to the source's."""
+        """Validate, then run with a row cap, a size cap and a time limit that covers fetching and
+        converting the rows too. `dialect` defaults to the source's."""
         written = self._dialect(dialect)
         state = self._loaded()
         sql = self._prepare(state, query, written, max_rows, now)
         started = time.perf_counter()
-        description, rows = self._run(state, sql, max_rows + 1, timeout_s)
+        description, rows = self._run(state, sql, max_rows, max_bytes or MAX_RESULT_BYTES, timeout_s)
         return ResultSet(
             columns=[Column(name=d[0], type=simple_type(d[1])) for d in description],
-            rows=[[json_safe(v) for v in row] for row in rows[:max_rows]],
-            row_count=min(len(rows), max_rows),
-            truncated=len(rows) > max_rows,
+            rows=rows.rows,
+            row_count=len(rows.rows),
+            truncated=rows.truncated_by is not None,
+            truncated_by=rows.truncated_by,
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
             engine=self.name,
             query=sql,
@@ -166,14 +169,17 @@ class DuckDBEngine:
         return sql
 
     def _run(
-        self, state: _Loaded, sql: str, fetch: int, timeout_s: float
-    ) -> tuple[list[Any], list[tuple[Any, ...]]]:
+        self, state: _Loaded, sql: str, max_rows: int, max_bytes: int, timeout_s: float
+    ) -> tuple[list[Any], Bounded]:
         cursor = self._cursor(state)
         try:
             with CancelTimer(cursor.interrupt, timeout_s, INTERRUPT_RETRY_S) as watchdog:
                 try:
                     cursor.execute(sql)
-                    return list(cursor.description or []), cursor.fetchmany(fetch)
+                    rows = bounded_rows(cursor.fetchmany, max_rows=max_rows, max_bytes=max_bytes)
+                    if watchdog.fired:  # fetching and converting count against the limit too
+                        raise _timeout(timeout_s)
+                    return list(cursor.description or []), rows
                 except duckdb.Error as e:
                     if watchdog.fired or isinstance(e, duckdb.InterruptException):
                         raise _timeout(timeout_s) from e

@@ -1,0 +1,83 @@
+"""Results bounded in bytes as well as rows, the same way for every engine.
+
+A row cap alone let `SELECT repeat('x', 100000000) FROM range(3)` through the chat: 600 MB in the
+SSE response, the store and the next model request. Rows are fetched a few at a time, each value
+made JSON-safe and any text longer than `MAX_VALUE_CHARS` cut (and marked), and fetching stops
+when the result reaches `max_bytes` (sizes are estimated from the values, as JSON would carry
+them). The first fetch is one row and later ones grow with what has been seen, so one huge row is
+held once, not a chunk of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from loom.engines.contracts import Value, json_safe
+
+MAX_RESULT_BYTES = 8 * 1024 * 1024  # a result's rows, as JSON would carry them (about)
+MAX_VALUE_CHARS = 100_000  # one text value; longer ones are cut and say so
+MAX_CHUNK = 256  # rows per fetch, once rows are known to be small
+CUT = "… [cut: {n:,} characters in all]"
+CUT_MARK = CUT.split("{", 1)[0]
+
+Truncation = Literal["rows", "bytes"]
+Fetch = Callable[[int], Sequence[Sequence[object]]]  # `cursor.fetchmany`
+
+
+@dataclass(frozen=True)
+class Bounded:
+    rows: list[list[Value]]
+    truncated_by: Truncation | None
+
+
+def bounded_rows(
+    fetch: Fetch,
+    *,
+    max_rows: int,
+    max_bytes: int = MAX_RESULT_BYTES,
+    convert: Callable[[object], Value] = json_safe,
+) -> Bounded:
+    """At most `max_rows` rows and about `max_bytes`, and why it stopped when there was more."""
+    rows: list[list[Value]] = []
+    size, chunk = 0, 1
+    while True:
+        fetched = fetch(min(chunk, max_rows + 1 - len(rows)))
+        if not fetched:
+            return Bounded(rows, None)
+        for raw in fetched:
+            if len(rows) == max_rows:
+                return Bounded(rows, "rows")
+            row = [cut(convert(v)) for v in raw]
+            size += sum(value_size(v) for v in row)
+            if size > max_bytes and rows:
+                return Bounded(rows, "bytes")
+            rows.append(row)
+            if size > max_bytes:  # the first row alone is over: keep it (its values are cut)
+                return Bounded(rows, "bytes")
+        chunk = _next_chunk(chunk, size, len(rows), max_bytes)
+
+
+def _next_chunk(chunk: int, size: int, count: int, max_bytes: int) -> int:
+    """Grow while rows are small; never more rows than the budget left could hold."""
+    average = max(size // max(count, 1), 1)
+    room = max((max_bytes - size) // average, 1)
+    return max(1, min(chunk * 2, MAX_CHUNK, room))
+
+
+def cut(value: Value) -> Value:
+    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
+        return value[:MAX_VALUE_CHARS] + CUT.format(n=len(value))
+    return value
+
+
+def value_size(value: Value) -> int:
+    """About how many bytes the value takes in JSON, without encoding it."""
+    if isinstance(value, str):
+        return len(value) + 2
+    if isinstance(value, list):
+        return 2 + sum(value_size(v) + 1 for v in value)
+    if isinstance(value, dict):
+        return 2 + sum(len(str(k)) + 4 + value_size(v) for k, v in value.items())
+    return 8

@@ -1,0 +1,64 @@
+"""Results are bounded in bytes as well as rows, and one huge value is held once, cut and marked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from loom.engines.bounds import CUT, MAX_CHUNK, MAX_VALUE_CHARS, bounded_rows
+from loom.engines.sources import DuckDBSource
+from loom.engines.sql.duckdb_engine import DuckDBEngine
+
+
+class Cursor:
+    """`fetchmany` over given rows, recording how many rows each call asked for."""
+
+    def __init__(self, rows: Sequence[Sequence[object]]) -> None:
+        self.rows, self.asked = list(rows), []  # type: ignore[var-annotated]
+
+    def fetchmany(self, size: int) -> list[Sequence[object]]:
+        self.asked.append(size)
+        out, self.rows = self.rows[:size], self.rows[size:]
+        return out
+
+
+def test_small_rows_stop_at_the_row_cap_in_growing_fetches() -> None:
+    cursor = Cursor([[i, "a"] for i in range(5000)])
+    bounded = bounded_rows(cursor.fetchmany, max_rows=1000, max_bytes=10**9)
+    assert len(bounded.rows) == 1000
+    assert bounded.truncated_by == "rows"
+    assert cursor.asked[:4] == [1, 2, 4, 8]
+    assert max(cursor.asked) == MAX_CHUNK
+
+
+def test_a_result_that_fits_is_whole() -> None:
+    bounded = bounded_rows(Cursor([[1], [2]]).fetchmany, max_rows=10, max_bytes=10**6)
+    assert bounded.rows == [[1], [2]]
+    assert bounded.truncated_by is None
+
+
+def test_big_rows_stop_at_the_byte_budget_one_fetch_at_a_time() -> None:
+    cursor = Cursor([["x" * 50_000] for _ in range(100)])
+    bounded = bounded_rows(cursor.fetchmany, max_rows=1000, max_bytes=200_000)
+    assert bounded.truncated_by == "bytes"
+    assert len(bounded.rows) == 3  # 4 × 50 kB would be over 200 kB
+    assert max(cursor.asked) <= 2  # never a chunk of rows that cannot fit
+
+
+def test_a_huge_value_is_cut_and_says_how_long_it_was() -> None:
+    bounded = bounded_rows(Cursor([["y" * 3_000_000, 7]]).fetchmany, max_rows=10, max_bytes=10**9)
+    [[text, number]] = bounded.rows
+    assert isinstance(text, str)
+    assert text == "y" * MAX_VALUE_CHARS + CUT.format(n=3_000_000)
+    assert number == 7
+
+
+def test_the_engine_holds_a_huge_result_to_its_byte_budget(tmp_path: Path) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="big", location=str(tmp_path)))
+    result = engine.execute(
+        "SELECT repeat('x', 5000000) AS s FROM range(20)", max_rows=1000, max_bytes=300_000, timeout_s=60
+    )
+    assert result.truncated_by == "bytes"
+    assert result.truncated is True
+    assert result.row_count == len(result.rows) == 2  # two cut values fit, a third would not
+    assert len(result.model_dump_json()) < 300_000

@@ -4,8 +4,8 @@ A row cap alone let `SELECT repeat('x', 100000000) FROM range(3)` through the ch
 SSE response, the store and the next model request. Rows are fetched a few at a time, each value
 made JSON-safe and any text longer than `MAX_VALUE_CHARS` cut (and marked), and fetching stops
 when the result reaches `max_bytes` (sizes are estimated from the values, as JSON would carry
-them). The first fetch is one row and later ones grow with what has been seen, so one huge row is
-held once, not a chunk of them.
+them). The first fetch is one row; later ones ask for as many as the budget left could hold at the
+size seen so far, so huge rows are held one at a time and small ones come 256 to a fetch.
 """
 
 from __future__ import annotations
@@ -43,9 +43,8 @@ def bounded_rows(
     rows: list[list[Value]] = []
     size, chunk = 0, 1
     while True:
-        fetched = fetch(min(chunk, max_rows + 1 - len(rows)))
-        if not fetched:
-            return Bounded(rows, None)
+        asked = min(chunk, max_rows + 1 - len(rows))
+        fetched = fetch(asked)
         for raw in fetched:
             if len(rows) == max_rows:
                 return Bounded(rows, "rows")
@@ -56,14 +55,15 @@ def bounded_rows(
             rows.append(row)
             if size > max_bytes:  # the first row alone is over: keep it (its values are cut)
                 return Bounded(rows, "bytes")
-        chunk = _next_chunk(chunk, size, len(rows), max_bytes)
+        if len(fetched) < asked:  # fewer than asked: the result has ended
+            return Bounded(rows, None)
+        chunk = _next_chunk(size, len(rows), max_bytes)
 
 
-def _next_chunk(chunk: int, size: int, count: int, max_bytes: int) -> int:
-    """Grow while rows are small; never more rows than the budget left could hold."""
+def _next_chunk(size: int, count: int, max_bytes: int) -> int:
+    """As many rows as the budget left could hold at the size seen so far (at most `MAX_CHUNK`)."""
     average = max(size // max(count, 1), 1)
-    room = max((max_bytes - size) // average, 1)
-    return max(1, min(chunk * 2, MAX_CHUNK, room))
+    return max(1, min(MAX_CHUNK, (max_bytes - size) // average))
 
 
 def cut(value: Value) -> Value:

@@ -22,13 +22,18 @@ class Cursor:
         return out
 
 
-def test_small_rows_stop_at_the_row_cap_in_growing_fetches() -> None:
+def test_small_rows_stop_at_the_row_cap_in_full_fetches() -> None:
     cursor = Cursor([[i, "a"] for i in range(5000)])
     bounded = bounded_rows(cursor.fetchmany, max_rows=1000, max_bytes=10**9)
     assert len(bounded.rows) == 1000
     assert bounded.truncated_by == "rows"
-    assert cursor.asked[:4] == [1, 2, 4, 8]
-    assert max(cursor.asked) == MAX_CHUNK
+    assert cursor.asked == [1, MAX_CHUNK, MAX_CHUNK, MAX_CHUNK, 1000 + 1 - 1 - 3 * MAX_CHUNK]
+
+
+def test_a_short_fetch_ends_the_result_without_asking_again() -> None:
+    cursor = Cursor([[1], [2]])
+    assert bounded_rows(cursor.fetchmany, max_rows=1000).rows == [[1], [2]]
+    assert cursor.asked == [1, MAX_CHUNK]
 
 
 def test_a_result_that_fits_is_whole() -> None:

@@ -13,6 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from loom.engines.registry import CloudAccess, EnginePool
+from loom.engines.sql.duckdb_open import LocalLimits
 from loom.settings import LOGIN_AUTHORITY, Settings
 
 if TYPE_CHECKING:
@@ -26,6 +27,14 @@ def azure_credential(settings: Settings) -> TokenCredential:
 
 
 def engine_pool(settings: Settings) -> EnginePool:
-    """Engines for the configured sources; cloud ones sign in with the cloud's authority."""
+    """Engines for the configured sources; cloud ones sign in with the cloud's authority, embedded
+    ones get their memory, threads and spill space."""
     token = settings.databricks_token.get_secret_value() if settings.databricks_token else None
-    return EnginePool(CloudAccess(settings.azure_cloud.value, partial(azure_credential, settings), token))
+    local = LocalLimits(
+        memory_limit=settings.duckdb_memory_limit,
+        threads=settings.duckdb_threads,
+        temp_directory=str(settings.duckdb_temp_dir),
+        max_temp_size=settings.duckdb_max_temp_size,
+    )
+    credential = partial(azure_credential, settings)
+    return EnginePool(CloudAccess(settings.azure_cloud.value, credential, token, local))

@@ -103,6 +103,17 @@ class Settings(BaseSettings):
     )
     query_timeout_s: float = Field(30.0, gt=0)
     max_repairs: int = Field(2, ge=0, le=5)
+    duckdb_memory_limit: str = Field(
+        "25%",
+        description="Memory one embedded source's DuckDB may use, shared by its queries (`25%` of the "
+        "machine, `4GB`); a query past it fails with out_of_memory and the source keeps serving.",
+    )
+    duckdb_threads: int | None = Field(
+        None, ge=1, description="Threads per embedded source (default: one per core)."
+    )
+    duckdb_max_temp_size: str = Field(
+        "4GiB", description="Disk one embedded source may spill to, under $LOOM_HOME/duckdb-tmp."
+    )
     verified_match_threshold: float = Field(0.8, gt=0, le=1)
     databricks_token: SecretStr | None = Field(
         None, description="Databricks personal access token; without it, Entra ID is used."
@@ -166,6 +177,10 @@ class Settings(BaseSettings):
     @property
     def lakehouse_dir(self) -> Path:
         return self.home / "lakehouse"
+
+    @property
+    def duckdb_temp_dir(self) -> Path:
+        return self.home / "duckdb-tmp"
 
     @property
     def database_path(self) -> Path:

@@ -17,13 +17,18 @@ from azure.core.credentials import TokenCredential
 
 from loom.engines.contracts import Engine, QueryError
 from loom.engines.sources import DatabricksSource, DuckDBSource, Source, SynapseSource
+from loom.engines.sql.duckdb_open import LocalLimits
 
 
 @dataclass(frozen=True)
 class CloudAccess:
+    """What engines are opened with: the cloud and credentials for Azure sources, and the limits of
+    embedded ones. Built from Settings (`loom.cloud.engine_pool`); engines never read configuration."""
+
     cloud: str = "AzureCloud"
     credential: Callable[[], TokenCredential] | None = None  # built when first needed
     databricks_token: str | None = None
+    local: LocalLimits = LocalLimits()
 
     def token_credential(self) -> TokenCredential:
         if self.credential is None:
@@ -40,7 +45,7 @@ def _duckdb_sql(source: Source, access: CloudAccess) -> Engine:
     from loom.engines.sql.duckdb_engine import DuckDBEngine
 
     assert isinstance(source, DuckDBSource)
-    return DuckDBEngine(source)
+    return DuckDBEngine(source, access.local)
 
 
 def _synapse_sql(source: Source, access: CloudAccess) -> Engine:

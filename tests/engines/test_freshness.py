@@ -18,6 +18,7 @@ from loom.engines.contracts import QueryError
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql import duckdb_engine, freshness
 from loom.engines.sql.duckdb_engine import DuckDBEngine
+from loom.engines.sql.duckdb_open import LocalLimits
 from loom.engines.sql.freshness import data_version
 from loom.tools import sql_schema
 
@@ -153,10 +154,10 @@ def test_a_reload_does_not_hold_up_queries_on_the_previous_load(
     loading, release = threading.Event(), threading.Event()
     real_load = duckdb_engine._load_state
 
-    def slow_load(source: DuckDBSource) -> Any:
+    def slow_load(source: DuckDBSource, limits: LocalLimits) -> Any:
         loading.set()
         release.wait(30)
-        return real_load(source)
+        return real_load(source, limits)
 
     monkeypatch.setattr(duckdb_engine, "_load_state", slow_load)
     write_deltalake(str(lake / "gold" / "sales"), lines(2, 3), mode="append")

@@ -17,6 +17,7 @@ from loom.engines.contracts import QueryError
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql import duckdb_engine
 from loom.engines.sql.duckdb_engine import DuckDBEngine
+from loom.engines.sql.duckdb_open import LocalLimits
 from loom.lakehouse.seed import seed_lakehouse
 
 COUNT = "SELECT count(*) FROM gold.dim_store"
@@ -106,3 +107,20 @@ def test_a_native_stack_trace_never_reaches_the_message(lake: Path, monkeypatch:
     assert failed.value.code == "execution_error"
     assert failed.value.message == "Binder Error: no such thing"
     assert duckdb_engine._first_line(duckdb.Error("x" * 2000)).endswith("…")
+
+
+def test_a_query_over_the_memory_limit_fails_cleanly_and_the_source_keeps_serving(
+    lake: Path, tmp_path: Path
+) -> None:
+    limits = LocalLimits(memory_limit="64MB", threads=1, temp_directory=str(tmp_path), max_temp_size="16MB")
+    engine = DuckDBEngine(DuckDBSource(name="small", location=str(lake)), limits)
+    settings = engine._connection().execute(
+        "SELECT current_setting('memory_limit'), current_setting('threads'), "
+        "current_setting('temp_directory')"
+    )
+    assert settings.fetchone() == ("61.0 MiB", 1, str(tmp_path))
+    hungry = "SELECT length(string_agg(repeat('x', 200) || range, ',')) FROM range(3000000)"
+    with pytest.raises(QueryError) as failed:
+        engine.execute(hungry, max_rows=1, timeout_s=60)
+    assert failed.value.code == "out_of_memory"
+    assert stores(engine) != []  # the same load answers the next query

@@ -32,7 +32,7 @@ from loom.engines.contracts import (
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.deadlines import CancelTimer
 from loom.engines.sql.duckdb_catalog import build_catalog, by_bare_name, simple_type, structure
-from loom.engines.sql.duckdb_open import open_source, source_location
+from loom.engines.sql.duckdb_open import LocalLimits, open_source, source_location
 from loom.engines.sql.freshness import FRESH_FOR_S, Version, data_version
 from loom.engines.sql.sqlite_compat import sqlite_to_duckdb
 from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
@@ -70,8 +70,9 @@ class DuckDBEngine:
     # What `execute` translates from (sqlglot), besides DuckDB's own SQL.
     dialects = frozenset({"duckdb", "sqlite", "tsql", "databricks", "spark"})
 
-    def __init__(self, source: DuckDBSource) -> None:
+    def __init__(self, source: DuckDBSource, limits: LocalLimits | None = None) -> None:
         self.source = source
+        self.limits = limits or LocalLimits()
         self._setup_lock = threading.Lock()  # loading the source
         self._conn_lock = threading.Lock()  # a cursor against close(): not held while a load runs
         self._catalog_lock = threading.Lock()
@@ -229,7 +230,7 @@ class DuckDBEngine:
         with self._setup_lock:
             if self._state is None or self._changed(self._state):
                 try:
-                    self._state = _load_state(self.source)
+                    self._state = _load_state(self.source, self.limits)
                 except QueryError:
                     self._checked_at = -math.inf  # not the old data for a window: look again next time
                     raise
@@ -288,9 +289,9 @@ def _timeout(timeout_s: float) -> QueryError:
 # --- loading ------------------------------------------------------------------------------------
 
 
-def _load_state(source: DuckDBSource) -> _Loaded:
+def _load_state(source: DuckDBSource, limits: LocalLimits) -> _Loaded:
     # The version is read before the data: a write that lands during the load shows at the next check.
     version = data_version(source_location(source))
-    conn, descriptions = open_source(source)
+    conn, descriptions = open_source(source, limits)
     tables = structure(conn)
     return _Loaded(conn, version, tables, by_bare_name(tables), descriptions)

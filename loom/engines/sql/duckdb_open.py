@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,34 @@ def source_location(source: DuckDBSource) -> Path:
     return Path(source.location).expanduser()
 
 
-def open_source(source: DuckDBSource) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+@dataclass(frozen=True)
+class LocalLimits:
+    """What one embedded DuckDB database may use (it serves every query on its source): memory
+    (`25%` of the machine, `4GB`…; a query past it fails with out_of_memory and the engine keeps
+    serving), threads (None: one per core), and where and how much it may spill to disk."""
+
+    memory_limit: str = "25%"
+    threads: int | None = None
+    temp_directory: str | None = None
+    max_temp_size: str = "4GiB"
+
+    def statements(self) -> list[str]:
+        sets = [f"SET memory_limit = {_literal(self.memory_limit)}"]
+        sets.append(f"SET max_temp_directory_size = {_literal(self.max_temp_size)}")
+        if self.threads is not None:
+            sets.append(f"SET threads = {int(self.threads)}")
+        if self.temp_directory is not None:
+            sets.append(f"SET temp_directory = {_literal(self.temp_directory)}")
+        return sets
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def open_source(
+    source: DuckDBSource, limits: LocalLimits | None = None
+) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
     location = source_location(source)
     if not location.exists():
         raise QueryError(
@@ -52,6 +80,8 @@ def open_source(source: DuckDBSource) -> tuple[duckdb.DuckDBPyConnection, dict[s
         conn, descriptions = _load(location)
     except (duckdb.Error, OSError, sqlite3.Error, pa.ArrowException) as e:
         raise QueryError("source_unavailable", f"Could not open the source {source.name!r}: {e}") from e
+    for statement in (limits or LocalLimits()).statements():
+        conn.execute(statement)
     conn.execute("SET enable_external_access = false")
     conn.execute("SET lock_configuration = true")
     return conn, descriptions

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     )
     query_timeout_s: float = Field(30.0, gt=0)
     max_repairs: int = Field(2, ge=0, le=5)
+    query_workers: int = Field(8, ge=1, description="Threads that run queries, for all tenants.")
+    query_per_tenant: int = Field(4, ge=1, description="Queries one tenant may run at once.")
+    query_per_user: int = Field(2, ge=1, description="Queries one user may run at once.")
+    query_wait_s: float = Field(
+        10.0, gt=0, description="How long a query waits for a place before it is refused (busy)."
+    )
     duckdb_memory_limit: str = Field(
         "25%",
         description="Memory one embedded source's DuckDB may use, shared by its queries (`25%` of the "

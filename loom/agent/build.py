@@ -18,6 +18,7 @@ from loom.engines.registry import EnginePool
 from loom.settings import Settings
 from loom.tools.base import QueryLimits
 from loom.tools.registry import TOOLS
+from loom.tools.scheduler import QueryScheduler
 
 
 def build_model(settings: Settings) -> ChatModel:
@@ -48,4 +49,7 @@ def build_agent(
         limits=TurnLimits.of(settings),
         query_limits=QueryLimits.of(settings),
         embedder=build_embedder(settings),
+        scheduler=QueryScheduler(
+            settings.query_workers, settings.query_per_tenant, settings.query_per_user, settings.query_wait_s
+        ),
     )

@@ -43,6 +43,7 @@ from loom.engines.sources import Source
 from loom.identity import Principal
 from loom.settings import DEFAULTS, Settings
 from loom.tools.base import EngineProvider, QueryLimits, Tool, ToolContext
+from loom.tools.scheduler import QueryScheduler
 
 log = logging.getLogger(__name__)
 TITLE_CHARS = 80
@@ -91,6 +92,7 @@ class Agent:
     query_limits: QueryLimits = field(default_factory=lambda: QueryLimits.of(DEFAULTS))
     gate: ApprovalGate = field(default_factory=EffectGate)
     embedder: Embedder | None = None  # for schema linking, when an embedding model is configured
+    scheduler: QueryScheduler | None = None  # where tools' queries run, fairly between tenants
 
     async def run_turn(self, principal: Principal, request: TurnRequest) -> AsyncIterator[BaseEvent]:
         """However the turn ends (its last event, or the client leaving) its writes are drained
@@ -141,6 +143,7 @@ class Agent:
             model=InnerModel(self.model, budget),
             limits=self.query_limits,
             embedder=self.embedder,
+            scheduler=self.scheduler,
         )
         tools = [t for t in self.tools if t.offered(sources)]
         messages = [*build_messages(sources, tools, stored, self.limits.history_chars), user]

@@ -8,13 +8,14 @@ answers that language) and its guidance, the lines of the system prompt that say
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from typing import Generic, Protocol, TypeVar, get_type_hints
+from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeVar, get_type_hints
 
 from pydantic import BaseModel
 
@@ -23,6 +24,12 @@ from loom.engines.registry import answers
 from loom.engines.sources import Source
 from loom.identity import Principal
 from loom.settings import DEFAULTS, Settings
+
+if TYPE_CHECKING:
+    from loom.tools.scheduler import QueryScheduler
+
+T = TypeVar("T")
+P = ParamSpec("P")
 
 JsonObject = dict[str, object]  # a JSON Schema / function declaration, as sent to the model
 
@@ -74,6 +81,13 @@ class ToolContext:
     model: InnerModel | None = None
     limits: QueryLimits = field(default_factory=lambda: QueryLimits.of(DEFAULTS))
     embedder: Embedder | None = None  # for schema linking, when an embedding model is configured
+    scheduler: QueryScheduler | None = None  # where queries run; None: the loop's default threads
+
+    async def run_query(self, work: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a blocking engine call off the event loop, on the scheduler when there is one."""
+        if self.scheduler is None:
+            return await asyncio.to_thread(work, *args, **kwargs)
+        return await self.scheduler.run(self.principal, work, *args, **kwargs)
 
     def source(self, name: str | None, language: str | None = None) -> Source:
         """The named source, else the first of the conversation's that answers `language`."""

@@ -176,7 +176,7 @@ def _no_model(library: Sequence[VerifiedQuery]) -> ToolError:
 
 async def _execute(ctx: ToolContext, engine: Engine, query: str, dialect: str) -> ResultSet:
     limits = ctx.limits
-    return await asyncio.to_thread(
+    return await ctx.run_query(
         engine.execute,
         query,
         max_rows=limits.max_rows,

@@ -108,13 +108,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if built:
         # Imported here: the agent (model clients, engines) loads only when the app really starts.
         from loom.agent.build import build_agent
+        from loom.cloud import engine_pool
 
-        app.state.runner = build_agent(settings, app.state.store)
+        app.state.engines = engine_pool(settings)  # kept for the readiness probe, closed at the end
+        app.state.runner = build_agent(settings, app.state.store, engines=app.state.engines)
     try:
         yield
     finally:
         if built:
             app.state.runner = None
+            app.state.engines, engines = None, app.state.engines
+            engines.close()
         if opened is not None:
             app.state.store = None
             await opened.close()
@@ -135,6 +139,7 @@ def create_app(
     app.state.settings = settings
     app.state.store = store
     app.state.runner = runner
+    app.state.engines = None  # the pool the app built, when it built the runner
     app.state.in_flight = TurnsInFlight()
     app.state.verifier = EntraVerifier(settings, jwks) if settings.auth_mode == "entra" else None
     install_error_handlers(app)

@@ -179,6 +179,11 @@ class Engine(Protocol):
         loop); None when `catalog()` would have to do work."""
         ...
 
+    def problem(self) -> str | None:
+        """Why the engine could not serve at its last try (the source would not load, the service
+        would not connect), or None; it tries again on the next query. For readiness probes."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -114,6 +114,13 @@ class EnginePool:
                 engine = self._engines[key] = self._open(source, language)
             return engine
 
+    def problems(self) -> dict[str, str]:
+        """`source/language` → why that engine could not serve at its last try, for each that failed."""
+        with self._lock:
+            opened = list(self._engines.items())
+        found = {f"{key[0][0]}/{key[1]}": engine.problem() for key, engine in opened}
+        return {where: problem for where, problem in found.items() if problem}
+
     def close(self) -> None:
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}

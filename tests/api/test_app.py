@@ -30,6 +30,8 @@ from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.store import ConversationStore
 from loom.agent.turns import TurnRequest
 from loom.api.app import create_app
+from loom.engines.contracts import QueryError
+from loom.engines.sources import DuckDBSource
 from loom.identity import DEV_PRINCIPAL, Principal
 from loom.settings import Settings
 from tests.api.test_auth import PARTNER, TENANT, Issuer, entra_settings
@@ -403,7 +405,10 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"store": "ok", "runner": "ok", "sources": "ok"}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"store": "ok", "runner": "ok", "sources": "ok", "engines": "ok"},
+    }
 
 
 async def test_readyz_is_503_when_the_sources_file_is_broken_and_says_no_more(
@@ -447,7 +452,12 @@ def test_the_lifespan_opens_and_closes_its_own_store(tmp_path: Path) -> None:
         assert (home / "loom.db").exists()
         store = app.state.store
         assert isinstance(store, SqliteConversationStore)
-        assert c.get("/readyz").json()["checks"] == {"store": "ok", "runner": "ok", "sources": "ok"}
+        assert c.get("/readyz").json()["checks"] == {
+            "store": "ok",
+            "runner": "ok",
+            "sources": "ok",
+            "engines": "ok",
+        }
         assert c.get("/v1/conversations").json() == {"conversations": []}
     assert app.state.store is None
     with pytest.raises(RuntimeError, match="closed"):
@@ -499,3 +509,19 @@ async def test_a_listed_origin_may_call_and_others_may_not(
 def test_origins_come_from_the_environment_as_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOM_CORS_ORIGINS", f'["{CONSOLE}"]')
     assert Settings().cors_origins == [CONSOLE]
+
+
+def test_readyz_says_when_an_engine_cannot_serve_and_clears_when_it_can(tmp_path: Path) -> None:
+    lake = tmp_path / "lake"
+    app = create_app(Settings(home=tmp_path / "home"), runner=None)
+    with TestClient(app, client=("127.0.0.1", 50000)) as c:
+        pool = app.state.engines
+        engine = pool.engine(DuckDBSource(name="gone", location=str(lake)), "sql")
+        with pytest.raises(QueryError):
+            engine.execute("SELECT 1", max_rows=1, timeout_s=5)  # its data is not there
+        broken = c.get("/readyz")
+        assert broken.status_code == 503
+        assert broken.json()["checks"]["engines"] == "failed: gone/sql cannot serve (see the server log)"
+        lake.mkdir()  # the data comes back: the next query loads it
+        engine.execute("SELECT 1", max_rows=1, timeout_s=5)
+        assert c.get("/readyz").json()["checks"]["engines"] == "ok"

@@ -62,6 +62,9 @@ class ToyEngine:
     def loaded_catalog(self) -> Catalog | None:
         return self._sql.loaded_catalog()
 
+    def problem(self) -> str | None:
+        return self._sql.problem()
+
     def close(self) -> None:
         self._sql.close()
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from loom.agent.sources import SourcesFileError, load_sources
 from loom.agent.store import ConversationStore
 from loom.api.schemas import Health, Readiness
+from loom.engines.registry import EnginePool
 from loom.identity import Principal
 from loom.settings import Settings
 
@@ -51,9 +52,20 @@ def _probe_sources(settings: Settings | None) -> str:
     return "ok"
 
 
+def _probe_engines(engines: EnginePool | None) -> str:
+    """Engines that could not serve at their last try (a source that will not load, a service that
+    will not connect); each tries again on its next query, so this clears when the cause does."""
+    failing = engines.problems() if engines is not None else {}
+    if not failing:
+        return "ok"
+    for where, problem in failing.items():
+        log.warning("not ready: the engine for %s cannot serve: %s", where, problem)
+    return f"failed: {', '.join(sorted(failing))} cannot serve (see the server log)"
+
+
 @router.get(
     "/readyz",
-    summary="Can the service answer (store reachable, agent built, sources file usable)",
+    summary="Can the service answer (store reachable, agent built, sources file usable, engines serving)",
     responses={503: {"model": Readiness}},
 )
 async def readyz(request: Request) -> JSONResponse:
@@ -61,6 +73,7 @@ async def readyz(request: Request) -> JSONResponse:
         "store": await _probe_store(getattr(request.app.state, "store", None)),
         "runner": "ok" if getattr(request.app.state, "runner", None) is not None else "not built",
         "sources": _probe_sources(getattr(request.app.state, "settings", None)),
+        "engines": _probe_engines(getattr(request.app.state, "engines", None)),
     }
     ready = all(v == "ok" for v in checks.values())
     body = Readiness(status="ready" if ready else "not_ready", checks=checks)

@@ -230,6 +230,7 @@ class ConnectionPool:
         self._clock = clock
         self._lock = threading.Lock()
         self._idle: list[tuple[float, DBAPIConnection]] = []
+        self.problem: str | None = None  # why the last connection could not be made
 
     @contextmanager
     def connection(self) -> Iterator[DBAPIConnection]:
@@ -249,13 +250,15 @@ class ConnectionPool:
 
     def _open(self) -> DBAPIConnection:
         try:
-            return self._connect()
-        except QueryError:
+            conn = self._connect()
+        except QueryError as e:
+            self.problem = e.message
             raise
         except Exception as e:  # driver, network and credential errors all mean "cannot reach it"
-            raise QueryError(
-                "source_unavailable", f"Could not connect to {self._driver.label}: {self._driver.message(e)}"
-            ) from e
+            self.problem = f"Could not connect to {self._driver.label}: {self._driver.message(e)}"
+            raise QueryError("source_unavailable", self.problem) from e
+        self.problem = None
+        return conn
 
     def _take(self) -> DBAPIConnection | None:
         now = self._clock()
@@ -462,6 +465,9 @@ class DBAPIEngine(ABC):
         with self._catalog_lock:
             data, read_at = self._catalog, self._catalog_at
         return data.catalog if data is not None and time.monotonic() - read_at < CATALOG_MAX_AGE_S else None
+
+    def problem(self) -> str | None:
+        return self._pool.problem
 
     def close(self) -> None:
         self._pool.close()

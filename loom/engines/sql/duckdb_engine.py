@@ -79,6 +79,7 @@ class DuckDBEngine:
         self._prepared_lock = threading.Lock()
         self._state: _Loaded | None = None
         self._checked_at = -math.inf  # time.monotonic() of the last look at the source's version
+        self._problem: str | None = None  # why the last load failed
 
     # --- Engine protocol ------------------------------------------------------------------------
 
@@ -132,6 +133,9 @@ class DuckDBEngine:
         if state is None or time.monotonic() - self._checked_at >= FRESH_FOR_S:
             return None
         return state.catalog
+
+    def problem(self) -> str | None:
+        return self._problem
 
     def close(self) -> None:
         with self._setup_lock, self._conn_lock:
@@ -231,10 +235,12 @@ class DuckDBEngine:
             if self._state is None or self._changed(self._state):
                 try:
                     self._state = _load_state(self.source, self.limits)
-                except QueryError:
+                except QueryError as e:
                     self._checked_at = -math.inf  # not the old data for a window: look again next time
+                    self._problem = e.message
                     raise
                 self._checked_at = time.monotonic()
+                self._problem = None
             return self._state
 
     def _changed(self, state: _Loaded) -> bool:

@@ -184,6 +184,12 @@ class Settings(BaseSettings):
     def lakehouse_dir(self) -> Path:
         return self.home / "lakehouse"
 
+    def ensure_home(self) -> Path:
+        """The state folder, made the owner's alone (0700) when this creates it: it holds the
+        conversations."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.home
+
     @property
     def duckdb_temp_dir(self) -> Path:
         return self.home / "duckdb-tmp"

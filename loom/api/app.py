@@ -101,7 +101,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if app.state.store is None:
         from loom.agent.sqlite_store import SqliteConversationStore
 
-        settings.database_path.parent.mkdir(parents=True, exist_ok=True)
+        settings.ensure_home()
         opened = await asyncio.to_thread(SqliteConversationStore, settings.database_path)
         app.state.store = opened
     built = app.state.runner is None

@@ -53,6 +53,7 @@ def seed_command(
     from loom.lakehouse.seed import is_seeded
 
     settings = query_settings(home)
+    settings.ensure_home()
     root = settings.lakehouse_dir
     if is_seeded(root) and not force:
         typer.echo(

@@ -45,7 +45,7 @@ class LocalSession:
 async def local_session(
     settings: Settings, console: Console, conversation_id: str | None = None
 ) -> AsyncIterator[LocalSession]:
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.ensure_home()
     store = SqliteConversationStore(settings.database_path)
     try:
         yield LocalSession(build_agent(settings, store), console, conversation_id)

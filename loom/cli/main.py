@@ -66,6 +66,7 @@ def _seed_if_sample(settings: Settings) -> None:
     from loom.cli.data import seed_with_progress
     from loom.lakehouse.seed import is_seeded
 
+    settings.ensure_home()  # before the seeder makes it with the default mode
     if settings.resolved_sources_file.exists() or is_seeded(settings.lakehouse_dir):
         return
     err.print(f"seeding the sample lakehouse in {settings.lakehouse_dir} (first run only)…", soft_wrap=True)

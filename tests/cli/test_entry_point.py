@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -426,3 +427,15 @@ def test_a_huge_result_is_cut_at_the_size_limit_and_a_csv_export_says_so(lakehou
     as_json = json.loads(sql(lakehouse, "-f", "json", query, env={"LOOM_QUERY_MAX_BYTES": "1000000"}).stdout)
     assert as_json["truncated_by"] == "bytes"
     assert as_json["rows"][0][0].endswith("[cut: 3,000,000 characters in all]")
+
+
+def test_the_state_folder_and_the_conversations_are_the_owners_alone(tmp_path: Path, lakehouse: Path) -> None:
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(f"sources:\n  - name: shop\n    location: {lakehouse}\n")
+    home = tmp_path / "home"
+    out = loom(
+        "ask", "What is the total revenue by year?", home=home, env={"LOOM_SOURCES_FILE": str(sources)}
+    )
+    assert out.returncode == 0, out.stderr
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "loom.db").stat().st_mode) == 0o600

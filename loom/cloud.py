@@ -13,7 +13,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from loom.engines.registry import CloudAccess, EnginePool
-from loom.engines.sql.duckdb_open import LocalLimits
+from loom.engines.sql.limits import LocalLimits
 from loom.settings import LOGIN_AUTHORITY, Settings
 
 if TYPE_CHECKING:

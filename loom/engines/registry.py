@@ -10,14 +10,14 @@ which the agent builds from Settings (engines never read configuration themselve
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from azure.core.credentials import TokenCredential
 
 from loom.engines.contracts import Engine, QueryError
 from loom.engines.sources import DatabricksSource, DuckDBSource, Source, SynapseSource
-from loom.engines.sql.duckdb_open import LocalLimits
+from loom.engines.sql.limits import LocalLimits
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,11 @@ def languages(source: Source) -> tuple[str, ...]:
 
 def answers(source: Source, language: str) -> bool:
     return (source.kind, language) in OPENERS
+
+
+def answering(sources: Sequence[Source], language: str | None) -> list[Source]:
+    """The sources that answer `language` (all of them for None: a tool that needs no language)."""
+    return [s for s in sources if language is None or answers(s, language)]
 
 
 class EnginePool:

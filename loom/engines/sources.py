@@ -10,11 +10,9 @@ model here and an opener in `registry.py`.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
-
-QueryLanguage = Literal["sql", "kql", "dax", "gremlin"]
 
 
 class VerifiedQuery(BaseModel, frozen=True):
@@ -92,6 +90,11 @@ def _kind(value: object) -> str:
     return str(getattr(value, "kind", "duckdb"))
 
 
+Source = DuckDBSource | SynapseSource | DatabricksSource
+KINDS: tuple[str, ...] = tuple(
+    model.model_fields["kind"].annotation.__args__[0] for model in get_args(Source)
+)
+
 # As a sources file spells it: the kind picks the model, and one that names none is local.
 SourceSpec = Annotated[
     Annotated[DuckDBSource, Tag("duckdb")]
@@ -100,8 +103,6 @@ SourceSpec = Annotated[
     Discriminator(
         _kind,
         custom_error_type="unknown_kind",
-        custom_error_message="kind must be one of: duckdb, synapse, databricks",
+        custom_error_message=f"kind must be one of: {', '.join(KINDS)}",
     ),
 ]
-Source = DuckDBSource | SynapseSource | DatabricksSource
-KINDS: tuple[str, ...] = ("duckdb", "synapse", "databricks")

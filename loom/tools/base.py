@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeVar, get_typ
 from pydantic import BaseModel
 
 from loom.engines.contracts import Embedder, Engine, ResultSet
-from loom.engines.registry import answers
+from loom.engines.registry import answering
 from loom.engines.sources import Source
 from loom.identity import Principal
 from loom.settings import DEFAULTS, Settings
@@ -91,7 +91,7 @@ class ToolContext:
 
     def source(self, name: str | None, language: str | None = None) -> Source:
         """The named source, else the first of the conversation's that answers `language`."""
-        usable = [s for s in self.sources if language is None or answers(s, language)]
+        usable = answering(self.sources, language)
         if name is None and usable:
             return usable[0]
         found = next((s for s in usable if s.name == name), None)
@@ -156,7 +156,7 @@ class Tool(Generic[A, R]):
 
     def usable(self, sources: Sequence[Source]) -> list[Source]:
         """The sources this tool can query: those answering its language (all, for other tools)."""
-        return [s for s in sources if self.language is None or answers(s, self.language)]
+        return answering(sources, self.language)
 
     def declaration(self, sources: Sequence[Source]) -> JsonObject:
         """The schema for a turn over `sources`: its `source` argument names only those it can query."""

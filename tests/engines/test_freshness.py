@@ -18,8 +18,8 @@ from loom.engines.contracts import QueryError
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql import duckdb_engine, freshness
 from loom.engines.sql.duckdb_engine import DuckDBEngine
-from loom.engines.sql.duckdb_open import LocalLimits
 from loom.engines.sql.freshness import data_version
+from loom.engines.sql.limits import LocalLimits
 from loom.tools import sql_schema
 
 

@@ -17,7 +17,7 @@ from loom.engines.contracts import QueryError
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql import duckdb_engine
 from loom.engines.sql.duckdb_engine import DuckDBEngine
-from loom.engines.sql.duckdb_open import LocalLimits
+from loom.engines.sql.limits import LocalLimits
 from loom.lakehouse.seed import seed_lakehouse
 
 COUNT = "SELECT count(*) FROM gold.dim_store"

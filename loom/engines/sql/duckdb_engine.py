@@ -32,8 +32,9 @@ from loom.engines.contracts import (
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.deadlines import CancelTimer
 from loom.engines.sql.duckdb_catalog import build_catalog, by_bare_name, simple_type, structure
-from loom.engines.sql.duckdb_open import LocalLimits, open_source, source_location
+from loom.engines.sql.duckdb_open import open_source, source_location
 from loom.engines.sql.freshness import FRESH_FOR_S, Version, data_version
+from loom.engines.sql.limits import LocalLimits
 from loom.engines.sql.sqlite_compat import sqlite_to_duckdb
 from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
 

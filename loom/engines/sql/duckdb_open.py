@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from deltalake.exceptions import DeltaError
 
 from loom.engines.contracts import QueryError
 from loom.engines.sources import DuckDBSource
+from loom.engines.sql.limits import LocalLimits
 
 log = logging.getLogger(__name__)
 
@@ -39,31 +39,6 @@ TABLE_FILE_SUFFIXES = (".parquet", ".csv")
 
 def source_location(source: DuckDBSource) -> Path:
     return Path(source.location).expanduser()
-
-
-@dataclass(frozen=True)
-class LocalLimits:
-    """What one embedded DuckDB database may use (it serves every query on its source): memory
-    (`25%` of the machine, `4GB`…; a query past it fails with out_of_memory and the engine keeps
-    serving), threads (None: one per core), and where and how much it may spill to disk."""
-
-    memory_limit: str = "25%"
-    threads: int | None = None
-    temp_directory: str | None = None
-    max_temp_size: str = "4GiB"
-
-    def statements(self) -> list[str]:
-        sets = [f"SET memory_limit = {_literal(self.memory_limit)}"]
-        sets.append(f"SET max_temp_directory_size = {_literal(self.max_temp_size)}")
-        if self.threads is not None:
-            sets.append(f"SET threads = {int(self.threads)}")
-        if self.temp_directory is not None:
-            sets.append(f"SET temp_directory = {_literal(self.temp_directory)}")
-        return sets
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def open_source(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,7 +20,7 @@ from loom.api.auth import EntraVerifier, JwksProvider, check_auth_config
 from loom.api.guard import Guard
 from loom.api.in_flight import TurnsInFlight
 from loom.api.routes import chat, conversations, health
-from loom.api.schemas import ErrorBody, ErrorDetail
+from loom.api.schemas import error_response
 from loom.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,13 +43,6 @@ _STATUS_CODES = {
     422: "invalid_request",
     503: "not_ready",
 }
-
-
-def error_response(
-    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    body = ErrorBody(error=ErrorDetail(code=code, message=message))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

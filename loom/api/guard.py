@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loom.api.auth import authenticate
-from loom.api.schemas import ApiError, ErrorBody, ErrorDetail
+from loom.api.schemas import ApiError, error_response
 
 GUARDED = "/v1/"
 
@@ -44,10 +45,10 @@ class Guard:
             request.state.principal = await authenticate(request)
             self._check_declared(request)
         except ApiError as e:
-            await _error(send, e)
+            await _error(e)(scope, receive, send)
             return
         body = _Body(self.max_body_bytes)
-        await self.app(scope, _counting(receive, body), _replacing(send, body))
+        await self.app(scope, _counting(receive, body), _replacing(scope, receive, send, body))
 
     def _check_declared(self, request: Request) -> None:
         declared = request.headers.get("content-length", "")
@@ -74,7 +75,7 @@ def _counting(receive: Receive, body: _Body) -> Receive:
     return receive_counted
 
 
-def _replacing(send: Send, body: _Body) -> Send:
+def _replacing(scope: Scope, receive: Receive, send: Send, body: _Body) -> Send:
     """Whatever the app answers to a body cut short (a 400, a disconnect), the client gets the 413."""
 
     async def send_checked(message: Message) -> None:
@@ -82,16 +83,12 @@ def _replacing(send: Send, body: _Body) -> Send:
             return
         if body.too_large and message["type"] == "http.response.start":
             body.replaced = True
-            await _error(send, _too_large(body.limit))
+            await _error(_too_large(body.limit))(scope, receive, send)
             return
         await send(message)
 
     return send_checked
 
 
-async def _error(send: Send, error: ApiError) -> None:
-    payload = ErrorBody(error=ErrorDetail(code=error.code, message=str(error.detail))).model_dump_json()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    headers += [(k.lower().encode(), v.encode()) for k, v in (error.headers or {}).items()]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": payload.encode()})
+def _error(error: ApiError) -> JSONResponse:
+    return error_response(error.status_code, error.code, str(error.detail), error.headers)

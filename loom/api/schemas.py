@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loom.agent.store import Conversation, StoredMessage
@@ -32,6 +34,13 @@ class ApiError(HTTPException):
     ) -> None:
         super().__init__(status_code=status_code, detail=message, headers=headers)
         self.code = code
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = ErrorBody(error=ErrorDetail(code=code, message=message))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:

@@ -79,8 +79,7 @@ class OfflineModel:
     def _for_user(self, question: str, tools: Sequence[dict[str, Any]]) -> ModelReply:
         offered = self._offered(tools)
         for source, tool in offered:
-            library = tuple(v for v in source.verified_queries if v.language == self._languages[tool])
-            if VerifiedIndex.of(library).best(question, self.threshold):
+            if VerifiedIndex.of(source.verified_for(self._languages[tool])).best(question, self.threshold):
                 args = json.dumps({"question": question, "source": source.name})
                 call = ToolCall(id=f"call_{uuid.uuid4().hex[:24]}", name=tool, arguments=args)
                 return ModelReply(tool_calls=(call,))

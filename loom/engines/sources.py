@@ -45,6 +45,10 @@ class SourceBase(BaseModel):
         has no dialects)."""
         return language
 
+    def verified_for(self, language: str) -> tuple[VerifiedQuery, ...]:
+        """The verified queries written in `language`: a question is matched only against these."""
+        return tuple(v for v in self.verified_queries if v.language == language)
+
 
 class DuckDBSource(SourceBase):
     """A local source: a .duckdb or .sqlite file, or a folder of Delta/Parquet/CSV tables."""

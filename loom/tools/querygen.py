@@ -148,7 +148,7 @@ async def answer(ctx: ToolContext, language: QueryLanguage, args: QuestionArgs) 
     """The loop: a verified query when one matches, else generated, validated and repaired."""
     source = ctx.source(args.source, language.name)
     engine = _engine(ctx, source, language)
-    library = tuple(v for v in source.verified_queries if v.language == language.name)
+    library = source.verified_for(language.name)
     ranked = VerifiedIndex.of(library).rank(args.question)
     if ranked and ranked[0].score >= ctx.limits.verified_threshold:
         return await _run_verified(ctx, engine, source, language, ranked[0].verified)

@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     entra_tenant_id: str | None = None
     entra_audience: str | None = None
     entra_allowed_tenants: list[str] = Field(default_factory=list)
+    group_roles: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Roles given to members of Entra groups, by group object id (JSON: "
+        '{"<group-id>": ["Sales.Reader"]}); a source\'s `allow` names roles. App roles in the token '
+        "need no mapping.",
+    )
     max_message_bytes: int = 32 * 1024
     max_request_bytes: int = Field(
         256 * 1024,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from loom.access import SourceAccess
 from loom.agent.loop import Agent, TurnLimits
 from loom.agent.model import ChatModel
 from loom.agent.offline import OfflineModel
@@ -37,7 +38,10 @@ def build_agent(
     *,
     model: ChatModel | None = None,
     engines: EnginePool | None = None,
+    access: SourceAccess | None = None,
 ) -> Agent:
+    """The agent for `settings`; `access` decides who may use which source (by default, as the
+    settings' sign-in mode says: see loom.access)."""
     from loom.agent.embeddings import build_embedder
 
     return Agent(
@@ -46,6 +50,7 @@ def build_agent(
         store=store,
         engines=engines or engine_pool(settings),
         sources=partial(load_sources, settings),
+        access=access or SourceAccess.of(settings),
         limits=TurnLimits.of(settings),
         query_limits=QueryLimits.of(settings),
         embedder=build_embedder(settings),

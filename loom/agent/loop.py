@@ -27,6 +27,7 @@ from ag_ui.core import (
 )
 from ag_ui.core.events import RunFinishedInterruptOutcome, RunFinishedSuccessOutcome
 
+from loom.access import SourceAccess
 from loom.agent.approval import ApprovalGate, EffectGate
 from loom.agent.budget import BudgetExhausted, InnerModel, TurnBudget
 from loom.agent.events import approval_event, model_events, new_id, result_events, text_events
@@ -88,6 +89,7 @@ class Agent:
     store: ConversationStore
     engines: EngineProvider
     sources: Callable[[], Mapping[str, Source]]
+    access: SourceAccess  # which of them each principal may use
     limits: TurnLimits = field(default_factory=lambda: TurnLimits.of(DEFAULTS))
     query_limits: QueryLimits = field(default_factory=lambda: QueryLimits.of(DEFAULTS))
     gate: ApprovalGate = field(default_factory=EffectGate)
@@ -131,7 +133,7 @@ class Agent:
     async def prepare(self, principal: Principal, request: TurnRequest) -> Turn:
         """Open or create the conversation, queue the user's message (`run_turn` waits for it to be
         committed before announcing the run), build the model's input."""
-        sources = self._pick_sources(request.sources)
+        sources = self._pick_sources(principal, request.sources)
         writer, stored = await self._conversation(principal, request)
         user = ChatMessage(role="user", content=request.message)
         writer.append([user])
@@ -219,8 +221,9 @@ class Agent:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _pick_sources(self, names: list[str] | None) -> list[Source]:
-        return pick_sources(dict(self.sources()), names)
+    def _pick_sources(self, principal: Principal, names: list[str] | None) -> list[Source]:
+        """The requested sources (all when none are named) among those the principal may use."""
+        return pick_sources(self.access.visible(principal, self.sources()), names)
 
     async def _conversation(
         self, principal: Principal, request: TurnRequest

@@ -37,7 +37,7 @@ def _guidance(tool: Tool) -> str:
 
 @lru_cache(maxsize=32)
 def _system_prompt(sources: tuple[Source, ...], tools: tuple[Tool, ...]) -> ChatMessage:
-    listed = "\n".join(_describe(s) for s in sources) or "- (none configured)"
+    listed = "\n".join(_describe(s) for s in sources) or "- (none: no data source is open to this user)"
     guidance = "\n".join(_guidance(t) for t in tools) or "- (none: answer without tools)"
     return ChatMessage(role="system", content=render("system", sources=listed, tools=guidance))
 

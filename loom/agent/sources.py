@@ -53,6 +53,7 @@ def _sample(lakehouse: Path) -> DuckDBSource:
         instructions="Prefer the gold layer. Revenue is fact_sales.net_amount; dates join through "
         "dim_date.date_key. Money is in US dollars.",
         verified_queries=tuple(VerifiedQuery(**q) for q in load_verified_queries(SAMPLE_SOURCE)),
+        allow=("*",),  # public sample data: every signed-in user of the server's tenant
     )
 
 

@@ -1,4 +1,4 @@
-"""The HTTP API: chat over SSE, conversations, health; every error as `{"error": {"code", "message"}}`."""
+"""The HTTP API: chat over SSE, conversations, sources, health; errors as `{"error": {"code", "message"}}`."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from loom.access import SourceAccess
+from loom.agent.sources import SourcesFileError, load_sources
 from loom.agent.store import ConversationStore
 from loom.agent.turns import TurnRunner
 from loom.api.auth import EntraVerifier, JwksProvider, check_auth_config
 from loom.api.guard import Guard
 from loom.api.in_flight import TurnsInFlight
-from loom.api.routes import chat, conversations, health
+from loom.api.routes import chat, conversations, health, sources
 from loom.api.schemas import error_response
 from loom.settings import Settings
 
@@ -28,8 +30,9 @@ log = logging.getLogger(__name__)
 DESCRIPTION = """Ask questions about your data; an agent answers by querying it with governed tools.
 
 `POST /v1/chat` streams [AG-UI](https://docs.ag-ui.com) events as Server-Sent Events. Every request
-is made as a principal (tenant, user, roles) taken from an Entra ID bearer token, or the fixed dev
-principal when the server runs in dev mode on loopback. Errors are `{"error": {"code", "message"}}`.
+is made as a principal (tenant, user, roles, groups) taken from an Entra ID bearer token, or the fixed
+dev principal when the server runs in dev mode on loopback; a caller sees and queries only the sources
+whose `allow` list holds one of its roles (`GET /v1/sources`). Errors are `{"error": {"code", "message"}}`.
 """
 
 _STATUS_CODES = {
@@ -104,7 +107,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from loom.cloud import engine_pool
 
         app.state.engines = engine_pool(settings)  # kept for the readiness probe, closed at the end
-        app.state.runner = build_agent(settings, app.state.store, engines=app.state.engines)
+        app.state.runner = build_agent(
+            settings, app.state.store, engines=app.state.engines, access=app.state.access
+        )
+        _warn_closed(settings, app.state.access)
     try:
         yield
     finally:
@@ -115,6 +121,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if opened is not None:
             app.state.store = None
             await opened.close()
+
+
+def _warn_closed(settings: Settings, access: SourceAccess) -> None:
+    try:
+        closed = access.closed(load_sources(settings).values())
+    except SourcesFileError:
+        return  # /readyz reports it
+    if closed:
+        log.warning(
+            "sources nobody may use until an `allow` list names roles for them: %s", ", ".join(closed)
+        )
 
 
 def create_app(
@@ -134,9 +151,10 @@ def create_app(
     app.state.runner = runner
     app.state.engines = None  # the pool the app built, when it built the runner
     app.state.in_flight = TurnsInFlight()
+    app.state.access = SourceAccess.of(settings)
     app.state.verifier = EntraVerifier(settings, jwks) if settings.auth_mode == "entra" else None
     install_error_handlers(app)
-    for module in (chat, conversations, health):
+    for module in (chat, conversations, sources, health):
         app.include_router(module.router)
     app.add_middleware(Guard, max_body_bytes=settings.max_request_bytes)
     if settings.cors_origins:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -23,6 +24,7 @@ from loom.settings import LOGIN_AUTHORITY, AzureCloud, Settings
 ALGORITHMS = ["RS256"]
 LEEWAY_S = 60  # clock skew between Entra and this host
 REALM = 'Bearer realm="loom"'
+log = logging.getLogger(__name__)
 
 
 # --- configuration checks (at startup) ---------------------------------------------------------
@@ -174,12 +176,20 @@ def _principal(claims: dict[str, Any]) -> Principal:
     user = claims.get("oid") or claims.get("sub")
     if not isinstance(user, str) or not user:
         raise unauthorized("missing_claim", "the token has no user id (oid or sub)")
-    roles = claims.get("roles") or []
+    if "groups" in (claims.get("_claim_names") or {}):
+        # Group overage: the user is in more groups than a token carries, and Entra left them out.
+        # Reading them needs Microsoft Graph; app roles assigned to those groups arrive in `roles`.
+        log.warning("the token of %s has too many groups to carry; only its app roles count", user)
     return Principal(
         tenant_id=claims["tid"].lower(),
         user_id=user,
-        roles=tuple(r for r in roles if isinstance(r, str)) if isinstance(roles, list) else (),
+        roles=_strings(claims.get("roles")),
+        groups=_strings(claims.get("groups")),
     )
+
+
+def _strings(claim: object) -> tuple[str, ...]:
+    return tuple(v for v in claim if isinstance(v, str)) if isinstance(claim, list) else ()
 
 
 class EntraVerifier:

@@ -150,6 +150,22 @@ class ConversationDetail(ConversationOut):
     messages: list[MessageOut]
 
 
+# --- sources -----------------------------------------------------------------------------------
+
+
+class SourceOut(BaseModel):
+    """A data source the caller may use."""
+
+    name: str = Field(description="What a chat request's `sources` names it by.")
+    kind: str = Field(description="`duckdb` (local), `synapse`, `databricks`, …")
+    description: str
+    languages: list[str] = Field(description="Query languages the agent can answer from it, e.g. `sql`.")
+
+
+class SourceList(BaseModel):
+    sources: list[SourceOut] = Field(description="In the order the sources file lists them.")
+
+
 # --- health ------------------------------------------------------------------------------------
 
 

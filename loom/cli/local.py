@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
+from loom.access import OPEN
 from loom.agent.build import build_agent
 from loom.agent.loop import Agent
 from loom.agent.sources import SourcesFileError, UnknownSourceError
@@ -48,6 +49,7 @@ async def local_session(
     settings.ensure_home()
     store = SqliteConversationStore(settings.database_path)
     try:
-        yield LocalSession(build_agent(settings, store), console, conversation_id)
+        # The local user holds the data files and credentials already: every source is theirs.
+        yield LocalSession(build_agent(settings, store, access=OPEN), console, conversation_id)
     finally:
         await store.close()

@@ -33,6 +33,14 @@ class SourceBase(BaseModel):
     description: str = ""
     instructions: str = ""
     verified_queries: tuple[VerifiedQuery, ...] = ()
+    allow: tuple[str, ...] = Field(
+        (),
+        description="roles that may use the source: Entra app roles, or roles LOOM_GROUP_ROLES gives "
+        "to groups; `*` for every signed-in user of its tenants. None listed: nobody, under sign-in",
+    )
+    tenants: tuple[str, ...] = Field(
+        (), description="tenant ids whose users may use it (`*` for any); default: the server's own"
+    )
 
     @cached_property
     def connection_key(self) -> tuple[object, ...]:

@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from loom.access import OPEN
 from loom.agent.loop import Agent, TurnLimits
 from loom.agent.model import ChatModel
 from loom.agent.sqlite_store import SqliteConversationStore
@@ -62,6 +63,7 @@ def make_agent(store: SqliteConversationStore, engines: EnginePool, source: Sour
             store=store,
             engines=engines,
             sources=lambda: {source.name: source},
+            access=OPEN,
             limits=replace(TurnLimits.of(DEFAULTS), **limits),
         )
 

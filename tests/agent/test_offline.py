@@ -5,6 +5,7 @@ from typing import Any
 
 from ag_ui.core import EventType
 
+from loom.access import OPEN
 from loom.agent.model import ChatMessage
 from loom.agent.offline import CONFIGURE, OfflineModel
 from loom.agent.turns import TurnRequest
@@ -68,7 +69,7 @@ async def test_verified_questions_belong_to_their_source(
     from loom.agent.loop import Agent
 
     both = {source.name: source, "shop": _other(source)}
-    agent = Agent(OfflineModel(lambda: both, TOOLS, 0.8), TOOLS, store, engines, lambda: both)
+    agent = Agent(OfflineModel(lambda: both, TOOLS, 0.8), TOOLS, store, engines, lambda: both, OPEN)
     request = TurnRequest(message="How many orders per channel?", sources=["shop"])
     events: list[Any] = [e async for e in agent.run_turn(DEV_PRINCIPAL, request)]
     answer = "".join(e.delta for e in events if e.type == EventType.TEXT_MESSAGE_CONTENT)

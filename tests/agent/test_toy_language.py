@@ -9,6 +9,7 @@ import pytest
 from ag_ui.core import EventType
 from typer.testing import CliRunner
 
+from loom.access import OPEN
 from loom.agent.events import RESULT_TABLE
 from loom.agent.testing import ScriptedModel, text, tool_call
 from loom.agent.turns import TurnRequest
@@ -87,7 +88,7 @@ async def test_a_tool_whose_language_no_source_answers_is_not_offered(
 
     cloud = SynapseSource(name="dw", kind="synapse", location="h", database="lake")
     agent = Agent(
-        ScriptedModel().queue(text("hi")), [toy_language.TOOL], store, engines, lambda: {"dw": cloud}
+        ScriptedModel().queue(text("hi")), [toy_language.TOOL], store, engines, lambda: {"dw": cloud}, OPEN
     )
     await events_of(agent, "hi")
     assert agent.model.calls[0].tools == []  # type: ignore[attr-defined]
@@ -122,7 +123,7 @@ async def test_each_tool_names_only_the_sources_that_answer_its_language(
     cloud = SynapseSource(name="dw", kind="synapse", location="h", database="lake")
     both = {"sales": source, "dw": cloud}
     model = ScriptedModel().queue(text("hi"))
-    await events_of(Agent(model, [nl2sql.TOOL, toy_language.TOOL], store, engines, lambda: both), "hi")
+    await events_of(Agent(model, [nl2sql.TOOL, toy_language.TOOL], store, engines, lambda: both, OPEN), "hi")
     enums = {
         t["function"]["name"]: t["function"]["parameters"]["properties"]["source"]["enum"]
         for t in model.calls[0].tools

@@ -151,6 +151,18 @@ async def test_sub_stands_in_for_a_missing_oid_and_no_roles(tmp_path: Path, issu
     assert (principal.user_id, principal.roles) == ("pairwise-sub", ())
 
 
+async def test_group_claims_are_read_and_a_group_overage_is_logged(
+    tmp_path: Path, issuer: Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    verifier = EntraVerifier(entra_settings(tmp_path), issuer)
+    principal = await verifier.verify(issuer.token(groups=["g-1", 7, "g-2"]))
+    assert principal.groups == ("g-1", "g-2")  # anything not a string is not a group id
+    overage: dict[str, Any] = {"_claim_names": {"groups": "src1"}, "_claim_sources": {"src1": {}}}
+    principal = await verifier.verify(issuer.token(**overage))
+    assert principal.groups == () and principal.roles == ("Loom.User", "Loom.Admin")
+    assert "too many groups" in caplog.text
+
+
 @pytest.mark.parametrize(
     "iss", ["https://sts.windows.net/{t}/", "https://login.microsoftonline.com/{t}/v2.0"]
 )

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from loom.agent.sources import SourcesFileError, UnknownSourceError, load_sources, pick_sources
+from loom.agent.sources import UnknownSourceError, pick_sources
 from loom.agent.turns import TurnRequest
-from loom.api.deps import InFlightDep, PrincipalDep, RunnerDep, SettingsDep, StoreDep
+from loom.api.deps import (
+    InFlightDep,
+    PrincipalDep,
+    RunnerDep,
+    SettingsDep,
+    StoreDep,
+    VisibleSourcesDep,
+)
 from loom.api.schemas import ApiError, ChatRequest, error_responses
 from loom.api.sse import EventStreamResponse, sse_response
-from loom.settings import Settings
+from loom.engines.sources import Source
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
@@ -34,13 +41,13 @@ def check_message_size(message: str, limit: int) -> None:
         )
 
 
-def check_sources(settings: Settings, names: list[str] | None) -> None:
+def check_sources(visible: dict[str, Source], names: list[str] | None) -> None:
+    """Each named source exists and the caller may use it: the same 422 either way, so a source
+    the caller may not use is not revealed."""
     try:
-        pick_sources(load_sources(settings), names)
+        pick_sources(visible, names)
     except UnknownSourceError as e:
         raise ApiError(422, "unknown_source", e.message) from e
-    except SourcesFileError as e:  # the server's configuration, not the request, is wrong
-        raise ApiError(503, "sources_file_invalid", str(e)) from e
 
 
 @router.post(
@@ -57,13 +64,14 @@ async def chat(
     store: StoreDep,
     runner: RunnerDep,
     in_flight: InFlightDep,
+    visible: VisibleSourcesDep,
 ) -> EventStreamResponse:
     """Run one turn of the conversation `conversation_id` (a new one when omitted)."""
     check_message_size(body.message, settings.max_message_bytes)
     wanted = body.conversation_id
     if wanted is not None and await store.get_conversation(principal, wanted) is None:
         raise ApiError(404, "conversation_not_found", f"no conversation {wanted!r}")
-    check_sources(settings, body.sources)
+    check_sources(visible, body.sources)
     turn = TurnRequest(conversation_id=body.conversation_id, message=body.message, sources=body.sources)
     if wanted is None:  # a new conversation: nothing else can be running in it
         return sse_response(runner.run_turn(principal, turn))

@@ -60,7 +60,9 @@ def _probe_engines(engines: EnginePool | None) -> str:
         return "ok"
     for where, problem in failing.items():
         log.warning("not ready: the engine for %s cannot serve: %s", where, problem)
-    return f"failed: {', '.join(sorted(failing))} cannot serve (see the server log)"
+    # Counted, not named: the probe is unauthenticated, and a source's name is for those it answers.
+    count = len(failing)
+    return f"failed: {count} engine{'s' if count != 1 else ''} cannot serve (see the server log)"
 
 
 @router.get(

@@ -159,6 +159,21 @@ def test_unknown_table_is_refused_with_suggestions_before_it_runs() -> None:
     assert engine.validate("SELECT * FROM events")[0].suggestions[0] == "main.silver.events"
 
 
+def test_a_cte_named_like_another_table_does_not_reach_it() -> None:
+    # Spark reads the body's `payroll` as the real table: the CTE's own name must not exempt it.
+    script = _script(_sales_reply())
+    engine = _engine(script)
+    query = "WITH payroll AS (SELECT * FROM hr.payroll) SELECT * FROM payroll"
+    assert [p.code for p in engine.validate(query)] == ["unknown_table"]
+    shadow = "WITH payroll AS (SELECT * FROM payroll) SELECT * FROM payroll"
+    with pytest.raises(QueryError) as caught:
+        engine.execute(shadow, max_rows=10, timeout_s=5)
+    assert caught.value.code == "unknown_table"
+    assert "main.gold.payroll" in caught.value.message
+    assert _user_sql(script) == []
+    assert engine.validate("WITH s AS (SELECT * FROM sales) SELECT * FROM s") == []
+
+
 # --- auth -----------------------------------------------------------------------------------------
 
 

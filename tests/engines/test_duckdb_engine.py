@@ -189,6 +189,17 @@ def test_unknown_table_is_refused_with_a_suggestion(engine: DuckDBEngine) -> Non
     assert engine.validate("SELECT * FROM gold.sale")[0].code == "unknown_table"
 
 
+def test_a_cte_named_like_a_system_view_cannot_read_the_view(engine: DuckDBEngine) -> None:
+    # DuckDB resolves the body's `sqlite_master` to its built-in view (every table's DDL).
+    query = "WITH sqlite_master AS (SELECT * FROM sqlite_master) SELECT sql FROM sqlite_master"
+    with pytest.raises(QueryError) as caught:
+        engine.execute(query, max_rows=5, timeout_s=5)
+    assert caught.value.code == "unknown_table"
+    assert "sqlite_master" in caught.value.message
+    ok = "WITH s AS (SELECT * FROM gold.sales) SELECT count(*) FROM s"
+    assert engine.execute(ok, max_rows=5, timeout_s=5).row_count == 1
+
+
 def test_refused_queries_are_never_executed(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = _engine(folder)
     ran: list[str] = []

@@ -219,6 +219,56 @@ def test_known_tables_ctes_and_main_schema_pass_the_catalog_check() -> None:
     assert validate_sql(query, catalog=CATALOG) == []
 
 
+# A CTE's name means the CTE only where the CTE is visible; anywhere else it is the real table or
+# system view of that name, which the catalog check must still see (issue 8: the CTE-shadowing gap).
+# Each of these read DuckDB's `sqlite_master` (the DDL of every table) before the check looked at
+# scopes, because any CTE name anywhere in the query exempted every table of that name.
+CTE_SHADOWS = [
+    # A non-recursive CTE does not see itself: the body reads the real view.
+    "WITH sqlite_master AS (SELECT * FROM sqlite_master) SELECT * FROM sqlite_master",
+    "WITH duckdb_indexes AS MATERIALIZED (SELECT * FROM duckdb_indexes) SELECT * FROM duckdb_indexes",
+    "WITH Sqlite_Master AS (SELECT * FROM SQLITE_MASTER) SELECT * FROM sqlite_master",
+    # Nor does WITH RECURSIVE make it visible where the engine does not: in the anchor of the
+    # UNION, or in a body that is no UNION at all.
+    "WITH RECURSIVE sqlite_master AS (SELECT type FROM sqlite_master UNION ALL SELECT 'x') "
+    "SELECT * FROM sqlite_master",
+    "WITH RECURSIVE sqlite_master AS (SELECT * FROM sqlite_master) SELECT * FROM sqlite_master",
+    # A CTE sees only the CTEs before it.
+    "WITH a AS (SELECT * FROM sqlite_master), sqlite_master AS (SELECT 1) SELECT * FROM a",
+    # A WITH inside a subquery, a derived table or another CTE does not reach outside it.
+    "SELECT * FROM (WITH sqlite_schema AS (SELECT 1 AS a) SELECT * FROM sqlite_schema) AS q, sqlite_schema",
+    "SELECT * FROM orders WHERE EXISTS (WITH sqlite_master AS (SELECT 1) SELECT 1) "
+    "AND EXISTS (SELECT 1 FROM sqlite_master)",
+    "WITH x AS (WITH sqlite_master AS (SELECT 1) SELECT 1) SELECT * FROM x, sqlite_master",
+]
+
+
+@pytest.mark.parametrize("query", CTE_SHADOWS)
+def test_a_cte_name_does_not_hide_the_real_table_from_the_catalog_check(query: str) -> None:
+    problems = validate_sql(query, catalog=CATALOG)
+    assert [p.code for p in problems] == ["unknown_table"]
+    assert problems[0].message.lower().startswith(("unknown table sqlite_", "unknown table duckdb_"))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n FROM r",
+        "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL (SELECT n + 1 FROM r WHERE n < 3)) SELECT * FROM r",
+        "WITH RECURSIVE a AS (SELECT 1 AS n), r AS (SELECT n FROM a UNION ALL "
+        "SELECT r.n + 1 FROM r JOIN a ON true WHERE r.n < 3 AND r.n IN (SELECT n FROM r)) SELECT * FROM r",
+        "WITH a AS (SELECT * FROM orders), b AS (SELECT * FROM A) SELECT * FROM b, a",
+        'WITH "Recent" AS (SELECT * FROM orders) SELECT * FROM recent UNION ALL SELECT * FROM RECENT',
+        "WITH a AS (SELECT * FROM orders) "
+        "SELECT (SELECT count(*) FROM a) AS n, * FROM (SELECT * FROM a) AS x",
+        "WITH a AS (SELECT 1 AS id), b AS (WITH a AS (SELECT * FROM a) SELECT * FROM a) SELECT * FROM b",
+        "SELECT * FROM (WITH a AS (SELECT * FROM orders) SELECT * FROM a) AS q",
+    ],
+)
+def test_ctes_visible_where_they_are_used_pass_the_catalog_check(query: str) -> None:
+    assert validate_sql(query, catalog=CATALOG) == []
+
+
 def test_each_unknown_table_is_reported_once() -> None:
     problems = validate_sql(
         "SELECT * FROM nope AS a JOIN nope AS b ON true JOIN gone ON true", catalog=CATALOG

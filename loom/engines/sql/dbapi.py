@@ -388,7 +388,7 @@ def _qualified_key(table: exp.Table, defaults: tuple[str, str]) -> str | None:
 
 def unknown_tables(expr: exp.Expr, data: CatalogData, defaults: tuple[str, str]) -> list[Problem]:
     """Tables the query names that the catalog lacks (the validator's checker, on three-part keys)."""
-    return list(qualify.unknown_tables(expr.walk(), lambda t: _qualified_key(t, defaults), data.keys))
+    return list(qualify.unknown_tables(expr, lambda t: _qualified_key(t, defaults), data.keys))
 
 
 # --- the engine ----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ The problems go back to the model in the repair loop, so each one names what doe
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
@@ -57,23 +57,79 @@ class CatalogNames:
 
 
 def unknown_tables(
-    nodes: Iterable[exp.Expr], resolve: Callable[[exp.Table], str | None], known: Mapping[str, str]
+    expr: exp.Expr, resolve: Callable[[exp.Table], str | None], known: Mapping[str, str]
 ) -> Iterator[Problem]:
     """Tables the query names that the catalog lacks, each with the closest existing names.
 
     `resolve` turns a table reference into the key the catalog is indexed by (None for what is no
     catalog table); `known` maps those keys to the names shown to the model. The embedded engine
     keys by `schema.table`, the cloud engines by three-part names with their defaults filled in.
+    Only a reference that reads a CTE is exempt: a CTE's name elsewhere means the real table.
     """
-    nodes = list(nodes)
-    ctes = {n.alias_or_name.lower() for n in nodes if isinstance(n, exp.CTE)}
+    ctes = cte_references(expr)
     reported: set[str] = set()
-    for table in (n for n in nodes if isinstance(n, exp.Table)):
+    for table in expr.find_all(exp.Table):
         key = resolve(table)
-        if key is None or key in known or key in reported or (not table.db and table.name.lower() in ctes):
+        if key is None or key in known or key in reported or id(table) in ctes:
             continue
         reported.add(key)
         yield unknown_table_problem(key, known)
+
+
+def cte_references(expr: exp.Expr) -> set[int]:
+    """The ids of the table references that read a CTE, as the engines resolve names.
+
+    A name is a CTE only where that CTE is visible: in the query that owns the WITH and its
+    subqueries, and in the CTEs defined after it. Elsewhere the same name is the real table (or a
+    system view) of that name: `WITH t AS (SELECT * FROM t)` reads the real `t`, and so does a
+    reference beside a subquery whose WITH defines `t`. sqlglot's scopes encode exactly that
+    visibility, but for one case (`_reads_itself`). A tree sqlglot cannot scope exempts nothing:
+    every reference is then checked against the catalog.
+    """
+    named = {cte.alias_or_name.lower() for cte in expr.find_all(exp.CTE)}
+    if not any(t.name.lower() in named for t in expr.find_all(exp.Table)):
+        return set()  # no reference could read a CTE: skip scoping (most queries)
+    try:
+        scopes = traverse_scope(expr)
+    except (SqlglotError, RecursionError):
+        return set()
+    return {id(table) for scope in scopes for table in scope.tables if _reads_cte(table, scope)}
+
+
+def _reads_cte(table: exp.Table, scope: Scope) -> bool:
+    if table.db or not isinstance(table.this, exp.Identifier):
+        return False
+    # The engines match names case-insensitively; sqlglot's scope keys are as written.
+    visible = {name.lower(): source for name, source in scope.cte_sources.items()}
+    source = visible.get(table.name.lower())
+    if not isinstance(source, Scope):
+        return False
+    cte = source.expression.find_ancestor(exp.CTE)
+    if cte is None:
+        return False
+    return not _reads_itself(table, cte) or _in_recursive_term(table, cte)
+
+
+def _reads_itself(table: exp.Table, cte: exp.CTE) -> bool:
+    return any(ancestor is cte for ancestor in _ancestors(table))
+
+
+def _in_recursive_term(table: exp.Table, cte: exp.CTE) -> bool:
+    """sqlglot lets a recursive CTE see itself in its whole body; DuckDB (and the standard) only in
+    the recursive term, the last operand of the body's UNION. In the anchor the name is the real
+    table: `WITH RECURSIVE t AS (SELECT * FROM t UNION ALL SELECT 1) …` reads table `t`."""
+    body = cte.this.unnest()
+    if not isinstance(body, exp.SetOperation):
+        return False
+    term = body.expression
+    return any(ancestor is term for ancestor in _ancestors(table))
+
+
+def _ancestors(node: exp.Expr) -> Iterator[exp.Expr]:
+    parent = node.parent
+    while parent is not None:
+        yield parent
+        parent = parent.parent
 
 
 def unknown_table_problem(key: str, known: Mapping[str, str]) -> Problem:

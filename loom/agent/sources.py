@@ -89,7 +89,7 @@ def _parse_sources_file(path: Path, mtime_ns: int) -> tuple[tuple[str, Source], 
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise SourcesFileError(f"the sources file {path} names more than one source {', '.join(repeated)}")
-    return tuple((s.name, _resolve_location(s, path.parent)) for s in parsed.sources)
+    return tuple((s.name, resolve_location(s, path.parent)) for s in parsed.sources)
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
@@ -124,7 +124,7 @@ def _message(problem: Any) -> str:
     return str(problem["msg"])
 
 
-def _resolve_location(source: Source, base: Path) -> Source:
+def resolve_location(source: Source, base: Path) -> Source:
     if not isinstance(source, DuckDBSource):  # a host name, not a path
         return source
     location = Path(source.location).expanduser()

@@ -30,6 +30,7 @@ err = Console(stderr=True)
 def mount_subcommands() -> None:
     from loom.cli.catalog import catalog_app
     from loom.cli.data import data_app
+    from loom.cli.eval import eval_app
     from loom.cli.query import add_languages, query_app
 
     add_languages()  # a language registered since the last call gets its command
@@ -38,6 +39,7 @@ def mount_subcommands() -> None:
 
     app.add_typer(query_app, name="query")  # its help, exit codes included, is query_group's docstring
     app.add_typer(data_app, name="data", help="Sample data: `loom data seed` builds the sales lakehouse.")
+    app.add_typer(eval_app, name="eval")  # its help is eval_group's docstring
     app.add_typer(
         catalog_app,
         name="catalog",

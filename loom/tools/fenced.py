@@ -8,7 +8,7 @@ from __future__ import annotations
 FENCE = "```"
 
 
-def _blocks(reply: str) -> list[tuple[str, str]]:
+def blocks(reply: str) -> list[tuple[str, str]]:
     """(info string, body) for each complete fenced block, in order."""
     found: list[tuple[str, str]] = []
     parts = reply.split(FENCE)
@@ -21,11 +21,11 @@ def _blocks(reply: str) -> list[tuple[str, str]]:
 
 def extract_query(reply: str, language: str) -> str | None:
     """The body of the first ```<language> block, else of the first unlabeled block, else None."""
-    blocks = _blocks(reply)
-    for info, body in blocks:
+    found = blocks(reply)
+    for info, body in found:
         if info == language and body:
             return body
-    for info, body in blocks:
+    for info, body in found:
         if not info and body:
             return body
     return None

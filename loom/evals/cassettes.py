@@ -1,0 +1,147 @@
+"""Recording a model's HTTP traffic once, and replaying it offline and deterministically.
+
+A cassette is a JSONL file: a header line (the model it was recorded from, when), then one line per
+request: its key, the case that made it, the request body as sent, and the response (status,
+content type, body — a streamed answer is kept as its SSE bytes). Request headers are never
+stored, so neither is a key or a token.
+
+The key is a hash of the request's JSON with its keys sorted, and with the rows of tool results
+in the conversation sorted too: a query without ORDER BY may return its rows in another order on
+another run, and that must not make a replay miss. On replay a request with no recorded answer is
+a miss: it is answered 400 (the SDK does not retry that), counted against the case that made it,
+and that case fails naming it — never a silent live call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx2
+
+CASE: ContextVar[str] = ContextVar("loom_eval_case", default="(no case)")
+Mode = Literal["record", "replay"]
+VERSION = 1
+
+
+@dataclass
+class Recorded:
+    key: str
+    case: str
+    request: dict[str, Any]
+    status: int
+    content_type: str
+    body: str
+
+
+@dataclass
+class Cassette:
+    path: Path
+    model: str = ""
+    entries: dict[str, Recorded] = field(default_factory=dict)
+    misses: dict[str, list[str]] = field(default_factory=dict)  # case → keys it asked for in vain
+
+    @classmethod
+    def open(cls, path: Path) -> Cassette:
+        """The cassette at `path`; an empty one when there is no file yet."""
+        if not path.exists():
+            return cls(path)
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        header, rest = (lines[0], lines[1:]) if lines and "cassette" in lines[0] else ({}, lines)
+        entries = {e["key"]: Recorded(**e) for e in rest}
+        return cls(path, model=str(header.get("model", "")), entries=entries)
+
+    def save(self) -> None:
+        header = {"cassette": VERSION, "model": self.model, "saved": dt.date.today().isoformat()}
+        lines = [json.dumps(header)] + [
+            json.dumps(vars(e), ensure_ascii=False, sort_keys=True)
+            for e in sorted(self.entries.values(), key=lambda e: (e.case, e.key))
+        ]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text("\n".join(lines) + "\n")
+
+    def missed(self, case: str) -> list[str]:
+        return self.misses.get(case, [])
+
+
+def request_key(path: str, body: bytes) -> tuple[str, dict[str, Any]]:
+    """The request's key, and its body as parsed (what the cassette keeps beside the key)."""
+    parsed = json.loads(body or b"{}")
+    canonical = json.dumps(_normal(parsed), sort_keys=True, ensure_ascii=False)
+    endpoint = "/".join(path.rstrip("/").split("/")[-2:])  # chat/completions, whatever the base URL
+    return hashlib.sha256(f"{endpoint}\n{canonical}".encode()).hexdigest()[:32], parsed
+
+
+def _normal(body: Any) -> Any:
+    if not isinstance(body, dict):
+        return body
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        body = {**body, "messages": [_message(m) for m in messages]}
+    return body
+
+
+def _message(message: Any) -> Any:
+    if not isinstance(message, dict) or message.get("role") != "tool":
+        return message
+    content = message.get("content")
+    try:
+        parsed = json.loads(content) if isinstance(content, str) else None
+    except json.JSONDecodeError:
+        return message
+    if not isinstance(parsed, dict):
+        return message
+    result = parsed.get("result")
+    if isinstance(result, dict) and isinstance(result.get("rows"), list):
+        rows = sorted(result["rows"], key=lambda r: json.dumps(r, sort_keys=True, default=str))
+        parsed = {**parsed, "result": {**result, "rows": rows}}
+        return {**message, "content": json.dumps(parsed, sort_keys=True)}
+    return message
+
+
+class CassetteTransport(httpx2.AsyncBaseTransport):
+    """Replays from the cassette; when recording, forwards to the real endpoint and keeps the answer."""
+
+    def __init__(self, cassette: Cassette, mode: Mode, real: httpx2.AsyncBaseTransport | None = None) -> None:
+        self.cassette, self.mode = cassette, mode
+        self.real = real or httpx2.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        key, body = request_key(request.url.path, await request.aread())
+        found = self.cassette.entries.get(key)
+        if found is not None and self.mode == "replay":
+            return _response(found.status, found.content_type, found.body.encode())
+        if self.mode == "replay":
+            self.cassette.misses.setdefault(CASE.get(), []).append(key)
+            return _response(400, "application/json", _miss(key))
+        return await self._record(request, key, body)
+
+    async def _record(self, request: httpx2.Request, key: str, body: dict[str, Any]) -> httpx2.Response:
+        response = await self.real.handle_async_request(request)
+        content = await response.aread()
+        content_type = response.headers.get("content-type", "application/json")
+        if response.status_code < 500 and response.status_code != 429:  # transient failures are not kept
+            text = content.decode("utf-8", errors="replace")
+            self.cassette.entries[key] = Recorded(
+                key, CASE.get(), body, response.status_code, content_type, text
+            )
+        return _response(response.status_code, content_type, content)
+
+    async def aclose(self) -> None:
+        await self.real.aclose()
+
+
+def _response(status: int, content_type: str, content: bytes) -> httpx2.Response:
+    return httpx2.Response(status, headers={"content-type": content_type}, content=content)
+
+
+def _miss(key: str) -> bytes:
+    message = f"replay miss: no recorded answer for request {key} (record the suite again with --record)"
+    return json.dumps(
+        {"error": {"message": message, "type": "cassette_miss", "code": "cassette_miss"}}
+    ).encode()

@@ -1,0 +1,130 @@
+"""Checking one turn against its expectations: each check that fails says why, in a line.
+
+Besides what a case asks for, every turn is held to the product's rule that an answer shows no
+query that did not run (`grounded`): a model that writes a plausible query in prose and answers
+from it, without calling a tool, fails whatever else it got right.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from loom.evals.observe import TurnRecord
+from loom.evals.suite import Expect
+from loom.tools.fenced import blocks
+
+# (source, gold query, the agent's query, expectations) → (matched, why not)
+GoldCheck = Callable[[str | None, str, str, Expect], Awaitable[tuple[bool, str]]]
+
+QUERY_FENCES = {"sql", "kql", "dax", "gremlin", "tsql", "sqlite", "duckdb", ""}
+_NUMBER = re.compile(r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?")  # reading numbers in prose, not queries
+
+
+@dataclass(frozen=True)
+class Failure:
+    check: str
+    reason: str
+
+
+async def check_turn(turn: TurnRecord, expect: Expect, source: str | None, gold: GoldCheck) -> list[Failure]:
+    failures = [f for f in (_error(turn), _grounded(turn)) if f is not None]
+    failures += _tools(turn, expect) + _text(turn, expect) + _limits(turn, expect)
+    if expect.refuse:
+        failures += _refused(turn)
+    if expect.gold is not None:
+        failures += await _gold(turn, expect, source, gold)
+    return failures
+
+
+def _error(turn: TurnRecord) -> Failure | None:
+    if turn.error is None:
+        return None
+    return Failure("error", f"{turn.error['code']}: {turn.error['message']}")
+
+
+def _grounded(turn: TurnRecord) -> Failure | None:
+    ran = {_normal(q) for q in turn.queries}
+    shown = [body for info, body in blocks(turn.answer) if info in QUERY_FENCES and body]
+    unrun = [q for q in shown if _normal(q) not in ran]
+    if not unrun:
+        return None
+    return Failure("grounded", f"the answer shows a query that did not run: {unrun[0][:120]!r}")
+
+
+def _normal(query: str) -> str:
+    return " ".join(query.strip().rstrip(";").split()).casefold()
+
+
+def _tools(turn: TurnRecord, expect: Expect) -> list[Failure]:
+    called = [c.name for c in turn.calls]
+    failures: list[Failure] = []
+    if expect.tools is not None and not expect.tools and called:
+        failures.append(Failure("tools", f"expected no tool call; called {', '.join(called)}"))
+    for name in expect.tools or ():
+        if name not in called:
+            failures.append(
+                Failure("tools", f"expected a call of {name}; called {', '.join(called) or 'none'}")
+            )
+    for name, wanted in expect.tool_args.items():
+        calls = [c.arguments for c in turn.calls if c.name == name]
+        if not any(all(args.get(k) == v for k, v in wanted.items()) for args in calls):
+            failures.append(Failure("tool_args", f"no call of {name} had {wanted}; got {calls or 'no call'}"))
+    return failures
+
+
+def _text(turn: TurnRecord, expect: Expect) -> list[Failure]:
+    answer = turn.answer.casefold()
+    failures = [
+        Failure("contains", f"the answer does not contain {text!r}")
+        for text in expect.contains
+        if text.casefold() not in answer
+    ]
+    stated = numbers_in(turn.answer)
+    for number in expect.numbers:
+        if not any(_close(number, value, expect.tolerance) for value in stated):
+            failures.append(Failure("numbers", f"the answer does not state {number:g}"))
+    return failures
+
+
+def numbers_in(text: str) -> list[float]:
+    """The numbers written in `text` (`1,234.5`, `-3`, `−3`), ignoring digits inside words."""
+    found = []
+    for match in _NUMBER.findall(text):
+        try:
+            found.append(float(match.replace(",", "").replace("−", "-")))
+        except ValueError:
+            continue
+    return found
+
+
+def _close(expected: float, value: float, tolerance: float) -> bool:
+    return abs(expected - value) <= tolerance * max(abs(expected), 1e-9)
+
+
+def _limits(turn: TurnRecord, expect: Expect) -> list[Failure]:
+    failures = []
+    if expect.max_latency_s is not None and turn.latency_s > expect.max_latency_s:
+        failures.append(
+            Failure("latency", f"took {turn.latency_s:.2f} s; the limit is {expect.max_latency_s:g} s")
+        )
+    if expect.max_tokens is not None and turn.tokens is not None and turn.tokens > expect.max_tokens:
+        failures.append(Failure("tokens", f"used {turn.tokens} tokens; the limit is {expect.max_tokens}"))
+    return failures
+
+
+def _refused(turn: TurnRecord) -> list[Failure]:
+    if turn.queries:
+        return [Failure("refuse", f"expected a refusal; a query ran: {turn.queries[0][:120]!r}")]
+    if not turn.answer.strip():
+        return [Failure("refuse", "expected the agent to say it cannot; it said nothing")]
+    return []
+
+
+async def _gold(turn: TurnRecord, expect: Expect, source: str | None, gold: GoldCheck) -> list[Failure]:
+    assert expect.gold is not None
+    if not turn.queries:
+        return [Failure("gold", "no query ran, so there is no result to compare with the gold query")]
+    matched, why = await gold(source, expect.gold, turn.queries[-1], expect)
+    return [] if matched else [Failure("gold", why)]

@@ -1,0 +1,110 @@
+"""Where a suite's turns run: the agent in this process, or a Loom server over HTTP.
+
+Either way a turn is the chat stream's events as JSON dicts, so scoring does not care which.
+In process, each turn's model tokens are counted by wrapping the model (the stream does not carry
+them); over HTTP they are not known.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from loom.agent.loop import Agent
+from loom.agent.model import ChatMessage, ChatModel, ModelEvent, ModelReply
+from loom.agent.turns import TurnRequest
+from loom.identity import Principal
+
+EVAL_PRINCIPAL = Principal(tenant_id="loom-eval", user_id="loom-eval", roles=("Loom.User",))
+_TOKENS: ContextVar[list[int] | None] = ContextVar("loom_eval_tokens", default=None)
+
+
+class Driver(Protocol):
+    def turn(
+        self, conversation_id: str | None, message: str, sources: list[str] | None
+    ) -> AsyncIterator[Any]:
+        """The turn's events, as the chat stream's JSON objects."""
+        ...
+
+
+def count_tokens() -> list[int]:
+    """Start counting the model tokens spent in this task (and tasks it starts); read `[0]` after."""
+    counter = [0]
+    _TOKENS.set(counter)
+    return counter
+
+
+def _spend(usage: dict[str, Any]) -> None:
+    counter, total = _TOKENS.get(), usage.get("total_tokens")
+    if counter is not None and isinstance(total, int):
+        counter[0] += total
+
+
+@dataclass
+class MeteredModel:
+    """A ChatModel that adds each reply's tokens to the counter of the case it was called for."""
+
+    inner: ChatModel
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        self.name = self.inner.name
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] = ()
+    ) -> AsyncIterator[ModelEvent]:
+        async for event in self.inner.stream(messages, tools):
+            if isinstance(event, ModelReply):
+                _spend(event.usage)
+            yield event
+
+    async def complete(
+        self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] = ()
+    ) -> ModelReply:
+        reply = await self.inner.complete(messages, tools)
+        _spend(reply.usage)
+        return reply
+
+
+@dataclass
+class InProcess:
+    agent: Agent
+
+    async def turn(
+        self, conversation_id: str | None, message: str, sources: list[str] | None
+    ) -> AsyncIterator[Any]:
+        request = TurnRequest(conversation_id=conversation_id, message=message, sources=sources)
+        async for event in self.agent.run_turn(EVAL_PRINCIPAL, request):
+            yield event.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+@dataclass
+class OverHttp:
+    """A running server's `POST /v1/chat`; `token` is a bearer token when it signs users in."""
+
+    client: httpx.AsyncClient
+    token: str | None = None
+
+    async def turn(
+        self, conversation_id: str | None, message: str, sources: list[str] | None
+    ) -> AsyncIterator[Any]:
+        body: dict[str, Any] = {"message": message, "conversation_id": conversation_id, "sources": sources}
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        body = {k: v for k, v in body.items() if v is not None}
+        async with self.client.stream("POST", "/v1/chat", json=body, headers=headers) as response:
+            if response.status_code != 200:
+                error = json.loads(await response.aread()).get("error", {})
+                yield {
+                    "type": "RUN_ERROR",
+                    "code": error.get("code", "http_error"),
+                    "message": error.get("message"),
+                }
+                return
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    yield json.loads(line[6:])

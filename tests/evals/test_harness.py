@@ -1,0 +1,135 @@
+"""A suite run end to end: recorded from a model over real HTTP, replayed with no model at all.
+
+The model is the OpenAI-compatible test server (tests/support/openai_server.py): it calls the first
+tool offered with the question, writes `default_sql` when asked for SQL, and answers from the tool
+result. The agent, engines and store are the real ones over a small seeded lakehouse.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from loom.evals.harness import EvalError, RunSpec, run_suite
+from loom.evals.runner import RunOptions
+from loom.evals.suite import load_suite
+from loom.lakehouse.seed import seed_lakehouse
+from loom.settings import Settings
+from tests.support.openai_server import OpenAICompatServer
+
+COUNT = "SELECT COUNT(*) AS customers FROM gold.dim_customer"
+CASES: list[dict[str, Any]] = [
+    {
+        "id": "customers",
+        "question": "How many customers are there?",
+        "tags": ["nl2sql"],
+        "expect": {
+            "tools": ["nl2sql"],
+            "contains": ["found"],
+            "gold": "SELECT COUNT(*) FROM gold.dim_customer",
+        },
+    },
+    {
+        "id": "follow-up",
+        "tags": ["multi-turn"],
+        "turns": [
+            {"question": "Count the customers", "expect": {"tools": ["nl2sql"]}},
+            {"question": "Again please", "expect": {"tools": ["nl2sql"]}},
+        ],
+    },
+    {
+        "id": "wrong-gold",
+        "question": "How many stores?",
+        "expect": {"gold": "SELECT COUNT(*) FROM gold.dim_store"},
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("evalhome")
+    seed_lakehouse(root / "lakehouse", orders=300)
+    return root
+
+
+def suite_file(folder: Path, cases: list[dict[str, Any]] = CASES) -> Path:
+    path = folder / "mini.yaml"
+    path.write_text(yaml.safe_dump({"name": "mini", "cases": cases}))
+    return path
+
+
+def spec(path: Path, out: Path, **fields: Any) -> RunSpec:
+    return RunSpec(
+        suite=load_suite(path), suite_path=path, out=out, options=RunOptions(concurrency=2), **fields
+    )
+
+
+def settings(home: Path, model_url: str | None = None) -> Settings:
+    model: dict[str, Any] = (
+        {"openai_base_url": model_url, "openai_api_key": "k", "model": "m"} if model_url else {}
+    )
+    return Settings(home=home, sources_file=home / "none.yaml", **model)
+
+
+async def test_recorded_once_then_replayed_offline_with_the_same_scores(home: Path, tmp_path: Path) -> None:
+    path = suite_file(tmp_path)
+    with OpenAICompatServer(default_sql=COUNT) as model:
+        recorded = await run_suite(
+            spec(path, tmp_path / "rec", mode="record"), settings(home, model.base_url)
+        )
+        calls = len(model.requests)
+    assert recorded["cases"] == 3 and recorded["passed"] == 2
+    assert recorded["execution_accuracy"] == 0.5  # the store count is not the customer count
+    cassette = tmp_path / "cassettes" / "mini.jsonl"
+    assert cassette.exists() and "Authorization" not in cassette.read_text()
+
+    replayed = await run_suite(spec(path, tmp_path / "rep"), settings(home))  # no model configured at all
+    assert json.loads((tmp_path / "rep" / "config.json").read_text())["mode"] == "replay"
+    for figure in ("cases", "passed", "execution_accuracy", "answered_from_a_query", "failed_checks"):
+        assert replayed[figure] == recorded[figure], figure
+    assert calls == 1 + 3 * 4  # the model check, then three calls for each of the four turns
+    cases = [json.loads(line) for line in (tmp_path / "rep" / "cases.jsonl").read_text().splitlines()]
+    wrong = next(c for c in cases if c["id"] == "wrong-gold")
+    assert wrong["status"] == "failed" and wrong["failures"][0]["check"] == "gold"
+    assert (tmp_path / "rep" / "report.html").read_text().startswith("<!doctype html>")
+
+
+async def test_a_question_never_recorded_is_a_replay_miss_naming_the_case(home: Path, tmp_path: Path) -> None:
+    path = suite_file(tmp_path)
+    with OpenAICompatServer(default_sql=COUNT) as model:
+        await run_suite(spec(path, tmp_path / "rec", mode="record"), settings(home, model.base_url))
+    changed: list[dict[str, Any]] = [{**CASES[0], "question": "How many customers do we have?"}]
+    summary = await run_suite(spec(suite_file(tmp_path, changed), tmp_path / "rep"), settings(home))
+    case = json.loads((tmp_path / "rep" / "cases.jsonl").read_text().splitlines()[0])
+    assert summary["statuses"] == {"replay_miss": 1}
+    assert (
+        case["failures"][0]["check"] == "replay"
+        and "no recorded model answer" in case["failures"][0]["reason"]
+    )
+
+
+async def test_a_live_run_needs_a_model_that_answers_before_any_case_runs(home: Path, tmp_path: Path) -> None:
+    path = suite_file(tmp_path)
+    with pytest.raises(EvalError, match="no model is configured"):
+        await run_suite(spec(path, tmp_path / "a", mode="live"), settings(home))
+    with pytest.raises(EvalError, match="does not answer"):
+        await run_suite(spec(path, tmp_path / "b", mode="live"), settings(home, "http://127.0.0.1:9/v1"))
+    assert not (tmp_path / "b" / "cases.jsonl").exists()
+
+
+async def test_a_case_naming_an_unknown_source_or_tool_is_refused_before_running(
+    home: Path, tmp_path: Path
+) -> None:
+    bad: list[dict[str, Any]] = [
+        {"id": "x", "question": "q", "source": "nowhere", "expect": {"tools": ["nl2kql_typo"]}}
+    ]
+    with pytest.raises(
+        EvalError, match=r"case x: unknown source 'nowhere'.*case x: unknown tool 'nl2kql_typo'"
+    ):
+        await run_suite(
+            spec(suite_file(tmp_path, bad), tmp_path / "o"), settings(home, "http://127.0.0.1:9/v1")
+        )

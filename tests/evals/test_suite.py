@@ -1,0 +1,92 @@
+"""Suite files: both forms read the same, and a file with mistakes is refused naming each line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loom.engines.sources import DuckDBSource
+from loom.evals.suite import SuiteError, load_suite
+
+SMOKE = Path(__file__).parents[2] / "evals" / "suites" / "smoke.yaml"
+
+
+def test_the_shipped_smoke_suite_reads() -> None:
+    suite = load_suite(SMOKE)
+    assert suite.name == "smoke" and len(suite.cases) >= 10
+    follow_up = next(c for c in suite.cases if c.id == "orders-by-year-follow-up")
+    assert [t.question for t in follow_up.all_turns] == [
+        "How many distinct orders were placed in 2024?",
+        "And in 2025?",
+    ]
+
+
+def test_jsonl_with_a_header_line_reads_like_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    lines = [
+        {"suite": "spider-sample", "sources": [{"name": "db", "location": "db.sqlite", "dialect": "sqlite"}]},
+        {"id": "a", "question": "How many?", "source": "db", "expect": {"gold": "SELECT 1"}},
+        {"id": "b", "question": "Hi", "tags": ["x"]},
+    ]
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    suite = load_suite(path)
+    assert suite.name == "spider-sample"
+    assert [c.id for c in suite.cases] == ["a", "b"]
+    source = suite.sources[0]
+    assert isinstance(source, DuckDBSource) and source.location == str(tmp_path / "db.sqlite")
+
+
+def test_every_mistake_is_named_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "name: t\n"
+        "sources:\n"
+        "  - name: a\n"
+        "    location: x\n"
+        "    bogus: 1\n"
+        "cases:\n"
+        "  - id: c1\n"
+        "    question: hi\n"
+        "    expect:\n"
+        "      numbrs: [1]\n"
+        "  - id: c2\n"
+        "    turns: []\n"
+    )
+    with pytest.raises(SuiteError) as raised:
+        load_suite(path)
+    message = str(raised.value)
+    assert "line 5, sources.0.bogus" in message
+    assert "line 10, cases.0.expect.numbrs" in message
+    assert "line 11, cases.1" in message and "either `question`" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: t\ncases: [\n", "not valid YAML: line 3"),
+        ("- just a list\n", "must be a mapping"),
+        (
+            "name: t\ncases:\n  - {id: a, question: q}\n  - {id: a, question: r}\n",
+            "case id more than once: a",
+        ),
+    ],
+)
+def test_unusable_files_say_why(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(SuiteError, match=expected):
+        load_suite(path)
+
+
+def test_a_jsonl_line_that_is_not_json_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"id": "a", "question": "q"}\n{oops\n')
+    with pytest.raises(SuiteError, match="line 2"):
+        load_suite(path)
+
+
+def test_a_missing_file_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(SuiteError, match="cannot be read"):
+        load_suite(tmp_path / "nope.yaml")

@@ -102,6 +102,14 @@ class EdgeLabel(BaseModel):
     count: int | None = None
 
 
+class UnavailableTable(BaseModel):
+    """A table or view the source has that the engine could not load: the source serves the others,
+    and whoever asks for this one is told why. `reason` is short and names no server path."""
+
+    name: str
+    reason: str
+
+
 class Catalog(BaseModel):
     """What a source holds, for prompts and checks; a language fills in the parts it has."""
 
@@ -110,6 +118,7 @@ class Catalog(BaseModel):
     measures: list[MeasureInfo] = Field(default_factory=list)
     vertex_labels: list[VertexLabel] = Field(default_factory=list)
     edge_labels: list[EdgeLabel] = Field(default_factory=list)
+    unavailable: list[UnavailableTable] = Field(default_factory=list)  # left out, with the reason
 
     def table(self, name: str) -> TableInfo | None:
         wanted = name.lower()

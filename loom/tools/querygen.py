@@ -33,8 +33,9 @@ MODEL_ROWS = 50  # rows the model reads; the user sees the whole (capped) table
 MODEL_VALUE_CHARS = 500  # of one text value, for the model; the user's table keeps more
 EXAMPLES = 3
 # Failures a rewrite cannot be trusted to fix, and that cost a time limit or an engine reload each
-# time: the tool stops and the model tells the user, instead of trying again.
-NOT_REPAIRABLE = frozenset({"timeout", "engine_failed", "source_unavailable"})
+# time, or that no query can fix (a table the source could not load): the tool stops and the model
+# tells the user, instead of trying again.
+NOT_REPAIRABLE = frozenset({"timeout", "engine_failed", "source_unavailable", "table_unavailable"})
 
 
 class QuestionArgs(BaseModel):

@@ -1,8 +1,14 @@
-"""The catalog as the model reads it: one line per table, compact enough for large schemas."""
+"""The catalog as the model reads it: one line per table, compact enough for large schemas.
+
+Tables the source has but could not load come last, with the reason, so that the model can tell the
+user why a question about one cannot be answered instead of guessing at another table.
+"""
 
 from __future__ import annotations
 
-from loom.engines.contracts import Catalog, ColumnInfo, TableInfo
+from collections.abc import Sequence
+
+from loom.engines.contracts import Catalog, ColumnInfo, TableInfo, UnavailableTable
 
 MAX_SAMPLES = 4
 
@@ -22,5 +28,11 @@ def _table(t: TableInfo) -> str:
     return line
 
 
-def render_schema(catalog: Catalog) -> str:
-    return "\n".join(_table(t) for t in catalog.tables)
+def render_schema(catalog: Catalog, unavailable: Sequence[UnavailableTable] | None = None) -> str:
+    """The tables, then those left out (`unavailable`, by default the catalog's own)."""
+    lines = [_table(t) for t in catalog.tables]
+    left_out = catalog.unavailable if unavailable is None else unavailable
+    if left_out:
+        lines.append("Left out of this source, cannot be queried (tell the user if the question needs one):")
+        lines.extend(f"- {u.name}: {u.reason}" for u in left_out)
+    return "\n".join(lines)

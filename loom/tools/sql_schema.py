@@ -76,7 +76,8 @@ def schema_for(
     if _small(context.catalog):
         return SchemaContext(context.whole, context.catalog)
     linked = link_question(source, engine, question, embedder=embedder)
-    return SchemaContext(render_schema(linked.to_catalog()), context.catalog)
+    shown = render_schema(linked.to_catalog(), context.catalog.unavailable)
+    return SchemaContext(shown, context.catalog)
 
 
 def known_whole_schema(source: Source, engine: Engine) -> SchemaContext | None:

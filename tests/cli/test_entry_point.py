@@ -418,6 +418,29 @@ def test_a_value_python_cannot_hold_is_a_json_error_not_a_traceback(lakehouse: P
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize("output", ["json", "table"])
+def test_a_table_that_could_not_load_is_named_with_the_reason_and_no_server_path(
+    tmp_path: Path, output: str
+) -> None:
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "stores.csv").write_text("id,name\n1,a\n")
+    (folder / "orders.parquet").write_bytes(b"not parquet at all")
+    assert json.loads(sql(folder, "-f", "json", "SELECT count(*) AS n FROM stores").stdout)["rows"] == [[1]]
+    out = sql(folder, "-f", output, "SELECT count(*) FROM orders")
+    assert out.returncode == 2  # refused before running, like an unknown table
+    if output == "json":
+        error = json.loads(out.stdout)["error"]
+        assert error["code"] == "table_unavailable"
+        shown = error["message"]
+    else:
+        [shown] = [line for line in lines(out.stderr) if line.startswith("error (")]
+        assert shown.startswith("error (table_unavailable): The table orders is in the source")
+    assert "orders.parquet cannot be read as a table" in shown
+    assert str(tmp_path) not in shown  # the path is in the log line (stderr here), not the error
+    assert "Traceback" not in out.stderr
+
+
 def test_a_huge_result_is_cut_at_the_size_limit_and_a_csv_export_says_so(lakehouse: Path) -> None:
     query = "SELECT repeat('x', 3000000) AS s FROM range(50)"  # 150 MB of text
     out = sql(lakehouse, "-f", "csv", query, env={"LOOM_QUERY_MAX_BYTES": "1000000"})

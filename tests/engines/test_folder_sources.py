@@ -1,14 +1,19 @@
-"""A folder source serves what is inside it, and one table it cannot read does not take the rest."""
+"""A folder source serves what is inside it, and one table (or view) it cannot read does not take the rest:
+the others serve, and whoever asks for that one is told which it is and why."""
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from loom.engines.contracts import QueryError
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
+from loom.tools.schema_prompt import render_schema
 
 
 def engine_over(folder: Path) -> DuckDBEngine:
@@ -55,4 +60,71 @@ def test_a_table_that_cannot_load_is_left_out_and_the_others_serve(
     engine = engine_over(folder)
     assert engine.execute("SELECT count(*) FROM stores", max_rows=1, timeout_s=5).rows == [[1]]
     assert tables(engine) == ["stores"]
-    assert "orders.parquet" in caplog.text  # the log names what was left out
+    assert str(folder / "orders.parquet") in caplog.text  # the log names what was left out, in full
+    left_out = {u.name: u.reason for u in engine.catalog().unavailable}
+    assert set(left_out) == {"orders", "stores.parquet"}
+    assert left_out["orders"].startswith("orders.parquet cannot be read as a table: ")
+    assert left_out["stores.parquet"] == "not loaded: stores.csv already makes the table stores"
+    assert engine.problem() is None  # the source serves: not a readiness failure
+    assert all(str(tmp_path) not in reason for reason in left_out.values())
+
+
+def test_a_query_on_a_table_that_could_not_load_names_it_and_why(tmp_path: Path) -> None:
+    folder = tmp_path / "source"
+    (folder / "gold").mkdir(parents=True)
+    (folder / "gold" / "stores.csv").write_text("id,name\n1,a\n")
+    (folder / "gold" / "orders.parquet").write_bytes(b"not parquet at all")
+    engine = engine_over(folder)
+    for query in ("SELECT count(*) FROM gold.orders", "SELECT * FROM gold.stores JOIN gold.orders ON true"):
+        with pytest.raises(QueryError) as refused:
+            engine.execute(query, max_rows=5, timeout_s=5)
+        assert refused.value.code == "table_unavailable"
+        message = refused.value.message
+        assert message.startswith("The table gold.orders is in the source but could not be loaded")
+        assert "orders.parquet cannot be read as a table" in message
+        assert "Tables that can be queried: gold.stores." in message
+        assert str(tmp_path) not in message
+    with pytest.raises(QueryError) as unknown:
+        engine.execute("SELECT * FROM gold.returns", max_rows=5, timeout_s=5)
+    assert unknown.value.code == "unknown_table"  # what the source never had is still unknown
+    schema = render_schema(engine.catalog())
+    assert schema.splitlines()[0].startswith("- gold.stores: ")
+    assert "- gold.orders: orders.parquet cannot be read as a table: " in schema
+
+
+def test_one_bad_view_in_a_duckdb_file_is_left_out_and_the_rest_serves(tmp_path: Path) -> None:
+    path = tmp_path / "shop.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE stores AS SELECT 1 AS id, 'a' AS name")
+        conn.execute("CREATE TABLE gone AS SELECT 1 AS id")
+        conn.execute("CREATE VIEW store_names AS SELECT name FROM stores")
+        conn.execute("CREATE VIEW broken AS SELECT * FROM gone")
+        conn.execute("DROP TABLE gone")  # DuckDB keeps the view, which now cannot be read
+    engine = engine_over(path)
+    assert tables(engine) == ["store_names", "stores"]
+    assert engine.execute("SELECT name FROM store_names", max_rows=5, timeout_s=5).rows == [["a"]]
+    (left_out,) = engine.catalog().unavailable
+    assert (left_out.name, left_out.reason.split(":")[0]) == ("broken", "the view cannot be read")
+    assert "gone" in left_out.reason
+    with pytest.raises(QueryError) as refused:
+        engine.execute("SELECT * FROM broken", max_rows=5, timeout_s=5)
+    assert refused.value.code == "table_unavailable"
+    assert "broken" in refused.value.message
+    assert engine.problem() is None
+
+
+def test_one_bad_view_in_a_sqlite_file_is_left_out_and_the_rest_serves(tmp_path: Path) -> None:
+    path = tmp_path / "shop.sqlite"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE stores (id INTEGER, name TEXT)")
+        conn.execute("INSERT INTO stores VALUES (1, 'a')")
+        conn.execute("CREATE TABLE gone (id INTEGER)")
+        conn.execute("CREATE VIEW broken AS SELECT * FROM gone")
+        conn.execute("DROP TABLE gone")
+        conn.commit()
+    engine = engine_over(path)
+    assert tables(engine) == ["stores"]
+    assert [u.name for u in engine.catalog().unavailable] == ["broken"]
+    with pytest.raises(QueryError) as refused:
+        engine.execute("SELECT * FROM broken", max_rows=5, timeout_s=5)
+    assert refused.value.code == "table_unavailable"

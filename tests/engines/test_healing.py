@@ -14,8 +14,8 @@ import duckdb
 import pytest
 
 from loom.engines.contracts import QueryError
+from loom.engines.errors import public_text
 from loom.engines.sources import DuckDBSource
-from loom.engines.sql import duckdb_engine
 from loom.engines.sql.duckdb_engine import DuckDBEngine
 from loom.engines.sql.limits import LocalLimits
 from loom.lakehouse.seed import seed_lakehouse
@@ -106,7 +106,7 @@ def test_a_native_stack_trace_never_reaches_the_message(lake: Path, monkeypatch:
         engine.execute(COUNT, max_rows=1, timeout_s=5)
     assert failed.value.code == "execution_error"
     assert failed.value.message == "Binder Error: no such thing"
-    assert duckdb_engine._first_line(duckdb.Error("x" * 2000)).endswith("…")
+    assert public_text(str(duckdb.Error("x" * 2000))).endswith("…")
 
 
 def test_a_query_over_the_memory_limit_fails_cleanly_and_the_source_keeps_serving(

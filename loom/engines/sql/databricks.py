@@ -39,7 +39,6 @@ from loom.engines.sql.dbapi import (
     build_catalog,
     driver_connect,
     fetch_rows,
-    tidy_message,
 )
 
 # The Azure Databricks first-party application; the same resource in Azure Government, where
@@ -66,7 +65,7 @@ _TIMEOUT_TEXTS = ("query_execution_timeout_exceeded", "statement_timeout")
 
 def databricks_message(error: BaseException) -> str:
     # ServerOperationError keeps the user-facing text in `message`; the stack trace is in `context`.
-    return tidy_message(str(getattr(error, "message", None) or error))
+    return str(getattr(error, "message", None) or error)
 
 
 def is_databricks_timeout(error: BaseException) -> bool:

@@ -40,6 +40,7 @@ from loom.engines.contracts import (
     json_safe,
     unsupported_dialect,
 )
+from loom.engines.errors import shown
 from loom.engines.sql import qualify
 from loom.engines.sql.deadlines import CancelTimer
 from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
@@ -56,7 +57,6 @@ CANCEL_RETRY_S = 0.25  # a cancel sent before the driver knows its statement id 
 TOKEN_REFRESH_MARGIN_S = 300  # fetch a new token this long before the old one expires
 MAX_IDLE_CONNECTIONS = 4
 IDLE_CONNECTION_S = 300.0  # older idle connections are closed: servers drop idle sessions anyway
-MAX_MESSAGE_CHARS = 800
 METADATA_SCHEMAS = frozenset({"information_schema", "sys"})
 
 
@@ -137,17 +137,12 @@ class Driver:
     """How one service's driver is cancelled and reports failures."""
 
     label: str  # how users name the service in messages: "Synapse Serverless", "Databricks SQL"
+    # The server's own sentence in a driver error; `shown` then makes it fit to show.
     message: Callable[[BaseException], str] = str
     is_timeout: Callable[[BaseException], bool] = _never
     cancel: Callable[[Any], None] = _cancel_cursor
     # Per-query settings the driver takes on the connection before a cursor is made (a timeout).
     before_query: Callable[[Any, float], None] = _nothing_to_set
-
-
-def tidy_message(text: str) -> str:
-    """One line, bounded: driver messages can carry stack traces and runs of whitespace."""
-    line = " ".join(text.split())
-    return line if len(line) <= MAX_MESSAGE_CHARS else line[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
 def timeout_error(timeout_s: float) -> QueryError:
@@ -189,9 +184,9 @@ def run_query(
             except Exception as e:  # every driver has its own error classes; all mean "the query failed"
                 if timer.fired or driver.is_timeout(e):
                     raise timeout_error(timeout_s) from e
-                raise QueryError(
-                    "execution_error", f"{driver.label} could not run the query: {driver.message(e)}"
-                ) from e
+                reason = shown(driver.message(e), log, f"{driver.label} query failed")
+                message = f"{driver.label} could not run the query: {reason}"
+                raise QueryError("execution_error", message) from e
         if timer.fired:  # some drivers end a cancelled statement quietly, with no rows
             raise timeout_error(timeout_s)
         return description, rows
@@ -255,7 +250,8 @@ class ConnectionPool:
             self.problem = e.message
             raise
         except Exception as e:  # driver, network and credential errors all mean "cannot reach it"
-            self.problem = f"Could not connect to {self._driver.label}: {self._driver.message(e)}"
+            reason = shown(self._driver.message(e), log, f"connecting to {self._driver.label} failed")
+            self.problem = f"Could not connect to {self._driver.label}: {reason}"
             raise QueryError("source_unavailable", self.problem) from e
         self.problem = None
         return conn
@@ -521,7 +517,6 @@ class DBAPIEngine(ABC):
         except QueryError:
             raise
         except Exception as e:  # the driver's own error classes
-            raise QueryError(
-                "source_unavailable",
-                f"Could not read the {self.driver.label} catalog: {self.driver.message(e)}",
-            ) from e
+            reason = shown(self.driver.message(e), log, f"reading the {self.driver.label} catalog failed")
+            message = f"Could not read the {self.driver.label} catalog: {reason}"
+            raise QueryError("source_unavailable", message) from e

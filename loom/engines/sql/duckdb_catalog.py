@@ -1,14 +1,15 @@
 """What a DuckDB database holds, as a Catalog: tables, columns, simple type names, sample values.
 
 `structure` is the quick form (names and types) that queries are validated against; `build_catalog`
-adds row counts, descriptions and the values of low-cardinality text columns, for the model.
+adds row counts, descriptions and the values of low-cardinality text columns, for the model. Both
+list what the load left out (`duckdb_open`) as unavailable, never as tables.
 """
 
 from __future__ import annotations
 
 import duckdb
 
-from loom.engines.contracts import Catalog, ColumnInfo, TableInfo, json_safe
+from loom.engines.contracts import Catalog, ColumnInfo, TableInfo, UnavailableTable, json_safe
 from loom.engines.sql.duckdb_open import quote
 
 SAMPLE_VALUES = 5
@@ -74,31 +75,43 @@ def by_bare_name(catalog: Catalog) -> dict[str, dict[str, str]]:
     return {t.name.rsplit(".", 1)[-1]: {c.name: c.type for c in t.columns} for t in catalog.tables}
 
 
-def structure(conn: duckdb.DuckDBPyConnection) -> Catalog:
+def structure(conn: duckdb.DuckDBPyConnection, left_out: dict[str, str] | None = None) -> Catalog:
     """Tables and their columns with DuckDB's type names: what validation checks names against.
 
     Cheap (no data is read), unlike the full catalog with row counts and sample values.
     """
+    left_out = left_out or {}
     tables: dict[str, TableInfo] = {}
     for schema, table, column, data_type in conn.execute(_STRUCTURE_SQL).fetchall():
         name = _qualified(schema, table)
+        if name in left_out:
+            continue
         info = tables.setdefault(name, TableInfo(name=name, columns=[]))
         info.columns.append(ColumnInfo(name=column, type=data_type))
-    return Catalog(tables=list(tables.values()))
+    return Catalog(tables=list(tables.values()), unavailable=unavailable(left_out))
 
 
-def build_catalog(conn: duckdb.DuckDBPyConnection, descriptions: dict[str, str]) -> Catalog:
+def build_catalog(
+    conn: duckdb.DuckDBPyConnection, descriptions: dict[str, str], left_out: dict[str, str] | None = None
+) -> Catalog:
+    left_out = left_out or {}
     cursor = conn.cursor()
     try:
         tables = []
         for schema, table, comment in cursor.execute(_TABLES_SQL).fetchall():
             name = _qualified(schema, table)
+            if name in left_out:
+                continue
             info = _table_info(cursor, schema, table, name)
             info.description = descriptions.get(name) or comment or ""
             tables.append(info)
-        return Catalog(tables=tables)
+        return Catalog(tables=tables, unavailable=unavailable(left_out))
     finally:
         cursor.close()
+
+
+def unavailable(left_out: dict[str, str]) -> list[UnavailableTable]:
+    return [UnavailableTable(name=name, reason=reason) for name, reason in sorted(left_out.items())]
 
 
 def _table_info(cursor: duckdb.DuckDBPyConnection, schema: str, table: str, name: str) -> TableInfo:

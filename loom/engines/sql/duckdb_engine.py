@@ -29,6 +29,7 @@ from loom.engines.contracts import (
     ResultSet,
     unsupported_dialect,
 )
+from loom.engines.errors import public_text, shown
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.deadlines import CancelTimer
 from loom.engines.sql.duckdb_catalog import build_catalog, by_bare_name, simple_type, structure
@@ -54,6 +55,7 @@ class _Loaded:
     tables: Catalog  # names, columns and DuckDB types, for validation
     sqlite_schema: dict[str, dict[str, str]]  # what the SQLite compat transforms read
     descriptions: dict[str, str]
+    left_out: dict[str, str]  # tables and views that could not be loaded → why
     catalog: Catalog | None = None  # with sample values; built on first request
     prepared: OrderedDict[tuple[str, str, int], str] = field(default_factory=OrderedDict)
 
@@ -124,8 +126,16 @@ class DuckDBEngine:
         state = self._loaded()
         with self._catalog_lock:
             if state.catalog is None:
-                state.catalog = build_catalog(state.conn, state.descriptions)
+                state.catalog = self._build_catalog(state)
             return state.catalog
+
+    def _build_catalog(self, state: _Loaded) -> Catalog:
+        try:
+            return build_catalog(state.conn, state.descriptions, state.left_out)
+        except duckdb.Error as e:  # the data went bad under a load that was good
+            reason = shown(e, log, f"reading the catalog of {self.source.name!r} failed")
+            message = f"Could not read the tables of {self.source.name!r}: {reason}"
+            raise QueryError("source_unavailable", message) from e
 
     def loaded_catalog(self) -> Catalog | None:
         """The catalog, if it is built and the source was seen unchanged within `FRESH_FOR_S`;
@@ -191,8 +201,9 @@ class DuckDBEngine:
                         raise _timeout(timeout_s) from e
                     raise self._failure(state, e) from e
                 except (OverflowError, ValueError) as e:  # a value Python cannot hold (INTERVAL 1e8 YEARS)
+                    reason = shown(e, log, "converting a result failed")
                     raise QueryError(
-                        "unrepresentable_value", f"A value in the result cannot be returned: {e}."
+                        "unrepresentable_value", f"A value in the result cannot be returned: {reason}."
                     ) from e
         finally:
             cursor.close()
@@ -213,7 +224,7 @@ class DuckDBEngine:
                 "engine_failed",
                 "The engine failed on this query and was restarted; it cannot run as written. "
                 "Make it smaller: avoid building very long strings or unbounded recursion. "
-                f"({_first_line(error)})",
+                f"({public_text(str(error))})",
             )
         if isinstance(error, duckdb.OutOfMemoryException):
             return QueryError(
@@ -221,7 +232,7 @@ class DuckDBEngine:
                 "The query needed more memory than a query may use. Filter or aggregate earlier, or "
                 "select fewer columns.",
             )
-        return QueryError("execution_error", _first_line(error))
+        return QueryError("execution_error", shown(error, log, f"query on {self.source.name!r} failed"))
 
     def _discard(self, state: _Loaded) -> None:
         with self._setup_lock:
@@ -279,12 +290,6 @@ def _validated(state: _Loaded, query: str, dialect: str, max_rows: int, now: dt.
     return capped.sql(dialect="duckdb")
 
 
-def _first_line(error: duckdb.Error) -> str:
-    """The engine's message without the native stack trace it may append (server paths, frames)."""
-    text = str(error).split("\n\nStack Trace", 1)[0].strip()
-    return text if len(text) <= 800 else text[:799] + "…"
-
-
 def _timeout(timeout_s: float) -> QueryError:
     return QueryError(
         "timeout",
@@ -299,6 +304,6 @@ def _timeout(timeout_s: float) -> QueryError:
 def _load_state(source: DuckDBSource, limits: LocalLimits) -> _Loaded:
     # The version is read before the data: a write that lands during the load shows at the next check.
     version = data_version(source_location(source))
-    conn, descriptions = open_source(source, limits)
-    tables = structure(conn)
-    return _Loaded(conn, version, tables, by_bare_name(tables), descriptions)
+    opened = open_source(source, limits)
+    tables = structure(opened.conn, opened.left_out)
+    return _Loaded(opened.conn, version, tables, by_bare_name(tables), opened.descriptions, opened.left_out)

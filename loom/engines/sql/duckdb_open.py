@@ -7,12 +7,17 @@ local lakehouses; large data is the Azure backends' job.
 
 After the load, external access and extension loading are switched off and the configuration is
 locked. That is defence in depth: the validator (parsing) is what keeps queries read-only.
+
+A table or view that cannot be read (a corrupt file, a name two files share, a view over a table
+that is gone) is left out and the source serves the others; `Opened.left_out` says which and why,
+in words fit to show (no server paths: those go to the log).
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
 from loom.engines.contracts import QueryError
+from loom.engines.errors import public_text, shown
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.limits import LocalLimits
 
@@ -35,49 +41,98 @@ CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
 
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 TABLE_FILE_SUFFIXES = (".parquet", ".csv")
+MAX_REASON_CHARS = 300
+_LOAD_ERRORS = (duckdb.Error, OSError, sqlite3.Error, pa.ArrowException, DeltaError)
+
+
+@dataclass
+class Opened:
+    """A loaded source: its database, table descriptions (Delta), and what was left out and why."""
+
+    conn: duckdb.DuckDBPyConnection
+    descriptions: dict[str, str] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)  # table name as queried → reason
 
 
 def source_location(source: DuckDBSource) -> Path:
     return Path(source.location).expanduser()
 
 
-def open_source(
-    source: DuckDBSource, limits: LocalLimits | None = None
-) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+def open_source(source: DuckDBSource, limits: LocalLimits | None = None) -> Opened:
+    """The source loaded into DuckDB. Messages name the source, not where it lives on the server
+    (the log has the path)."""
     location = source_location(source)
     if not location.exists():
+        log.warning("source %r: nothing at %s", source.name, location)
         raise QueryError(
             "source_unavailable",
-            f"The source {source.name!r} has no data at {location}. "
-            "(For the sample lakehouse, run `loom data seed` first.)",
+            f"The source {source.name!r} has no data where it is configured to be (the server log "
+            "names the path). (For the sample lakehouse, run `loom data seed` first.)",
         )
     try:
-        conn, descriptions = _load(location)
-    except (duckdb.Error, OSError, sqlite3.Error, pa.ArrowException) as e:
-        raise QueryError("source_unavailable", f"Could not open the source {source.name!r}: {e}") from e
+        opened = _load(location)
+    except _LOAD_ERRORS as e:
+        reason = shown(e, log, f"opening the source {source.name!r} at {location} failed")
+        raise QueryError("source_unavailable", f"Could not open the source {source.name!r}: {reason}") from e
     for statement in (limits or LocalLimits()).statements():
-        conn.execute(statement)
-    conn.execute("SET enable_external_access = false")
-    conn.execute("SET lock_configuration = true")
-    return conn, descriptions
+        opened.conn.execute(statement)
+    opened.conn.execute("SET enable_external_access = false")
+    opened.conn.execute("SET lock_configuration = true")
+    return opened
 
 
-def _load(location: Path) -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
+def _load(location: Path) -> Opened:
     suffix = location.suffix.lower()
     if location.is_file() and suffix == ".duckdb":
-        return duckdb.connect(str(location), read_only=True, config=CONNECT_CONFIG), {}
+        conn = duckdb.connect(str(location), read_only=True, config=CONNECT_CONFIG)
+        return Opened(conn, left_out=_broken_views(conn, location))
     conn = duckdb.connect(":memory:", config=CONNECT_CONFIG)
+    opened = Opened(conn)
     if location.is_file() and suffix in SQLITE_SUFFIXES:
-        _load_sqlite(conn, location)
-        return conn, {}
+        _load_sqlite(opened, location)
+        return opened
     if location.is_dir():
-        return conn, _load_folder(conn, location)
+        _load_folder(opened, location)
+        return opened
     conn.close()
+    log.warning("not a SQL source: %s", location)
     raise QueryError(
         "source_unavailable",
-        f"{location} is not a SQL source: use a .duckdb or .sqlite file, or a folder of Delta, "
-        "Parquet and CSV tables.",
+        f"The source at {location.name!r} is not a SQL source: use a .duckdb or .sqlite file, or a "
+        "folder of Delta, Parquet and CSV tables.",
     )
+
+
+def _left_out(opened: Opened, name: str, what: str, error: BaseException | str, where: Path) -> None:
+    """Record a table that is not served: the log gets the path and the full error, the reason
+    shown to users neither."""
+    log.warning("left out %s from %s: %s (%s)", name, where, what, error)
+    opened.left_out.setdefault(name, f"{what}: {_reason(error)}")
+
+
+def _broken_views(conn: duckdb.DuckDBPyConnection, location: Path) -> dict[str, str]:
+    """Views of a `.duckdb` file that cannot be read (one over a table that is gone, say). DuckDB
+    lists them with the columns they had when made, so only running one shows it is broken; each
+    is bound (LIMIT 0 reads no rows) once per load."""
+    views = conn.execute(
+        "SELECT schema_name, view_name FROM duckdb_views() "
+        "WHERE database_name = current_database() AND NOT internal"
+    ).fetchall()
+    broken: dict[str, str] = {}
+    for schema, view in views:
+        try:
+            conn.execute(f"SELECT * FROM {quote(schema)}.{quote(view)} LIMIT 0")
+        except duckdb.Error as e:
+            name = view if schema == "main" else f"{schema}.{view}"
+            log.warning("left out the view %s of %s: %s", name, location, e)
+            broken[name] = f"the view cannot be read: {_reason(e)}"
+    return broken
+
+
+def _reason(error: BaseException | str) -> str:
+    """The error's first line: what follows is DuckDB quoting our own load statement, or hints."""
+    first = next((line for line in str(error).splitlines() if line.strip()), "")
+    return public_text(first, MAX_REASON_CHARS)
 
 
 def quote(identifier: str) -> str:
@@ -106,35 +161,45 @@ def _visible(folder: Path, root: Path) -> list[Path]:
     ]
 
 
-def _load_folder(conn: duckdb.DuckDBPyConnection, root: Path) -> dict[str, str]:
+def _load_folder(opened: Opened, root: Path) -> None:
     """Top-level tables go to `main`; a subfolder of tables (bronze, silver, gold…) is a schema."""
-    descriptions: dict[str, str] = {}
+    loaded: dict[str, str] = {}  # table → the file it came from
     for path in _visible(root, root):
         if _is_table(path):
-            descriptions |= _load_or_skip(conn, "main", path)
+            _load_or_skip(opened, "main", path, root, loaded)
         elif path.is_dir():
             tables = [p for p in _visible(path, root) if _is_table(p)]
             if tables:
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(_table_name(path))}")
+                opened.conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(_table_name(path))}")
             for table in tables:
-                descriptions |= _load_or_skip(conn, _table_name(path), table)
-    return descriptions
+                _load_or_skip(opened, _table_name(path), table, root, loaded)
 
 
-def _load_or_skip(conn: duckdb.DuckDBPyConnection, schema: str, path: Path) -> dict[str, str]:
-    """One table; one that cannot be read (or repeats a name: `t.csv` beside `t.parquet`) is left
-    out and logged, and the source serves the others."""
+def _load_or_skip(opened: Opened, schema: str, path: Path, root: Path, loaded: dict[str, str]) -> None:
+    """One table; one that cannot be read is left out with the reason, and the source serves the
+    others. A second file that makes the same table (`t.parquet` beside `t.csv`) is left out by its
+    own name, since the table it would make is served from the first."""
+    name = _qualified(schema, _table_name(path))
+    if name in loaded:
+        file = path.relative_to(root).as_posix()
+        _left_out(opened, file, "not loaded", f"{loaded[name]} already makes the table {name}", path)
+        return
     try:
-        return _load_table(conn, schema, path)
-    except (duckdb.Error, OSError, pa.ArrowException, DeltaError) as e:
-        log.warning("left out %s: it cannot be loaded as a table (%s)", path, str(e).splitlines()[0])
-        return {}
+        opened.descriptions |= _load_table(opened.conn, schema, path)
+    except _LOAD_ERRORS as e:
+        _left_out(opened, name, f"{path.name} cannot be read as a table", e, path)
+        return
+    loaded[name] = path.relative_to(root).as_posix()
+
+
+def _qualified(schema: str, name: str) -> str:
+    return name if schema == "main" else f"{schema}.{name}"
 
 
 def _load_table(conn: duckdb.DuckDBPyConnection, schema: str, path: Path) -> dict[str, str]:
     name = _table_name(path)
     target = f"{quote(schema)}.{quote(name)}"
-    qualified = name if schema == "main" else f"{schema}.{name}"
+    qualified = _qualified(schema, name)
     if path.is_dir():
         table = DeltaTable(str(path))
         _copy_arrow(conn, target, table.to_pyarrow_dataset())
@@ -153,8 +218,9 @@ def _copy_arrow(conn: duckdb.DuckDBPyConnection, target: str, data: Any) -> None
         conn.unregister("_loom_load")
 
 
-def _load_sqlite(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """Through Python's sqlite3: DuckDB's sqlite extension would have to be downloaded."""
+def _load_sqlite(opened: Opened, path: Path) -> None:
+    """Through Python's sqlite3: DuckDB's sqlite extension would have to be downloaded. A table or
+    view that cannot be read (a view over a table that is gone) is left out."""
     src = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     src.text_factory = lambda b: b.decode("utf-8", "replace")  # real-world files hold stray bytes
     try:
@@ -166,7 +232,12 @@ def _load_sqlite(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
             )
         ]
         for name in names:
-            _copy_arrow(conn, f"main.{quote(name)}", _sqlite_table(src, name))
+            try:
+                table = _sqlite_table(src, name)
+            except (sqlite3.Error, pa.ArrowException) as e:
+                _left_out(opened, name, "it cannot be read", e, path)
+                continue
+            _copy_arrow(opened.conn, f"main.{quote(name)}", table)
     finally:
         src.close()
 

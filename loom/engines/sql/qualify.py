@@ -13,7 +13,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
-from loom.engines.contracts import Catalog, Problem, TableInfo
+from loom.engines.contracts import Catalog, Problem, TableInfo, UnavailableTable
 from loom.engines.sql.access import looks_like_path, unique
 from loom.engines.sql.rules import DialectRules
 
@@ -30,11 +30,14 @@ class CatalogNames:
     rules: DialectRules
     tables: dict[str, TableInfo] = field(init=False)
     names: dict[str, str] = field(init=False)  # lower-case key → the catalog's spelling
+    unavailable: dict[str, UnavailableTable] = field(init=False)  # in the source, but not loaded
     has_columns: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.tables = {t.name.lower(): t for t in self.catalog.tables}
         self.names = {key: t.name for key, t in self.tables.items()}
+        left_out = ((u.name.lower(), u) for u in self.catalog.unavailable)
+        self.unavailable = {key: u for key, u in left_out if key not in self.tables}
         self.has_columns = any(t.columns for t in self.catalog.tables)
 
     def ref(self, table: exp.Table) -> str | None:
@@ -57,7 +60,10 @@ class CatalogNames:
 
 
 def unknown_tables(
-    expr: exp.Expr, resolve: Callable[[exp.Table], str | None], known: Mapping[str, str]
+    expr: exp.Expr,
+    resolve: Callable[[exp.Table], str | None],
+    known: Mapping[str, str],
+    unavailable: Mapping[str, UnavailableTable] | None = None,
 ) -> Iterator[Problem]:
     """Tables the query names that the catalog lacks, each with the closest existing names.
 
@@ -65,6 +71,7 @@ def unknown_tables(
     catalog table); `known` maps those keys to the names shown to the model. The embedded engine
     keys by `schema.table`, the cloud engines by three-part names with their defaults filled in.
     Only a reference that reads a CTE is exempt: a CTE's name elsewhere means the real table.
+    A table the source has but could not load (`unavailable`, by key) is named as such.
     """
     ctes = cte_references(expr)
     reported: set[str] = set()
@@ -73,7 +80,8 @@ def unknown_tables(
         if key is None or key in known or key in reported or id(table) in ctes:
             continue
         reported.add(key)
-        yield unknown_table_problem(key, known)
+        missing = (unavailable or {}).get(key)
+        yield unknown_table_problem(key, known) if missing is None else unavailable_problem(missing, known)
 
 
 def cte_references(expr: exp.Expr) -> set[int]:
@@ -144,6 +152,15 @@ def unknown_table_problem(key: str, known: Mapping[str, str]) -> Problem:
         code="unknown_table",
         message=f"Unknown table {shown}.{hint} Known tables: {listing}.",
         suggestions=suggestions,
+    )
+
+
+def unavailable_problem(table: UnavailableTable, known: Mapping[str, str]) -> Problem:
+    listing = ", ".join(sorted(known.values())[:30]) or "none"
+    return Problem(
+        code="table_unavailable",
+        message=f"The table {table.name} is in the source but could not be loaded, so it cannot be "
+        f"queried ({table.reason}). Tables that can be queried: {listing}.",
     )
 
 

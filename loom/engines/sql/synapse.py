@@ -43,7 +43,6 @@ from loom.engines.sql.dbapi import (
     build_catalog,
     driver_connect,
     fetch_rows,
-    tidy_message,
 )
 
 # Token scope by cloud, keyed by the cloud's name (the values of Settings' AzureCloud), so that
@@ -87,7 +86,7 @@ def sql_message(error: BaseException) -> str:
     args = error.args
     pyodbc_text = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
     text = getattr(error, "ddbc_error", "") or pyodbc_text or str(error)
-    return tidy_message(_VENDOR_PREFIX.sub("", text))
+    return _VENDOR_PREFIX.sub("", text)
 
 
 def is_sql_timeout(error: BaseException) -> bool:

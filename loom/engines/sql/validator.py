@@ -225,7 +225,7 @@ def _tree_problems(
     yield from unique(access_problems(nodes, rules))
     if catalog is not None:
         names = CatalogNames(catalog, rules)
-        yield from unknown_tables(expr, names.ref, names.names)
+        yield from unknown_tables(expr, names.ref, names.names, names.unavailable)
         if names.has_columns:
             yield from unknown_columns(expr, names, rules)
 

@@ -1,0 +1,69 @@
+"""Error text from engines and drivers, made fit to show to a model or a user.
+
+What DuckDB or a driver says when something fails is written for whoever runs the server: DuckDB
+appends a native stack trace with the paths of its shared library, file readers name the file they
+could not read, drivers may echo a connection string or a token. `public_text` keeps the sentence
+that helps to fix a query and drops the rest; `shown` does the same and logs the full text when
+anything was dropped. Every engine goes through them, so there is one set of rules to get right.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+MAX_MESSAGE_CHARS = 800
+
+# Where a trace starts: everything after it is frames, not a reason. DuckDB ("Stack Trace:"),
+# Python, and the JVM behind Databricks ("JVM stacktrace:", "\tat org.apache…").
+_TRACE = re.compile(
+    r"\n\s*Stack Trace:|Traceback \(most recent call last\)|\n\s*JVM stacktrace|\n\s+at [\w$.]+\("
+)
+
+# `key=value` settings that hold credentials, in connection strings, URLs and driver messages.
+_SECRET_KEYS = (
+    "password|pwd|accesstoken|access_token|token|secret|client_secret|accountkey|"
+    "sharedaccesssignature|sig|apikey|api_key|api-key|x-api-key"
+)
+_SECRET_VALUE = r"\"[^\"]*\"|'[^']*'|\{[^}]*\}|[^\s;,&'\"]+"  # quoted, {braced} (ODBC) or bare
+_SECRET_SETTING = re.compile(rf"(?i)\b({_SECRET_KEYS})(\s*=\s*)({_SECRET_VALUE})")
+_AUTH_HEADER = re.compile(r"(?i)\b(authorization\s*:\s*|bearer\s+|basic\s+)[\w.~+/=-]{8,}")
+_JWT = re.compile(r"\beyJ[\w-]{5,}\.[\w-]+\.[\w-]*")  # an Entra or other JWT, wherever it appears
+_DATABRICKS_TOKEN = re.compile(r"\bdapi[0-9a-f]{32}(?:-\d+)?\b")
+_URL_USER = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@")  # scheme://user:pass@host
+
+# Absolute paths on the server: `/srv/data/x.parquet`, `~/lake/x`, `C:\data\x`, `file:///x`. Two
+# components at least (`/x` alone says nothing about the server); a `/` inside a word, a number or a
+# URL (`2024/01/02`, `https://host/path`) is not one.
+_FILE_URI = re.compile(r"(?i)\bfile:/*(?=/)")
+_POSIX_PATH = re.compile(r"(?<![\w.~/\\-])~?(?:/[^\s'\"`/,;()\[\]<>|*?]+){2,}/?")
+_WINDOWS_PATH = re.compile(r"(?<![\w\\])(?:[A-Za-z]:|\\\\[^\s\\'\"]+)(?:\\[^\s\\'\"<>|*?,;()]+)+\\?")
+
+
+def public_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text` as one bounded line, without a trace, credentials or server paths (a path is cut to
+    its last part, `…/orders.parquet`, which still says which file was meant)."""
+    text = _TRACE.split(text, maxsplit=1)[0]
+    text = _SECRET_SETTING.sub(lambda m: f"{m[1]}{m[2]}***", text)
+    text = _AUTH_HEADER.sub(lambda m: f"{m[1]}***", text)
+    text = _URL_USER.sub(lambda m: f"{m[1]}***@", text)
+    text = _DATABRICKS_TOKEN.sub("***", _JWT.sub("***", text))
+    text = _POSIX_PATH.sub(lambda m: "…/" + _last_part(m[0], "/"), _FILE_URI.sub("", text))
+    text = _WINDOWS_PATH.sub(lambda m: "…\\" + _last_part(m[0], "\\"), text)
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def shown(error: BaseException | str, log: logging.Logger, what: str) -> str:
+    """`public_text` of the error; the full text goes to `log` when anything was left out of it,
+    with `what` saying what failed."""
+    full = str(error)
+    public = public_text(full)
+    if public != " ".join(full.split()):
+        log.info("%s: %s", what, full)
+    return public
+
+
+def _last_part(path: str, separator: str) -> str:
+    parts = [p for p in path.split(separator) if p]
+    return parts[-1] if parts else ""

@@ -77,6 +77,18 @@ class Settings(BaseSettings):
         None, description="An embeddings model (or Azure deployment) for schema linking; off when unset."
     )
     model_max_retries: int = Field(3, ge=0, le=10)
+    model_temperature: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        description="Sampling temperature sent with every call; unset: the endpoint's default.",
+    )
+    model_max_output_tokens: int | None = Field(
+        1024,
+        ge=16,
+        description="Most tokens one model call may generate: a small model told to call a tool can "
+        "otherwise generate without end. Unset (empty) to send no limit.",
+    )
     model_timeout_s: float = Field(60.0, gt=0)
     max_model_calls_per_turn: int = Field(10, ge=1)
     max_tool_rounds: int = Field(4, ge=1)

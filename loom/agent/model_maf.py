@@ -248,19 +248,47 @@ def as_model_error(error: Exception, where: Endpoint) -> ModelError:
 # --- the model ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Generation:
+    """How the model generates: sent with every call. `None` leaves the endpoint's default."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None  # bounds a model that would otherwise generate without end
+
+    @classmethod
+    def of(cls, settings: Settings) -> Generation:
+        return cls(settings.model_temperature, settings.model_max_output_tokens)
+
+    def options(self, tools: Sequence[dict[str, Any]]) -> Any:  # MAF's typed options dict
+        # MAF passes dict tools through unchanged as OpenAI function schemas.
+        chosen: dict[str, Any] = {"tools": list(tools)} if tools else {}
+        if self.temperature is not None:
+            chosen["temperature"] = self.temperature
+        if self.max_tokens is not None:
+            chosen["max_tokens"] = self.max_tokens
+        return chosen
+
+
 class MafChatModel:
     """One endpoint behind a MAF chat-completions client; streaming and not, one conversion."""
 
-    def __init__(self, client: RawOpenAIChatCompletionClient, endpoint: Endpoint, name: str) -> None:
+    def __init__(
+        self,
+        client: RawOpenAIChatCompletionClient,
+        endpoint: Endpoint,
+        name: str,
+        generation: Generation = Generation(),
+    ) -> None:
         self._client = client
         self._endpoint = endpoint
+        self._generation = generation
         self.name = name
 
     async def stream(
         self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] = ()
     ) -> AsyncIterator[ModelEvent]:
         response_stream = self._client.get_response(
-            to_maf_messages(messages), stream=True, options=_options(tools)
+            to_maf_messages(messages), stream=True, options=self._generation.options(tools)
         )
         named: set[str] = set()
         try:
@@ -278,17 +306,14 @@ class MafChatModel:
         self, messages: Sequence[ChatMessage], tools: Sequence[dict[str, Any]] = ()
     ) -> ModelReply:
         try:
-            response = await self._client.get_response(to_maf_messages(messages), options=_options(tools))
+            response = await self._client.get_response(
+                to_maf_messages(messages), options=self._generation.options(tools)
+            )
         except Exception as error:
             if not is_endpoint_failure(error):
                 raise
             raise as_model_error(error, self._endpoint) from error
         return reply_from_response(response)
-
-
-def _options(tools: Sequence[dict[str, Any]]) -> Any:
-    # MAF passes dict tools through unchanged as OpenAI function schemas.
-    return {"tools": list(tools)} if tools else {}
 
 
 # --- construction -------------------------------------------------------------------------------
@@ -310,7 +335,7 @@ def build_chat_model(
         sdk, endpoint = _azure_client(settings, http_client, credential)
     else:
         sdk, endpoint = _openai_client(settings, http_client)
-    return MafChatModel(_maf_client(settings, sdk), endpoint, settings.model_name)
+    return MafChatModel(_maf_client(settings, sdk), endpoint, settings.model_name, Generation.of(settings))
 
 
 def _maf_client(settings: Settings, sdk: openai.AsyncOpenAI) -> RawOpenAIChatCompletionClient:

@@ -123,6 +123,18 @@ async def test_complete_returns_text_and_usage(openai_server: OpenAICompatServer
     assert "tools" not in openai_server.requests[0]
 
 
+async def test_every_call_bounds_its_output_and_sends_a_temperature_only_when_set(
+    openai_server: OpenAICompatServer,
+) -> None:
+    openai_server.queue_text("a")
+    openai_server.queue_text("b")
+    await model_for(openai_server).complete(QUESTION)
+    await collect(model_for(openai_server, model_temperature=0, model_max_output_tokens=64), QUESTION)
+    default, pinned = openai_server.requests
+    assert default["max_completion_tokens"] == 1024 and "temperature" not in default
+    assert pinned["max_completion_tokens"] == 64 and pinned["temperature"] == 0
+
+
 async def test_complete_returns_a_tool_call(openai_server: OpenAICompatServer) -> None:
     openai_server.queue_tool_call("ask_data", {"question": "x"}, call_id="call_1")
     reply = await model_for(openai_server).complete(QUESTION, [ASK])

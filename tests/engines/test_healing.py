@@ -7,6 +7,7 @@ own exception classes to check each mapping quickly.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,38 @@ def test_a_fatal_error_drops_the_load_and_the_next_query_reloads(lake: Path, err
     assert engine._state is None  # dropped, not left for the next query
     assert stores(engine) != []
     assert engine._state is not broken
+
+
+class LateFatal(Raising):
+    """Raises `error` only after the engine's time limit has fired, as a slow query that ends in an
+    INTERNAL error does (`repeat('x', 2147483648)` cannot be interrupted midway)."""
+
+    def cursor(self) -> Any:
+        error = self.error
+        interrupted = threading.Event()
+
+        class Cursor:
+            def execute(self, sql: str) -> None:
+                interrupted.wait(5)
+                raise error
+
+            def interrupt(self) -> None:
+                interrupted.set()
+
+            def close(self) -> None: ...
+
+        return Cursor()
+
+
+def test_a_fatal_error_after_the_time_limit_still_drops_the_load(lake: Path) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="heal", location=str(lake)))
+    state = engine._loaded()
+    state.conn = LateFatal(state.conn, duckdb.InternalException("INTERNAL Error: x"))  # type: ignore[assignment]
+    with pytest.raises(QueryError) as failed:
+        engine.execute(COUNT, max_rows=1, timeout_s=0.2)
+    assert failed.value.code == "engine_failed"  # not "timeout": the database is gone either way
+    assert engine._state is None
+    assert stores(engine) != []
 
 
 def test_out_of_memory_is_its_own_code_and_keeps_the_load(lake: Path) -> None:

@@ -42,6 +42,7 @@ from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
 log = logging.getLogger(__name__)
 
 INTERRUPT_RETRY_S = 0.05
+_FATAL = (duckdb.InternalException, duckdb.FatalException)  # they invalidate the whole database
 PREPARED_CACHE = 256  # validated queries remembered per engine
 
 
@@ -197,7 +198,10 @@ class DuckDBEngine:
                         raise _timeout(timeout_s)
                     return list(cursor.description or []), rows
                 except duckdb.Error as e:
-                    if watchdog.fired or isinstance(e, duckdb.InterruptException):
+                    # A fatal error that lands after the time limit fired has still invalidated the
+                    # database: it is handled as fatal, or the load would be kept and fail for all.
+                    late = watchdog.fired or isinstance(e, duckdb.InterruptException)
+                    if late and not isinstance(e, _FATAL):
                         raise _timeout(timeout_s) from e
                     raise self._failure(state, e) from e
                 except (OverflowError, ValueError) as e:  # a value Python cannot hold (INTERVAL 1e8 YEARS)
@@ -215,7 +219,7 @@ class DuckDBEngine:
         later query of every tenant would fail. This load is closed and the next query loads the
         source again, so one bad query costs a reload, not the source.
         """
-        if isinstance(error, duckdb.InternalException | duckdb.FatalException):
+        if isinstance(error, _FATAL):
             log.error(
                 "query on %r hit a fatal engine error; reloading the source", self.source.name, exc_info=error
             )

@@ -70,7 +70,8 @@ async def test_a_failed_write_stops_later_writes_and_is_reported(tmp_path: Path)
     writer.append([said("ok")])
     await asyncio.sleep(0)  # the creating write starts
     writer.append([said("bad")])
-    await asyncio.sleep(0.015)  # ... and "bad" is in flight
+    while ["bad"] not in store.appends:  # wait until "bad" is in flight (a fixed sleep is not enough
+        await asyncio.sleep(0.001)  # on a loaded machine: "bad" and "after" would be written together)
     writer.append([said("after")])
     error = await writer.drain()
     assert isinstance(error, OSError)

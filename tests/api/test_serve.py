@@ -35,6 +35,7 @@ from tests.support.openai_server import OpenAICompatServer
 COUNT_SQL = "SELECT COUNT(*) AS order_lines FROM gold.fact_sales"
 START_TIMEOUT_S = 60
 SERVED_HOMES: dict[str, Path] = {}  # url -> the server's LOOM_HOME, where its log is written
+SERVED_PROCESSES: dict[str, subprocess.Popen[bytes]] = {}  # url -> the `loom serve` process
 
 
 def free_port() -> int:
@@ -63,6 +64,7 @@ def loom_serve(home: Path, model_url: str, **settings: str) -> Iterator[str]:
     SERVED_HOMES[url] = home
     with (home / "serve.log").open("wb") as log:
         process = subprocess.Popen(command, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
+        SERVED_PROCESSES[url] = process
         try:
             _wait_ready(url, process)
             yield url
@@ -97,10 +99,10 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"loom serve was not ready within {START_TIMEOUT_S} s")
 
 
-def stream_events(url: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+def stream_events(url: str, body: dict[str, Any], timeout_s: float = 30) -> list[dict[str, Any]]:
     """Read the SSE stream line by line as it arrives, as `curl -N` would."""
     out = []
-    with httpx.stream("POST", f"{url}/v1/chat", json=body, timeout=30) as response:
+    with httpx.stream("POST", f"{url}/v1/chat", json=body, timeout=timeout_s) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         for line in response.iter_lines():
@@ -150,6 +152,59 @@ def test_a_second_turn_continues_the_conversation(served: str) -> None:
     assert second[-1]["type"] == "RUN_FINISHED"
     messages = httpx.get(f"{served}/v1/conversations/{thread}").json()["messages"]
     assert [m["role"] for m in messages].count("user") == 2
+
+
+# --- one bad query does not take the source down (issue 8) ----------------------------------------
+
+# The two queries that invalidated the shared in-memory database, after which every query of every
+# tenant failed until the data files changed.
+STRING_DOUBLING = (
+    "WITH RECURSIVE r AS (SELECT 'x' AS s UNION ALL SELECT s || s FROM r) SELECT max(length(s)) FROM r"
+)
+STRING_BOMB = "SELECT length(s || s) FROM (SELECT repeat('x', 2147483648) AS s)"
+
+
+def failed_query(events: list[dict[str, Any]]) -> dict[str, str]:
+    """The nl2sql call's error, with `code` the engine's own (a failure the repair loop gave up on
+    says which code it ended with)."""
+    [result] = [e for e in events if e["type"] == "TOOL_CALL_RESULT"]
+    error: dict[str, str] = json.loads(result["content"])["error"]
+    last = re.search(r"last error \((\w+)\)", error["message"])
+    return error | {"code": last.group(1)} if error["code"] == "query_failed" and last else error
+
+
+@pytest.mark.slow  # ~50 s: repeat('x', 2147483648) alone takes 20-40 s and cannot be interrupted
+def test_the_queries_that_broke_a_source_fail_alone_and_the_server_answers_the_next_question(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    seed_lakehouse(home / "lakehouse", orders=100)
+    # A small memory budget stops the doubling string within a second or two instead of at 6 GB; no
+    # repairs, so each failing query runs once; a time limit the bomb cannot reach, so that it
+    # ends in DuckDB's INTERNAL error (the one that invalidated the database), not in a timeout.
+    limits = {"duckdb_memory_limit": "256MB", "duckdb_threads": "2", "max_repairs": "0"}
+    limits |= {"query_timeout_s": "300"}
+    with (
+        OpenAICompatServer(default_sql=COUNT_SQL) as model,
+        loom_serve(home, model.base_url, **limits) as url,
+    ):
+        for sql in (STRING_DOUBLING, STRING_BOMB):  # out_of_memory, then engine_failed (a reload)
+            model.queue_tool_call("nl2sql", {"question": "Stress the engine, please"})
+            model.queue_text(f"```sql\n{sql}\n```")
+            model.queue_text("That query could not run.")
+            events = stream_events(url, {"message": "Stress the engine, please"}, timeout_s=300)
+            assert events[-1]["type"] == "RUN_FINISHED"
+            error = failed_query(events)
+            assert error["code"] in {"out_of_memory", "engine_failed"}, error
+            assert "Stack Trace" not in error["message"] and str(home) not in error["message"]
+            assert SERVED_PROCESSES[url].poll() is None  # the server lives on
+
+        events = stream_events(url, {"message": "How many order lines are there?"})
+        [table] = [e for e in events if e["type"] == "CUSTOM" and e["name"] == "loom.result_table"]
+        assert table["value"]["query"] == COUNT_SQL
+        assert table["value"]["rows"][0][0] > 100  # order lines of 100 seeded orders
+        assert events[-1]["type"] == "RUN_FINISHED"
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
 
 
 # --- a client that hangs up mid-turn ------------------------------------------------------------

@@ -5,6 +5,9 @@ slow queries from one tenant delayed another tenant's verified answer from 0.08 
 each tenant, and each user within it, may hold only so many workers at once; a query that cannot
 get a place within `wait_s` is refused (`busy`) rather than queued without end. The limits are per
 process: several API workers each have their own.
+
+A tenant's or user's places exist only while someone holds or waits for one, so the scheduler does
+not keep a semaphore for every user it has ever seen.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import ParamSpec, TypeVar
 
@@ -23,11 +27,19 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 
+@dataclass
+class _Slot:
+    """The places of one tenant or user, and how many callers hold or wait for one."""
+
+    places: asyncio.Semaphore
+    claims: int = 0
+
+
 class QueryScheduler:
     def __init__(self, workers: int, per_tenant: int, per_user: int, wait_s: float) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="loom-query")
         self._per_tenant, self._per_user, self._wait_s = per_tenant, per_user, wait_s
-        self._slots: dict[tuple[str, ...], asyncio.Semaphore] = {}
+        self._slots: dict[tuple[str, ...], _Slot] = {}
 
     async def run(
         self, principal: Principal, work: Callable[..., T], /, *args: object, **kwargs: object
@@ -46,13 +58,34 @@ class QueryScheduler:
         user = (principal.tenant_id, principal.user_id)
         async with AsyncExitStack() as held:
             for key, limit in ((user, self._per_user), (tenant, self._per_tenant)):
-                slot = self._slots.setdefault(key, asyncio.Semaphore(limit))
-                try:
-                    await asyncio.wait_for(slot.acquire(), self._wait_s)
-                except TimeoutError:
-                    raise _busy(self._wait_s) from None
-                held.callback(slot.release)
+                await held.enter_async_context(self._claim(key, limit))
             yield
+
+    @asynccontextmanager
+    async def _claim(self, key: tuple[str, ...], limit: int) -> AsyncIterator[None]:
+        """One place of `key`'s; the slot is dropped when its last holder or waiter leaves.
+
+        Safe without a lock because it all runs on one event loop: a caller counts itself in before
+        its first await and out after its last, so a slot with anyone waiting on it is never
+        dropped, and whoever comes after a drop gets a new slot with every place free.
+        """
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = _Slot(asyncio.Semaphore(limit))
+        slot.claims += 1
+        try:
+            try:
+                await asyncio.wait_for(slot.places.acquire(), self._wait_s)
+            except TimeoutError:
+                raise _busy(self._wait_s) from None
+            try:
+                yield
+            finally:
+                slot.places.release()
+        finally:
+            slot.claims -= 1
+            if slot.claims == 0 and self._slots.get(key) is slot:
+                del self._slots[key]
 
 
 def _busy(wait_s: float) -> ToolError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -46,5 +47,72 @@ async def test_a_query_that_cannot_get_a_place_in_time_is_refused_as_busy() -> N
         assert await scheduler.run(OTHER, slow, 0.0) == 0.0  # others are not held up
         await held
         assert await scheduler.run(BUSY, slow, 0.0) == 0.0  # the place came back
+    finally:
+        scheduler.close()
+
+
+class Running:
+    """Counts the calls running at once (they run on worker threads); each runs until `go` is set."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.go = threading.Event()
+        self.now = 0
+        self.most = 0
+
+    def __call__(self) -> None:
+        with self._lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            self.go.wait(10)
+        finally:
+            with self._lock:
+                self.now -= 1
+
+
+async def test_the_places_of_users_and_tenants_are_dropped_once_nobody_holds_or_waits() -> None:
+    scheduler = QueryScheduler(workers=8, per_tenant=3, per_user=1, wait_s=30)
+    try:
+        people = [Principal(tenant_id=f"t{n % 40}", user_id=f"u{n}") for n in range(400)]
+        await asyncio.gather(*(scheduler.run(p, slow, 0.001) for p in people))
+        assert scheduler._slots == {}  # not 440 semaphores kept for good
+    finally:
+        scheduler.close()
+
+
+async def test_a_waiter_keeps_its_slot_and_the_limit_holds_across_drops() -> None:
+    scheduler = QueryScheduler(workers=4, per_tenant=4, per_user=1, wait_s=30)
+    running = Running()
+    try:
+        for _ in range(3):  # each wave empties the slots; the next one makes them again
+            running.go.clear()
+            wave = [asyncio.create_task(scheduler.run(BUSY, running)) for _ in range(4)]
+            await asyncio.sleep(0.05)
+            assert scheduler._slots[(BUSY.tenant_id, BUSY.user_id)].claims == 4  # 1 holds, 3 wait
+            running.go.set()
+            await asyncio.gather(*wave)
+            assert scheduler._slots == {}
+        assert running.most == 1  # one place per user, never two at once
+    finally:
+        scheduler.close()
+
+
+async def test_refused_and_cancelled_waiters_leave_no_slot_behind() -> None:
+    scheduler = QueryScheduler(workers=4, per_tenant=4, per_user=1, wait_s=0.2)
+    running = Running()
+    try:
+        held = asyncio.create_task(scheduler.run(BUSY, running))
+        await asyncio.sleep(0.05)
+        gave_up = asyncio.create_task(scheduler.run(BUSY, slow, 0.0))
+        await asyncio.sleep(0.05)
+        gave_up.cancel()  # the client went away while it waited
+        with pytest.raises(ToolError):
+            await scheduler.run(BUSY, slow, 0.0)  # busy
+        running.go.set()
+        await held
+        assert scheduler._slots == {}
+        assert await scheduler.run(BUSY, slow, 0.0) == 0.0
+        assert scheduler._slots == {}
     finally:
         scheduler.close()

@@ -50,6 +50,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Literal, TypeVar
 
 from sqlglot import exp, parse_one
@@ -91,8 +92,11 @@ class Verdict:
 
 def canonical(value: object) -> Hashable:
     """The form a value is compared in (see the module docstring)."""
-    if value is None or isinstance(value, str):
+    kind = type(value)
+    if kind is str or kind is int or value is None:  # most values: returned as they are
         return value
+    if isinstance(value, str):
+        return str(value)
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
@@ -121,7 +125,7 @@ def _number(x: float) -> Hashable:
 
 
 def canonical_rows(rows: Sequence[Sequence[object]]) -> list[Row]:
-    return [tuple(canonical(v) for v in row) for row in rows]
+    return [tuple(map(canonical, row)) for row in rows]
 
 
 # --- which results are ordered --------------------------------------------------------------------
@@ -269,6 +273,9 @@ def compare(gold: ResultSet, predicted: ResultSet, *, ordered: bool, ties: Ties 
     blocks = _tied_blocks(want, ordered, ties) if ties is not None else None
     if blocks is None:
         blocks, ties = _plain_blocks(want, ordered), None
+    identity = list(range(width))
+    if _holds(blocks, got, identity):  # the common case, without building the search
+        return Verdict("match", note=_how(identity, want, got, ordered, ties))
     found = _Search(blocks, got, width).permutation()
     if isinstance(found, str):
         return Verdict("mismatch", found)
@@ -353,12 +360,18 @@ class _Search:
         vectors = [tuple(r[j] for r in got) for j in range(width)]
         # Of columns identical in every row, only the first unused is tried: swapping them changes nothing.
         self.earlier_twins = [[t for t in range(j) if vectors[t] == vectors[j]] for j in range(width)]
-        self.candidates = [self._candidates(i, vectors) for i in range(width)]
+        values = [Counter(v) for v in vectors]
+        self.candidates = [self._candidates(i, values) for i in range(width)]
 
-    def _candidates(self, i: int, vectors: list[tuple[Hashable, ...]]) -> list[int]:
+    def _candidates(self, i: int, values: list[Counter[Hashable]]) -> list[int]:
         required = Counter(r[i] for b in self.blocks for r in b.required)
         allowed = required + Counter(r[i] for b in self.blocks for r in b.optional)
-        fits = [j for j in range(self.width) if _within(required, Counter(vectors[j]), allowed)]
+        exact = not any(b.optional for b in self.blocks)
+        fits = [
+            j
+            for j in range(self.width)
+            if (_same(values[j], required) if exact else _within(required, values[j], allowed))
+        ]
         return sorted(fits, key=lambda j: j != i)  # the identity first
 
     def permutation(self) -> list[int] | str | None:
@@ -377,11 +390,16 @@ class _Search:
         if self.steps > MAX_PERMUTATION_STEPS:
             raise _TooMany
         used = set(perm)
-        for j in self.candidates[len(perm)]:
-            if j in used or any(t not in used for t in self.earlier_twins[j]):
-                continue
+        choices = [
+            j
+            for j in self.candidates[len(perm)]
+            if j not in used and all(t in used for t in self.earlier_twins[j])
+        ]
+        last = len(perm) + 1 == self.width
+        for j in choices:
             tried = [*perm, j]
-            if _holds(self.blocks, self.got, tried):
+            # A partial assignment is checked where it prunes: at a choice, and at the end.
+            if (len(choices) == 1 and not last) or _holds(self.blocks, self.got, tried):
                 found = self._extend(tried)
                 if found is not None:
                     return found
@@ -396,24 +414,34 @@ def _holds(blocks: list[_Block], got: list[Row], perm: list[int]) -> bool:
     """Whether the predicted rows, their columns taken as `perm` says, satisfy every block on the
     first len(perm) gold columns."""
     k = len(perm)
+    take = itemgetter(*perm) if k > 1 else (lambda r: (r[perm[0]],))
     at = 0
     for block in blocks:
-        rows = [tuple(r[j] for j in perm) for r in got[at : at + block.size]]
-        at += block.size
-        if not block.optional and block.size == 1:
-            if rows[0] != block.required[0][:k]:
+        if block.size == 1 and not block.optional:  # a row that must be exactly this one
+            if take(got[at]) != block.required[0][:k]:
                 return False
+            at += 1
             continue
+        rows = Counter(map(take, got[at : at + block.size]))
+        at += block.size
         required = Counter(r[:k] for r in block.required)
-        allowed = required + Counter(r[:k] for r in block.optional)
-        if not _within(required, Counter(rows), allowed):
+        if not block.optional:
+            if not _same(rows, required):
+                return False
+        elif not _within(required, rows, required + Counter(r[:k] for r in block.optional)):
             return False
     return True
 
 
+def _same(a: Counter[_T], b: Counter[_T]) -> bool:
+    """a == b for counters built by counting (no zero counts), at dict speed: Counter's own == is a
+    Python loop over every element."""
+    return dict.__eq__(a, b) is True
+
+
 def _within(low: Counter[_T], value: Counter[_T], high: Counter[_T]) -> bool:
     """low ⊆ value ⊆ high, as multisets."""
-    return not (low - value) and not (value - high)
+    return all(value[x] >= n for x, n in low.items()) and all(high[x] >= n for x, n in value.items())
 
 
 # --- saying why -----------------------------------------------------------------------------------
@@ -456,7 +484,10 @@ def _how(perm: list[int], want: list[Row], got: list[Row], ordered: bool, ties: 
     if perm != list(range(len(perm))):
         notes.append("columns in another order")
     if ties is not None and not _holds(_plain_blocks(want, ordered), got, perm):
-        notes.append("tied rows (equal ORDER BY keys) kept or ordered differently")
+        if _holds(_plain_blocks(want, False), got, perm):
+            notes.append("tied rows (equal ORDER BY keys) in another order")
+        else:
+            notes.append("other tied rows (equal ORDER BY keys) kept at the LIMIT")
     return "; ".join(notes)
 
 

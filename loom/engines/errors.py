@@ -54,13 +54,14 @@ def public_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def shown(error: BaseException | str, log: logging.Logger, what: str) -> str:
+def shown(error: BaseException | str, log: logging.Logger, what: str, level: int = logging.INFO) -> str:
     """`public_text` of the error; the full text goes to `log` when anything was left out of it,
-    with `what` saying what failed."""
+    with `what` saying what failed (at `level`: a failed query is routine, a source that will not
+    open is the operator's to fix)."""
     full = str(error)
     public = public_text(full)
     if public != " ".join(full.split()):
-        log.info("%s: %s", what, full)
+        log.log(level, "%s: %s", what, full)
     return public
 
 

@@ -357,6 +357,35 @@ def test_connection_failure_is_source_unavailable() -> None:
     )
 
 
+def test_driver_errors_show_no_path_token_or_jvm_trace_and_the_log_keeps_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="loom")
+    error = ServerOperationError(
+        "[PATH_NOT_FOUND] Path does not exist: /local_disk0/spark-1f2e/executor/secret.parquet.\n"
+        "JVM stacktrace:\norg.apache.spark.sql.AnalysisException\n\tat org.apache.spark.X.y(X.scala:1)",
+        {"operation-id": "01ef"},
+    )
+    with pytest.raises(QueryError) as caught:
+        _engine(_script(Reply(error=error))).execute(
+            "SELECT id FROM main.gold.sales", max_rows=5, timeout_s=5
+        )
+    assert caught.value.message == (
+        "Databricks SQL could not run the query: [PATH_NOT_FOUND] Path does not exist: …/secret.parquet."
+    )
+    token = "dapi0123456789abcdef0123456789abcdef"
+    script = _script()
+    script.connect_error = RequestError(
+        f"Error during request to server: 401 (Authorization: Bearer {token})"
+    )
+    with pytest.raises(QueryError) as refused:
+        _engine(script).catalog()
+    assert refused.value.code == "source_unavailable"
+    assert token not in refused.value.message and "Bearer ***" in refused.value.message
+    assert "/local_disk0/spark-1f2e/executor/secret.parquet" in caplog.text  # the log has it all
+    assert token in caplog.text
+
+
 # --- timeouts -------------------------------------------------------------------------------------
 
 

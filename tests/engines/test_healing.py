@@ -142,6 +142,19 @@ def test_a_native_stack_trace_never_reaches_the_message(lake: Path, monkeypatch:
     assert public_text(str(duckdb.Error("x" * 2000))).endswith("…")
 
 
+def test_a_server_path_in_an_engine_error_is_cut_to_its_last_part_and_logged_in_full(
+    lake: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="loom")
+    engine = DuckDBEngine(DuckDBSource(name="heal", location=str(lake)))
+    error = 'IO Error: Cannot open file "/srv/loom/home/lakehouse/gold/fact_sales.parquet": Permission denied'
+    break_with(engine, duckdb.IOException(error))
+    with pytest.raises(QueryError) as failed:
+        engine.execute(COUNT, max_rows=1, timeout_s=5)
+    assert failed.value.message == 'IO Error: Cannot open file "…/fact_sales.parquet": Permission denied'
+    assert "/srv/loom/home/lakehouse/gold/fact_sales.parquet" in caplog.text
+
+
 def test_a_query_over_the_memory_limit_fails_cleanly_and_the_source_keeps_serving(
     lake: Path, tmp_path: Path
 ) -> None:

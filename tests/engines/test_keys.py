@@ -63,6 +63,19 @@ def test_duckdb_declared_keys(tmp_path: Path) -> None:
     assert ("purchase", "buyer", "customer", "id", "declared") in _pairs(keys)
 
 
+def test_a_file_that_cannot_be_opened_for_its_keys_still_gets_inferred_ones(tmp_path: Path) -> None:
+    path = tmp_path / "shop.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE customer (customer_id INTEGER PRIMARY KEY, name VARCHAR)")
+        conn.execute(
+            "CREATE TABLE purchase (pid INTEGER, customer_id INTEGER REFERENCES customer(customer_id))"
+        )
+    catalog = _catalog(path)
+    with duckdb.connect(str(path)):  # a writer holds the file: a read-only open now fails
+        keys = foreign_keys(path, catalog)
+    assert ("purchase", "customer_id", "customer", "customer_id", "inferred") in _pairs(keys)
+
+
 def test_lakehouse_keys_are_inferred_between_fact_and_dimensions(tmp_path: Path) -> None:
     seed_lakehouse(tmp_path / "lh", orders=200)
     keys = _pairs(foreign_keys(tmp_path / "lh", _catalog(tmp_path / "lh")))

@@ -344,6 +344,35 @@ def test_pyodbc_shaped_error_is_readable_too() -> None:
         _engine(_script(Reply(error=error))).execute("SELECT 1 AS a FROM dbo.sales", max_rows=5, timeout_s=5)
 
 
+def test_driver_errors_show_no_path_or_secret_and_the_log_keeps_them(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="loom")
+    error = mssql_python.ProgrammingError(
+        driver_error="General error",
+        ddbc_error="[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Cannot bulk load because the file "
+        '"C:\\staging\\payroll\\2025.csv" could not be opened. Operating system error code 5.',
+    )
+    with pytest.raises(QueryError) as caught:
+        _engine(_script(Reply(error=error))).execute("SELECT state FROM dbo.sales", max_rows=5, timeout_s=5)
+    assert caught.value.message == (
+        "Synapse Serverless could not run the query: Cannot bulk load because the file "
+        '"…\\2025.csv" could not be opened. Operating system error code 5.'
+    )
+    script = _script()
+    script.connect_error = mssql_python.OperationalError(
+        driver_error="Connection failure",
+        ddbc_error="Login failed; connection string was Server=tcp:contoso.sql.azuresynapse.net;"
+        "UID=loader;PWD=hunter2;AccessToken=eyJhbGciOiJSUzI1NiJ9.eyJvaWQiOiIxIn0.c2ln",
+    )
+    with pytest.raises(QueryError) as refused:
+        _engine(script).execute("SELECT state FROM dbo.sales", max_rows=5, timeout_s=5)
+    assert refused.value.code == "source_unavailable"
+    assert "hunter2" not in refused.value.message and "eyJ" not in refused.value.message
+    assert "PWD=***" in refused.value.message
+    assert "C:\\staging\\payroll\\2025.csv" in caplog.text and "hunter2" in caplog.text
+
+
 def test_connection_failure_is_source_unavailable() -> None:
     script = _script()
     script.connect_error = mssql_python.OperationalError(

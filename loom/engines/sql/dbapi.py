@@ -250,7 +250,8 @@ class ConnectionPool:
             self.problem = e.message
             raise
         except Exception as e:  # driver, network and credential errors all mean "cannot reach it"
-            reason = shown(self._driver.message(e), log, f"connecting to {self._driver.label} failed")
+            what = f"connecting to {self._driver.label} failed"
+            reason = shown(self._driver.message(e), log, what, logging.WARNING)
             self.problem = f"Could not connect to {self._driver.label}: {reason}"
             raise QueryError("source_unavailable", self.problem) from e
         self.problem = None
@@ -517,6 +518,7 @@ class DBAPIEngine(ABC):
         except QueryError:
             raise
         except Exception as e:  # the driver's own error classes
-            reason = shown(self.driver.message(e), log, f"reading the {self.driver.label} catalog failed")
+            what = f"reading the {self.driver.label} catalog failed"
+            reason = shown(self.driver.message(e), log, what, logging.WARNING)
             message = f"Could not read the {self.driver.label} catalog: {reason}"
             raise QueryError("source_unavailable", message) from e

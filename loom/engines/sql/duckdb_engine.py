@@ -134,7 +134,7 @@ class DuckDBEngine:
         try:
             return build_catalog(state.conn, state.descriptions, state.left_out)
         except duckdb.Error as e:  # the data went bad under a load that was good
-            reason = shown(e, log, f"reading the catalog of {self.source.name!r} failed")
+            reason = shown(e, log, f"reading the catalog of {self.source.name!r} failed", logging.WARNING)
             message = f"Could not read the tables of {self.source.name!r}: {reason}"
             raise QueryError("source_unavailable", message) from e
 

@@ -72,7 +72,7 @@ def open_source(source: DuckDBSource, limits: LocalLimits | None = None) -> Open
     try:
         opened = _load(location)
     except _LOAD_ERRORS as e:
-        reason = shown(e, log, f"opening the source {source.name!r} at {location} failed")
+        reason = shown(e, log, f"opening the source {source.name!r} at {location} failed", logging.WARNING)
         raise QueryError("source_unavailable", f"Could not open the source {source.name!r}: {reason}") from e
     for statement in (limits or LocalLimits()).statements():
         opened.conn.execute(statement)

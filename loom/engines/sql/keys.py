@@ -17,6 +17,7 @@ Inference is a guess, and it can be wrong in ways worth knowing:
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,8 @@ from pathlib import Path
 import duckdb
 
 from loom.engines.contracts import Catalog, ColumnInfo, ForeignKey, TableInfo
+
+log = logging.getLogger(__name__)
 
 SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 KEY_SUFFIXES = ("_key", "_id", "key", "id")  # longest first: `customer_key` before `key`
@@ -41,7 +44,15 @@ WHERE constraint_type = 'FOREIGN KEY' AND database_name = current_database()
 
 def foreign_keys(location: Path, catalog: Catalog) -> list[ForeignKey]:
     """Declared keys of a `.sqlite`/`.duckdb` file, then inferred keys for columns none covers."""
-    declared = _resolved(_declared(Path(location).expanduser()), catalog)
+    try:
+        raw = _declared(Path(location).expanduser())
+    except (sqlite3.Error, duckdb.Error, OSError) as e:
+        # Declared keys only sharpen the schema the model reads: a file that cannot be opened for
+        # them now (a writer holds its lock) still has inferred keys, and the driver's error, which
+        # names the file's path, stays in the log instead of reaching the model.
+        log.warning("could not read the declared keys of %s: %s", location, e)
+        raw = []
+    declared = _resolved(raw, catalog)
     covered = {(fk.table, c) for fk in declared for c in fk.columns}
     inferred = [fk for fk in infer_foreign_keys(catalog) if (fk.table, fk.columns[0]) not in covered]
     return declared + inferred

@@ -1,0 +1,63 @@
+"""The one scrubber for engine and driver error text: what it keeps and what it takes out."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from loom.engines.errors import MAX_MESSAGE_CHARS, public_text, shown
+
+# (what an engine or driver said, what a model or user may read)
+CASES = [
+    # Native and JVM traces go, the reason stays.
+    (
+        "Binder Error: no such thing\n\nStack Trace:\n/usr/lib/python3/site-packages/duckdb.so(+0x1)",
+        "Binder Error: no such thing",
+    ),
+    (
+        "AnalysisException: x\nJVM stacktrace:\norg.apache.spark.X\n\tat org.apache.X.y(X.scala:1)",
+        "AnalysisException: x",
+    ),
+    ('boom\nTraceback (most recent call last):\n  File "/srv/app.py", line 1', "boom"),
+    # Server paths keep only their last part: enough to say which file, nothing about the server.
+    ("File '/srv/loom/lake/orders.parquet' too small", "File '…/orders.parquet' too small"),
+    ('Cannot open "~/lake/gold/x.duckdb"', 'Cannot open "…/x.duckdb"'),
+    ("read file:///etc/loom/secret.csv failed", "read …/secret.csv failed"),
+    ("no file C:\\data\\hr\\pay.csv or \\\\fs01\\share\\pay.csv", "no file …\\pay.csv or …\\pay.csv"),
+    # Credentials in connection strings, headers, URLs; tokens wherever they are.
+    ("Server=tcp:x;UID=me;PWD=hunter2;Encrypt=yes", "Server=tcp:x;UID=me;PWD=***;Encrypt=yes"),
+    ("password='p a ss' rejected", "password=*** rejected"),
+    ("Authorization: Bearer abcdefghijkl", "Authorization: Bearer ***"),
+    ("Authorization: abcdefghijkl", "Authorization: ***"),
+    ("token eyJhbGciOiJSUzI1NiJ9.eyJvaWQiOiIxIn0.c2ln expired", "token *** expired"),
+    ("bad dapi0123456789abcdef0123456789abcdef-2", "bad ***"),
+    ("GET https://alice:s3cret@host/x failed", "GET https://***@host/x failed"),
+    # What is not a path or a secret is left alone: dates, ratios, URLs, SQL words.
+    ("Could not convert string '2024/01/02' to INT32", "Could not convert string '2024/01/02' to INT32"),
+    ("see https://duckdb.org/docs/sql/x.html", "see https://duckdb.org/docs/sql/x.html"),
+    ("1/0 and a/b are fine; /tmp alone too", "1/0 and a/b are fine; /tmp alone too"),
+    ('syntax error at or near "token"', 'syntax error at or near "token"'),
+    # One line.
+    ("Parser Error: x\n\nLINE 1: SELECT\n   ^", "Parser Error: x LINE 1: SELECT ^"),
+]
+
+
+@pytest.mark.parametrize(("raw", "public"), CASES)
+def test_public_text(raw: str, public: str) -> None:
+    assert public_text(raw) == public
+
+
+def test_public_text_is_bounded() -> None:
+    text = public_text("x" * 5000)
+    assert len(text) == MAX_MESSAGE_CHARS
+    assert text.endswith("…")
+
+
+def test_shown_logs_the_full_text_only_when_something_was_left_out(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("loom.test_errors")
+    with caplog.at_level(logging.INFO, logger="loom.test_errors"):
+        assert shown(ValueError("plain  message"), log, "reading") == "plain message"
+        assert caplog.text == ""
+        assert shown("at /srv/a/b.csv", log, "reading") == "at …/b.csv"
+    assert "reading: at /srv/a/b.csv" in caplog.text

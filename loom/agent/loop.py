@@ -33,6 +33,7 @@ from loom.agent.budget import BudgetExhausted, InnerModel, TurnBudget
 from loom.agent.events import approval_event, model_events, new_id, result_events, text_events
 from loom.agent.messages import build_messages
 from loom.agent.model import ChatMessage, ChatModel, ModelError, ModelReply
+from loom.agent.reply_guard import Guard, guarded, normal
 from loom.agent.sources import pick_sources
 from loom.agent.store import ConversationNotFound, ConversationStore, StoredMessage
 from loom.agent.tool_calls import CallOutcome, run_calls
@@ -76,6 +77,11 @@ class Turn:
     tools: list[Tool]  # offered this turn: those the turn's sources can serve
     interrupts: list[Interrupt] = field(default_factory=list)
     tool_log: list[str] = field(default_factory=list)  # "name:status" of each call, for the turn log
+    ran: set[str] = field(default_factory=set)  # the queries that ran in this turn (reply_guard.normal)
+
+    @property
+    def question(self) -> str:
+        return next((m.content for m in reversed(self.messages) if m.role == "user"), "")
 
     @property
     def conversation_id(self) -> str:
@@ -180,14 +186,22 @@ class Agent:
     def call_model(self, turn: Turn) -> AsyncIterator[BaseEvent | ModelReply]:
         """Stream one model call. Tools are offered until the round limit, then the model must answer."""
         sources = turn.ctx.sources
-        tools = [t.declaration(sources) for t in turn.tools] if turn.budget.tools_allowed else []
-        return model_events(self.model.stream(turn.messages, tools))
+        offered = turn.tools if turn.budget.tools_allowed else []
+        guard = Guard(
+            offered={t.name for t in offered},
+            routes={t.language: t.name for t in offered if t.language is not None},
+            question=turn.question,
+            ran=frozenset(turn.ran),
+        )
+        stream = self.model.stream(turn.messages, [t.declaration(sources) for t in offered])
+        return model_events(guarded(stream, guard))
 
     async def run_tools(self, turn: Turn, reply: ModelReply) -> list[CallOutcome]:
         turn.budget.tool_rounds += 1
         by_name = {t.name: t for t in turn.tools}
         outcomes = await run_calls(turn.ctx, by_name, self.gate, reply.tool_calls)
         turn.tool_log.extend(f"{o.call.name}:{o.status}" for o in outcomes)
+        turn.ran.update(normal(q) for o in outcomes for q in _queries(o))
         messages = [reply.as_message(), *(o.as_message() for o in outcomes)]
         metadata: list[dict[str, Any]] = [{}, *(o.metadata() for o in outcomes)]
         self.persist(turn, messages, metadata)
@@ -278,6 +292,14 @@ def _summary(turn: Turn, outcome: str, started: float) -> TurnSummary:
         tokens=turn.budget.tokens,
         elapsed_ms=(time.perf_counter() - started) * 1000,
     )
+
+
+def _queries(outcome: CallOutcome) -> list[str]:
+    """The query a call ran, as the model wrote it and as the engine ran it."""
+    table = outcome.result.table() if outcome.result is not None and outcome.status == "ok" else None
+    if table is None or outcome.result is None:
+        return []
+    return [q for q in (outcome.result.shown_query(), table.query) if q]
 
 
 def _interrupt(outcome: CallOutcome) -> Interrupt:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from loom.agent.reply_guard import QUERY_FENCES, normal
 from loom.evals.observe import TurnRecord
 from loom.evals.suite import Expect
 from loom.tools.fenced import blocks
@@ -18,7 +19,6 @@ from loom.tools.fenced import blocks
 # (source, gold query, the agent's query, expectations) → (matched, why not)
 GoldCheck = Callable[[str | None, str, str, Expect], Awaitable[tuple[bool, str]]]
 
-QUERY_FENCES = {"sql", "kql", "dax", "gremlin", "tsql", "sqlite", "duckdb", ""}
 _NUMBER = re.compile(r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?")  # reading numbers in prose, not queries
 
 
@@ -45,16 +45,12 @@ def _error(turn: TurnRecord) -> Failure | None:
 
 
 def _grounded(turn: TurnRecord) -> Failure | None:
-    ran = {_normal(q) for q in turn.queries}
+    ran = {normal(q) for q in turn.queries}
     shown = [body for info, body in blocks(turn.answer) if info in QUERY_FENCES and body]
-    unrun = [q for q in shown if _normal(q) not in ran]
+    unrun = [q for q in shown if normal(q) not in ran]
     if not unrun:
         return None
     return Failure("grounded", f"the answer shows a query that did not run: {unrun[0][:120]!r}")
-
-
-def _normal(query: str) -> str:
-    return " ".join(query.strip().rstrip(";").split()).casefold()
 
 
 def _tools(turn: TurnRecord, expect: Expect) -> list[Failure]:

@@ -1,0 +1,138 @@
+"""What a model writes that must not reach the user as it is, held back while it streams.
+
+Two things a small model does with a data question would otherwise be shown as the answer:
+- it writes the tool call as text (`text_calls`): that is read as the call, and never shown;
+- it answers in prose around a query it wrote but never ran, often with figures it made up. A
+  query the user sees must be one that ran (the product's first rule), so an answer showing one
+  that did not is not passed on: before any query has run in the turn, the question goes to the
+  data tool for that language instead (a routed call the model then answers from); after one has,
+  the unrun query is cut from the answer and the user is told so.
+
+Text streams as it comes except where one of these may be starting: a reply that opens like a call
+(`{`, `[`, `<`, a fence) is held until it ends, and from a fence on (```) the rest of a reply is
+held until it ends. Plain prose streams as before.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Collection, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from loom.agent.model import ModelEvent, ModelReply, TextDelta, ToolCall, ToolCallDelta
+from loom.agent.text_calls import text_calls
+from loom.tools.fenced import blocks
+
+FENCE = "```"
+CUT = "\n\n(A query the model wrote but did not run was left out: only queries that ran are shown.)"
+# A fence's label → the query language it holds.
+QUERY_FENCES: Mapping[str, str] = {
+    **dict.fromkeys(("sql", "tsql", "t-sql", "sqlite", "duckdb", "postgresql", "postgres", "mysql"), "sql"),
+    **dict.fromkeys(("sparksql", "databricks", "spark"), "sql"),
+    "kql": "kql",
+    "kusto": "kql",
+    "dax": "dax",
+    "gremlin": "gremlin",
+}
+
+State = Literal["start", "streaming", "held"]
+
+
+@dataclass(frozen=True)
+class Guard:
+    """What the guard needs to know about the round."""
+
+    offered: Collection[str]  # tools offered this round
+    routes: Mapping[str, str]  # query language → the data tool that answers it
+    question: str  # the user's message, which a routed call asks
+    ran: frozenset[str]  # queries that ran in this turn, normalised (`normal`)
+
+
+def normal(query: str) -> str:
+    return " ".join(query.strip().rstrip(";").split()).casefold()
+
+
+async def guarded(stream: AsyncIterator[ModelEvent], guard: Guard) -> AsyncIterator[ModelEvent]:
+    """The stream with what must not be shown held back, and its final reply rewritten to match."""
+    state: State = "start"
+    held, shown = "", ""
+    async for event in stream:
+        if isinstance(event, TextDelta):
+            state, held, out = _take(state, held + event.text)
+            if out:
+                shown += out
+                yield TextDelta(out)
+        elif isinstance(event, ToolCallDelta):
+            yield event
+        else:
+            for final in _decide(event, held, shown, guard):
+                yield final
+
+
+def _take(state: State, pending: str) -> tuple[State, str, str]:
+    """(new state, text still held, text to pass on) after `pending` arrived."""
+    if state == "start":
+        opening = pending.lstrip()
+        if not opening:
+            return "start", pending, ""
+        if opening[0] in "{[<`":
+            return "held", pending, ""
+        state = "streaming"
+    if state == "held":
+        return "held", pending, ""
+    fence = pending.find(FENCE)
+    if fence >= 0:
+        return "held", pending[fence:], pending[:fence]
+    keep = len(pending) - len(pending.rstrip("`"))  # a fence may be arriving a backtick at a time
+    return "streaming", pending[len(pending) - keep :], pending[: len(pending) - keep]
+
+
+def _decide(reply: ModelReply, held: str, shown: str, guard: Guard) -> list[ModelEvent]:
+    if reply.tool_calls or not held:
+        return [*_text(held), ModelReply(shown + held, reply.tool_calls, reply.usage)]
+    calls = text_calls(held, guard.offered)
+    if calls and not shown.strip():
+        return [*(_delta(c) for c in calls), ModelReply("", calls, reply.usage)]
+    unrun = _unrun(held, guard.ran)
+    route = next((guard.routes[lang] for lang in unrun if lang in guard.routes), None)
+    if route is not None and not guard.ran:
+        call = ToolCall(f"call_{uuid.uuid4().hex[:24]}", route, json.dumps({"question": guard.question}))
+        return [_delta(call), ModelReply(shown, (call,), reply.usage)]
+    kept = _without_unrun(held, guard.ran) + CUT if unrun else held
+    return [*_text(kept), ModelReply(shown + kept, (), reply.usage)]
+
+
+def _unrun(text: str, ran: frozenset[str]) -> list[str]:
+    """The languages of the query blocks in `text` that did not run."""
+    return [
+        QUERY_FENCES[info] for info, body in blocks(text) if info in QUERY_FENCES and normal(body) not in ran
+    ]
+
+
+def _without_unrun(text: str, ran: frozenset[str]) -> str:
+    """`text` without its query blocks that did not run (an unclosed block is left as written)."""
+    parts = text.split(FENCE)
+    out = [parts[0]]
+    for i in range(1, len(parts)):
+        if i % 2 == 0:
+            out.append(parts[i])
+        elif i == len(parts) - 1:
+            out.append(FENCE + parts[i])
+        elif not _is_unrun(parts[i], ran):
+            out.append(FENCE + parts[i] + FENCE)
+    return "".join(out).strip()
+
+
+def _is_unrun(fenced: str, ran: frozenset[str]) -> bool:
+    info, _, body = fenced.partition("\n")
+    return info.strip().lower() in QUERY_FENCES and normal(body) not in ran
+
+
+def _text(text: str) -> list[ModelEvent]:
+    return [TextDelta(text)] if text else []
+
+
+def _delta(call: ToolCall) -> ToolCallDelta:
+    return ToolCallDelta(id=call.id, name=call.name, arguments=call.arguments)

@@ -1,0 +1,160 @@
+"""What a small model writes that must not reach the user as it is: tool calls written as text,
+and answers around a query that never ran. Unit tests on the stream, then through the real loop."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from ag_ui.core import EventType
+
+from loom.agent.model import ModelEvent, ModelReply, TextDelta, ToolCall
+from loom.agent.reply_guard import CUT, Guard, guarded, normal
+from loom.agent.testing import ScriptedModel, sql_block, text
+from loom.agent.text_calls import text_calls
+from loom.agent.turns import TurnRequest
+from loom.identity import DEV_PRINCIPAL
+from tests.agent.conftest import AgentFactory
+
+OFFERED = {"nl2sql"}
+GUARD = Guard(offered=OFFERED, routes={"sql": "nl2sql"}, question="Top 3 categories?", ran=frozenset())
+
+
+# --- text-form calls ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        '{"name": "nl2sql", "arguments": {"question": "q"}}',
+        '  {"name": "nl2sql", "parameters": {"question": "q"}}\n',
+        '{"name": "nl2sql", "arguments": "{\\"question\\": \\"q\\"}"}',
+        '{"type": "function", "function": {"name": "nl2sql", "arguments": {"question": "q"}}}',
+        '```json\n{"name": "nl2sql", "arguments": {"question": "q"}}\n```',
+        '<tool_call>\n{"name": "nl2sql", "arguments": {"question": "q"}}\n</tool_call>',
+        '[{"name": "nl2sql", "arguments": {"question": "q"}}]',
+    ],
+)
+def test_a_call_written_as_text_in_the_usual_forms_is_read_as_the_call(written: str) -> None:
+    (call,) = text_calls(written, OFFERED)
+    assert call.name == "nl2sql" and json.loads(call.arguments) == {"question": "q"}
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        '{"name": "drop_tables", "arguments": {}}',  # not offered
+        'I will call {"name": "nl2sql", "arguments": {"question": "q"}}',  # prose around it
+        '<tool_call>{"name": "nl2sql", "arguments": {}}</tool_call> and then more',
+        '{"name": "nl2sql", "arguments": ["q"]}',
+        '{"revenue": 12}',
+        "{not json",
+    ],
+)
+def test_anything_else_stays_text(written: str) -> None:
+    assert text_calls(written, OFFERED) == ()
+
+
+def test_several_tagged_calls_are_all_read() -> None:
+    written = '<tool_call>{"name": "nl2sql", "arguments": {"question": "a"}}</tool_call>\n' * 2
+    assert [c.name for c in text_calls(written, OFFERED)] == ["nl2sql", "nl2sql"]
+
+
+# --- the stream --------------------------------------------------------------------------------
+
+
+async def stream_of(*pieces: str, calls: tuple[ToolCall, ...] = ()) -> AsyncIterator[ModelEvent]:
+    for piece in pieces:
+        yield TextDelta(piece)
+    yield ModelReply("".join(pieces), calls)
+
+
+async def through(guard: Guard, *pieces: str) -> tuple[list[str], ModelReply]:
+    shown: list[str] = []
+    final: ModelReply | None = None
+    async for event in guarded(stream_of(*pieces), guard):
+        if isinstance(event, TextDelta):
+            shown.append(event.text)
+        elif isinstance(event, ModelReply):
+            final = event
+    assert final is not None
+    assert "".join(shown) == final.text  # what is stored is exactly what was shown
+    return shown, final
+
+
+async def test_prose_streams_as_it_comes() -> None:
+    shown, final = await through(GUARD, "Hello", ", I can ", "help.")
+    assert shown == ["Hello", ", I can ", "help."] and not final.tool_calls
+
+
+async def test_a_text_call_is_never_shown_and_becomes_the_call() -> None:
+    shown, final = await through(GUARD, '{"name": "nl2', 'sql", "arguments": {"question": "q"}}')
+    assert shown == [] and final.tool_calls[0].name == "nl2sql"
+
+
+async def test_an_answer_around_a_query_that_never_ran_is_routed_to_the_tool() -> None:
+    pieces = [
+        "You can run this:\n`",
+        "``sql\nSELECT category, SUM(x) FROM t GROUP BY 1\n``",
+        "`\nBooks led with $1,200.",
+    ]
+    shown, final = await through(GUARD, *pieces)
+    assert "".join(shown) == "You can run this:\n"  # the prose before the fence, never the query or figures
+    (call,) = final.tool_calls
+    assert call.name == "nl2sql" and json.loads(call.arguments) == {"question": "Top 3 categories?"}
+
+
+async def test_after_a_query_ran_an_unrun_one_is_cut_and_the_one_that_ran_is_kept() -> None:
+    ran = "SELECT COUNT(*) FROM gold.dim_customer"
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "q", frozenset({normal(ran)}))
+    answer = f"There are 500.\n```sql\n{ran};\n```\nOr try:\n```sql\nSELECT 42\n```\nDone."
+    shown, final = await through(guard, answer)
+    assert not final.tool_calls
+    assert ran in final.text and "SELECT 42" not in final.text and final.text.endswith(CUT)
+
+
+async def test_a_non_query_block_streams_untouched_at_the_end() -> None:
+    shown, final = await through(GUARD, "A list:\n```\nnot code\n```\nok")
+    assert final.text == "A list:\n```\nnot code\n```\nok" and not final.tool_calls
+
+
+# --- through the loop ----------------------------------------------------------------------------
+
+
+async def run(make_agent: AgentFactory, *replies: ModelReply) -> tuple[list[Any], ScriptedModel]:
+    model = ScriptedModel().queue(*replies)
+    agent = make_agent(model)
+    request = TurnRequest(message="How many customers are there?")
+    return [e async for e in agent.run_turn(DEV_PRINCIPAL, request)], model
+
+
+def answer_of(events: list[Any]) -> str:
+    return "".join(e.delta for e in events if e.type == EventType.TEXT_MESSAGE_CONTENT)
+
+
+async def test_a_model_that_writes_its_call_as_text_still_gets_its_query_run(
+    make_agent: AgentFactory,
+) -> None:
+    events, _ = await run(
+        make_agent,
+        text('{"name": "nl2sql", "arguments": {"question": "How many customers are there?"}}'),
+        sql_block("SELECT COUNT(*) AS customers FROM gold.dim_customer"),
+        text("There are that many customers."),
+    )
+    results = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]
+    assert results[0]["result"]["rows"][0][0] > 0
+    assert "nl2sql" not in answer_of(events) and answer_of(events) == "There are that many customers."
+
+
+async def test_an_invented_query_is_replaced_by_one_that_runs(make_agent: AgentFactory) -> None:
+    events, model = await run(
+        make_agent,
+        text("Here:\n```sql\nSELECT COUNT(*) FROM customers_table\n```\nYou have 1,234 customers."),
+        sql_block("SELECT COUNT(*) AS customers FROM gold.dim_customer"),
+        text("The query counted the customers."),
+    )
+    assert "1,234" not in answer_of(events) and "customers_table" not in answer_of(events)
+    assert [e.type for e in events].count(EventType.TOOL_CALL_RESULT) == 1
+    assert len(model.calls) == 3  # answer, the routed call's SQL, the answer from its result

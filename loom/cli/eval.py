@@ -206,3 +206,36 @@ def compare_command(
         err.print(f"[red]gate:[/red] {escape(reason)}", soft_wrap=True)
     if reasons:
         raise typer.Exit(1)
+
+
+@eval_app.command("load")
+def load_command(
+    benchmark: Annotated[str, typer.Argument(metavar="spider|bird", help="Which benchmark to read.")],
+    data: Annotated[
+        Path,
+        typer.Option("--data", metavar="DIR", help="Its folder (e.g. ../shared/data/nl2sql_spider_dev)."),
+    ],
+    out_file: Annotated[
+        Path, typer.Option("--out", metavar="SUITE", help="The suite to write (.yaml or .jsonl).")
+    ],
+    sample: Annotated[
+        int | None, typer.Option(min=1, metavar="N", help="Take N questions at random (default: all).")
+    ] = None,
+    seed: Annotated[int, typer.Option(metavar="S", help="The sample's random seed.")] = 0,
+) -> None:
+    """Turn Spider dev or BIRD mini-dev into a suite: one case per question, scored by executing
+    its gold query on its database (only questions whose database file is present)."""
+    from loom.evals.loaders import BenchmarkDataError, load_bird, load_spider, write_suite
+
+    loaders = {"spider": load_spider, "bird": load_bird}
+    if benchmark not in loaders:
+        raise _fail(f"the benchmark must be spider or bird (got {benchmark!r})")
+    try:
+        suite = loaders[benchmark](data, sample=sample, seed=seed)
+    except BenchmarkDataError as e:
+        raise _fail(str(e)) from None
+    written = write_suite(suite, out_file)
+    databases = len(suite.sources)
+    out.print(
+        f"{len(suite.cases)} cases over {databases} database{'s' if databases != 1 else ''} → {written}"
+    )

@@ -45,5 +45,7 @@ async def plain_case(case: Case, model: ChatModel, schema: str, gold: GoldCheck)
     query = extract_query(reply.text, "sql") or reply.text.strip()
     expected = case.all_turns[0].expect
     assert expected.gold is not None
-    matched, why = await gold(case.source, expected.gold, query, expected)
-    return [] if matched else [Failure("gold", why)]
+    verdict = await gold(case.source, expected.gold, query, expected)
+    if not verdict.scoreable:
+        return [Failure("unscoreable", verdict.reason)]
+    return [] if verdict.match else [Failure("gold", verdict.reason)]

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 from loom.agent.reply_guard import QUERY_FENCES, normal
 from loom.evals.observe import TurnRecord
+from loom.evals.scoring import Verdict
 from loom.evals.suite import Expect
 from loom.tools.fenced import blocks
 
-# (source, gold query, the agent's query, expectations) → (matched, why not)
-GoldCheck = Callable[[str | None, str, str, Expect], Awaitable[tuple[bool, str]]]
+# (source, gold query, the agent's query, expectations) → the verdict of executing both
+GoldCheck = Callable[[str | None, str, str, Expect], Awaitable[Verdict]]
 
 _NUMBER = re.compile(r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?")  # reading numbers in prose, not queries
 
@@ -122,5 +123,7 @@ async def _gold(turn: TurnRecord, expect: Expect, source: str | None, gold: Gold
     assert expect.gold is not None
     if not turn.queries:
         return [Failure("gold", "no query ran, so there is no result to compare with the gold query")]
-    matched, why = await gold(source, expect.gold, turn.queries[-1], expect)
-    return [] if matched else [Failure("gold", why)]
+    verdict = await gold(source, expect.gold, turn.queries[-1], expect)
+    if not verdict.scoreable:  # the gold side failed: the case says nothing of the agent
+        return [Failure("unscoreable", verdict.reason)]
+    return [] if verdict.match else [Failure("gold", verdict.reason)]

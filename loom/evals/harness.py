@@ -36,6 +36,7 @@ from loom.evals.checks import Failure, GoldCheck
 from loom.evals.drivers import Driver, InProcess, MeteredModel, OverHttp
 from loom.evals.report import summarise, write_run
 from loom.evals.runner import Progress, RunOptions, run_cases
+from loom.evals.scoring import Verdict, execution_match
 from loom.evals.suite import Case, Expect, Suite
 from loom.settings import Provider, Settings
 from loom.tools.registry import TOOLS
@@ -202,14 +203,15 @@ async def _driver(
 
 def gold_check(engines: EnginePool, sources: Mapping[str, Source], settings: Settings) -> GoldCheck:
     """Executes the gold query and the agent's on the case's source and compares the results."""
-    from loom.evals.scoring import execution_match
 
-    async def check(source: str | None, gold: str, predicted: str, expect: Expect) -> tuple[bool, str]:
+    async def check(source: str | None, gold: str, predicted: str, expect: Expect) -> Verdict:
         found = sources.get(source) if source else _first_answering(sources, expect.gold_language)
         if found is None:
-            return False, f"no source answers {expect.gold_language} to run the gold query on"
+            return Verdict(
+                "unscoreable", f"no source answers {expect.gold_language} to run the gold query on"
+            )
         engine = engines.engine(found, expect.gold_language)
-        verdict = await asyncio.to_thread(
+        return await asyncio.to_thread(
             execution_match,
             engine,
             gold,
@@ -219,7 +221,6 @@ def gold_check(engines: EnginePool, sources: Mapping[str, Source], settings: Set
             max_rows=max(settings.query_max_rows, 100_000),
             timeout_s=settings.query_timeout_s,
         )
-        return verdict.match, verdict.reason
 
     return check
 
@@ -234,23 +235,46 @@ def _first_answering(sources: Mapping[str, Source], language: str) -> Source | N
 async def _baseline(
     spec: RunSpec, model: ChatModel, engines: EnginePool, sources: dict[str, Source], gold: GoldCheck
 ) -> dict[str, Any]:
+    """The plain prompt on every case with a source and a gold query, scored like the agent."""
     cases = [c for c in spec.suite.cases if c.source and c.all_turns[0].expect.gold is not None]
     places = asyncio.Semaphore(spec.options.concurrency)
 
-    async def one(case: Case) -> list[Failure]:
+    async def one(case: Case) -> tuple[list[Failure], float]:
         assert case.source is not None
         schema = create_tables(await asyncio.to_thread(engines.engine(sources[case.source], "sql").catalog))
         async with places:
-            return await asyncio.create_task(plain_case(case, model, schema, gold))
+            started = time.perf_counter()
+            failures = await asyncio.create_task(plain_case(case, model, schema, gold))
+            return failures, time.perf_counter() - started
 
-    failures = await asyncio.gather(*(one(c) for c in cases))
-    passed = sum(not f for f in failures)
+    outcomes = await asyncio.gather(*(one(c) for c in cases))
+    return plain_summary(cases, outcomes)
+
+
+def plain_summary(cases: list[Case], outcomes: list[tuple[list[Failure], float]]) -> dict[str, Any]:
+    scored = [(c, f, s) for c, (f, s) in zip(cases, outcomes, strict=True) if not _unscoreable(f)]
+    by_tag: dict[str, list[bool]] = {}
+    for case, failures, _ in scored:
+        for tag in case.tags:
+            by_tag.setdefault(tag, []).append(not failures)
+    passed = sum(not f for _, f, _ in scored)
+    seconds = sorted(s for _, _, s in scored)
     return {
-        "cases": len(cases),
+        "cases": len(scored),
         "passed": passed,
-        "execution_accuracy": round(passed / len(cases), 4) if cases else None,
-        "failed": {c.id: f[0].reason for c, f in zip(cases, failures, strict=True) if f},
+        "execution_accuracy": round(passed / len(scored), 4) if scored else None,
+        "by_tag": {
+            t: {"cases": len(v), "passed": sum(v), "pass_rate": round(sum(v) / len(v), 4)}
+            for t, v in sorted(by_tag.items())
+        },
+        "latency_s": {"p50": round(seconds[len(seconds) // 2], 3) if seconds else None},
+        "unscoreable": len(cases) - len(scored),
+        "failed": {c.id: f[0].reason for c, f, _ in scored if f},
     }
+
+
+def _unscoreable(failures: list[Failure]) -> bool:
+    return any(f.check == "unscoreable" for f in failures)
 
 
 def _config(spec: RunSpec, settings: Settings, mode: RunMode, started: dt.datetime) -> dict[str, Any]:

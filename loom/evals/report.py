@@ -20,7 +20,7 @@ from loom.evals.runner import CaseResult
 def summarise(results: Sequence[CaseResult], wall_s: float) -> dict[str, Any]:
     latencies = sorted(r.latency_s for r in results)
     tokens = [t for r in results if (t := r.tokens) is not None]
-    gold = [r for r in results if r.has_gold]
+    gold = [r for r in results if r.has_gold and not r.failed("unscoreable")]
     data_turns = [
         t for r in results for t, turn in zip(r.turns, r.case.all_turns, strict=False) if _data(turn)
     ]
@@ -30,6 +30,7 @@ def summarise(results: Sequence[CaseResult], wall_s: float) -> dict[str, Any]:
         "pass_rate": _rate(sum(r.passed for r in results), len(results)),
         "execution_accuracy": _rate(sum(not r.failed("gold") for r in gold), len(gold)) if gold else None,
         "scored_by_execution": len(gold),
+        "unscoreable": sum(r.failed("unscoreable") for r in results),
         "statuses": _count(r.status for r in results),
         "answered_from_a_query": _rate(sum(bool(t.queries) for t in data_turns), len(data_turns)),
         "answers_showing_unrun_queries": sum(r.failed("grounded") for r in results),

@@ -9,6 +9,7 @@ import pytest
 
 from loom.evals.checks import check_turn, numbers_in
 from loom.evals.observe import TurnObserver, TurnRecord
+from loom.evals.scoring import Verdict
 from loom.evals.suite import Expect
 
 
@@ -28,7 +29,7 @@ RAN = {"query": "SELECT COUNT(*) FROM gold.dim_customer", "result": {"rows": [[5
 REFUSED = {"error": {"code": "not_read_only", "message": "only SELECT"}}
 
 
-async def no_gold(*_: Any) -> tuple[bool, str]:
+async def no_gold(*_: Any) -> Verdict:
     raise AssertionError("no gold query in this case")
 
 
@@ -86,9 +87,9 @@ async def test_a_run_error_fails_the_turn() -> None:
 async def test_gold_is_compared_on_the_last_query_that_ran() -> None:
     seen: list[str] = []
 
-    async def gold(source: str | None, gold_query: str, predicted: str, expect: Expect) -> tuple[bool, str]:
+    async def gold(source: str | None, gold_query: str, predicted: str, expect: Expect) -> Verdict:
         seen.append(predicted)
-        return predicted == gold_query, "different rows"
+        return Verdict("match" if predicted == gold_query else "mismatch", "different rows")
 
     second = {"query": "SELECT 2", "result": {"rows": [[2]]}}
     record = turn("2", ("nl2sql", {}, REFUSED), ("nl2sql", {}, RAN), ("nl2sql", {}, second))
@@ -102,3 +103,11 @@ async def test_gold_is_compared_on_the_last_query_that_ran() -> None:
 
 def test_numbers_are_read_from_prose() -> None:
     assert numbers_in("Revenue was $1,234.50 in 2025, down −3 % (see table2).") == [1234.5, 2025.0, -3.0]
+
+
+async def test_a_gold_query_that_cannot_run_marks_the_case_unscoreable_not_failed_by_the_agent() -> None:
+    async def broken(*_: Any) -> Verdict:
+        return Verdict("unscoreable", "the gold query failed: no such table")
+
+    found = await check_turn(turn("500", ("nl2sql", {}, RAN)), Expect(gold="SELECT x"), "s", broken)
+    assert [f.check for f in found] == ["unscoreable"]

@@ -63,10 +63,20 @@ def run_command(
             metavar="plain", help="Also score the plain one-shot prompt on cases with a gold query."
         ),
     ] = None,
+    direct: Annotated[
+        bool,
+        typer.Option(
+            "--direct", help="Ask each question of its source's data tool directly (no chat model deciding)."
+        ),
+    ] = False,
     url: Annotated[
         str | None, typer.Option(metavar="URL", help="Send the turns to this running Loom server instead.")
     ] = None,
     token: Annotated[str | None, typer.Option(metavar="TOKEN", help="Bearer token for --url.")] = None,
+    temperature: Annotated[
+        float | None,
+        typer.Option(min=0, max=2, metavar="T", help="The model's temperature (default 0: runs repeat)."),
+    ] = 0.0,
     fail_under: Annotated[
         float | None, typer.Option(metavar="RATE", help="Exit 1 when the pass rate is under RATE (0–1).")
     ] = None,
@@ -93,7 +103,7 @@ def run_command(
         parsed = load_suite(suite)
     except SuiteError as e:
         raise _fail(str(e)) from None
-    settings = settings_for(home)
+    settings = settings_for(home).model_copy(update={"model_temperature": temperature})
     if not parsed.sources and url is None:
         from loom.cli.main import _seed_if_sample
 
@@ -109,6 +119,7 @@ def run_command(
         baseline=baseline == "plain",
         url=url,
         token=token,
+        direct=direct,
     )
     try:
         summary = _with_progress(spec, settings, len(parsed.cases))

@@ -1,4 +1,5 @@
-"""Where a suite's turns run: the agent in this process, or a Loom server over HTTP.
+"""Where a suite's turns run: the agent in this process, its data tool directly, or a Loom server
+over HTTP.
 
 Either way a turn is the chat stream's events as JSON dicts, so scoring does not care which.
 In process, each turn's model tokens are counted by wrapping the model (the stream does not carry
@@ -15,10 +16,14 @@ from typing import Any, Protocol
 
 import httpx
 
+from loom.agent.approval import EffectGate
+from loom.agent.budget import InnerModel, TurnBudget
 from loom.agent.loop import Agent
-from loom.agent.model import ChatMessage, ChatModel, ModelEvent, ModelReply
+from loom.agent.model import ChatMessage, ChatModel, ModelEvent, ModelReply, ToolCall
+from loom.agent.tool_calls import run_calls
 from loom.agent.turns import TurnRequest
 from loom.identity import Principal
+from loom.tools.base import ToolContext
 
 EVAL_PRINCIPAL = Principal(tenant_id="loom-eval", user_id="loom-eval", roles=("Loom.User",))
 _TOKENS: ContextVar[list[int] | None] = ContextVar("loom_eval_tokens", default=None)
@@ -81,6 +86,40 @@ class InProcess:
         request = TurnRequest(conversation_id=conversation_id, message=message, sources=sources)
         async for event in self.agent.run_turn(EVAL_PRINCIPAL, request):
             yield event.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+@dataclass
+class DirectTool:
+    """Each question straight to the data tool for the case's source, without the chat model choosing:
+    what a benchmark of the query pipeline (linking, examples, repair) measures."""
+
+    agent: Agent
+
+    async def turn(
+        self, conversation_id: str | None, message: str, sources: list[str] | None
+    ) -> AsyncIterator[Any]:
+        chosen = [s for name, s in self.agent.sources().items() if sources is None or name in sources][:1]
+        tool = next((t for t in self.agent.tools if t.language and t.usable(chosen)), None)
+        yield {"type": "RUN_STARTED", "threadId": conversation_id or "direct", "runId": "direct"}
+        if tool is None:
+            yield {"type": "RUN_ERROR", "code": "no_tool", "message": "no data tool answers this source"}
+            return
+        arguments = json.dumps({"question": message, "source": chosen[0].name})
+        call = ToolCall(id="call_direct", name=tool.name, arguments=arguments)
+        budget = TurnBudget(self.agent.limits.max_model_calls, self.agent.limits.max_tool_rounds)
+        ctx = ToolContext(
+            principal=EVAL_PRINCIPAL,
+            sources=chosen,
+            engines=self.agent.engines,
+            model=InnerModel(self.agent.model, budget),
+            limits=self.agent.query_limits,
+            embedder=self.agent.embedder,
+            scheduler=self.agent.scheduler,
+        )
+        (outcome,) = await run_calls(ctx, {tool.name: tool}, EffectGate(), [call])
+        yield {"type": "TOOL_CALL_START", "toolCallId": call.id, "toolCallName": tool.name}
+        yield {"type": "TOOL_CALL_ARGS", "toolCallId": call.id, "delta": arguments}
+        yield {"type": "TOOL_CALL_RESULT", "toolCallId": call.id, "content": outcome.content}
 
 
 @dataclass

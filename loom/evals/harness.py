@@ -33,7 +33,7 @@ from loom.engines.sources import Source
 from loom.evals.baseline import create_tables, plain_case
 from loom.evals.cassettes import CASE, Cassette, CassetteTransport
 from loom.evals.checks import Failure, GoldCheck
-from loom.evals.drivers import Driver, InProcess, MeteredModel, OverHttp
+from loom.evals.drivers import DirectTool, Driver, InProcess, MeteredModel, OverHttp
 from loom.evals.report import summarise, write_run
 from loom.evals.runner import Progress, RunOptions, run_cases
 from loom.evals.scoring import Verdict, execution_match
@@ -59,6 +59,7 @@ class RunSpec:
     options: RunOptions = RunOptions()
     baseline: bool = False
     url: str | None = None  # a running Loom server to send the turns to, instead of this process
+    direct: bool = False  # each question straight to the source's data tool (no chat model deciding)
     token: str | None = None  # its bearer token, when it signs users in
 
 
@@ -195,7 +196,8 @@ async def _driver(
     stack.push_async_callback(store.close)
     agent = build_agent(settings, store, model=model, engines=engines, access=OPEN)
     frozen: Callable[[], Mapping[str, Source]] = lambda: sources  # noqa: E731 - the suite's, fixed
-    return InProcess(dataclasses.replace(agent, sources=frozen))
+    agent = dataclasses.replace(agent, sources=frozen)
+    return DirectTool(agent) if spec.direct else InProcess(agent)
 
 
 # --- scoring against gold queries ------------------------------------------------------------------------
@@ -290,6 +292,9 @@ def _config(spec: RunSpec, settings: Settings, mode: RunMode, started: dt.dateti
         "timeout_s": spec.options.timeout_s,
         "retries": spec.options.retries,
         "baseline": "plain" if spec.baseline else None,
+        "path": "url" if spec.url else "direct tool" if spec.direct else "agent",
+        "temperature": settings.model_temperature,
+        "max_output_tokens": settings.model_max_output_tokens,
         "started": started.isoformat(timespec="seconds"),
         "cases": len(spec.suite.cases),
     }

@@ -133,3 +133,16 @@ async def test_a_case_naming_an_unknown_source_or_tool_is_refused_before_running
         await run_suite(
             spec(suite_file(tmp_path, bad), tmp_path / "o"), settings(home, "http://127.0.0.1:9/v1")
         )
+
+
+async def test_the_direct_path_asks_the_data_tool_without_the_chat_model(home: Path, tmp_path: Path) -> None:
+    path = suite_file(tmp_path, CASES[:1])
+    with OpenAICompatServer(default_sql=COUNT) as model:
+        summary = await run_suite(
+            spec(path, tmp_path / "d", mode="live", direct=True), settings(home, model.base_url)
+        )
+        asked = model.requests[1:]  # after the model check
+    assert summary["execution_accuracy"] == 1.0 and summary["failed_checks"] == {
+        "contains": 1
+    }  # no answer text
+    assert len(asked) == 1 and "tools" not in asked[0]  # only the tool's own SQL-writing call

@@ -52,6 +52,12 @@ GOLDEN = [
         "SELECT id, name, count(*) FROM t GROUP BY id ORDER BY id",
         'SELECT id, ANY_VALUE(name) AS "name", COUNT(*) FROM t GROUP BY id ORDER BY id NULLS FIRST',
     ),
+    # grouped by position: the column is the group's value, not a bare one
+    ("SELECT grp, count(*) FROM t GROUP BY 1", "SELECT grp, COUNT(*) FROM t GROUP BY 1"),
+    (
+        "SELECT CASE WHEN score > 2 THEN 'hi' ELSE 'lo' END AS band, count(*) FROM t GROUP BY 1",
+        "SELECT CASE WHEN score > 2 THEN 'hi' ELSE 'lo' END AS band, COUNT(*) FROM t GROUP BY 1",
+    ),
     (
         "SELECT grp AS g, count(*) AS n FROM t GROUP BY g HAVING n > 1 ORDER BY n",
         "SELECT grp AS g, COUNT(*) AS n FROM t GROUP BY g HAVING n > 1 ORDER BY n NULLS FIRST",

@@ -215,12 +215,18 @@ def _has_window(select: exp.Select) -> bool:
 
 
 def _grouped(select: exp.Select) -> list[exp.Expr]:
+    """What the query groups by: each GROUP BY item, and what an alias or a position (`GROUP BY 1`)
+    in it stands for."""
     group = select.args.get("group")
     items = list(group.expressions) if group else []
-    aliases = {e.alias.lower(): e.this for e in select.expressions if isinstance(e, exp.Alias)}
-    return items + [
+    outputs = select.expressions
+    aliases = {e.alias.lower(): e.this for e in outputs if isinstance(e, exp.Alias)}
+    named = [
         aliases[i.name.lower()] for i in items if isinstance(i, exp.Column) and i.name.lower() in aliases
     ]
+    positions = [int(i.name) for i in items if isinstance(i, exp.Literal) and i.is_int]
+    picked = [outputs[p - 1] for p in positions if 0 < p <= len(outputs)]
+    return items + named + picked + [e.this for e in picked if isinstance(e, exp.Alias)]
 
 
 def _same_column(column: exp.Column, other: exp.Expr) -> bool:
@@ -259,6 +265,8 @@ def _wrap_bare_columns(select: exp.Select) -> None:
     outputs = {e.alias_or_name.lower() for e in select.expressions}
     keep = _keeper(select)
     for i, expression in enumerate(list(select.expressions)):
+        if expression in grouped:
+            continue  # grouped by its position: it is the group's value
         if isinstance(expression, exp.Column) and _is_bare(expression, expression, grouped):
             select.expressions[i].replace(exp.alias_(keep(expression), expression.alias_or_name, quoted=True))
             continue

@@ -2,7 +2,8 @@
 
 A row cap alone let `SELECT repeat('x', 100000000) FROM range(3)` through the chat: 600 MB in the
 SSE response, the store and the next model request. Rows are fetched a few at a time, each value
-made JSON-safe and any text longer than `MAX_VALUE_CHARS` cut (and marked), and fetching stops
+made JSON-safe and any value longer than `MAX_VALUE_CHARS` cut (and marked: a text, or a list or
+object as JSON, however deeply its parts are nested), and fetching stops
 when the result reaches `max_bytes` (sizes are estimated from the values, as JSON would carry
 them). The first fetch is one row; later ones ask for as many as the budget left could hold at the
 size seen so far, so huge rows are held one at a time and small ones come 256 to a fetch.
@@ -10,6 +11,7 @@ size seen so far, so huge rows are held one at a time and small ones come 256 to
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -67,8 +69,21 @@ def _next_chunk(size: int, count: int, max_bytes: int) -> int:
 
 
 def cut(value: Value) -> Value:
-    if isinstance(value, str) and len(value) > MAX_VALUE_CHARS:
-        return value[:MAX_VALUE_CHARS] + CUT.format(n=len(value))
+    return shorten(value, MAX_VALUE_CHARS)
+
+
+def shorten(value: Value, most: int) -> Value:
+    """`value` in about `most` characters: a longer text is cut and says how long it was (keeping
+    the count of an earlier cut); a list or object whose JSON is longer becomes the start of that
+    JSON, marked the same way — its parts may each be small and still add up to gigabytes."""
+    if isinstance(value, str):
+        if len(value) <= most:
+            return value
+        marked = value.rfind(CUT_MARK)
+        return value[:most] + (value[marked:] if marked >= 0 else CUT.format(n=len(value)))
+    if isinstance(value, list | dict) and value_size(value) > most:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+        return text[:most] + CUT.format(n=len(text))
     return value
 
 

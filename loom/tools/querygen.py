@@ -19,8 +19,8 @@ from string import Template
 
 from pydantic import BaseModel, Field
 
-from loom.engines.bounds import CUT, CUT_MARK
-from loom.engines.contracts import Catalog, Embedder, Engine, Problem, QueryError, ResultSet, Value
+from loom.engines.bounds import shorten
+from loom.engines.contracts import Catalog, Embedder, Engine, Problem, QueryError, ResultSet
 from loom.engines.sources import Source, VerifiedQuery
 from loom.prompts import template
 from loom.tools.base import ToolContext, ToolError, ToolResult
@@ -68,7 +68,9 @@ class QueryResult(ToolResult):
         result = self.result.model_dump(include={"columns", "row_count", "truncated"})
         if self.result.truncated_by:
             result["truncated_by"] = self.result.truncated_by
-        result["rows"] = [[_short(v) for v in row] for row in self.result.rows[:MODEL_ROWS]]
+        result["rows"] = [
+            [shorten(v, MODEL_VALUE_CHARS) for v in row] for row in self.result.rows[:MODEL_ROWS]
+        ]
         shown = self.model_dump(include={"source", "language", "dialect", "query", "verified"})
         if self.attempts:
             shown["attempts"] = [a.model_dump(exclude={"error": {"suggestions"}}) for a in self.attempts]
@@ -81,15 +83,6 @@ class QueryResult(ToolResult):
 
     def shown_query(self) -> str:
         return self.query
-
-
-def _short(value: Value) -> Value:
-    """A long text value as the model reads it: its start, and how long it really was."""
-    if not isinstance(value, str) or len(value) <= MODEL_VALUE_CHARS:
-        return value
-    marked = value.rfind(CUT_MARK)  # already cut by the engine: keep the engine's count
-    note = value[marked:] if marked >= 0 else CUT.format(n=len(value))
-    return value[:MODEL_VALUE_CHARS] + note
 
 
 @dataclass(frozen=True)

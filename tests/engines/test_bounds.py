@@ -58,6 +58,19 @@ def test_a_huge_value_is_cut_and_says_how_long_it_was() -> None:
     assert number == 7
 
 
+def test_a_value_of_many_small_parts_is_cut_as_a_whole() -> None:
+    # 2,000 strings of 999 characters in one list: each part is small, the value is 2 MB of JSON.
+    nested = ["x" * 999] * 2000
+    [[listed, obj, small]] = bounded_rows(
+        Cursor([[nested, {"k": nested}, [1, [2, "three"]]]]).fetchmany, max_rows=1, max_bytes=10**9
+    ).rows
+    for value in (listed, obj):
+        assert isinstance(value, str) and len(value) < MAX_VALUE_CHARS + 100
+        assert value.endswith(" characters in all]")
+    assert listed.startswith('["xxx')
+    assert small == [1, [2, "three"]]  # small nested values are kept as they are
+
+
 def test_the_engine_holds_a_huge_result_to_its_byte_budget(tmp_path: Path) -> None:
     engine = DuckDBEngine(DuckDBSource(name="big", location=str(tmp_path)))
     result = engine.execute(

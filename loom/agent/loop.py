@@ -139,7 +139,8 @@ class Agent:
     async def prepare(self, principal: Principal, request: TurnRequest) -> Turn:
         """Open or create the conversation, queue the user's message (`run_turn` waits for it to be
         committed before announcing the run), build the model's input."""
-        sources = self._pick_sources(principal, request.sources)
+        visible = self.access.visible(principal, self.sources())
+        sources = pick_sources(visible, request.sources)
         writer, stored = await self._conversation(principal, request)
         user = ChatMessage(role="user", content=request.message)
         writer.append([user])
@@ -154,7 +155,8 @@ class Agent:
             scheduler=self.scheduler,
         )
         tools = [t for t in self.tools if t.offered(sources)]
-        messages = [*build_messages(sources, tools, stored, self.limits.history_chars), user]
+        history = build_messages(sources, tools, stored, self.limits.history_chars, allowed=visible)
+        messages = [*history, user]
         return Turn(principal, writer, new_id("run"), messages, budget, ctx, tools)
 
     async def rounds(self, turn: Turn) -> AsyncGenerator[BaseEvent]:
@@ -234,10 +236,6 @@ class Agent:
         return RunFinishedEvent(thread_id=turn.conversation_id, run_id=turn.run_id, outcome=outcome)
 
     # --- helpers ------------------------------------------------------------------------------
-
-    def _pick_sources(self, principal: Principal, names: list[str] | None) -> list[Source]:
-        """The requested sources (all when none are named) among those the principal may use."""
-        return pick_sources(self.access.visible(principal, self.sources()), names)
 
     async def _conversation(
         self, principal: Principal, request: TurnRequest

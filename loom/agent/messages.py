@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from functools import lru_cache
 
@@ -85,8 +85,30 @@ def _trim(history: list[ChatMessage], max_chars: int) -> list[ChatMessage]:
 
 
 def build_messages(
-    sources: Sequence[Source], tools: Sequence[Tool], stored: Sequence[StoredMessage], max_chars: int
+    sources: Sequence[Source],
+    tools: Sequence[Tool],
+    stored: Sequence[StoredMessage],
+    max_chars: int,
+    allowed: Collection[str] | None = None,
 ) -> list[ChatMessage]:
-    """The system prompt for these sources and tools, then the history within `max_chars`."""
-    history = [m.to_chat() for m in stored]
+    """The system prompt for these sources and tools, then the history within `max_chars`.
+
+    An earlier result from a source not in `allowed` (the user's access changed since) is left out:
+    the model must not read data the user may no longer see."""
+    history = [_withheld(m) if _from_elsewhere(m, allowed) else m.to_chat() for m in stored]
     return [_system_prompt(tuple(sources), tuple(tools)), *_trim(history, max_chars)]
+
+
+WITHHELD = '{"withheld": "this result came from a source you can no longer use"}'
+
+
+def _from_elsewhere(message: StoredMessage, allowed: Collection[str] | None) -> bool:
+    result = message.metadata.get("result")
+    source = result.get("source") if isinstance(result, dict) else None
+    return (
+        allowed is not None and message.role == "tool" and isinstance(source, str) and source not in allowed
+    )
+
+
+def _withheld(message: StoredMessage) -> ChatMessage:
+    return replace(message.to_chat(), content=WITHHELD)

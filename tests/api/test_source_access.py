@@ -19,7 +19,7 @@ import yaml
 from loom.access import OPEN, SourceAccess
 from loom.agent.build import build_agent
 from loom.agent.sqlite_store import SqliteConversationStore
-from loom.agent.testing import ScriptedModel, text, tool_call
+from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
 from loom.api.app import create_app
 from loom.engines.sources import DuckDBSource
 from loom.identity import Principal
@@ -205,3 +205,21 @@ async def test_a_partner_tenant_user_sees_only_what_is_shared_with_their_tenant(
 def _events(response: httpx.Response) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     return [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+
+
+async def test_results_from_a_source_the_user_lost_are_withheld_from_the_model(api: Api) -> None:
+    api.model.queue(
+        tool_call("nl2sql", {"question": "How many order lines?", "source": "payroll"}),
+        sql_block("SELECT COUNT(*) AS secret_lines FROM gold.fact_sales"),
+        text("That many."),
+    )
+    first = await api.chat({"message": "How many order lines?"}, groups=[HR_GROUP])
+    conversation = _events(first)[0]["threadId"]
+    assert any("secret_lines" in m.content for m in api.model.calls[-1].messages)
+
+    api.model.queue(text("ok"))  # the same user, whose HR group was taken away
+    later = await api.chat({"message": "And again?", "conversation_id": conversation}, roles=["Sales.Reader"])
+    assert later.status_code == 200, later.text
+    seen = api.model.calls[-1].messages
+    assert not any("secret_lines" in m.content for m in seen)
+    assert any(m.role == "tool" and "no longer use" in m.content for m in seen)

@@ -48,8 +48,15 @@ _STATUS_CODES = {
 }
 
 
+# What FastAPI raises (as a 400) for a body it cannot decode as text; malformed JSON it reports as
+# a validation error (422). Both are the same mistake to a client, so both answer 422.
+_UNDECODABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _UNDECODABLE_BODY:
+        return error_response(422, "invalid_json", "the request body is not valid JSON in UTF-8")
     code = getattr(exc, "code", None) or _STATUS_CODES.get(exc.status_code, "http_error")
     return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 

@@ -200,6 +200,15 @@ async def test_malformed_json_is_422_with_a_readable_message(
     assert runner.calls == []
 
 
+async def test_a_body_that_is_not_utf8_is_the_same_422(client: httpx.AsyncClient, runner: FakeRunner) -> None:
+    response = await client.post(
+        "/v1/chat", content=b'{"message": "\xff\xfe"}', headers={"content-type": "application/json"}
+    )
+    body = error(response, 422)
+    assert body["code"] == "invalid_json" and "UTF-8" in body["message"]
+    assert runner.calls == []
+
+
 @pytest.mark.parametrize(
     ("body", "needle"),
     [

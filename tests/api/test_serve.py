@@ -173,7 +173,7 @@ def failed_query(events: list[dict[str, Any]]) -> dict[str, str]:
     return error | {"code": last.group(1)} if error["code"] == "query_failed" and last else error
 
 
-@pytest.mark.slow  # ~50 s: repeat('x', 2147483648) alone takes 20-40 s and cannot be interrupted
+@pytest.mark.slow  # 20-60 s: repeat('x', 2147483648) alone takes 15-40 s and cannot be interrupted
 def test_the_queries_that_broke_a_source_fail_alone_and_the_server_answers_the_next_question(
     tmp_path: Path,
 ) -> None:

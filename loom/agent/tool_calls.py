@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from loom.agent.approval import ApprovalGate, Decision
 from loom.agent.budget import BudgetExhausted
 from loom.agent.model import ChatMessage, ToolCall
+from loom.engines.errors import public_text
 from loom.tools.base import Effect, Tool, ToolContext, ToolError, ToolResult
 
 log = logging.getLogger(__name__)
@@ -68,8 +69,8 @@ async def _invoke(ctx: ToolContext, tool: Tool, call: ToolCall) -> CallOutcome:
     except BudgetExhausted as e:  # the tool's own model call went over the turn's limit: expected
         return _error(call, "budget_exhausted", f"{tool.name} stopped: {e}", tool.effect)
     except Exception as e:  # a bug in a tool must not end the turn; the model reads what failed
-        log.exception("tool %s failed", tool.name)
-        return _error(call, "tool_failed", f"{type(e).__name__}: {e}", tool.effect)
+        log.exception("tool %s failed", tool.name)  # the whole error, for whoever runs the server
+        return _error(call, "tool_failed", f"{type(e).__name__}: {public_text(str(e))}", tool.effect)
     return CallOutcome(call, "ok", result.for_model(), tool.effect, result)
 
 

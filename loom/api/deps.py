@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,6 +14,7 @@ from loom.agent.turns import TurnRunner
 from loom.api.auth import authenticate
 from loom.api.in_flight import TurnsInFlight
 from loom.api.schemas import ApiError
+from loom.engines.errors import shown
 from loom.engines.sources import Source
 from loom.identity import Principal
 from loom.settings import Settings
@@ -56,8 +58,10 @@ def visible_sources(
     try:
         return access.visible(principal, load_sources(settings))
     except SourcesFileError as e:  # the server's configuration, not the request, is wrong
-        raise ApiError(503, "sources_file_invalid", str(e)) from e
+        raise ApiError(503, "sources_file_invalid", shown(e, log, "the sources file", logging.WARNING)) from e
 
+
+log = logging.getLogger(__name__)
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[ConversationStore, Depends(get_store)]

@@ -35,8 +35,9 @@ async def _probe_store(store: ConversationStore | None) -> str:
         # Stores without ping() answer a cheap query for a principal that owns nothing.
         probe = ping() if ping is not None else store.list_conversations(_PROBE, limit=1)
         await asyncio.wait_for(probe, PROBE_TIMEOUT_S)
-    except Exception as e:  # any failure means "not ready"; the reason goes in the body
-        return f"failed: {type(e).__name__}: {e}"
+    except Exception as e:  # any failure means "not ready"; why goes to the log (this is unauthenticated)
+        log.warning("not ready: the conversation store does not answer: %s", e)
+        return f"failed: {type(e).__name__} (see the server log)"
     return "ok"
 
 

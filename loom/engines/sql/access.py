@@ -82,6 +82,10 @@ def access_problems(nodes: Sequence[exp.Expr], rules: DialectRules) -> Iterator[
             problem = _table_access_problem(node, rules)
             if problem is not None:
                 yield problem
+        elif isinstance(node, exp.Lateral) and isinstance(node.this, exp.Func):  # `, LATERAL f(…)`
+            problem = _table_function_problem(node.this, rules)
+            if problem is not None:
+                yield problem
         elif isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
             owner = node.this.name.lower() if isinstance(node.this, exp.Identifier | exp.Column) else ""
             if owner in rules.system_schemas:  # `sys.fn_…(…)` in a SELECT list
@@ -109,8 +113,10 @@ def _table_access_problem(table: exp.Table, rules: DialectRules) -> Problem | No
     if schema in rules.system_schemas or catalog in rules.system_catalogs or name in rules.system_tables:
         name = table.name or table.this.name  # a table function has no name of its own
         return _system_problem(".".join(p for p in (table.catalog, table.db, name) if p))
+    if isinstance(table.this, exp.Func):
+        return _table_function_problem(table.this, rules)
     if not isinstance(table.this, exp.Identifier):
-        return None  # a table function; functions are judged by name
+        return None
     if rules.function_tables and is_forbidden(name, rules):
         return Problem(code="forbidden_function", message=forbidden_message(name))
     if schema in rules.path_schemas:
@@ -126,6 +132,20 @@ def _table_access_problem(table: exp.Table, rules: DialectRules) -> Problem | No
             "never files.",
         )
     return None
+
+
+def _table_function_problem(function: exp.Func, rules: DialectRules) -> Problem | None:
+    """A function called in FROM, judged by name like any function and, where the dialect keeps a
+    list of the table functions a query may call, refused when it is not on it."""
+    name = function.name.lower() if isinstance(function, exp.Anonymous) else function.sql_name().lower()
+    if rules.table_functions is None or name in rules.table_functions or is_forbidden(name, rules):
+        return None  # allowed, or refused by name with the other functions of the tree
+    allowed = ", ".join(sorted(f for f in rules.table_functions if not f.startswith("duckdb_")))
+    return Problem(
+        code="forbidden_function",
+        message=f"The table function {name}() is not allowed: in FROM a query may call only {allowed}, "
+        "besides the source's tables.",
+    )
 
 
 def _system_problem(name: str) -> Problem:

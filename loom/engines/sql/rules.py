@@ -24,6 +24,7 @@ class DialectRules:
     system_catalogs: frozenset[str] = frozenset()  # `master.dbo.x`, `master..x`
     system_tables: frozenset[str] = frozenset()  # system views, in whatever schema
     function_tables: bool = False  # a bare name may call a table function (`FROM pragma_x`)
+    table_functions: frozenset[str] | None = None  # the only functions allowed in FROM (None: any)
     default_schemas: frozenset[str] = frozenset()  # omitted from catalog names (`main.t` is `t`)
     pseudo_columns: frozenset[str] = frozenset()  # exist on every table without being listed
     double_quoted_strings: bool = False  # SQLite reads an unresolved "x" as the string 'x'
@@ -56,9 +57,18 @@ DUCKDB = DialectRules(
         "pragma_", "ducklake_", "azure_", "duckdb_",
     ),
     allowed=frozenset({
-        "duckdb_tables", "duckdb_columns", "duckdb_views", "duckdb_schemas", "duckdb_constraints",
+        "duckdb_tables", "duckdb_columns", "duckdb_schemas", "duckdb_constraints",
         "duckdb_types", "duckdb_functions", "duckdb_keywords",
     }),
+    # DuckDB keeps adding table functions, and many are not about the data: `histogram('pg_settings',
+    # …)` reads any table named in a string, `truncate_duckdb_logs()` changes server state,
+    # `duckdb_views()` shows view SQL with file paths. So in FROM only these may be called.
+    table_functions=frozenset({
+        "range", "generate_series", "unnest", "generate_subscripts",
+        "duckdb_tables", "duckdb_columns", "duckdb_schemas", "duckdb_constraints",
+        "duckdb_types", "duckdb_functions", "duckdb_keywords",
+    }),
+    system_schemas=frozenset({"pg_catalog"}),
     system_tables=frozenset({"pragma_database_list", "duckdb_databases", "duckdb_logs", "pg_settings"}),
     default_schemas=frozenset({"main"}),
     pseudo_columns=frozenset({"rowid"}),

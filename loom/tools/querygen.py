@@ -11,7 +11,6 @@ query itself, it only carries the engine's verdict back to the model.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,9 @@ EXAMPLES = 3
 # Failures a rewrite cannot be trusted to fix, and that cost a time limit or an engine reload each
 # time, or that no query can fix (a table the source could not load): the tool stops and the model
 # tells the user, instead of trying again.
-NOT_REPAIRABLE = frozenset({"timeout", "engine_failed", "source_unavailable", "table_unavailable"})
+NOT_REPAIRABLE = frozenset(
+    {"timeout", "engine_failed", "source_unavailable", "source_loading", "table_unavailable"}
+)
 
 
 class QuestionArgs(BaseModel):
@@ -216,7 +217,9 @@ class _Generation:
         assert self.ctx.model is not None
         schema = self.language.known_schema(self.source, self.engine)
         if schema is None:
-            schema = await asyncio.to_thread(
+            # On the query workers, not the loop's shared threads: reading a schema may load the
+            # source, and a load that hangs must hold one tenant's place, not every thread.
+            schema = await self.ctx.run_query(
                 self.language.schema_for, self.source, self.engine, question, self.ctx.embedder
             )
         system = self._system_prompt(schema.text, examples)

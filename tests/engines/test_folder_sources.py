@@ -128,3 +128,52 @@ def test_one_bad_view_in_a_sqlite_file_is_left_out_and_the_rest_serves(tmp_path:
     with pytest.raises(QueryError) as refused:
         engine.execute("SELECT * FROM broken", max_rows=5, timeout_s=5)
     assert refused.value.code == "table_unavailable"
+
+
+def test_a_view_of_a_duckdb_file_that_reads_a_file_is_left_out(tmp_path: Path) -> None:
+    secret = tmp_path / "passwd.csv"
+    secret.write_text("user,hash\nroot,x\n")
+    path = tmp_path / "shop.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE stores AS SELECT 1 AS id")
+        conn.execute(f"CREATE VIEW leak AS SELECT * FROM read_csv('{secret}')")
+    engine = engine_over(path)
+    assert tables(engine) == ["stores"]  # the view was bound with file access already off
+    assert [t.name for t in engine.catalog().unavailable] == ["leak"]
+    assert str(secret) not in engine.catalog().unavailable[0].reason
+
+
+def test_a_fifo_named_like_a_table_is_not_read(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "stores.csv").write_text("id\n1\n")
+    os.mkfifo(tmp_path / "blocked.csv")  # reading it would wait for a writer for ever
+    assert tables(engine_over(tmp_path)) == ["stores"]
+
+
+def test_a_query_waits_for_a_hung_load_only_so_long(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from loom.engines.sql import duckdb_engine
+
+    (tmp_path / "stores.csv").write_text("id\n1\n")
+    engine = engine_over(tmp_path)
+    release = threading.Event()
+    real = duckdb_engine._load_state
+
+    def hangs(*args: object) -> object:
+        release.wait(10)  # a stalled mount
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(duckdb_engine, "_load_state", hangs)
+    monkeypatch.setattr(duckdb_engine, "LOAD_WAIT_S", 0.2)
+    loading = threading.Thread(target=engine.catalog)
+    loading.start()
+    try:
+        with pytest.raises(QueryError) as waited:
+            engine.execute("SELECT 1", max_rows=1, timeout_s=5)
+        assert waited.value.code == "source_loading"
+    finally:
+        release.set()
+        loading.join()
+    assert engine.execute("SELECT id FROM stores", max_rows=1, timeout_s=5).rows == [[1]]

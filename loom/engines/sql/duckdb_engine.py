@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 INTERRUPT_RETRY_S = 0.05
 _FATAL = (duckdb.InternalException, duckdb.FatalException)  # they invalidate the whole database
 PREPARED_CACHE = 256  # validated queries remembered per engine
+LOAD_WAIT_S = 60.0  # how long a query waits for a load of its source that is under way
 
 
 @dataclass(eq=False)
@@ -246,18 +247,33 @@ class DuckDBEngine:
             state.conn.close()
 
     def _loaded(self) -> _Loaded:
-        """The current load of the source: made on first use, and again when the data changed."""
-        with self._setup_lock:
-            if self._state is None or self._changed(self._state):
-                try:
-                    self._state = _load_state(self.source, self.limits)
-                except QueryError as e:
-                    self._checked_at = -math.inf  # not the old data for a window: look again next time
-                    self._problem = e.message
-                    raise
-                self._checked_at = time.monotonic()
-                self._problem = None
-            return self._state
+        """The current load of the source: made on first use, and again when the data changed.
+
+        A query that finds a load under way waits for it, but not for ever: a load that hangs (a
+        stalled mount) must not take every worker thread with it, and with them every source."""
+        if not self._setup_lock.acquire(timeout=LOAD_WAIT_S):
+            raise QueryError(
+                "source_loading",
+                f"The source {self.source.name!r} is still loading after {LOAD_WAIT_S:g} s; "
+                "try again shortly.",
+            )
+        try:
+            return self._current()
+        finally:
+            self._setup_lock.release()
+
+    def _current(self) -> _Loaded:
+        """The load, made again when missing or stale (the setup lock is held)."""
+        if self._state is None or self._changed(self._state):
+            try:
+                self._state = _load_state(self.source, self.limits)
+            except QueryError as e:
+                self._checked_at = -math.inf  # not the old data for a window: look again next time
+                self._problem = e.message
+                raise
+            self._checked_at = time.monotonic()
+            self._problem = None
+        return self._state
 
     def _changed(self, state: _Loaded) -> bool:
         now = time.monotonic()

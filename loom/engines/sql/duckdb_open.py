@@ -85,6 +85,8 @@ def _load(location: Path) -> Opened:
     suffix = location.suffix.lower()
     if location.is_file() and suffix == ".duckdb":
         conn = duckdb.connect(str(location), read_only=True, config=CONNECT_CONFIG)
+        # Its tables are in the file; its views are bound below, and one must not read a file then.
+        conn.execute("SET enable_external_access = false")
         return Opened(conn, left_out=_broken_views(conn, location))
     conn = duckdb.connect(":memory:", config=CONNECT_CONFIG)
     opened = Opened(conn)
@@ -147,7 +149,8 @@ def _table_name(path: Path) -> str:
 def _is_table(path: Path) -> bool:
     if path.is_dir():
         return (path / "_delta_log").is_dir()
-    return path.suffix.lower() in TABLE_FILE_SUFFIXES
+    # A regular file only: a FIFO or a device named `t.csv` would block the load for ever.
+    return path.is_file() and path.suffix.lower() in TABLE_FILE_SUFFIXES
 
 
 def _visible(folder: Path, root: Path) -> list[Path]:

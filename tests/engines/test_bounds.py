@@ -67,7 +67,7 @@ def test_a_value_of_many_small_parts_is_cut_as_a_whole() -> None:
     for value in (listed, obj):
         assert isinstance(value, str) and len(value) < MAX_VALUE_CHARS + 100
         assert value.endswith(" characters in all]")
-    assert listed.startswith('["xxx')
+    assert isinstance(listed, str) and listed.startswith('["xxx')
     assert small == [1, [2, "three"]]  # small nested values are kept as they are
 
 
@@ -80,3 +80,29 @@ def test_the_engine_holds_a_huge_result_to_its_byte_budget(tmp_path: Path) -> No
     assert result.truncated is True
     assert result.row_count == len(result.rows) == 2  # two cut values fit, a third would not
     assert len(result.model_dump_json()) < 300_000
+
+
+def test_long_values_are_cut_inside_duckdb_before_python_holds_them(tmp_path: Path) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="big", location=str(tmp_path)))
+    sql = (
+        "SELECT 'a' AS a, 'b' AS a, repeat('y', 300000) AS long_text, "
+        "list_transform(range(50), x -> repeat('z', 5000)) AS parts, [1, 2] AS small, n "
+        "FROM range(3) AS t(n) ORDER BY n DESC"
+    )
+    result = engine.execute(sql, max_rows=10, timeout_s=30)
+    assert [c.name for c in result.columns] == ["a", "a", "long_text", "parts", "small", "n"]
+    assert [row[5] for row in result.rows] == [2, 1, 0]  # the query's order is kept
+    a, b, text, parts, small, _ = result.rows[0]
+    assert (a, b, small) == ("a", "b", [1, 2])
+    assert text == "y" * MAX_VALUE_CHARS + CUT.format(n=300000)
+    assert isinstance(parts, str) and parts.startswith('["zzz') and parts.endswith(" characters in all]")
+    assert "q.c0" not in result.query  # the user sees the query as validated, not its wrapper
+    assert sql.split()[0] in result.query
+    plan = engine._loaded().cut_plans[result.query]
+    assert plan.sql.startswith("SELECT CASE") and plan.cut_of == {3: 6, 4: 7}  # each nested column
+
+
+def test_a_result_with_nothing_long_runs_unwrapped(tmp_path: Path) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="small", location=str(tmp_path)))
+    result = engine.execute("SELECT 1 AS n, 2.5 AS x", max_rows=10, timeout_s=5)
+    assert engine._loaded().cut_plans[result.query].sql == result.query

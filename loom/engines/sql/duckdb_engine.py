@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from loom.engines.bounds import MAX_RESULT_BYTES, Bounded, bounded_rows
+from loom.engines.bounds import MAX_RESULT_BYTES, Bounded, Fetch, bounded_rows
 from loom.engines.contracts import (
     Catalog,
     Column,
@@ -38,12 +38,15 @@ from loom.engines.sql.freshness import FRESH_FOR_S, Version, data_version
 from loom.engines.sql.limits import LocalLimits
 from loom.engines.sql.sqlite_compat import sqlite_to_duckdb
 from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
+from loom.engines.sql.value_cuts import CutPlan
+from loom.engines.sql.value_cuts import plan as plan_cuts
 
 log = logging.getLogger(__name__)
 
 INTERRUPT_RETRY_S = 0.05
 _FATAL = (duckdb.InternalException, duckdb.FatalException)  # they invalidate the whole database
 PREPARED_CACHE = 256  # validated queries remembered per engine
+MAX_COLUMNS = 1 << 30  # "all of them", for a result whose columns were not described
 LOAD_WAIT_S = 60.0  # how long a query waits for a load of its source that is under way
 
 
@@ -60,6 +63,7 @@ class _Loaded:
     left_out: dict[str, str]  # tables and views that could not be loaded → why
     catalog: Catalog | None = None  # with sample values; built on first request
     prepared: OrderedDict[tuple[str, str, int], str] = field(default_factory=OrderedDict)
+    cut_plans: OrderedDict[str, CutPlan] = field(default_factory=OrderedDict)  # by prepared SQL
 
 
 class DuckDBEngine:
@@ -193,11 +197,12 @@ class DuckDBEngine:
         try:
             with CancelTimer(cursor.interrupt, timeout_s, INTERRUPT_RETRY_S) as watchdog:
                 try:
-                    cursor.execute(sql)
-                    rows = bounded_rows(cursor.fetchmany, max_rows=max_rows, max_bytes=max_bytes)
+                    cut = self._cut_plan(state, cursor, sql)
+                    cursor.execute(cut.sql)
+                    rows = bounded_rows(_merged(cursor, cut), max_rows=max_rows, max_bytes=max_bytes)
                     if watchdog.fired:  # fetching and converting count against the limit too
                         raise _timeout(timeout_s)
-                    return list(cursor.description or []), rows
+                    return list(cursor.description or [])[: cut.width], rows
                 except duckdb.Error as e:
                     # A fatal error that lands after the time limit fired has still invalidated the
                     # database: it is handled as fatal, or the load would be kept and fail for all.
@@ -212,6 +217,24 @@ class DuckDBEngine:
                     ) from e
         finally:
             cursor.close()
+
+    def _cut_plan(self, state: _Loaded, cursor: duckdb.DuckDBPyConnection, sql: str) -> CutPlan:
+        """How `sql` runs with its long values cut inside DuckDB (`value_cuts`), remembered per
+        query. A query DuckDB cannot describe runs as it is, and fails with its own error."""
+        with self._prepared_lock:
+            found = state.cut_plans.get(sql)
+        if found is not None:
+            return found
+        try:
+            columns = [(str(r[0]), str(r[1])) for r in cursor.execute(f"DESCRIBE {sql}").fetchall()]
+        except duckdb.Error:
+            return CutPlan(sql, width=MAX_COLUMNS)
+        made = plan_cuts(sql, columns)
+        with self._prepared_lock:
+            state.cut_plans[sql] = made
+            if len(state.cut_plans) > PREPARED_CACHE:
+                state.cut_plans.popitem(last=False)
+        return made
 
     def _failure(self, state: _Loaded, error: duckdb.Error) -> QueryError:
         """What a failed query tells the model and the user; a fatal error also drops the load.
@@ -319,6 +342,13 @@ def _timeout(timeout_s: float) -> QueryError:
 
 
 # --- loading ------------------------------------------------------------------------------------
+
+
+def _merged(cursor: duckdb.DuckDBPyConnection, cut: CutPlan) -> Fetch:
+    """`fetchmany` giving the query's own columns (a cut nested value in its column's place)."""
+    if not cut.cut_of:
+        return cursor.fetchmany
+    return lambda size: [cut.merge(row) for row in cursor.fetchmany(size)]
 
 
 def _load_state(source: DuckDBSource, limits: LocalLimits) -> _Loaded:

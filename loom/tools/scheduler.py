@@ -2,9 +2,12 @@
 
 Queries used to run on the event loop's default thread pool (six threads on two cores), so twelve
 slow queries from one tenant delayed another tenant's verified answer from 0.08 s to 18 s. Here
-each tenant, and each user within it, may hold only so many workers at once; a query that cannot
-get a place within `wait_s` is refused (`busy`) rather than queued without end. The limits are per
-process: several API workers each have their own.
+each tenant, and each user within it, may hold only so many workers at once, and when every
+worker is busy the next one to come free goes to the waiting tenant that holds the fewest (first
+come, first served among equals): tenants flooding the pool with slow queries wait behind a
+tenant asking its first. A query that cannot get a place within `wait_s`, all waits together,
+is refused (`busy`) rather than queued without end. The limits are per process: several API
+workers each have their own.
 
 A tenant's or user's places exist only while someone holds or waits for one, so the scheduler does
 not keep a semaphore for every user it has ever seen.
@@ -13,6 +16,9 @@ not keep a semaphore for every user it has ever seen.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -35,9 +41,69 @@ class _Slot:
     claims: int = 0
 
 
+@dataclass
+class _Waiter:
+    arrival: int
+    tenant: str
+    ready: asyncio.Future[None]
+
+
+class _Workers:
+    """The worker places, handed out fairly: a free one goes to the waiting tenant that holds the
+    fewest, then to the one served longest ago (a tenant never served yet first), then by arrival."""
+
+    def __init__(self, count: int) -> None:
+        self.free = count
+        self.running: Counter[str] = Counter()
+        self.waiting: list[_Waiter] = []
+        self.served: dict[str, int] = {}  # tenant → when it last got a worker (a running count)
+        self._ticks = itertools.count()
+
+    async def acquire(self, tenant: str, timeout: float) -> None:
+        if self.free > 0 and not self.waiting:
+            self._give(tenant)
+            return
+        waiter = _Waiter(next(self._ticks), tenant, asyncio.get_running_loop().create_future())
+        self.waiting.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter.ready), timeout)
+        except BaseException:
+            if waiter in self.waiting:
+                self.waiting.remove(waiter)
+                self._forget(tenant)
+            elif waiter.ready.done():  # handed a worker just as the wait ended: pass it on
+                self.release(tenant)
+            raise
+
+    def release(self, tenant: str) -> None:
+        self.running[tenant] -= 1
+        self.free += 1
+        if self.waiting:
+            chosen = min(self.waiting, key=self._rank)
+            self.waiting.remove(chosen)
+            self._give(chosen.tenant)
+            chosen.ready.set_result(None)
+        self._forget(tenant)
+
+    def _rank(self, waiter: _Waiter) -> tuple[int, int, int]:
+        return (self.running[waiter.tenant], self.served.get(waiter.tenant, -1), waiter.arrival)
+
+    def _give(self, tenant: str) -> None:
+        self.free -= 1
+        self.running[tenant] += 1
+        self.served[tenant] = next(self._ticks)
+
+    def _forget(self, tenant: str) -> None:
+        """A tenant with nothing running or waiting is not remembered."""
+        if not self.running[tenant] and not any(w.tenant == tenant for w in self.waiting):
+            self.running.pop(tenant, None)
+            self.served.pop(tenant, None)
+
+
 class QueryScheduler:
     def __init__(self, workers: int, per_tenant: int, per_user: int, wait_s: float) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="loom-query")
+        self._workers = _Workers(workers)
         self._per_tenant, self._per_user, self._wait_s = per_tenant, per_user, wait_s
         self._slots: dict[tuple[str, ...], _Slot] = {}
 
@@ -56,13 +122,22 @@ class QueryScheduler:
     async def _place(self, principal: Principal) -> AsyncIterator[None]:
         tenant = (principal.tenant_id,)
         user = (principal.tenant_id, principal.user_id)
+        deadline = time.monotonic() + self._wait_s
         async with AsyncExitStack() as held:
             for key, limit in ((user, self._per_user), (tenant, self._per_tenant)):
-                await held.enter_async_context(self._claim(key, limit))
+                await held.enter_async_context(self._claim(key, limit, deadline))
+            await self._worker(principal.tenant_id, deadline)
+            held.callback(self._workers.release, principal.tenant_id)
             yield
 
+    async def _worker(self, tenant: str, deadline: float) -> None:
+        try:
+            await self._workers.acquire(tenant, max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            raise _busy(self._wait_s) from None
+
     @asynccontextmanager
-    async def _claim(self, key: tuple[str, ...], limit: int) -> AsyncIterator[None]:
+    async def _claim(self, key: tuple[str, ...], limit: int, deadline: float) -> AsyncIterator[None]:
         """One place of `key`'s; the slot is dropped when its last holder or waiter leaves.
 
         Safe without a lock because it all runs on one event loop: a caller counts itself in before
@@ -75,7 +150,7 @@ class QueryScheduler:
         slot.claims += 1
         try:
             try:
-                await asyncio.wait_for(slot.places.acquire(), self._wait_s)
+                await asyncio.wait_for(slot.places.acquire(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
                 raise _busy(self._wait_s) from None
             try:
@@ -91,6 +166,6 @@ class QueryScheduler:
 def _busy(wait_s: float) -> ToolError:
     return ToolError(
         "busy",
-        f"Too many of your queries are running; this one waited {wait_s:g} s for a place and did not "
-        "run. Try again when the others have finished.",
+        f"Too many queries are running; this one waited {wait_s:g} s for a place and did not run. "
+        "Try again when the others have finished.",
     )

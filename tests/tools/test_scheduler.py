@@ -116,3 +116,37 @@ async def test_refused_and_cancelled_waiters_leave_no_slot_behind() -> None:
         assert scheduler._slots == {}
     finally:
         scheduler.close()
+
+
+async def test_when_every_worker_is_busy_the_next_goes_to_the_tenant_holding_fewest() -> None:
+    # Two tenants fill both workers and queue more; a third tenant's query is served at the next
+    # free worker, ahead of the queued floods (first come, first served would put it last: 2.4 s).
+    scheduler = QueryScheduler(workers=2, per_tenant=2, per_user=4, wait_s=30)
+    first, second = Principal(tenant_id="a", user_id="u"), Principal(tenant_id="b", user_id="u")
+    try:
+        floods = [asyncio.create_task(scheduler.run(p, slow, 0.4)) for p in (first, second) * 6]
+        await asyncio.sleep(0.05)
+        started = time.perf_counter()
+        assert await scheduler.run(OTHER, slow, 0.0) == 0.0
+        assert time.perf_counter() - started < 0.7  # one slow query's time, not the queue's
+        await asyncio.gather(*floods)
+        assert (
+            scheduler._workers.free == 2 and not scheduler._workers.running and not scheduler._workers.served
+        )
+    finally:
+        scheduler.close()
+
+
+async def test_a_query_refused_while_waiting_for_a_worker_gives_nothing_away() -> None:
+    scheduler = QueryScheduler(workers=1, per_tenant=4, per_user=4, wait_s=0.1)
+    try:
+        held = asyncio.create_task(scheduler.run(BUSY, slow, 0.4))
+        await asyncio.sleep(0.02)
+        with pytest.raises(ToolError) as refused:
+            await scheduler.run(OTHER, slow, 0.0)
+        assert refused.value.code == "busy"
+        await held
+        assert scheduler._workers.free == 1 and not scheduler._workers.waiting
+        assert await scheduler.run(OTHER, slow, 0.0) == 0.0
+    finally:
+        scheduler.close()

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from loom.engines.bounds import CUT, MAX_CHUNK, MAX_VALUE_CHARS, bounded_rows
+from loom.engines.contracts import QueryError
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
 
@@ -106,3 +109,26 @@ def test_a_result_with_nothing_long_runs_unwrapped(tmp_path: Path) -> None:
     engine = DuckDBEngine(DuckDBSource(name="small", location=str(tmp_path)))
     result = engine.execute("SELECT 1 AS n, 2.5 AS x", max_rows=10, timeout_s=5)
     assert engine._loaded().cut_plans[result.query].sql == result.query
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT repeat('x', 2147483648) AS s",
+        "SELECT repeat(repeat('ab', 5000), 5000) AS s",  # nested: the outer count is checked too
+        "SELECT repeat('x', n) FROM (SELECT 20000000 AS n)",  # a count known only when it runs
+        "SELECT lpad('x', 100000000, 'y')",
+        "SELECT rpad('x', 100000000, 'y')",
+    ],
+)
+def test_a_value_too_big_to_build_is_refused_before_it_is_built(tmp_path: Path, sql: str) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="bombs", location=str(tmp_path)))
+    with pytest.raises(QueryError) as refused:
+        engine.execute(sql, max_rows=5, timeout_s=30)
+    assert "would build a value of more than 16,000,000 characters" in refused.value.message
+
+
+def test_small_builders_answer_as_before(tmp_path: Path) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="small", location=str(tmp_path)))
+    sql = "SELECT repeat('ab', 3), lpad('7', 3, '0'), rpad('7', 3, '-'), repeat(repeat('x', 2), 2)"
+    assert engine.execute(sql, max_rows=5, timeout_s=10).rows == [["ababab", "007", "7--", "xxxx"]]

@@ -31,6 +31,7 @@ from loom.engines.contracts import (
 )
 from loom.engines.errors import public_text, shown
 from loom.engines.sources import DuckDBSource
+from loom.engines.sql.builders import bounded_builders
 from loom.engines.sql.deadlines import CancelTimer
 from loom.engines.sql.duckdb_catalog import build_catalog, by_bare_name, simple_type, structure
 from loom.engines.sql.duckdb_open import open_source, source_location
@@ -329,7 +330,7 @@ def _validated(state: _Loaded, query: str, dialect: str, max_rows: int, now: dt.
         expr = parse_read_only(expr.sql(dialect="duckdb"), "duckdb", state.tables)
     if now is not None:
         expr = pin_now(expr, now)
-    capped: exp.Expr = apply_row_cap(expr, max_rows)
+    capped: exp.Expr = apply_row_cap(bounded_builders(expr), max_rows)
     return capped.sql(dialect="duckdb")
 
 

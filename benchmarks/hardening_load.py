@@ -60,8 +60,8 @@ from benchmarks.load_harness import (
 )
 
 # What a deployment on this machine (2 cores, 24 GiB) would set: a DuckDB budget of a sixth of
-# memory, queries stopped at 10 s, twice as many query threads as cores, and no tenant able to
-# hold more than half of them.
+# memory, queries stopped at 10 s, twice as many query threads as cores, no tenant able to hold
+# more than half of them, and a wait for a place longer than the time limit.
 DEPLOYMENT = {
     "LOOM_DUCKDB_MEMORY_LIMIT": "4GB",
     "LOOM_DUCKDB_THREADS": "2",
@@ -71,7 +71,7 @@ DEPLOYMENT = {
     "LOOM_QUERY_WORKERS": "4",
     "LOOM_QUERY_PER_TENANT": "2",
     "LOOM_QUERY_PER_USER": "2",
-    "LOOM_QUERY_WAIT_S": "10",
+    "LOOM_QUERY_WAIT_S": "30",  # longer than the time limit, as the default is
 }
 
 # The attacks (plus a slow query that only a time limit stops).

@@ -119,7 +119,11 @@ class Settings(BaseSettings):
     query_per_tenant: int = Field(4, ge=1, description="Queries one tenant may run at once.")
     query_per_user: int = Field(2, ge=1, description="Queries one user may run at once.")
     query_wait_s: float = Field(
-        10.0, gt=0, description="How long a query waits for a place before it is refused (busy)."
+        45.0,
+        gt=0,
+        description="How long a query waits for a place before it is refused (busy). Longer than the "
+        "query time limit, so that when slow queries fill every worker a waiting one gets the next "
+        "that finishes or is stopped, instead of being refused.",
     )
     duckdb_memory_limit: str = Field(
         "25%",

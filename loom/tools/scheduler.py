@@ -3,10 +3,11 @@
 Queries used to run on the event loop's default thread pool (six threads on two cores), so twelve
 slow queries from one tenant delayed another tenant's verified answer from 0.08 s to 18 s. Here
 each tenant, and each user within it, may hold only so many workers at once, and when every
-worker is busy the next one to come free goes to the waiting tenant that holds the fewest (first
-come, first served among equals): tenants flooding the pool with slow queries wait behind a
-tenant asking its first. A query that cannot get a place within `wait_s`, all waits together,
-is refused (`busy`) rather than queued without end. The limits are per process: several API
+worker is busy the next one to come free goes to the waiting tenant that holds the fewest, then
+to the one that used the least worker time lately, then first come, first served: tenants
+flooding the pool with slow queries wait behind a tenant asking quick ones. A query that cannot
+get a place within `wait_s`, all waits together, is refused (`busy`) rather than queued without
+end. The limits are per process: several API
 workers each have their own.
 
 A tenant's or user's places exist only while someone holds or waits for one, so the scheduler does
@@ -32,6 +33,9 @@ from loom.tools.base import ToolError
 T = TypeVar("T")
 P = ParamSpec("P")
 
+USE_HALF_LIFE_S = 60.0  # how long a tenant's past use weighs on its place in the queue
+FORGOTTEN_BELOW_S = 0.05  # use below which an idle tenant is not remembered
+
 
 @dataclass
 class _Slot:
@@ -50,19 +54,22 @@ class _Waiter:
 
 class _Workers:
     """The worker places, handed out fairly: a free one goes to the waiting tenant that holds the
-    fewest, then to the one served longest ago (a tenant never served yet first), then by arrival."""
+    fewest, then to the one that has used the least worker time lately (so a tenant whose queries
+    each hold a worker for seconds waits behind one whose queries take milliseconds), then by
+    arrival."""
 
     def __init__(self, count: int) -> None:
         self.free = count
         self.running: Counter[str] = Counter()
         self.waiting: list[_Waiter] = []
-        self.served: dict[str, int] = {}  # tenant → when it last got a worker (a running count)
+        self.used: dict[str, tuple[float, float]] = {}  # tenant → (worker-seconds, as of when)
         self._ticks = itertools.count()
 
-    async def acquire(self, tenant: str, timeout: float) -> None:
+    async def acquire(self, tenant: str, timeout: float) -> float:
+        """When the worker was given (time.monotonic()), for `release` to count its use."""
         if self.free > 0 and not self.waiting:
             self._give(tenant)
-            return
+            return time.monotonic()
         waiter = _Waiter(next(self._ticks), tenant, asyncio.get_running_loop().create_future())
         self.waiting.append(waiter)
         try:
@@ -72,10 +79,13 @@ class _Workers:
                 self.waiting.remove(waiter)
                 self._forget(tenant)
             elif waiter.ready.done():  # handed a worker just as the wait ended: pass it on
-                self.release(tenant)
+                self.release(tenant, time.monotonic())
             raise
+        return time.monotonic()
 
-    def release(self, tenant: str) -> None:
+    def release(self, tenant: str, given: float) -> None:
+        now = time.monotonic()
+        self.used[tenant] = (self.use(tenant, now) + (now - given), now)
         self.running[tenant] -= 1
         self.free += 1
         if self.waiting:
@@ -85,19 +95,25 @@ class _Workers:
             chosen.ready.set_result(None)
         self._forget(tenant)
 
-    def _rank(self, waiter: _Waiter) -> tuple[int, int, int]:
-        return (self.running[waiter.tenant], self.served.get(waiter.tenant, -1), waiter.arrival)
+    def use(self, tenant: str, now: float) -> float:
+        """The tenant's worker-seconds, halved for every `USE_HALF_LIFE_S` since last counted."""
+        seconds, at = self.used.get(tenant, (0.0, now))
+        return seconds * 0.5 ** ((now - at) / USE_HALF_LIFE_S)
+
+    def _rank(self, waiter: _Waiter) -> tuple[int, float, int]:
+        now = time.monotonic()
+        return (self.running[waiter.tenant], self.use(waiter.tenant, now), waiter.arrival)
 
     def _give(self, tenant: str) -> None:
         self.free -= 1
         self.running[tenant] += 1
-        self.served[tenant] = next(self._ticks)
 
     def _forget(self, tenant: str) -> None:
-        """A tenant with nothing running or waiting is not remembered."""
+        """A tenant with nothing running or waiting, and little use lately, is not remembered."""
         if not self.running[tenant] and not any(w.tenant == tenant for w in self.waiting):
             self.running.pop(tenant, None)
-            self.served.pop(tenant, None)
+            if self.use(tenant, time.monotonic()) < FORGOTTEN_BELOW_S:
+                self.used.pop(tenant, None)
 
 
 class QueryScheduler:
@@ -126,13 +142,13 @@ class QueryScheduler:
         async with AsyncExitStack() as held:
             for key, limit in ((user, self._per_user), (tenant, self._per_tenant)):
                 await held.enter_async_context(self._claim(key, limit, deadline))
-            await self._worker(principal.tenant_id, deadline)
-            held.callback(self._workers.release, principal.tenant_id)
+            given = await self._worker(principal.tenant_id, deadline)
+            held.callback(self._workers.release, principal.tenant_id, given)
             yield
 
-    async def _worker(self, tenant: str, deadline: float) -> None:
+    async def _worker(self, tenant: str, deadline: float) -> float:
         try:
-            await self._workers.acquire(tenant, max(0.0, deadline - time.monotonic()))
+            return await self._workers.acquire(tenant, max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             raise _busy(self._wait_s) from None
 

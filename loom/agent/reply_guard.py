@@ -93,8 +93,8 @@ def _decide(reply: ModelReply, held: str, shown: str, guard: Guard) -> list[Mode
     if reply.tool_calls or not held:
         return [*_text(held), ModelReply(shown + held, reply.tool_calls, reply.usage)]
     calls = text_calls(held, guard.offered)
-    if calls and not shown.strip():
-        return [*(_delta(c) for c in calls), ModelReply("", calls, reply.usage)]
+    if calls:  # what streamed before them (prose ahead of a fence) stays the message's text
+        return [*(_delta(c) for c in calls), ModelReply(shown, calls, reply.usage)]
     unrun = _unrun(held, guard.ran)
     route = next((guard.routes[lang] for lang in unrun if lang in guard.routes), None)
     if route is not None and not guard.ran:

@@ -1,59 +1,47 @@
 """Tool calls a model wrote as text instead of through the `tools` API.
 
-Small open models often answer a tool-calling request with the call itself as JSON in their text —
-bare, in a ```json block, or in the `<tool_call>…</tool_call>` tags of their chat template —
-which the endpoint passes on as plain text. When the whole reply is such a call to a tool the
-turn offered, it is read as that call; anything else stays text.
+Small open models often answer a tool-calling request with the call itself in their text: bare
+JSON, a ```json block, the `<tool_call>…</tool_call>` tags of their chat template, or — seen from
+Qwen2.5-Coder-1.5B on every data question of the smoke suite — a `<tools>` block holding the JSON,
+sometimes with doubled braces (`{{…}}}`). The endpoint passes all of these on as plain text. Every
+JSON object in the text that is a call of a tool the turn offered is read as that call (the same
+call written twice counts once); anything else stays text. The reply guard asks only about text
+that opened like a call, or that follows a fence: prose that mentions a call is not run.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 
 from loom.agent.model import ToolCall
 
-TAG_OPEN, TAG_CLOSE = "<tool_call>", "</tool_call>"
-
 
 def text_calls(text: str, offered: Collection[str]) -> tuple[ToolCall, ...]:
-    """The calls `text` consists of, when it is nothing but calls of offered tools (else none)."""
-    parts = _tagged(text.strip()) if TAG_OPEN in text else [_unfenced(text.strip())]
+    """The calls of offered tools written in `text`, in order (none when there are none)."""
     calls: list[ToolCall] = []
-    for part in parts:
-        try:
-            parsed = json.loads(part)
-        except json.JSONDecodeError:
-            return ()
-        for item in parsed if isinstance(parsed, list) else [parsed]:
-            call = _call(item, offered)
-            if call is None:
-                return ()
+    seen: set[tuple[str, str]] = set()
+    for item in _json_objects(text):
+        call = _call(item, offered)
+        if call is not None and (call.name, call.arguments) not in seen:
+            seen.add((call.name, call.arguments))
             calls.append(call)
     return tuple(calls)
 
 
-def _tagged(text: str) -> list[str]:
-    """The bodies of `<tool_call>` tags; any other text around them means this is not just calls."""
-    parts, rest = [], text
-    while rest:
-        start = rest.find(TAG_OPEN)
-        end = rest.find(TAG_CLOSE, start)
-        if start != 0 or end < 0:
-            return ["not only calls"]
-        parts.append(rest[len(TAG_OPEN) : end].strip())
-        rest = rest[end + len(TAG_CLOSE) :].strip()
-    return parts
-
-
-def _unfenced(text: str) -> str:
-    """The body of a reply that is one fenced block (```json … ```), else the text itself."""
-    if not (text.startswith("```") and text.endswith("```") and text.count("```") == 2):
-        return text
-    body = text[3:-3]
-    first, _, rest = body.partition("\n")
-    return rest if first.strip().lower() in {"", "json"} else body
+def _json_objects(text: str) -> Iterator[object]:
+    """Each JSON object in `text`, outermost first; text that is not JSON is skipped."""
+    decoder = json.JSONDecoder()
+    at = text.find("{")
+    while at >= 0:
+        try:
+            item, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError:
+            at = text.find("{", at + 1)  # `{{…}}`: the object may start at the next brace
+            continue
+        yield item
+        at = text.find("{", end)
 
 
 def _call(item: object, offered: Collection[str]) -> ToolCall | None:

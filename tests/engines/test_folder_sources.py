@@ -177,3 +177,17 @@ def test_a_query_waits_for_a_hung_load_only_so_long(tmp_path: Path, monkeypatch:
         release.set()
         loading.join()
     assert engine.execute("SELECT id FROM stores", max_rows=1, timeout_s=5).rows == [[1]]
+
+
+def test_a_duckdb_file_opens_with_every_limit_set(tmp_path: Path) -> None:
+    # The limits (temp directory among them) must be set before file access is turned off, or
+    # DuckDB refuses them and the whole source fails (a regression the second probe run found).
+    from loom.engines.sql.limits import LocalLimits
+
+    path = tmp_path / "shop.duckdb"
+    with duckdb.connect(str(path)) as conn:
+        conn.execute("CREATE TABLE stores AS SELECT 1 AS id")
+    limits = LocalLimits(memory_limit="256MB", threads=1, temp_directory=str(tmp_path / "spill"))
+    engine = DuckDBEngine(DuckDBSource(name="shop", location=str(path)), limits)
+    assert engine.execute("SELECT id FROM stores", max_rows=1, timeout_s=5).rows == [[1]]
+    assert engine._loaded().conn.execute("SELECT current_setting('memory_limit')").fetchone()[0].startswith("2")

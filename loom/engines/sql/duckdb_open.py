@@ -70,25 +70,24 @@ def open_source(source: DuckDBSource, limits: LocalLimits | None = None) -> Open
             "names the path). (For the sample lakehouse, run `loom data seed` first.)",
         )
     try:
-        opened = _load(location)
+        opened = _load(location, limits or LocalLimits())
     except _LOAD_ERRORS as e:
         reason = shown(e, log, f"opening the source {source.name!r} at {location} failed", logging.WARNING)
         raise QueryError("source_unavailable", f"Could not open the source {source.name!r}: {reason}") from e
-    for statement in (limits or LocalLimits()).statements():
-        opened.conn.execute(statement)
     opened.conn.execute("SET enable_external_access = false")
     opened.conn.execute("SET lock_configuration = true")
     return opened
 
 
-def _load(location: Path) -> Opened:
+def _load(location: Path, limits: LocalLimits) -> Opened:
     suffix = location.suffix.lower()
     if location.is_file() and suffix == ".duckdb":
-        conn = duckdb.connect(str(location), read_only=True, config=CONNECT_CONFIG)
-        # Its tables are in the file; its views are bound below, and one must not read a file then.
+        conn = _connected(str(location), limits, read_only=True)
+        # Its tables are in the file; its views are bound below, and one must not read a file then
+        # (the limits come first: with external access off, DuckDB refuses a temp directory).
         conn.execute("SET enable_external_access = false")
         return Opened(conn, left_out=_broken_views(conn, location))
-    conn = duckdb.connect(":memory:", config=CONNECT_CONFIG)
+    conn = _connected(":memory:", limits)
     opened = Opened(conn)
     if location.is_file() and suffix in SQLITE_SUFFIXES:
         _load_sqlite(opened, location)
@@ -103,6 +102,14 @@ def _load(location: Path) -> Opened:
         f"The source at {location.name!r} is not a SQL source: use a .duckdb or .sqlite file, or a "
         "folder of Delta, Parquet and CSV tables.",
     )
+
+
+def _connected(database: str, limits: LocalLimits, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection with the source's limits already set: they hold while it loads, too."""
+    conn = duckdb.connect(database, read_only=read_only, config=CONNECT_CONFIG)
+    for statement in limits.statements():
+        conn.execute(statement)
+    return conn
 
 
 def _left_out(opened: Opened, name: str, what: str, error: BaseException | str, where: Path) -> None:

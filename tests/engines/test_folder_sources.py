@@ -190,4 +190,5 @@ def test_a_duckdb_file_opens_with_every_limit_set(tmp_path: Path) -> None:
     limits = LocalLimits(memory_limit="256MB", threads=1, temp_directory=str(tmp_path / "spill"))
     engine = DuckDBEngine(DuckDBSource(name="shop", location=str(path)), limits)
     assert engine.execute("SELECT id FROM stores", max_rows=1, timeout_s=5).rows == [[1]]
-    assert engine._loaded().conn.execute("SELECT current_setting('memory_limit')").fetchone()[0].startswith("2")
+    setting = engine._loaded().conn.execute("SELECT current_setting('memory_limit')").fetchone()
+    assert setting is not None and str(setting[0]).startswith("2")

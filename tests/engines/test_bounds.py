@@ -119,16 +119,31 @@ def test_a_result_with_nothing_long_runs_unwrapped(tmp_path: Path) -> None:
         "SELECT repeat('x', n) FROM (SELECT 20000000 AS n)",  # a count known only when it runs
         "SELECT lpad('x', 100000000, 'y')",
         "SELECT rpad('x', 100000000, 'y')",
+        # what the second probe run found around the first version of the check
+        "SELECT repeat(repeat('x', 1000000000), 0) AS s",  # the outer check built the inner value
+        "SELECT length(space(20000000)) AS n",
+        "SELECT len(range(300000000)) AS n",  # a list of 300 million numbers: 15 GB
+        "SELECT len(generate_series(1, 300000000)) AS n",
+        "SELECT array_to_string(list_resize(['x'], 20000000, 'x'), '') AS s",
     ],
 )
 def test_a_value_too_big_to_build_is_refused_before_it_is_built(tmp_path: Path, sql: str) -> None:
     engine = DuckDBEngine(DuckDBSource(name="bombs", location=str(tmp_path)))
     with pytest.raises(QueryError) as refused:
         engine.execute(sql, max_rows=5, timeout_s=30)
-    assert "would build a value of more than 16,000,000 characters" in refused.value.message
+    assert "would build a value of more than 16,000,000 characters or items" in refused.value.message
 
 
 def test_small_builders_answer_as_before(tmp_path: Path) -> None:
     engine = DuckDBEngine(DuckDBSource(name="small", location=str(tmp_path)))
     sql = "SELECT repeat('ab', 3), lpad('7', 3, '0'), rpad('7', 3, '-'), repeat(repeat('x', 2), 2)"
     assert engine.execute(sql, max_rows=5, timeout_s=10).rows == [["ababab", "007", "7--", "xxxx"]]
+
+
+def test_a_long_binary_value_is_left_out_inside_duckdb_saying_how_long(tmp_path: Path) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="bin", location=str(tmp_path)))
+    sql = "SELECT CAST(repeat('x', 200000) AS BLOB) AS b, CAST('ab' AS BLOB) AS small FROM range(2)"
+    result = engine.execute(sql, max_rows=5, timeout_s=30)
+    big, small = result.rows[0]
+    assert big == "[left out: 200,000 bytes]"
+    assert small != big and "left out" not in str(small)

@@ -26,7 +26,7 @@ CASES: list[dict[str, str]] = [json.loads(line) for line in CORPUS.read_text("ut
 # The codes the validator refuses with before anything runs; the engine adds the catalog's two.
 VALIDATOR_CODES = {
     "not_read_only", "multiple_statements", "forbidden_function", "file_access", "system_object",
-    "parse_error", "too_complex",
+    "parse_error", "too_complex", "forbidden_syntax", "forbidden_type",
 }  # fmt: skip
 ENGINE_CODES = VALIDATOR_CODES | {"unknown_table", "unknown_column"}
 

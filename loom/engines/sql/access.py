@@ -74,22 +74,46 @@ def _is_write(node: exp.Expr) -> bool:
 
 def access_problems(nodes: Sequence[exp.Expr], rules: DialectRules) -> Iterator[Problem]:
     for node in nodes:
-        if isinstance(node, exp.Func):
-            name = _forbidden_name(node, rules)
-            if name:
-                yield Problem(code="forbidden_function", message=forbidden_message(name))
-        elif isinstance(node, exp.Table):
-            problem = _table_access_problem(node, rules)
-            if problem is not None:
-                yield problem
-        elif isinstance(node, exp.Lateral) and isinstance(node.this, exp.Func):  # `, LATERAL f(…)`
-            problem = _table_function_problem(node.this, rules)
-            if problem is not None:
-                yield problem
-        elif isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
-            owner = node.this.name.lower() if isinstance(node.this, exp.Identifier | exp.Column) else ""
-            if owner in rules.system_schemas:  # `sys.fn_…(…)` in a SELECT list
-                yield _system_problem(f"{owner}.{node.expression.name}")
+        problem = _problem_of(node, rules)
+        if problem is not None:
+            yield problem
+
+
+def _problem_of(node: exp.Expr, rules: DialectRules) -> Problem | None:
+    if isinstance(node, exp.Func):
+        name = _forbidden_name(node, rules)
+        return Problem(code="forbidden_function", message=forbidden_message(name)) if name else None
+    if isinstance(node, exp.Table):
+        return _table_access_problem(node, rules)
+    if isinstance(node, exp.Lateral) and isinstance(node.this, exp.Func):  # `, LATERAL f(…)`
+        return _table_function_problem(node.this, rules)
+    if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Func):
+        return _dot_call_problem(node, node.expression, rules)
+    if isinstance(node, exp.DataType) and _type_name(node) in rules.forbidden_types:
+        return Problem(
+            code="forbidden_type",
+            message=f"{_type_name(node)} values are not allowed: converting long text into one takes "
+            "time no limit can stop. Use BIGINT, HUGEINT or DECIMAL.",
+        )
+    return None
+
+
+def _dot_call_problem(node: exp.Dot, function: exp.Func, rules: DialectRules) -> Problem | None:
+    owner = node.this.name.lower() if isinstance(node.this, exp.Identifier | exp.Column) else ""
+    if owner in rules.system_schemas:  # `sys.fn_…(…)` in a SELECT list
+        return _system_problem(f"{owner}.{function.name}")
+    if rules.dot_calls:
+        return None
+    return Problem(
+        code="forbidden_syntax",
+        message=f"Call {function.name}() as {function.name}(x, …): calls written x.f(…) or "
+        "schema.f(…) are not allowed.",
+    )
+
+
+def _type_name(node: exp.DataType) -> str:
+    kind = node.args.get("kind")
+    return str(kind).upper() if kind else node.this.name.upper() if hasattr(node.this, "name") else ""
 
 
 def forbidden_message(name: str) -> str:

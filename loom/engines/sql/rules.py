@@ -25,6 +25,8 @@ class DialectRules:
     system_tables: frozenset[str] = frozenset()  # system views, in whatever schema
     function_tables: bool = False  # a bare name may call a table function (`FROM pragma_x`)
     table_functions: frozenset[str] | None = None  # the only functions allowed in FROM (None: any)
+    dot_calls: bool = True  # `x.f(…)`/`schema.f(…)` may call a function (judged by its name alone)
+    forbidden_types: frozenset[str] = frozenset()  # types a query may not cast to or build
     default_schemas: frozenset[str] = frozenset()  # omitted from catalog names (`main.t` is `t`)
     pseudo_columns: frozenset[str] = frozenset()  # exist on every table without being listed
     double_quoted_strings: bool = False  # SQLite reads an unresolved "x" as the string 'x'
@@ -69,6 +71,11 @@ DUCKDB = DialectRules(
         "duckdb_types", "duckdb_functions", "duckdb_keywords",
     }),
     system_schemas=frozenset({"pg_catalog"}),
+    # `'x'.repeat(n)` and `main.repeat(…)` are calls the checks on repeat() would not see.
+    dot_calls=False,
+    # Parsing a long text into an arbitrary-precision integer takes quadratic time and ignores the
+    # interrupt (3 million digits: 45 s past a 5 s limit); no question about data needs one.
+    forbidden_types=frozenset({"VARINT", "BIGNUM"}),
     system_tables=frozenset({"pragma_database_list", "duckdb_databases", "duckdb_logs", "pg_settings"}),
     default_schemas=frozenset({"main"}),
     pseudo_columns=frozenset({"rowid"}),

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from loom.engines.bounds import CUT, MAX_VALUE_CHARS
 
 TEXT_TYPES = frozenset({"VARCHAR", "JSON"})
+# Binary values are not cut but left out when long, saying how long (half a value is no use).
+SIZED_TYPES = {"BLOB": ("octet_length", "bytes"), "BIT": ("bit_length", "bits")}
 _BEFORE, _AFTER = CUT.split("{n:,}")
 
 
@@ -41,7 +43,7 @@ def plan(sql: str, columns: Sequence[tuple[str, str]], limit: int = MAX_VALUE_CH
     """`sql` wrapped so no value of the result is longer than about `limit` characters; `columns`
     are its (name, DuckDB type), as DESCRIBE gives them. Unwrapped when nothing can be long."""
     width = len(columns)
-    if not any(_text(t) or _nested(t) for _, t in columns):
+    if not any(_text(t) or _nested(t) or t.upper() in SIZED_TYPES for _, t in columns):
         return CutPlan(sql, width)
     shown: list[str] = []
     hidden: list[str] = []
@@ -50,6 +52,13 @@ def plan(sql: str, columns: Sequence[tuple[str, str]], limit: int = MAX_VALUE_CH
         column = f"q.c{i}"
         if _text(kind):
             shown.append(f"{_cut(column, limit)} AS {_quote(name)}")
+        elif kind.upper() in SIZED_TYPES:
+            size, unit = SIZED_TYPES[kind.upper()]
+            over = f"{size}({column}) > {limit}"
+            shown.append(f"CASE WHEN {over} THEN NULL ELSE {column} END AS {_quote(name)}")
+            cut_of[i] = width + len(hidden)
+            note = f"'[left out: ' || format('{{:,}}', {size}({column})) || ' {unit}]'"
+            hidden.append(f"CASE WHEN {over} THEN {note} END")
         elif _nested(kind):
             json = f"CAST(to_json({column}) AS VARCHAR)"
             over = f"length({json}) > {limit}"

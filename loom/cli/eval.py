@@ -108,7 +108,7 @@ def run_command(
         from loom.cli.main import _seed_if_sample
 
         _seed_if_sample(settings)
-    run_dir = out_dir / f"{parsed.name}-{_stamp()}"
+    run_dir = _new_folder(out_dir, f"{parsed.name}-{_stamp()}")
     spec = RunSpec(
         suite=parsed,
         suite_path=suite,
@@ -128,6 +128,15 @@ def run_command(
     _print_summary(summary, run_dir)
     if fail_under is not None and (summary["pass_rate"] or 0) < fail_under:
         raise typer.Exit(1)
+
+
+def _new_folder(parent: Path, name: str) -> Path:
+    """`parent/name`, or `name-2`, `name-3`… when a run in the same second took it."""
+    candidate, n = parent / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = parent / f"{name}-{n}"
+    return candidate
 
 
 def _stamp() -> str:

@@ -1,13 +1,15 @@
 """Recording a model's HTTP traffic once, and replaying it offline and deterministically.
 
-A cassette is a JSONL file: a header line (the model it was recorded from, when), then one line per
+A cassette is a JSONL file: a header line (the model it was recorded from, with the temperature and
+output bound it was called with, which a replay uses too, and when), then one line per
 request: its key, the case that made it, the request body as sent, and the response (status,
 content type, body — a streamed answer is kept as its SSE bytes). Request headers are never
 stored, so neither is a key or a token.
 
-The key is a hash of the request's JSON with its keys sorted, and with the rows of tool results
-in the conversation sorted too: a query without ORDER BY may return its rows in another order on
-another run, and that must not make a replay miss. On replay a request with no recorded answer is
+The key is a hash of the request's JSON with its keys sorted, the rows of tool results sorted (a
+query without ORDER BY may return its rows in another order on another run) and tool-call ids
+numbered by first appearance (the agent makes up the id of a call the model wrote as text): neither
+may make a replay miss. On replay a request with no recorded answer is
 a miss: it is answered 400 (the SDK does not retry that), counted against the case that made it,
 and that case fails naming it — never a silent live call.
 """
@@ -43,6 +45,7 @@ class Recorded:
 class Cassette:
     path: Path
     model: str = ""
+    generation: dict[str, Any] = field(default_factory=dict)  # temperature, max output tokens
     entries: dict[str, Recorded] = field(default_factory=dict)
     misses: dict[str, list[str]] = field(default_factory=dict)  # case → keys it asked for in vain
 
@@ -54,10 +57,16 @@ class Cassette:
         lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         header, rest = (lines[0], lines[1:]) if lines and "cassette" in lines[0] else ({}, lines)
         entries = {e["key"]: Recorded(**e) for e in rest}
-        return cls(path, model=str(header.get("model", "")), entries=entries)
+        generation = header.get("generation") or {}
+        return cls(path, model=str(header.get("model", "")), generation=dict(generation), entries=entries)
 
     def save(self) -> None:
-        header = {"cassette": VERSION, "model": self.model, "saved": dt.date.today().isoformat()}
+        header = {
+            "cassette": VERSION,
+            "model": self.model,
+            "generation": self.generation,
+            "saved": dt.date.today().isoformat(),
+        }
         lines = [json.dumps(header)] + [
             json.dumps(vars(e), ensure_ascii=False, sort_keys=True)
             for e in sorted(self.entries.values(), key=lambda e: (e.case, e.key))
@@ -82,8 +91,29 @@ def _normal(body: Any) -> Any:
         return body
     messages = body.get("messages")
     if isinstance(messages, list):
-        body = {**body, "messages": [_message(m) for m in messages]}
+        ids: dict[str, str] = {}
+        body = {**body, "messages": [_ids_by_position(_message(m), ids) for m in messages]}
     return body
+
+
+def _ids_by_position(message: Any, ids: dict[str, str]) -> Any:
+    """Tool-call ids as their order of first appearance: the agent makes up some ids itself (a call
+    the model wrote as text), and a made-up id must not make a replay miss."""
+    if not isinstance(message, dict):
+        return message
+
+    def stable(value: Any) -> Any:
+        return ids.setdefault(value, f"call_{len(ids)}") if isinstance(value, str) else value
+
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        message = {
+            **message,
+            "tool_calls": [{**c, "id": stable(c.get("id"))} if isinstance(c, dict) else c for c in calls],
+        }
+    if "tool_call_id" in message:
+        message = {**message, "tool_call_id": stable(message["tool_call_id"])}
+    return message
 
 
 def _message(message: Any) -> Any:

@@ -100,6 +100,10 @@ async def run_suite(spec: RunSpec, settings: Settings, progress: Progress | None
             summary["baseline"] = await _baseline(spec, model, engines, sources, gold)
     if cassette is not None and mode == "record":
         cassette.model = settings.model_name
+        cassette.generation = {
+            "model_temperature": settings.model_temperature,
+            "model_max_output_tokens": settings.model_max_output_tokens,
+        }
         cassette.save()
     config = _config(spec, settings, mode, started)
     write_run(spec.out, config, results, summary)
@@ -119,6 +123,7 @@ def _model_settings(settings: Settings, mode: RunMode, cassette: Cassette | None
                 "openai_api_key": None,
                 "model": cassette.model or "replayed",
                 "model_max_retries": 0,
+                **cassette.generation,  # the requests must be the ones recorded
             }
         )
     if settings.provider is Provider.OFFLINE:

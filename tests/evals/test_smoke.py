@@ -37,7 +37,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_smoke_suite_replays_offline_as_it_was_recorded(
     home: Path, tmp_path: Path, concurrency: int
 ) -> None:
-    settings = Settings(_env_file=None, home=home, sources_file=home / "none.yaml")  # type: ignore[call-arg]
+    settings = Settings(_env_file=None, home=home, sources_file=home / "none.yaml")
     spec = RunSpec(load_suite(SMOKE), SMOKE, tmp_path / "run", options=RunOptions(concurrency=concurrency))
     summary = asyncio.run(run_suite(spec, settings))
     assert "replay_miss" not in summary["statuses"], summary["statuses"]

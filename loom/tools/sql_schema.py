@@ -52,7 +52,7 @@ def _context(source: Source, engine: Engine) -> _Context:
         # No value sampling on a cloud source: a GROUP BY per text column is a scan per column,
         # which Synapse Serverless and Databricks bill for. Its catalog's own samples (none) serve.
         keys, values = infer_foreign_keys(catalog), ValueIndex.build(catalog)
-    made = _Context(catalog, keys, values, render_schema(catalog))
+    made = _Context(catalog, keys, values, render_schema(catalog, keys=keys))
     with _LOCK:
         _CONTEXTS[source.connection_key] = made
     return made
@@ -76,7 +76,7 @@ def schema_for(
     if _small(context.catalog):
         return SchemaContext(context.whole, context.catalog)
     linked = link_question(source, engine, question, embedder=embedder)
-    shown = render_schema(linked.to_catalog(), context.catalog.unavailable)
+    shown = render_schema(linked.to_catalog(), context.catalog.unavailable, context.keys)
     return SchemaContext(shown, context.catalog)
 
 

@@ -41,6 +41,7 @@ from loom.agent.turn_log import TurnSummary, log_turn
 from loom.agent.turns import TurnRequest
 from loom.agent.writer import OrderedWriter
 from loom.engines.contracts import Embedder
+from loom.engines.registry import languages
 from loom.engines.sources import Source
 from loom.identity import Principal
 from loom.settings import DEFAULTS, Settings
@@ -192,6 +193,7 @@ class Agent:
         guard = Guard(
             offered={t.name for t in offered},
             routes={t.language: t.name for t in offered if t.language is not None},
+            written_for=_one_source_per_dialect(sources),
             question=turn.question,
             ran=frozenset(turn.ran),
         )
@@ -290,6 +292,15 @@ def _summary(turn: Turn, outcome: str, started: float) -> TurnSummary:
         tokens=turn.budget.tokens,
         elapsed_ms=(time.perf_counter() - started) * 1000,
     )
+
+
+def _one_source_per_dialect(sources: Sequence[Source]) -> dict[str, str]:
+    """Each dialect exactly one of `sources` is written in → that source's name."""
+    by_dialect: dict[str, list[str]] = {}
+    for source in sources:
+        for language in languages(source):
+            by_dialect.setdefault(source.dialect_for(language), []).append(source.name)
+    return {dialect: names[0] for dialect, names in by_dialect.items() if len(names) == 1}
 
 
 def _queries(outcome: CallOutcome) -> list[str]:

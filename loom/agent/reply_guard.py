@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from loom.agent.model import ModelEvent, ModelReply, TextDelta, ToolCall, ToolCallDelta
@@ -48,6 +48,7 @@ class Guard:
     routes: Mapping[str, str]  # query language → the data tool that answers it
     question: str  # the user's message, which a routed call asks
     ran: frozenset[str]  # queries that ran in this turn, normalised (`normal`)
+    written_for: Mapping[str, str] = field(default_factory=dict)  # dialect → the one source using it
 
 
 def normal(query: str) -> str:
@@ -96,18 +97,29 @@ def _decide(reply: ModelReply, held: str, shown: str, guard: Guard) -> list[Mode
     if calls:  # what streamed before them (prose ahead of a fence) stays the message's text
         return [*(_delta(c) for c in calls), ModelReply(shown, calls, reply.usage)]
     unrun = _unrun(held, guard.ran)
-    route = next((guard.routes[lang] for lang in unrun if lang in guard.routes), None)
-    if route is not None and not guard.ran:
-        call = ToolCall(f"call_{uuid.uuid4().hex[:24]}", route, json.dumps({"question": guard.question}))
+    routed = next(((label, lang) for label, lang in unrun if lang in guard.routes), None)
+    if routed is not None and not guard.ran:
+        call = _routed(guard, *routed)
         return [_delta(call), ModelReply(shown, (call,), reply.usage)]
     kept = _without_unrun(held, guard.ran) + CUT if unrun else held
     return [*_text(kept), ModelReply(shown + kept, (), reply.usage)]
 
 
-def _unrun(text: str, ran: frozenset[str]) -> list[str]:
-    """The languages of the query blocks in `text` that did not run."""
+def _routed(guard: Guard, label: str, language: str) -> ToolCall:
+    """The question, to the data tool for `language`; to the source the block was written for when
+    its label names the dialect of exactly one of the turn's sources (```sqlite → the SQLite one)."""
+    arguments = {"question": guard.question}
+    if label in guard.written_for:
+        arguments["source"] = guard.written_for[label]
+    return ToolCall(f"call_{uuid.uuid4().hex[:24]}", guard.routes[language], json.dumps(arguments))
+
+
+def _unrun(text: str, ran: frozenset[str]) -> list[tuple[str, str]]:
+    """(label, language) of each query block in `text` that did not run."""
     return [
-        QUERY_FENCES[info] for info, body in blocks(text) if info in QUERY_FENCES and normal(body) not in ran
+        (info, QUERY_FENCES[info])
+        for info, body in blocks(text)
+        if info in QUERY_FENCES and normal(body) not in ran
     ]
 
 

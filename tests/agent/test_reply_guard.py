@@ -167,3 +167,21 @@ async def test_an_invented_query_is_replaced_by_one_that_runs(make_agent: AgentF
     assert "1,234" not in answer_of(events) and "customers_table" not in answer_of(events)
     assert [e.type for e in events].count(EventType.TOOL_CALL_RESULT) == 1
     assert len(model.calls) == 3  # answer, the routed call's SQL, the answer from its result
+
+
+async def test_an_unrun_block_is_routed_to_the_source_its_dialect_names() -> None:
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "q", frozenset(), written_for={"sqlite": "lite"})
+    _, final = await through(guard, "```sqlite\nSELECT 1\n```")
+    assert json.loads(final.tool_calls[0].arguments) == {"question": "q", "source": "lite"}
+    _, other = await through(guard, "```sql\nSELECT 1\n```")  # plain sql: the tool picks the source
+    assert json.loads(other.tool_calls[0].arguments) == {"question": "q"}
+
+
+def test_a_dialect_names_a_source_only_when_one_source_is_written_in_it() -> None:
+    from loom.agent.loop import _one_source_per_dialect
+    from loom.engines.sources import DuckDBSource
+
+    sales, copy = DuckDBSource(name="sales", location="/a"), DuckDBSource(name="copy", location="/b")
+    lite = DuckDBSource(name="lite", location="/c.sqlite", dialect="sqlite")
+    assert _one_source_per_dialect([sales, lite]) == {"duckdb": "sales", "sqlite": "lite"}
+    assert _one_source_per_dialect([sales, copy, lite]) == {"sqlite": "lite"}

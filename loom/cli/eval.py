@@ -13,7 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from loom.evals.harness import RunSpec
     from loom.evals.runner import CaseResult
+    from loom.settings import Settings
 
 eval_app = typer.Typer(no_args_is_help=True, add_completion=False)
 out = Console()
@@ -145,7 +147,7 @@ def _stamp() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def _with_progress(spec: Any, settings: Any, total: int) -> dict[str, Any]:
+def _with_progress(spec: RunSpec, settings: Settings, total: int) -> dict[str, Any]:
     from loom.evals.harness import run_suite
 
     columns = (

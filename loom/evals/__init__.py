@@ -1,1 +1,1 @@
-"""Evaluation suites, scorers and the runner: a later issue."""
+"""Evaluation: suites, the execution scorer, the runner and its drivers, cassettes, reports, loaders."""

@@ -83,6 +83,10 @@ HEAVY = {
     "string_agg_5gb": "SELECT length(string_agg(repeat('x', 1000000), ',')) FROM range(5000)",
     "slow_cross_join": "SELECT count(*) FROM range(1000000) AS a, range(1000000) AS b "
     "WHERE (a.range * b.range) % 7 = 3",
+    # What the second held-out probe grew past DuckDB's memory limit and its interrupt in process.
+    "printf_width_2e9": "SELECT length(printf('%2000000000d', 1))",
+    "replace_growth": "SELECT length(replace(repeat('x', 16000000), 'x', repeat('y', 200)))",
+    "concat_60_repeats": "SELECT length(" + " || ".join(["repeat('x', 16000000)"] * 60) + ")",
 }
 
 # Simple questions the model writes SQL for (the tool's third model call).

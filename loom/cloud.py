@@ -35,6 +35,8 @@ def engine_pool(settings: Settings) -> EnginePool:
         threads=settings.duckdb_threads,
         temp_directory=str(settings.duckdb_temp_dir),
         max_temp_size=settings.duckdb_max_temp_size,
+        isolated=settings.engine_processes,
+        process_memory=settings.duckdb_process_memory,
     )
     credential = partial(azure_credential, settings)
     return EnginePool(CloudAccess(settings.azure_cloud.value, credential, token, local))

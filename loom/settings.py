@@ -136,6 +136,18 @@ class Settings(BaseSettings):
     duckdb_max_temp_size: str = Field(
         "4GiB", description="Disk one embedded source may spill to, under $LOOM_HOME/duckdb-tmp."
     )
+    engine_processes: bool = Field(
+        True,
+        description="Run each embedded source's engine in a child process of its own, with its memory "
+        "bounded by the operating system and the process killed when a query outlives its time limit "
+        "(one value built past DuckDB's own limits then costs that query, not the server). Off: in "
+        "the server's process, for debugging.",
+    )
+    duckdb_process_memory: str | None = Field(
+        None,
+        description="Virtual memory one embedded source's engine process may add past its start (`6GB`); "
+        "default: the DuckDB memory limit plus 2 GiB (DuckDB reserves ~0.7 GB when it connects).",
+    )
     verified_match_threshold: float = Field(0.8, gt=0, le=1)
     databricks_token: SecretStr | None = Field(
         None, description="Databricks personal access token; without it, Entra ID is used."

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from azure.core.credentials import TokenCredential
 
@@ -45,7 +46,19 @@ def _duckdb_sql(source: Source, access: CloudAccess) -> Engine:
     from loom.engines.sql.duckdb_engine import DuckDBEngine
 
     assert isinstance(source, DuckDBSource)
-    return DuckDBEngine(source, access.local)
+    if not access.local.isolated:
+        return DuckDBEngine(source, access.local)
+    from loom.engines.isolated.engine import IsolatedEngine
+
+    return IsolatedEngine(
+        partial(DuckDBEngine, source, access.local),
+        label=source.name,
+        name=DuckDBEngine.name,
+        language=DuckDBEngine.language,
+        dialect=DuckDBEngine.dialect,
+        dialects=DuckDBEngine.dialects,
+        address_space=access.local.address_space(),
+    )
 
 
 def _synapse_sql(source: Source, access: CloudAccess) -> Engine:

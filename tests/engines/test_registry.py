@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 
 from loom.engines.contracts import QueryError
+from loom.engines.isolated.engine import IsolatedEngine
 from loom.engines.registry import CloudAccess, EnginePool
 from loom.engines.sources import DatabricksSource, DuckDBSource, SynapseSource
-from loom.engines.sql.duckdb_engine import DuckDBEngine
 
 
 class RecordingCredential:
@@ -24,7 +24,7 @@ def test_a_local_source_gets_duckdb_and_the_same_engine_each_time(tmp_path: Path
     pool = EnginePool()
     source = DuckDBSource(name="lake", location=str(tmp_path))
     engine = pool.engine(source, "sql")
-    assert isinstance(engine, DuckDBEngine)
+    assert isinstance(engine, IsolatedEngine) and engine.name == "duckdb"  # in a child of its own
     described_again = source.model_copy(update={"description": "new words for the model"})
     assert pool.engine(described_again, "sql") is engine  # same data, same engine
 
@@ -65,7 +65,8 @@ def test_closing_the_pool_closes_every_engine_it_opened(tmp_path: Path) -> None:
     pool = EnginePool()
     engine = pool.engine(DuckDBSource(name="lake", location=str(tmp_path)), "sql")
     engine.execute("SELECT 1", max_rows=1, timeout_s=5)
+    assert isinstance(engine, IsolatedEngine) and engine._child is not None
+    process = engine._child.process
     pool.close()
-    assert isinstance(engine, DuckDBEngine)
-    assert engine._state is None  # its in-memory copy is gone
+    assert not process.is_alive()  # its process, and with it the in-memory copy, is gone
     assert pool.engine(DuckDBSource(name="lake", location=str(tmp_path)), "sql") is not engine

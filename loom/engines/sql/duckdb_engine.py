@@ -30,6 +30,7 @@ from loom.engines.contracts import (
     unsupported_dialect,
 )
 from loom.engines.errors import public_text, shown
+from loom.engines.isolated import query_started
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.builders import bounded_builders
 from loom.engines.sql.deadlines import CancelTimer
@@ -195,6 +196,7 @@ class DuckDBEngine:
         self, state: _Loaded, sql: str, max_rows: int, max_bytes: int, timeout_s: float
     ) -> tuple[list[Any], Bounded]:
         cursor = self._cursor(state)
+        query_started()  # an isolated engine's parent counts the time limit from here
         try:
             with CancelTimer(cursor.interrupt, timeout_s, INTERRUPT_RETRY_S) as watchdog:
                 try:

@@ -1,0 +1,115 @@
+"""The child side: one engine, serving the parent's requests on threads of its own.
+
+The child dies with the parent (a parent killed with SIGKILL leaves no engine behind): Linux's
+parent-death signal, and an end-of-file on the pipe. Its address space is limited before the
+engine exists, so every allocation the engine makes counts (Linux: `/proc` gives the start size).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import resource
+import signal
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any
+
+from loom.engines.contracts import Engine, QueryError
+from loom.engines.isolated.protocol import BROKEN, LOG, OK, REFUSED, STARTED, STOP, reporting
+
+MAX_CALLS = 64  # requests served at once; the parent's scheduler admits fewer
+PR_SET_PDEATHSIG = 1
+
+Send = Callable[[tuple[Any, ...]], None]
+
+
+def serve(conn: Connection, factory: Callable[[], Engine], address_space: int | None) -> None:
+    """The child's main: limit it, build the engine, answer requests until told to stop or the
+    parent goes away."""
+    _die_with_parent()
+    send = _sender(conn)
+    _forward_logs(send)
+    if address_space:
+        _limit_growth(address_space)
+    engine = factory()
+    calls = ThreadPoolExecutor(MAX_CALLS, thread_name_prefix="engine-call")
+    while True:
+        try:
+            request_id, method, kwargs = conn.recv()
+        except (EOFError, OSError):
+            break
+        if method == STOP:
+            break
+        calls.submit(_answer, engine, send, request_id, method, kwargs)
+    engine.close()
+    os._exit(0)  # not waiting for calls still running: the parent has gone or asked us to go
+
+
+def _answer(engine: Engine, send: Send, request_id: int, method: str, kwargs: dict[str, Any]) -> None:
+    reporting(lambda: send((request_id, STARTED)))
+    try:
+        value = getattr(engine, method)(**kwargs)
+        send((request_id, OK, value, engine.problem()))
+    except QueryError as e:
+        send((request_id, REFUSED, (e.code, e.message, e.problems), engine.problem()))
+    except Exception as e:  # an engine bug: the parent reports it, the child keeps serving
+        logging.getLogger(__name__).exception("engine call %s failed", method)
+        send((request_id, BROKEN, f"{type(e).__name__}: {e}", engine.problem()))
+    finally:
+        reporting(None)
+
+
+def _sender(conn: Connection) -> Send:
+    lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        with lock:
+            try:
+                conn.send(message)
+            except (OSError, ValueError):  # the parent is gone; the main loop sees it and exits
+                pass
+
+    return send
+
+
+class _PipeHandler(logging.Handler):
+    """Log records go to the parent, which logs them under the same logger: one server log."""
+
+    def __init__(self, send: Send) -> None:
+        super().__init__(logging.INFO)
+        self._send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.exc_info:
+            text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        self._send((None, LOG, (record.name, record.levelno, text)))
+
+
+def _forward_logs(send: Send) -> None:
+    root = logging.getLogger()
+    root.handlers[:] = [_PipeHandler(send)]
+    root.setLevel(logging.INFO)
+
+
+def _limit_growth(address_space: int) -> None:
+    """Bound the virtual memory the process may add from here on. Counted from what it holds now
+    (the runtime and the engines' libraries, ~0.6 GB), so the budget is the engine's own."""
+    with open("/proc/self/statm") as statm:
+        held = int(statm.read().split()[0]) * resource.getpagesize()
+    limit = held + address_space
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent dies (elsewhere: the pipe's end does it)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass

@@ -1,0 +1,303 @@
+"""The parent side: `IsolatedEngine` runs an engine in a child process and keeps it alive.
+
+Each call is a request over a pipe, answered on a thread of the child, so calls run in parallel
+as they did in process. A query that outlives its time limit by `KILL_GRACE_S` (the engine's own
+interrupt did not stop it) has the child killed: that query fails with `timeout`; the calls that
+were in flight beside it are sent again, once, to a new child. A child that dies by itself is
+handled the same way, except that nobody is known to be at fault: each call in flight gets one
+more try, alone among the calls being tried again, and one that loses a second child fails with
+`engine_failed`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from loom.engines.contracts import Catalog, Engine, Problem, QueryError, ResultSet
+from loom.engines.isolated import child
+from loom.engines.isolated.protocol import BROKEN, LOG, OK, REFUSED, STARTED, STOP
+
+log = logging.getLogger(__name__)
+
+KILL_GRACE_S = 3.0  # past a query's time limit before its child is killed
+LOAD_ALLOWANCE_S = 90.0  # a call may wait this long for its source to load before it starts
+CALL_LIMIT_S = 600.0  # validate and catalog: a child silent this long is taken for hung
+CATALOG_FRESH_S = 1.0  # how long a catalog in hand counts as current (`loaded_catalog`)
+STOP_WAIT_S = 2.0
+WAIT_SLICE_S = 0.25
+# Modules the fork server imports once, so that each child starts in milliseconds. `__main__` too:
+# multiprocessing imports the parent's main module in every child unless the fork server already has.
+PRELOAD = ["__main__", "loom.engines.isolated.child", "loom.engines.sql.duckdb_engine"]
+
+
+@dataclass(eq=False)
+class _Call:
+    """One request in flight: when it was sent and started, and how it ended."""
+
+    method: str
+    kwargs: dict[str, Any]
+    budget_s: float  # its own time limit once started
+    grace_s: float  # how far past it the child is killed
+    sent: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    reply: tuple[Any, ...] | None = None
+    lost: str | None = None  # the child died under it: why
+    culprit: bool = False  # it is why the child was killed
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def deadline(self) -> float:
+        if self.started is not None:
+            return self.started + self.budget_s + self.grace_s
+        return self.sent + LOAD_ALLOWANCE_S + self.budget_s + self.grace_s
+
+
+class _Child:
+    """One child process, its pipe and the calls in flight on it."""
+
+    def __init__(self, factory: Callable[[], Engine], address_space: int | None, label: str) -> None:
+        context = _context()
+        ours, theirs = context.Pipe()
+        self.process = context.Process(
+            target=child.serve,
+            args=(theirs, factory, address_space),
+            name=f"loom-engine {label}",
+            daemon=True,
+        )
+        self.process.start()
+        theirs.close()
+        self.label = label
+        self._conn: Connection = ours
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self.calls: dict[int, _Call] = {}
+        self.alive = True
+        threading.Thread(target=self._read, name=f"engine-pipe {label}", daemon=True).start()
+
+    def send(self, call: _Call) -> None:
+        with self._lock:
+            if not self.alive:
+                call.lost = "the engine process had stopped"
+                call.done.set()
+                return
+            request_id = next(self._ids)
+            self.calls[request_id] = call
+            self._conn.send((request_id, call.method, call.kwargs))
+
+    def kill(self, culprit: _Call, why: str) -> None:
+        with self._lock:
+            culprit.culprit = True
+        log.error("engine %s: killing its process (%s)", self.label, why)
+        self.process.kill()
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.alive:
+                try:
+                    self._conn.send((None, STOP, {}))
+                except OSError:
+                    pass
+        self.process.join(STOP_WAIT_S)
+        if self.process.is_alive():
+            self.process.kill()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                break
+            self._handle(message)
+        self._died()
+
+    def _handle(self, message: tuple[Any, ...]) -> None:
+        request_id, kind = message[0], message[1]
+        if kind == LOG:
+            name, level, text = message[2]
+            logging.getLogger(name).log(level, "[engine %s] %s", self.label, text)
+            return
+        with self._lock:
+            call = self.calls.get(request_id) if kind == STARTED else self.calls.pop(request_id, None)
+        if call is None:
+            return
+        if kind == STARTED:
+            call.started = time.monotonic()
+            return
+        call.reply = message[1:]
+        call.done.set()
+
+    def _died(self) -> None:
+        self.process.join(STOP_WAIT_S)
+        code = self.process.exitcode
+        with self._lock:
+            self.alive = False
+            calls, self.calls = list(self.calls.values()), {}
+        self._conn.close()
+        why = f"the engine process ended (exit code {code})"
+        if calls:
+            log.error("engine %s: %s with %d call(s) in flight", self.label, why, len(calls))
+        for call in calls:
+            call.lost = why
+            call.done.set()
+
+
+class IsolatedEngine:
+    """An `Engine` whose work runs in a child process (see the package docstring).
+
+    `factory` builds the real engine in the child, so it must pickle (a class and its arguments).
+    `address_space`: bytes of virtual memory the child may add past its start (None: unbounded). The engine's
+    name, language and dialects are given here so that nothing has to start to read them.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[], Engine],
+        *,
+        label: str,
+        name: str,
+        language: str,
+        dialect: str,
+        dialects: frozenset[str],
+        address_space: int | None = None,
+        grace_s: float = KILL_GRACE_S,
+    ) -> None:
+        self._factory = factory
+        self._address_space = address_space
+        self._grace_s = grace_s
+        self.label = label
+        self.name, self.language, self.dialect, self.dialects = name, language, dialect, dialects
+        self._lock = threading.Lock()
+        self._retrying = threading.Lock()
+        self._child: _Child | None = None
+        self._problem: str | None = None
+        self._catalog: tuple[float, Catalog] | None = None
+        self._closed = False
+
+    # --- Engine protocol ------------------------------------------------------------------------
+
+    def execute(self, query: str, *, max_rows: int, timeout_s: float, **options: Any) -> ResultSet:
+        kwargs = {"query": query, "max_rows": max_rows, "timeout_s": timeout_s, **options}
+        result: ResultSet = self._call("execute", kwargs, budget_s=timeout_s)
+        return result
+
+    def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]:
+        problems: list[Problem] = self._call("validate", {"query": query, "dialect": dialect})
+        return problems
+
+    def catalog(self) -> Catalog:
+        found: Catalog = self._call("catalog", {})
+        self._catalog = (time.monotonic(), found)
+        return found
+
+    def loaded_catalog(self) -> Catalog | None:
+        held = self._catalog
+        if held is None or time.monotonic() - held[0] >= CATALOG_FRESH_S:
+            return None
+        return held[1]
+
+    def problem(self) -> str | None:
+        return self._problem
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            running, self._child = self._child, None
+        if running is not None:
+            running.stop()
+
+    # --- calls ----------------------------------------------------------------------------------
+
+    def _call(self, method: str, kwargs: dict[str, Any], budget_s: float = CALL_LIMIT_S) -> Any:
+        """Send, wait, and answer; one more try on a new child when the child died under the call
+        and the call was not why."""
+        for attempt in range(2):
+            # A call sent again runs alone among those sent again: when the child dies under it a
+            # second time, it is the likely cause, and the calls that were beside it are not.
+            with self._retrying if attempt else nullcontext():
+                call = _Call(method, kwargs, budget_s, self._grace_s)
+                running = self._running()
+                running.send(call)
+                self._wait(running, call)
+            if call.reply is not None:
+                return self._answer(call.reply)
+            if call.culprit:
+                raise _overran(method, budget_s)
+            log.warning("engine %s: %s lost (%s); attempt %d", self.label, method, call.lost, attempt + 1)
+        raise QueryError(
+            "engine_failed",
+            "The engine stopped twice while this query ran, and was restarted; it cannot run as "
+            "written. Make it smaller: avoid building very long strings or unbounded recursion.",
+        )
+
+    def _wait(self, running: _Child, call: _Call) -> None:
+        """Wait for the reply; kill the child when the call overruns its deadline."""
+        while not call.done.wait(WAIT_SLICE_S):
+            if time.monotonic() > call.deadline():
+                running.kill(call, f"{call.method} overran its {call.budget_s:g} s limit")
+                call.done.wait()
+                return
+
+    def _answer(self, reply: tuple[Any, ...]) -> Any:
+        kind, value, problem = reply[0], reply[1], reply[2]
+        self._problem = problem
+        if kind == OK:
+            return value
+        if kind == REFUSED:
+            code, message, problems = value
+            raise QueryError(code, message, problems)
+        assert kind == BROKEN
+        raise QueryError("engine_failed", f"The engine failed on this call ({value}).")
+
+    def _running(self) -> _Child:
+        """The live child, started when there is none."""
+        with self._lock:
+            if self._closed:
+                raise QueryError("source_unavailable", f"The engine for {self.label!r} was closed.")
+            if self._child is None or not self._child.alive:
+                self._child = self._start()
+            return self._child
+
+    def _start(self) -> _Child:
+        try:
+            made = _Child(self._factory, self._address_space, self.label)
+        except OSError as e:
+            self._problem = f"could not start the engine process: {e}"
+            log.error("engine %s: %s", self.label, self._problem)
+            raise QueryError("source_unavailable", f"The engine for {self.label!r} could not start.") from e
+        weakref.finalize(self, made.process.kill)  # an engine dropped unclosed takes its child along
+        return made
+
+
+def _overran(method: str, budget_s: float) -> QueryError:
+    if method == "execute":
+        return QueryError(
+            "timeout",
+            f"The query was stopped after the {budget_s:g} s time limit (its engine had to be "
+            "restarted to stop it). Make it cheaper: avoid building very long strings, filter "
+            "earlier, aggregate before joining.",
+        )
+    return QueryError("engine_failed", f"The engine did not answer ({method}) and was restarted.")
+
+
+_fork_server: multiprocessing.context.ForkServerContext | None = None
+_fork_lock = threading.Lock()
+
+
+def _context() -> multiprocessing.context.ForkServerContext:
+    """A fork server, started once, that has imported the engines: children fork from a process
+    with no threads (forking this one, which has many, is unsafe) and start without importing."""
+    global _fork_server
+    with _fork_lock:
+        if _fork_server is None:
+            _fork_server = multiprocessing.get_context("forkserver")
+            _fork_server.set_forkserver_preload(PRELOAD)
+        return _fork_server

@@ -1,0 +1,35 @@
+"""What the parent and an engine's child process say to each other, and the hook engines call.
+
+Parent → child: `(id, method, kwargs)` for `execute`, `validate` and `catalog`; `(None, STOP, {})`.
+Child → parent, per request: `(id, STARTED)` when the query itself begins, then one of
+`(id, OK, value, problem)`, `(id, REFUSED, (code, message, problems), problem)` for a QueryError,
+`(id, BROKEN, text, problem)` for anything else; `problem` is the engine's `problem()` after the
+call. And `(None, LOG, (logger, level, text))` for what the child logs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+STOP = "stop"
+STARTED = "started"
+OK = "ok"
+REFUSED = "refused"
+BROKEN = "broken"
+LOG = "log"
+
+_request = threading.local()  # in the child: how the request on this thread reports its start
+
+
+def query_started() -> None:
+    """Called by an engine when a query begins running (after loading and validating): the parent
+    counts the query's time limit from here. A no-op outside a child."""
+    report: Callable[[], None] | None = getattr(_request, "report", None)
+    if report is not None:
+        report()
+
+
+def reporting(report: Callable[[], None] | None) -> None:
+    """Set (or clear) how the current thread's request reports that its query started."""
+    _request.report = report

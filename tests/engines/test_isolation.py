@@ -1,0 +1,298 @@
+"""Embedded engines in a child process: a value built past DuckDB's own limits costs that query only.
+
+The attacks are the ones a held-out probe found growing one value outside DuckDB's memory limit and
+past its interrupt (`printf` with a huge width, `replace()` into longer text): on the in-process
+engine they held 4-8 GB for many times the time limit. Here they meet the child's address-space limit
+(a clean out_of_memory) or its kill at the time limit plus a grace period (`timeout`), while a query
+running beside them is answered. Engines that die are stood in by `Dying`, a tiny engine that exits
+its process on request, so each path of the parent is driven without waiting on DuckDB.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loom.engines.contracts import Catalog, Column, Problem, QueryError, ResultSet
+from loom.engines.isolated import query_started
+from loom.engines.isolated.engine import IsolatedEngine
+from loom.engines.registry import CloudAccess, EnginePool
+from loom.engines.sources import DuckDBSource
+from loom.engines.sql.duckdb_engine import DuckDBEngine
+from loom.engines.sql.limits import PROCESS_HEADROOM, LocalLimits, size_bytes
+from loom.lakehouse.seed import seed_lakehouse
+
+COUNT = "SELECT count(*) FROM gold.dim_store"
+WIDE_PRINTF = "SELECT length(printf('%300000000d', 1))"  # 300 MB in one call: ~1.5 s, deaf to interrupt
+REPLACE_GROWTH = "SELECT length(replace(repeat('x', 16000000), 'x', repeat('y', 64)))"  # 1 GB from 16 MB
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("isolation")
+    seed_lakehouse(root, orders=100)
+    return root
+
+
+def isolated(
+    lake: Path, memory: str = "256MB", process_memory: str | None = None, grace_s: float = 3.0
+) -> Any:
+    limits = LocalLimits(memory_limit=memory, threads=1, process_memory=process_memory)
+    source = DuckDBSource(name="iso", location=str(lake))
+    return IsolatedEngine(
+        partial(DuckDBEngine, source, limits),
+        label="iso",
+        name="duckdb",
+        language="sql",
+        dialect="duckdb",
+        dialects=DuckDBEngine.dialects,
+        address_space=limits.address_space(),
+        grace_s=grace_s,
+    )
+
+
+def count(engine: Any) -> list[list[object]]:
+    rows: list[list[object]] = engine.execute(COUNT, max_rows=5, timeout_s=30).rows
+    return rows
+
+
+def test_the_pool_runs_embedded_sources_in_a_child_unless_told_not_to(lake: Path) -> None:
+    source = DuckDBSource(name="iso", location=str(lake))
+    pool = EnginePool(CloudAccess(local=LocalLimits(memory_limit="256MB")))
+    inline = EnginePool(CloudAccess(local=LocalLimits(isolated=False)))
+    try:
+        engine, direct = pool.engine(source, "sql"), inline.engine(source, "sql")
+        assert isinstance(engine, IsolatedEngine) and isinstance(direct, DuckDBEngine)
+        assert (engine.name, engine.language, engine.dialect) == ("duckdb", "sql", "duckdb")
+        # The same answers, refusals and catalog as in process.
+        assert count(engine) == count(direct)
+        assert (
+            engine.validate("SELECT nope FROM gold.dim_store")[0].code
+            == direct.validate("SELECT nope FROM gold.dim_store")[0].code
+        )
+        assert engine.catalog() == direct.catalog()
+        assert engine.loaded_catalog() == direct.catalog()  # in hand right after, without a call
+        with pytest.raises(QueryError) as refused:
+            engine.execute("DROP TABLE gold.dim_store", max_rows=1, timeout_s=5)
+        assert refused.value.code == "not_read_only"
+    finally:
+        pool.close()
+        inline.close()
+
+
+def test_a_value_grown_past_the_address_space_is_out_of_memory_and_the_engine_serves_on(lake: Path) -> None:
+    engine = isolated(lake, process_memory="1500MB")
+    try:
+        before = count(engine)
+        pid = engine._child.process.pid
+        for attack in (WIDE_PRINTF.replace("300000000", "2000000000"), REPLACE_GROWTH):
+            with pytest.raises(QueryError) as failed:
+                engine.execute(attack, max_rows=5, timeout_s=60)
+            assert failed.value.code == "out_of_memory"
+            assert count(engine) == before
+        assert engine._child.process.pid == pid  # no restart was needed
+    finally:
+        engine.close()
+
+
+def test_a_query_deaf_to_its_interrupt_has_its_child_killed_and_the_query_beside_it_answers(
+    lake: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = isolated(lake, process_memory="4GB", grace_s=0.3)
+    try:
+        before = count(engine)
+        first = engine._child.process.pid
+        beside: dict[str, Any] = {}
+
+        def slow_but_fine() -> None:  # in flight on the child when it is killed: sent again
+            query = "SELECT count(*) FROM range(2000000) a, range(50) b WHERE a.range % 7 = b.range"
+            beside["rows"] = engine.execute(query, max_rows=5, timeout_s=30).rows
+
+        other = threading.Thread(target=slow_but_fine)
+        with caplog.at_level(logging.WARNING):
+            other.start()
+            with pytest.raises(QueryError) as stopped:
+                engine.execute(WIDE_PRINTF, max_rows=5, timeout_s=0.1)
+            other.join()
+        assert stopped.value.code == "timeout"
+        assert "restarted" in stopped.value.message
+        assert beside["rows"] == [[2000000]]
+        assert count(engine) == before
+        assert engine._child.process.pid != first
+        assert "killing its process (execute overran its 0.1 s limit)" in caplog.text
+    finally:
+        engine.close()
+
+
+class Dying:
+    """An engine whose `execute` can exit its process (`die`), sleep in its query (`sleep <s>`) or
+    before it (`load <s>`), log (`log`), or fail as a bug would (`bug`); it answers its pid."""
+
+    name, language, dialect, dialects = "dying", "sql", "duckdb", frozenset({"duckdb"})
+
+    def execute(self, query: str, *, max_rows: int, timeout_s: float, **options: Any) -> ResultSet:
+        verb, _, arg = query.partition(" ")
+        if verb == "die":
+            os._exit(3)
+        if verb == "load":
+            time.sleep(float(arg))  # before query_started: a load, not the query
+            query_started()
+        if verb == "sleep":
+            query_started()
+            time.sleep(float(arg))
+        if verb == "log":
+            logging.getLogger("loom.engines.test").warning("hello from pid %d", os.getpid())
+        if verb == "bug":
+            raise RuntimeError("a bug in the engine")
+        return ResultSet(
+            columns=[Column(name="pid", type="integer")],
+            rows=[[os.getpid()]],
+            row_count=1,
+            engine="dying",
+            query=query,
+        )
+
+    def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]:
+        return []
+
+    def catalog(self) -> Catalog:
+        return Catalog(tables=[])
+
+    def loaded_catalog(self) -> Catalog | None:
+        return None
+
+    def problem(self) -> str | None:
+        return None
+
+    def close(self) -> None: ...
+
+
+def dying(grace_s: float = 0.3) -> IsolatedEngine:
+    return IsolatedEngine(
+        Dying,
+        label="dying",
+        name="dying",
+        language="sql",
+        dialect="duckdb",
+        dialects=Dying.dialects,
+        grace_s=grace_s,
+    )
+
+
+def run(engine: IsolatedEngine, query: str, timeout_s: float = 5.0) -> Any:
+    return engine.execute(query, max_rows=1, timeout_s=timeout_s).rows[0][0]
+
+
+def test_a_child_that_dies_costs_its_query_and_the_calls_beside_it_are_sent_again() -> None:
+    engine = dying()
+    try:
+        first = run(engine, "pid")
+        beside: dict[str, Any] = {}
+        other = threading.Thread(target=lambda: beside.update(pid=run(engine, "sleep 1")))
+        other.start()
+        time.sleep(0.3)  # the sleep is in flight when the child dies
+        with pytest.raises(QueryError) as failed:
+            run(engine, "die")  # dies twice: once in flight beside the sleep, once alone
+        other.join()
+        assert failed.value.code == "engine_failed"
+        assert beside["pid"] != first  # answered by a new child: retried alone, not beside "die"
+        assert run(engine, "pid") != first
+    finally:
+        engine.close()
+
+
+def test_the_time_limit_counts_from_the_query_not_from_the_wait_for_its_source() -> None:
+    engine = dying(grace_s=0.2)
+    try:
+        assert run(engine, "load 1.0", timeout_s=0.2) > 0  # a 1 s load under a 0.2 s limit
+        with pytest.raises(QueryError) as stopped:
+            run(engine, "sleep 5", timeout_s=0.2)
+        assert stopped.value.code == "timeout"
+    finally:
+        engine.close()
+
+
+def test_what_the_child_logs_reaches_the_servers_log_and_a_bug_is_an_error_not_a_death(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = dying()
+    try:
+        with caplog.at_level(logging.INFO):
+            pid = run(engine, "log")
+            with pytest.raises(QueryError) as failed:
+                run(engine, "bug")
+        assert f"[engine dying] hello from pid {pid}" in caplog.text
+        assert failed.value.code == "engine_failed" and "a bug in the engine" in failed.value.message
+        assert run(engine, "pid") == pid
+    finally:
+        engine.close()
+
+
+def test_a_closed_engine_refuses_and_its_child_is_gone() -> None:
+    engine = dying()
+    run(engine, "pid")
+    process = engine._child.process  # type: ignore[union-attr]
+    engine.close()
+    assert not process.is_alive()
+    with pytest.raises(QueryError) as refused:
+        run(engine, "pid")
+    assert refused.value.code == "source_unavailable"
+
+
+PARENT = textwrap.dedent(
+    """
+    import sys, time
+    from tests.engines.test_isolation import dying, run
+    if __name__ == "__main__":
+        engine = dying()
+        print(run(engine, "pid"), flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_a_child_does_not_outlive_a_parent_killed_with_sigkill(tmp_path: Path) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(PARENT)
+    root = Path(__file__).resolve().parents[2]
+    parent = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    os.kill(pid, 0)  # the child is alive while its parent is
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):  # the pipe's end or the parent-death signal ends it
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    pytest.fail(f"engine process {pid} outlived its parent by 10 s")
+
+
+def test_sizes_read_the_way_duckdb_reads_them() -> None:
+    assert size_bytes("4GB") == 4 * 10**9
+    assert size_bytes("512MiB") == 512 << 20
+    assert size_bytes("1.5 GB") == 1_500_000_000
+    assert 0 < size_bytes("25%") < size_bytes("50%")
+    assert LocalLimits(memory_limit="1GB").address_space() == 10**9 + PROCESS_HEADROOM
+    assert LocalLimits(process_memory="3GiB").address_space() == 3 << 30
+    with pytest.raises(ValueError, match="not a size"):
+        size_bytes("lots")

@@ -172,6 +172,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="A request body over this is refused (413) as it arrives, before it is parsed.",
     )
+    request_body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request body that has not fully arrived this long after its first byte was "
+        "awaited is refused (408): a client trickling its body must not hold a handler.",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="Origins (e.g. the console's https://console.example.gov) whose pages may call the "

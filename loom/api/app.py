@@ -41,6 +41,7 @@ _STATUS_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
@@ -163,7 +164,9 @@ def create_app(
     install_error_handlers(app)
     for module in (chat, conversations, sources, health):
         app.include_router(module.router)
-    app.add_middleware(Guard, max_body_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        Guard, max_body_bytes=settings.max_request_bytes, body_timeout_s=settings.request_body_timeout_s
+    )
     if settings.cors_origins:
         _allow_origins(app, settings.cors_origins)
     return app

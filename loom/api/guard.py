@@ -4,12 +4,15 @@ FastAPI reads and parses a request's body before it runs the route's dependencie
 a 200 MB body with no token was read whole (and eight at once took 3.6 GB) before the 401. This
 ASGI middleware authenticates `/v1` requests from their headers first, refuses a declared body over
 the limit at once, and stops reading a streamed one as soon as it passes the limit (413 either
-way). The principal it found is kept on the request, so the route's own dependency does not verify
+way) or has taken longer than the body time limit to arrive (408: a client trickling its body
+would otherwise hold a connection and a handler for as long as it liked). The principal it found is kept on the request, so the route's own dependency does not verify
 the token twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -25,15 +28,19 @@ GUARDED = "/v1/"
 @dataclass
 class _Body:
     limit: int
+    timeout_s: float
     received: int = 0
-    too_large: bool = False
+    complete: bool = False  # the last part has arrived: reads from here on wait for a disconnect
+    deadline: float | None = None  # set at the first read
+    refused: ApiError | None = None  # why reading stopped
     replaced: bool = False
 
 
 class Guard:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, body_timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A CORS preflight carries no credentials by design; the CORS layer answers it.
@@ -47,7 +54,7 @@ class Guard:
         except ApiError as e:
             await _error(e)(scope, receive, send)
             return
-        body = _Body(self.max_body_bytes)
+        body = _Body(self.max_body_bytes, self.body_timeout_s)
         await self.app(scope, _counting(receive, body), _replacing(scope, receive, send, body))
 
     def _check_declared(self, request: Request) -> None:
@@ -60,15 +67,28 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, "request_too_large", f"the request body is over the limit of {limit} bytes")
 
 
+def _too_slow(timeout_s: float) -> ApiError:
+    return ApiError(408, "request_timeout", f"the request body did not arrive within {timeout_s:g} s")
+
+
 def _counting(receive: Receive, body: _Body) -> Receive:
     async def receive_counted() -> Message:
-        if body.too_large:  # stop reading: what the app gets next is a disconnect
+        if body.refused is not None:  # stop reading: what the app gets next is a disconnect
             return {"type": "http.disconnect"}
-        message = await receive()
+        if body.complete:
+            return await receive()
+        if body.deadline is None:
+            body.deadline = time.monotonic() + body.timeout_s
+        try:
+            message = await asyncio.wait_for(receive(), max(0.0, body.deadline - time.monotonic()))
+        except TimeoutError:
+            body.refused = _too_slow(body.timeout_s)
+            return {"type": "http.disconnect"}
         if message["type"] == "http.request":
             body.received += len(message.get("body", b""))
+            body.complete = not message.get("more_body", False)
             if body.received > body.limit:
-                body.too_large = True
+                body.refused = _too_large(body.limit)
                 return {"type": "http.disconnect"}
         return message
 
@@ -76,14 +96,15 @@ def _counting(receive: Receive, body: _Body) -> Receive:
 
 
 def _replacing(scope: Scope, receive: Receive, send: Send, body: _Body) -> Send:
-    """Whatever the app answers to a body cut short (a 400, a disconnect), the client gets the 413."""
+    """Whatever the app answers to a body cut short (a 400, a disconnect), the client gets why it
+    was cut (413 or 408)."""
 
     async def send_checked(message: Message) -> None:
         if body.replaced:
             return
-        if body.too_large and message["type"] == "http.response.start":
+        if body.refused is not None and message["type"] == "http.response.start":
             body.replaced = True
-            await _error(_too_large(body.limit))(scope, receive, send)
+            await _error(body.refused)(scope, receive, send)
             return
         await send(message)
 

@@ -391,6 +391,18 @@ def test_a_body_that_grows_past_the_limit_is_cut_off_with_413(served: str) -> No
     assert response.json()["error"]["code"] == "request_too_large"
 
 
+def test_a_body_trickled_past_the_body_time_limit_is_408_and_the_server_serves_on(
+    tmp_path: Path, model: OpenAICompatServer
+) -> None:
+    seed_lakehouse(tmp_path / "lakehouse", orders=50)
+    with loom_serve(tmp_path, model.base_url, request_body_timeout_s="1") as url:
+        head = huge_post().replace("Content-Length: 200000000", "Content-Length: 100")
+        answer = first_answer(url, head + '{"message": ', within_s=10)  # the rest never comes
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert "did not arrive within 1 s" in answer
+        assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+
+
 def test_without_a_token_the_answer_is_401_before_the_body_is_read(
     tmp_path: Path, model: OpenAICompatServer
 ) -> None:

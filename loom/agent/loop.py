@@ -196,6 +196,7 @@ class Agent:
             written_for=_one_source_per_dialect(sources),
             question=turn.question,
             ran=frozenset(turn.ran),
+            results=tuple(m.content for m in turn.messages if m.role == "tool"),
         )
         stream = self.model.stream(turn.messages, [t.declaration(sources) for t in offered])
         return model_events(guarded(stream, guard))

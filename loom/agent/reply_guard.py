@@ -1,7 +1,8 @@
 """What a model writes that must not reach the user as it is, held back while it streams.
 
 Two things a small model does with a data question would otherwise be shown as the answer:
-- it writes the tool call as text (`text_calls`): that is read as the call, and never shown;
+- it writes the tool call as text (`text_calls`): that is read as the call, and never shown
+  (unless it copied the call from a tool result: data that looks like a call stays text);
 - it answers in prose around a query it wrote but never ran, often with figures it made up. A
   query the user sees must be one that ran (the product's first rule), so an answer showing one
   that did not is not passed on: before any query has run in the turn, the question goes to the
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from loom.agent.model import ModelEvent, ModelReply, TextDelta, ToolCall, ToolCallDelta
-from loom.agent.text_calls import text_calls
+from loom.agent.text_calls import echoed_calls, text_calls
 from loom.tools.fenced import blocks
 
 FENCE = "```"
@@ -49,6 +50,7 @@ class Guard:
     question: str  # the user's message, which a routed call asks
     ran: frozenset[str]  # queries that ran in this turn, normalised (`normal`)
     written_for: Mapping[str, str] = field(default_factory=dict)  # dialect → the one source using it
+    results: tuple[str, ...] = ()  # the tool results the model was shown (for `echoed_calls`)
 
 
 def normal(query: str) -> str:
@@ -93,7 +95,7 @@ def _take(state: State, pending: str) -> tuple[State, str, str]:
 def _decide(reply: ModelReply, held: str, shown: str, guard: Guard) -> list[ModelEvent]:
     if reply.tool_calls or not held:
         return [*_text(held), ModelReply(shown + held, reply.tool_calls, reply.usage)]
-    calls = text_calls(held, guard.offered)
+    calls = _decided_calls(held, guard)
     if calls:  # what streamed before them (prose ahead of a fence) stays the message's text
         return [*(_delta(c) for c in calls), ModelReply(shown, calls, reply.usage)]
     unrun = _unrun(held, guard.ran)
@@ -103,6 +105,15 @@ def _decide(reply: ModelReply, held: str, shown: str, guard: Guard) -> list[Mode
         return [_delta(call), ModelReply(shown, (call,), reply.usage)]
     kept = _without_unrun(held, guard.ran) + CUT if unrun else held
     return [*_text(kept), ModelReply(shown + kept, (), reply.usage)]
+
+
+def _decided_calls(held: str, guard: Guard) -> tuple[ToolCall, ...]:
+    """The calls written in `held`, less those copied from a tool result."""
+    calls = text_calls(held, guard.offered)
+    if not calls or not guard.results:
+        return calls
+    echoed = echoed_calls(guard.results, guard.offered)
+    return tuple(c for c in calls if (c.name, c.arguments) not in echoed)
 
 
 def _routed(guard: Guard, label: str, language: str) -> ToolCall:

@@ -6,14 +6,16 @@ Qwen2.5-Coder-1.5B on every data question of the smoke suite — a `<tools>` blo
 sometimes with doubled braces (`{{…}}}`). The endpoint passes all of these on as plain text. Every
 JSON object in the text that is a call of a tool the turn offered is read as that call (the same
 call written twice counts once); anything else stays text. The reply guard asks only about text
-that opened like a call, or that follows a fence: prose that mentions a call is not run.
+that opened like a call, or that follows a fence: prose that mentions a call is not run; nor is a
+call the model copied from data (`echoed_calls`: one found in a tool result it was shown), which
+is data that looks like a call, not the model's decision.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 from loom.agent.model import ToolCall
 
@@ -28,6 +30,35 @@ def text_calls(text: str, offered: Collection[str]) -> tuple[ToolCall, ...]:
             seen.add((call.name, call.arguments))
             calls.append(call)
     return tuple(calls)
+
+
+def echoed_calls(results: Iterable[str], offered: Collection[str]) -> frozenset[tuple[str, str]]:
+    """(name, arguments) of each call of an offered tool written inside tool results: in the text,
+    or in any string value of it when it is JSON (a table cell holding a call)."""
+    found: set[tuple[str, str]] = set()
+    for text in results:
+        for piece in (text, *_strings(_parsed(text))):
+            found.update((c.name, c.arguments) for c in text_calls(piece, offered))
+    return frozenset(found)
+
+
+def _parsed(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def _strings(item: object) -> Iterator[str]:
+    if isinstance(item, str):
+        if "{" in item:
+            yield item
+    elif isinstance(item, dict):
+        for value in item.values():
+            yield from _strings(value)
+    elif isinstance(item, list):
+        for value in item:
+            yield from _strings(value)
 
 
 def _json_objects(text: str) -> Iterator[object]:

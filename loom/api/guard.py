@@ -5,8 +5,8 @@ a 200 MB body with no token was read whole (and eight at once took 3.6 GB) befor
 ASGI middleware authenticates `/v1` requests from their headers first, refuses a declared body over
 the limit at once, and stops reading a streamed one as soon as it passes the limit (413 either
 way) or has taken longer than the body time limit to arrive (408: a client trickling its body
-would otherwise hold a connection and a handler for as long as it liked). The principal it found is kept on the request, so the route's own dependency does not verify
-the token twice.
+would otherwise hold a connection and a handler for as long as it liked). The principal it found
+is kept on the request, so the route's own dependency does not verify the token twice.
 """
 
 from __future__ import annotations

@@ -296,3 +296,24 @@ def test_sizes_read_the_way_duckdb_reads_them() -> None:
     assert LocalLimits(process_memory="3GiB").address_space() == 3 << 30
     with pytest.raises(ValueError, match="not a size"):
         size_bytes("lots")
+
+
+def test_the_catalog_crosses_once_per_load_and_is_in_hand_while_the_source_is_unchanged(lake: Path) -> None:
+    import shutil
+
+    copy = lake.parent / "isolation-catalog"
+    shutil.copytree(lake, copy)
+    engine = isolated(copy)
+    try:
+        first = engine.catalog()
+        assert engine.catalog() is first  # the child said "the one you hold": nothing sent again
+        count(engine)
+        assert engine.loaded_catalog() is first  # the query's reply said it is still current
+        shutil.rmtree(copy / "gold" / "dim_store")  # the data changes: a new load, a new catalog
+        time.sleep(1.1)  # past the freshness window, so the next query looks at the files
+        with pytest.raises(QueryError):
+            count(engine)
+        assert engine.loaded_catalog() is None
+        assert engine.catalog().table("gold.dim_store") is None
+    finally:
+        engine.close()

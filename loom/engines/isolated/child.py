@@ -19,13 +19,40 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loom.engines.contracts import Engine, QueryError
-from loom.engines.isolated.protocol import BROKEN, LOG, OK, REFUSED, STARTED, STOP, reporting
+from loom.engines.contracts import Catalog, Engine, QueryError
+from loom.engines.isolated.protocol import BROKEN, CATALOG, LOG, OK, REFUSED, STARTED, STOP, reporting
 
 MAX_CALLS = 64  # requests served at once; the parent's scheduler admits fewer
 PR_SET_PDEATHSIG = 1
 
 Send = Callable[[tuple[Any, ...]], None]
+
+
+class _Catalogs:
+    """Which catalog the parent holds, so that it is sent once per load, not once per turn.
+
+    Every reply carries a stamp: the number of the catalog last sent when the engine still holds
+    it current (`loaded_catalog()`, which reads nothing), else None. The parent answers from the
+    catalog it holds while the stamps say it is current; `catalog` sends it only when it changed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._lock = threading.Lock()
+        self._sent: Catalog | None = None
+        self._number = 0
+
+    def fetch(self, held: int | None) -> tuple[int, Catalog | None]:
+        """(its number, the catalog) — None in its place when the parent holds it already."""
+        found = self._engine.catalog()
+        with self._lock:
+            if found is not self._sent:
+                self._sent, self._number = found, self._number + 1
+            return self._number, (None if held == self._number else found)
+
+    def stamp(self) -> int | None:
+        current = self._engine.loaded_catalog()
+        with self._lock:
+            return self._number if current is not None and current is self._sent else None
 
 
 def serve(conn: Connection, factory: Callable[[], Engine], address_space: int | None) -> None:
@@ -37,6 +64,7 @@ def serve(conn: Connection, factory: Callable[[], Engine], address_space: int | 
     if address_space:
         _limit_growth(address_space)
     engine = factory()
+    catalogs = _Catalogs(engine)
     calls = ThreadPoolExecutor(MAX_CALLS, thread_name_prefix="engine-call")
     while True:
         try:
@@ -45,21 +73,23 @@ def serve(conn: Connection, factory: Callable[[], Engine], address_space: int | 
             break
         if method == STOP:
             break
-        calls.submit(_answer, engine, send, request_id, method, kwargs)
+        calls.submit(_answer, engine, catalogs, send, request_id, method, kwargs)
     engine.close()
     os._exit(0)  # not waiting for calls still running: the parent has gone or asked us to go
 
 
-def _answer(engine: Engine, send: Send, request_id: int, method: str, kwargs: dict[str, Any]) -> None:
+def _answer(
+    engine: Engine, catalogs: _Catalogs, send: Send, request_id: int, method: str, kwargs: dict[str, Any]
+) -> None:
     reporting(lambda: send((request_id, STARTED)))
     try:
-        value = getattr(engine, method)(**kwargs)
-        send((request_id, OK, value, engine.problem()))
+        value = catalogs.fetch(**kwargs) if method == CATALOG else getattr(engine, method)(**kwargs)
+        send((request_id, OK, value, engine.problem(), catalogs.stamp()))
     except QueryError as e:
-        send((request_id, REFUSED, (e.code, e.message, e.problems), engine.problem()))
+        send((request_id, REFUSED, (e.code, e.message, e.problems), engine.problem(), catalogs.stamp()))
     except Exception as e:  # an engine bug: the parent reports it, the child keeps serving
         logging.getLogger(__name__).exception("engine call %s failed", method)
-        send((request_id, BROKEN, f"{type(e).__name__}: {e}", engine.problem()))
+        send((request_id, BROKEN, f"{type(e).__name__}: {e}", engine.problem(), catalogs.stamp()))
     finally:
         reporting(None)
 

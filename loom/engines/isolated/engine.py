@@ -3,9 +3,9 @@
 Each call is a request over a pipe, answered on a thread of the child, so calls run in parallel
 as they did in process. A query that outlives its time limit by `KILL_GRACE_S` (the engine's own
 interrupt did not stop it) has the child killed: that query fails with `timeout`; the calls that
-were in flight beside it are sent again, once, to a new child. A child that dies by itself is
-handled the same way, except that nobody is known to be at fault: each call in flight gets one
-more try, alone among the calls being tried again, and one that loses a second child fails with
+were in flight beside it are sent again to a new child. A child that dies by itself is handled the
+same way, except that nobody is known to be at fault: each call in flight gets one more try, alone
+among the calls being tried again, and one that loses a second child that way fails with
 `engine_failed`.
 """
 
@@ -25,11 +25,12 @@ from typing import Any
 
 from loom.engines.contracts import Catalog, Engine, Problem, QueryError, ResultSet
 from loom.engines.isolated import child
-from loom.engines.isolated.protocol import BROKEN, LOG, OK, REFUSED, STARTED, STOP
+from loom.engines.isolated.protocol import BROKEN, CATALOG, LOG, OK, REFUSED, STARTED, STOP
 
 log = logging.getLogger(__name__)
 
 KILL_GRACE_S = 3.0  # past a query's time limit before its child is killed
+MAX_SENDS = 4  # a call is sent at most this often, however many children die under it
 LOAD_ALLOWANCE_S = 90.0  # a call may wait this long for its source to load before it starts
 CALL_LIMIT_S = 600.0  # validate and catalog: a child silent this long is taken for hung
 CATALOG_FRESH_S = 1.0  # how long a catalog in hand counts as current (`loaded_catalog`)
@@ -38,6 +39,12 @@ WAIT_SLICE_S = 0.25
 # Modules the fork server imports once, so that each child starts in milliseconds. `__main__` too:
 # multiprocessing imports the parent's main module in every child unless the fork server already has.
 PRELOAD = ["__main__", "loom.engines.isolated.child", "loom.engines.sql.duckdb_engine"]
+
+
+@dataclass(frozen=True)
+class _Held:
+    number: int  # the child's number for it
+    catalog: Catalog
 
 
 @dataclass(eq=False)
@@ -53,6 +60,7 @@ class _Call:
     reply: tuple[Any, ...] | None = None
     lost: str | None = None  # the child died under it: why
     culprit: bool = False  # it is why the child was killed
+    bystander: bool = False  # the child was killed for another call: no fault of this one
     done: threading.Event = field(default_factory=threading.Event)
 
     def deadline(self) -> float:
@@ -81,6 +89,7 @@ class _Child:
         self._lock = threading.Lock()
         self.calls: dict[int, _Call] = {}
         self.alive = True
+        self.killed = False  # by the parent, to stop an overrunning call
         threading.Thread(target=self._read, name=f"engine-pipe {label}", daemon=True).start()
 
     def send(self, call: _Call) -> None:
@@ -96,6 +105,7 @@ class _Child:
     def kill(self, culprit: _Call, why: str) -> None:
         with self._lock:
             culprit.culprit = True
+            self.killed = True
         log.error("engine %s: killing its process (%s)", self.label, why)
         self.process.kill()
 
@@ -142,11 +152,11 @@ class _Child:
             self.alive = False
             calls, self.calls = list(self.calls.values()), {}
         self._conn.close()
-        why = f"the engine process ended (exit code {code})"
+        why = "killed to stop another call" if self.killed else f"the engine process ended (exit code {code})"
         if calls:
             log.error("engine %s: %s with %d call(s) in flight", self.label, why, len(calls))
         for call in calls:
-            call.lost = why
+            call.lost, call.bystander = why, self.killed and not call.culprit
             call.done.set()
 
 
@@ -179,7 +189,8 @@ class IsolatedEngine:
         self._retrying = threading.Lock()
         self._child: _Child | None = None
         self._problem: str | None = None
-        self._catalog: tuple[float, Catalog] | None = None
+        self._catalog: _Held | None = None
+        self._stamp: tuple[float, int | None] | None = None  # (when, the child's catalog stamp)
         self._closed = False
 
     # --- Engine protocol ------------------------------------------------------------------------
@@ -194,15 +205,21 @@ class IsolatedEngine:
         return problems
 
     def catalog(self) -> Catalog:
-        found: Catalog = self._call("catalog", {})
-        self._catalog = (time.monotonic(), found)
+        held = self._catalog
+        number, found = self._call(CATALOG, {"held": held.number if held else None})
+        if found is None:  # the one held is still current
+            assert held is not None
+            return held.catalog
+        self._catalog = _Held(number, found)
         return found
 
     def loaded_catalog(self) -> Catalog | None:
-        held = self._catalog
-        if held is None or time.monotonic() - held[0] >= CATALOG_FRESH_S:
+        """The catalog held, when the child's latest reply, less than `CATALOG_FRESH_S` ago, said it
+        was still current: a busy source answers from here without a call."""
+        held, stamp = self._catalog, self._stamp
+        if held is None or stamp is None or stamp[1] != held.number:
             return None
-        return held[1]
+        return held.catalog if time.monotonic() - stamp[0] < CATALOG_FRESH_S else None
 
     def problem(self) -> str | None:
         return self._problem
@@ -217,9 +234,11 @@ class IsolatedEngine:
     # --- calls ----------------------------------------------------------------------------------
 
     def _call(self, method: str, kwargs: dict[str, Any], budget_s: float = CALL_LIMIT_S) -> Any:
-        """Send, wait, and answer; one more try on a new child when the child died under the call
-        and the call was not why."""
-        for attempt in range(2):
+        """Send, wait, and answer; again on a new child when the child died under the call and the
+        call was not why: a child that died by itself may have died of this call, so that counts
+        once; one killed to stop another call does not count (up to `MAX_SENDS` sends)."""
+        deaths = 0
+        for attempt in range(MAX_SENDS):
             # A call sent again runs alone among those sent again: when the child dies under it a
             # second time, it is the likely cause, and the calls that were beside it are not.
             with self._retrying if attempt else nullcontext():
@@ -231,11 +250,14 @@ class IsolatedEngine:
                 return self._answer(call.reply)
             if call.culprit:
                 raise _overran(method, budget_s)
+            deaths += 0 if call.bystander else 1
             log.warning("engine %s: %s lost (%s); attempt %d", self.label, method, call.lost, attempt + 1)
+            if deaths == 2:
+                break
         raise QueryError(
             "engine_failed",
-            "The engine stopped twice while this query ran, and was restarted; it cannot run as "
-            "written. Make it smaller: avoid building very long strings or unbounded recursion.",
+            "The engine stopped while this query ran, more than once, and was restarted; it cannot run "
+            "as written. Make it smaller: avoid building very long strings or unbounded recursion.",
         )
 
     def _wait(self, running: _Child, call: _Call) -> None:
@@ -247,8 +269,9 @@ class IsolatedEngine:
                 return
 
     def _answer(self, reply: tuple[Any, ...]) -> Any:
-        kind, value, problem = reply[0], reply[1], reply[2]
+        kind, value, problem, stamp = reply
         self._problem = problem
+        self._stamp = (time.monotonic(), stamp)
         if kind == OK:
             return value
         if kind == REFUSED:

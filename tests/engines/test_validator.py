@@ -542,7 +542,9 @@ def test_valid_queries_raise_no_false_unknown_column(query: str, dialect: str) -
 
 
 def test_a_column_of_another_table_is_named_with_the_table_to_join() -> None:
-    (problem,) = validate_sql("SELECT region, sum(net_amount) FROM gold.fact_sales GROUP BY 1", "duckdb", COLUMNS)
+    (problem,) = validate_sql(
+        "SELECT region, sum(net_amount) FROM gold.fact_sales GROUP BY 1", "duckdb", COLUMNS
+    )
     assert problem.code == "unknown_column"
     assert "'region' is a column of gold.dim_store: join that table to use it." in problem.message
 

@@ -106,7 +106,7 @@ class _Child:
         with self._lock:
             culprit.culprit = True
             self.killed = True
-        log.error("engine %s: killing its process (%s)", self.label, why)
+        log.warning("engine %s: killing its process (%s)", self.label, why)  # the query's doing
         self.process.kill()
 
     def stop(self) -> None:
@@ -153,8 +153,9 @@ class _Child:
             calls, self.calls = list(self.calls.values()), {}
         self._conn.close()
         why = "killed to stop another call" if self.killed else f"the engine process ended (exit code {code})"
-        if calls:
-            log.error("engine %s: %s with %d call(s) in flight", self.label, why, len(calls))
+        if calls:  # a kill was the parent's choice; a death by itself is what operators must see
+            level = logging.WARNING if self.killed else logging.ERROR
+            log.log(level, "engine %s: %s with %d call(s) in flight", self.label, why, len(calls))
         for call in calls:
             call.lost, call.bystander = why, self.killed and not call.culprit
             call.done.set()

@@ -45,6 +45,10 @@ LOGIN_AUTHORITY = {
 }
 
 
+# How the query-writing model is shown a source's tables (`loom/tools/schema_prompt.py`).
+SchemaForm = Literal["lines", "create"]
+
+
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
@@ -115,6 +119,12 @@ class Settings(BaseSettings):
     )
     query_timeout_s: float = Field(30.0, gt=0)
     max_repairs: int = Field(2, ge=0, le=5)
+    schema_form: SchemaForm = Field(
+        "lines",
+        description="How the query-writing model sees the schema: `lines` (one line per table, then "
+        "the joins) or `create` (CREATE TABLE statements with FOREIGN KEY clauses and sample values "
+        "as comments).",
+    )
     query_workers: int = Field(8, ge=1, description="Threads that run queries, for all tenants.")
     query_per_tenant: int = Field(4, ge=1, description="Queries one tenant may run at once.")
     query_per_user: int = Field(2, ge=1, description="Queries one user may run at once.")

@@ -9,6 +9,7 @@ from loom.evals.cassettes import CASE
 from loom.evals.checks import Failure, GoldCheck
 from loom.evals.suite import Case
 from loom.tools.fenced import extract_query
+from loom.tools.schema_prompt import create_tables as render_create
 
 SYSTEM = (
     "You write one SQLite query that answers the question from the database below. "
@@ -17,17 +18,8 @@ SYSTEM = (
 
 
 def create_tables(catalog: Catalog) -> str:
-    """The catalog as CREATE TABLE statements, with its primary and foreign keys where known."""
-    keys: dict[str, list[str]] = {}
-    for fk in catalog.relationships:
-        columns, ref_columns = ", ".join(fk.columns), ", ".join(fk.ref_columns)
-        refs = f"FOREIGN KEY ({columns}) REFERENCES {fk.ref_table} ({ref_columns})"
-        keys.setdefault(fk.table, []).append(refs)
-    statements = []
-    for table in catalog.tables:
-        lines = [f"  {c.name} {c.type}" for c in table.columns] + [f"  {k}" for k in keys.get(table.name, [])]
-        statements.append(f"CREATE TABLE {table.name} (\n" + ",\n".join(lines) + "\n);")
-    return "\n\n".join(statements)
+    """The catalog as CREATE TABLE statements, with its declared foreign keys, no sample values."""
+    return render_create(catalog, catalog.relationships, samples=False)
 
 
 async def plain_case(case: Case, model: ChatModel, schema: str, gold: GoldCheck) -> list[Failure]:

@@ -23,7 +23,7 @@ from loom.engines.contracts import Embedder, Engine, ResultSet
 from loom.engines.registry import answering
 from loom.engines.sources import Source
 from loom.identity import Principal
-from loom.settings import DEFAULTS, Settings
+from loom.settings import DEFAULTS, SchemaForm, Settings
 
 if TYPE_CHECKING:
     from loom.tools.scheduler import QueryScheduler
@@ -42,13 +42,15 @@ class Effect(StrEnum):
 
 @dataclass(frozen=True)
 class QueryLimits:
-    """What a data tool may spend on one question. The defaults are Settings' (one place)."""
+    """What a data tool may spend on one question, and how it shows the model the schema. The
+    defaults are Settings' (one place)."""
 
     max_rows: int
     max_bytes: int
     timeout_s: float
     max_repairs: int
     verified_threshold: float
+    schema_form: SchemaForm = "lines"
 
     @classmethod
     def of(cls, settings: Settings) -> QueryLimits:
@@ -58,6 +60,7 @@ class QueryLimits:
             timeout_s=settings.query_timeout_s,
             max_repairs=settings.max_repairs,
             verified_threshold=settings.verified_match_threshold,
+            schema_form=settings.schema_form,
         )
 
 

@@ -22,6 +22,7 @@ from loom.engines.bounds import shorten
 from loom.engines.contracts import Catalog, Embedder, Engine, Problem, QueryError, ResultSet
 from loom.engines.sources import Source, VerifiedQuery
 from loom.prompts import template
+from loom.settings import SchemaForm
 from loom.tools.base import ToolContext, ToolError, ToolResult
 from loom.tools.fenced import extract_query
 from loom.tools.schema_prompt import render_schema
@@ -94,18 +95,21 @@ class SchemaContext:
     catalog: Catalog
 
 
-# The schema for the prompt; runs in a worker thread (it may read the source).
-SchemaFor = Callable[[Source, Engine, str, Embedder | None], SchemaContext]
+# The schema for the prompt, in a form (`schema_prompt`); runs in a worker thread (it may read the
+# source).
+SchemaFor = Callable[[Source, Engine, str, Embedder | None, SchemaForm], SchemaContext]
 # The same when it needs no work (the engine's catalog is in hand), else None; runs on the loop.
-KnownSchema = Callable[[Source, Engine], SchemaContext | None]
+KnownSchema = Callable[[Source, Engine, SchemaForm], SchemaContext | None]
 
 
-def whole_schema(source: Source, engine: Engine, question: str, embedder: Embedder | None) -> SchemaContext:
+def whole_schema(
+    source: Source, engine: Engine, question: str, embedder: Embedder | None, form: SchemaForm
+) -> SchemaContext:
     catalog = engine.catalog()
-    return SchemaContext(render_schema(catalog), catalog)
+    return SchemaContext(render_schema(catalog, form=form), catalog)
 
 
-def no_known_schema(source: Source, engine: Engine) -> SchemaContext | None:
+def no_known_schema(source: Source, engine: Engine, form: SchemaForm) -> SchemaContext | None:
     return None
 
 
@@ -215,12 +219,13 @@ class _Generation:
 
     async def run(self, question: str, examples: list[VerifiedQuery]) -> QueryResult:
         assert self.ctx.model is not None
-        schema = self.language.known_schema(self.source, self.engine)
+        form = self.ctx.limits.schema_form
+        schema = self.language.known_schema(self.source, self.engine, form)
         if schema is None:
             # On the query workers, not the loop's shared threads: reading a schema may load the
             # source, and a load that hangs must hold one tenant's place, not every thread.
             schema = await self.ctx.run_query(
-                self.language.schema_for, self.source, self.engine, question, self.ctx.embedder
+                self.language.schema_for, self.source, self.engine, question, self.ctx.embedder, form
             )
         system = self._system_prompt(schema.text, examples)
         attempts: list[Attempt] = []

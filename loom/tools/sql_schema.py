@@ -20,6 +20,7 @@ from loom.engines.sources import DuckDBSource, Source
 from loom.engines.sql.keys import foreign_keys, infer_foreign_keys
 from loom.engines.sql.linking import LinkedSchema, link
 from loom.engines.sql.linking_values import ValueIndex, engine_fetcher
+from loom.settings import SchemaForm
 from loom.tools.querygen import SchemaContext
 from loom.tools.schema_prompt import render_schema
 
@@ -31,7 +32,14 @@ class _Context:
     catalog: Catalog
     keys: list[ForeignKey]
     values: ValueIndex
-    whole: str  # the whole catalog rendered for the prompt, for when it is small enough to show
+    whole: dict[SchemaForm, str]  # the whole catalog as the prompt shows it, in each form asked for
+
+    def rendered(self, form: SchemaForm) -> str:
+        """The whole catalog in `form`, rendered once (a race renders it twice, to the same text)."""
+        text = self.whole.get(form)
+        if text is None:
+            text = self.whole[form] = render_schema(self.catalog, keys=self.keys, form=form)
+        return text
 
 
 _CONTEXTS: dict[tuple[object, ...], _Context] = {}
@@ -52,7 +60,7 @@ def _context(source: Source, engine: Engine) -> _Context:
         # No value sampling on a cloud source: a GROUP BY per text column is a scan per column,
         # which Synapse Serverless and Databricks bill for. Its catalog's own samples (none) serve.
         keys, values = infer_foreign_keys(catalog), ValueIndex.build(catalog)
-    made = _Context(catalog, keys, values, render_schema(catalog, keys=keys))
+    made = _Context(catalog, keys, values, {})
     with _LOCK:
         _CONTEXTS[source.connection_key] = made
     return made
@@ -69,18 +77,22 @@ def link_question(
 
 
 def schema_for(
-    source: Source, engine: Engine, question: str, embedder: Embedder | None = None
+    source: Source,
+    engine: Engine,
+    question: str,
+    embedder: Embedder | None = None,
+    form: SchemaForm = "lines",
 ) -> SchemaContext:
     """The schema text for the prompt, and the whole catalog (for messages about what exists)."""
     context = _context(source, engine)
     if _small(context.catalog):
-        return SchemaContext(context.whole, context.catalog)
+        return SchemaContext(context.rendered(form), context.catalog)
     linked = link_question(source, engine, question, embedder=embedder)
-    shown = render_schema(linked.to_catalog(), context.catalog.unavailable, context.keys)
+    shown = render_schema(linked.to_catalog(), context.catalog.unavailable, context.keys, form)
     return SchemaContext(shown, context.catalog)
 
 
-def known_whole_schema(source: Source, engine: Engine) -> SchemaContext | None:
+def known_whole_schema(source: Source, engine: Engine, form: SchemaForm = "lines") -> SchemaContext | None:
     """`schema_for`'s answer when it needs no work: the source's context is built from the
     engine's current catalog, and that catalog is small. The caller can then skip the worker
     thread that building, linking or checking the source for changes needs."""
@@ -89,7 +101,7 @@ def known_whole_schema(source: Source, engine: Engine) -> SchemaContext | None:
         context = _CONTEXTS.get(source.connection_key)
     if catalog is None or context is None or context.catalog is not catalog or not _small(catalog):
         return None
-    return SchemaContext(context.whole, context.catalog)
+    return SchemaContext(context.rendered(form), context.catalog)
 
 
 def _small(catalog: Catalog) -> bool:

@@ -21,6 +21,18 @@ def test_a_small_catalog_is_shown_whole(source: Source) -> None:
     assert all(f"- {t.name}:" in text for t in catalog.tables)
 
 
+def test_the_create_form_shows_the_same_tables_as_statements_with_keys_and_samples(source: Source) -> None:
+    engine = EnginePool().engine(source, "sql")
+    lines = sql_schema.schema_for(source, engine, "revenue by state").text
+    create = sql_schema.schema_for(source, engine, "revenue by state", form="create").text
+    tables = engine.catalog().tables
+    assert all(f"CREATE TABLE {t.name} (" in create for t in tables)
+    assert "FOREIGN KEY (product_key) REFERENCES gold.dim_product (product_key)" in create
+    assert "-- e.g. " in create and "Joins:" not in create
+    assert "Joins:" in lines and "CREATE TABLE" not in lines  # each form is kept apart
+    assert sql_schema.known_whole_schema(source, engine, "create") is not None  # and remembered
+
+
 def test_a_large_catalog_is_linked_to_the_question(source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sql_schema, "LINK_ABOVE", 10)
     engine = EnginePool().engine(source, "sql")

@@ -125,6 +125,12 @@ class Settings(BaseSettings):
         "the joins) or `create` (CREATE TABLE statements with FOREIGN KEY clauses and sample values "
         "as comments).",
     )
+    schema_link_above_columns: int = Field(
+        60,
+        ge=0,
+        description="Sources with more columns than this show the query-writing model only the tables "
+        "and columns linked to the question; smaller ones are shown whole.",
+    )
     query_workers: int = Field(8, ge=1, description="Threads that run queries, for all tenants.")
     query_per_tenant: int = Field(4, ge=1, description="Queries one tenant may run at once.")
     query_per_user: int = Field(2, ge=1, description="Queries one user may run at once.")

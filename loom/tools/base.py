@@ -23,7 +23,8 @@ from loom.engines.contracts import Embedder, Engine, ResultSet
 from loom.engines.registry import answering
 from loom.engines.sources import Source
 from loom.identity import Principal
-from loom.settings import DEFAULTS, SchemaForm, Settings
+from loom.settings import DEFAULTS, Settings
+from loom.tools.schema_prompt import DEFAULT_VIEW, SchemaView
 
 if TYPE_CHECKING:
     from loom.tools.scheduler import QueryScheduler
@@ -50,7 +51,7 @@ class QueryLimits:
     timeout_s: float
     max_repairs: int
     verified_threshold: float
-    schema_form: SchemaForm = "lines"
+    schema: SchemaView = DEFAULT_VIEW
 
     @classmethod
     def of(cls, settings: Settings) -> QueryLimits:
@@ -60,7 +61,7 @@ class QueryLimits:
             timeout_s=settings.query_timeout_s,
             max_repairs=settings.max_repairs,
             verified_threshold=settings.verified_match_threshold,
-            schema_form=settings.schema_form,
+            schema=SchemaView(settings.schema_form, settings.schema_link_above_columns),
         )
 
 

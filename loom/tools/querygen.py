@@ -22,10 +22,9 @@ from loom.engines.bounds import shorten
 from loom.engines.contracts import Catalog, Embedder, Engine, Problem, QueryError, ResultSet
 from loom.engines.sources import Source, VerifiedQuery
 from loom.prompts import template
-from loom.settings import SchemaForm
 from loom.tools.base import ToolContext, ToolError, ToolResult
 from loom.tools.fenced import extract_query
-from loom.tools.schema_prompt import render_schema
+from loom.tools.schema_prompt import SchemaView, render_schema
 from loom.tools.verified import VerifiedIndex
 
 CANNOT = "CANNOT ANSWER"
@@ -95,21 +94,21 @@ class SchemaContext:
     catalog: Catalog
 
 
-# The schema for the prompt, in a form (`schema_prompt`); runs in a worker thread (it may read the
-# source).
-SchemaFor = Callable[[Source, Engine, str, Embedder | None, SchemaForm], SchemaContext]
+# The schema for the prompt, as the view asks (`schema_prompt`); runs in a worker thread (it may
+# read the source).
+SchemaFor = Callable[[Source, Engine, str, Embedder | None, SchemaView], SchemaContext]
 # The same when it needs no work (the engine's catalog is in hand), else None; runs on the loop.
-KnownSchema = Callable[[Source, Engine, SchemaForm], SchemaContext | None]
+KnownSchema = Callable[[Source, Engine, SchemaView], SchemaContext | None]
 
 
 def whole_schema(
-    source: Source, engine: Engine, question: str, embedder: Embedder | None, form: SchemaForm
+    source: Source, engine: Engine, question: str, embedder: Embedder | None, view: SchemaView
 ) -> SchemaContext:
     catalog = engine.catalog()
-    return SchemaContext(render_schema(catalog, form=form), catalog)
+    return SchemaContext(render_schema(catalog, form=view.form), catalog)
 
 
-def no_known_schema(source: Source, engine: Engine, form: SchemaForm) -> SchemaContext | None:
+def no_known_schema(source: Source, engine: Engine, view: SchemaView) -> SchemaContext | None:
     return None
 
 
@@ -219,13 +218,13 @@ class _Generation:
 
     async def run(self, question: str, examples: list[VerifiedQuery]) -> QueryResult:
         assert self.ctx.model is not None
-        form = self.ctx.limits.schema_form
-        schema = self.language.known_schema(self.source, self.engine, form)
+        view = self.ctx.limits.schema
+        schema = self.language.known_schema(self.source, self.engine, view)
         if schema is None:
             # On the query workers, not the loop's shared threads: reading a schema may load the
             # source, and a load that hangs must hold one tenant's place, not every thread.
             schema = await self.ctx.run_query(
-                self.language.schema_for, self.source, self.engine, question, self.ctx.embedder, form
+                self.language.schema_for, self.source, self.engine, question, self.ctx.embedder, view
             )
         system = self._system_prompt(schema.text, examples)
         attempts: list[Attempt] = []

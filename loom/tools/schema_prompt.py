@@ -10,11 +10,25 @@ user why a question about one cannot be answered instead of guessing at another 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from loom.engines.contracts import Catalog, ColumnInfo, ForeignKey, TableInfo, UnavailableTable
 from loom.settings import SchemaForm
 
 MAX_SAMPLES = 4
+LINK_ABOVE = 60  # columns
+
+
+@dataclass(frozen=True)
+class SchemaView:
+    """How a query-writing prompt shows a source: in which form, and from how many columns on only
+    the part linked to the question (`sql_schema`); both settings, so each can be measured."""
+
+    form: SchemaForm = "lines"
+    link_above: int = LINK_ABOVE
+
+
+DEFAULT_VIEW = SchemaView()
 
 
 def _samples(c: ColumnInfo) -> str:

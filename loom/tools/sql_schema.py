@@ -2,7 +2,8 @@
 
 Schema linking (BM25 over names and descriptions, value matching, foreign-key closure) keeps the
 prompt small and the model from inventing columns on wide lakehouses; on a small schema, showing
-everything costs little and cannot miss a column, so linking starts above `LINK_ABOVE` columns.
+everything costs little and cannot miss a column, so linking starts above `SchemaView.link_above`
+columns (60 by default).
 A source's foreign keys and value index (for a local source, the distinct values of its text
 columns, read through the engine so validation and limits apply; a cloud source is never scanned
 for them) are built once per catalog the engine holds and kept; `loom catalog link` uses the same
@@ -22,9 +23,7 @@ from loom.engines.sql.linking import LinkedSchema, link
 from loom.engines.sql.linking_values import ValueIndex, engine_fetcher
 from loom.settings import SchemaForm
 from loom.tools.querygen import SchemaContext
-from loom.tools.schema_prompt import render_schema
-
-LINK_ABOVE = 60  # columns
+from loom.tools.schema_prompt import DEFAULT_VIEW, SchemaView, render_schema
 
 
 @dataclass(frozen=True)
@@ -81,28 +80,30 @@ def schema_for(
     engine: Engine,
     question: str,
     embedder: Embedder | None = None,
-    form: SchemaForm = "lines",
+    view: SchemaView = DEFAULT_VIEW,
 ) -> SchemaContext:
     """The schema text for the prompt, and the whole catalog (for messages about what exists)."""
     context = _context(source, engine)
-    if _small(context.catalog):
-        return SchemaContext(context.rendered(form), context.catalog)
+    if _small(context.catalog, view):
+        return SchemaContext(context.rendered(view.form), context.catalog)
     linked = link_question(source, engine, question, embedder=embedder)
-    shown = render_schema(linked.to_catalog(), context.catalog.unavailable, context.keys, form)
+    shown = render_schema(linked.to_catalog(), context.catalog.unavailable, context.keys, view.form)
     return SchemaContext(shown, context.catalog)
 
 
-def known_whole_schema(source: Source, engine: Engine, form: SchemaForm = "lines") -> SchemaContext | None:
+def known_whole_schema(
+    source: Source, engine: Engine, view: SchemaView = DEFAULT_VIEW
+) -> SchemaContext | None:
     """`schema_for`'s answer when it needs no work: the source's context is built from the
     engine's current catalog, and that catalog is small. The caller can then skip the worker
     thread that building, linking or checking the source for changes needs."""
     catalog = engine.loaded_catalog()
     with _LOCK:
         context = _CONTEXTS.get(source.connection_key)
-    if catalog is None or context is None or context.catalog is not catalog or not _small(catalog):
+    if catalog is None or context is None or context.catalog is not catalog or not _small(catalog, view):
         return None
-    return SchemaContext(context.rendered(form), context.catalog)
+    return SchemaContext(context.rendered(view.form), context.catalog)
 
 
-def _small(catalog: Catalog) -> bool:
-    return sum(len(t.columns) for t in catalog.tables) <= LINK_ABOVE
+def _small(catalog: Catalog, view: SchemaView) -> bool:
+    return sum(len(t.columns) for t in catalog.tables) <= view.link_above

@@ -5,6 +5,7 @@ from loom.engines.registry import EnginePool
 from loom.engines.sources import DuckDBSource, Source, SynapseSource
 from loom.lakehouse.seed import seed_lakehouse
 from loom.tools import sql_schema
+from loom.tools.schema_prompt import SchemaView
 
 
 @pytest.fixture(scope="module")
@@ -24,19 +25,19 @@ def test_a_small_catalog_is_shown_whole(source: Source) -> None:
 def test_the_create_form_shows_the_same_tables_as_statements_with_keys_and_samples(source: Source) -> None:
     engine = EnginePool().engine(source, "sql")
     lines = sql_schema.schema_for(source, engine, "revenue by state").text
-    create = sql_schema.schema_for(source, engine, "revenue by state", form="create").text
+    create = sql_schema.schema_for(source, engine, "revenue by state", view=SchemaView("create")).text
     tables = engine.catalog().tables
     assert all(f"CREATE TABLE {t.name} (" in create for t in tables)
     assert "FOREIGN KEY (product_key) REFERENCES gold.dim_product (product_key)" in create
     assert "-- e.g. " in create and "Joins:" not in create
     assert "Joins:" in lines and "CREATE TABLE" not in lines  # each form is kept apart
-    assert sql_schema.known_whole_schema(source, engine, "create") is not None  # and remembered
+    assert sql_schema.known_whole_schema(source, engine, SchemaView("create")) is not None  # remembered
 
 
-def test_a_large_catalog_is_linked_to_the_question(source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sql_schema, "LINK_ABOVE", 10)
+def test_a_large_catalog_is_linked_to_the_question(source: Source) -> None:
     engine = EnginePool().engine(source, "sql")
-    text = sql_schema.schema_for(source, engine, "Which product category had the most revenue?").text
+    question = "Which product category had the most revenue?"
+    text = sql_schema.schema_for(source, engine, question, view=SchemaView(link_above=10)).text
     assert "gold.dim_product" in text
     assert "category" in text
     assert "gold.fact_sales" in text
@@ -57,8 +58,8 @@ def test_the_whole_schema_is_known_without_work_once_the_context_is_built(
     built = sql_schema.schema_for(fresh, engine, "revenue by state")
     assert sql_schema.known_whole_schema(fresh, engine) == built
 
-    monkeypatch.setattr(sql_schema, "LINK_ABOVE", 10)  # now too large to show whole: linking is work
-    assert sql_schema.known_whole_schema(fresh, engine) is None
+    # Too large to show whole under a lower threshold: linking is work.
+    assert sql_schema.known_whole_schema(fresh, engine, SchemaView(link_above=10)) is None
 
 
 class CloudEngine:

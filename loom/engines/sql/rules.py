@@ -37,7 +37,13 @@ class DialectRules:
 # path: on Synapse Serverless the connector exposes views over OPENROWSET as tables, so a data
 # question never needs it, and an OPENROWSET written by a model could read any path or URL the
 # workspace identity can reach.
-COMMON_FUNCTIONS = frozenset({"openrowset", "opendatasource", "openquery", "openxml"})
+# DuckDB's `json_*_sql`/`json_serialize_plan` family parses, plans or runs SQL given as a string (a
+# plan optimized with constants folded carried `current_setting(…)`'s value out): refused in every
+# dialect, so that none reaches the embedded engine through a translation.
+COMMON_FUNCTIONS = frozenset({
+    "openrowset", "opendatasource", "openquery", "openxml",
+    "json_serialize_plan", "json_serialize_sql", "json_deserialize_sql", "json_execute_serialized_sql",
+})  # fmt: skip
 COMMON_PREFIXES = ("xp_",)
 
 # `query`/`query_table` run SQL given as a string, which would bypass this validator; `arrow_scan`
@@ -50,7 +56,7 @@ COMMON_PREFIXES = ("xp_",)
 DUCKDB = DialectRules(
     functions=COMMON_FUNCTIONS | frozenset({
         "glob", "getenv", "query", "query_table", "sniff_csv", "st_read", "st_read_meta",
-        "st_readosm", "load_aws_credentials", "which_secret", "json_execute_serialized_sql",
+        "st_readosm", "load_aws_credentials", "which_secret",
         "checkpoint", "force_checkpoint", "arrow_scan", "arrow_scan_dumb", "load_extension",
         "current_setting", "current_query", "getvariable",
     }),

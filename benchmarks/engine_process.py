@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from loom.engines.contracts import QueryError
-from loom.engines.isolated.engine import IsolatedEngine
+from loom.engines.isolated.engine import IsolatedEngine, ProcessMemory
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
 from loom.engines.sql.limits import LocalLimits
@@ -63,7 +63,7 @@ def isolated(source: DuckDBSource) -> IsolatedEngine:
         language="sql",
         dialect="duckdb",
         dialects=DuckDBEngine.dialects,
-        address_space=LIMITS.address_space(),
+        memory=ProcessMemory(LIMITS.resident(), LIMITS.address_space()),
         grace_s=1.0,
     )
 

@@ -37,6 +37,7 @@ def engine_pool(settings: Settings) -> EnginePool:
         max_temp_size=settings.duckdb_max_temp_size,
         isolated=settings.engine_processes,
         process_memory=settings.duckdb_process_memory,
+        idle_s=settings.engine_idle_s,
     )
     credential = partial(azure_credential, settings)
     return EnginePool(CloudAccess(settings.azure_cloud.value, credential, token, local))

@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from loom.engines.bounds import MAX_RESULT_BYTES
+from loom.engines.sql.limits import size_bytes
 
 
 class Provider(StrEnum):
@@ -44,6 +45,8 @@ LOGIN_AUTHORITY = {
     AzureCloud.US_GOVERNMENT: "https://login.microsoftonline.us",
 }
 
+
+MIN_PROCESS_MEMORY = 768 << 20
 
 # How the query-writing model is shown a source's tables (`loom/tools/schema_prompt.py`).
 SchemaForm = Literal["lines", "create"]
@@ -119,6 +122,12 @@ class Settings(BaseSettings):
     )
     query_timeout_s: float = Field(30.0, gt=0)
     max_repairs: int = Field(2, ge=0, le=5)
+    repair_empty_results: bool = Field(
+        True,
+        description="A generated query that runs but returns no rows is sent back to the model once "
+        "(while a repair is left), with what usually causes it; the first query stands if the new "
+        "one finds nothing either.",
+    )
     schema_form: SchemaForm = Field(
         "lines",
         description="How the query-writing model sees the schema: `lines` (one line per table, then "
@@ -161,9 +170,31 @@ class Settings(BaseSettings):
     )
     duckdb_process_memory: str | None = Field(
         None,
-        description="Virtual memory one embedded source's engine process may add past its start (`6GB`); "
-        "default: the DuckDB memory limit plus 2 GiB (DuckDB reserves ~0.7 GB when it connects).",
+        description="Resident memory one embedded source's engine process may hold (`6GB`); past it "
+        "the process is killed and the query that grew it fails with out_of_memory. Default: the "
+        "DuckDB memory limit plus 1 GiB.",
     )
+
+    engine_idle_s: float = Field(
+        600.0,
+        gt=0,
+        description="An embedded source's engine process that has served nothing this long is "
+        "stopped (the next question starts it again, about a second with the load).",
+    )
+
+    @field_validator("duckdb_memory_limit", "duckdb_max_temp_size")
+    @classmethod
+    def _a_size(cls, value: str) -> str:
+        size_bytes(value)  # ValueError: "not a size: …"
+        return value
+
+    @field_validator("duckdb_process_memory")
+    @classmethod
+    def _room_for_the_runtime(cls, value: str | None) -> str | None:
+        if value is not None and size_bytes(value) < MIN_PROCESS_MEMORY:
+            raise ValueError("an engine process needs at least 768MiB (its runtime alone holds ~250 MB)")
+        return value
+
     verified_match_threshold: float = Field(0.8, gt=0, le=1)
     databricks_token: SecretStr | None = Field(
         None, description="Databricks personal access token; without it, Entra ID is used."

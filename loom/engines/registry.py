@@ -48,7 +48,7 @@ def _duckdb_sql(source: Source, access: CloudAccess) -> Engine:
     assert isinstance(source, DuckDBSource)
     if not access.local.isolated:
         return DuckDBEngine(source, access.local)
-    from loom.engines.isolated.engine import IsolatedEngine
+    from loom.engines.isolated.engine import IsolatedEngine, ProcessMemory
 
     return IsolatedEngine(
         partial(DuckDBEngine, source, access.local),
@@ -57,7 +57,8 @@ def _duckdb_sql(source: Source, access: CloudAccess) -> Engine:
         language=DuckDBEngine.language,
         dialect=DuckDBEngine.dialect,
         dialects=DuckDBEngine.dialects,
-        address_space=access.local.address_space(),
+        memory=ProcessMemory(access.local.resident(), access.local.address_space()),
+        idle_s=access.local.idle_s,
     )
 
 

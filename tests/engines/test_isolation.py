@@ -26,11 +26,11 @@ import pytest
 
 from loom.engines.contracts import Catalog, Column, Problem, QueryError, ResultSet
 from loom.engines.isolated import query_started
-from loom.engines.isolated.engine import IsolatedEngine
+from loom.engines.isolated.engine import IsolatedEngine, ProcessMemory
 from loom.engines.registry import CloudAccess, EnginePool
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
-from loom.engines.sql.limits import PROCESS_HEADROOM, LocalLimits, size_bytes
+from loom.engines.sql.limits import ADDRESS_SPACE_SLACK, PROCESS_HEADROOM, LocalLimits, size_bytes
 from loom.lakehouse.seed import seed_lakehouse
 
 COUNT = "SELECT count(*) FROM gold.dim_store"
@@ -57,7 +57,7 @@ def isolated(
         language="sql",
         dialect="duckdb",
         dialects=DuckDBEngine.dialects,
-        address_space=limits.address_space(),
+        memory=ProcessMemory(limits.resident(), limits.address_space()),
         grace_s=grace_s,
     )
 
@@ -91,17 +91,17 @@ def test_the_pool_runs_embedded_sources_in_a_child_unless_told_not_to(lake: Path
         inline.close()
 
 
-def test_a_value_grown_past_the_address_space_is_out_of_memory_and_the_engine_serves_on(lake: Path) -> None:
-    engine = isolated(lake, process_memory="1500MB")
+def test_a_value_grown_past_the_memory_bound_is_out_of_memory_and_the_engine_serves_on(lake: Path) -> None:
+    engine = isolated(lake, process_memory="1GB")
     try:
         before = count(engine)
-        pid = engine._child.process.pid
         for attack in (WIDE_PRINTF.replace("300000000", "2000000000"), REPLACE_GROWTH):
+            pid = engine._child.process.pid
             with pytest.raises(QueryError) as failed:
                 engine.execute(attack, max_rows=5, timeout_s=60)
             assert failed.value.code == "out_of_memory"
             assert count(engine) == before
-        assert engine._child.process.pid == pid  # no restart was needed
+            assert engine._child.process.pid != pid  # the process that held it is gone
     finally:
         engine.close()
 
@@ -155,6 +155,11 @@ class Dying:
             logging.getLogger("loom.engines.test").warning("hello from pid %d", os.getpid())
         if verb == "bug":
             raise RuntimeError("a bug in the engine")
+        if verb == "grow":  # hold this many MB, touched, for a while: past the bound, the parent kills
+            query_started()
+            held = b"x" * (int(arg) << 20)
+            time.sleep(5)
+            del held
         return ResultSet(
             columns=[Column(name="pid", type="integer")],
             rows=[[os.getpid()]],
@@ -212,6 +217,48 @@ def test_a_child_that_dies_costs_its_query_and_the_calls_beside_it_are_sent_agai
         engine.close()
 
 
+def growing() -> IsolatedEngine:
+    memory = ProcessMemory(resident=600 << 20)  # a Dying child holds ~0.2 GB; `grow 1000` passes it
+    return IsolatedEngine(
+        Dying,
+        label="dying",
+        name="dying",
+        language="sql",
+        dialect="duckdb",
+        dialects=Dying.dialects,
+        memory=memory,
+    )
+
+
+def test_a_query_alone_past_the_memory_bound_is_named_the_cause() -> None:
+    engine = growing()
+    try:
+        first = run(engine, "pid")
+        with pytest.raises(QueryError) as failed:
+            run(engine, "grow 1000", timeout_s=30)
+        assert failed.value.code == "out_of_memory" and "restarted" in failed.value.message
+        assert run(engine, "pid") != first
+    finally:
+        engine.close()
+
+
+def test_among_several_queries_the_one_past_the_bound_is_found_by_running_each_again_alone() -> None:
+    engine = growing()
+    try:
+        run(engine, "pid")
+        beside: dict[str, Any] = {}
+        other = threading.Thread(target=lambda: beside.update(pid=run(engine, "sleep 2", timeout_s=30)))
+        other.start()
+        time.sleep(0.3)  # both run when the bound is passed: neither is known to be the cause
+        with pytest.raises(QueryError) as failed:
+            run(engine, "grow 1000", timeout_s=30)
+        other.join()
+        assert failed.value.code == "out_of_memory"  # alone on its retry, it was the cause
+        assert beside["pid"] > 0  # the sleep was sent again, and answered
+    finally:
+        engine.close()
+
+
 def test_the_time_limit_counts_from_the_query_not_from_the_wait_for_its_source() -> None:
     engine = dying(grace_s=0.2)
     try:
@@ -233,7 +280,9 @@ def test_what_the_child_logs_reaches_the_servers_log_and_a_bug_is_an_error_not_a
             with pytest.raises(QueryError) as failed:
                 run(engine, "bug")
         assert f"[engine dying] hello from pid {pid}" in caplog.text
-        assert failed.value.code == "engine_failed" and "a bug in the engine" in failed.value.message
+        assert failed.value.code == "engine_failed" and "internal RuntimeError" in failed.value.message
+        assert "a bug in the engine" not in failed.value.message  # its text and traceback: the log's
+        assert "RuntimeError: a bug in the engine" in caplog.text
         assert run(engine, "pid") == pid
     finally:
         engine.close()
@@ -252,33 +301,38 @@ def test_a_closed_engine_refuses_and_its_child_is_gone() -> None:
 
 PARENT = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, threading, time
     from tests.engines.test_isolation import dying, run
     if __name__ == "__main__":
         engine = dying()
-        print(run(engine, "pid"), flush=True)
+        pid = run(engine, "pid")
+        if sys.argv[1] == "busy":  # a query runs in the child when the parent is killed
+            threading.Thread(target=run, args=(engine, "sleep 60", 120), daemon=True).start()
+            time.sleep(0.5)
+        print(pid, flush=True)
         time.sleep(60)
     """
 )
 
 
-def test_a_child_does_not_outlive_a_parent_killed_with_sigkill(tmp_path: Path) -> None:
+@pytest.mark.parametrize("state", ["idle", "busy"])
+def test_a_child_does_not_outlive_a_parent_killed_with_sigkill(tmp_path: Path, state: str) -> None:
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
     root = Path(__file__).resolve().parents[2]
     parent = subprocess.Popen(
-        [sys.executable, str(script)],
+        [sys.executable, str(script), state],
         stdout=subprocess.PIPE,
         text=True,
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
     )
     assert parent.stdout is not None
-    pid = int(parent.stdout.readline())
+    pid = int(parent.stdout.readline().split()[0])
     os.kill(pid, 0)  # the child is alive while its parent is
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    for _ in range(100):  # the pipe's end or the parent-death signal ends it
+    for _ in range(100):  # it watches its owner (a pidfd), and the pipe's end
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -292,8 +346,12 @@ def test_sizes_read_the_way_duckdb_reads_them() -> None:
     assert size_bytes("512MiB") == 512 << 20
     assert size_bytes("1.5 GB") == 1_500_000_000
     assert 0 < size_bytes("25%") < size_bytes("50%")
-    assert LocalLimits(memory_limit="1GB").address_space() == 10**9 + PROCESS_HEADROOM
-    assert LocalLimits(process_memory="3GiB").address_space() == 3 << 30
+    assert size_bytes("4g") == 4 * 10**9
+    assert LocalLimits(memory_limit="1GB").resident() == 10**9 + PROCESS_HEADROOM
+    assert LocalLimits(process_memory="3GiB").resident() == 3 << 30
+    assert LocalLimits(process_memory="3GiB").address_space() == (6 << 30) + ADDRESS_SPACE_SLACK
+    with pytest.raises(ValueError, match="not a size"):
+        size_bytes("100000000")  # DuckDB wants a unit too
     with pytest.raises(ValueError, match="not a size"):
         size_bytes("lots")
 
@@ -315,5 +373,27 @@ def test_the_catalog_crosses_once_per_load_and_is_in_hand_while_the_source_is_un
             count(engine)
         assert engine.loaded_catalog() is None
         assert engine.catalog().table("gold.dim_store") is None
+    finally:
+        engine.close()
+
+
+def test_a_child_idle_past_its_time_is_stopped_and_the_next_call_starts_another() -> None:
+    engine = IsolatedEngine(
+        Dying,
+        label="idle",
+        name="dying",
+        language="sql",
+        dialect="duckdb",
+        dialects=Dying.dialects,
+        idle_s=0.5,
+    )
+    try:
+        first = run(engine, "pid")
+        assert not engine.retire_if_idle()  # just used
+        process = engine._child.process  # type: ignore[union-attr]
+        time.sleep(0.6)
+        assert engine.retire_if_idle()
+        assert not process.is_alive()
+        assert run(engine, "pid") != first
     finally:
         engine.close()

@@ -1,17 +1,15 @@
 """The child side: one engine, serving the parent's requests on threads of its own.
 
-The child dies with the parent (a parent killed with SIGKILL leaves no engine behind): Linux's
-parent-death signal, and an end-of-file on the pipe. Its address space is limited before the
-engine exists, so every allocation the engine makes counts (Linux: `/proc` gives the start size).
+Before the engine exists the child names itself, bounds its address space (every allocation the
+engine makes counts) and starts watching its owner (`lifeline`). Told to stop, or finding the pipe
+closed, it exits at once: closing the engine could wait on a load that hangs, and an in-memory
+database has nothing to save.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import resource
-import signal
 import threading
 import traceback
 from collections.abc import Callable
@@ -20,10 +18,10 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from loom.engines.contracts import Catalog, Engine, QueryError
+from loom.engines.isolated.lifeline import bound_address_space, end_with, name_process
 from loom.engines.isolated.protocol import BROKEN, CATALOG, LOG, OK, REFUSED, STARTED, STOP, reporting
 
 MAX_CALLS = 64  # requests served at once; the parent's scheduler admits fewer
-PR_SET_PDEATHSIG = 1
 
 Send = Callable[[tuple[Any, ...]], None]
 
@@ -55,14 +53,17 @@ class _Catalogs:
             return self._number if current is not None and current is self._sent else None
 
 
-def serve(conn: Connection, factory: Callable[[], Engine], address_space: int | None) -> None:
+def serve(
+    conn: Connection, factory: Callable[[], Engine], address_space: int | None, owner: int, label: str
+) -> None:
     """The child's main: limit it, build the engine, answer requests until told to stop or the
     parent goes away."""
-    _die_with_parent()
+    end_with(owner)
+    name_process(label)
     send = _sender(conn)
     _forward_logs(send)
     if address_space:
-        _limit_growth(address_space)
+        bound_address_space(address_space)
     engine = factory()
     catalogs = _Catalogs(engine)
     calls = ThreadPoolExecutor(MAX_CALLS, thread_name_prefix="engine-call")
@@ -73,9 +74,16 @@ def serve(conn: Connection, factory: Callable[[], Engine], address_space: int | 
             break
         if method == STOP:
             break
-        calls.submit(_answer, engine, catalogs, send, request_id, method, kwargs)
-    engine.close()
+        try:
+            calls.submit(_answer, engine, catalogs, send, request_id, method, kwargs)
+        except RuntimeError:  # no thread to be had: memory is short; this call fails, not the child
+            send((request_id, REFUSED, _no_room(), engine.problem(), None))
     os._exit(0)  # not waiting for calls still running: the parent has gone or asked us to go
+
+
+def _no_room() -> tuple[str, str, list[Any]]:
+    message = "The engine had no memory left to start this query; try again when others have finished."
+    return "out_of_memory", message, []
 
 
 def _answer(
@@ -87,9 +95,9 @@ def _answer(
         send((request_id, OK, value, engine.problem(), catalogs.stamp()))
     except QueryError as e:
         send((request_id, REFUSED, (e.code, e.message, e.problems), engine.problem(), catalogs.stamp()))
-    except Exception as e:  # an engine bug: the parent reports it, the child keeps serving
+    except Exception as e:  # an engine bug: logged with its traceback; the child keeps serving
         logging.getLogger(__name__).exception("engine call %s failed", method)
-        send((request_id, BROKEN, f"{type(e).__name__}: {e}", engine.problem(), catalogs.stamp()))
+        send((request_id, BROKEN, type(e).__name__, engine.problem(), catalogs.stamp()))
     finally:
         reporting(None)
 
@@ -125,21 +133,3 @@ def _forward_logs(send: Send) -> None:
     root = logging.getLogger()
     root.handlers[:] = [_PipeHandler(send)]
     root.setLevel(logging.INFO)
-
-
-def _limit_growth(address_space: int) -> None:
-    """Bound the virtual memory the process may add from here on. Counted from what it holds now
-    (the runtime and the engines' libraries, ~0.6 GB), so the budget is the engine's own."""
-    with open("/proc/self/statm") as statm:
-        held = int(statm.read().split()[0]) * resource.getpagesize()
-    limit = held + address_space
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (elsewhere: the pipe's end does it)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass

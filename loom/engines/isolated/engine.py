@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing
+import os
 import threading
 import time
 import weakref
@@ -30,6 +31,8 @@ from loom.engines.isolated.protocol import BROKEN, CATALOG, LOG, OK, REFUSED, ST
 log = logging.getLogger(__name__)
 
 KILL_GRACE_S = 3.0  # past a query's time limit before its child is killed
+RSS_CHECK_S = 0.1  # how often a child's resident memory is read
+IDLE_CHECK_S = 30.0  # how often children are looked at for having been idle too long
 MAX_SENDS = 4  # a call is sent at most this often, however many children die under it
 LOAD_ALLOWANCE_S = 90.0  # a call may wait this long for its source to load before it starts
 CALL_LIMIT_S = 600.0  # validate and catalog: a child silent this long is taken for hung
@@ -39,6 +42,16 @@ WAIT_SLICE_S = 0.25
 # Modules the fork server imports once, so that each child starts in milliseconds. `__main__` too:
 # multiprocessing imports the parent's main module in every child unless the fork server already has.
 PRELOAD = ["__main__", "loom.engines.isolated.child", "loom.engines.sql.duckdb_engine"]
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    """What a child may hold: `resident` bytes (past them the parent kills it) and `address_space`,
+    the virtual memory it may add past its start (an allocation past that fails in the engine, as
+    its own out_of_memory). None: no bound of that kind."""
+
+    resident: int | None = None
+    address_space: int | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +72,7 @@ class _Call:
     started: float | None = None
     reply: tuple[Any, ...] | None = None
     lost: str | None = None  # the child died under it: why
-    culprit: bool = False  # it is why the child was killed
+    culprit: str | None = None  # it is why the child was killed: "time" or "memory"
     bystander: bool = False  # the child was killed for another call: no fault of this one
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -72,14 +85,12 @@ class _Call:
 class _Child:
     """One child process, its pipe and the calls in flight on it."""
 
-    def __init__(self, factory: Callable[[], Engine], address_space: int | None, label: str) -> None:
+    def __init__(self, factory: Callable[[], Engine], memory: ProcessMemory, label: str) -> None:
         context = _context()
         ours, theirs = context.Pipe()
+        args = (theirs, factory, memory.address_space, os.getpid(), label)
         self.process = context.Process(
-            target=child.serve,
-            args=(theirs, factory, address_space),
-            name=f"loom-engine {label}",
-            daemon=True,
+            target=child.serve, args=args, name=f"loom-engine {label}", daemon=True
         )
         self.process.start()
         theirs.close()
@@ -90,7 +101,12 @@ class _Child:
         self.calls: dict[int, _Call] = {}
         self.alive = True
         self.killed = False  # by the parent, to stop an overrunning call
+        self.used = time.monotonic()  # when a call was last sent or answered
         threading.Thread(target=self._read, name=f"engine-pipe {label}", daemon=True).start()
+        if memory.resident is not None:
+            watch = threading.Thread(target=self._watch, args=(memory.resident,), name=f"engine-rss {label}")
+            watch.daemon = True
+            watch.start()
 
     def send(self, call: _Call) -> None:
         with self._lock:
@@ -100,14 +116,42 @@ class _Child:
                 return
             request_id = next(self._ids)
             self.calls[request_id] = call
+            self.used = time.monotonic()
             self._conn.send((request_id, call.method, call.kwargs))
 
-    def kill(self, culprit: _Call, why: str) -> None:
+    def kill(self, culprits: list[_Call], cause: str, why: str) -> None:
+        """Kill the process for `culprits` (none: the cause is not known to be any one call)."""
         with self._lock:
-            culprit.culprit = True
-            self.killed = True
-        log.warning("engine %s: killing its process (%s)", self.label, why)  # the query's doing
+            for call in culprits:
+                call.culprit = cause
+            self.killed = bool(culprits)
+        log.warning("engine %s: killing its process (%s)", self.label, why)
         self.process.kill()
+
+    def _watch(self, resident: int) -> None:
+        """Kill the process when its resident memory passes `resident`: a value DuckDB builds
+        outside its own memory limit. The query running alone is the cause; among several, none
+        is known to be, and each gets the retry of a death by unknown cause."""
+        page = os.sysconf("SC_PAGE_SIZE")
+        pid = self.process.pid
+        while self.alive:
+            try:
+                with open(f"/proc/{pid}/statm") as statm:
+                    held = int(statm.read().split()[1]) * page
+            except (OSError, ValueError, IndexError):
+                return
+            if held > resident:
+                with self._lock:
+                    running = [c for c in self.calls.values() if c.method == "execute" and c.started]
+                culprits = running if len(running) == 1 else []
+                self.kill(culprits, "memory", f"{held >> 20} MiB resident, over its {resident >> 20} MiB")
+                return
+            time.sleep(RSS_CHECK_S)
+
+    def idle_for(self) -> float:
+        """Seconds since it was last used; 0 while a call is in flight."""
+        with self._lock:
+            return 0.0 if self.calls else time.monotonic() - self.used
 
     def stop(self) -> None:
         with self._lock:
@@ -143,6 +187,7 @@ class _Child:
             call.started = time.monotonic()
             return
         call.reply = message[1:]
+        self.used = time.monotonic()
         call.done.set()
 
     def _died(self) -> None:
@@ -157,7 +202,8 @@ class _Child:
             level = logging.WARNING if self.killed else logging.ERROR
             log.log(level, "engine %s: %s with %d call(s) in flight", self.label, why, len(calls))
         for call in calls:
-            call.lost, call.bystander = why, self.killed and not call.culprit
+            call.lost = "killed to stop this call" if call.culprit else why
+            call.bystander = self.killed and not call.culprit
             call.done.set()
 
 
@@ -165,7 +211,7 @@ class IsolatedEngine:
     """An `Engine` whose work runs in a child process (see the package docstring).
 
     `factory` builds the real engine in the child, so it must pickle (a class and its arguments).
-    `address_space`: bytes of virtual memory the child may add past its start (None: unbounded). The engine's
+    `memory`: what the child may hold (`ProcessMemory`; default unbounded). The engine's
     name, language and dialects are given here so that nothing has to start to read them.
     """
 
@@ -178,12 +224,14 @@ class IsolatedEngine:
         language: str,
         dialect: str,
         dialects: frozenset[str],
-        address_space: int | None = None,
+        memory: ProcessMemory | None = None,
         grace_s: float = KILL_GRACE_S,
+        idle_s: float | None = None,
     ) -> None:
         self._factory = factory
-        self._address_space = address_space
+        self._memory = memory or ProcessMemory()
         self._grace_s = grace_s
+        self._idle_s = idle_s
         self.label = label
         self.name, self.language, self.dialect, self.dialects = name, language, dialect, dialects
         self._lock = threading.Lock()
@@ -232,6 +280,19 @@ class IsolatedEngine:
         if running is not None:
             running.stop()
 
+    def retire_if_idle(self) -> bool:
+        """Stop the child when it has served nothing for `idle_s`: a server with many sources
+        would otherwise keep a process (~0.2 GB and a copy of the data) for each one ever asked
+        about. The next call starts one again (about a second, with the load)."""
+        with self._lock:
+            running = self._child
+            if self._idle_s is None or running is None or running.idle_for() < self._idle_s:
+                return False
+            self._child = None
+        log.info("engine %s: stopping its process, idle for %.0f s", self.label, running.idle_for())
+        running.stop()
+        return True
+
     # --- calls ----------------------------------------------------------------------------------
 
     def _call(self, method: str, kwargs: dict[str, Any], budget_s: float = CALL_LIMIT_S) -> Any:
@@ -250,7 +311,7 @@ class IsolatedEngine:
             if call.reply is not None:
                 return self._answer(call.reply)
             if call.culprit:
-                raise _overran(method, budget_s)
+                raise _overran(method, budget_s) if call.culprit == "time" else _outgrew()
             deaths += 0 if call.bystander else 1
             log.warning("engine %s: %s lost (%s); attempt %d", self.label, method, call.lost, attempt + 1)
             if deaths == 2:
@@ -265,7 +326,7 @@ class IsolatedEngine:
         """Wait for the reply; kill the child when the call overruns its deadline."""
         while not call.done.wait(WAIT_SLICE_S):
             if time.monotonic() > call.deadline():
-                running.kill(call, f"{call.method} overran its {call.budget_s:g} s limit")
+                running.kill([call], "time", f"{call.method} overran its {call.budget_s:g} s limit")
                 call.done.wait()
                 return
 
@@ -278,8 +339,8 @@ class IsolatedEngine:
         if kind == REFUSED:
             code, message, problems = value
             raise QueryError(code, message, problems)
-        assert kind == BROKEN
-        raise QueryError("engine_failed", f"The engine failed on this call ({value}).")
+        assert kind == BROKEN  # its traceback is in the log, forwarded from the child
+        raise QueryError("engine_failed", f"The engine failed on this call (an internal {value}).")
 
     def _running(self) -> _Child:
         """The live child, started when there is none."""
@@ -292,13 +353,48 @@ class IsolatedEngine:
 
     def _start(self) -> _Child:
         try:
-            made = _Child(self._factory, self._address_space, self.label)
+            made = _Child(self._factory, self._memory, self.label)
         except OSError as e:
             self._problem = f"could not start the engine process: {e}"
             log.error("engine %s: %s", self.label, self._problem)
             raise QueryError("source_unavailable", f"The engine for {self.label!r} could not start.") from e
         weakref.finalize(self, made.process.kill)  # an engine dropped unclosed takes its child along
+        if self._idle_s is not None:
+            _Reaper.watch(self)
         return made
+
+
+class _Reaper:
+    """One thread that retires idle children, across every engine that asked for it."""
+
+    _engines: weakref.WeakSet[IsolatedEngine] = weakref.WeakSet()
+    _lock = threading.Lock()
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def watch(cls, engine: IsolatedEngine) -> None:
+        with cls._lock:
+            cls._engines.add(engine)
+            if cls._thread is None:
+                cls._thread = threading.Thread(target=cls._run, name="engine-reaper", daemon=True)
+                cls._thread.start()
+
+    @classmethod
+    def _run(cls) -> None:
+        while True:
+            time.sleep(IDLE_CHECK_S)
+            with cls._lock:
+                engines = list(cls._engines)
+            for engine in engines:
+                engine.retire_if_idle()
+
+
+def _outgrew() -> QueryError:
+    return QueryError(
+        "out_of_memory",
+        "The query made its engine pass its memory limit (its engine had to be restarted to stop "
+        "it). Avoid building very long strings or lists; filter or aggregate earlier.",
+    )
 
 
 def _overran(method: str, budget_s: float) -> QueryError:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from loom.engines.contracts import QueryError
 from loom.engines.errors import public_text, shown
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.limits import LocalLimits
+from loom.engines.sql.scratch import scratch_folder
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,8 @@ def _load(location: Path, limits: LocalLimits) -> Opened:
 
 def _connected(database: str, limits: LocalLimits, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """A connection with the source's limits already set: they hold while it loads, too."""
+    if limits.temp_directory is not None:
+        limits = replace(limits, temp_directory=str(scratch_folder(Path(limits.temp_directory))))
     conn = duckdb.connect(database, read_only=read_only, config=CONNECT_CONFIG)
     for statement in limits.statements():
         conn.execute(statement)

@@ -52,6 +52,7 @@ class QueryLimits:
     max_repairs: int
     verified_threshold: float
     schema: SchemaView = DEFAULT_VIEW
+    repair_empty: bool = True  # an empty result is sent back to the model once (`querygen`)
 
     @classmethod
     def of(cls, settings: Settings) -> QueryLimits:
@@ -62,6 +63,7 @@ class QueryLimits:
             max_repairs=settings.max_repairs,
             verified_threshold=settings.verified_match_threshold,
             schema=SchemaView(settings.schema_form, settings.schema_link_above_columns),
+            repair_empty=settings.repair_empty_results,
         )
 
 

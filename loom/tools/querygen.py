@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from string import Template
 
 from pydantic import BaseModel, Field
@@ -204,6 +204,24 @@ async def _run_verified(
 
 
 @dataclass
+class _Tries:
+    """One question's attempts so far, the prompt for the next, and a query that ran and found
+    nothing (the fallback while a repair looks for rows)."""
+
+    question: str
+    attempts: list[Attempt] = field(default_factory=list)
+    empty: tuple[str, ResultSet] | None = None
+    prompt: str = ""
+
+    def __post_init__(self) -> None:
+        self.prompt = self.question
+
+    def failed(self, query: str, error: Problem, prompt: str) -> None:
+        self.attempts.append(Attempt(query=query, error=error))
+        self.prompt = prompt
+
+
+@dataclass
 class _Generation:
     """One question's generate → validate → execute → repair loop."""
 
@@ -218,42 +236,70 @@ class _Generation:
 
     async def run(self, question: str, examples: list[VerifiedQuery]) -> QueryResult:
         assert self.ctx.model is not None
+        schema = await self._schema(question)
+        system = self._system_prompt(schema.text, examples)
+        tries = _Tries(question)
+        for _ in range(self.ctx.limits.max_repairs + 1):
+            reply = await self.ctx.model.complete_text(system, tries.prompt)
+            done = await self._attempt(reply, schema, tries)
+            if done is not None:
+                return done
+        if tries.empty is not None:
+            return self._result(*tries.empty, tries.attempts)
+        raise _failed(tries.attempts)
+
+    async def _schema(self, question: str) -> SchemaContext:
         view = self.ctx.limits.schema
         schema = self.language.known_schema(self.source, self.engine, view)
-        if schema is None:
-            # On the query workers, not the loop's shared threads: reading a schema may load the
-            # source, and a load that hangs must hold one tenant's place, not every thread.
-            schema = await self.ctx.run_query(
-                self.language.schema_for, self.source, self.engine, question, self.ctx.embedder, view
+        if schema is not None:
+            return schema
+        # On the query workers, not the loop's shared threads: reading a schema may load the
+        # source, and a load that hangs must hold one tenant's place, not every thread.
+        return await self.ctx.run_query(
+            self.language.schema_for, self.source, self.engine, question, self.ctx.embedder, view
+        )
+
+    async def _attempt(self, reply: str, schema: SchemaContext, tries: _Tries) -> QueryResult | None:
+        """One reply of the model: the result to return, or None with the next prompt set."""
+        query = extract_query(reply, self.language.fence)
+        if query is None and CANNOT in reply.upper():
+            raise _not_in_source(self.source, schema.catalog, reply)
+        if query is None:
+            fence = self.language.fence
+            tries.failed(
+                reply[:2000],
+                _no_block(fence),
+                f"{tries.question}\n\nReply with the query in a fenced ```{fence} block only.",
             )
-        system = self._system_prompt(schema.text, examples)
-        attempts: list[Attempt] = []
-        prompt = question
-        for _ in range(self.ctx.limits.max_repairs + 1):
-            reply = await self.ctx.model.complete_text(system, prompt)
-            query = extract_query(reply, self.language.fence)
-            if query is None and CANNOT in reply.upper():
-                raise _not_in_source(self.source, schema.catalog, reply)
-            if query is None:
-                fence = self.language.fence
-                attempts.append(Attempt(query=reply[:2000], error=_no_block(fence)))
-                prompt = f"{question}\n\nReply with the query in a fenced ```{fence} block only."
-                continue
-            repeated = next((a for a in attempts if a.query == query), None)
-            if repeated is not None:  # the same failure again: say so rather than run it again
-                attempts.append(Attempt(query=query, error=_repeated(repeated.error)))
-                prompt = self._repair_prompt(question, query, attempts[-1].error)
-                continue
-            try:
-                result = await _execute(self.ctx, self.engine, query, self.dialect)
-            except QueryError as e:
-                if e.code in NOT_REPAIRABLE:
-                    raise ToolError(e.code, e.message) from e
-                attempts.append(Attempt(query=query, error=e.problems[0]))
-                prompt = self._repair_prompt(question, query, e.problems[0])
-                continue
-            return self._result(query, result, attempts)
-        raise _failed(attempts)
+            return None
+        if tries.empty is not None and query == tries.empty[0]:  # the model stands by it: no rows it is
+            return self._result(*tries.empty, tries.attempts)
+        repeated = next((a for a in tries.attempts if a.query == query), None)
+        if repeated is not None:  # the same failure again: say so rather than run it again
+            return self._retry(tries, query, _repeated(repeated.error))
+        try:
+            result = await _execute(self.ctx, self.engine, query, self.dialect)
+        except QueryError as e:
+            if e.code in NOT_REPAIRABLE:
+                raise ToolError(e.code, e.message) from e
+            return self._retry(tries, query, e.problems[0])
+        if result.row_count == 0 and tries.empty is None and self._may_retry_empty(tries.attempts):
+            tries.empty = (query, result)
+            return self._retry(tries, query, _empty())
+        if result.row_count == 0 and tries.empty is not None:
+            return self._result(*tries.empty, tries.attempts)  # nothing either way: the first stands
+        return self._result(query, result, tries.attempts)
+
+    def _retry(self, tries: _Tries, query: str, error: Problem) -> QueryResult | None:
+        """Record the failure and ask for a repair next: no result yet (None)."""
+        tries.failed(query, error, self._repair_prompt(tries.question, query, error))
+        return None
+
+    def _may_retry_empty(self, attempts: Sequence[Attempt]) -> bool:
+        """An empty result is asked about once, when a repair is left: a query that cannot match
+        (`x = 'A' AND x = 'B'` for "both A and B", a value spelled as no row spells it) runs without
+        error, so only its empty result shows it."""
+        return self.ctx.limits.repair_empty and len(attempts) < self.ctx.limits.max_repairs
 
     def _system_prompt(self, schema: str, examples: Sequence[VerifiedQuery]) -> str:
         fence, source = self.language.fence, self.source
@@ -290,6 +336,17 @@ def _repeated(error: Problem) -> Problem:
         code=error.code,
         message=f"{error.message} (This is the query that already failed: write a different one.)",
         suggestions=error.suggestions,
+    )
+
+
+def _empty() -> Problem:
+    return Problem(
+        code="empty_result",
+        message="The query ran but returned no rows. If the question is right to expect some: a "
+        "condition that rows must meet together on one column (`x = 'A' AND x = 'B'`, for 'both A "
+        "and B') can never match, so use INTERSECT or GROUP BY … HAVING; compare text with values "
+        "as the column spells them (see the sample values); check that each filter is on the right "
+        "column. If no rows is the right answer, write the same query again.",
     )
 
 

@@ -4,6 +4,7 @@ repair, and that a query it repeats is not run again."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
@@ -134,3 +135,46 @@ async def test_a_huge_result_reaches_the_model_and_the_user_bounded(make_agent: 
     assert "[cut: 5,000,000 characters in all]" in seen  # it knows the values were longer
     [table] = [getattr(e, "value", {}) for e in events if getattr(e, "name", "") == "loom.result_table"]
     assert len(json.dumps(table)) < 9 * 1024 * 1024  # the user's table: within the default budget
+
+
+EMPTY = "SELECT store_key FROM gold.dim_store WHERE region = 'Nowhere'"
+ALSO_EMPTY = "SELECT store_key FROM gold.dim_store WHERE region = 'Elsewhere'"
+
+
+async def empty_then(make_agent: AgentFactory, engines: Any, *replies: str, **limits: Any) -> Any:
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "Stores in both regions?"}), sql_block(EMPTY), *replies, text("ok")
+    )
+    agent = make_agent(model)
+    if limits:
+        agent.query_limits = replace(agent.query_limits, **limits)
+    agent.engines = counting = CountingEngines(engines)
+    await turn(agent, "Stores in both regions?")
+    return model, counting, json.loads(model.calls[-1].messages[-1].content)
+
+
+async def test_an_empty_result_is_asked_about_once_and_a_query_with_rows_replaces_it(
+    make_agent: AgentFactory, engines: Any
+) -> None:
+    model, counting, seen = await empty_then(make_agent, engines, sql_block(GOOD))
+    assert "returned no rows" in model.calls[2].messages[-1].content  # the repair prompt says why
+    assert counting.executed == [EMPTY, GOOD]
+    assert seen["query"] == GOOD and [a["error"]["code"] for a in seen["attempts"]] == ["empty_result"]
+
+
+async def test_an_empty_result_stands_when_the_model_keeps_it_or_finds_nothing_either(
+    make_agent: AgentFactory, engines: Any
+) -> None:
+    for again in (EMPTY, ALSO_EMPTY):
+        _, counting, seen = await empty_then(make_agent, engines, sql_block(again))
+        assert counting.executed == [EMPTY] if again == EMPTY else [EMPTY, ALSO_EMPTY]
+        assert seen["query"] == EMPTY and seen["result"]["row_count"] == 0
+
+
+async def test_without_the_empty_repair_or_a_repair_left_an_empty_result_is_the_answer(
+    make_agent: AgentFactory, engines: Any
+) -> None:
+    for limits in ({"repair_empty": False}, {"max_repairs": 0}):
+        model, counting, seen = await empty_then(make_agent, engines, **limits)
+        assert counting.executed == [EMPTY] and len(model.calls) == 3
+        assert seen["query"] == EMPTY and "attempts" not in seen

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
+from loom.agent.model import ModelReply
 from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
 from loom.agent.turns import TurnRequest
 from loom.engines.contracts import QueryError
@@ -141,7 +142,7 @@ EMPTY = "SELECT store_key FROM gold.dim_store WHERE region = 'Nowhere'"
 ALSO_EMPTY = "SELECT store_key FROM gold.dim_store WHERE region = 'Elsewhere'"
 
 
-async def empty_then(make_agent: AgentFactory, engines: Any, *replies: str, **limits: Any) -> Any:
+async def empty_then(make_agent: AgentFactory, engines: Any, *replies: ModelReply, **limits: Any) -> Any:
     model = ScriptedModel().queue(
         tool_call("nl2sql", {"question": "Stores in both regions?"}), sql_block(EMPTY), *replies, text("ok")
     )

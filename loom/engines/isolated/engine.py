@@ -300,10 +300,11 @@ class IsolatedEngine:
         call was not why: a child that died by itself may have died of this call, so that counts
         once; one killed to stop another call does not count (up to `MAX_SENDS` sends)."""
         deaths = 0
-        for attempt in range(MAX_SENDS):
-            # A call sent again runs alone among those sent again: when the child dies under it a
-            # second time, it is the likely cause, and the calls that were beside it are not.
-            with self._retrying if attempt else nullcontext():
+        for _ in range(MAX_SENDS):
+            # A call sent again after a death of unknown cause runs alone among those: when the
+            # child dies under it a second time, it is the likely cause, and the calls that were
+            # beside it are not. A bystander of a known cause goes again at once.
+            with self._retrying if deaths else nullcontext():
                 call = _Call(method, kwargs, budget_s, self._grace_s)
                 running = self._running()
                 running.send(call)
@@ -313,7 +314,7 @@ class IsolatedEngine:
             if call.culprit:
                 raise _overran(method, budget_s) if call.culprit == "time" else _outgrew()
             deaths += 0 if call.bystander else 1
-            log.warning("engine %s: %s lost (%s); attempt %d", self.label, method, call.lost, attempt + 1)
+            log.warning("engine %s: %s lost (%s); sending it again", self.label, method, call.lost)
             if deaths == 2:
                 break
         raise QueryError(

@@ -38,6 +38,7 @@ def engine_pool(settings: Settings) -> EnginePool:
         isolated=settings.engine_processes,
         process_memory=settings.duckdb_process_memory,
         idle_s=settings.engine_idle_s,
+        total_memory=settings.engines_memory,
     )
     credential = partial(azure_credential, settings)
     return EnginePool(CloudAccess(settings.azure_cloud.value, credential, token, local))

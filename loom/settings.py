@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -47,6 +47,12 @@ LOGIN_AUTHORITY = {
 
 
 MIN_PROCESS_MEMORY = 768 << 20
+MIN_DUCKDB_MEMORY = 64 << 20
+
+
+def _machine() -> int:
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
 
 # How the query-writing model is shown a source's tables (`loom/tools/schema_prompt.py`).
 SchemaForm = Literal["lines", "create"]
@@ -175,6 +181,11 @@ class Settings(BaseSettings):
         "DuckDB memory limit plus 1 GiB.",
     )
 
+    engines_memory: str = Field(
+        "50%",
+        description="What all embedded sources' engine processes may hold together (`12GB`, `50%` of "
+        "the machine); past it the largest is killed and its running query fails with out_of_memory.",
+    )
     engine_idle_s: float = Field(
         600.0,
         gt=0,
@@ -182,11 +193,26 @@ class Settings(BaseSettings):
         "stopped (the next question starts it again, about a second with the load).",
     )
 
-    @field_validator("duckdb_memory_limit", "duckdb_max_temp_size")
+    @field_validator("duckdb_memory_limit", "duckdb_max_temp_size", "engines_memory")
     @classmethod
     def _a_size(cls, value: str) -> str:
         size_bytes(value)  # ValueError: "not a size: …"
         return value
+
+    @model_validator(mode="after")
+    def _engine_memory_fits(self) -> Settings:
+        """DuckDB's memory limit must leave the process room (or the process is killed where
+        DuckDB would have spilled), and be a limit DuckDB can work within."""
+        limit = size_bytes(self.duckdb_memory_limit)
+        if limit < MIN_DUCKDB_MEMORY or self.duckdb_memory_limit.strip().endswith("%") and limit > _machine():
+            raise ValueError("LOOM_DUCKDB_MEMORY_LIMIT must be at least 64MiB and at most 100%")
+        process = self.duckdb_process_memory
+        if process is not None and size_bytes(process) < limit + MIN_PROCESS_MEMORY // 3:
+            raise ValueError(
+                "LOOM_DUCKDB_PROCESS_MEMORY must exceed LOOM_DUCKDB_MEMORY_LIMIT by at least 256MiB "
+                "(the engine's runtime lives beside DuckDB's memory)"
+            )
+        return self
 
     @field_validator("duckdb_process_memory")
     @classmethod
@@ -318,7 +344,9 @@ def settings_for(home: Path | None = None) -> Settings:
 
 
 def _problem(problem: Any) -> str:
-    name = str(problem["loc"][0]) if problem["loc"] else ""
+    if not problem["loc"]:  # a check across settings: it names them; its input is every value
+        return str(problem["msg"]).removeprefix("Value error, ")
+    name = str(problem["loc"][0])
     shown = f"{_variable(name)}: {problem['msg']}"
     if problem.get("input") is not None and not any(h in name.lower() for h in _SECRET_HINTS):
         shown += f" (got {str(problem['input'])[:80]!r})"  # never a key's value, even a wrong one

@@ -57,7 +57,7 @@ def _duckdb_sql(source: Source, access: CloudAccess) -> Engine:
         language=DuckDBEngine.language,
         dialect=DuckDBEngine.dialect,
         dialects=DuckDBEngine.dialects,
-        memory=ProcessMemory(access.local.resident(), access.local.address_space()),
+        memory=ProcessMemory(access.local.resident(), access.local.address_space(), access.local.total()),
         idle_s=access.local.idle_s,
     )
 

@@ -34,8 +34,10 @@ EXAMPLES = 3
 # Failures a rewrite cannot be trusted to fix, and that cost a time limit or an engine reload each
 # time, or that no query can fix (a table the source could not load): the tool stops and the model
 # tells the user, instead of trying again.
+# out_of_memory too: a small model mostly writes the same query again, and each try can cost the
+# source's engine a restart (probe 4 saw one attack query run three times that way).
 NOT_REPAIRABLE = frozenset(
-    {"timeout", "engine_failed", "source_unavailable", "source_loading", "table_unavailable"}
+    {"timeout", "engine_failed", "out_of_memory", "source_unavailable", "source_loading", "table_unavailable"}
 )
 
 

@@ -62,3 +62,25 @@ def test_a_bad_secret_is_named_but_never_shown(monkeypatch: pytest.MonkeyPatch) 
         load_settings(openai_api_key=12345678901234567890)  # not a string
     assert "OPENAI_API_KEY" in str(raised.value)
     assert "12345678901234567890" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        (
+            {"duckdb_memory_limit": "4GB", "duckdb_process_memory": "1GB"},
+            "must exceed LOOM_DUCKDB_MEMORY_LIMIT",
+        ),
+        ({"duckdb_memory_limit": "1KB"}, "at least 64MiB and at most 100%"),
+        ({"duckdb_memory_limit": "150%"}, "at least 64MiB and at most 100%"),
+        ({"duckdb_memory_limit": "lots"}, "not a size"),
+        ({"duckdb_process_memory": "300MB"}, "at least 768MiB"),
+    ],
+)
+def test_engine_memory_settings_are_checked_together_and_no_value_is_shown(
+    values: dict[str, str], said: str
+) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_settings(**values, openai_api_key="sk-not-to-be-shown")
+    assert said in str(refused.value)
+    assert "sk-not-to-be-shown" not in str(refused.value)

@@ -397,3 +397,29 @@ def test_a_child_idle_past_its_time_is_stopped_and_the_next_call_starts_another(
         assert run(engine, "pid") != first
     finally:
         engine.close()
+
+
+def test_engines_together_past_their_total_lose_the_largest() -> None:
+    def engine(label: str) -> IsolatedEngine:
+        memory = ProcessMemory(total=500 << 20)  # an idle Dying child holds ~70 MB
+        return IsolatedEngine(
+            Dying,
+            label=label,
+            name="dying",
+            language="sql",
+            dialect="duckdb",
+            dialects=Dying.dialects,
+            memory=memory,
+        )
+
+    quiet, greedy = engine("quiet"), engine("greedy")
+    try:
+        quiet_pid = run(quiet, "pid")
+        run(greedy, "pid")
+        with pytest.raises(QueryError) as failed:
+            run(greedy, "grow 600", timeout_s=30)  # no bound of its own: over the two together
+        assert failed.value.code == "out_of_memory"
+        assert run(quiet, "pid") == quiet_pid  # the small one was left alone
+    finally:
+        quiet.close()
+        greedy.close()

@@ -13,22 +13,30 @@ from loom.engines.sql.limits import LocalLimits
 from loom.engines.sql.scratch import scratch_folder
 
 
-def gone_pid() -> int:
-    done = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+def test_folders_whose_owner_is_gone_are_swept_and_nothing_else(tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from loom.engines.sql.scratch import scratch_folder; "
+        "print(scratch_folder(Path(sys.argv[1])).parent)"
     )
-    return int(done.stdout)
-
-
-def test_a_new_folder_per_database_and_the_dead_ones_swept(tmp_path: Path) -> None:
-    dead = tmp_path / f"{gone_pid()}-0"
-    (dead / "sub").mkdir(parents=True)
-    (dead / "duckdb_temp_block-1.block").write_bytes(b"x" * 1024)  # what a killed engine left
-    ours = tmp_path / f"{os.getpid()}-99"
-    ours.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    dead = Path(done.stdout.strip())
+    (dead / "0").mkdir()
+    (dead / "0" / "duckdb_temp_block-1.block").write_bytes(b"x" * 1024)  # what a killed engine left
+    strangers = [tmp_path / "99999999999999999999-x", tmp_path / "²-x", tmp_path / "notes"]
+    for folder in strangers:
+        folder.mkdir()
+    victim = tmp_path.parent / f"{tmp_path.name}-victim"
+    victim.mkdir()
+    (tmp_path / "1-link").symlink_to(victim, target_is_directory=True)
     first, second = scratch_folder(tmp_path), scratch_folder(tmp_path)
-    assert not dead.exists() and ours.exists()  # a live process's folder is its own
-    assert first != second and first.name.startswith(f"{os.getpid()}-")
+    assert not dead.exists()  # its process is gone: its lock could be taken
+    assert all(folder.exists() for folder in strangers) and victim.exists()  # not ours: left alone
+    assert first.parent == second.parent and first != second  # one folder per process, one per database
+    assert first.parent.name.startswith(f"{os.getpid()}-")
+    scratch_folder(tmp_path)
+    assert first.parent.exists()  # our own, locked while we live, is never swept
 
 
 def test_a_database_that_spills_does_so_in_its_own_folder(tmp_path: Path) -> None:

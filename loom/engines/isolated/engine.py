@@ -31,7 +31,8 @@ from loom.engines.isolated.protocol import BROKEN, CATALOG, LOG, OK, REFUSED, ST
 log = logging.getLogger(__name__)
 
 KILL_GRACE_S = 3.0  # past a query's time limit before its child is killed
-RSS_CHECK_S = 0.1  # how often a child's resident memory is read
+RSS_CHECK_S = 0.1  # how often the children's resident memory is read
+PAGE = os.sysconf("SC_PAGE_SIZE")
 IDLE_CHECK_S = 30.0  # how often children are looked at for having been idle too long
 MAX_SENDS = 4  # a call is sent at most this often, however many children die under it
 LOAD_ALLOWANCE_S = 90.0  # a call may wait this long for its source to load before it starts
@@ -46,12 +47,62 @@ PRELOAD = ["__main__", "loom.engines.isolated.child", "loom.engines.sql.duckdb_e
 
 @dataclass(frozen=True)
 class ProcessMemory:
-    """What a child may hold: `resident` bytes (past them the parent kills it) and `address_space`,
-    the virtual memory it may add past its start (an allocation past that fails in the engine, as
-    its own out_of_memory). None: no bound of that kind."""
+    """What a child may hold: `resident` bytes (past them the parent kills it), `address_space`, the
+    virtual memory it may add past its start (an allocation past that fails in the engine, as its
+    own out_of_memory), and `total`, what all the server's children may hold together. None: no
+    bound of that kind."""
 
     resident: int | None = None
     address_space: int | None = None
+    total: int | None = None  # what all children of this server may hold together
+
+
+class _Governor:
+    """One thread reading every child's resident memory each `RSS_CHECK_S`: a child past its own
+    bound is killed (a value DuckDB built outside its memory limit), and when the children
+    together pass their `total`, the largest is — so that many busy sources cannot together take
+    more than the server was given."""
+
+    _children: weakref.WeakSet[_Child] = weakref.WeakSet()
+    _lock = threading.Lock()
+    _thread: threading.Thread | None = None
+
+    @classmethod
+    def watch(cls, child: _Child) -> None:
+        with cls._lock:
+            cls._children.add(child)
+            if cls._thread is None:
+                cls._thread = threading.Thread(target=cls._run, name="engine-memory", daemon=True)
+                cls._thread.start()
+
+    @classmethod
+    def _run(cls) -> None:
+        while True:
+            time.sleep(RSS_CHECK_S)
+            with cls._lock:
+                children = [c for c in cls._children if c.alive]
+            cls._check(children)
+
+    @classmethod
+    def _check(cls, children: list[_Child]) -> None:
+        held: list[tuple[int, _Child]] = []
+        for one in children:
+            size = one.resident()
+            if size is None:
+                continue
+            bound = one.memory.resident
+            if bound is not None and size > bound:
+                one.kill_for_memory(f"{size >> 20} MiB resident, over its {bound >> 20} MiB")
+                continue
+            held.append((size, one))
+        totals = [c.memory.total for _, c in held if c.memory.total is not None]
+        together = sum(size for size, _ in held)
+        if totals and together > min(totals) and held:
+            size, largest = max(held, key=lambda pair: pair[0])
+            largest.kill_for_memory(
+                f"the engines hold {together >> 20} MiB together, over their {min(totals) >> 20} MiB; "
+                f"this one the most, {size >> 20} MiB"
+            )
 
 
 @dataclass(frozen=True)
@@ -100,18 +151,18 @@ class _Child:
         self._lock = threading.Lock()
         self.calls: dict[int, _Call] = {}
         self.alive = True
-        self.killed = False  # by the parent, to stop an overrunning call
+        self.killed = False  # by the parent, for calls known to be the cause
+        self.ended_by: str | None = None  # why the parent ended it (a kill or a stop), if it did
         self.used = time.monotonic()  # when a call was last sent or answered
         threading.Thread(target=self._read, name=f"engine-pipe {label}", daemon=True).start()
-        if memory.resident is not None:
-            watch = threading.Thread(target=self._watch, args=(memory.resident,), name=f"engine-rss {label}")
-            watch.daemon = True
-            watch.start()
+        self.memory = memory
+        if memory.resident is not None or memory.total is not None:
+            _Governor.watch(self)
 
     def send(self, call: _Call) -> None:
         with self._lock:
             if not self.alive:
-                call.lost = "the engine process had stopped"
+                call.lost, call.bystander = "the engine process had stopped", True
                 call.done.set()
                 return
             request_id = next(self._ids)
@@ -125,28 +176,24 @@ class _Child:
             for call in culprits:
                 call.culprit = cause
             self.killed = bool(culprits)
+            self.ended_by = why
         log.warning("engine %s: killing its process (%s)", self.label, why)
         self.process.kill()
 
-    def _watch(self, resident: int) -> None:
-        """Kill the process when its resident memory passes `resident`: a value DuckDB builds
-        outside its own memory limit. The query running alone is the cause; among several, none
-        is known to be, and each gets the retry of a death by unknown cause."""
-        page = os.sysconf("SC_PAGE_SIZE")
-        pid = self.process.pid
-        while self.alive:
-            try:
-                with open(f"/proc/{pid}/statm") as statm:
-                    held = int(statm.read().split()[1]) * page
-            except (OSError, ValueError, IndexError):
-                return
-            if held > resident:
-                with self._lock:
-                    running = [c for c in self.calls.values() if c.method == "execute" and c.started]
-                culprits = running if len(running) == 1 else []
-                self.kill(culprits, "memory", f"{held >> 20} MiB resident, over its {resident >> 20} MiB")
-                return
-            time.sleep(RSS_CHECK_S)
+    def resident(self) -> int | None:
+        """Bytes of memory the process holds now (None once it is gone)."""
+        try:
+            with open(f"/proc/{self.process.pid}/statm") as statm:
+                return int(statm.read().split()[1]) * PAGE
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def kill_for_memory(self, why: str) -> None:
+        """The query running alone is the cause; among several, none is known to be, and each
+        gets the retry of a death by unknown cause."""
+        with self._lock:
+            running = [c for c in self.calls.values() if c.method == "execute" and c.started]
+        self.kill(running if len(running) == 1 else [], "memory", why)
 
     def idle_for(self) -> float:
         """Seconds since it was last used; 0 while a call is in flight."""
@@ -155,6 +202,7 @@ class _Child:
 
     def stop(self) -> None:
         with self._lock:
+            self.ended_by = self.ended_by or "stopped"
             if self.alive:
                 try:
                     self._conn.send((None, STOP, {}))
@@ -197,13 +245,19 @@ class _Child:
             self.alive = False
             calls, self.calls = list(self.calls.values()), {}
         self._conn.close()
-        why = "killed to stop another call" if self.killed else f"the engine process ended (exit code {code})"
-        if calls:  # a kill was the parent's choice; a death by itself is what operators must see
-            level = logging.WARNING if self.killed else logging.ERROR
+        if self.killed:
+            why = "killed to stop another call"
+        elif self.ended_by:
+            why = f"ended by the server ({self.ended_by}), the cause not known to be any one call"
+        else:
+            why = f"the engine process ended by itself (exit code {code})"
+        if calls:  # the parent's own choice is a warning; a death by itself is what operators must see
+            level = logging.WARNING if self.ended_by else logging.ERROR
             log.log(level, "engine %s: %s with %d call(s) in flight", self.label, why, len(calls))
         for call in calls:
             call.lost = "killed to stop this call" if call.culprit else why
-            call.bystander = self.killed and not call.culprit
+            # Stopped for being idle just as a call came: no fault of the call's either.
+            call.bystander = (self.killed or self.ended_by == "stopped") and not call.culprit
             call.done.set()
 
 

@@ -39,6 +39,7 @@ class LocalLimits:
     isolated: bool = True
     process_memory: str | None = None
     idle_s: float | None = 600.0  # an engine process idle this long is stopped (None: never)
+    total_memory: str | None = "50%"  # what all engine processes may hold together (None: no bound)
 
     def statements(self) -> list[str]:
         sets = [f"SET memory_limit = {_literal(self.memory_limit)}"]
@@ -54,6 +55,9 @@ class LocalLimits:
         if self.process_memory is not None:
             return size_bytes(self.process_memory)
         return size_bytes(self.memory_limit) + PROCESS_HEADROOM
+
+    def total(self) -> int | None:
+        return None if self.total_memory is None else size_bytes(self.total_memory)
 
     def address_space(self) -> int:
         """Bytes of virtual memory the engine's process may add to what it starts with."""

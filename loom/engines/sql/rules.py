@@ -59,6 +59,7 @@ DUCKDB = DialectRules(
         "st_readosm", "load_aws_credentials", "which_secret",
         "checkpoint", "force_checkpoint", "arrow_scan", "arrow_scan_dumb", "load_extension",
         "current_setting", "current_query", "getvariable",
+        "version", "current_database", "current_catalog",  # the engine's version, the file's name
     }),
     prefixes=COMMON_PREFIXES + (
         "read_", "parquet_", "delta_", "iceberg_", "sqlite_", "postgres_", "mysql_", "http_",

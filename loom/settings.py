@@ -148,6 +148,12 @@ class Settings(BaseSettings):
     )
     query_workers: int = Field(8, ge=1, description="Threads that run queries, for all tenants.")
     query_per_tenant: int = Field(4, ge=1, description="Queries one tenant may run at once.")
+    query_per_source: int | None = Field(
+        None,
+        ge=1,
+        description="Queries that may run at once on one source (default: one per core, at least 2); "
+        "more would only share its engine's cores. Handed out fairly by user, like the workers.",
+    )
     query_per_user: int = Field(2, ge=1, description="Queries one user may run at once.")
     query_wait_s: float = Field(
         45.0,

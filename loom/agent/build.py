@@ -6,6 +6,7 @@ commands that only query data (`loom query`, `loom catalog`, `--help`) start wit
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 from loom.access import SourceAccess
@@ -55,6 +56,10 @@ def build_agent(
         query_limits=QueryLimits.of(settings),
         embedder=build_embedder(settings),
         scheduler=QueryScheduler(
-            settings.query_workers, settings.query_per_tenant, settings.query_per_user, settings.query_wait_s
+            settings.query_workers,
+            settings.query_per_tenant,
+            settings.query_per_user,
+            settings.query_wait_s,
+            per_source=settings.query_per_source or max(2, os.cpu_count() or 2),
         ),
     )

@@ -95,6 +95,12 @@ class ToolContext:
             return await asyncio.to_thread(work, *args, **kwargs)
         return await self.scheduler.run(self.principal, work, *args, **kwargs)
 
+    async def run_on(self, source: str, work: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """`run_query`, holding one of `source`'s places as well (the scheduler's per-source share)."""
+        if self.scheduler is None:
+            return await asyncio.to_thread(work, *args, **kwargs)
+        return await self.scheduler.run_on(source, self.principal, work, *args, **kwargs)
+
     def source(self, name: str | None, language: str | None = None) -> Source:
         """The named source, else the first of the conversation's that answers `language`."""
         usable = answering(self.sources, language)

@@ -174,9 +174,10 @@ def _no_model(library: Sequence[VerifiedQuery]) -> ToolError:
     )
 
 
-async def _execute(ctx: ToolContext, engine: Engine, query: str, dialect: str) -> ResultSet:
+async def _execute(ctx: ToolContext, source: Source, engine: Engine, query: str, dialect: str) -> ResultSet:
     limits = ctx.limits
-    return await ctx.run_query(
+    return await ctx.run_on(
+        source.name,
         engine.execute,
         query,
         max_rows=limits.max_rows,
@@ -191,7 +192,7 @@ async def _run_verified(
 ) -> QueryResult:
     dialect = verified.dialect or source.dialect_for(language.name)
     try:
-        result = await _execute(ctx, engine, verified.query, dialect)
+        result = await _execute(ctx, source, engine, verified.query, dialect)
     except QueryError as e:
         raise ToolError(e.code, f"the verified query for {verified.question!r} failed: {e.message}") from e
     return QueryResult(
@@ -280,7 +281,7 @@ class _Generation:
         if repeated is not None:  # the same failure again: say so rather than run it again
             return self._retry(tries, query, _repeated(repeated.error))
         try:
-            result = await _execute(self.ctx, self.engine, query, self.dialect)
+            result = await _execute(self.ctx, self.source, self.engine, query, self.dialect)
         except QueryError as e:
             if e.code in NOT_REPAIRABLE:
                 raise ToolError(e.code, e.message) from e

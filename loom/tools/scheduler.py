@@ -7,8 +7,11 @@ worker is busy the next one to come free goes to the waiting tenant that holds t
 to the one that used the least worker time lately, then first come, first served: tenants
 flooding the pool with slow queries wait behind a tenant asking quick ones. A query that cannot
 get a place within `wait_s`, all waits together, is refused (`busy`) rather than queued without
-end. The limits are per process: several API
-workers each have their own.
+end. A query on a source also needs one of that source's places (`per_source`, about one per
+core), handed out the same fair way but by user: more queries at once on one engine only share its
+cores, and six looping heavy queries once left a colleague's 0.9 s query timing out at 5 s, where
+waiting for a place and then running with the cores would have answered it. The limits are per
+process: several API workers each have their own.
 
 A tenant's or user's places exist only while someone holds or waits for one, so the scheduler does
 not keep a semaphore for every user it has ever seen.
@@ -117,17 +120,33 @@ class _Workers:
 
 
 class QueryScheduler:
-    def __init__(self, workers: int, per_tenant: int, per_user: int, wait_s: float) -> None:
+    def __init__(
+        self, workers: int, per_tenant: int, per_user: int, wait_s: float, per_source: int | None = None
+    ) -> None:
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="loom-query")
         self._workers = _Workers(workers)
         self._per_tenant, self._per_user, self._wait_s = per_tenant, per_user, wait_s
+        self._per_source = per_source or workers
         self._slots: dict[tuple[str, ...], _Slot] = {}
+        self._sources: dict[str, _Workers] = {}
 
     async def run(
         self, principal: Principal, work: Callable[..., T], /, *args: object, **kwargs: object
     ) -> T:
         """`work(*args, **kwargs)` on a worker, once the caller's tenant and user have a place."""
-        async with self._place(principal):
+        return await self.run_on(None, principal, work, *args, **kwargs)
+
+    async def run_on(
+        self,
+        source: str | None,
+        principal: Principal,
+        work: Callable[..., T],
+        /,
+        *args: object,
+        **kwargs: object,
+    ) -> T:
+        """The same, holding one of `source`'s places too (None: no source's)."""
+        async with self._place(principal, source):
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, partial(work, *args, **kwargs))
 
@@ -135,20 +154,30 @@ class QueryScheduler:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     @asynccontextmanager
-    async def _place(self, principal: Principal) -> AsyncIterator[None]:
+    async def _place(self, principal: Principal, source: str | None = None) -> AsyncIterator[None]:
         tenant = (principal.tenant_id,)
         user = (principal.tenant_id, principal.user_id)
         deadline = time.monotonic() + self._wait_s
         async with AsyncExitStack() as held:
             for key, limit in ((user, self._per_user), (tenant, self._per_tenant)):
                 await held.enter_async_context(self._claim(key, limit, deadline))
-            given = await self._worker(principal.tenant_id, deadline)
+            if source is not None:
+                places, who = self._source(source), "\x00".join(user)
+                given_here = await self._take(places, who, deadline)
+                held.callback(places.release, who, given_here)
+            given = await self._take(self._workers, principal.tenant_id, deadline)
             held.callback(self._workers.release, principal.tenant_id, given)
             yield
 
-    async def _worker(self, tenant: str, deadline: float) -> float:
+    def _source(self, name: str) -> _Workers:
+        places = self._sources.get(name)
+        if places is None:
+            places = self._sources[name] = _Workers(self._per_source)
+        return places
+
+    async def _take(self, places: _Workers, who: str, deadline: float) -> float:
         try:
-            return await self._workers.acquire(tenant, max(0.0, deadline - time.monotonic()))
+            return await places.acquire(who, max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             raise _busy(self._wait_s) from None
 

@@ -177,3 +177,29 @@ async def test_a_tenant_whose_queries_hold_workers_long_waits_behind_one_asking_
         assert order == ["light", "heavy"]
     finally:
         scheduler.close()
+
+
+async def test_a_source_runs_only_its_share_at_once_and_the_next_place_goes_to_the_lighter_user() -> None:
+    # One tenant, one source with a single place: a user who has held it for long waits behind a
+    # colleague who has not, and another source is not held up at all.
+    scheduler = QueryScheduler(workers=4, per_tenant=8, per_user=4, wait_s=30, per_source=1)
+    heavy, light = Principal(tenant_id="t", user_id="heavy"), Principal(tenant_id="t", user_id="light")
+    order: list[str] = []
+
+    async def ask(who: Principal, source: str, seconds: float) -> None:
+        await scheduler.run_on(source, who, slow, seconds)
+        order.append(f"{who.user_id}@{source}")
+
+    try:
+        await scheduler.run_on("s", heavy, slow, 0.3)  # heavy has used the source's place 0.3 s
+        blocker = asyncio.create_task(ask(heavy, "s", 0.3))
+        await asyncio.sleep(0.05)
+        waiting = [asyncio.create_task(ask(heavy, "s", 0.0))]
+        await asyncio.sleep(0.02)
+        waiting.append(asyncio.create_task(ask(light, "s", 0.0)))
+        await ask(light, "elsewhere", 0.0)  # another source's place is free: no wait
+        assert order == ["light@elsewhere"]
+        await asyncio.gather(blocker, *waiting)
+        assert order[1:] == ["heavy@s", "light@s", "heavy@s"]  # light, though it asked later
+    finally:
+        scheduler.close()

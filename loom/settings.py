@@ -152,7 +152,7 @@ class Settings(BaseSettings):
         None,
         ge=1,
         description="Queries that may run at once on one source (default: one per core, at least 2); "
-        "more would only share its engine's cores. Handed out fairly by user, like the workers.",
+        "more would only share its engine's cores. Handed out fairly by tenant, like the workers.",
     )
     query_per_user: int = Field(2, ge=1, description="Queries one user may run at once.")
     query_wait_s: float = Field(
@@ -210,8 +210,14 @@ class Settings(BaseSettings):
         """DuckDB's memory limit must leave the process room (or the process is killed where
         DuckDB would have spilled), and be a limit DuckDB can work within."""
         limit = size_bytes(self.duckdb_memory_limit)
-        if limit < MIN_DUCKDB_MEMORY or self.duckdb_memory_limit.strip().endswith("%") and limit > _machine():
-            raise ValueError("LOOM_DUCKDB_MEMORY_LIMIT must be at least 64MiB and at most 100%")
+        if limit < MIN_DUCKDB_MEMORY or limit > _machine():
+            raise ValueError(
+                "LOOM_DUCKDB_MEMORY_LIMIT must be at least 64MiB and at most the machine's memory"
+            )
+        if size_bytes(self.engines_memory) < limit:
+            raise ValueError(
+                "LOOM_ENGINES_MEMORY must be at least LOOM_DUCKDB_MEMORY_LIMIT (one engine's own)"
+            )
         process = self.duckdb_process_memory
         if process is not None and size_bytes(process) < limit + MIN_PROCESS_MEMORY // 3:
             raise ValueError(

@@ -18,7 +18,7 @@ from azure.core.credentials import TokenCredential
 
 from loom.engines.contracts import Engine, QueryError
 from loom.engines.sources import DatabricksSource, DuckDBSource, Source, SynapseSource
-from loom.engines.sql.limits import LocalLimits
+from loom.engines.sql.limits import LocalLimits, size_bytes
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,12 @@ def _duckdb_sql(source: Source, access: CloudAccess) -> Engine:
         language=DuckDBEngine.language,
         dialect=DuckDBEngine.dialect,
         dialects=DuckDBEngine.dialects,
-        memory=ProcessMemory(access.local.resident(), access.local.address_space(), access.local.total()),
+        memory=ProcessMemory(
+            access.local.resident(),
+            access.local.address_space(),
+            access.local.total(),
+            size_bytes(access.local.memory_limit),
+        ),
         idle_s=access.local.idle_s,
     )
 

@@ -8,10 +8,11 @@ to the one that used the least worker time lately, then first come, first served
 flooding the pool with slow queries wait behind a tenant asking quick ones. A query that cannot
 get a place within `wait_s`, all waits together, is refused (`busy`) rather than queued without
 end. A query on a source also needs one of that source's places (`per_source`, about one per
-core), handed out the same fair way but by user: more queries at once on one engine only share its
-cores, and six looping heavy queries once left a colleague's 0.9 s query timing out at 5 s, where
-waiting for a place and then running with the cores would have answered it. The limits are per
-process: several API workers each have their own.
+core), handed out the same fair way, by tenant (by user, an attacker taking a new user id for each
+query always ranked first): more queries at once on one engine only share its cores, and six
+looping heavy queries once left a colleague's 0.9 s query timing out at 5 s, where waiting for a
+place and then running with the cores would have answered it. The limits are per process: several
+API workers each have their own.
 
 A tenant's or user's places exist only while someone holds or waits for one, so the scheduler does
 not keep a semaphore for every user it has ever seen.
@@ -162,9 +163,9 @@ class QueryScheduler:
             for key, limit in ((user, self._per_user), (tenant, self._per_tenant)):
                 await held.enter_async_context(self._claim(key, limit, deadline))
             if source is not None:
-                places, who = self._source(source), "\x00".join(user)
-                given_here = await self._take(places, who, deadline)
-                held.callback(places.release, who, given_here)
+                places = self._source(source)
+                given_here = await self._take(places, principal.tenant_id, deadline)
+                held.callback(places.release, principal.tenant_id, given_here)
             given = await self._take(self._workers, principal.tenant_id, deadline)
             held.callback(self._workers.release, principal.tenant_id, given)
             yield

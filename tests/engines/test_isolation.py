@@ -401,7 +401,8 @@ def test_a_child_idle_past_its_time_is_stopped_and_the_next_call_starts_another(
 
 def test_engines_together_past_their_total_lose_the_largest() -> None:
     def engine(label: str) -> IsolatedEngine:
-        memory = ProcessMemory(total=500 << 20)  # an idle Dying child holds ~70 MB
+        # An idle Dying child holds ~70 MB; past `pool`, a child holds what a query built.
+        memory = ProcessMemory(total=500 << 20, pool=200 << 20)
         return IsolatedEngine(
             Dying,
             label=label,

@@ -16,8 +16,8 @@ from loom.engines.sql.scratch import scratch_folder
 def test_folders_whose_owner_is_gone_are_swept_and_nothing_else(tmp_path: Path) -> None:
     code = (
         "import sys; from pathlib import Path; from loom.engines.sql.scratch import scratch_folder; "
-        "print(scratch_folder(Path(sys.argv[1])).parent)"
-    )
+        "print(scratch_folder(Path(sys.argv[1])).parent, flush=True); import os; os._exit(0)"
+    )  # killed, in effect: no exit handlers run
     done = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
     )
@@ -50,3 +50,15 @@ def test_a_database_that_spills_does_so_in_its_own_folder(tmp_path: Path) -> Non
         assert made and all(name.startswith(f"{os.getpid()}-") for name in made)
     finally:
         engine.close()
+
+
+def test_a_process_that_exits_takes_its_spill_folder_along(tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from loom.engines.sql.scratch import scratch_folder; "
+        "f = scratch_folder(Path(sys.argv[1])); f.mkdir(); (f / 'spill.tmp').write_bytes(b'x' * 1024); "
+        "print(f.parent)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert not Path(done.stdout.strip()).exists()

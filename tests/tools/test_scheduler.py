@@ -179,22 +179,23 @@ async def test_a_tenant_whose_queries_hold_workers_long_waits_behind_one_asking_
         scheduler.close()
 
 
-async def test_a_source_runs_only_its_share_at_once_and_the_next_place_goes_to_the_lighter_user() -> None:
-    # One tenant, one source with a single place: a user who has held it for long waits behind a
-    # colleague who has not, and another source is not held up at all.
+async def test_a_source_runs_only_its_share_at_once_and_the_next_place_goes_to_the_lighter_tenant() -> None:
+    # A source with a single place: a tenant that has held it long waits behind one that has not,
+    # whichever user ids it asks under, and another source is not held up at all.
     scheduler = QueryScheduler(workers=4, per_tenant=8, per_user=4, wait_s=30, per_source=1)
-    heavy, light = Principal(tenant_id="t", user_id="heavy"), Principal(tenant_id="t", user_id="light")
+    heavy, light = Principal(tenant_id="heavy", user_id="u1"), Principal(tenant_id="light", user_id="u")
     order: list[str] = []
 
     async def ask(who: Principal, source: str, seconds: float) -> None:
         await scheduler.run_on(source, who, slow, seconds)
-        order.append(f"{who.user_id}@{source}")
+        order.append(f"{who.tenant_id}@{source}")
 
     try:
         await scheduler.run_on("s", heavy, slow, 0.3)  # heavy has used the source's place 0.3 s
         blocker = asyncio.create_task(ask(heavy, "s", 0.3))
         await asyncio.sleep(0.05)
-        waiting = [asyncio.create_task(ask(heavy, "s", 0.0))]
+        fresh_id = Principal(tenant_id="heavy", user_id="u2")  # a new user id earns no new rank
+        waiting = [asyncio.create_task(ask(fresh_id, "s", 0.0))]
         await asyncio.sleep(0.02)
         waiting.append(asyncio.create_task(ask(light, "s", 0.0)))
         await ask(light, "elsewhere", 0.0)  # another source's place is free: no wait

@@ -20,6 +20,7 @@ from typing import Any
 from loom.engines.contracts import Catalog, Engine, QueryError
 from loom.engines.isolated.lifeline import bound_address_space, end_with, name_process
 from loom.engines.isolated.protocol import BROKEN, CATALOG, LOG, OK, REFUSED, STARTED, STOP, reporting
+from loom.engines.sql.scratch import release_scratch
 
 MAX_CALLS = 64  # requests served at once; the parent's scheduler admits fewer
 
@@ -78,6 +79,7 @@ def serve(
             calls.submit(_answer, engine, catalogs, send, request_id, method, kwargs)
         except RuntimeError:  # no thread to be had: memory is short; this call fails, not the child
             send((request_id, REFUSED, _no_room(), engine.problem(), None))
+    release_scratch()  # DuckDB leaves its spill files when its database is not closed
     os._exit(0)  # not waiting for calls still running: the parent has gone or asked us to go
 
 

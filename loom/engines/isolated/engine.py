@@ -55,6 +55,7 @@ class ProcessMemory:
     resident: int | None = None
     address_space: int | None = None
     total: int | None = None  # what all children of this server may hold together
+    pool: int | None = None  # what the engine itself is limited to (DuckDB's memory limit)
 
 
 class _Governor:
@@ -97,12 +98,21 @@ class _Governor:
             held.append((size, one))
         totals = [c.memory.total for _, c in held if c.memory.total is not None]
         together = sum(size for size, _ in held)
-        if totals and together > min(totals) and held:
-            size, largest = max(held, key=lambda pair: pair[0])
-            largest.kill_for_memory(
-                f"the engines hold {together >> 20} MiB together, over their {min(totals) >> 20} MiB; "
-                f"this one the most, {size >> 20} MiB"
-            )
+        if not totals or together <= min(totals) or not held:
+            return
+        # A child holding more than its engine's own limit holds what a query built outside it:
+        # the largest of those is to blame. If none is, the total is simply too small for the
+        # sources' work; the largest is restarted, its calls sent again, and nobody blamed.
+        outside = [(size, c) for size, c in held if c.memory.pool is not None and size > c.memory.pool]
+        size, chosen = max(outside or held, key=lambda pair: pair[0])
+        why = (
+            f"the engines hold {together >> 20} MiB together, over their {min(totals) >> 20} MiB; "
+            f"this one {size >> 20} MiB"
+        )
+        if outside:
+            chosen.kill_for_memory(why + ", past its engine's own limit")
+        else:
+            chosen.kill([], "memory", why, innocent=True)
 
 
 @dataclass(frozen=True)
@@ -170,12 +180,13 @@ class _Child:
             self.used = time.monotonic()
             self._conn.send((request_id, call.method, call.kwargs))
 
-    def kill(self, culprits: list[_Call], cause: str, why: str) -> None:
-        """Kill the process for `culprits` (none: the cause is not known to be any one call)."""
+    def kill(self, culprits: list[_Call], cause: str, why: str, innocent: bool = False) -> None:
+        """Kill the process for `culprits` (none: the cause is not known to be any one call;
+        `innocent`: known to be none of them, so that every call is sent again)."""
         with self._lock:
             for call in culprits:
                 call.culprit = cause
-            self.killed = bool(culprits)
+            self.killed = bool(culprits) or innocent
             self.ended_by = why
         log.warning("engine %s: killing its process (%s)", self.label, why)
         self.process.kill()

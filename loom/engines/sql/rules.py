@@ -43,6 +43,7 @@ class DialectRules:
 COMMON_FUNCTIONS = frozenset({
     "openrowset", "opendatasource", "openquery", "openxml",
     "json_serialize_plan", "json_serialize_sql", "json_deserialize_sql", "json_execute_serialized_sql",
+    "version", "current_version",  # the engine's version (sqlglot reads DuckDB's as CURRENT_VERSION)
 })  # fmt: skip
 COMMON_PREFIXES = ("xp_",)
 
@@ -59,7 +60,7 @@ DUCKDB = DialectRules(
         "st_readosm", "load_aws_credentials", "which_secret",
         "checkpoint", "force_checkpoint", "arrow_scan", "arrow_scan_dumb", "load_extension",
         "current_setting", "current_query", "getvariable",
-        "version", "current_database", "current_catalog",  # the engine's version, the file's name
+        "current_database", "current_catalog",  # the database file's name
     }),
     prefixes=COMMON_PREFIXES + (
         "read_", "parquet_", "delta_", "iceberg_", "sqlite_", "postgres_", "mysql_", "http_",

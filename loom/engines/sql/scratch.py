@@ -11,6 +11,7 @@ server in another PID namespace (another container on the same volume) would loo
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import itertools
 import logging
@@ -41,6 +42,16 @@ def scratch_folder(root: Path) -> Path:
     return held[0] / str(next(_numbers))
 
 
+def release_scratch() -> None:
+    """Remove this process's spill folders: called as it exits (an engine process exits without
+    closing its databases, and DuckDB then leaves its files behind)."""
+    with _lock:
+        for folder, fd in _mine.values():
+            if _owner((folder, fd)) == os.getpid():
+                shutil.rmtree(folder, ignore_errors=True)
+        _mine.clear()
+
+
 def _owner(held: tuple[Path, int]) -> int:
     return int(held[0].name.partition("-")[0])
 
@@ -50,6 +61,7 @@ def _claim(root: Path) -> tuple[Path, int]:
     folder.mkdir(mode=0o700)
     fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until this process ends
+    atexit.register(release_scratch)
     return folder, fd
 
 

@@ -151,8 +151,10 @@ class Settings(BaseSettings):
     query_per_source: int | None = Field(
         None,
         ge=1,
-        description="Queries that may run at once on one source (default: one per core, at least 2); "
-        "more would only share its engine's cores. Handed out fairly by tenant, like the workers.",
+        description="Queries that may run at once on one source, handed out fairly by tenant like the "
+        "workers (default: as many as there are workers, no separate share). About one per core "
+        "keeps one source's heavy queries from slowing the others on it past their time limit, but "
+        "makes everyone on the source wait behind them.",
     )
     query_per_user: int = Field(2, ge=1, description="Queries one user may run at once.")
     query_wait_s: float = Field(

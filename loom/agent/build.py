@@ -6,7 +6,6 @@ commands that only query data (`loom query`, `loom catalog`, `--help`) start wit
 
 from __future__ import annotations
 
-import os
 from functools import partial
 
 from loom.access import SourceAccess
@@ -60,6 +59,6 @@ def build_agent(
             settings.query_per_tenant,
             settings.query_per_user,
             settings.query_wait_s,
-            per_source=settings.query_per_source or max(2, os.cpu_count() or 2),
+            per_source=settings.query_per_source,
         ),
     )

@@ -183,15 +183,17 @@ class Dying:
     def close(self) -> None: ...
 
 
-def dying(grace_s: float = 0.3) -> IsolatedEngine:
+def dying(grace_s: float = 0.3, label: str = "dying", **options: Any) -> IsolatedEngine:
+    """A `Dying` engine in a child, with the parent's options (memory, idle time…)."""
     return IsolatedEngine(
         Dying,
-        label="dying",
+        label=label,
         name="dying",
         language="sql",
         dialect="duckdb",
         dialects=Dying.dialects,
         grace_s=grace_s,
+        **options,
     )
 
 
@@ -218,16 +220,9 @@ def test_a_child_that_dies_costs_its_query_and_the_calls_beside_it_are_sent_agai
 
 
 def growing() -> IsolatedEngine:
-    memory = ProcessMemory(resident=600 << 20)  # a Dying child holds ~0.2 GB; `grow 1000` passes it
-    return IsolatedEngine(
-        Dying,
-        label="dying",
-        name="dying",
-        language="sql",
-        dialect="duckdb",
-        dialects=Dying.dialects,
-        memory=memory,
-    )
+    return dying(
+        memory=ProcessMemory(resident=600 << 20)
+    )  # a Dying child holds ~70 MB; `grow 1000` passes it
 
 
 def test_a_query_alone_past_the_memory_bound_is_named_the_cause() -> None:
@@ -378,15 +373,7 @@ def test_the_catalog_crosses_once_per_load_and_is_in_hand_while_the_source_is_un
 
 
 def test_a_child_idle_past_its_time_is_stopped_and_the_next_call_starts_another() -> None:
-    engine = IsolatedEngine(
-        Dying,
-        label="idle",
-        name="dying",
-        language="sql",
-        dialect="duckdb",
-        dialects=Dying.dialects,
-        idle_s=0.5,
-    )
+    engine = dying(label="idle", idle_s=0.5)
     try:
         first = run(engine, "pid")
         assert not engine.retire_if_idle()  # just used
@@ -402,16 +389,7 @@ def test_a_child_idle_past_its_time_is_stopped_and_the_next_call_starts_another(
 def test_engines_together_past_their_total_lose_the_largest() -> None:
     def engine(label: str) -> IsolatedEngine:
         # An idle Dying child holds ~70 MB; past `pool`, a child holds what a query built.
-        memory = ProcessMemory(total=500 << 20, pool=200 << 20)
-        return IsolatedEngine(
-            Dying,
-            label=label,
-            name="dying",
-            language="sql",
-            dialect="duckdb",
-            dialects=Dying.dialects,
-            memory=memory,
-        )
+        return dying(label=label, memory=ProcessMemory(total=500 << 20, pool=200 << 20))
 
     quiet, greedy = engine("quiet"), engine("greedy")
     try:

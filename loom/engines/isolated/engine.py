@@ -26,6 +26,7 @@ from typing import Any
 
 from loom.engines.contracts import Catalog, Engine, Problem, QueryError, ResultSet
 from loom.engines.isolated import child
+from loom.engines.isolated.patrol import Patrol
 from loom.engines.isolated.protocol import BROKEN, CATALOG, LOG, OK, REFUSED, STARTED, STOP
 
 log = logging.getLogger(__name__)
@@ -58,61 +59,38 @@ class ProcessMemory:
     pool: int | None = None  # what the engine itself is limited to (DuckDB's memory limit)
 
 
-class _Governor:
-    """One thread reading every child's resident memory each `RSS_CHECK_S`: a child past its own
-    bound is killed (a value DuckDB built outside its memory limit), and when the children
-    together pass their `total`, the largest is — so that many busy sources cannot together take
-    more than the server was given."""
-
-    _children: weakref.WeakSet[_Child] = weakref.WeakSet()
-    _lock = threading.Lock()
-    _thread: threading.Thread | None = None
-
-    @classmethod
-    def watch(cls, child: _Child) -> None:
-        with cls._lock:
-            cls._children.add(child)
-            if cls._thread is None:
-                cls._thread = threading.Thread(target=cls._run, name="engine-memory", daemon=True)
-                cls._thread.start()
-
-    @classmethod
-    def _run(cls) -> None:
-        while True:
-            time.sleep(RSS_CHECK_S)
-            with cls._lock:
-                children = [c for c in cls._children if c.alive]
-            cls._check(children)
-
-    @classmethod
-    def _check(cls, children: list[_Child]) -> None:
-        held: list[tuple[int, _Child]] = []
-        for one in children:
-            size = one.resident()
-            if size is None:
-                continue
-            bound = one.memory.resident
-            if bound is not None and size > bound:
-                one.kill_for_memory(f"{size >> 20} MiB resident, over its {bound >> 20} MiB")
-                continue
-            held.append((size, one))
-        totals = [c.memory.total for _, c in held if c.memory.total is not None]
-        together = sum(size for size, _ in held)
-        if not totals or together <= min(totals) or not held:
-            return
-        # A child holding more than its engine's own limit holds what a query built outside it:
-        # the largest of those is to blame. If none is, the total is simply too small for the
-        # sources' work; the largest is restarted, its calls sent again, and nobody blamed.
-        outside = [(size, c) for size, c in held if c.memory.pool is not None and size > c.memory.pool]
-        size, chosen = max(outside or held, key=lambda pair: pair[0])
-        why = (
-            f"the engines hold {together >> 20} MiB together, over their {min(totals) >> 20} MiB; "
-            f"this one {size >> 20} MiB"
-        )
-        if outside:
-            chosen.kill_for_memory(why + ", past its engine's own limit")
-        else:
-            chosen.kill([], "memory", why, innocent=True)
+def _check_memory(watched: list[_Child]) -> None:
+    """A child past its own bound is killed (a value DuckDB built outside its memory limit), and
+    when the children together pass their `total`, one of them is — so that many busy sources
+    cannot together take more than the server was given."""
+    children = [c for c in watched if c.alive]
+    held: list[tuple[int, _Child]] = []
+    for one in children:
+        size = one.resident()
+        if size is None:
+            continue
+        bound = one.memory.resident
+        if bound is not None and size > bound:
+            one.kill_for_memory(f"{size >> 20} MiB resident, over its {bound >> 20} MiB")
+            continue
+        held.append((size, one))
+    totals = [c.memory.total for _, c in held if c.memory.total is not None]
+    together = sum(size for size, _ in held)
+    if not totals or together <= min(totals) or not held:
+        return
+    # A child holding more than its engine's own limit holds what a query built outside it:
+    # the largest of those is to blame. If none is, the total is simply too small for the
+    # sources' work; the largest is restarted, its calls sent again, and nobody blamed.
+    outside = [(size, c) for size, c in held if c.memory.pool is not None and size > c.memory.pool]
+    size, chosen = max(outside or held, key=lambda pair: pair[0])
+    why = (
+        f"the engines hold {together >> 20} MiB together, over their {min(totals) >> 20} MiB; "
+        f"this one {size >> 20} MiB"
+    )
+    if outside:
+        chosen.kill_for_memory(why + ", past its engine's own limit")
+    else:
+        chosen.kill([], "memory", why, innocent=True)
 
 
 @dataclass(frozen=True)
@@ -167,7 +145,7 @@ class _Child:
         threading.Thread(target=self._read, name=f"engine-pipe {label}", daemon=True).start()
         self.memory = memory
         if memory.resident is not None or memory.total is not None:
-            _Governor.watch(self)
+            _GOVERNOR.watch(self)
 
     def send(self, call: _Call) -> None:
         with self._lock:
@@ -429,33 +407,18 @@ class IsolatedEngine:
             raise QueryError("source_unavailable", f"The engine for {self.label!r} could not start.") from e
         weakref.finalize(self, made.process.kill)  # an engine dropped unclosed takes its child along
         if self._idle_s is not None:
-            _Reaper.watch(self)
+            _REAPER.watch(self)
         return made
 
 
-class _Reaper:
-    """One thread that retires idle children, across every engine that asked for it."""
+def _retire_idle(engines: list[IsolatedEngine]) -> None:
+    for engine in engines:
+        engine.retire_if_idle()
 
-    _engines: weakref.WeakSet[IsolatedEngine] = weakref.WeakSet()
-    _lock = threading.Lock()
-    _thread: threading.Thread | None = None
 
-    @classmethod
-    def watch(cls, engine: IsolatedEngine) -> None:
-        with cls._lock:
-            cls._engines.add(engine)
-            if cls._thread is None:
-                cls._thread = threading.Thread(target=cls._run, name="engine-reaper", daemon=True)
-                cls._thread.start()
-
-    @classmethod
-    def _run(cls) -> None:
-        while True:
-            time.sleep(IDLE_CHECK_S)
-            with cls._lock:
-                engines = list(cls._engines)
-            for engine in engines:
-                engine.retire_if_idle()
+# One thread reads every child's resident memory; one retires idle children, for every engine.
+_GOVERNOR: Patrol[_Child] = Patrol("engine-memory", RSS_CHECK_S, _check_memory)
+_REAPER: Patrol[IsolatedEngine] = Patrol("engine-reaper", IDLE_CHECK_S, _retire_idle)
 
 
 def _outgrew() -> QueryError:

@@ -407,3 +407,17 @@ def test_engines_together_past_their_total_lose_the_largest() -> None:
     finally:
         quiet.close()
         greedy.close()
+
+
+def test_a_new_child_does_not_vouch_for_the_old_ones_catalog(lake: Path) -> None:
+    engine = isolated(lake)
+    try:
+        engine.catalog()
+        assert engine.loaded_catalog() is not None
+        assert engine._child is not None
+        engine._child.kill([], "time", "a test")  # the next call starts a new child
+        count(engine)
+        assert engine._catalog is None  # its catalog number 1 need not be the old one's
+        assert engine.catalog().table("gold.dim_store") is not None
+    finally:
+        engine.close()

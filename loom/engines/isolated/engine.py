@@ -396,6 +396,8 @@ class IsolatedEngine:
                 raise QueryError("source_unavailable", f"The engine for {self.label!r} was closed.")
             if self._child is None or not self._child.alive:
                 self._child = self._start()
+                # A new child numbers its catalogs from 1 again: what the old one said is void.
+                self._catalog, self._stamp = None, None
             return self._child
 
     def _start(self) -> _Child:

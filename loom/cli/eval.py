@@ -232,7 +232,7 @@ def compare_command(
 
 @eval_app.command("load")
 def load_command(
-    benchmark: Annotated[str, typer.Argument(metavar="spider|bird", help="Which benchmark to read.")],
+    benchmark: Annotated[str, typer.Argument(metavar="spider|bird|bfcl", help="Which benchmark to read.")],
     data: Annotated[
         Path,
         typer.Option("--data", metavar="DIR", help="Its folder (e.g. ../shared/data/nl2sql_spider_dev)."),
@@ -244,20 +244,32 @@ def load_command(
         int | None, typer.Option(min=1, metavar="N", help="Take N questions at random (default: all).")
     ] = None,
     seed: Annotated[int, typer.Option(metavar="S", help="The sample's random seed.")] = 0,
+    category: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME", help="bfcl: a category to load (repeat; default: every single-turn one)."
+        ),
+    ] = None,
 ) -> None:
     """Turn Spider dev or BIRD mini-dev into a suite: one case per question, scored by executing
-    its gold query on its database (only questions whose database file is present)."""
+    its gold query on its database (only questions whose database file is present). Or BFCL's
+    single-turn categories: the question's own functions offered, its calls scored."""
+    from loom.evals.bfcl import CATEGORIES, load_bfcl
     from loom.evals.loaders import BenchmarkDataError, load_bird, load_spider, write_suite
 
     loaders = {"spider": load_spider, "bird": load_bird}
-    if benchmark not in loaders:
-        raise _fail(f"the benchmark must be spider or bird (got {benchmark!r})")
+    if benchmark not in (*loaders, "bfcl"):
+        raise _fail(f"the benchmark must be spider, bird or bfcl (got {benchmark!r})")
+    if category and benchmark != "bfcl":
+        raise _fail("--category is for bfcl only")
     try:
-        suite = loaders[benchmark](data, sample=sample, seed=seed)
-    except BenchmarkDataError as e:
+        if benchmark == "bfcl":
+            suite = load_bfcl(data, categories=tuple(category or CATEGORIES), sample=sample, seed=seed)
+        else:
+            suite = loaders[benchmark](data, sample=sample, seed=seed)
+    except (BenchmarkDataError, ValueError) as e:
         raise _fail(str(e)) from None
     written = write_suite(suite, out_file)
     databases = len(suite.sources)
-    out.print(
-        f"{len(suite.cases)} cases over {databases} database{'s' if databases != 1 else ''} → {written}"
-    )
+    over = f" over {databases} database{'s' if databases != 1 else ''}" if databases else ""
+    out.print(f"{len(suite.cases)} cases{over} → {written}")

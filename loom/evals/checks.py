@@ -8,10 +8,12 @@ from it, without calling a tool, fails whatever else it got right.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from loom.agent.reply_guard import QUERY_FENCES, normal
+from loom.evals.calls import calls_verdict
 from loom.evals.observe import TurnRecord
 from loom.evals.scoring import Verdict
 from loom.evals.suite import Expect
@@ -29,14 +31,29 @@ class Failure:
     reason: str
 
 
-async def check_turn(turn: TurnRecord, expect: Expect, source: str | None, gold: GoldCheck) -> list[Failure]:
+async def check_turn(
+    turn: TurnRecord,
+    expect: Expect,
+    source: str | None,
+    gold: GoldCheck,
+    functions: Sequence[Mapping[str, Any]] = (),
+) -> list[Failure]:
     failures = [f for f in (_error(turn), _grounded(turn)) if f is not None]
     failures += _tools(turn, expect) + _text(turn, expect) + _limits(turn, expect)
     if expect.refuse:
         failures += _refused(turn)
     if expect.gold is not None:
         failures += await _gold(turn, expect, source, gold)
+    if expect.calls is not None and turn.error is None:
+        failures += _calls(turn, expect, functions)
     return failures
+
+
+def _calls(turn: TurnRecord, expect: Expect, functions: Sequence[Mapping[str, Any]]) -> list[Failure]:
+    assert expect.calls is not None
+    made = [(c.name, c.arguments_text) for c in turn.calls]
+    reason = calls_verdict(expect.calls, made, functions)
+    return [] if reason is None else [Failure("calls", reason)]
 
 
 def _error(turn: TurnRecord) -> Failure | None:

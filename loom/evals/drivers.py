@@ -19,9 +19,11 @@ import httpx
 from loom.agent.approval import EffectGate
 from loom.agent.budget import InnerModel, TurnBudget
 from loom.agent.loop import Agent
-from loom.agent.model import ChatMessage, ChatModel, ModelEvent, ModelReply, ToolCall
+from loom.agent.model import ChatMessage, ChatModel, ModelError, ModelEvent, ModelReply, ToolCall
+from loom.agent.reply_guard import Guard, guarded
 from loom.agent.tool_calls import run_calls
 from loom.agent.turns import TurnRequest
+from loom.evals.suite import Case
 from loom.identity import Principal
 from loom.tools.base import ToolContext
 
@@ -120,6 +122,40 @@ class DirectTool:
         yield {"type": "TOOL_CALL_START", "toolCallId": call.id, "toolCallName": tool.name}
         yield {"type": "TOOL_CALL_ARGS", "toolCallId": call.id, "delta": arguments}
         yield {"type": "TOOL_CALL_RESULT", "toolCallId": call.id, "content": outcome.content}
+
+
+@dataclass
+class FunctionCalls:
+    """A function-calling case (BFCL): the question and the case's own functions go to the model
+    once, and its calls are read the way the agent reads them (through the tools API, or written
+    as text: the reply guard), reported, and never run."""
+
+    model: ChatModel
+    case: Case
+
+    async def turn(
+        self, conversation_id: str | None, message: str, sources: list[str] | None
+    ) -> AsyncIterator[Any]:
+        functions = self.case.functions
+        offered = [{"type": "function", "function": f} for f in functions]
+        messages = [ChatMessage(role="system", content=self.case.system)] if self.case.system else []
+        messages.append(ChatMessage(role="user", content=message))
+        guard = Guard(
+            offered=[str(f.get("name")) for f in functions], routes={}, question=message, ran=frozenset()
+        )
+        yield {"type": "RUN_STARTED", "threadId": conversation_id or "calls", "runId": "calls"}
+        reply = ModelReply()
+        try:
+            async for event in guarded(self.model.stream(messages, offered), guard):
+                reply = event if isinstance(event, ModelReply) else reply
+        except ModelError as e:
+            yield {"type": "RUN_ERROR", "code": "model_error", "message": str(e)}
+            return
+        for call in reply.tool_calls:
+            yield {"type": "TOOL_CALL_START", "toolCallId": call.id, "toolCallName": call.name}
+            yield {"type": "TOOL_CALL_ARGS", "toolCallId": call.id, "delta": call.arguments}
+        if reply.text:
+            yield {"type": "TEXT_MESSAGE_CONTENT", "delta": reply.text}
 
 
 @dataclass

@@ -33,7 +33,7 @@ from loom.engines.sources import Source
 from loom.evals.baseline import create_tables, plain_case
 from loom.evals.cassettes import CASE, Cassette, CassetteTransport
 from loom.evals.checks import Failure, GoldCheck
-from loom.evals.drivers import DirectTool, Driver, InProcess, MeteredModel, OverHttp
+from loom.evals.drivers import DirectTool, Driver, FunctionCalls, InProcess, MeteredModel, OverHttp
 from loom.evals.report import summarise, write_run
 from loom.evals.runner import Progress, RunOptions, run_cases
 from loom.evals.scoring import Verdict, execution_match
@@ -92,7 +92,12 @@ async def run_suite(spec: RunSpec, settings: Settings, progress: Progress | None
         gold = gold_check(engines, sources, settings)
         started, clock = dt.datetime.now(dt.UTC), time.perf_counter()
         results = await run_cases(
-            list(spec.suite.cases), driver, gold, spec.options, cassette=cassette, progress=progress
+            list(spec.suite.cases),
+            lambda case: FunctionCalls(model, case) if case.functions else driver,
+            gold,
+            spec.options,
+            cassette=cassette,
+            progress=progress,
         )
         wall = time.perf_counter() - clock
         summary = summarise(results, wall)
@@ -171,16 +176,23 @@ def _sources(suite: Suite, settings: Settings) -> dict[str, Source]:
 
 def check_references(suite: Suite, sources: Mapping[str, Source]) -> None:
     """Every source and tool a case names exists; else one error naming each."""
-    tools = {t.name for t in TOOLS}
     problems = []
     for case in suite.cases:
         if case.source is not None and case.source not in sources:
             problems.append(f"case {case.id}: unknown source {case.source!r} (known: {', '.join(sources)})")
-        for turn in case.all_turns:
-            named = {*(turn.expect.tools or ()), *turn.expect.tool_args}
-            problems += [f"case {case.id}: unknown tool {t!r}" for t in sorted(named - tools)]
+        problems += _unknown_tools(case)
     if problems:
         raise EvalError("the suite names what does not exist: " + "; ".join(problems))
+
+
+def _unknown_tools(case: Case) -> list[str]:
+    """Tools a case names that it cannot meet: Loom's, or for a function-calling case its own."""
+    known = {str(f.get("name")) for f in case.functions} if case.functions else {t.name for t in TOOLS}
+    named: set[str] = set()
+    for turn in case.all_turns:
+        named |= {*(turn.expect.tools or ()), *turn.expect.tool_args}
+        named |= {name for call in turn.expect.calls or () for name in call}
+    return [f"case {case.id}: unknown tool {t!r}" for t in sorted(named - known)]
 
 
 async def _driver(

@@ -47,7 +47,7 @@ def load_spider(data_dir: Path, *, sample: int | None = None, seed: int = 0) -> 
     entries = _read_json(root / "dev.json", "Spider dev", "dev.json and database/<db>/<db>.sqlite")
     databases = _databases(root / "database", {e["db_id"] for e in entries})
     present = [(i, e) for i, e in enumerate(entries) if e["db_id"] in databases]
-    chosen = _sample(present, sample, seed, "Spider dev", root)
+    chosen = sample_of(present, sample, seed, "Spider dev", root)
     cases = [_spider_case(i, e) for i, e in chosen]
     return _suite("spider-dev", "Spider 1.0 dev", root, sample, seed, cases, databases)
 
@@ -81,7 +81,7 @@ def load_bird(data_dir: Path, *, sample: int | None = None, seed: int = 0) -> Su
     )
     databases = _databases(root / "dev_databases", {e["db_id"] for e in entries})
     present = [(i, e) for i, e in enumerate(entries) if e["db_id"] in databases]
-    chosen = _sample(present, sample, seed, "BIRD mini-dev", root)
+    chosen = sample_of(present, sample, seed, "BIRD mini-dev", root)
     cases = [_bird_case(e) for _, e in chosen]
     return _suite("bird-minidev", "BIRD mini-dev (SQLite)", root, sample, seed, cases, databases)
 
@@ -117,7 +117,7 @@ def _databases(folder: Path, wanted: set[str]) -> dict[str, Path]:
     return {db: path for db, path in found.items() if path.is_file()}
 
 
-def _sample(
+def sample_of(
     present: list[tuple[int, dict[str, Any]]], sample: int | None, seed: int, benchmark: str, root: Path
 ) -> list[tuple[int, dict[str, Any]]]:
     if not present:

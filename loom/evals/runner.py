@@ -74,11 +74,12 @@ class RunOptions:
 
 
 Progress = Callable[[CaseResult], None]
+Drivers = Callable[[Case], Driver]  # where each case's turns run
 
 
 async def run_cases(
     cases: list[Case],
-    driver: Driver,
+    drivers: Drivers,
     gold: GoldCheck,
     options: RunOptions,
     *,
@@ -90,7 +91,7 @@ async def run_cases(
 
     async def one(case: Case) -> CaseResult:
         async with places:
-            result = await _with_retries(case, driver, gold, options, cassette)
+            result = await _with_retries(case, drivers(case), gold, options, cassette)
         if progress is not None:
             progress(result)
         return result
@@ -142,7 +143,7 @@ async def _play(case: Case, driver: Driver, gold: GoldCheck, result: CaseResult)
         record = await _turn(driver, turn, case, conversation, sources)
         result.turns.append(record)
         conversation = record.conversation_id or conversation
-        result.failures += await check_turn(record, turn.expect, case.source, gold)
+        result.failures += await check_turn(record, turn.expect, case.source, gold, case.functions)
 
 
 async def _turn(

@@ -44,6 +44,11 @@ class Expect(Strict):
     numbers: tuple[float, ...] = Field((), description="numbers the answer must state")
     tolerance: float = Field(0.005, ge=0, description="relative tolerance for `numbers`")
     refuse: bool = Field(False, description="the agent must run no query and say it cannot")
+    calls: tuple[dict[str, dict[str, tuple[Any, ...]]], ...] | None = Field(
+        None,
+        description="with `functions`: the calls the model must make, in any order, each "
+        '{function: {argument: acceptable values}} ("" among them: may be left out); [] for none',
+    )
     max_latency_s: float | None = Field(None, gt=0)
     max_tokens: int | None = Field(None, gt=0)
 
@@ -61,11 +66,21 @@ class Case(Strict):
     evidence: str | None = Field(None, description="a hint given with the question (BIRD's evidence)")
     tags: tuple[str, ...] = ()
     expect: Expect = Field(default_factory=Expect)
+    functions: tuple[dict[str, Any], ...] = Field(
+        (),
+        description="a function-calling case (BFCL): these functions (OpenAI tool schemas' `function` "
+        "part) are offered to the model instead of Loom's tools, and its calls are scored, not run",
+    )
+    system: str | None = Field(None, description="a system message sent before the question")
 
     @model_validator(mode="after")
     def _one_form(self) -> Case:
         if (self.question is None) == (not self.turns):
             raise ValueError("give either `question` (with `expect`) or `turns`, not both or neither")
+        if self.functions and (self.turns or self.expect.calls is None):
+            raise ValueError("a case with `functions` has one `question` and `expect.calls`")
+        if self.expect.calls is not None and not self.functions:
+            raise ValueError("`expect.calls` needs the case's `functions`")
         return self
 
     @property

@@ -146,3 +146,71 @@ async def test_the_direct_path_asks_the_data_tool_without_the_chat_model(home: P
         "contains": 1
     }  # no answer text
     assert len(asked) == 1 and "tools" not in asked[0]  # only the tool's own SQL-writing call
+
+
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "unit": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+FUNCTION_CASES: list[dict[str, Any]] = [
+    {
+        "id": "parallel",
+        "question": "Weather in Paris and in Oslo?",
+        "functions": [WEATHER],
+        "expect": {"calls": [{"get_weather": {"city": ["Oslo"]}}, {"get_weather": {"city": ["Paris"]}}]},
+    },
+    {
+        "id": "as-text",
+        "question": "Weather in Rome, in fahrenheit?",
+        "system": "You are terse.",
+        "functions": [WEATHER],
+        "expect": {"calls": [{"get_weather": {"city": ["Rome"], "unit": ["fahrenheit", "F"]}}]},
+    },
+    {
+        "id": "irrelevant",
+        "question": "Tell me a joke.",
+        "functions": [WEATHER],
+        "expect": {"calls": []},
+    },
+    {
+        "id": "wrong-value",
+        "question": "Weather in Lyon?",
+        "functions": [WEATHER],
+        "expect": {"calls": [{"get_weather": {"city": ["Lyon"], "unit": ["", "celsius"]}}]},
+    },
+]
+
+
+async def test_function_calling_cases_offer_their_own_functions_and_score_the_calls(
+    home: Path, tmp_path: Path
+) -> None:
+    path = suite_file(tmp_path, FUNCTION_CASES)
+    with OpenAICompatServer() as model:
+        model.queue_text("ready")
+        model.queue_tool_calls(
+            ("get_weather", {"city": "paris"}, None), ("get_weather", {"city": "Oslo"}, None)
+        )
+        model.queue_text(
+            '<tool_call>{"name": "get_weather", "arguments": {"city": "Rome", "unit": "F"}}</tool_call>'
+        )
+        model.queue_text("Why did the chicken cross the road?")
+        model.queue_tool_call("get_weather", {"city": "Lyon", "unit": "kelvin"})
+        run = RunSpec(suite=load_suite(path), suite_path=path, out=tmp_path / "f", mode="live")
+        summary = await run_suite(run, settings(home, model.base_url))
+        asked = model.requests[1:]
+    cases = {c["id"]: c for c in map(json.loads, (tmp_path / "f" / "cases.jsonl").read_text().splitlines())}
+    assert {k: c["status"] for k, c in cases.items()} == {
+        "parallel": "passed",  # in any order, text compared without case
+        "as-text": "passed",  # a call written as text is read as the agent reads it
+        "irrelevant": "passed",
+        "wrong-value": "failed",
+    }
+    assert "unit='kelvin'" in cases["wrong-value"]["failures"][0]["reason"]
+    assert summary["passed"] == 3
+    assert [t["function"]["name"] for t in asked[0]["tools"]] == ["get_weather"]  # not Loom's tools
+    assert asked[1]["messages"][0] == {"role": "system", "content": "You are terse."}

@@ -7,9 +7,26 @@ question (`sql_schema`), and the shared loop (`querygen`) validates, runs and re
 
 from __future__ import annotations
 
+from sqlglot import exp
+
+from loom.engines.contracts import QueryError
+from loom.engines.sql.validator import parse_sql
 from loom.tools.base import Effect, ToolContext, define
 from loom.tools.querygen import Prompts, QueryLanguage, QueryResult, QuestionArgs, answer
 from loom.tools.sql_schema import known_whole_schema, schema_for
+
+
+def bare_sql(reply: str, dialect: str) -> str | None:
+    """The reply itself when it parses, whole, as one query: a small model asked for a fenced
+    block sometimes writes the bare query (Spider: 1 of 60 questions failed on that alone). Parsing
+    only decides that this is the query; the engine's validator still decides whether it may run."""
+    text = reply.strip()
+    try:
+        tree = parse_sql(text, dialect)
+    except QueryError:
+        return None
+    return text if isinstance(tree, exp.Query) else None
+
 
 SQL = QueryLanguage(
     name="sql",
@@ -17,6 +34,7 @@ SQL = QueryLanguage(
     prompts=Prompts.packaged("nl2sql"),
     schema_for=schema_for,
     known_schema=known_whole_schema,
+    bare_query=bare_sql,
 )
 
 GUIDANCE = """

@@ -101,6 +101,8 @@ class SchemaContext:
 SchemaFor = Callable[[Source, Engine, str, Embedder | None, SchemaView], SchemaContext]
 # The same when it needs no work (the engine's catalog is in hand), else None; runs on the loop.
 KnownSchema = Callable[[Source, Engine, SchemaView], SchemaContext | None]
+# A reply with no fenced block that is, whole, one query in the dialect: that query, else None.
+BareQuery = Callable[[str, str], str | None]
 
 
 def whole_schema(
@@ -111,6 +113,10 @@ def whole_schema(
 
 
 def no_known_schema(source: Source, engine: Engine, view: SchemaView) -> SchemaContext | None:
+    return None
+
+
+def no_bare_query(reply: str, dialect: str) -> str | None:
     return None
 
 
@@ -142,6 +148,7 @@ class QueryLanguage:
     prompts: Prompts
     schema_for: SchemaFor = whole_schema
     known_schema: KnownSchema = no_known_schema
+    bare_query: BareQuery = no_bare_query
 
 
 async def answer(ctx: ToolContext, language: QueryLanguage, args: QuestionArgs) -> QueryResult:
@@ -264,7 +271,7 @@ class _Generation:
 
     async def _attempt(self, reply: str, schema: SchemaContext, tries: _Tries) -> QueryResult | None:
         """One reply of the model: the result to return, or None with the next prompt set."""
-        query = extract_query(reply, self.language.fence)
+        query = extract_query(reply, self.language.fence) or self.language.bare_query(reply, self.dialect)
         if query is None and CANNOT in reply.upper():
             raise _not_in_source(self.source, schema.catalog, reply)
         if query is None:

@@ -179,3 +179,17 @@ async def test_without_the_empty_repair_or_a_repair_left_an_empty_result_is_the_
         model, counting, seen = await empty_then(make_agent, engines, **limits)
         assert counting.executed == [EMPTY] and len(model.calls) == 3
         assert seen["query"] == EMPTY and "attempts" not in seen
+
+
+async def test_a_reply_that_is_only_a_bare_query_is_taken_and_prose_is_not(make_agent: AgentFactory) -> None:
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "How many stores are there?"}),
+        text("Here is how I would count the stores."),  # prose: no query, a repair is asked
+        text(f"{GOOD};\n"),  # the bare query, as small models sometimes write it
+        text("done"),
+    )
+    await turn(make_agent(model), "How many stores are there?")
+    assert "fenced ```sql block" in model.calls[2].messages[-1].content
+    seen = json.loads(model.calls[-1].messages[-1].content)
+    assert seen["query"] == f"{GOOD};" and seen["result"]["rows"][0][0] > 0
+    assert [a["error"]["code"] for a in seen["attempts"]] == ["no_query"]

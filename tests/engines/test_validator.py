@@ -548,6 +548,15 @@ def test_a_column_of_another_table_is_named_with_the_table_to_join() -> None:
     assert "'region' is a column of gold.dim_store: join that table to use it." in problem.message
 
 
+def test_a_column_taken_through_the_wrong_alias_is_named_with_the_right_one() -> None:
+    query = "SELECT f.region FROM gold.fact_sales AS f JOIN gold.dim_store AS s ON f.store_id = s.store_id"
+    (problem,) = validate_sql(query, "duckdb", COLUMNS)
+    assert (
+        "'region' is a column of gold.dim_store, which this query reads as s: write s.region."
+        in problem.message
+    )
+
+
 def test_a_catalog_without_columns_checks_table_names_only() -> None:
     assert validate_sql("SELECT no_such_column FROM gold.fact_sales", catalog=CATALOG) == []
 

@@ -225,13 +225,26 @@ class _ColumnResolver:
             source = self._qualified(column.table.lower(), chain)
             if source is None or source.columns is None or name in source.columns:
                 return None
-            return _unknown_column_problem(column.name, [source], self.names.owners(name))
+            here = self._readers(name, chain)
+            return _unknown_column_problem(column.name, [source], self.names.owners(name), here)
         if self._is_alias_or_string(column, scope, chain):
             return None
         sources = [s for sc in chain for s in self.sources(sc).values()]
         if not sources or any(s.columns is None or name in s.columns for s in sources):
             return None
         return _unknown_column_problem(column.name, sources, self.names.owners(name))
+
+    def _readers(self, name: str, chain: Sequence[Scope]) -> list[tuple[str, str]]:
+        """(alias, table) of the FROM items in reach that have the column: a small model that
+        joined the right table often takes the column through the wrong alias (`T2.grade`)."""
+        found = []
+        for scope in chain:
+            described = self.sources(scope)
+            for alias in scope.selected_sources:
+                source = described.get(alias.lower())
+                if source is not None and source.columns is not None and name in source.columns:
+                    found.append((alias, source.name))
+        return found
 
     def _qualified(self, alias: str, chain: Sequence[Scope]) -> _Source | None:
         for scope in chain:
@@ -325,10 +338,16 @@ def _scope_columns(scope: Scope) -> frozenset[str] | None:
     return frozenset(n.lower() for n in named)
 
 
-def _unknown_column_problem(name: str, sources: Sequence[_Source], elsewhere: Sequence[str] = ()) -> Problem:
+def _unknown_column_problem(
+    name: str,
+    sources: Sequence[_Source],
+    elsewhere: Sequence[str] = (),
+    here: Sequence[tuple[str, str]] = (),
+) -> Problem:
     """What the repair loop tells the model. Most wrong columns a model writes belong to another
     table of the schema (measured on Spider with a small model: 15 of 28 failures), so the tables
-    that do have the column are named, and that they must be joined."""
+    that do have the column are named: through the alias that already reads one (`here`), else
+    saying it must be joined."""
     known = sorted({c for s in sources for c in s.columns or ()})
     suggestions = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.6)
     owners = list(dict.fromkeys(s.name for s in sources))
@@ -338,6 +357,9 @@ def _unknown_column_problem(name: str, sources: Sequence[_Source], elsewhere: Se
         where = f"no table in this query ({', '.join(owners)}) has a column {name!r}"
     other = [t for t in elsewhere if t.lower() not in {o.lower() for o in owners}][:3]
     found = f" {name!r} is a column of {' and '.join(other)}: join that table to use it." if other else ""
+    if here:
+        alias, table = here[0]
+        found = f" {name!r} is a column of {table}, which this query reads as {alias}: write {alias}.{name}."
     hint = f"; did you mean {' or '.join(suggestions)}?" if suggestions else "."
     listing = ", ".join(known[:40])
     return Problem(

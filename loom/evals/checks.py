@@ -7,13 +7,14 @@ from it, without calling a tool, fails whatever else it got right.
 
 from __future__ import annotations
 
-import re
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from loom.agent.reply_guard import QUERY_FENCES, normal
 from loom.evals.calls import calls_verdict
+from loom.evals.figures import numbers_in, ungrounded_figures
 from loom.evals.observe import TurnRecord
 from loom.evals.scoring import Verdict
 from loom.evals.suite import Expect
@@ -21,8 +22,6 @@ from loom.tools.fenced import blocks
 
 # (source, gold query, the agent's query, expectations) → the verdict of executing both
 GoldCheck = Callable[[str | None, str, str, Expect], Awaitable[Verdict]]
-
-_NUMBER = re.compile(r"(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?")  # reading numbers in prose, not queries
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,8 @@ async def check_turn(
     functions: Sequence[Mapping[str, Any]] = (),
 ) -> list[Failure]:
     failures = [f for f in (_error(turn), _grounded(turn)) if f is not None]
+    if not functions:  # a function-calling case runs no tool: there is nothing to hold figures to
+        failures += _figures(turn)
     failures += _tools(turn, expect) + _text(turn, expect) + _limits(turn, expect)
     if expect.refuse:
         failures += _refused(turn)
@@ -71,6 +72,19 @@ def _grounded(turn: TurnRecord) -> Failure | None:
     return Failure("grounded", f"the answer shows a query that did not run: {unrun[0][:120]!r}")
 
 
+def _figures(turn: TurnRecord) -> list[Failure]:
+    unfounded = figures_without_source(turn)
+    if not unfounded:
+        return []
+    return [Failure("figures", f"the answer states {unfounded[0]!r}, which no tool result shows")]
+
+
+def figures_without_source(turn: TurnRecord) -> list[str]:
+    """The figures the turn's answer states that neither its tool results nor the question show."""
+    shown = [turn.question, *(json.dumps([c.arguments, c.result, c.table], default=str) for c in turn.calls)]
+    return ungrounded_figures(turn.answer, shown)
+
+
 def _tools(turn: TurnRecord, expect: Expect) -> list[Failure]:
     called = [c.name for c in turn.calls]
     failures: list[Failure] = []
@@ -100,17 +114,6 @@ def _text(turn: TurnRecord, expect: Expect) -> list[Failure]:
         if not any(_close(number, value, expect.tolerance) for value in stated):
             failures.append(Failure("numbers", f"the answer does not state {number:g}"))
     return failures
-
-
-def numbers_in(text: str) -> list[float]:
-    """The numbers written in `text` (`1,234.5`, `-3`, `−3`), ignoring digits inside words."""
-    found = []
-    for match in _NUMBER.findall(text):
-        try:
-            found.append(float(match.replace(",", "").replace("−", "-")))
-        except ValueError:
-            continue
-    return found
 
 
 def _close(expected: float, value: float, tolerance: float) -> bool:

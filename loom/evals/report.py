@@ -2,7 +2,8 @@
 
 The summary holds the figures a person compares between runs: pass rate (overall, by tag, by
 tool), execution accuracy over the cases with a gold query, how many data turns were answered from
-a query that ran, how many answers showed a query that did not, latency p50/p95 and tokens.
+a query that ran (and from its result: every figure stated is one the results show), how many
+answers showed a query that did not, latency p50/p95 and tokens.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from loom.evals.checks import figures_without_source
+from loom.evals.observe import TurnRecord
 from loom.evals.runner import CaseResult
 
 
@@ -33,6 +36,7 @@ def summarise(results: Sequence[CaseResult], wall_s: float) -> dict[str, Any]:
         "unscoreable": sum(r.failed("unscoreable") for r in results),
         "statuses": _count(r.status for r in results),
         "answered_from_a_query": _rate(sum(bool(t.queries) for t in data_turns), len(data_turns)),
+        "answered_from_its_result": _rate(sum(_from_result(t) for t in data_turns), len(data_turns)),
         "answers_showing_unrun_queries": sum(r.failed("grounded") for r in results),
         "latency_s": {"p50": _quantile(latencies, 0.5), "p95": _quantile(latencies, 0.95)},
         "tokens": {"total": sum(tokens), "mean": round(statistics.fmean(tokens), 1) if tokens else None},
@@ -42,6 +46,11 @@ def summarise(results: Sequence[CaseResult], wall_s: float) -> dict[str, Any]:
         "wall_s": round(wall_s, 2),
         "cases_per_s": round(len(results) / wall_s, 2) if wall_s > 0 else None,
     }
+
+
+def _from_result(turn: TurnRecord) -> bool:
+    """A query ran and every figure the answer states is one its results show."""
+    return bool(turn.queries) and not figures_without_source(turn)
 
 
 def _expected_tools(result: CaseResult) -> list[str]:

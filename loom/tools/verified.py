@@ -27,6 +27,9 @@ _STOP = frozenset(
     "with would you your".split()
 )
 _WORD = re.compile(r"[a-z0-9]+")
+# "How many" asks for a count: its words are stop words, but the intent is not ("how many products
+# per category" is not "revenue by product category"), so it is kept as the word `count`.
+_COUNTING = re.compile(r"\bhow many\b|\bnumber of\b")
 
 
 def _stem(word: str) -> str:
@@ -38,7 +41,8 @@ def _stem(word: str) -> str:
 
 
 def content_words(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
+    counted = _COUNTING.sub(" count ", text.lower())
+    return {_stem(w) for w in _WORD.findall(counted) if w not in _STOP}
 
 
 @lru_cache(maxsize=65536)  # a library's vocabulary is small; questions reuse its words

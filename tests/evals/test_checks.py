@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from loom.evals.checks import check_turn, numbers_in
+from loom.evals.checks import check_turn, figures_without_source, numbers_in
 from loom.evals.observe import TurnObserver, TurnRecord
 from loom.evals.scoring import Verdict
 from loom.evals.suite import Expect
@@ -45,7 +45,7 @@ async def test_a_grounded_answer_with_the_expected_tool_passes() -> None:
 
 async def test_an_answer_showing_a_query_that_never_ran_fails_whatever_else_it_got_right() -> None:
     invented = "```sql\nSELECT category, SUM(revenue) FROM sales GROUP BY 1\n```\nElectronics led with 1,200."
-    assert await failures(turn(invented), numbers=[1200]) == ["grounded"]
+    assert await failures(turn(invented), numbers=[1200]) == ["grounded", "figures"]
     shown_as_run = f"I ran:\n```sql\n{RAN['query']};\n```\nThere are 500."
     assert await failures(turn(shown_as_run, ("nl2sql", {}, RAN))) == []
 
@@ -111,3 +111,27 @@ async def test_a_gold_query_that_cannot_run_marks_the_case_unscoreable_not_faile
 
     found = await check_turn(turn("500", ("nl2sql", {}, RAN)), Expect(gold="SELECT x"), "s", broken)
     assert [f.check for f in found] == ["unscoreable"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "unfounded"),
+    [
+        ("Revenue was 5,223,253.34 over 3 categories.", []),
+        ("Revenue was about 5.2 million, or 5,223,000 rounded.", []),
+        ("1. Technology: 5223253.34\n2. Furniture: 1744822.4", []),  # list markers are not figures
+        ("Margin was 12.5% (0.125).", []),
+        ("Revenue was 5,3 and 522,325,3.34.", ["5,3"]),  # misplaced commas read as the digits
+        ("Together they made 6,968,075.74.", ["6,968,075.74"]),  # a sum the model did itself
+        ("As asked for 2025:\n```sql\nSELECT 99999\n```", []),  # a shown query is not a figure
+    ],
+)
+def test_figures_must_round_from_a_tool_result_or_the_question(answer: str, unfounded: list[str]) -> None:
+    result = {"query": "SELECT …", "result": {"rows": [["Technology", 5223253.34], ["Furniture", 1744822.4]],
+              "row_count": 3, "margin": 0.125}}  # fmt: skip
+    record = turn(answer, ("nl2sql", {"question": "revenue in 2025?"}, result))
+    assert figures_without_source(record) == unfounded
+
+
+async def test_an_answer_with_a_figure_no_result_shows_fails_the_figures_check() -> None:
+    record = turn("There are 512 customers.", ("nl2sql", {"question": "How many customers?"}, RAN))
+    assert await failures(record) == ["figures"]

@@ -42,6 +42,7 @@ def test_rewordings_match_their_verified_question(index: VerifiedIndex, asked: s
         "top 3 products by revenue",  # different N
         "how many employees do we have",
         "revenue by region for 2024",  # adds a filter the verified query lacks
+        "How many customers are in each segment?",  # a count, not a measure (smoke: products)
         "",
     ],
 )
@@ -57,3 +58,6 @@ def test_ranking_puts_the_closest_first(index: VerifiedIndex) -> None:
 
 def test_content_words_drop_stop_words_and_plurals() -> None:
     assert content_words("What were the categories of products?") == {"category", "product"}
+    assert (
+        content_words("How many products?") == content_words("the number of products") == {"count", "product"}
+    )

@@ -190,9 +190,11 @@ class Settings(BaseSettings):
     )
 
     engines_memory: str = Field(
-        "50%",
-        description="What all embedded sources' engine processes may hold together (`12GB`, `50%` of "
-        "the machine); past it the largest is killed and its running query fails with out_of_memory.",
+        "60%",
+        description="What all embedded sources' engine processes may hold together (`12GB`, `60%` of "
+        "the machine: two sources using their whole pool, with their runtimes); past it, the largest "
+        "holding more than its pool is killed and its query fails with out_of_memory, else the largest "
+        "is restarted and its calls sent again.",
     )
     engine_idle_s: float = Field(
         600.0,

@@ -5,7 +5,9 @@ slow queries from one tenant delayed another tenant's verified answer from 0.08 
 each tenant, and each user within it, may hold only so many workers at once, and when every
 worker is busy the next one to come free goes to the waiting tenant that holds the fewest, then
 to the one that used the least worker time lately, then first come, first served: tenants
-flooding the pool with slow queries wait behind a tenant asking quick ones. A query that cannot
+flooding the pool with slow queries wait behind a tenant asking quick ones. The last quarter of
+the workers go only to tenants with nothing running, so two tenants at their limit cannot hold
+them all. A query that cannot
 get a place within `wait_s`, all waits together, is refused (`busy`) rather than queued without
 end. A query on a source may also need one of that source's places (`per_source`; by default as
 many as workers, so no separate share), handed out the same fair way, by tenant (by user, an
@@ -61,9 +63,12 @@ class _Workers:
     """The worker places, handed out fairly: a free one goes to the waiting tenant that holds the
     fewest, then to the one that has used the least worker time lately (so a tenant whose queries
     each hold a worker for seconds waits behind one whose queries take milliseconds), then by
-    arrival."""
+    arrival. The last `reserve` free ones go only to tenants with nothing running: without them
+    two tenants at their limit held all 8 workers, and a third tenant's 0.9 s query waited 30-44 s
+    for one of theirs to end (probe 6)."""
 
     def __init__(self, count: int) -> None:
+        self.reserve = count // 4
         self.free = count
         self.running: Counter[str] = Counter()
         self.waiting: list[_Waiter] = []
@@ -72,7 +77,7 @@ class _Workers:
 
     async def acquire(self, tenant: str, timeout: float) -> float:
         """When the worker was given (time.monotonic()), for `release` to count its use."""
-        if self.free > 0 and not self.waiting:
+        if self._may_take(tenant) and not any(self._may_take(w.tenant) for w in self.waiting):
             self._give(tenant)
             return time.monotonic()
         waiter = _Waiter(next(self._ticks), tenant, asyncio.get_running_loop().create_future())
@@ -93,12 +98,16 @@ class _Workers:
         self.used[tenant] = (self.use(tenant, now) + (now - given), now)
         self.running[tenant] -= 1
         self.free += 1
-        if self.waiting:
-            chosen = min(self.waiting, key=self._rank)
+        eligible = [w for w in self.waiting if self._may_take(w.tenant)]
+        if eligible:
+            chosen = min(eligible, key=self._rank)
             self.waiting.remove(chosen)
             self._give(chosen.tenant)
             chosen.ready.set_result(None)
         self._forget(tenant)
+
+    def _may_take(self, tenant: str) -> bool:
+        return self.free > (self.reserve if self.running[tenant] else 0)
 
     def use(self, tenant: str, now: float) -> float:
         """The tenant's worker-seconds, halved for every `USE_HALF_LIFE_S` since last counted."""

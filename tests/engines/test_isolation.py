@@ -237,24 +237,85 @@ def test_a_query_alone_past_the_memory_bound_is_named_the_cause() -> None:
         engine.close()
 
 
+def in_thread(
+    engine: IsolatedEngine, query: str, timeout_s: float
+) -> tuple[threading.Thread, dict[str, Any]]:  # noqa: E501
+    """Run `query` on a thread: `out["pid"]` when answered, `out["code"]` when it failed."""
+    out: dict[str, Any] = {}
+
+    def go() -> None:
+        try:
+            out["pid"] = run(engine, query, timeout_s=timeout_s)
+        except QueryError as e:
+            out["code"] = e.code
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    return thread, out
+
+
 def test_among_several_queries_the_longest_running_is_taken_for_the_cause_and_the_others_go_again() -> None:
     engine = growing()
     try:
         run(engine, "pid")
-        failed: dict[str, Any] = {}
-
-        def grow() -> None:
-            try:
-                run(engine, "grow 1000", timeout_s=30)
-            except QueryError as e:
-                failed["code"] = e.code
-
-        grower = threading.Thread(target=grow)
-        grower.start()
+        grower, failed = in_thread(engine, "grow 1000", 30)
         time.sleep(0.05)  # the grower runs first, the quick one beside it when the bound is passed
         assert run(engine, "sleep 0.5", timeout_s=30) > 0  # sent again to a new child, answered
         grower.join()
         assert failed["code"] == "out_of_memory"
+    finally:
+        engine.close()
+
+
+def test_a_long_query_taken_for_a_memory_kill_beside_others_is_blamed_only_if_it_grows_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = growing()
+    try:
+        first = run(engine, "pid")
+        innocent, answered = in_thread(engine, "sleep 2", 30)  # long, and older than the grower
+        time.sleep(0.3)
+        grower, failed = in_thread(engine, "grow 1000", 30)
+        innocent.join()
+        grower.join()
+        assert answered["pid"] != first  # run again alone in a child of its own, and answered
+        assert failed["code"] == "out_of_memory"  # sent again beside nothing, then blamed for sure
+        assert "running the query taken for a memory kill again, alone" in caplog.text
+    finally:
+        engine.close()
+
+
+def test_a_child_that_stops_answering_is_killed_and_its_calls_go_to_a_new_one(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from loom.engines.isolated import engine as parent
+
+    monkeypatch.setattr(parent, "PING_AFTER_S", 0.2)
+    monkeypatch.setattr(parent, "HUNG_AFTER_S", 0.5)
+    engine = dying()
+    try:
+        first = run(engine, "pid")
+        waiting, out = in_thread(engine, "sleep 0.5", 30)
+        time.sleep(0.2)
+        os.kill(first, signal.SIGSTOP)  # wedged: alive, but deaf to everything
+        started = time.monotonic()
+        waiting.join(10)
+        assert out["pid"] != first and time.monotonic() - started < 5  # not the 30 s limit
+        assert "has answered nothing for" in caplog.text
+    finally:
+        engine.close()
+
+
+def test_the_time_limit_covers_every_send_of_a_query() -> None:
+    engine = dying(grace_s=0.3)
+    try:
+        run(engine, "pid")
+        beside, out = in_thread(engine, "sleep 1.5", 1.4)  # alone, within 1.4 s + grace
+        time.sleep(0.1)
+        with pytest.raises(QueryError):
+            run(engine, "sleep 5", timeout_s=0.1)  # killed at ~0.4 s: the one beside goes again
+        beside.join()
+        assert out == {"code": "timeout"}  # its second send had only what the first left
     finally:
         engine.close()
 

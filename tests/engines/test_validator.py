@@ -245,8 +245,8 @@ CTE_SHADOWS = [
 
 @pytest.mark.parametrize("query", CTE_SHADOWS)
 def test_a_cte_name_does_not_hide_the_real_table_from_the_catalog_check(query: str) -> None:
-    problems = validate_sql(query, catalog=CATALOG)
-    assert [p.code for p in problems] == ["unknown_table"]
+    problems = [p for p in validate_sql(query, catalog=CATALOG) if p.code != "system_object"]
+    assert [p.code for p in problems] == ["unknown_table"]  # (sqlite_master is refused for itself too)
     assert problems[0].message.lower().startswith(("unknown table sqlite_", "unknown table duckdb_"))
 
 

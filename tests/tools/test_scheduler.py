@@ -204,3 +204,20 @@ async def test_a_source_runs_only_its_share_at_once_and_the_next_place_goes_to_t
         assert order[1:] == ["heavy@s", "light@s", "heavy@s"]  # light, though it asked later
     finally:
         scheduler.close()
+
+
+async def test_the_last_free_workers_are_kept_for_tenants_with_nothing_running() -> None:
+    scheduler = QueryScheduler(workers=8, per_tenant=8, per_user=8, wait_s=30)
+    running = Running()
+    try:
+        flood = [asyncio.create_task(scheduler.run(BUSY, running)) for _ in range(8)]
+        await asyncio.sleep(0.1)
+        assert running.now == 6  # two of eight kept back
+        started = time.perf_counter()
+        answered = await asyncio.wait_for(scheduler.run(OTHER, slow, 0.0), 2)
+        assert answered == 0.0 and time.perf_counter() - started < 1  # not behind the flood
+        running.go.set()
+        await asyncio.gather(*flood)
+        assert scheduler._workers.free == 8 and not scheduler._workers.waiting
+    finally:
+        scheduler.close()

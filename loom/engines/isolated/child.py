@@ -19,7 +19,18 @@ from typing import Any
 
 from loom.engines.contracts import Catalog, Engine, QueryError
 from loom.engines.isolated.lifeline import bound_address_space, end_with, name_process
-from loom.engines.isolated.protocol import BROKEN, CATALOG, LOG, OK, REFUSED, STARTED, STOP, reporting
+from loom.engines.isolated.protocol import (
+    BROKEN,
+    CATALOG,
+    LOG,
+    OK,
+    PING,
+    PONG,
+    REFUSED,
+    STARTED,
+    STOP,
+    reporting,
+)
 from loom.engines.sql.scratch import release_scratch
 
 MAX_CALLS = 64  # requests served at once; the parent's scheduler admits fewer
@@ -75,6 +86,9 @@ def serve(
             break
         if method == STOP:
             break
+        if method == PING:
+            send((None, PONG))
+            continue
         try:
             calls.submit(_answer, engine, catalogs, send, request_id, method, kwargs)
         except RuntimeError:  # no thread to be had: memory is short; this call fails, not the child

@@ -6,7 +6,10 @@ interrupt did not stop it) has the child killed: that query fails with `timeout`
 were in flight beside it are sent again to a new child. A child that dies by itself is handled the
 same way, except that nobody is known to be at fault: each call in flight gets one more try, alone
 among the calls being tried again, and one that loses a second child that way fails with
-`engine_failed`.
+`engine_failed`. A child past its memory bound is killed for the query that has run longest; when
+others ran beside it, that is a guess, so the query runs once more in a child of its own and is
+blamed only if it passes the bound there too. A query's time limit covers all its sends. A child
+with calls in flight that stops answering pings is taken for hung and killed like one that died.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 from loom.engines.contracts import Catalog, Engine, Problem, QueryError, ResultSet
 from loom.engines.isolated import child
 from loom.engines.isolated.patrol import Patrol
-from loom.engines.isolated.protocol import BROKEN, CATALOG, LOG, OK, REFUSED, STARTED, STOP
+from loom.engines.isolated.protocol import BROKEN, CATALOG, LOG, OK, PING, PONG, REFUSED, STARTED, STOP
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,10 @@ LOAD_ALLOWANCE_S = 90.0  # a call may wait this long for its source to load befo
 CALL_LIMIT_S = 600.0  # validate and catalog: a child silent this long is taken for hung
 CATALOG_FRESH_S = 1.0  # how long a catalog in hand counts as current (`loaded_catalog`)
 STOP_WAIT_S = 2.0
+PING_AFTER_S = 2.0  # a child with calls in flight that has said nothing this long is pinged
+HUNG_AFTER_S = 10.0  # and one that has not answered the ping this long is taken for hung
+WATCH_S = 1.0  # how often children are looked at for answering
+POOL_SLACK = 0.1  # of its engine's pool, what a child may hold past it for the engine's own overheads
 WAIT_SLICE_S = 0.25
 # Modules the fork server imports once, so that each child starts in milliseconds. `__main__` too:
 # multiprocessing imports the parent's main module in every child unless the fork server already has.
@@ -78,10 +85,11 @@ def _check_memory(watched: list[_Child]) -> None:
     together = sum(size for size, _ in held)
     if not totals or together <= min(totals) or not held:
         return
-    # A child holding more than its engine's own limit holds what a query built outside it:
+    # A child holding more than its runtime and its engine's own limit holds what a query built
+    # outside that limit:
     # the largest of those is to blame. If none is, the total is simply too small for the
     # sources' work; the largest is restarted, its calls sent again, and nobody blamed.
-    outside = [(size, c) for size, c in held if c.memory.pool is not None and size > c.memory.pool]
+    outside = [(size, c) for size, c in held if c.outside_pool(size)]
     size, chosen = max(outside or held, key=lambda pair: pair[0])
     why = (
         f"the engines hold {together >> 20} MiB together, over their {min(totals) >> 20} MiB; "
@@ -115,6 +123,10 @@ class _Call:
     bystander: bool = False  # the child was killed for another call: no fault of this one
     done: threading.Event = field(default_factory=threading.Event)
 
+    def ran_for(self) -> float:
+        """Seconds its query has run (0 before it started)."""
+        return 0.0 if self.started is None else time.monotonic() - self.started
+
     def deadline(self) -> float:
         if self.started is not None:
             return self.started + self.budget_s + self.grace_s
@@ -142,10 +154,15 @@ class _Child:
         self.killed = False  # by the parent, for calls known to be the cause
         self.ended_by: str | None = None  # why the parent ended it (a kill or a stop), if it did
         self.used = time.monotonic()  # when a call was last sent or answered
+        self.heard = time.monotonic()  # when the child last said anything
+        self._pinged: float | None = None
+        self.hung = False
+        self.floor: int | None = None  # the least it was seen to hold: its runtime, before data
         threading.Thread(target=self._read, name=f"engine-pipe {label}", daemon=True).start()
         self.memory = memory
         if memory.resident is not None or memory.total is not None:
             _GOVERNOR.watch(self)
+        _WATCHMAN.watch(self)
 
     def send(self, call: _Call) -> None:
         with self._lock:
@@ -173,19 +190,49 @@ class _Child:
         """Bytes of memory the process holds now (None once it is gone)."""
         try:
             with open(f"/proc/{self.process.pid}/statm") as statm:
-                return int(statm.read().split()[1]) * PAGE
+                size = int(statm.read().split()[1]) * PAGE
         except (OSError, ValueError, IndexError):
             return None
+        self.floor = size if self.floor is None else min(self.floor, size)
+        return size
+
+    def outside_pool(self, size: int) -> bool:
+        """Whether it holds more than its runtime and its engine's pool: what a query built outside
+        the engine's own limit (a pool in full use is not that)."""
+        pool = self.memory.pool
+        return pool is not None and size > (self.floor or 0) + pool * (1 + POOL_SLACK)
+
+    def check_alive(self, now: float) -> None:
+        """Ping a child that has calls in flight and has said nothing for `PING_AFTER_S`. Its
+        reading loop answers at once whatever its calls are doing, so one silent `HUNG_AFTER_S`
+        after the ping is stopped or wedged: it is killed, and its calls go again to a new child."""
+        with self._lock:
+            if not self.alive or not self.calls or now - self.heard < PING_AFTER_S:
+                self._pinged = None
+                return
+            if self._pinged is None:
+                self._pinged = now
+                try:
+                    self._conn.send((None, PING, {}))
+                except OSError:
+                    pass
+                return
+            if now - self._pinged < HUNG_AFTER_S:
+                return
+            self.hung = True
+        self.kill([], "hung", f"it has answered nothing for {now - self.heard:.0f} s")
 
     def kill_for_memory(self, why: str) -> None:
         """The query that has run longest is taken for the cause: a value grown past the bound
         takes seconds to grow, while the queries beside it mostly take milliseconds. The others
         are sent again at once. (Counting every one a suspect, each retried alone, held the
-        source's places for a minute under `hardening_load` and refused 84 of 150 normal turns.)"""
+        source's places for a minute under `hardening_load` and refused 84 of 150 normal turns.)
+        With others beside it, that is a guess (a long legitimate query may be the oldest), so it
+        is only a `suspect`, which `IsolatedEngine` runs again in a child of its own."""
         with self._lock:
             running = [c for c in self.calls.values() if c.method == "execute" and c.started]
         oldest = min(running, key=lambda c: c.started or 0.0, default=None)
-        self.kill([oldest] if oldest else [], "memory", why)
+        self.kill([oldest] if oldest else [], "memory" if len(running) == 1 else "suspect", why)
 
     def idle_for(self) -> float:
         """Seconds since it was last used; 0 while a call is in flight."""
@@ -215,6 +262,9 @@ class _Child:
 
     def _handle(self, message: tuple[Any, ...]) -> None:
         request_id, kind = message[0], message[1]
+        self.heard = time.monotonic()
+        if kind == PONG:
+            return
         if kind == LOG:
             name, level, text = message[2]
             logging.getLogger(name).log(level, "[engine %s] %s", self.label, text)
@@ -344,21 +394,31 @@ class IsolatedEngine:
     def _call(self, method: str, kwargs: dict[str, Any], budget_s: float = CALL_LIMIT_S) -> Any:
         """Send, wait, and answer; again on a new child when the child died under the call and the
         call was not why: a child that died by itself may have died of this call, so that counts
-        once; one killed to stop another call does not count (up to `MAX_SENDS` sends)."""
-        deaths = 0
+        once; one killed to stop another call does not count (up to `MAX_SENDS` sends). The time
+        limit covers every send: a query sent again has what its earlier sends left of it."""
+        deaths, spent = 0, 0.0
         for _ in range(MAX_SENDS):
+            left = budget_s - spent
+            if left <= 0:
+                raise _overran(method, budget_s)
+            sent = {**kwargs, "timeout_s": left} if method == "execute" else kwargs
             # A call sent again after a death of unknown cause runs alone among those: when the
             # child dies under it a second time, it is the likely cause, and the calls that were
             # beside it are not. A bystander of a known cause goes again at once.
             with self._retrying if deaths else nullcontext():
-                call = _Call(method, kwargs, budget_s, self._grace_s)
+                call = _Call(method, sent, left, self._grace_s)
                 running = self._running()
                 running.send(call)
                 self._wait(running, call)
             if call.reply is not None:
                 return self._answer(call.reply)
+            spent += call.ran_for()
+            if call.culprit == "suspect":
+                return self._alone(sent, budget_s, budget_s - spent)
             if call.culprit:
                 raise _overran(method, budget_s) if call.culprit == "time" else _outgrew()
+            if running.hung:
+                self._problem = "its engine process stopped answering and was killed; it is starting again"
             deaths += 0 if call.bystander else 1
             log.warning("engine %s: %s lost (%s); sending it again", self.label, method, call.lost)
             if deaths == 2:
@@ -368,6 +428,28 @@ class IsolatedEngine:
             "The engine stopped while this query ran, more than once, and was restarted; it cannot run "
             "as written. Make it smaller: avoid building very long strings or unbounded recursion.",
         )
+
+    def _alone(self, kwargs: dict[str, Any], budget_s: float, left: float) -> Any:
+        """A query taken for the cause of a memory kill while others ran beside it runs once more in
+        a child of its own, with what is left of its time: there nothing else can grow, so it is
+        the cause only if it passes the bound again, and answered if it does not."""
+        if left <= 0:
+            raise _overran("execute", budget_s)
+        log.warning("engine %s: running the query taken for a memory kill again, alone", self.label)
+        alone = self._start(f"{self.label} (alone)", reaped=False)
+        call = _Call("execute", {**kwargs, "timeout_s": left}, left, self._grace_s)
+        try:
+            alone.send(call)
+            self._wait(alone, call)
+        finally:
+            alone.stop()
+        if call.reply is not None:
+            return _outcome(*call.reply[:2])
+        if call.culprit == "time":
+            raise _overran("execute", budget_s)
+        if call.culprit:
+            raise _outgrew()
+        raise QueryError("engine_failed", "The engine stopped while this query ran alone, and was restarted.")
 
     def _wait(self, running: _Child, call: _Call) -> None:
         """Wait for the reply; kill the child when the call overruns its deadline."""
@@ -381,13 +463,7 @@ class IsolatedEngine:
         kind, value, problem, stamp = reply
         self._problem = problem
         self._stamp = (time.monotonic(), stamp)
-        if kind == OK:
-            return value
-        if kind == REFUSED:
-            code, message, problems = value
-            raise QueryError(code, message, problems)
-        assert kind == BROKEN  # its traceback is in the log, forwarded from the child
-        raise QueryError("engine_failed", f"The engine failed on this call (an internal {value}).")
+        return _outcome(kind, value)
 
     def _running(self) -> _Child:
         """The live child, started when there is none."""
@@ -400,17 +476,28 @@ class IsolatedEngine:
                 self._catalog, self._stamp = None, None
             return self._child
 
-    def _start(self) -> _Child:
+    def _start(self, label: str | None = None, reaped: bool = True) -> _Child:
         try:
-            made = _Child(self._factory, self._memory, self.label)
+            made = _Child(self._factory, self._memory, label or self.label)
         except OSError as e:
             self._problem = f"could not start the engine process: {e}"
             log.error("engine %s: %s", self.label, self._problem)
             raise QueryError("source_unavailable", f"The engine for {self.label!r} could not start.") from e
         weakref.finalize(self, made.process.kill)  # an engine dropped unclosed takes its child along
-        if self._idle_s is not None:
+        if reaped and self._idle_s is not None:
             _REAPER.watch(self)
         return made
+
+
+def _outcome(kind: str, value: Any) -> Any:
+    """A reply's value, or the QueryError it carries."""
+    if kind == OK:
+        return value
+    if kind == REFUSED:
+        code, message, problems = value
+        raise QueryError(code, message, problems)
+    assert kind == BROKEN  # its traceback is in the log, forwarded from the child
+    raise QueryError("engine_failed", f"The engine failed on this call (an internal {value}).")
 
 
 def _retire_idle(engines: list[IsolatedEngine]) -> None:
@@ -418,9 +505,16 @@ def _retire_idle(engines: list[IsolatedEngine]) -> None:
         engine.retire_if_idle()
 
 
+def _check_alive(children: list[_Child]) -> None:
+    now = time.monotonic()
+    for one in children:
+        one.check_alive(now)
+
+
 # One thread reads every child's resident memory; one retires idle children, for every engine.
 _GOVERNOR: Patrol[_Child] = Patrol("engine-memory", RSS_CHECK_S, _check_memory)
 _REAPER: Patrol[IsolatedEngine] = Patrol("engine-reaper", IDLE_CHECK_S, _retire_idle)
+_WATCHMAN: Patrol[_Child] = Patrol("engine-watchman", WATCH_S, _check_alive)
 
 
 def _outgrew() -> QueryError:

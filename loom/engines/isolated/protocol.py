@@ -2,7 +2,9 @@
 
 Parent → child: `(id, method, kwargs)` for `execute`, `validate` and `catalog` (whose kwargs are
 `{"held": number}`: the catalog the parent holds; the reply is `(number, catalog or None)`);
-`(None, STOP, {})`. Child → parent, per request: `(id, STARTED)` when the query itself begins, then
+`(None, STOP, {})`; `(None, PING, {})`, answered at once with `(None, PONG)` by the child's reading
+loop (never by a call's thread), so a child that does not answer is stopped or wedged, not busy.
+Child → parent, per request: `(id, STARTED)` when the query itself begins, then
 one of `(id, OK, value, problem, stamp)`, `(id, REFUSED, (code, message, problems), problem, stamp)`
 for a QueryError, `(id, BROKEN, text, problem, stamp)` for anything else; `problem` is the engine's
 `problem()` after the call, `stamp` the number of the catalog still current (or None). And
@@ -21,6 +23,8 @@ OK = "ok"
 REFUSED = "refused"
 BROKEN = "broken"
 LOG = "log"
+PING = "ping"
+PONG = "pong"
 
 _request = threading.local()  # in the child: how the request on this thread reports its start
 

@@ -134,6 +134,11 @@ def _forbidden_name(node: exp.Func, rules: DialectRules) -> str | None:
 
 def _table_access_problem(table: exp.Table, rules: DialectRules) -> Problem | None:
     schema, catalog, name = table.db.lower(), table.catalog.lower(), table.name.lower()
+    if f"{schema or 'main'}.{name}" in rules.definitions:
+        return Problem(
+            code="system_object",
+            message=f"{table.sql()} holds views' definitions, not data; ask about the tables themselves.",
+        )
     if schema in rules.system_schemas or catalog in rules.system_catalogs or name in rules.system_tables:
         name = table.name or table.this.name  # a table function has no name of its own
         return _system_problem(".".join(p for p in (table.catalog, table.db, name) if p))

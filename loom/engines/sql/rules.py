@@ -23,6 +23,11 @@ class DialectRules:
     system_schemas: frozenset[str] = frozenset()  # `sys.objects`
     system_catalogs: frozenset[str] = frozenset()  # `master.dbo.x`, `master..x`
     system_tables: frozenset[str] = frozenset()  # system views, in whatever schema
+    # Views of view definitions, in every dialect: a view's SQL is not data, and it names the paths
+    # and servers the view reads (a broken view the catalog left out, too). `schema.name`.
+    definitions: frozenset[str] = frozenset(
+        {"information_schema.views", "main.sqlite_master", "main.sqlite_schema", "main.sqlite_temp_master"}
+    )
     function_tables: bool = False  # a bare name may call a table function (`FROM pragma_x`)
     table_functions: frozenset[str] | None = None  # the only functions allowed in FROM (None: any)
     dot_calls: bool = True  # `x.f(…)`/`schema.f(…)` may call a function (judged by its name alone)
@@ -61,6 +66,7 @@ DUCKDB = DialectRules(
         "checkpoint", "force_checkpoint", "arrow_scan", "arrow_scan_dumb", "load_extension",
         "current_setting", "current_query", "getvariable",
         "current_database", "current_catalog",  # the database file's name
+        "pg_get_viewdef",  # a view's SQL, over duckdb_views()
     }),
     prefixes=COMMON_PREFIXES + (
         "read_", "parquet_", "delta_", "iceberg_", "sqlite_", "postgres_", "mysql_", "http_",

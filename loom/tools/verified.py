@@ -28,7 +28,9 @@ _STOP = frozenset(
 )
 _WORD = re.compile(r"[a-z0-9]+")
 # "How many" asks for a count: its words are stop words, but the intent is not ("how many products
-# per category" is not "revenue by product category"), so it is kept as the word `count`.
+# per category" is not "revenue by product category"), so it is kept as the word `count`. A terse
+# question without it ("orders per channel") may still mean the verified count: see `rank`.
+COUNT = "count"
 _COUNTING = re.compile(r"\bhow many\b|\bnumber of\b")
 
 
@@ -96,6 +98,8 @@ class VerifiedIndex:
         reached = frozenset().union(*asked.values())  # library words some asked word stands for
         scored = []
         for verified, words, total in zip(self.library, self._words, self._totals, strict=True):
+            if COUNT in words and COUNT not in asked:  # counting is asked for, or left unsaid
+                words, total = words - {COUNT}, total - self._idf[COUNT]
             score = 0.0
             if asked and words:
                 covers = sum(self._weight(w) for w, alike in asked.items() if not alike.isdisjoint(words))

@@ -27,6 +27,7 @@ def index() -> VerifiedIndex:
         ("revenue by region", "Revenue by region"),
         ("top 5 custmers by revenue", "Top 5 customers by revenue"),  # one typo
         ("How many orders per channel?", "Number of orders per channel"),
+        ("orders per channel", "Number of orders per channel"),  # the count left unsaid
     ],
 )
 def test_rewordings_match_their_verified_question(index: VerifiedIndex, asked: str, expected: str) -> None:

@@ -36,6 +36,7 @@ bench: $(STAMP)
 # Live evaluation with a real model (never part of `make test`): start one first, e.g.
 # ../shared/local-model/serve, and export the OPENAI_BASE_URL / OPENAI_API_KEY / LOOM_MODEL it prints.
 SPIDER ?= ../shared/data/nl2sql_spider_dev
+BFCL ?= ../shared/data/agent_bfcl
 BIRD ?= ../shared/data/nl2sql_bird_minidev
 EVAL_OUT ?= runs
 eval-live: $(STAMP)
@@ -46,6 +47,8 @@ eval-live: $(STAMP)
 	$(BIN)/loom eval run $(EVAL_OUT)/spider-dev-200.yaml --live --direct --baseline plain --out $(EVAL_OUT)
 	$(BIN)/loom eval run $(EVAL_OUT)/bird-minidev-140.yaml --live --direct --baseline plain --out $(EVAL_OUT)
 	$(BIN)/loom eval run evals/suites/smoke.yaml --live --out $(EVAL_OUT)
+	$(BIN)/loom eval load bfcl --data $(BFCL) --sample 120 --seed 7 --out $(EVAL_OUT)/bfcl-120.yaml
+	$(BIN)/loom eval run $(EVAL_OUT)/bfcl-120.yaml --live --out $(EVAL_OUT)
 
 clean:
 	rm -rf $(VENV) .loom .pytest_cache .mypy_cache .ruff_cache

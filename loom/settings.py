@@ -218,9 +218,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LOOM_DUCKDB_MEMORY_LIMIT must be at least 64MiB and at most the machine's memory"
             )
-        if size_bytes(self.engines_memory) < limit:
+        if size_bytes(self.engines_memory) < 2 * (limit + MIN_PROCESS_MEMORY // 3):
             raise ValueError(
-                "LOOM_ENGINES_MEMORY must be at least LOOM_DUCKDB_MEMORY_LIMIT (one engine's own)"
+                "LOOM_ENGINES_MEMORY must hold two engines at their whole LOOM_DUCKDB_MEMORY_LIMIT, with "
+                "their runtimes (at least 2 × (the limit + 256MiB)): below that, two sources spilling "
+                "legitimately restart each other"
             )
         process = self.duckdb_process_memory
         if process is not None and size_bytes(process) < limit + MIN_PROCESS_MEMORY // 3:

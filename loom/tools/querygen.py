@@ -37,7 +37,15 @@ EXAMPLES = 3
 # out_of_memory too: a small model mostly writes the same query again, and each try can cost the
 # source's engine a restart (probe 4 saw one attack query run three times that way).
 NOT_REPAIRABLE = frozenset(
-    {"timeout", "engine_failed", "out_of_memory", "source_unavailable", "source_loading", "table_unavailable"}
+    {
+        "timeout",
+        "engine_failed",
+        "out_of_memory",
+        "source_busy",
+        "source_unavailable",
+        "source_loading",
+        "table_unavailable",
+    }
 )
 
 

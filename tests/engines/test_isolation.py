@@ -151,6 +151,9 @@ class Dying:
         if verb == "sleep":
             query_started()
             time.sleep(float(arg))
+        if verb == "hold":  # hold the interpreter lock in one C call: pings go unanswered, CPU is used
+            query_started()
+            sum(range(int(arg)))
         if verb == "log":
             logging.getLogger("loom.engines.test").warning("hello from pid %d", os.getpid())
         if verb == "bug":
@@ -301,7 +304,24 @@ def test_a_child_that_stops_answering_is_killed_and_its_calls_go_to_a_new_one(
         started = time.monotonic()
         waiting.join(10)
         assert out["pid"] != first and time.monotonic() - started < 5  # not the 30 s limit
-        assert "has answered nothing for" in caplog.text
+        assert "has answered nothing and used no CPU" in caplog.text
+    finally:
+        engine.close()
+
+
+def test_a_child_that_holds_its_interpreter_but_works_is_not_taken_for_hung(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loom.engines.isolated import engine as parent
+
+    monkeypatch.setattr(parent, "PING_AFTER_S", 0.2)
+    monkeypatch.setattr(parent, "HUNG_AFTER_S", 0.5)
+    engine = dying()
+    try:
+        first = run(engine, "pid")
+        started = time.monotonic()
+        assert run(engine, "hold 300000000", timeout_s=60) == first  # answered by the same child
+        assert time.monotonic() - started > 1.5  # long enough for pings to go unanswered
     finally:
         engine.close()
 

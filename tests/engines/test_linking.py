@@ -148,3 +148,17 @@ def test_recall_on_a_spider_sample() -> None:
     assert full["table_recall"] >= 0.95
     assert full["column_recall"] >= 0.9
     assert full["kept_mean"] < 0.8
+
+
+def test_a_column_whose_values_cannot_be_read_is_left_out_of_the_value_index() -> None:
+    from loom.engines.contracts import QueryError
+    from loom.engines.sql.linking_values import engine_fetcher
+
+    class Failing:
+        dialect = "duckdb"
+
+        def execute(self, query: str, **limits: object) -> object:
+            raise QueryError("timeout", "stopped after the 5 s time limit")
+
+    # Probe 7: the error reached the turn as tool_failed; values are a hint, the question goes on.
+    assert engine_fetcher(Failing())("gold.dim_store", "region", 10) == []  # type: ignore[arg-type]

@@ -9,7 +9,8 @@ among the calls being tried again, and one that loses a second child that way fa
 `engine_failed`. A child past its memory bound is killed for the query that has run longest; when
 others ran beside it, that is a guess, so the query runs once more in a child of its own and is
 blamed only if it passes the bound there too. A query's time limit covers all its sends. A child
-with calls in flight that stops answering pings is taken for hung and killed like one that died.
+with calls in flight that stops answering pings, and uses no CPU, is taken for hung and killed like
+one that died.
 """
 
 from __future__ import annotations
@@ -46,7 +47,10 @@ STOP_WAIT_S = 2.0
 PING_AFTER_S = 2.0  # a child with calls in flight that has said nothing this long is pinged
 HUNG_AFTER_S = 10.0  # and one that has not answered the ping this long is taken for hung
 WATCH_S = 1.0  # how often children are looked at for answering
-POOL_SLACK = 0.1  # of its engine's pool, what a child may hold past it for the engine's own overheads
+# What a child may hold past its runtime and its engine's pool before it counts as holding what a
+# query built outside the pool: DuckDB's own overheads (probe 7 saw 1134 MiB on a 953 MiB pool).
+POOL_SLACK = 0.25
+POOL_SLACK_BYTES = 128 << 20
 WAIT_SLICE_S = 0.25
 # Modules the fork server imports once, so that each child starts in milliseconds. `__main__` too:
 # multiprocessing imports the parent's main module in every child unless the fork server already has.
@@ -156,7 +160,7 @@ class _Child:
         self.used = time.monotonic()  # when a call was last sent or answered
         self.heard = time.monotonic()  # when the child last said anything
         self._pinged: float | None = None
-        self.hung = False
+        self._ping_cpu: int | None = None  # its CPU time when last pinged
         self.floor: int | None = None  # the least it was seen to hold: its runtime, before data
         threading.Thread(target=self._read, name=f"engine-pipe {label}", daemon=True).start()
         self.memory = memory
@@ -200,27 +204,39 @@ class _Child:
         """Whether it holds more than its runtime and its engine's pool: what a query built outside
         the engine's own limit (a pool in full use is not that)."""
         pool = self.memory.pool
-        return pool is not None and size > (self.floor or 0) + pool * (1 + POOL_SLACK)
+        return pool is not None and size > (self.floor or 0) + pool * (1 + POOL_SLACK) + POOL_SLACK_BYTES
 
     def check_alive(self, now: float) -> None:
         """Ping a child that has calls in flight and has said nothing for `PING_AFTER_S`. Its
-        reading loop answers at once whatever its calls are doing, so one silent `HUNG_AFTER_S`
-        after the ping is stopped or wedged: it is killed, and its calls go again to a new child."""
+        reading loop answers at once unless something holds its interpreter: a long conversion of
+        a huge result does (probe 7: a row of 150 lists of 50,000 decimals held it for 12 s), so a
+        child still silent `HUNG_AFTER_S` later is hung only if it has used no CPU meanwhile
+        (stopped, or wedged on a lock); one that is working is asked again later. A hung child is
+        killed, and its calls go again to a new child."""
         with self._lock:
             if not self.alive or not self.calls or now - self.heard < PING_AFTER_S:
                 self._pinged = None
                 return
-            if self._pinged is None:
-                self._pinged = now
+            if self._pinged is not None and now - self._pinged < HUNG_AFTER_S:
+                return
+            working = self._ping_cpu is not None and self.cpu_ticks() != self._ping_cpu
+            if self._pinged is None or working:
+                self._pinged, self._ping_cpu = now, self.cpu_ticks()
                 try:
                     self._conn.send((None, PING, {}))
                 except OSError:
                     pass
                 return
-            if now - self._pinged < HUNG_AFTER_S:
-                return
-            self.hung = True
-        self.kill([], "hung", f"it has answered nothing for {now - self.heard:.0f} s")
+        self.kill([], "hung", f"it has answered nothing and used no CPU for {now - self.heard:.0f} s")
+
+    def cpu_ticks(self) -> int | None:
+        """The CPU time the process has used (user + system, in clock ticks); None once it is gone."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()  # after the name, which may hold spaces
+            return int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            return None
 
     def kill_for_memory(self, why: str) -> None:
         """The query that has run longest is taken for the cause: a value grown past the bound
@@ -396,7 +412,7 @@ class IsolatedEngine:
         call was not why: a child that died by itself may have died of this call, so that counts
         once; one killed to stop another call does not count (up to `MAX_SENDS` sends). The time
         limit covers every send: a query sent again has what its earlier sends left of it."""
-        deaths, spent = 0, 0.0
+        deaths, spent, restarts = 0, 0.0, 0
         for _ in range(MAX_SENDS):
             left = budget_s - spent
             if left <= 0:
@@ -411,33 +427,36 @@ class IsolatedEngine:
                 running.send(call)
                 self._wait(running, call)
             if call.reply is not None:
-                return self._answer(call.reply)
+                return self._answered(call.reply, budget_s, left)
             spent += call.ran_for()
             if call.culprit == "suspect":
-                return self._alone(sent, budget_s, budget_s - spent)
+                return self._alone(kwargs, budget_s)
             if call.culprit:
                 raise _overran(method, budget_s) if call.culprit == "time" else _outgrew()
-            if running.hung:
-                self._problem = "its engine process stopped answering and was killed; it is starting again"
             deaths += 0 if call.bystander else 1
+            restarts += 1 if call.bystander else 0
             log.warning("engine %s: %s lost (%s); sending it again", self.label, method, call.lost)
             if deaths == 2:
                 break
+        if deaths < 2:  # every loss was for other calls or the server's total: no fault of this one
+            raise QueryError(
+                "source_busy",
+                f"The engine was restarted {restarts} times while this query ran, for other queries or "
+                "because the server's engines needed their memory back; try again in a moment.",
+            )
         raise QueryError(
             "engine_failed",
             "The engine stopped while this query ran, more than once, and was restarted; it cannot run "
             "as written. Make it smaller: avoid building very long strings or unbounded recursion.",
         )
 
-    def _alone(self, kwargs: dict[str, Any], budget_s: float, left: float) -> Any:
+    def _alone(self, kwargs: dict[str, Any], budget_s: float) -> Any:
         """A query taken for the cause of a memory kill while others ran beside it runs once more in
-        a child of its own, with what is left of its time: there nothing else can grow, so it is
-        the cause only if it passes the bound again, and answered if it does not."""
-        if left <= 0:
-            raise _overran("execute", budget_s)
+        a child of its own, with its whole time limit (it may have been innocent): there nothing
+        else can grow, so it is the cause only if it passes the bound again, and answered if not."""
         log.warning("engine %s: running the query taken for a memory kill again, alone", self.label)
         alone = self._start(f"{self.label} (alone)", reaped=False)
-        call = _Call("execute", {**kwargs, "timeout_s": left}, left, self._grace_s)
+        call = _Call("execute", kwargs, budget_s, self._grace_s)
         try:
             alone.send(call)
             self._wait(alone, call)
@@ -458,6 +477,21 @@ class IsolatedEngine:
                 running.kill([call], "time", f"{call.method} overran its {call.budget_s:g} s limit")
                 call.done.wait()
                 return
+
+    def _answered(self, reply: tuple[Any, ...], budget_s: float, left: float) -> Any:
+        """The reply's value; a time limit the engine met on a later send is told as the query's
+        whole limit, not as what that send was left with."""
+        try:
+            return self._answer(reply)
+        except QueryError as e:
+            if e.code != "timeout" or left >= budget_s:
+                raise
+            raise QueryError(
+                "timeout",
+                f"The query was stopped after the {budget_s:g} s time limit, over all its tries (its "
+                "engine was restarted while it ran). Make it cheaper: filter earlier, aggregate before "
+                "joining.",
+            ) from e
 
     def _answer(self, reply: tuple[Any, ...]) -> Any:
         kind, value, problem, stamp = reply

@@ -6,11 +6,14 @@ text column, far more than linking a question. The catalog's own sample values a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from loom.engines.contracts import Catalog, Engine
+from loom.engines.contracts import Catalog, Engine, QueryError
 from loom.engines.sql.linking_text import STOPWORDS, normalized
+
+log = logging.getLogger(__name__)
 
 ValueFetcher = Callable[[str, str, int], list[Any]]  # (table, column, limit) → distinct values
 MAX_VALUES = 1000  # per column: all of a low-cardinality column, the most frequent of others
@@ -95,7 +98,11 @@ def engine_fetcher(engine: Engine, timeout_s: float = 5.0) -> ValueFetcher:
             f"ORDER BY count(*) DESC LIMIT {limit}"
         )
         # Written in the engine's own dialect, whatever dialect the source's model writes.
-        result = engine.execute(sql, max_rows=limit, timeout_s=timeout_s, dialect=engine.dialect)
+        try:
+            result = engine.execute(sql, max_rows=limit, timeout_s=timeout_s, dialect=engine.dialect)
+        except QueryError as e:  # a column's values are a hint for linking: the question goes on
+            log.warning("values of %s.%s not read for linking: %s", table, column, e.message)
+            return []
         return [row[0] for row in result.rows]
 
     return fetch

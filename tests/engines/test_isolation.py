@@ -18,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -288,42 +289,36 @@ def test_a_long_query_taken_for_a_memory_kill_beside_others_is_blamed_only_if_it
         engine.close()
 
 
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[IsolatedEngine]:
+    """A `Dying` engine whose child is pinged after 0.2 s of silence and taken for hung 0.5 s later."""
+    from loom.engines.isolated import engine as parent
+
+    monkeypatch.setattr(parent, "PING_AFTER_S", 0.2)
+    monkeypatch.setattr(parent, "HUNG_AFTER_S", 0.5)
+    engine = dying()
+    yield engine
+    engine.close()
+
+
 def test_a_child_that_stops_answering_is_killed_and_its_calls_go_to_a_new_one(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    watched: IsolatedEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from loom.engines.isolated import engine as parent
-
-    monkeypatch.setattr(parent, "PING_AFTER_S", 0.2)
-    monkeypatch.setattr(parent, "HUNG_AFTER_S", 0.5)
-    engine = dying()
-    try:
-        first = run(engine, "pid")
-        waiting, out = in_thread(engine, "sleep 0.5", 30)
-        time.sleep(0.2)
-        os.kill(first, signal.SIGSTOP)  # wedged: alive, but deaf to everything
-        started = time.monotonic()
-        waiting.join(10)
-        assert out["pid"] != first and time.monotonic() - started < 5  # not the 30 s limit
-        assert "has answered nothing and used no CPU" in caplog.text
-    finally:
-        engine.close()
+    first = run(watched, "pid")
+    waiting, out = in_thread(watched, "sleep 0.5", 30)
+    time.sleep(0.2)
+    os.kill(first, signal.SIGSTOP)  # wedged: alive, but deaf to everything
+    started = time.monotonic()
+    waiting.join(10)
+    assert out["pid"] != first and time.monotonic() - started < 5  # not the 30 s limit
+    assert "has answered nothing and used no CPU" in caplog.text
 
 
-def test_a_child_that_holds_its_interpreter_but_works_is_not_taken_for_hung(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from loom.engines.isolated import engine as parent
-
-    monkeypatch.setattr(parent, "PING_AFTER_S", 0.2)
-    monkeypatch.setattr(parent, "HUNG_AFTER_S", 0.5)
-    engine = dying()
-    try:
-        first = run(engine, "pid")
-        started = time.monotonic()
-        assert run(engine, "hold 300000000", timeout_s=60) == first  # answered by the same child
-        assert time.monotonic() - started > 1.5  # long enough for pings to go unanswered
-    finally:
-        engine.close()
+def test_a_child_that_holds_its_interpreter_but_works_is_not_taken_for_hung(watched: IsolatedEngine) -> None:
+    first = run(watched, "pid")
+    started = time.monotonic()
+    assert run(watched, "hold 300000000", timeout_s=60) == first  # answered by the same child
+    assert time.monotonic() - started > 1.5  # long enough for pings to go unanswered
 
 
 def test_the_time_limit_covers_every_send_of_a_query() -> None:

@@ -243,7 +243,7 @@ def test_a_query_alone_past_the_memory_bound_is_named_the_cause() -> None:
 
 def in_thread(
     engine: IsolatedEngine, query: str, timeout_s: float
-) -> tuple[threading.Thread, dict[str, Any]]:  # noqa: E501
+) -> tuple[threading.Thread, dict[str, Any]]:
     """Run `query` on a thread: `out["pid"]` when answered, `out["code"]` when it failed."""
     out: dict[str, Any] = {}
 

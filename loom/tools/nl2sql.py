@@ -12,7 +12,8 @@ from sqlglot import exp
 from loom.engines.contracts import QueryError
 from loom.engines.sql.validator import parse_sql
 from loom.tools.base import Effect, ToolContext, define
-from loom.tools.querygen import Prompts, QueryLanguage, QueryResult, QuestionArgs, answer
+from loom.tools.key_hints import key_hints
+from loom.tools.querygen import Prompts, QueryLanguage, QueryResult, QuestionArgs, SchemaContext, answer
 from loom.tools.sql_schema import known_whole_schema, schema_for
 
 
@@ -28,6 +29,10 @@ def bare_sql(reply: str, dialect: str) -> str | None:
     return text if isinstance(tree, exp.Query) else None
 
 
+def sql_key_hints(query: str, dialect: str, schema: SchemaContext) -> str | None:
+    return key_hints(query, dialect, schema.catalog, schema.keys)
+
+
 SQL = QueryLanguage(
     name="sql",
     fence="sql",
@@ -35,6 +40,7 @@ SQL = QueryLanguage(
     schema_for=schema_for,
     known_schema=known_whole_schema,
     bare_query=bare_sql,
+    repair_hint=sql_key_hints,
 )
 
 GUIDANCE = """

@@ -19,7 +19,7 @@ from string import Template
 from pydantic import BaseModel, Field
 
 from loom.engines.bounds import shorten
-from loom.engines.contracts import Catalog, Embedder, Engine, Problem, QueryError, ResultSet
+from loom.engines.contracts import Catalog, Embedder, Engine, ForeignKey, Problem, QueryError, ResultSet
 from loom.engines.sources import Source, VerifiedQuery
 from loom.prompts import template
 from loom.tools.base import ToolContext, ToolError, ToolResult
@@ -102,6 +102,7 @@ class SchemaContext:
 
     text: str
     catalog: Catalog
+    keys: tuple[ForeignKey, ...] = ()  # between its tables, for repair hints (`key_hints`)
 
 
 # The schema for the prompt, as the view asks (`schema_prompt`); runs in a worker thread (it may
@@ -111,6 +112,8 @@ SchemaFor = Callable[[Source, Engine, str, Embedder | None, SchemaView], SchemaC
 KnownSchema = Callable[[Source, Engine, SchemaView], SchemaContext | None]
 # A reply with no fenced block that is, whole, one query in the dialect: that query, else None.
 BareQuery = Callable[[str, str], str | None]
+# What to add to a failed query's error for its repair (query, dialect, schema), else None.
+RepairHint = Callable[[str, str, SchemaContext], str | None]
 
 
 def whole_schema(
@@ -125,6 +128,10 @@ def no_known_schema(source: Source, engine: Engine, view: SchemaView) -> SchemaC
 
 
 def no_bare_query(reply: str, dialect: str) -> str | None:
+    return None
+
+
+def no_repair_hint(query: str, dialect: str, schema: SchemaContext) -> str | None:
     return None
 
 
@@ -157,6 +164,7 @@ class QueryLanguage:
     schema_for: SchemaFor = whole_schema
     known_schema: KnownSchema = no_known_schema
     bare_query: BareQuery = no_bare_query
+    repair_hint: RepairHint = no_repair_hint
 
 
 async def answer(ctx: ToolContext, language: QueryLanguage, args: QuestionArgs) -> QueryResult:
@@ -300,10 +308,10 @@ class _Generation:
         except QueryError as e:
             if e.code in NOT_REPAIRABLE:
                 raise ToolError(e.code, e.message) from e
-            return self._retry(tries, query, e.problems[0])
+            return self._retry(tries, query, self._hinted(e.problems[0], query, schema))
         if result.row_count == 0 and tries.empty is None and self._may_retry_empty(tries.attempts):
             tries.empty = (query, result)
-            return self._retry(tries, query, _empty())
+            return self._retry(tries, query, self._hinted(_empty(), query, schema))
         if result.row_count == 0 and tries.empty is not None:
             return self._result(*tries.empty, tries.attempts)  # nothing either way: the first stands
         return self._result(query, result, tries.attempts)
@@ -312,6 +320,13 @@ class _Generation:
         """Record the failure and ask for a repair next: no result yet (None)."""
         tries.failed(query, error, self._repair_prompt(tries.question, query, error))
         return None
+
+    def _hinted(self, error: Problem, query: str, schema: SchemaContext) -> Problem:
+        """`error` with the language's hint for `query` after it, when it has one."""
+        hint = self.language.repair_hint(query, self.dialect, schema)
+        if hint is None:
+            return error
+        return error.model_copy(update={"message": f"{error.message}\n{hint}"})
 
     def _may_retry_empty(self, attempts: Sequence[Attempt]) -> bool:
         """An empty result is asked about once, when a repair is left: a query that cannot match

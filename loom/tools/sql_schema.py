@@ -85,10 +85,10 @@ def schema_for(
     """The schema text for the prompt, and the whole catalog (for messages about what exists)."""
     context = _context(source, engine)
     if _small(context.catalog, view):
-        return SchemaContext(context.rendered(view.form), context.catalog)
+        return SchemaContext(context.rendered(view.form), context.catalog, tuple(context.keys))
     linked = link_question(source, engine, question, embedder=embedder)
     shown = render_schema(linked.to_catalog(), context.catalog.unavailable, context.keys, view.form)
-    return SchemaContext(shown, context.catalog)
+    return SchemaContext(shown, context.catalog, tuple(context.keys))
 
 
 def known_whole_schema(
@@ -102,7 +102,7 @@ def known_whole_schema(
         context = _CONTEXTS.get(source.connection_key)
     if catalog is None or context is None or context.catalog is not catalog or not _small(catalog, view):
         return None
-    return SchemaContext(context.rendered(view.form), context.catalog)
+    return SchemaContext(context.rendered(view.form), context.catalog, tuple(context.keys))
 
 
 def _small(catalog: Catalog, view: SchemaView) -> bool:

@@ -193,3 +193,25 @@ async def test_a_reply_that_is_only_a_bare_query_is_taken_and_prose_is_not(make_
     seen = json.loads(model.calls[-1].messages[-1].content)
     assert seen["query"] == f"{GOOD};" and seen["result"]["rows"][0][0] > 0
     assert [a["error"]["code"] for a in seen["attempts"]] == ["no_query"]
+
+
+async def test_a_key_read_as_a_value_is_named_in_the_repair_with_the_table_it_joins(
+    make_agent: AgentFactory,
+) -> None:
+    # What the local 1.5B model wrote three times in the smoke suite: YEAR() of an integer key.
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "How many orders in 2024?"}),
+        sql_block("SELECT COUNT(DISTINCT order_id) FROM gold.fact_sales WHERE YEAR(date_key) = 2024"),
+        sql_block(
+            "SELECT COUNT(DISTINCT f.order_id) FROM gold.fact_sales AS f "
+            "JOIN gold.dim_date AS d ON d.date_key = f.date_key WHERE d.year = 2024"
+        ),
+        text("done"),
+    )
+    await turn(make_agent(model), "How many orders in 2024?")
+    repair = model.calls[2].messages[-1].content
+    assert "year(INTEGER)" in repair  # the engine's own error comes first
+    assert "gold.fact_sales.date_key is a key, not a value: it joins gold.dim_date.date_key" in repair
+    assert "year integer" in repair  # and which columns hold what it stands for
+    seen = json.loads(model.calls[-1].messages[-1].content)
+    assert seen["result"]["row_count"] == 1

@@ -1,0 +1,85 @@
+"""After a failed query: which key columns it used as if they were values, and what they stand for.
+
+A small model reads `date_key integer` and writes `YEAR(date_key) = 2024`; the engine answers with a
+type error (DuckDB: "No function matches … 'year(INTEGER)'"), and the model, shown only that, writes
+the same thing three times (the local 1.5B model in the smoke suite). The schema already lists the
+join, but what the model needs at that moment is the join for *that* column: the repair message
+then says that `gold.fact_sales.date_key` is a key to `gold.dim_date` and which columns hold the
+values it stands for.
+
+Read from the parsed query (sqlglot), never its text: a key column counts when it is the argument
+of a scalar function, an operand of LIKE, or cast — the places a value is expected. A key used in a
+join, a GROUP BY or `COUNT(DISTINCT …)` is used as a key, and gets no hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from sqlglot import exp
+
+from loom.engines.contracts import Catalog, ForeignKey, QueryError
+from loom.engines.sql.validator import parse_sql
+
+MAX_HINTS = 2
+MAX_COLUMNS = 12  # of the referenced table, named in a hint
+# Where a column is read as a value rather than matched as a key.
+_VALUE_USES: tuple[type[exp.Expr], ...] = (exp.Like, exp.ILike, exp.Cast, exp.TryCast, exp.Extract)
+
+
+def key_hints(query: str, dialect: str, catalog: Catalog, keys: Sequence[ForeignKey]) -> str | None:
+    """One line per key column `query` reads as a value (at most `MAX_HINTS`), or None."""
+    try:
+        tree = parse_sql(query, dialect)
+    except QueryError:
+        return None
+    by_column = {(k.table.lower(), k.columns[0].lower()): k for k in keys if len(k.columns) == 1}
+    aliases = _aliases(tree)
+    seen: list[ForeignKey] = []
+    for column in _used_as_values(tree):
+        for table in _owners(column, aliases):
+            key = by_column.get((table, column.name.lower()))
+            if key is not None and key not in seen:
+                seen.append(key)
+    hints = [_hint(k, catalog) for k in seen[:MAX_HINTS]]
+    return "\n".join(hints) if hints else None
+
+
+def _used_as_values(tree: exp.Expr) -> Iterator[exp.Column]:
+    for column in tree.find_all(exp.Column):
+        parent = column.parent
+        if isinstance(parent, _VALUE_USES):
+            yield column
+        elif isinstance(parent, exp.Func) and not isinstance(parent, exp.AggFunc):
+            yield column
+
+
+def _aliases(tree: exp.Expr) -> dict[str, str]:
+    """Alias (or bare name) → `schema.table`, lower case, for each table the query reads."""
+    out: dict[str, str] = {}
+    for table in tree.find_all(exp.Table):
+        full = ".".join(p for p in (table.db, table.name) if p).lower()
+        out[(table.alias or table.name).lower()] = full
+        out.setdefault(full, full)
+    return out
+
+
+def _owners(column: exp.Column, aliases: dict[str, str]) -> list[str]:
+    if column.table:
+        owner = aliases.get(column.table.lower())
+        return [owner] if owner else []
+    return sorted(set(aliases.values()))  # unqualified: any table read may own it
+
+
+def _hint(key: ForeignKey, catalog: Catalog) -> str:
+    column, ref_column = key.columns[0], key.ref_columns[0]
+    hint = (
+        f"Note: {key.table}.{column} is a key, not a value: it joins {key.ref_table}.{ref_column}. "
+        f"Join {key.ref_table} ON {key.ref_table}.{ref_column} = {key.table}.{column} and use its columns"
+    )
+    ref = next((t for t in catalog.tables if t.name.lower() == key.ref_table.lower()), None)
+    if ref is None:
+        return hint + "."
+    shown = [f"{c.name} {c.type}" for c in ref.columns if c.name.lower() != ref_column.lower()]
+    more = ", …" if len(shown) > MAX_COLUMNS else ""
+    return f"{hint}: {', '.join(shown[:MAX_COLUMNS])}{more}."

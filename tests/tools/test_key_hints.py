@@ -1,0 +1,60 @@
+"""Which key columns a failed query read as values: found from the parsed query, by alias."""
+
+from loom.engines.contracts import Catalog, ColumnInfo, ForeignKey, TableInfo
+from loom.tools.key_hints import key_hints
+
+CATALOG = Catalog(
+    tables=[
+        TableInfo(
+            name="gold.fact_sales",
+            columns=[ColumnInfo(name="order_id", type="string"), ColumnInfo(name="date_key", type="integer")],
+        ),
+        TableInfo(
+            name="gold.dim_date",
+            columns=[ColumnInfo(name="date_key", type="integer"), ColumnInfo(name="year", type="integer")],
+        ),
+    ]
+)
+KEYS = [
+    ForeignKey(
+        table="gold.fact_sales",
+        columns=("date_key",),
+        ref_table="gold.dim_date",
+        ref_columns=("date_key",),
+        source="inferred",
+    )
+]
+
+
+def hint(query: str) -> str | None:
+    return key_hints(query, "duckdb", CATALOG, KEYS)
+
+
+def test_a_key_in_a_scalar_function_like_or_cast_gets_a_hint_naming_the_join_and_columns() -> None:
+    for query in (
+        "SELECT COUNT(*) FROM gold.fact_sales WHERE YEAR(date_key) = 2024",
+        "SELECT COUNT(*) FROM gold.fact_sales AS f WHERE CAST(f.date_key AS DATE) > '2024-01-01'",
+        "SELECT COUNT(*) FROM gold.fact_sales AS f WHERE f.date_key LIKE '2024%'",
+    ):
+        text = hint(query)
+        assert text is not None, query
+        assert "gold.fact_sales.date_key is a key, not a value: it joins gold.dim_date.date_key" in text
+        assert "ON gold.dim_date.date_key = gold.fact_sales.date_key" in text
+        assert text.endswith("use its columns: year integer.")
+
+
+def test_a_key_used_as_a_key_gets_none() -> None:
+    assert (
+        hint(
+            "SELECT COUNT(DISTINCT f.date_key) FROM gold.fact_sales AS f "
+            "JOIN gold.dim_date AS d ON d.date_key = f.date_key GROUP BY f.date_key"
+        )
+        is None
+    )
+    # the other side's column of the same name is not the key
+    joined = "SELECT YEAR(d.date_key) FROM gold.fact_sales AS f JOIN gold.dim_date AS d USING (date_key)"
+    assert hint(joined) is None
+
+
+def test_a_query_that_does_not_parse_gets_none() -> None:
+    assert hint("SELECT YEAR(date_key FROM") is None

@@ -176,6 +176,7 @@ def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
         ("execution accuracy", f"{_pct(summary['execution_accuracy'])} of {summary['scored_by_execution']}"),
         ("answered from a query", _pct(summary["answered_from_a_query"])),
         ("answers showing unrun queries", str(summary["answers_showing_unrun_queries"])),
+        ("passed after a repair", _repaired(summary["repairs"])),
         ("latency p50 / p95", f"{summary['latency_s']['p50']} / {summary['latency_s']['p95']} s"),
         ("tokens", str(summary["tokens"]["total"])),
         ("statuses", ", ".join(f"{k} {v}" for k, v in summary["statuses"].items())),
@@ -188,6 +189,10 @@ def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
         table.add_row(name, value)
     out.print(table)
     out.print(f"[dim]{run_dir}[/dim]")
+
+
+def _repaired(repairs: dict[str, Any]) -> str:
+    return f"{repairs['passed_after_repair']} of {repairs['gold_cases_repaired']} gold cases repaired"
 
 
 def _pct(value: float | None) -> str:

@@ -44,6 +44,15 @@ class CallRecord:
         query = self.result.get("query")
         return query if isinstance(query, str) else None
 
+    @property
+    def repairs(self) -> list[str]:
+        """The error codes of the queries the tool wrote before the one that stood, in order: what
+        its repair loop fixed (a call that failed outright lists none; its error says why)."""
+        attempts = (self.result or {}).get("attempts")
+        if not isinstance(attempts, list):
+            return []
+        return [str((a.get("error") or {}).get("code")) for a in attempts if isinstance(a, dict)]
+
 
 @dataclass
 class TurnRecord:
@@ -65,7 +74,13 @@ class TurnRecord:
             "question": self.question,
             "answer": self.answer,
             "calls": [
-                {"name": c.name, "arguments": c.arguments, "query": c.query, "error": c.error}
+                {
+                    "name": c.name,
+                    "arguments": c.arguments,
+                    "query": c.query,
+                    "error": c.error,
+                    "repairs": c.repairs,
+                }
                 for c in self.calls
             ],
             "error": self.error,

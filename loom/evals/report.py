@@ -38,6 +38,7 @@ def summarise(results: Sequence[CaseResult], wall_s: float) -> dict[str, Any]:
         "answered_from_a_query": _rate(sum(bool(t.queries) for t in data_turns), len(data_turns)),
         "answered_from_its_result": _rate(sum(_from_result(t) for t in data_turns), len(data_turns)),
         "answers_showing_unrun_queries": sum(r.failed("grounded") for r in results),
+        "repairs": _repairs(gold),
         "latency_s": {"p50": _quantile(latencies, 0.5), "p95": _quantile(latencies, 0.95)},
         "tokens": {"total": sum(tokens), "mean": round(statistics.fmean(tokens), 1) if tokens else None},
         "by_tag": _by(results, lambda r: r.case.tags),
@@ -45,6 +46,20 @@ def summarise(results: Sequence[CaseResult], wall_s: float) -> dict[str, Any]:
         "failed_checks": _count(f.check for r in results for f in r.failures),
         "wall_s": round(wall_s, 2),
         "cases_per_s": round(len(results) / wall_s, 2) if wall_s > 0 else None,
+    }
+
+
+def _repairs(gold: Sequence[CaseResult]) -> dict[str, Any]:
+    """What the repair loop added, from the same run: gold cases that passed only after a query of
+    theirs failed and was rewritten (without repair those would have failed: an error has no
+    result, and an empty one that a rewrite replaced is kept only when the rewrite finds nothing)."""
+    repaired = [r for r in gold if any(c.repairs for t in r.turns for c in t.calls)]
+    passed = [r for r in repaired if not r.failed("gold")]
+    codes = [code for r in passed for t in r.turns for c in t.calls for code in c.repairs]
+    return {
+        "gold_cases_repaired": len(repaired),
+        "passed_after_repair": len(passed),
+        "passed_after_repair_by_code": _count(codes),
     }
 
 

@@ -148,6 +148,24 @@ async def test_the_direct_path_asks_the_data_tool_without_the_chat_model(home: P
     assert len(asked) == 1 and "tools" not in asked[0]  # only the tool's own SQL-writing call
 
 
+async def test_a_case_that_passed_only_after_a_repair_is_counted_as_such(home: Path, tmp_path: Path) -> None:
+    path = suite_file(tmp_path, CASES[:1])
+    with OpenAICompatServer(default_sql=COUNT) as model:
+        model.queue_text("ok")  # the model check
+        model.queue_text("```sql\nSELECT COUNT(*) FROM gold.dim_clients\n```")  # then the repair: COUNT
+        summary = await run_suite(
+            spec(path, tmp_path / "r", mode="live", direct=True), settings(home, model.base_url)
+        )
+    assert summary["execution_accuracy"] == 1.0
+    assert summary["repairs"] == {
+        "gold_cases_repaired": 1,
+        "passed_after_repair": 1,
+        "passed_after_repair_by_code": {"unknown_table": 1},
+    }
+    [case] = [json.loads(line) for line in (tmp_path / "r" / "cases.jsonl").read_text().splitlines()]
+    assert case["turns"][0]["calls"][0]["repairs"] == ["unknown_table"]
+
+
 WEATHER = {
     "name": "get_weather",
     "description": "The weather in a city.",

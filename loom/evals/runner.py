@@ -140,17 +140,22 @@ async def _play(case: Case, driver: Driver, gold: GoldCheck, result: CaseResult)
     conversation: str | None = None
     sources = [case.source] if case.source else None
     for turn in case.all_turns:
-        record = await _turn(driver, turn, case, conversation, sources)
-        result.turns.append(record)
+        observer = TurnObserver(turn.question)
+        result.turns.append(observer.record)  # kept as far as it got when the case times out
+        record = await _turn(driver, observer, turn, case, conversation, sources)
         conversation = record.conversation_id or conversation
         result.failures += await check_turn(record, turn.expect, case.source, gold, case.functions)
 
 
 async def _turn(
-    driver: Driver, turn: Turn, case: Case, conversation: str | None, sources: list[str] | None
+    driver: Driver,
+    observer: TurnObserver,
+    turn: Turn,
+    case: Case,
+    conversation: str | None,
+    sources: list[str] | None,
 ) -> TurnRecord:
     message = turn.question if not case.evidence else f"{turn.question}\n\nHint: {case.evidence}"
-    observer = TurnObserver(turn.question)
     tokens = count_tokens()
     started = time.perf_counter()
     try:

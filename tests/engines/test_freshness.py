@@ -6,7 +6,6 @@ import shutil
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +139,8 @@ def test_the_schema_the_model_sees_follows_the_data(lake: Path, always_look: Non
     write_deltalake(str(lake / "gold" / "returns"), lines(1))
 
     assert sql_schema.known_whole_schema(source, engine) is None  # stale: the caller must look again
-    text, catalog = astuple(sql_schema.schema_for(source, engine, "returns by state"))
+    schema = sql_schema.schema_for(source, engine, "returns by state")
+    text, catalog = schema.text, schema.catalog
     assert "gold.returns" in text
     assert "gold.returns" in {t.name for t in catalog.tables}
     engine.close()

@@ -20,6 +20,8 @@ from loom.engines.contracts import Value, json_safe
 
 MAX_RESULT_BYTES = 8 * 1024 * 1024  # a result's rows, as JSON would carry them (about)
 MAX_VALUE_CHARS = 100_000  # one text value; longer ones are cut and say so
+MIN_VALUE_CHARS = 256  # what a value keeps however many columns share the budget
+MARK_ROOM = 48  # a cut value's marker and quotes, within its share
 MAX_CHUNK = 256  # rows per fetch, once rows are known to be small
 CUT = "… [cut: {n:,} characters in all]"
 CUT_MARK = CUT.split("{", 1)[0]
@@ -50,7 +52,8 @@ def bounded_rows(
         for raw in fetched:
             if len(rows) == max_rows:
                 return Bounded(rows, "rows")
-            row = [cut(convert(v)) for v in raw]
+            most = value_limit(len(raw), max_bytes)
+            row = [shorten(convert(v), most) for v in raw]
             size += sum(value_size(v) for v in row)
             if size > max_bytes and rows:
                 return Bounded(rows, "bytes")
@@ -62,14 +65,16 @@ def bounded_rows(
         chunk = _next_chunk(size, len(rows), max_bytes)
 
 
+def value_limit(columns: int, max_bytes: int = MAX_RESULT_BYTES) -> int:
+    """The characters one value may keep: its share of the result's budget, so that a single row
+    fits it however wide (probe 8: 3,000 columns of 100,000 characters made one 300 MB row)."""
+    return max(MIN_VALUE_CHARS, min(MAX_VALUE_CHARS, max_bytes // max(columns, 1) - MARK_ROOM))
+
+
 def _next_chunk(size: int, count: int, max_bytes: int) -> int:
     """As many rows as the budget left could hold at the size seen so far (at most `MAX_CHUNK`)."""
     average = max(size // max(count, 1), 1)
     return max(1, min(MAX_CHUNK, (max_bytes - size) // average))
-
-
-def cut(value: Value) -> Value:
-    return shorten(value, MAX_VALUE_CHARS)
 
 
 def shorten(value: Value, most: int) -> Value:

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from loom.engines.bounds import CUT, MAX_CHUNK, MAX_VALUE_CHARS, bounded_rows
+from loom.engines.bounds import (
+    CUT,
+    MAX_CHUNK,
+    MAX_RESULT_BYTES,
+    MAX_VALUE_CHARS,
+    bounded_rows,
+    value_limit,
+    value_size,
+)
 from loom.engines.contracts import QueryError
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
@@ -101,14 +109,39 @@ def test_long_values_are_cut_inside_duckdb_before_python_holds_them(tmp_path: Pa
     assert isinstance(parts, str) and parts.startswith('["zzz') and parts.endswith(" characters in all]")
     assert "q.c0" not in result.query  # the user sees the query as validated, not its wrapper
     assert sql.split()[0] in result.query
-    plan = engine._loaded().cut_plans[result.query]
+    plan = engine._loaded().cut_plans[(result.query, MAX_RESULT_BYTES)]
     assert plan.sql.startswith("SELECT CASE") and plan.cut_of == {3: 6, 4: 7}  # each nested column
+    assert plan.decode == {3, 4}  # nested values cross as JSON text, decoded here
 
 
 def test_a_result_with_nothing_long_runs_unwrapped(tmp_path: Path) -> None:
     engine = DuckDBEngine(DuckDBSource(name="small", location=str(tmp_path)))
     result = engine.execute("SELECT 1 AS n, 2.5 AS x", max_rows=10, timeout_s=5)
-    assert engine._loaded().cut_plans[result.query].sql == result.query
+    assert engine._loaded().cut_plans[(result.query, MAX_RESULT_BYTES)].sql == result.query
+
+
+def test_a_wide_row_is_bounded_as_a_whole_not_value_by_value() -> None:
+    # Probe 8: 3,000 columns of 99,990 characters each passed as one 300 MB first row.
+    wide = [["x" * 99_990] * 3_000]
+    bounded = bounded_rows(lambda n: wide[:n], max_rows=10, max_bytes=1_000_000)
+    [row] = bounded.rows
+    assert bounded.truncated_by == "bytes"
+    assert all(len(v) < value_limit(3_000, 1_000_000) + 40 for v in row)
+    assert sum(value_size(v) for v in row) < 1_000_000 * 1.1
+
+
+def test_the_engine_cuts_a_wide_row_inside_duckdb_to_its_share_of_the_budget(tmp_path: Path) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="wide", location=str(tmp_path)))
+    columns = ", ".join(f"s AS c{i}" for i in range(200))
+    sql = (
+        f"WITH t AS (SELECT repeat('x', 99990) AS s, [1.5::DECIMAL(38,1), 2] AS l) SELECT {columns}, l FROM t"
+    )
+    result = engine.execute(sql, max_rows=10, max_bytes=2_000_000, timeout_s=30)
+    [row] = result.rows
+    share = value_limit(201, 2_000_000)
+    assert all(isinstance(v, str) and v.startswith("x" * share) and len(v) < share + 40 for v in row[:-1])
+    assert row[-1] == [1.5, 2]  # a nested value decoded from its JSON
+    assert len(result.model_dump_json()) < 2_000_000 * 1.1
 
 
 @pytest.mark.parametrize(

@@ -65,7 +65,7 @@ class _Loaded:
     left_out: dict[str, str]  # tables and views that could not be loaded → why
     catalog: Catalog | None = None  # with sample values; built on first request
     prepared: OrderedDict[tuple[str, str, int], str] = field(default_factory=OrderedDict)
-    cut_plans: OrderedDict[str, CutPlan] = field(default_factory=OrderedDict)  # by prepared SQL
+    cut_plans: OrderedDict[tuple[str, int], CutPlan] = field(default_factory=OrderedDict)  # SQL, budget
 
 
 class DuckDBEngine:
@@ -200,7 +200,7 @@ class DuckDBEngine:
         try:
             with CancelTimer(cursor.interrupt, timeout_s, INTERRUPT_RETRY_S) as watchdog:
                 try:
-                    cut = self._cut_plan(state, cursor, sql)
+                    cut = self._cut_plan(state, cursor, sql, max_bytes)
                     cursor.execute(cut.sql)
                     rows = bounded_rows(_merged(cursor, cut), max_rows=max_rows, max_bytes=max_bytes)
                     if watchdog.fired:  # fetching and converting count against the limit too
@@ -221,20 +221,22 @@ class DuckDBEngine:
         finally:
             cursor.close()
 
-    def _cut_plan(self, state: _Loaded, cursor: duckdb.DuckDBPyConnection, sql: str) -> CutPlan:
+    def _cut_plan(
+        self, state: _Loaded, cursor: duckdb.DuckDBPyConnection, sql: str, max_bytes: int
+    ) -> CutPlan:
         """How `sql` runs with its long values cut inside DuckDB (`value_cuts`), remembered per
-        query. A query DuckDB cannot describe runs as it is, and fails with its own error."""
+        query and budget. A query DuckDB cannot describe runs as it is, and fails with its own error."""
         with self._prepared_lock:
-            found = state.cut_plans.get(sql)
+            found = state.cut_plans.get((sql, max_bytes))
         if found is not None:
             return found
         try:
             columns = [(str(r[0]), str(r[1])) for r in cursor.execute(f"DESCRIBE {sql}").fetchall()]
         except duckdb.Error:
             return CutPlan(sql, width=MAX_COLUMNS)
-        made = plan_cuts(sql, columns)
+        made = plan_cuts(sql, columns, max_bytes)
         with self._prepared_lock:
-            state.cut_plans[sql] = made
+            state.cut_plans[(sql, max_bytes)] = made
             if len(state.cut_plans) > PREPARED_CACHE:
                 state.cut_plans.popitem(last=False)
         return made
@@ -349,7 +351,7 @@ def _timeout(timeout_s: float) -> QueryError:
 
 def _merged(cursor: duckdb.DuckDBPyConnection, cut: CutPlan) -> Fetch:
     """`fetchmany` giving the query's own columns (a cut nested value in its column's place)."""
-    if not cut.cut_of:
+    if not cut.cut_of and not cut.decode:
         return cursor.fetchmany
     return lambda size: [cut.merge(row) for row in cursor.fetchmany(size)]
 

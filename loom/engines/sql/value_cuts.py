@@ -1,11 +1,18 @@
 """Long values cut inside DuckDB, before they become Python objects.
 
-Cutting in Python (`bounds.cut`) comes too late for one huge value: `SELECT repeat('x', 1e9)`
+Cutting in Python (`bounds.shorten`) comes too late for one huge value: `SELECT repeat('x', 1e9)`
 is converted whole first — a gigabyte outside DuckDB's memory limit, for longer than the time
 limit, where no interrupt reaches. So the query runs wrapped: each text column is cut with
-`left()` and marked like `bounds.CUT`, and a list, struct or map whose JSON is over the limit
-comes back as the start of that JSON, marked the same way (a second, hidden column carries it).
-DuckDB does the work under its own memory limit and the time limit's interrupt.
+`left()` and marked like `bounds.CUT`, and a list, struct or map comes back as its JSON text —
+the start of it, marked the same way, when it is over the limit (a second, hidden column carries
+that). DuckDB does the work under its own memory limit and the time limit's interrupt. The limit is
+each value's share of the result's byte budget (`bounds.value_limit`), so a wide row is bounded
+as a whole.
+
+Nested values cross as JSON text, decoded by `json.loads`, rather than as DuckDB's Python objects:
+building those holds the interpreter (probe 7 and 8: a row of 150 lists of 50,000 decimals held it
+for 12 s, and every other query of the engine's process waited), while decoding the same values
+from text takes a small fraction of that.
 
 The wrapper renames the query's columns by position (`AS q(c0, c1, …)`), so repeated or odd
 output names cannot clash, and gives each its name back.
@@ -13,10 +20,11 @@ output names cannot clash, and gives each its name back.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from loom.engines.bounds import CUT, MAX_VALUE_CHARS
+from loom.engines.bounds import CUT, MAX_RESULT_BYTES, value_limit
 
 TEXT_TYPES = frozenset({"VARCHAR", "JSON"})
 # Binary values are not cut but left out when long, saying how long (half a value is no use).
@@ -28,21 +36,28 @@ _BEFORE, _AFTER = CUT.split("{n:,}")
 class CutPlan:
     sql: str  # what runs
     width: int  # the columns the query itself returns
-    cut_of: dict[int, int] = field(default_factory=dict)  # nested column → its hidden cut column
+    cut_of: dict[int, int] = field(default_factory=dict)  # column → its hidden cut column
+    decode: frozenset[int] = frozenset()  # nested columns, which come as JSON text
 
     def merge(self, row: Sequence[object]) -> list[object]:
-        """The query's own columns, each nested one replaced by its cut text when it was cut."""
+        """The query's own columns: a cut value in its column's place, a nested one decoded."""
         values = list(row[: self.width])
+        for column in self.decode:
+            text = values[column]
+            if isinstance(text, str):
+                values[column] = json.loads(text)
         for column, hidden in self.cut_of.items():
             if row[hidden] is not None:
                 values[column] = row[hidden]
         return values
 
 
-def plan(sql: str, columns: Sequence[tuple[str, str]], limit: int = MAX_VALUE_CHARS) -> CutPlan:
-    """`sql` wrapped so no value of the result is longer than about `limit` characters; `columns`
-    are its (name, DuckDB type), as DESCRIBE gives them. Unwrapped when nothing can be long."""
+def plan(sql: str, columns: Sequence[tuple[str, str]], max_bytes: int = MAX_RESULT_BYTES) -> CutPlan:
+    """`sql` wrapped so that no value of the result is longer than its share of `max_bytes`;
+    `columns` are its (name, DuckDB type), as DESCRIBE gives them. Unwrapped when nothing can be
+    long."""
     width = len(columns)
+    limit = value_limit(width, max_bytes)
     if not any(_text(t) or _nested(t) or t.upper() in SIZED_TYPES for _, t in columns):
         return CutPlan(sql, width)
     shown: list[str] = []
@@ -60,16 +75,17 @@ def plan(sql: str, columns: Sequence[tuple[str, str]], limit: int = MAX_VALUE_CH
             note = f"'[left out: ' || format('{{:,}}', {size}({column})) || ' {unit}]'"
             hidden.append(f"CASE WHEN {over} THEN {note} END")
         elif _nested(kind):
-            json = f"CAST(to_json({column}) AS VARCHAR)"
-            over = f"length({json}) > {limit}"
-            shown.append(f"CASE WHEN {over} THEN NULL ELSE {column} END AS {_quote(name)}")
+            text = f"CAST(to_json({column}) AS VARCHAR)"
+            over = f"length({text}) > {limit}"
+            shown.append(f"CASE WHEN {over} THEN NULL ELSE {text} END AS {_quote(name)}")
             cut_of[i] = width + len(hidden)
-            hidden.append(f"CASE WHEN {over} THEN {_cut(json, limit)} END")
+            hidden.append(f"CASE WHEN {over} THEN {_cut(text, limit)} END")
         else:
             shown.append(f"{column} AS {_quote(name)}")
     renamed = ", ".join(f"c{i}" for i in range(width))
     select = ", ".join(shown + hidden)
-    return CutPlan(f"SELECT {select} FROM ({sql}) AS q({renamed})", width, cut_of)
+    nested = frozenset(i for i, (_, kind) in enumerate(columns) if _nested(kind))
+    return CutPlan(f"SELECT {select} FROM ({sql}) AS q({renamed})", width, cut_of, nested)
 
 
 def _text(kind: str) -> bool:

@@ -12,14 +12,24 @@ query itself, it only carries the engine's verdict back to the model.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from string import Template
 
 from pydantic import BaseModel, Field
 
-from loom.engines.bounds import shorten
-from loom.engines.contracts import Catalog, Embedder, Engine, ForeignKey, Problem, QueryError, ResultSet
+from loom.engines.bounds import MARK_ROOM, shorten, value_size
+from loom.engines.contracts import (
+    Catalog,
+    Embedder,
+    Engine,
+    ForeignKey,
+    Problem,
+    QueryError,
+    ResultSet,
+    Value,
+)
 from loom.engines.sources import Source, VerifiedQuery
 from loom.prompts import template
 from loom.tools.base import ToolContext, ToolError, ToolResult
@@ -30,6 +40,7 @@ from loom.tools.verified import VerifiedIndex
 CANNOT = "CANNOT ANSWER"
 MODEL_ROWS = 50  # rows the model reads; the user sees the whole (capped) table
 MODEL_VALUE_CHARS = 500  # of one text value, for the model; the user's table keeps more
+MODEL_RESULT_CHARS = 24_000  # of the rows the model reads, about (a wide row shares it out)
 EXAMPLES = 3
 # Failures a rewrite cannot be trusted to fix, and that cost a time limit or an engine reload each
 # time, or that no query can fix (a table the source could not load): the tool stops and the model
@@ -79,9 +90,9 @@ class QueryResult(ToolResult):
         result = self.result.model_dump(include={"columns", "row_count", "truncated"})
         if self.result.truncated_by:
             result["truncated_by"] = self.result.truncated_by
-        result["rows"] = [
-            [shorten(v, MODEL_VALUE_CHARS) for v in row] for row in self.result.rows[:MODEL_ROWS]
-        ]
+        result["rows"] = _model_rows(self.result)
+        if len(result["rows"]) < self.result.row_count:
+            result["rows_shown"] = len(result["rows"])
         shown = self.model_dump(include={"source", "language", "dialect", "query", "verified"})
         if self.attempts:
             shown["attempts"] = [a.model_dump(exclude={"error": {"suggestions"}}) for a in self.attempts]
@@ -94,6 +105,21 @@ class QueryResult(ToolResult):
 
     def shown_query(self) -> str:
         return self.query
+
+
+def _model_rows(result: ResultSet) -> list[list[Value]]:
+    """The first rows, each value cut to its share of `MODEL_RESULT_CHARS`, as many as fit in it
+    (at least one, at most `MODEL_ROWS`): probe 8's 3,000-column row was 1.7 MB of model input."""
+    most = max(20, min(MODEL_VALUE_CHARS, MODEL_RESULT_CHARS // max(len(result.columns), 1) - MARK_ROOM))
+    rows: list[list[Value]] = []
+    size = 0
+    for row in result.rows[:MODEL_ROWS]:
+        shown = [shorten(v, most) for v in row]
+        size += sum(value_size(v) for v in shown)
+        if rows and size > MODEL_RESULT_CHARS:
+            break
+        rows.append(shown)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -238,6 +264,7 @@ class _Tries:
     attempts: list[Attempt] = field(default_factory=list)
     empty: tuple[str, ResultSet] | None = None
     prompt: str = ""
+    spent_s: float = 0.0  # running its queries, over every attempt
 
     def __post_init__(self) -> None:
         self.prompt = self.question
@@ -270,9 +297,11 @@ class _Generation:
             done = await self._attempt(reply, schema, tries)
             if done is not None:
                 return done
+            if tries.spent_s >= self.ctx.limits.timeout_s:
+                break  # repairs may not add up to more than one query's time (probe 8: 59 s of 30)
         if tries.empty is not None:
             return self._result(*tries.empty, tries.attempts)
-        raise _failed(tries.attempts)
+        raise _failed(tries.attempts, tries.spent_s >= self.ctx.limits.timeout_s)
 
     async def _schema(self, question: str) -> SchemaContext:
         view = self.ctx.limits.schema
@@ -303,12 +332,15 @@ class _Generation:
         repeated = next((a for a in tries.attempts if a.query == query), None)
         if repeated is not None:  # the same failure again: say so rather than run it again
             return self._retry(tries, query, _repeated(repeated.error))
+        started = time.monotonic()
         try:
             result = await _execute(self.ctx, self.source, self.engine, query, self.dialect)
         except QueryError as e:
             if e.code in NOT_REPAIRABLE:
                 raise ToolError(e.code, e.message) from e
             return self._retry(tries, query, self._hinted(e.problems[0], query, schema))
+        finally:
+            tries.spent_s += time.monotonic() - started
         if result.row_count == 0 and tries.empty is None and self._may_retry_empty(tries.attempts):
             tries.empty = (query, result)
             return self._retry(tries, query, self._hinted(_empty(), query, schema))
@@ -387,11 +419,12 @@ def _no_block(fence: str) -> Problem:
     return Problem(code="no_query", message=f"the reply had no ```{fence} block")
 
 
-def _failed(attempts: list[Attempt]) -> ToolError:
+def _failed(attempts: list[Attempt], out_of_time: bool = False) -> ToolError:
     last = attempts[-1].error
+    why = " (their running time used up the query time limit)" if out_of_time else ""
     return ToolError(
         "query_failed",
-        f"no valid query after {len(attempts)} attempts; last error ({last.code}): {last.message}",
+        f"no valid query after {len(attempts)} attempts{why}; last error ({last.code}): {last.message}",
     )
 
 

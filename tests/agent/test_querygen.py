@@ -4,6 +4,7 @@ repair, and that a query it repeats is not run again."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +13,7 @@ from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
 from loom.agent.turns import TurnRequest
 from loom.engines.contracts import QueryError
 from loom.identity import DEV_PRINCIPAL
+from loom.tools.querygen import MODEL_RESULT_CHARS
 from loom.tools.registry import TOOLS
 from tests.agent.conftest import AgentFactory
 
@@ -99,7 +101,7 @@ class FailingEngines(CountingEngines):
         self.code = code
 
     def engine(self, source: Any, language: str) -> Any:
-        inner = super().engine(source, language)
+        inner = self.pool.engine(source, language)
         code = self.code
         outer = self
 
@@ -215,3 +217,62 @@ async def test_a_key_read_as_a_value_is_named_in_the_repair_with_the_table_it_jo
     assert "year integer" in repair  # and which columns hold what it stands for
     seen = json.loads(model.calls[-1].messages[-1].content)
     assert seen["result"]["row_count"] == 1
+
+
+async def test_the_model_reads_a_wide_result_within_its_budget_and_is_told_how_many_rows_it_saw(
+    make_agent: AgentFactory,
+) -> None:
+    # Probe 8: one 3,000-column row was 1.7 MB of model input. A wide result shares the budget out.
+    columns = ", ".join(f"repeat('x', 400) AS c{i}" for i in range(100))
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "everything"}),
+        sql_block(f"SELECT {columns} FROM range(40)"),
+        text("ok"),
+    )
+    await turn(make_agent(model), "everything")
+    seen = json.loads(model.calls[-1].messages[-1].content)
+    assert len(json.dumps(seen["result"]["rows"])) < MODEL_RESULT_CHARS * 1.1
+    assert seen["result"]["row_count"] == 40 and 1 <= seen["result"]["rows_shown"] < 40
+    assert len(seen["result"]["rows"]) == seen["result"]["rows_shown"]
+
+
+class SlowFailures(CountingEngines):
+    """Every query works a while, then fails: the kind of failure a repair cannot make cheaper."""
+
+    def engine(self, source: Any, language: str) -> Any:
+        inner = self.pool.engine(source, language)
+        outer = self
+
+        class Slow:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(inner, name)
+
+            def execute(self, query: str, **limits: Any) -> Any:
+                if not query.endswith(" AS a"):  # the value index, read through the engine too
+                    return inner.execute(query, **limits)
+                outer.executed.append(query)
+                time.sleep(0.3)
+                raise QueryError("execution_error", "Out of Range Error: boom after work")
+
+        return Slow()
+
+
+async def test_repairs_stop_once_the_questions_queries_have_used_the_time_limit(
+    make_agent: AgentFactory, engines: Any
+) -> None:
+    # Probe 8: three slightly different queries that each failed after long work held a worker
+    # for 59 s under a 30 s limit.
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "n?"}),
+        sql_block("SELECT 1 AS a"),
+        sql_block("SELECT 2 AS a"),
+        text("It failed."),  # the answer: no third query was asked for
+    )
+    agent = make_agent(model)
+    agent.query_limits = replace(agent.query_limits, timeout_s=0.5, max_repairs=2)
+    agent.engines = slow = SlowFailures(engines)
+    await turn(agent, "n?")
+    assert slow.executed == ["SELECT 1 AS a", "SELECT 2 AS a"]
+    assert len(model.calls) == 4  # the turn, two queries, the answer: max_repairs allowed a third
+    error = json.loads(model.calls[-1].messages[-1].content)["error"]
+    assert error["code"] == "query_failed" and "used up the query time limit" in error["message"]

@@ -452,6 +452,17 @@ def test_a_huge_result_is_cut_at_the_size_limit_and_a_csv_export_says_so(lakehou
     assert as_json["rows"][0][0].endswith("[cut: 3,000,000 characters in all]")
 
 
+def test_a_wide_row_is_held_to_the_size_limit_as_a_whole(lakehouse: Path) -> None:
+    # Probe 8 (R8-1): a short query whose one row had 1,000 columns of 99,990 characters printed
+    # 100 MB while marked cut at the 8 MiB limit.
+    columns = ", ".join(f"s AS c{i}" for i in range(1000))
+    query = f"WITH t AS (SELECT repeat('x', 99990) AS s) SELECT {columns} FROM t"
+    out = sql(lakehouse, "-f", "json", query, env={"LOOM_QUERY_MAX_BYTES": "2000000"})
+    assert len(out.stdout) < 2_300_000
+    row = json.loads(out.stdout)["rows"][0]
+    assert len(row) == 1000 and all(v.endswith("[cut: 99,990 characters in all]") for v in row)
+
+
 def test_the_state_folder_and_the_conversations_are_the_owners_alone(tmp_path: Path, lakehouse: Path) -> None:
     sources = tmp_path / "sources.yaml"
     sources.write_text(f"sources:\n  - name: shop\n    location: {lakehouse}\n")

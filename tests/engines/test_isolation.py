@@ -497,3 +497,26 @@ def test_a_new_child_does_not_vouch_for_the_old_ones_catalog(lake: Path) -> None
         assert engine.catalog().table("gold.dim_store") is not None
     finally:
         engine.close()
+
+
+def test_a_wide_nested_result_does_not_hold_up_the_other_queries_of_its_child(lake: Path) -> None:
+    # Probe 8 (R8-2): building Python objects for 150 lists of 50,000 decimals held the child's
+    # interpreter for ~20 s, and the queries beside it timed out. Nested values now cross as text.
+    lists = ", ".join(f"l AS c{i}" for i in range(150))
+    wide = f"WITH t AS (SELECT repeat([1::DECIMAL(38,0)], 49960) AS l) SELECT {lists} FROM t"
+    engine = isolated(lake, memory="1GB")
+    try:
+        count(engine)  # the child is up and the source loaded
+        outcome: dict[str, Any] = {}
+        attacker = threading.Thread(
+            target=lambda: outcome.update(r=engine.execute(wide, max_rows=5, timeout_s=60))
+        )
+        attacker.start()
+        answers = []
+        while attacker.is_alive() or not answers:  # the whole time it runs and converts its row
+            answers.append(engine.execute(COUNT, max_rows=5, timeout_s=10).rows)
+        attacker.join()
+        assert all(rows == answers[0] for rows in answers)  # none stopped by the limit
+        assert outcome["r"].truncated_by is None and len(outcome["r"].model_dump_json()) < 9_000_000
+    finally:
+        engine.close()

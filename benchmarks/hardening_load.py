@@ -87,6 +87,14 @@ HEAVY = {
     "printf_width_2e9": "SELECT length(printf('%2000000000d', 1))",
     "replace_growth": "SELECT length(replace(repeat('x', 16000000), 'x', repeat('y', 200)))",
     "concat_60_repeats": "SELECT length(" + " || ".join(["repeat('x', 16000000)"] * 60) + ")",
+    # The eighth probe: one row of 1,000 long values (300 MB per turn before values shared the
+    # byte budget), and 150 lists of 50,000 decimals (their conversion held the child's GIL).
+    "wide_1000_columns": "WITH t AS (SELECT repeat('x', 99990) AS s) SELECT "
+    + ", ".join(f"s AS c{i}" for i in range(1000))
+    + " FROM t",
+    "wide_nested_decimals": "WITH t AS (SELECT repeat([1::DECIMAL(38,0)], 49960) AS l) SELECT "
+    + ", ".join(f"l AS c{i}" for i in range(150))
+    + " FROM t",
 }
 
 # Simple questions the model writes SQL for (the tool's third model call).

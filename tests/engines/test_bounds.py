@@ -102,6 +102,7 @@ def test_long_values_are_cut_inside_duckdb_before_python_holds_them(tmp_path: Pa
     )
     result = engine.execute(sql, max_rows=10, timeout_s=30)
     assert [c.name for c in result.columns] == ["a", "a", "long_text", "parts", "small", "n"]
+    assert [c.type for c in result.columns] == ["string", "string", "string", "list", "list", "integer"]
     assert [row[5] for row in result.rows] == [2, 1, 0]  # the query's order is kept
     a, b, text, parts, small, _ = result.rows[0]
     assert (a, b, small) == ("a", "b", [1, 2])

@@ -205,7 +205,7 @@ class DuckDBEngine:
                     rows = bounded_rows(_merged(cursor, cut), max_rows=max_rows, max_bytes=max_bytes)
                     if watchdog.fired:  # fetching and converting count against the limit too
                         raise _timeout(timeout_s)
-                    return list(cursor.description or [])[: cut.width], rows
+                    return cut.describe(cursor.description or []), rows
                 except duckdb.Error as e:
                     # A fatal error that lands after the time limit fired has still invalidated the
                     # database: it is handled as fatal, or the load would be kept and fail for all.

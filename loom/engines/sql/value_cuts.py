@@ -38,6 +38,15 @@ class CutPlan:
     width: int  # the columns the query itself returns
     cut_of: dict[int, int] = field(default_factory=dict)  # column → its hidden cut column
     decode: frozenset[int] = frozenset()  # nested columns, which come as JSON text
+    types: tuple[str, ...] = ()  # each column's DuckDB type as the query returns it (not as wrapped)
+
+    def describe(self, description: Sequence[Sequence[object]]) -> list[tuple[object, object]]:
+        """(name, type) of the query's own columns: the types before wrapping, when known (a nested
+        column crosses as JSON text, but is a list, struct or map)."""
+        own = list(description)[: self.width]
+        if len(self.types) != len(own):
+            return [(d[0], d[1]) for d in own]
+        return [(d[0], kind) for d, kind in zip(own, self.types, strict=True)]
 
     def merge(self, row: Sequence[object]) -> list[object]:
         """The query's own columns: a cut value in its column's place, a nested one decoded."""
@@ -59,7 +68,7 @@ def plan(sql: str, columns: Sequence[tuple[str, str]], max_bytes: int = MAX_RESU
     width = len(columns)
     limit = value_limit(width, max_bytes)
     if not any(_text(t) or _nested(t) or t.upper() in SIZED_TYPES for _, t in columns):
-        return CutPlan(sql, width)
+        return CutPlan(sql, width, types=tuple(t for _, t in columns))
     shown: list[str] = []
     hidden: list[str] = []
     cut_of: dict[int, int] = {}
@@ -85,7 +94,8 @@ def plan(sql: str, columns: Sequence[tuple[str, str]], max_bytes: int = MAX_RESU
     renamed = ", ".join(f"c{i}" for i in range(width))
     select = ", ".join(shown + hidden)
     nested = frozenset(i for i, (_, kind) in enumerate(columns) if _nested(kind))
-    return CutPlan(f"SELECT {select} FROM ({sql}) AS q({renamed})", width, cut_of, nested)
+    types = tuple(t for _, t in columns)
+    return CutPlan(f"SELECT {select} FROM ({sql}) AS q({renamed})", width, cut_of, nested, types)
 
 
 def _text(kind: str) -> bool:

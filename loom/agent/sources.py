@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from loom.engines.contracts import QueryError
+from loom.engines.registry import answerable
 from loom.engines.sources import KINDS, DuckDBSource, Source, SourceSpec, VerifiedQuery
 from loom.prompts import load_verified_queries
 from loom.settings import Settings
@@ -85,11 +86,24 @@ def _parse_sources_file(path: Path, mtime_ns: int) -> tuple[tuple[str, Source], 
         raise SourcesFileError(f"the sources file {path} has problems: {_problems(e)}") from e
     except OSError as e:
         raise SourcesFileError(f"the sources file {path} cannot be read: {e}") from e
+    unanswered = [_unanswered(s) for s in parsed.sources if _unanswered(s)]
+    if unanswered:
+        raise SourcesFileError(f"the sources file {path} has problems: {'; '.join(unanswered)}")
     names = [s.name for s in parsed.sources]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise SourcesFileError(f"the sources file {path} names more than one source {', '.join(repeated)}")
     return tuple((s.name, resolve_location(s, path.parent)) for s in parsed.sources)
+
+
+def _unanswered(source: Source) -> str:
+    """What `source` lists in `languages` that its kind does not answer ("" when nothing)."""
+    known = answerable(source)
+    missing = [language for language in source.languages if language not in known]
+    if not missing:
+        return ""
+    listed, answered = ", ".join(missing), ", ".join(known)
+    return f"source {source.name!r} lists {listed}; a {source.kind} source answers {answered}"
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

@@ -13,12 +13,17 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from azure.core.credentials import TokenCredential
 
 from loom.engines.contracts import Engine, QueryError
 from loom.engines.sources import DatabricksSource, DuckDBSource, Source, SynapseSource
 from loom.engines.sql.limits import LocalLimits, size_bytes
+
+if TYPE_CHECKING:
+    from loom.engines.kql.engine import KqlEngine
+    from loom.engines.sql.duckdb_engine import DuckDBEngine
 
 
 @dataclass(frozen=True)
@@ -45,18 +50,30 @@ Opener = Callable[[Source, CloudAccess], Engine]
 def _duckdb_sql(source: Source, access: CloudAccess) -> Engine:
     from loom.engines.sql.duckdb_engine import DuckDBEngine
 
+    return _embedded(DuckDBEngine, source, access)
+
+
+def _duckdb_kql(source: Source, access: CloudAccess) -> Engine:
+    from loom.engines.kql.engine import KqlEngine
+
+    return _embedded(KqlEngine, source, access)
+
+
+def _embedded(kind: type[DuckDBEngine | KqlEngine], source: Source, access: CloudAccess) -> Engine:
+    """An embedded engine, in a child process of its own unless isolation is off. A source that
+    answers SQL and KQL has one child per language: each holds its own copy of the data."""
     assert isinstance(source, DuckDBSource)
     if not access.local.isolated:
-        return DuckDBEngine(source, access.local)
+        return kind(source, access.local)
     from loom.engines.isolated.engine import IsolatedEngine, ProcessMemory
 
     return IsolatedEngine(
-        partial(DuckDBEngine, source, access.local),
-        label=source.name,
-        name=DuckDBEngine.name,
-        language=DuckDBEngine.language,
-        dialect=DuckDBEngine.dialect,
-        dialects=DuckDBEngine.dialects,
+        partial(kind, source, access.local),
+        label=source.name if kind.language == "sql" else f"{source.name}/{kind.language}",
+        name=kind.name,
+        language=kind.language,
+        dialect=kind.dialect,
+        dialects=kind.dialects,
         memory=ProcessMemory(
             access.local.resident(),
             access.local.address_space(),
@@ -100,18 +117,29 @@ def _databricks_sql(source: Source, access: CloudAccess) -> Engine:
 # (kind, language) → how to open it. A language package adds its openers here, once.
 OPENERS: dict[tuple[str, str], Opener] = {
     ("duckdb", "sql"): _duckdb_sql,
+    ("duckdb", "kql"): _duckdb_kql,
     ("synapse", "sql"): _synapse_sql,
     ("databricks", "sql"): _databricks_sql,
 }
 
 
-def languages(source: Source) -> tuple[str, ...]:
-    """The query languages `source` answers, in the order they were registered."""
+def answerable(source: Source) -> tuple[str, ...]:
+    """Every query language `source`'s kind answers, in the order they were registered."""
     return tuple(language for kind, language in OPENERS if kind == source.kind)
 
 
+def languages(source: Source) -> tuple[str, ...]:
+    """The languages the agent offers for `source`: those it lists, else its kind's first. One
+    language per source unless asked for: two tools for the same tables leave a small model
+    guessing which to call."""
+    known = answerable(source)
+    if source.languages:
+        return tuple(language for language in source.languages if language in known)
+    return known[:1]
+
+
 def answers(source: Source, language: str) -> bool:
-    return (source.kind, language) in OPENERS
+    return language in languages(source)
 
 
 def answering(sources: Sequence[Source], language: str | None) -> list[Source]:
@@ -154,7 +182,7 @@ class EnginePool:
     def _open(self, source: Source, language: str) -> Engine:
         opener = OPENERS.get((source.kind, language))
         if opener is None:
-            known = ", ".join(languages(source)) or "no query language"
+            known = ", ".join(answerable(source)) or "no query language"
             raise QueryError(
                 "unsupported_language",
                 f"source {source.name!r} ({source.kind}) answers {known}, not {language}",

@@ -41,6 +41,11 @@ class SourceBase(BaseModel):
     tenants: tuple[str, ...] = Field(
         (), description="tenant ids whose users may use it (`*` for any); default: the server's own"
     )
+    languages: tuple[str, ...] = Field(
+        (),
+        description="the query languages the agent offers for it (default: its kind's first, `sql` "
+        "for a local source, which can also answer `kql`); `loom query` takes any it answers",
+    )
 
     @cached_property
     def connection_key(self) -> tuple[object, ...]:

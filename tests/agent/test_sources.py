@@ -12,6 +12,7 @@ from loom.agent.sources import (
     resolve_source,
 )
 from loom.engines.contracts import QueryError
+from loom.engines.registry import languages
 from loom.settings import Settings
 
 
@@ -115,3 +116,25 @@ def test_a_broken_sources_file_refuses_a_query_by_source_as_json_can_say(tmp_pat
         resolve_source("sales", Settings(home=tmp_path))
     assert raised.value.code == "sources_file_invalid"
     assert "line 2, column 1" in raised.value.message
+
+
+def test_a_source_lists_the_languages_the_agent_offers_and_only_those_its_kind_answers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        "sources:\n"
+        "  - {name: lake, location: ./lake, languages: [kql, sql]}\n"
+        "  - {name: plain, location: ./lake}\n"
+    )
+    sources = load_sources(Settings(home=tmp_path))
+    assert languages(sources["lake"]) == ("kql", "sql") and languages(sources["plain"]) == ("sql",)
+    path.write_text(
+        "sources:\n"
+        "  - {name: dw, kind: synapse, location: h, database: d, languages: [kql]}\n"
+        "  - {name: lake, location: ./lake, languages: [dax]}\n"
+    )
+    with pytest.raises(SourcesFileError) as raised:
+        load_sources(Settings(home=tmp_path))
+    assert "source 'dw' lists kql; a synapse source answers sql" in str(raised.value)
+    assert "source 'lake' lists dax; a duckdb source answers sql, kql" in str(raised.value)

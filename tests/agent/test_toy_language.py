@@ -26,6 +26,12 @@ def toy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(registry.OPENERS, ("duckdb", "toy"), toy_language.open_toy)
 
 
+@pytest.fixture
+def source(lakehouse: Path) -> DuckDBSource:
+    """The sales source, with the agent offering toy as well as SQL for it (a source's `languages`)."""
+    return DuckDBSource(name="sales", location=str(lakehouse), languages=("sql", "toy"))
+
+
 def block(query: str) -> Any:
     return text(f"```toy\n{query}\n```")
 
@@ -112,7 +118,18 @@ def test_the_cli_gets_a_query_command_for_the_language(toy: None, tmp_path: Path
 def test_a_source_kind_that_does_not_answer_the_language_is_refused(toy: None) -> None:
     cloud = SynapseSource(name="dw", kind="synapse", location="h", database="lake")
     assert registry.languages(cloud) == ("sql",)
-    assert registry.languages(DuckDBSource(name="l", location="x")) == ("sql", "toy")
+    assert (
+        registry.languages(
+            SynapseSource(name="dw", kind="synapse", location="h", database="l", languages=("toy",))
+        )
+        == ()
+    )
+    assert registry.answerable(DuckDBSource(name="l", location="x")) == ("sql", "kql", "toy")
+    assert registry.languages(DuckDBSource(name="l", location="x")) == ("sql",)  # one, unless listed
+    assert registry.languages(DuckDBSource(name="l", location="x", languages=("toy", "sql"))) == (
+        "toy",
+        "sql",
+    )
 
 
 async def test_each_tool_names_only_the_sources_that_answer_its_language(

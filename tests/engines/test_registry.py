@@ -50,8 +50,8 @@ def test_cloud_sources_get_their_engine_and_dialect() -> None:
 
 
 def test_a_language_the_kind_does_not_answer_is_refused_with_what_it_does(tmp_path: Path) -> None:
-    with pytest.raises(QueryError, match="answers sql, not kql") as refused:
-        EnginePool().engine(DuckDBSource(name="lake", location=str(tmp_path)), "kql")
+    with pytest.raises(QueryError, match="answers sql, kql, not dax") as refused:
+        EnginePool().engine(DuckDBSource(name="lake", location=str(tmp_path)), "dax")
     assert refused.value.code == "unsupported_language"
 
 

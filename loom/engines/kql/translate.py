@@ -1,0 +1,99 @@
+"""A checked KQL query → the DuckDB SQL that answers it over the source's tables.
+
+`duckdb-kql` writes the SQL (a chain of CTEs, one per operator), with the query clock as a
+parameter; here the clock is bound as a literal and each KQL table name is replaced by the
+catalog's table, on the parsed SQL (sqlglot), so that what runs is one plain statement the SQL
+engine can check and run like any other.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import duckdb_kql
+from sqlglot import exp
+
+from loom.engines.contracts import Catalog, QueryError
+from loom.engines.kql.names import kql_schema, kql_tables, preferred_names, shown_name
+from loom.engines.kql.validator import kql_problems, parse_kql
+from loom.engines.sql.qualify import cte_references, unknown_table_problem
+from loom.engines.sql.validator import parse_sql
+
+
+def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> str:
+    """The DuckDB SQL for `query`, or QueryError naming what cannot run and where."""
+    problems = kql_problems(parse_kql(query))
+    if problems:
+        raise QueryError(problems[0].code, problems[0].message, problems)
+    clock = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
+    names = kql_tables(catalog)
+    try:
+        translated = duckdb_kql.to_sql(query, schema=kql_schema(catalog), query_now=clock, allow_write=False)
+    except duckdb_kql.KqlError as e:
+        raise _refused(e, names) from e
+    tree = parse_sql(str(translated), "duckdb")
+    _bind(tree, dict(translated.parameters or {}))
+    _name_tables(tree, names)
+    return tree.sql("duckdb")
+
+
+def _bind(tree: exp.Expr, parameters: dict[str, Any]) -> None:
+    """Each `$name` as the literal value the translator meant for it."""
+    for node in list(tree.find_all(exp.Placeholder, exp.Parameter)):
+        name = node.name
+        if name not in parameters:
+            raise QueryError("parse_error", f"The query uses a parameter (${name}) that has no value here.")
+        node.replace(_literal(parameters[name]))
+
+
+def _literal(value: Any) -> exp.Expr:
+    if isinstance(value, dt.datetime):
+        return exp.cast(exp.Literal.string(value.isoformat(sep=" ")), exp.DataType.Type.TIMESTAMP)
+    return exp.convert(value)
+
+
+def _name_tables(tree: exp.Expr, names: dict[str, str]) -> None:
+    """KQL table names → the catalog's (`fact_sales` → `gold.fact_sales`); an unknown one is
+    refused with the names KQL knows, closest first."""
+    lowered = {name.lower(): full for name, full in names.items()}
+    ctes = cte_references(tree)
+    for table in list(tree.find_all(exp.Table)):
+        if id(table) in ctes or not table.name or table.db:
+            continue
+        full = lowered.get(table.name.lower())
+        if full is None:
+            problem = unknown_table_problem(table.name.lower(), _listed(names))
+            raise QueryError(problem.code, problem.message, [problem])
+        schema, _, bare = full.rpartition(".")
+        table.set("this", exp.to_identifier(bare, quoted=True))
+        if schema:
+            table.set("db", exp.to_identifier(schema, quoted=True))
+
+
+def _listed(names: dict[str, str]) -> dict[str, str]:
+    """Each table once, under the shortest name it answers to, as a query writes it."""
+    return {name.lower(): shown_name(name) for name in preferred_names(names).values()}
+
+
+def _refused(error: duckdb_kql.KqlError, names: dict[str, str]) -> QueryError:
+    if isinstance(error, duckdb_kql.KqlUnsupportedError):
+        construct = getattr(error, "construct", None) or "part of this query"
+        return QueryError(
+            "unsupported",
+            f"{_operator(construct)} is not supported by the embedded KQL engine: write the query "
+            "without it (the README lists what is supported).",
+        )
+    if isinstance(error, duckdb_kql.KqlSyntaxError):
+        return QueryError("parse_error", f"KQL syntax error: {error}")
+    if isinstance(error, duckdb_kql.KqlSchemaError):
+        listing = ", ".join(sorted(_listed(names).values())) or "none"
+        return QueryError("unknown_table", f"{error}. Tables: {listing}.")
+    return QueryError("parse_error", f"The KQL query cannot be translated: {error}")
+
+
+def _operator(construct: str) -> str:
+    """`MakeSeriesOperator` → `make-series`: the name the query wrote."""
+    base = construct.removesuffix("Operator").removesuffix("Part")
+    words = [c.lower() if i == 0 else f"-{c.lower()}" if c.isupper() else c for i, c in enumerate(base)]
+    return "".join(words)

@@ -1,0 +1,130 @@
+"""What a KQL query may do, decided on its syntax tree (Microsoft's grammar, through `duckdb-kql`).
+
+Refused, each named with its position: management commands (`.show`, `.set-or-replace`, anything
+that starts with a dot), `evaluate` plugins (they reach outside: `sql_request`, `http_request`,
+Python), `externaldata` (reads a URL or file), `cluster()`/`database()` and the other references
+to data outside the source, `set` statements (the query clock and options are the server's), and
+the access-control statements. What passes is translated to SQL, which the SQL engine then checks
+again by its own rules and against the catalog: this list makes the refusals clear, it is not the
+only gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import duckdb_kql
+from antlr4 import ParserRuleContext
+from duckdb_kql.control import is_control_command, strip_leading_comments
+
+from loom.engines.contracts import Problem, QueryError
+from loom.engines.sql.screen import MAX_QUERY_CHARS, too_complex
+
+MAX_EXPECTED = 6  # tokens a syntax error lists before it says "or others"
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    code: str
+    what: str
+    why: str
+
+
+_NODES = {
+    "EvaluateOperatorContext": _Refusal(
+        "forbidden_operator", "evaluate", "its plugins run code or reach services outside the source"
+    ),
+    "ExternalDataExpressionContext": _Refusal("file_access", "externaldata", "it reads files or URLs"),
+    "MacroExpandOperatorContext": _Refusal(
+        "cross_source", "macro-expand", "it reads entity groups outside the source"
+    ),
+    "SetStatementContext": _Refusal(
+        "forbidden_syntax", "set", "the query clock and options are set by the server"
+    ),
+    "AliasDatabaseStatementContext": _Refusal("cross_source", "alias database", "it names another database"),
+    "RestrictAccessStatementContext": _Refusal(
+        "forbidden_syntax", "restrict access", "access is decided by the source"
+    ),
+}
+# Functions that name data outside the source's tables.
+_FUNCTIONS = frozenset(
+    {
+        "cluster",
+        "database",
+        "table",
+        "external_table",
+        "materialized_view",
+        "entity_group",
+        "stored_query_result",
+    }
+)
+
+
+def parse_kql(query: str) -> ParserRuleContext:
+    """The syntax tree of one query, or QueryError: too long, a management command, or a syntax
+    error with its line and column."""
+    if len(query) > MAX_QUERY_CHARS:
+        raise too_complex(f"it has {len(query):,} characters; the limit is {MAX_QUERY_CHARS:,}")
+    if not strip_leading_comments(query).strip():
+        raise QueryError("parse_error", "The query is empty.")
+    if is_control_command(strip_leading_comments(query)):
+        command = strip_leading_comments(query).split(None, 1)[0]
+        raise QueryError(
+            "not_read_only",
+            f"{command} is a management command; only queries can run here (no command starting with '.').",
+        )
+    try:
+        parsed = duckdb_kql.parse(query)
+    except duckdb_kql.KqlSyntaxError as e:
+        raise QueryError("parse_error", _syntax_message(e)) from e
+    if parsed.tree is None:
+        raise QueryError("parse_error", "The query is empty.")
+    return parsed.tree
+
+
+def kql_problems(tree: ParserRuleContext) -> list[Problem]:
+    """Everything in the tree that may not run, in the order written."""
+    return [
+        Problem(code=r.code, message=f"{r.what} (line {line}, column {column + 1}) is not allowed: {r.why}.")
+        for r, line, column in _refusals(tree)
+    ]
+
+
+def _refusals(node: ParserRuleContext) -> Iterator[tuple[_Refusal, int, int]]:
+    refusal = _NODES.get(type(node).__name__) or _function_refusal(node)
+    if refusal is not None:
+        yield refusal, node.start.line, node.start.column
+    for child in node.children or ():
+        if isinstance(child, ParserRuleContext):
+            yield from _refusals(child)
+
+
+def _function_refusal(node: ParserRuleContext) -> _Refusal | None:
+    if type(node).__name__ != "NamedFunctionCallExpressionContext":
+        return None
+    name = node.getChild(0).getText()
+    if name.lower() not in _FUNCTIONS:
+        return None
+    return _Refusal("cross_source", f"{name}()", "queries read only this source's own tables")
+
+
+def _syntax_message(error: duckdb_kql.KqlSyntaxError) -> str:
+    """The first diagnostic, with its position, its list of expected tokens cut short."""
+    diagnostics = getattr(error, "diagnostics", None) or []
+    if not diagnostics:
+        return f"KQL syntax error: {error}"
+    first = diagnostics[0]
+    return (
+        f"KQL syntax error at line {first.span.line}, column {first.span.column + 1}: {_short(first.message)}"
+    )
+
+
+def _short(message: str) -> str:
+    head, brace, rest = message.partition(" expecting {")
+    if not brace:
+        return message
+    expected = [t.strip() for t in rest.rstrip("}").split(",")]
+    if len(expected) <= MAX_EXPECTED:
+        return message
+    return f"{head} expecting {', '.join(expected[:MAX_EXPECTED])} or {len(expected) - MAX_EXPECTED} others"

@@ -1,0 +1,175 @@
+"""The embedded KQL engine: KQL checked on its syntax tree, translated, and run by the SQL engine
+over the same data, with the same limits; results typed as Kusto types them."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from loom.engines.contracts import QueryError
+from loom.engines.isolated.engine import IsolatedEngine
+from loom.engines.kql.engine import KqlEngine
+from loom.engines.kql.names import kql_tables, shown_name
+from loom.engines.registry import CloudAccess, EnginePool
+from loom.engines.sources import DuckDBSource
+from loom.engines.sql.duckdb_engine import DuckDBEngine
+from loom.engines.sql.limits import LocalLimits
+from loom.lakehouse.seed import seed_lakehouse
+
+NOW = dt.datetime(2025, 7, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("kql-lake")
+    seed_lakehouse(root, orders=400)
+    return root
+
+
+@pytest.fixture(scope="module")
+def kql(lake: Path) -> KqlEngine:
+    return KqlEngine(DuckDBSource(name="lake", location=str(lake)))
+
+
+@pytest.fixture(scope="module")
+def sql(lake: Path) -> DuckDBEngine:
+    return DuckDBEngine(DuckDBSource(name="lake", location=str(lake)))
+
+
+def rows(engine: KqlEngine | DuckDBEngine, query: str) -> list[list[object]]:
+    result = engine.execute(query, max_rows=100, timeout_s=30, now=NOW)
+    return result.rows
+
+
+def refused(engine: KqlEngine, query: str) -> QueryError:
+    with pytest.raises(QueryError) as caught:
+        engine.execute(query, max_rows=10, timeout_s=10)
+    return caught.value
+
+
+def test_kql_answers_what_sql_answers_on_the_same_tables(kql: KqlEngine, sql: DuckDBEngine) -> None:
+    assert rows(kql, "fact_sales | count") == rows(sql, "SELECT count(*) FROM gold.fact_sales")
+    by_kql = rows(
+        kql,
+        "fact_sales | join kind=inner dim_product on product_key "
+        "| summarize revenue = sum(net_amount) by category | order by category asc",
+    )
+    by_sql = rows(
+        sql,
+        "SELECT p.category, SUM(f.net_amount) FROM gold.fact_sales f JOIN gold.dim_product p "
+        "ON p.product_key = f.product_key GROUP BY p.category ORDER BY p.category",
+    )
+    assert by_kql == by_sql
+
+
+def test_results_carry_kusto_types_and_dynamic_values(kql: KqlEngine) -> None:
+    result = kql.execute(
+        "dim_product | summarize categories = make_set(category), n = count(), top_price = max(unit_price)",
+        max_rows=5,
+        timeout_s=30,
+    )
+    assert [(c.name, c.type) for c in result.columns] == [
+        ("categories", "dynamic"),
+        ("n", "long"),
+        ("top_price", "decimal"),
+    ]
+    [[categories, n, _]] = result.rows
+    assert isinstance(categories, list) and set(categories) == {"Technology", "Furniture", "Office Supplies"}
+    assert isinstance(n, int) and result.engine == "duckdb-kql"
+    assert "gold" in result.query  # the user sees the SQL that ran, under the KQL the tool shows
+
+
+def test_tables_answer_to_their_bare_name_when_unique_and_to_their_full_name(kql: KqlEngine) -> None:
+    assert rows(kql, "dim_store | count") == rows(kql, "['gold.dim_store'] | count")
+    names = kql_tables(kql._sql.catalog())
+    assert "orders" not in names  # silver.orders and bronze.orders share it: only their full names
+    assert names["silver.orders"] == "silver.orders" and names["fact_sales"] == "gold.fact_sales"
+    assert [shown_name(n) for n in ("fact_sales", "silver.orders", "date")] == [
+        "fact_sales",
+        "['silver.orders']",
+        "['date']",  # a KQL keyword as a column name
+    ]
+
+
+def test_the_query_clock_makes_ago_and_now_repeatable(kql: KqlEngine) -> None:
+    query = "dim_date | where ['date'] > ago(30d) and ['date'] <= now() | count"
+    assert rows(kql, query) == [[30]]  # the seeded calendar covers mid-2025 day by day
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "named"),
+    [
+        (".show tables", "not_read_only", ".show"),
+        ("// a comment first\n.set-or-replace T <| fact_sales", "not_read_only", ".set-or-replace"),
+        ("fact_sales | evaluate bag_unpack(x)", "forbidden_operator", "evaluate (line 1, column 14)"),
+        ('externaldata (a:string) [@"https://example.com/x.csv"]', "file_access", "externaldata"),
+        ("cluster('other').database('db').T | take 1", "cross_source", "cluster() (line 1, column 1)"),
+        ("fact_sales | union (database('x').T)", "cross_source", "database()"),
+        ("set query_now = datetime(2020-01-01); fact_sales | count", "forbidden_syntax", "set"),
+    ],
+)
+def test_what_may_not_run_is_refused_by_name_and_place(
+    kql: KqlEngine, query: str, code: str, named: str
+) -> None:
+    error = refused(kql, query)
+    assert error.code == code and named in error.message
+
+
+def test_a_string_that_looks_like_a_refused_call_is_only_a_string(kql: KqlEngine) -> None:
+    assert rows(kql, "print s = strcat('cluster(', \"database('x')\")") == [["cluster(database('x')"]]
+
+
+def test_a_syntax_error_says_where_and_what_was_expected_briefly(kql: KqlEngine) -> None:
+    error = refused(kql, "fact_sales | where net_amount >")
+    assert error.code == "parse_error"
+    assert error.message.startswith("KQL syntax error at line 1, column 32:")
+    assert "others" in error.message and len(error.message) < 300  # not a hundred expected tokens
+
+
+def test_an_unknown_table_is_named_with_close_matches_in_kql_spelling(kql: KqlEngine) -> None:
+    error = refused(kql, "fact_sale | take 3")
+    assert error.code == "unknown_table"
+    assert "Did you mean fact_sales?" in error.message and "['silver.orders']" in error.message
+
+
+def test_an_operator_the_engine_lacks_is_refused_by_name_not_answered_wrong(kql: KqlEngine) -> None:
+    error = refused(kql, "fact_sales | top-nested 3 of store_key by sum(net_amount)")
+    assert error.code == "unsupported" and "top-nested" in error.message
+
+
+def test_the_sql_engines_limits_hold_for_kql(kql: KqlEngine) -> None:
+    capped = kql.execute("fact_sales | take 50", max_rows=10, timeout_s=30)
+    assert capped.row_count == 10 and capped.truncated_by == "rows"
+    huge = kql.execute(
+        "range i from 1 to 20 step 1 | extend s = strrep('x', 3000000)",
+        max_rows=100,
+        max_bytes=1_000_000,
+        timeout_s=30,
+    )
+    assert huge.truncated_by == "bytes" and len(huge.model_dump_json()) < 1_200_000
+    pairs = (
+        "range i from 1 to 4000 step 1 | extend k = 1 | join kind=inner (range j from 1 to 4000 step 1 "
+        '| extend k = 1) on k | summarize n = dcount(strcat(tostring(i), "-", tostring(j)))'
+    )
+    with pytest.raises(QueryError) as stopped:
+        kql.execute(pairs, max_rows=1, timeout_s=0.3)
+    assert stopped.value.code == "timeout"
+
+
+def test_validate_reports_problems_without_running(kql: KqlEngine) -> None:
+    assert kql.validate("fact_sales | take 1") == []
+    assert [p.code for p in kql.validate("fact_sales | evaluate python()")] == ["forbidden_operator"]
+    assert [p.code for p in kql.validate("nope | take 1")] == ["unknown_table"]
+
+
+def test_the_pool_runs_kql_in_a_child_of_its_own(lake: Path) -> None:
+    pool = EnginePool(CloudAccess(local=LocalLimits(memory_limit="256MB")))
+    try:
+        engine = pool.engine(DuckDBSource(name="lake", location=str(lake)), "kql")
+        assert isinstance(engine, IsolatedEngine) and (engine.language, engine.dialect) == ("kql", "kql")
+        assert engine.execute("dim_store | count", max_rows=1, timeout_s=30).rows[0][0] > 0
+        assert {t.name for t in engine.catalog().tables} >= {"fact_sales", "silver.orders"}
+    finally:
+        pool.close()

@@ -9,12 +9,15 @@ import pytest
 from ag_ui.core import BaseEvent, EventType
 from pydantic import BaseModel
 
+from loom.access import OPEN
 from loom.agent.approval import Decision
 from loom.agent.events import APPROVAL_REQUIRED, RESULT_TABLE
+from loom.agent.loop import Agent
 from loom.agent.model import ToolCall
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import FailingModel, ScriptedModel, sql_block, text, tool_call, tool_calls
 from loom.agent.turns import TurnRequest
+from loom.engines.sources import DuckDBSource, VerifiedQuery
 from loom.identity import DEV_PRINCIPAL, Principal
 from loom.tools.base import Effect, Tool, ToolContext, ToolResult, define
 from loom.tools.registry import TOOLS
@@ -290,17 +293,26 @@ def test_every_registered_tool_has_a_description_and_an_object_schema() -> None:
         assert schema["function"]["parameters"]["type"] == "object", tool.name
 
 
-# Arguments each registered tool runs with against the test source (no model call needed).
-SAMPLE_ARGS: dict[str, dict[str, Any]] = {"nl2sql": {"question": VERIFIED[0].question}}
+# Arguments each registered tool runs with against the test source (no model call needed), and
+# the verified queries that let a data tool answer them.
+SAMPLE_ARGS: dict[str, dict[str, Any]] = {
+    "nl2sql": {"question": VERIFIED[0].question},
+    "nl2kql": {"question": "Number of stores"},
+}
+SAMPLE_VERIFIED = (VerifiedQuery(question="Number of stores", query="dim_store | count", language="kql"),)
 
 
 @pytest.mark.parametrize("tool", TOOLS, ids=lambda t: t.name)
 async def test_each_registered_tool_is_gated_by_its_declared_effect(
-    make_agent: AgentFactory, tool: Tool
+    make_agent: AgentFactory, tool: Tool, source: DuckDBSource, store: Any, engines: Any
 ) -> None:
     assert tool.name in SAMPLE_ARGS, f"add arguments {tool.name} runs with to SAMPLE_ARGS"
     model = ScriptedModel().queue(tool_call(tool.name, SAMPLE_ARGS[tool.name]), text("done"))
-    events = await collect(make_agent(model), "go")
+    every = source.model_copy(
+        update={"languages": ("sql", "kql"), "verified_queries": VERIFIED + SAMPLE_VERIFIED}
+    )
+    agent = Agent(model, TOOLS, store, engines, lambda: {every.name: every}, OPEN)
+    events = await collect(agent, "go")
 
     [result] = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]  # type: ignore[attr-defined]
     approvals = custom(events, APPROVAL_REQUIRED)

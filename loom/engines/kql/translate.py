@@ -93,7 +93,13 @@ def _refused(error: duckdb_kql.KqlError, names: dict[str, str]) -> QueryError:
 
 
 def _operator(construct: str) -> str:
-    """`MakeSeriesOperator` → `make-series`: the name the query wrote."""
-    base = construct.removesuffix("Operator").removesuffix("Part")
-    words = [c.lower() if i == 0 else f"-{c.lower()}" if c.isupper() else c for i, c in enumerate(base)]
-    return "".join(words)
+    """The name the query wrote: `MakeSeriesOperator` → `make-series`, `aggregate:makeset` →
+    `makeset()`, `expression:-string-star-operator-expression` → `string star operator expression`."""
+    if ":" in construct:
+        kind, name = construct.split(":", 1)
+        name = name.strip("-")
+        return f"{name}()" if kind in ("function", "aggregate") else name.replace("-", " ")
+    if construct != construct[:1] + construct[1:].lower() and " " not in construct:  # CamelCase
+        base = construct.removesuffix("Part").removesuffix("Operator")
+        return "".join(f"-{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(base))
+    return construct

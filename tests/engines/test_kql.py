@@ -137,6 +137,53 @@ def test_an_unknown_table_is_named_with_close_matches_in_kql_spelling(kql: KqlEn
 def test_an_operator_the_engine_lacks_is_refused_by_name_not_answered_wrong(kql: KqlEngine) -> None:
     error = refused(kql, "fact_sales | top-nested 3 of store_key by sum(net_amount)")
     assert error.code == "unsupported" and "top-nested" in error.message
+    stray = refused(kql, "dim_date | make-series kind=nonempty n = count() on ['date'] step 1d")
+    assert stray.code == "unsupported" and "kind=nonempty" in stray.message
+
+
+def test_make_series_fills_every_bin_of_every_group_in_order(kql: KqlEngine, sql: DuckDBEngine) -> None:
+    result = kql.execute(
+        "dim_date | where ['date'] between (datetime(2025-03-01) .. datetime(2025-03-31)) "
+        "| make-series days = count() default = -1, top_year = max(year) "
+        "on ['date'] from datetime(2025-02-27) to datetime(2025-03-04) step 1d by is_weekend "
+        "| order by is_weekend asc",
+        max_rows=10,
+        timeout_s=30,
+    )
+    assert [(c.name, c.type) for c in result.columns] == [
+        ("is_weekend", "bool"),
+        ("date", "dynamic"),
+        ("days", "dynamic"),
+        ("top_year", "dynamic"),
+    ]
+    weekday, weekend = result.rows
+    axis = [f"2025-0{m}-{d:02d}T00:00:00" for m, d in ((2, 27), (2, 28), (3, 1), (3, 2), (3, 3))]
+    assert [v.replace(" ", "T") for v in weekday[1]] == axis  # from `from`, `to` excluded
+    # 2025-03-01 and 03-02 are a Saturday and a Sunday; the days before March had no rows.
+    assert weekday[2:] == [[-1, -1, -1, -1, 1], [0, 0, 0, 0, 2025]]
+    assert weekend[2:] == [[-1, -1, 1, 1, -1], [0, 0, 2025, 2025, 0]]
+
+
+def test_make_series_without_bounds_runs_from_the_first_bin_to_the_last(kql: KqlEngine) -> None:
+    [[axis, counts, bins]] = rows(
+        kql,
+        "fact_sales | where date_key between (20240101 .. 20240110) "
+        "| make-series lines = count() on date_key step 3 | extend bins = array_length(lines)",
+    )
+    assert axis == [20240100, 20240103, 20240106, 20240109]  # bins of 3 aligned to 0, as bin() does
+    assert (
+        sum(counts) == rows(kql, "fact_sales | where date_key between (20240101 .. 20240110) | count")[0][0]
+    )
+    assert bins == 4
+
+
+def test_make_series_inside_a_join_is_refused_not_guessed(kql: KqlEngine) -> None:
+    error = refused(
+        kql,
+        "dim_store | join kind=inner (fact_sales "
+        "| make-series n = count() on date_key step 1 by store_key) on store_key",
+    )
+    assert error.code == "unsupported" and "make-series" in error.message
 
 
 def test_the_sql_engines_limits_hold_for_kql(kql: KqlEngine) -> None:

@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from loom.engines.contracts import Catalog, QueryError
 from loom.engines.kql.names import kql_schema, kql_tables, preferred_names, shown_name
+from loom.engines.kql.series import find_series, series_sql
 from loom.engines.kql.validator import kql_problems, parse_kql
 from loom.engines.sql.qualify import cte_references, unknown_table_problem
 from loom.engines.sql.validator import parse_sql
@@ -23,19 +24,28 @@ from loom.engines.sql.validator import parse_sql
 
 def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> str:
     """The DuckDB SQL for `query`, or QueryError naming what cannot run and where."""
-    problems = kql_problems(parse_kql(query))
+    tree = parse_kql(query)
+    problems = kql_problems(tree)
     if problems:
         raise QueryError(problems[0].code, problems[0].message, problems)
     clock = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
-    names = kql_tables(catalog)
-    try:
-        translated = duckdb_kql.to_sql(query, schema=kql_schema(catalog), query_now=clock, allow_write=False)
-    except duckdb_kql.KqlError as e:
-        raise _refused(e, names) from e
-    tree = parse_sql(str(translated), "duckdb")
-    _bind(tree, dict(translated.parameters or {}))
-    _name_tables(tree, names)
-    return tree.sql("duckdb")
+    names, schema = kql_tables(catalog), kql_schema(catalog)
+
+    def translate(kql: str, tables: dict[str, list[str]]) -> exp.Expr:
+        try:
+            translated = duckdb_kql.to_sql(
+                kql, schema={**schema, **tables}, query_now=clock, allow_write=False
+            )
+        except duckdb_kql.KqlError as e:
+            raise _refused(e, names) from e
+        sql = parse_sql(str(translated), "duckdb")
+        _bind(sql, dict(translated.parameters or {}))
+        return sql
+
+    series = find_series(tree, query)
+    sql = series_sql(series, translate) if series is not None else translate(query, {})
+    _name_tables(sql, names)
+    return sql.sql("duckdb")
 
 
 def _bind(tree: exp.Expr, parameters: dict[str, Any]) -> None:

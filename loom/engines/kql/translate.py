@@ -12,12 +12,13 @@ import datetime as dt
 from typing import Any
 
 import duckdb_kql
+from antlr4 import ParserRuleContext
 from sqlglot import exp
 
 from loom.engines.contracts import Catalog, QueryError
 from loom.engines.kql.names import kql_schema, kql_tables, preferred_names, shown_name
 from loom.engines.kql.series import find_series, series_sql
-from loom.engines.kql.validator import kql_problems, parse_kql
+from loom.engines.kql.validator import function_calls, kql_problems, parse_kql
 from loom.engines.sql.qualify import cte_references, unknown_table_problem
 from loom.engines.sql.validator import parse_sql
 
@@ -43,9 +44,24 @@ def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> 
         return sql
 
     series = find_series(tree, query)
-    sql = series_sql(series, translate) if series is not None else translate(query, {})
+    written = _with_preludes(tree, query)
+    sql = series_sql(series, translate) if series is not None else translate(written, {})
     _name_tables(sql, names)
     return sql.sql("duckdb")
+
+
+# Functions duckdb-kql 1.1.2 lacks, written in the KQL it has; put before a query that calls one.
+PRELUDES = {
+    "bin_at": "let bin_at = (value: datetime, size: timespan, fixed: datetime) "
+    "{ fixed + size * bin((value - fixed) / size, 1) };",
+}
+
+
+def _with_preludes(tree: ParserRuleContext, query: str) -> str:
+    """`query` with a `let` for each function of `PRELUDES` it calls (found on its syntax tree)."""
+    called = {name.lower() for name in function_calls(tree)}
+    lets = [text for name, text in PRELUDES.items() if name in called]
+    return "\n".join([*lets, query]) if lets else query
 
 
 def _bind(tree: exp.Expr, parameters: dict[str, Any]) -> None:

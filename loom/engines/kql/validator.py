@@ -100,6 +100,15 @@ def _refusals(node: ParserRuleContext) -> Iterator[tuple[_Refusal, int, int]]:
             yield from _refusals(child)
 
 
+def function_calls(node: ParserRuleContext) -> Iterator[str]:
+    """The name of every function the tree calls, in the order written."""
+    if type(node).__name__ == "NamedFunctionCallExpressionContext":
+        yield node.getChild(0).getText()
+    for child in node.children or ():
+        if isinstance(child, ParserRuleContext):
+            yield from function_calls(child)
+
+
 def _function_refusal(node: ParserRuleContext) -> _Refusal | None:
     if type(node).__name__ != "NamedFunctionCallExpressionContext":
         return None

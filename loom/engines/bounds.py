@@ -4,9 +4,13 @@ A row cap alone let `SELECT repeat('x', 100000000) FROM range(3)` through the ch
 SSE response, the store and the next model request. Rows are fetched a few at a time, each value
 made JSON-safe and any value longer than `MAX_VALUE_CHARS` cut (and marked: a text, or a list or
 object as JSON, however deeply its parts are nested), and fetching stops
-when the result reaches `max_bytes` (sizes are estimated from the values, as JSON would carry
-them). The first fetch is one row; later ones ask for as many as the budget left could hold at the
-size seen so far, so huge rows are held one at a time and small ones come 256 to a fetch.
+when the result reaches `max_bytes`. Sizes are the bytes the values take in JSON as it is sent
+and stored (UTF-8, control characters escaped, a number by its digits): probe 9 filled an 8 MiB
+budget counted in characters with 4-byte emoji and escaped control characters, 33-50 MB sent. The
+column names count too (`header_size`), and each is cut to `MAX_NAME_CHARS`: DuckDB can build a
+100 MB name from a 500-byte query. The first fetch is one row; later ones ask for as many as the
+budget left could hold at the size seen so far, so huge rows are held one at a time and small ones
+come 256 to a fetch.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ MAX_VALUE_CHARS = 100_000  # one text value; longer ones are cut and say so
 MIN_VALUE_CHARS = 256  # what a value keeps however many columns share the budget
 MARK_ROOM = 48  # a cut value's marker and quotes, within its share
 MAX_CHUNK = 256  # rows per fetch, once rows are known to be small
+MAX_NAME_CHARS = 256  # of a column's name; longer ones are cut and say so
 CUT = "… [cut: {n:,} characters in all]"
 CUT_MARK = CUT.split("{", 1)[0]
 
@@ -42,10 +47,12 @@ def bounded_rows(
     max_rows: int,
     max_bytes: int = MAX_RESULT_BYTES,
     convert: Callable[[object], Value] = json_safe,
+    header: int = 0,
 ) -> Bounded:
-    """At most `max_rows` rows and about `max_bytes`, and why it stopped when there was more."""
+    """At most `max_rows` rows and about `max_bytes` (counting `header` bytes already spent on the
+    column names), and why it stopped when there was more."""
     rows: list[list[Value]] = []
-    size, chunk = 0, 1
+    size, chunk = header, 1
     while True:
         asked = min(chunk, max_rows + 1 - len(rows))
         fetched = fetch(asked)
@@ -78,26 +85,53 @@ def _next_chunk(size: int, count: int, max_bytes: int) -> int:
 
 
 def shorten(value: Value, most: int) -> Value:
-    """`value` in about `most` characters: a longer text is cut and says how long it was (keeping
+    """`value` in about `most` bytes of JSON: a longer text is cut and says how long it was (keeping
     the count of an earlier cut); a list or object whose JSON is longer becomes the start of that
     JSON, marked the same way — its parts may each be small and still add up to gigabytes."""
     if isinstance(value, str):
-        if len(value) <= most:
-            return value
         marked = value.rfind(CUT_MARK)
-        return value[:most] + (value[marked:] if marked >= 0 else CUT.format(n=len(value)))
+        head = value if marked < 0 else value[:marked]  # a value cut before keeps its marker
+        if len(head) <= most // 6 or value_size(head) - 2 <= most:  # 6: the most one character takes
+            return value
+        return _fit(head, most) + (value[marked:] if marked >= 0 else CUT.format(n=len(value)))
     if isinstance(value, list | dict) and value_size(value) > most:
         text = json.dumps(value, ensure_ascii=False, default=str)
-        return text[:most] + CUT.format(n=len(text))
+        return _fit(text, most) + CUT.format(n=len(text))
     return value
 
 
+def cut_name(name: str) -> str:
+    """A column name of at most about `MAX_NAME_CHARS`, marked when cut."""
+    return name if len(name) <= MAX_NAME_CHARS else name[:MAX_NAME_CHARS] + CUT.format(n=len(name))
+
+
+def header_size(names: Sequence[str]) -> int:
+    return sum(value_size(n) + 16 for n in names)  # with each column's type and punctuation
+
+
 def value_size(value: Value) -> int:
-    """About how many bytes the value takes in JSON, without encoding it."""
+    """The bytes the value takes in JSON as sent (UTF-8; control characters escaped)."""
     if isinstance(value, str):
-        return len(value) + 2
+        if value.isascii() and value.isprintable():
+            return len(value) + 2
+        return len(json.dumps(value, ensure_ascii=False).encode())
     if isinstance(value, list):
         return 2 + sum(value_size(v) + 1 for v in value)
     if isinstance(value, dict):
-        return 2 + sum(len(str(k)) + 4 + value_size(v) for k, v in value.items())
+        return 2 + sum(value_size(str(k)) + 2 + value_size(v) for k, v in value.items())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return len(str(value)) if value > 99_999_999 or value < -9_999_999 else 8
+    if isinstance(value, float):
+        return 24
     return 8
+
+
+def _fit(text: str, most: int) -> str:
+    """The longest start of `text` whose JSON fits `most` bytes (about: cut in proportion, twice)."""
+    keep = min(len(text), most)
+    for _ in range(3):
+        size = value_size(text[:keep]) - 2  # without its quotes
+        if size <= most:
+            return text[:keep]
+        keep = max(0, keep * most // size - 1)
+    return text[:keep]

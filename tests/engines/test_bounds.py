@@ -10,6 +10,7 @@ import pytest
 from loom.engines.bounds import (
     CUT,
     MAX_CHUNK,
+    MAX_NAME_CHARS,
     MAX_RESULT_BYTES,
     MAX_VALUE_CHARS,
     bounded_rows,
@@ -181,3 +182,55 @@ def test_a_long_binary_value_is_left_out_inside_duckdb_saying_how_long(tmp_path:
     big, small = result.rows[0]
     assert big == "[left out: 200,000 bytes]"
     assert small != big and "left out" not in str(small)
+
+
+def test_column_names_are_cut_inside_duckdb_and_count_in_the_budget(tmp_path: Path) -> None:
+    # Probe 9 (R9-1): each CTE level makes the name ten times longer; level 8 was a 100 MB name.
+    engine = DuckDBEngine(DuckDBSource(name="names", location=str(tmp_path)))
+    name = "n" * 3000
+    result = engine.execute(f'SELECT 1 AS "{name}", 2 AS "{name}x"', max_rows=5, timeout_s=30)
+    assert [len(c.name) < MAX_NAME_CHARS + 40 for c in result.columns] == [True, True]
+    assert result.columns[0].name.endswith("[cut: 3,000 characters in all]")
+    assert result.rows == [[1, 2]]
+
+
+def test_a_type_not_known_to_be_small_crosses_as_cut_text(tmp_path: Path) -> None:
+    # Probe 9 (R9-2): VARIANT holding a 16 MB string passed every cut and was converted whole.
+    engine = DuckDBEngine(DuckDBSource(name="variant", location=str(tmp_path)))
+    result = engine.execute(
+        "SELECT repeat('x', 3000000)::VARIANT AS v FROM range(20)",
+        max_rows=100,
+        max_bytes=1_000_000,
+        timeout_s=30,
+    )
+    assert result.columns[0].type == "variant" and result.truncated_by == "bytes"
+    assert isinstance(result.rows[0][0], str) and result.rows[0][0].endswith(
+        "[cut: 3,000,000 characters in all]"
+    )
+    assert len(result.model_dump_json().encode()) < 1_100_000
+
+
+@pytest.mark.parametrize("text", ["😀", chr(1)])
+def test_the_budget_is_in_bytes_as_sent_not_in_characters(tmp_path: Path, text: str) -> None:
+    # Probe 9 (R9-3): 8 MiB of characters were 33 MB of emoji and 50 MB of escaped control characters.
+    engine = DuckDBEngine(DuckDBSource(name="bytes", location=str(tmp_path)))
+    result = engine.execute(
+        f"SELECT repeat(chr({ord(text)}), 100000) AS s FROM range(100)",
+        max_rows=100,
+        max_bytes=1_000_000,
+        timeout_s=30,
+    )
+    assert result.truncated_by == "bytes"
+    assert len(result.model_dump_json().encode()) < 1_100_000
+
+
+def test_nested_values_keep_exact_decimals_and_a_deeply_nested_one_stays_text(tmp_path: Path) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="nested", location=str(tmp_path)))
+    [[exact, deep]] = engine.execute(
+        "SELECT [12345678901234567890.12345678::DECIMAL(38,8)] AS d, "
+        "[(repeat('[', 3000) || repeat(']', 3000))::JSON] AS j",
+        max_rows=1,
+        timeout_s=30,
+    ).rows
+    assert exact == ["12345678901234567890.12345678"]  # as the same value outside a list
+    assert isinstance(deep, str) and deep.startswith("[[[[")  # R9-5: kept as its JSON text

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from azure.core.credentials import AccessToken, TokenCredential
 from sqlglot import exp
 
-from loom.engines.bounds import MAX_RESULT_BYTES, Bounded, bounded_rows
+from loom.engines.bounds import MAX_RESULT_BYTES, Bounded, bounded_rows, cut_name, header_size
 from loom.engines.contracts import (
     Catalog,
     Column,
@@ -177,7 +177,13 @@ def run_query(
                 cursor.execute(sql)
                 description = list(cursor.description or [])
                 rows = (
-                    bounded_rows(cursor.fetchmany, max_rows=max_rows, max_bytes=max_bytes, convert=cell)
+                    bounded_rows(
+                        cursor.fetchmany,
+                        max_rows=max_rows,
+                        max_bytes=max_bytes,
+                        convert=cell,
+                        header=header_size([cut_name(str(d[0])) for d in description]),
+                    )
                     if description
                     else Bounded([], None)
                 )
@@ -332,7 +338,7 @@ def result_set(
     elapsed_ms: float,
 ) -> ResultSet:
     return ResultSet(
-        columns=[Column(name=str(d[0]), type=simple_type(d[1], types)) for d in description],
+        columns=[Column(name=cut_name(str(d[0])), type=simple_type(d[1], types)) for d in description],
         rows=rows.rows,
         row_count=len(rows.rows),
         truncated=rows.truncated_by is not None,

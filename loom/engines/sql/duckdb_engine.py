@@ -20,7 +20,15 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from loom.engines.bounds import MAX_RESULT_BYTES, Bounded, Fetch, bounded_rows
+from loom.engines.bounds import (
+    CUT,
+    MAX_NAME_CHARS,
+    MAX_RESULT_BYTES,
+    Bounded,
+    Fetch,
+    bounded_rows,
+    header_size,
+)
 from loom.engines.contracts import (
     Catalog,
     Column,
@@ -202,7 +210,13 @@ class DuckDBEngine:
                 try:
                     cut = self._cut_plan(state, cursor, sql, max_bytes)
                     cursor.execute(cut.sql)
-                    rows = bounded_rows(_merged(cursor, cut), max_rows=max_rows, max_bytes=max_bytes)
+                    names = [str(d[0]) for d in (cursor.description or [])[: cut.width]]
+                    rows = bounded_rows(
+                        _merged(cursor, cut),
+                        max_rows=max_rows,
+                        max_bytes=max_bytes,
+                        header=header_size(names),
+                    )
                     if watchdog.fired:  # fetching and converting count against the limit too
                         raise _timeout(timeout_s)
                     return cut.describe(cursor.description or []), rows
@@ -231,10 +245,14 @@ class DuckDBEngine:
         if found is not None:
             return found
         try:
-            columns = [(str(r[0]), str(r[1])) for r in cursor.execute(f"DESCRIBE {sql}").fetchall()]
+            described = cursor.execute(_DESCRIBE.format(most=MAX_NAME_CHARS, sql=sql)).fetchall()
         except duckdb.Error:
             return CutPlan(sql, width=MAX_COLUMNS)
-        made = plan_cuts(sql, columns, max_bytes)
+        if len(described) > MAX_RESULT_COLUMNS:
+            raise _too_wide(len(described))
+        columns = [(_name(str(r[0]), int(r[1])), str(r[2])) for r in described]
+        renamed = any(int(r[1]) > MAX_NAME_CHARS for r in described)
+        made = plan_cuts(sql, columns, max_bytes, renamed=renamed)
         with self._prepared_lock:
             state.cut_plans[(sql, max_bytes)] = made
             if len(state.cut_plans) > PREPARED_CACHE:
@@ -347,6 +365,25 @@ def _timeout(timeout_s: float) -> QueryError:
 
 
 # --- loading ------------------------------------------------------------------------------------
+
+
+# The result's columns as DESCRIBE gives them, each name cut inside DuckDB: a name can be built to
+# 100 MB (probe 9: `COLUMNS('(.*)') AS '\\1\\1…'` ten times longer per CTE), and fetching it whole
+# would cost what a value cut inside DuckDB saves.
+_DESCRIBE = "SELECT left(column_name, {most}), length(column_name), column_type FROM (DESCRIBE {sql})"
+MAX_RESULT_COLUMNS = 4_096
+
+
+def _name(start: str, length: int) -> str:
+    return start if length <= MAX_NAME_CHARS else start + CUT.format(n=length)
+
+
+def _too_wide(columns: int) -> QueryError:
+    return QueryError(
+        "too_complex",
+        f"The result would have {columns:,} columns; at most {MAX_RESULT_COLUMNS:,} are returned. "
+        "Select the columns the question needs.",
+    )
 
 
 def _merged(cursor: duckdb.DuckDBPyConnection, cut: CutPlan) -> Fetch:

@@ -23,10 +23,21 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from loom.engines.bounds import CUT, MAX_RESULT_BYTES, value_limit
 
 TEXT_TYPES = frozenset({"VARCHAR", "JSON"})
+# Types whose values have a small fixed size: they cross as they are. Any other type is not
+# trusted to be small (probe 9: VARIANT holding a 16 MB string passed every cut): it crosses as
+# text, cut like any text.
+FIXED_TYPES = frozenset(
+    {"BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+     "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL", "DATE", "TIME", "TIMETZ",
+     "TIME WITH TIME ZONE", "TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE", "TIMESTAMP_S",
+     "TIMESTAMP_MS", "TIMESTAMP_NS", "INTERVAL", "UUID"}
+)  # fmt: skip
+MAX_DEPTH = 64  # of a nested value kept as a value; a deeper one stays JSON text
 # Binary values are not cut but left out when long, saying how long (half a value is no use).
 SIZED_TYPES = {"BLOB": ("octet_length", "bytes"), "BIT": ("bit_length", "bits")}
 _BEFORE, _AFTER = CUT.split("{n:,}")
@@ -54,20 +65,23 @@ class CutPlan:
         for column in self.decode:
             text = values[column]
             if isinstance(text, str):
-                values[column] = json.loads(text)
+                values[column] = _decoded(text)
         for column, hidden in self.cut_of.items():
             if row[hidden] is not None:
                 values[column] = row[hidden]
         return values
 
 
-def plan(sql: str, columns: Sequence[tuple[str, str]], max_bytes: int = MAX_RESULT_BYTES) -> CutPlan:
+def plan(
+    sql: str, columns: Sequence[tuple[str, str]], max_bytes: int = MAX_RESULT_BYTES, renamed: bool = False
+) -> CutPlan:
     """`sql` wrapped so that no value of the result is longer than its share of `max_bytes`;
-    `columns` are its (name, DuckDB type), as DESCRIBE gives them. Unwrapped when nothing can be
-    long."""
+    `columns` are its (name, DuckDB type), as DESCRIBE gives them (names already cut to their
+    bound: `renamed` says one was, and the wrapper gives the query those names). Unwrapped when
+    nothing can be long and no name was cut."""
     width = len(columns)
     limit = value_limit(width, max_bytes)
-    if not any(_text(t) or _nested(t) or t.upper() in SIZED_TYPES for _, t in columns):
+    if not renamed and all(_fixed(t) for _, t in columns):
         return CutPlan(sql, width, types=tuple(t for _, t in columns))
     shown: list[str] = []
     hidden: list[str] = []
@@ -89,13 +103,42 @@ def plan(sql: str, columns: Sequence[tuple[str, str]], max_bytes: int = MAX_RESU
             shown.append(f"CASE WHEN {over} THEN NULL ELSE {text} END AS {_quote(name)}")
             cut_of[i] = width + len(hidden)
             hidden.append(f"CASE WHEN {over} THEN {_cut(text, limit)} END")
-        else:
+        elif _fixed(kind):
             shown.append(f"{column} AS {_quote(name)}")
-    renamed = ", ".join(f"c{i}" for i in range(width))
+        else:  # VARIANT, GEOMETRY, ENUM or a type this list does not know: as text
+            shown.append(f"{_cut(f'CAST({column} AS VARCHAR)', limit)} AS {_quote(name)}")
+    positions = ", ".join(f"c{i}" for i in range(width))
     select = ", ".join(shown + hidden)
     nested = frozenset(i for i, (_, kind) in enumerate(columns) if _nested(kind))
     types = tuple(t for _, t in columns)
-    return CutPlan(f"SELECT {select} FROM ({sql}) AS q({renamed})", width, cut_of, nested, types)
+    return CutPlan(f"SELECT {select} FROM ({sql}) AS q({positions})", width, cut_of, nested, types)
+
+
+def _decoded(text: str) -> object:
+    """A nested value from its JSON: decimals kept exact (`json_safe` shows them as the top level
+    does), and a value nested past `MAX_DEPTH` left as its text (probe 9: a JSON value of depth 300
+    inside a list broke the turn, of depth 700 the decoder)."""
+    try:
+        value = json.loads(text, parse_float=Decimal)
+    except RecursionError:
+        return text
+    return value if _depth(value) <= MAX_DEPTH else text
+
+
+def _depth(value: object) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list | dict):
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                return deepest
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _fixed(kind: str) -> bool:
+    return kind.upper().split("(", 1)[0].strip() in FIXED_TYPES
 
 
 def _text(kind: str) -> bool:

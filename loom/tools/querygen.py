@@ -41,7 +41,10 @@ CANNOT = "CANNOT ANSWER"
 MODEL_ROWS = 50  # rows the model reads; the user sees the whole (capped) table
 MODEL_VALUE_CHARS = 500  # of one text value, for the model; the user's table keeps more
 MODEL_RESULT_CHARS = 24_000  # of the rows the model reads, about (a wide row shares it out)
+MODEL_COLUMNS = 100  # the columns the model reads; the user's table has them all
+MODEL_NAME_CHARS = 64  # of a column's name, for the model
 EXAMPLES = 3
+MIN_QUERY_S = 1.0  # the least time a repair attempt is given, whatever the attempts before it used
 # Failures a rewrite cannot be trusted to fix, and that cost a time limit or an engine reload each
 # time, or that no query can fix (a table the source could not load): the tool stops and the model
 # tells the user, instead of trying again.
@@ -87,12 +90,16 @@ class QueryResult(ToolResult):
         """What the model reads: the query it stands on, the first rows, and whether it is verified
         (always said, true or false: a model left to guess claims verification it does not have).
         Not the executed query or timings, which the user sees with the table."""
-        result = self.result.model_dump(include={"columns", "row_count", "truncated"})
+        result: dict[str, object] = {"columns": _model_columns(self.result)}
+        result |= self.result.model_dump(include={"row_count", "truncated"})
         if self.result.truncated_by:
             result["truncated_by"] = self.result.truncated_by
-        result["rows"] = _model_rows(self.result)
-        if len(result["rows"]) < self.result.row_count:
-            result["rows_shown"] = len(result["rows"])
+        rows = _model_rows(self.result)
+        result["rows"] = rows
+        if len(rows) < self.result.row_count:
+            result["rows_shown"] = len(rows)
+        if len(self.result.columns) > MODEL_COLUMNS:
+            result["columns_shown"] = MODEL_COLUMNS
         shown = self.model_dump(include={"source", "language", "dialect", "query", "verified"})
         if self.attempts:
             shown["attempts"] = [a.model_dump(exclude={"error": {"suggestions"}}) for a in self.attempts]
@@ -107,14 +114,24 @@ class QueryResult(ToolResult):
         return self.query
 
 
+def _model_columns(result: ResultSet) -> list[dict[str, str]]:
+    """The first `MODEL_COLUMNS` columns, names cut to `MODEL_NAME_CHARS` (probe 9: a 10 MB name)."""
+    return [
+        {"name": shorten(c.name, MODEL_NAME_CHARS), "type": c.type}  # type: ignore[dict-item]
+        for c in result.columns[:MODEL_COLUMNS]
+    ]
+
+
 def _model_rows(result: ResultSet) -> list[list[Value]]:
-    """The first rows, each value cut to its share of `MODEL_RESULT_CHARS`, as many as fit in it
-    (at least one, at most `MODEL_ROWS`): probe 8's 3,000-column row was 1.7 MB of model input."""
-    most = max(20, min(MODEL_VALUE_CHARS, MODEL_RESULT_CHARS // max(len(result.columns), 1) - MARK_ROOM))
+    """The first rows of the first `MODEL_COLUMNS` columns, each value cut to its share of
+    `MODEL_RESULT_CHARS`, as many as fit in it (at least one, at most `MODEL_ROWS`): probe 8's
+    3,000-column row was 1.7 MB of model input."""
+    width = min(len(result.columns), MODEL_COLUMNS)
+    most = max(20, min(MODEL_VALUE_CHARS, MODEL_RESULT_CHARS // max(width, 1) - MARK_ROOM))
     rows: list[list[Value]] = []
     size = 0
     for row in result.rows[:MODEL_ROWS]:
-        shown = [shorten(v, most) for v in row]
+        shown = [shorten(v, most) for v in row[:MODEL_COLUMNS]]
         size += sum(value_size(v) for v in shown)
         if rows and size > MODEL_RESULT_CHARS:
             break
@@ -223,7 +240,10 @@ def _no_model(library: Sequence[VerifiedQuery]) -> ToolError:
     )
 
 
-async def _execute(ctx: ToolContext, source: Source, engine: Engine, query: str, dialect: str) -> ResultSet:
+async def _execute(
+    ctx: ToolContext, source: Source, engine: Engine, query: str, dialect: str, spent_s: float = 0.0
+) -> ResultSet:
+    """Run `query` with what is left of the query time limit after `spent_s` (earlier attempts)."""
     limits = ctx.limits
     return await ctx.run_on(
         source.name,
@@ -231,7 +251,7 @@ async def _execute(ctx: ToolContext, source: Source, engine: Engine, query: str,
         query,
         max_rows=limits.max_rows,
         max_bytes=limits.max_bytes,
-        timeout_s=limits.timeout_s,
+        timeout_s=max(limits.timeout_s - spent_s, MIN_QUERY_S),
         dialect=dialect,
     )
 
@@ -334,7 +354,7 @@ class _Generation:
             return self._retry(tries, query, _repeated(repeated.error))
         started = time.monotonic()
         try:
-            result = await _execute(self.ctx, self.source, self.engine, query, self.dialect)
+            result = await _execute(self.ctx, self.source, self.engine, query, self.dialect, tries.spent_s)
         except QueryError as e:
             if e.code in NOT_REPAIRABLE:
                 raise ToolError(e.code, e.message) from e

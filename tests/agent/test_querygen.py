@@ -13,7 +13,7 @@ from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
 from loom.agent.turns import TurnRequest
 from loom.engines.contracts import QueryError
 from loom.identity import DEV_PRINCIPAL
-from loom.tools.querygen import MODEL_RESULT_CHARS
+from loom.tools.querygen import MIN_QUERY_S, MODEL_COLUMNS, MODEL_RESULT_CHARS
 from loom.tools.registry import TOOLS
 from tests.agent.conftest import AgentFactory
 
@@ -242,11 +242,16 @@ async def test_the_model_reads_a_wide_result_within_its_budget_and_is_told_how_m
 class SlowFailures(CountingEngines):
     """Every query works a while, then fails: the kind of failure a repair cannot make cheaper."""
 
+    def __init__(self, pool: Any) -> None:
+        super().__init__(pool)
+        self.limits: list[float] = []  # the time limit each query was given
+
     def run(self, engine: Any, query: str, **limits: Any) -> Any:
         if not query.endswith(" AS a"):  # the value index, read through the engine too
             return engine.execute(query, **limits)
         self.executed.append(query)
-        time.sleep(0.3)
+        self.limits.append(limits["timeout_s"])
+        time.sleep(0.7)
         raise QueryError("execution_error", "Out of Range Error: boom after work")
 
 
@@ -259,13 +264,29 @@ async def test_repairs_stop_once_the_questions_queries_have_used_the_time_limit(
         tool_call("nl2sql", {"question": "n?"}),
         sql_block("SELECT 1 AS a"),
         sql_block("SELECT 2 AS a"),
-        text("It failed."),  # the answer: no third query was asked for
+        sql_block("SELECT 3 AS a"),
+        text("It failed."),  # the answer: no fourth query was asked for
     )
     agent = make_agent(model)
-    agent.query_limits = replace(agent.query_limits, timeout_s=0.5, max_repairs=2)
+    agent.query_limits = replace(agent.query_limits, timeout_s=2.0, max_repairs=5)
     agent.engines = slow = SlowFailures(engines)
     await turn(agent, "n?")
-    assert slow.executed == ["SELECT 1 AS a", "SELECT 2 AS a"]
-    assert len(model.calls) == 4  # the turn, two queries, the answer: max_repairs allowed a third
+    assert slow.executed == ["SELECT 1 AS a", "SELECT 2 AS a", "SELECT 3 AS a"]
+    assert len(model.calls) == 5  # the turn, three queries, the answer: max_repairs allowed six
+    first, second, third = slow.limits  # R9-4: each had what the ones before left of the limit
+    assert first == 2.0 and 1.0 < second < 1.4 and third == MIN_QUERY_S
     error = json.loads(model.calls[-1].messages[-1].content)["error"]
     assert error["code"] == "query_failed" and "used up the query time limit" in error["message"]
+
+
+async def test_the_model_reads_at_most_its_columns_with_short_names(make_agent: AgentFactory) -> None:
+    long = "n" * 100
+    columns = ", ".join(f'{i} AS "{long}{i}"' for i in range(MODEL_COLUMNS + 20))
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "wide"}), sql_block(f"SELECT {columns}"), text("ok")
+    )
+    await turn(make_agent(model), "wide")
+    seen = json.loads(model.calls[-1].messages[-1].content)["result"]
+    assert len(seen["columns"]) == MODEL_COLUMNS == seen["columns_shown"]
+    assert all(len(c["name"]) < 100 for c in seen["columns"])  # R9-1: a name is cut for the model
+    assert len(seen["rows"][0]) == MODEL_COLUMNS

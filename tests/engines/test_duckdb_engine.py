@@ -310,3 +310,21 @@ def test_empty_and_all_null_sqlite_columns_keep_their_declared_types(tmp_path: P
     assert types["nulls"]["other_details"] == "integer"
     result = engine.execute("SELECT SUM(n) AS s FROM empty_t", max_rows=5, timeout_s=5)
     assert result.rows == [[None]]
+
+
+def test_a_view_whose_definition_a_query_could_not_run_is_left_out_with_why(tmp_path: Path) -> None:
+    # Probe 9 (R9-7): a view over duckdb_settings() showed the server's temp and secret paths.
+    path = tmp_path / "views.duckdb"
+    with duckdb.connect(str(path)) as db:
+        db.execute("CREATE TABLE good_table AS SELECT 1 AS n")
+        db.execute("CREATE VIEW good AS SELECT n FROM good_table")
+        db.execute("CREATE VIEW settings AS SELECT name, value FROM duckdb_settings()")
+    engine = _engine(path)
+    catalog = engine.catalog()
+    assert [t.name for t in catalog.tables] == ["good", "good_table"]
+    [left_out] = catalog.unavailable
+    assert left_out.name == "settings" and "forbidden_function" in left_out.reason
+    with pytest.raises(QueryError) as refused:
+        engine.execute("SELECT * FROM settings", max_rows=5, timeout_s=5)
+    assert refused.value.code == "table_unavailable"
+    engine.close()

@@ -23,8 +23,10 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import sqlglot
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
+from sqlglot import exp
 
 from loom.engines.contracts import QueryError
 from loom.engines.errors import public_text, shown
@@ -127,18 +129,39 @@ def _broken_views(conn: duckdb.DuckDBPyConnection, location: Path) -> dict[str, 
     lists them with the columns they had when made, so only running one shows it is broken; each
     is bound (LIMIT 0 reads no rows) once per load."""
     views = conn.execute(
-        "SELECT schema_name, view_name FROM duckdb_views() "
+        "SELECT schema_name, view_name, sql FROM duckdb_views() "
         "WHERE database_name = current_database() AND NOT internal"
     ).fetchall()
     broken: dict[str, str] = {}
-    for schema, view in views:
+    for schema, view, definition in views:
+        name = view if schema == "main" else f"{schema}.{view}"
+        refused = _refused_definition(definition)
+        if refused:  # probe 9: a view over duckdb_settings() showed the server's paths
+            log.warning("left out the view %s of %s: %s", name, location, refused)
+            broken[name] = f"its definition does what queries may not ({refused})"
+            continue
         try:
             conn.execute(f"SELECT * FROM {quote(schema)}.{quote(view)} LIMIT 0")
         except duckdb.Error as e:
-            name = view if schema == "main" else f"{schema}.{view}"
             log.warning("left out the view %s of %s: %s", name, location, e)
             broken[name] = f"the view cannot be read: {_reason(e)}"
     return broken
+
+
+def _refused_definition(definition: str | None) -> str:
+    """Why a view's query would be refused if a user wrote it ("" when it would not): the rules
+    for what queries may read hold for what a view reads too."""
+    from loom.engines.sql.validator import validate_sql  # the validator imports the loaders
+
+    try:
+        created = sqlglot.parse_one(definition or "", read="duckdb")
+    except sqlglot.errors.SqlglotError:
+        return "its definition cannot be checked"
+    body = created.expression if isinstance(created, exp.Create) else None
+    if not isinstance(body, exp.Query):
+        return "its definition cannot be checked"
+    problems = validate_sql(body.sql("duckdb"), "duckdb")
+    return problems[0].code if problems else ""
 
 
 def _reason(error: BaseException | str) -> str:

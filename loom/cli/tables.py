@@ -16,6 +16,9 @@ from rich.text import Text
 from loom.engines.contracts import ResultSet
 
 NUMERIC_TYPES = frozenset({"integer", "bigint", "float", "double", "decimal"})
+# What a terminal cell shows of a value: rich measures every character's width, and an 8 MiB
+# result of emoji took 29 s to lay out (probe 9) for a screen that shows a few hundred.
+CELL_CHARS = 500
 
 
 def cell_text(value: Any) -> str:
@@ -28,6 +31,11 @@ def cell_text(value: Any) -> str:
     if isinstance(value, list | dict):
         return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def _cell(value: Any) -> str:
+    text = cell_text(value)
+    return text if len(text) <= CELL_CHARS else text[:CELL_CHARS] + "…"
 
 
 def plural(count: int, noun: str) -> str:
@@ -53,7 +61,7 @@ def result_view(
         header = Text.assemble(column.name, ("\n" + column.type, "dim")) if show_types else Text(column.name)
         table.add_column(header, justify="right" if column.type in NUMERIC_TYPES else "left")
     for row in shown:
-        table.add_row(*(Text("null", style="dim") if v is None else Text(cell_text(v)) for v in row))
+        table.add_row(*(Text("null", style="dim") if v is None else Text(_cell(v)) for v in row))
     return Group(table, Text(_footer(result, len(shown), truncated_note), style="dim"))
 
 

@@ -473,3 +473,12 @@ def test_the_state_folder_and_the_conversations_are_the_owners_alone(tmp_path: P
     assert out.returncode == 0, out.stderr
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     assert stat.S_IMODE((home / "loom.db").stat().st_mode) == 0o600
+
+
+def test_the_table_format_shows_the_start_of_a_long_value(lakehouse: Path) -> None:
+    out = sql(lakehouse, "SELECT repeat('😀', 3000) AS s", columns=120)
+    assert out.returncode == 0
+    assert "😀…" in out.stdout.replace("\n", "").replace("│", "").replace(
+        " ", ""
+    )  # cut for the screen (R9-8)
+    assert out.stdout.count("😀") <= 600

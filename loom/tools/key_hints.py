@@ -41,8 +41,22 @@ def key_hints(query: str, dialect: str, catalog: Catalog, keys: Sequence[Foreign
             key = by_column.get((table, column.name.lower()))
             if key is not None and key not in seen:
                 seen.append(key)
+    seen += [k for k in _unjoined(tree, aliases, keys) if k not in seen]
     hints = [_hint(k, catalog) for k in seen[:MAX_HINTS]]
     return "\n".join(hints) if hints else None
+
+
+def _unjoined(tree: exp.Expr, aliases: dict[str, str], keys: Sequence[ForeignKey]) -> Iterator[ForeignKey]:
+    """Keys to a table the query names in a column (`gold.dim_date.year`) but does not read, from
+    one it does: the 1.5B model wrote `YEAR(gold.dim_date.date_key)` over fact_sales alone."""
+    read = set(aliases.values())
+    for column in tree.find_all(exp.Column):
+        named = ".".join(p for p in (column.args.get("db") and column.db, column.table) if p).lower()
+        if not named or named in aliases or named in read:
+            continue
+        for key in keys:
+            if key.ref_table.lower() == named and key.table.lower() in read:
+                yield key
 
 
 def _used_as_values(tree: exp.Expr) -> Iterator[exp.Column]:
@@ -73,13 +87,23 @@ def _owners(column: exp.Column, aliases: dict[str, str]) -> list[str]:
 
 def _hint(key: ForeignKey, catalog: Catalog) -> str:
     column, ref_column = key.columns[0], key.ref_columns[0]
+    near, far = _alias(key.table, "t1"), _alias(key.ref_table, "t2")
+    if near == far:
+        near, far = "t1", "t2"
     hint = (
         f"Note: {key.table}.{column} is a key, not a value: it joins {key.ref_table}.{ref_column}. "
-        f"Join {key.ref_table} ON {key.ref_table}.{ref_column} = {key.table}.{column} and use its columns"
+        f"Join it: FROM {key.table} AS {near} JOIN {key.ref_table} AS {far} "
+        f"ON {far}.{ref_column} = {near}.{column}, then use {far}'s columns"
     )
     ref = next((t for t in catalog.tables if t.name.lower() == key.ref_table.lower()), None)
     if ref is None:
         return hint + "."
-    shown = [f"{c.name} {c.type}" for c in ref.columns if c.name.lower() != ref_column.lower()]
+    shown = [f"{far}.{c.name} {c.type}" for c in ref.columns if c.name.lower() != ref_column.lower()]
     more = ", …" if len(shown) > MAX_COLUMNS else ""
     return f"{hint}: {', '.join(shown[:MAX_COLUMNS])}{more}."
+
+
+def _alias(table: str, fallback: str) -> str:
+    """The first letter of the table's own name (`gold.fact_sales` → `f`)."""
+    bare = table.rsplit(".", 1)[-1].lstrip("_")
+    return bare[:1].lower() if bare[:1].isalpha() else fallback

@@ -217,7 +217,7 @@ async def test_a_key_read_as_a_value_is_named_in_the_repair_with_the_table_it_jo
     repair = model.calls[2].messages[-1].content
     assert "year(INTEGER)" in repair  # the engine's own error comes first
     assert "gold.fact_sales.date_key is a key, not a value: it joins gold.dim_date.date_key" in repair
-    assert "year integer" in repair  # and which columns hold what it stands for
+    assert "JOIN gold.dim_date AS d ON d.date_key = f.date_key" in repair and "d.year integer" in repair
     seen = json.loads(model.calls[-1].messages[-1].content)
     assert seen["result"]["row_count"] == 1
 

@@ -39,8 +39,8 @@ def test_a_key_in_a_scalar_function_like_or_cast_gets_a_hint_naming_the_join_and
         text = hint(query)
         assert text is not None, query
         assert "gold.fact_sales.date_key is a key, not a value: it joins gold.dim_date.date_key" in text
-        assert "ON gold.dim_date.date_key = gold.fact_sales.date_key" in text
-        assert text.endswith("use its columns: year integer.")
+        assert "FROM gold.fact_sales AS f JOIN gold.dim_date AS d ON d.date_key = f.date_key" in text
+        assert text.endswith("then use d's columns: d.year integer.")
 
 
 def test_a_key_used_as_a_key_gets_none() -> None:
@@ -54,6 +54,16 @@ def test_a_key_used_as_a_key_gets_none() -> None:
     # the other side's column of the same name is not the key
     joined = "SELECT YEAR(d.date_key) FROM gold.fact_sales AS f JOIN gold.dim_date AS d USING (date_key)"
     assert hint(joined) is None
+
+
+def test_a_column_of_a_table_the_query_does_not_read_gets_the_join() -> None:
+    # What the 1.5B model wrote after the first hint: the dimension's column, without the join.
+    for query in (
+        "SELECT COUNT(*) FROM gold.fact_sales WHERE YEAR(gold.dim_date.date_key) = 2024",
+        "SELECT COUNT(*) FROM gold.fact_sales WHERE gold.dim_date.year = 2024",
+    ):
+        text = hint(query)
+        assert text is not None and "JOIN gold.dim_date AS d ON d.date_key = f.date_key" in text, query
 
 
 def test_a_query_that_does_not_parse_gets_none() -> None:

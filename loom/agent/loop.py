@@ -197,6 +197,7 @@ class Agent:
             question=turn.question,
             ran=frozenset(turn.ran),
             results=tuple(m.content for m in turn.messages if m.role == "tool"),
+            before=_question_before(turn.messages),
         )
         stream = self.model.stream(turn.messages, [t.declaration(sources) for t in offered])
         return model_events(guarded(stream, guard))
@@ -293,6 +294,12 @@ def _summary(turn: Turn, outcome: str, started: float) -> TurnSummary:
         tokens=turn.budget.tokens,
         elapsed_ms=(time.perf_counter() - started) * 1000,
     )
+
+
+def _question_before(messages: Sequence[ChatMessage]) -> str:
+    """The user's message before the last one ("" in a conversation's first turn)."""
+    asked = [m.content for m in messages if m.role == "user"]
+    return asked[-2] if len(asked) > 1 else ""
 
 
 def _one_source_per_dialect(sources: Sequence[Source]) -> dict[str, str]:

@@ -11,7 +11,8 @@ Two things a small model does with a data question would otherwise be shown as t
 
 Text streams as it comes except where one of these may be starting: a reply that opens like a call
 (`{`, `[`, `<`, a fence) is held until it ends, and from a fence on (```) the rest of a reply is
-held until it ends. Plain prose streams as before.
+held until it ends. Plain prose streams as before. A reply that writes a tool result itself
+(`<tool_response>…`) is taken like an unrun query: the question goes to the data tool.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Guard:
     ran: frozenset[str]  # queries that ran in this turn, normalised (`normal`)
     written_for: Mapping[str, str] = field(default_factory=dict)  # dialect → the one source using it
     results: tuple[str, ...] = ()  # the tool results the model was shown (for `echoed_calls`)
+    before: str = ""  # the user's question before this one, which a routed follow-up carries
 
 
 def normal(query: str) -> str:
@@ -100,6 +102,8 @@ def _decide(reply: ModelReply, held: str, shown: str, guard: Guard) -> list[Mode
         return [*(_delta(c) for c in calls), ModelReply(shown, calls, reply.usage)]
     unrun = _unrun(held, guard.ran)
     routed = next(((label, lang) for label, lang in unrun if lang in guard.routes), None)
+    if routed is None and _imitates_a_result(held) and guard.routes:
+        routed = ("", next(iter(guard.routes)))  # it wrote the data it wanted instead of asking
     if routed is not None and not guard.ran:
         call = _routed(guard, *routed)
         return [_delta(call), ModelReply(shown, (call,), reply.usage)]
@@ -116,10 +120,20 @@ def _decided_calls(held: str, guard: Guard) -> tuple[ToolCall, ...]:
     return tuple(c for c in calls if (c.name, c.arguments) not in echoed)
 
 
+def _imitates_a_result(text: str) -> bool:
+    """A reply that writes a tool result itself (`<tool_response>{…}`: the local 1.5B model, asked
+    a follow-up, copied the shape of the last result) answers from data no tool returned."""
+    return "<tool_response>" in text.lower()
+
+
 def _routed(guard: Guard, label: str, language: str) -> ToolCall:
     """The question, to the data tool for `language`; to the source the block was written for when
-    its label names the dialect of exactly one of the turn's sources (```sqlite → the SQLite one)."""
-    arguments = {"question": guard.question}
+    its label names the dialect of exactly one of the turn's sources (```sqlite → the SQLite one).
+    A follow-up carries the question before it: "And in 2025?" alone cannot be answered."""
+    question = guard.question
+    if guard.before:
+        question += f"\n(The question before it: {guard.before})"
+    arguments = {"question": question}
     if label in guard.written_for:
         arguments["source"] = guard.written_for[label]
     return ToolCall(f"call_{uuid.uuid4().hex[:24]}", guard.routes[language], json.dumps(arguments))

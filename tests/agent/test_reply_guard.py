@@ -205,3 +205,15 @@ async def test_a_call_copied_from_a_tool_result_is_shown_as_data_not_run(result:
     own = '{"name": "nl2sql", "arguments": {"question": "q"}}'
     _, called = await through(guard, own)
     assert [json.loads(c.arguments) for c in called.tool_calls] == [{"question": "q"}]
+
+
+async def test_a_written_out_tool_result_is_routed_with_the_question_before_it() -> None:
+    # The local 1.5B model, asked "And in 2025?", wrote the last result's shape itself.
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "And in 2025?", frozenset(), before="Orders in 2024?")
+    imitation = '<tool_response>\n{"query": "SELECT 1", "result": {"rows": [[9023]]}}\n</tool_response>'
+    shown, final = await through(guard, imitation)
+    assert shown == []  # nothing of it reaches the user
+    (call,) = final.tool_calls
+    assert json.loads(call.arguments) == {
+        "question": "And in 2025?\n(The question before it: Orders in 2024?)"
+    }

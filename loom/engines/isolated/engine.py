@@ -178,6 +178,8 @@ class _Child:
             self.calls[request_id] = call
             self.used = time.monotonic()
             self._conn.send((request_id, call.method, call.kwargs))
+        if self.floor is None:  # seen before its first call grows it: the least it holds
+            self.resident()
 
     def kill(self, culprits: list[_Call], cause: str, why: str, innocent: bool = False) -> None:
         """Kill the process for `culprits` (none: the cause is not known to be any one call;

@@ -128,7 +128,7 @@ def test_a_wide_row_is_bounded_as_a_whole_not_value_by_value() -> None:
     bounded = bounded_rows(lambda n: wide[:n], max_rows=10, max_bytes=1_000_000)
     [row] = bounded.rows
     assert bounded.truncated_by == "bytes"
-    assert all(len(v) < value_limit(3_000, 1_000_000) + 40 for v in row)
+    assert all(isinstance(v, str) and len(v) < value_limit(3_000, 1_000_000) + 40 for v in row)
     assert sum(value_size(v) for v in row) < 1_000_000 * 1.1
 
 

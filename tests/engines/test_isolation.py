@@ -513,7 +513,7 @@ def test_a_wide_nested_result_does_not_hold_up_the_other_queries_of_its_child(la
             target=lambda: outcome.update(r=engine.execute(wide, max_rows=5, timeout_s=60))
         )
         attacker.start()
-        answers = []
+        answers: list[list[list[object]]] = []
         while attacker.is_alive() or not answers:  # the whole time it runs and converts its row
             answers.append(engine.execute(COUNT, max_rows=5, timeout_s=10).rows)
         attacker.join()

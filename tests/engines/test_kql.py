@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -158,7 +159,7 @@ def test_make_series_fills_every_bin_of_every_group_in_order(kql: KqlEngine, sql
     ]
     weekday, weekend = result.rows
     axis = [f"2025-0{m}-{d:02d}T00:00:00" for m, d in ((2, 27), (2, 28), (3, 1), (3, 2), (3, 3))]
-    assert [v.replace(" ", "T") for v in weekday[1]] == axis  # from `from`, `to` excluded
+    assert [v.replace(" ", "T") for v in cast(list[str], weekday[1])] == axis  # from `from`, not `to`
     # 2025-03-01 and 03-02 are a Saturday and a Sunday; the days before March had no rows.
     assert weekday[2:] == [[-1, -1, -1, -1, 1], [0, 0, 0, 0, 2025]]
     assert weekend[2:] == [[-1, -1, 1, 1, -1], [0, 0, 2025, 2025, 0]]
@@ -172,7 +173,8 @@ def test_make_series_without_bounds_runs_from_the_first_bin_to_the_last(kql: Kql
     )
     assert axis == [20240100, 20240103, 20240106, 20240109]  # bins of 3 aligned to 0, as bin() does
     assert (
-        sum(counts) == rows(kql, "fact_sales | where date_key between (20240101 .. 20240110) | count")[0][0]
+        sum(cast(list[int], counts))
+        == rows(kql, "fact_sales | where date_key between (20240101 .. 20240110) | count")[0][0]
     )
     assert bins == 4
 
@@ -216,7 +218,7 @@ def test_the_pool_runs_kql_in_a_child_of_its_own(lake: Path) -> None:
     try:
         engine = pool.engine(DuckDBSource(name="lake", location=str(lake)), "kql")
         assert isinstance(engine, IsolatedEngine) and (engine.language, engine.dialect) == ("kql", "kql")
-        assert engine.execute("dim_store | count", max_rows=1, timeout_s=30).rows[0][0] > 0
+        assert cast(int, engine.execute("dim_store | count", max_rows=1, timeout_s=30).rows[0][0]) > 0
         assert {t.name for t in engine.catalog().tables} >= {"fact_sales", "silver.orders"}
     finally:
         pool.close()

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from loom.evals.checks import Verdict
+from loom.evals.drivers import Driver
 from loom.evals.runner import RunOptions, run_cases
 from loom.evals.suite import Case
 
@@ -36,7 +37,7 @@ async def no_gold(*_: Any) -> Verdict:
 
 async def test_a_hung_case_is_stopped_at_its_timeout_with_its_partial_turn_and_the_run_goes_on() -> None:
     hung, fine = Case(id="hung", question="Orders in 2024?"), Case(id="fine", question="Hi")
-    drivers = {"hung": HangsAfterACall(), "fine": Answers()}
+    drivers: dict[str, Driver] = {"hung": HangsAfterACall(), "fine": Answers()}
     results = await run_cases(
         [hung, fine], lambda c: drivers[c.id], no_gold, RunOptions(timeout_s=0.3, retries=0)
     )

@@ -234,3 +234,13 @@ def test_nested_values_keep_exact_decimals_and_a_deeply_nested_one_stays_text(tm
     ).rows
     assert exact == ["12345678901234567890.12345678"]  # as the same value outside a list
     assert isinstance(deep, str) and deep.startswith("[[[[")  # R9-5: kept as its JSON text
+
+
+@pytest.mark.parametrize(
+    "kind", ["DECIMAL(38,0)[]", "INTEGER[3]", "STRUCT(a INTEGER)", "MAP(VARCHAR, INTEGER)"]
+)
+def test_a_list_of_small_values_is_not_taken_for_a_small_value(kind: str) -> None:
+    from loom.engines.sql.value_cuts import plan
+
+    made = plan("SELECT x", [("x", kind)])
+    assert made.decode == {0} and made.sql != "SELECT x"  # wrapped: it crosses as cut JSON text

@@ -138,7 +138,8 @@ def _depth(value: object) -> int:
 
 
 def _fixed(kind: str) -> bool:
-    return kind.upper().split("(", 1)[0].strip() in FIXED_TYPES
+    """A scalar of a small fixed size (`DECIMAL(38,0)` is; `DECIMAL(38,0)[]` is a list)."""
+    return not _nested(kind) and kind.upper().split("(", 1)[0].strip() in FIXED_TYPES
 
 
 def _text(kind: str) -> bool:

@@ -64,6 +64,10 @@ LANGUAGE_NOTES = {
     "commands and functions that reach files or the network are refused. The embedded engine takes "
     "--dialect duckdb, tsql, databricks, spark or sqlite (translated to DuckDB); Synapse and "
     "Databricks sources take their own dialect only.",
+    "kql": "One KQL query (let statements allowed) over a local source's tables, which answer to their "
+    "bare name when unique or ['schema.table']. Management commands (.show …), evaluate, externaldata, "
+    "cluster()/database() and set statements are refused; operators the embedded engine lacks are "
+    "refused by name. --now fixes the clock for ago() and now().",
 }
 GENERAL_NOTE = "Only read-only queries run; anything else is refused before it reaches the engine."
 EXAMPLES = {
@@ -74,6 +78,14 @@ EXAMPLES = {
       loom query sql --dialect tsql --format json "SELECT TOP 3 name FROM gold.dim_product"
 
       loom query sql --source ./shop.sqlite --batch questions.jsonl""",
+    "kql": """Examples:
+
+      loom query kql "fact_sales | summarize revenue = sum(net_amount) by store_key | top 3 by revenue"
+
+      loom query kql --now 2025-07-01T00:00:00 "dim_date | where ['date'] > ago(30d) | count"
+
+      loom query kql "fact_sales | make-series lines = count() on date_key from 20250101 to 20250108 step 1"
+""",
 }
 
 

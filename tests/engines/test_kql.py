@@ -4,6 +4,7 @@ over the same data, with the same limits; results typed as Kusto types them."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import cast
 
@@ -220,5 +221,21 @@ def test_the_pool_runs_kql_in_a_child_of_its_own(lake: Path) -> None:
         assert isinstance(engine, IsolatedEngine) and (engine.language, engine.dialect) == ("kql", "kql")
         assert cast(int, engine.execute("dim_store | count", max_rows=1, timeout_s=30).rows[0][0]) > 0
         assert {t.name for t in engine.catalog().tables} >= {"fact_sales", "silver.orders"}
+    finally:
+        pool.close()
+
+
+def test_the_time_limit_covers_the_translation(lake: Path) -> None:
+    # Probe 10 (R10-1): each `let a{i+1} = (a{i} + a{i})` doubles the SQL the translator builds;
+    # 23 levels ran 123 s under a 30 s limit, the deadline counting only from the SQL's start.
+    lets = "let a0 = 1; " + " ".join(f"let a{i + 1} = (a{i} + a{i});" for i in range(22)) + " print x = a22"
+    pool = EnginePool(CloudAccess(local=LocalLimits(memory_limit="256MB")))
+    try:
+        engine = pool.engine(DuckDBSource(name="lake", location=str(lake)), "kql")
+        engine.execute("dim_store | count", max_rows=1, timeout_s=30)  # the child is up
+        started = time.monotonic()
+        with pytest.raises(QueryError) as stopped:
+            engine.execute(lets, max_rows=1, timeout_s=1)
+        assert stopped.value.code == "timeout" and time.monotonic() - started < 30
     finally:
         pool.close()

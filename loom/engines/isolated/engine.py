@@ -291,8 +291,8 @@ class _Child:
             call = self.calls.get(request_id) if kind == STARTED else self.calls.pop(request_id, None)
         if call is None:
             return
-        if kind == STARTED:
-            call.started = time.monotonic()
+        if kind == STARTED:  # the first report counts (a KQL call reports before translating)
+            call.started = call.started or time.monotonic()
             return
         call.reply = message[1:]
         self.used = time.monotonic()

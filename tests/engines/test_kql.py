@@ -239,3 +239,10 @@ def test_the_time_limit_covers_the_translation(lake: Path) -> None:
         assert stopped.value.code == "timeout" and time.monotonic() - started < 30
     finally:
         pool.close()
+
+
+def test_a_dynamic_value_nested_too_deep_stays_text(kql: KqlEngine) -> None:
+    # Probe 10 (R10-2): KQL decoded dynamic values past the SQL path's depth bound (and failed at 900).
+    for depth, kind in ((3, list), (200, str), (3000, str)):
+        [[value]] = rows(kql, 'print x = parse_json("' + "[" * depth + "]" * depth + '")')
+        assert isinstance(value, kind), depth

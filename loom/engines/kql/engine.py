@@ -9,11 +9,18 @@ and valued as Kusto returns them (`dynamic` values as JSON values, not JSON text
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from typing import Any
 
-from loom.engines.contracts import Catalog, Column, Problem, QueryError, ResultSet, unsupported_dialect
+from loom.engines.contracts import (
+    Catalog,
+    Column,
+    Problem,
+    QueryError,
+    ResultSet,
+    json_safe,
+    unsupported_dialect,
+)
 from loom.engines.isolated import query_started
 from loom.engines.kql.names import kql_catalog
 from loom.engines.kql.translate import kql_to_sql
@@ -21,6 +28,7 @@ from loom.engines.kql.types import DYNAMIC, kusto_type
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
 from loom.engines.sql.limits import LocalLimits
+from loom.engines.sql.value_cuts import decoded
 
 MIN_SQL_S = 0.5  # the least the SQL is given after a slow translation (the parent's limit still holds)
 
@@ -95,9 +103,6 @@ def _as_kusto(result: ResultSet, engine: str) -> ResultSet:
 def _values(row: list[Any], dynamic: list[int]) -> list[Any]:
     out = list(row)
     for i in dynamic:
-        if isinstance(out[i], str):
-            try:
-                out[i] = json.loads(out[i])
-            except ValueError:
-                pass  # cut to its byte bound, or not JSON: shown as it came
+        if isinstance(out[i], str):  # with the SQL path's depth bound (probe 10: R10-2)
+            out[i] = json_safe(decoded(out[i]))
     return out

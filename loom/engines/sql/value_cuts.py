@@ -65,7 +65,7 @@ class CutPlan:
         for column in self.decode:
             text = values[column]
             if isinstance(text, str):
-                values[column] = _decoded(text)
+                values[column] = decoded(text)
         for column, hidden in self.cut_of.items():
             if row[hidden] is not None:
                 values[column] = row[hidden]
@@ -114,13 +114,13 @@ def plan(
     return CutPlan(f"SELECT {select} FROM ({sql}) AS q({positions})", width, cut_of, nested, types)
 
 
-def _decoded(text: str) -> object:
+def decoded(text: str) -> object:
     """A nested value from its JSON: decimals kept exact (`json_safe` shows them as the top level
     does), and a value nested past `MAX_DEPTH` left as its text (probe 9: a JSON value of depth 300
     inside a list broke the turn, of depth 700 the decoder)."""
     try:
         value = json.loads(text, parse_float=Decimal)
-    except RecursionError:
+    except (RecursionError, ValueError):  # too deep, or not JSON (cut to its bound): as it came
         return text
     return value if _depth(value) <= MAX_DEPTH else text
 

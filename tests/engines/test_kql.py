@@ -246,3 +246,13 @@ def test_a_dynamic_value_nested_too_deep_stays_text(kql: KqlEngine) -> None:
     for depth, kind in ((3, list), (200, str), (3000, str)):
         [[value]] = rows(kql, 'print x = parse_json("' + "[" * depth + "]" * depth + '")')
         assert isinstance(value, kind), depth
+
+
+def test_make_series_without_to_ends_with_the_bin_of_the_last_value(kql: KqlEngine) -> None:
+    # Probe 10 (R10-3): a `from` off the 1970 grid got one empty bin after the data.
+    [[axis, counts]] = rows(
+        kql,
+        "dim_date | where ['date'] <= datetime(2024-01-05) "
+        "| make-series n = count() on ['date'] from datetime(2024-01-01T06:00:00) step 1d",
+    )
+    assert counts == [1, 1, 1, 1] and len(cast(list[str], axis)) == 4

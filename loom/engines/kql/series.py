@@ -82,7 +82,11 @@ def series_sql(series: Series, translate: Translate) -> exp.Expr:
     timed = step.find(exp.Interval) is not None
     bucket = _bucket(timed, step)
     lo = _scalar(series.lo, translate) if series.lo else _first("min", bucket)
-    last = exp.Add(this=_first("max", bucket), expression=step.copy())
+    # Without `to`, the series ends with the bin (counted from `lo`) that holds the last value
+    # (probe 10: a `from` off the 1970 grid got one empty bin more).
+    last = exp.Add(
+        this=_first("max", _bin(timed, step).replace("__bounds.lo", f"({lo.sql()})")), expression=step.copy()
+    )
     hi = _scalar(series.hi, translate) if series.hi else last
     by = [*series.groups, "__bin"]
     aggregations = ", ".join(a for a, _ in series.aggregations)

@@ -14,7 +14,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from loom.engines.contracts import Catalog, ColumnInfo, Embedder, Engine, ForeignKey, TableInfo
+from loom.engines.contracts import (
+    Catalog,
+    ColumnInfo,
+    Embedder,
+    Engine,
+    ForeignKey,
+    TableInfo,
+    UnavailableTable,
+)
 from loom.engines.kql.names import shown_name
 from loom.engines.sources import Source
 from loom.engines.sql.keys import infer_foreign_keys
@@ -61,7 +69,7 @@ def known_kql_schema(source: Source, engine: Engine, view: SchemaView = DEFAULT_
 
 
 def render_kql_schema(
-    catalog: Catalog, keys: Sequence[ForeignKey], unavailable: Sequence[object] = ()
+    catalog: Catalog, keys: Sequence[ForeignKey], unavailable: Sequence[UnavailableTable] | None = None
 ) -> str:
     lines = [_table(t) for t in catalog.tables]
     shown = {t.name.lower() for t in catalog.tables}
@@ -73,7 +81,7 @@ def render_kql_schema(
     ]
     if joins:
         lines += ["Joins:", *dict.fromkeys(joins)]
-    left_out = catalog.unavailable
+    left_out = catalog.unavailable if unavailable is None else unavailable  # a linked part has none
     if left_out:
         lines.append("Left out of this source, cannot be queried (tell the user if the question needs one):")
         lines.extend(f"- {u.name}: {u.reason}" for u in left_out)

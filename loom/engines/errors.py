@@ -13,6 +13,11 @@ import logging
 import re
 
 MAX_MESSAGE_CHARS = 800
+# An error may echo a value the query built (`error(repeat('x', 1e7))`, a failed cast): its size is
+# the caller's choice (probe 11: 90 MB in one log line). Only this much of it is read for the
+# public line, and logged; the rest is counted.
+MAX_SCANNED_CHARS = 16_000
+MAX_LOGGED_CHARS = 8_000
 
 # Where a trace starts: everything after it is frames, not a reason. DuckDB ("Stack Trace:"),
 # Python, and the JVM behind Databricks ("JVM stacktrace:", "\tat org.apache…").
@@ -43,7 +48,7 @@ _WINDOWS_PATH = re.compile(r"(?<![\w\\])(?:[A-Za-z]:|\\\\[^\s\\'\"]+)(?:\\[^\s\\
 def public_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """`text` as one bounded line, without a trace, credentials or server paths (a path is cut to
     its last part, `…/orders.parquet`, which still says which file was meant)."""
-    text = _TRACE.split(text, maxsplit=1)[0]
+    text = _TRACE.split(text[:MAX_SCANNED_CHARS], maxsplit=1)[0]
     text = _SECRET_SETTING.sub(lambda m: f"{m[1]}{m[2]}***", text)
     text = _AUTH_HEADER.sub(lambda m: f"{m[1]}***", text)
     text = _URL_USER.sub(lambda m: f"{m[1]}***@", text)
@@ -60,9 +65,16 @@ def shown(error: BaseException | str, log: logging.Logger, what: str, level: int
     open is the operator's to fix)."""
     full = str(error)
     public = public_text(full)
-    if public != " ".join(full.split()):
-        log.log(level, "%s: %s", what, full)
+    if len(full) > MAX_SCANNED_CHARS or public != " ".join(full.split()):
+        log.log(level, "%s: %s", what, _logged(full))
     return public
+
+
+def _logged(text: str) -> str:
+    """`text`, or its start and its length when it is longer than a log line should be."""
+    if len(text) <= MAX_LOGGED_CHARS:
+        return text
+    return f"{text[:MAX_LOGGED_CHARS]}… (cut: {len(text):,} characters in all)"
 
 
 def _last_part(path: str, separator: str) -> str:

@@ -61,3 +61,17 @@ def test_shown_logs_the_full_text_only_when_something_was_left_out(caplog: pytes
         assert caplog.text == ""
         assert shown("at /srv/a/b.csv", log, "reading") == "at …/b.csv"
     assert "reading: at /srv/a/b.csv" in caplog.text
+
+
+def test_an_error_echoing_a_huge_value_is_logged_and_read_only_in_part(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Probe 11 (R11-1): `SELECT error(repeat('x', 15000000))` wrote its whole message to the log.
+    log = logging.getLogger("loom.test_errors")
+    huge = "Invalid Input Error: " + "😀" * 20_000_000
+    with caplog.at_level(logging.INFO, logger="loom.test_errors"):
+        public = shown(RuntimeError(huge), log, "query")
+    assert len(public) == MAX_MESSAGE_CHARS
+    [record] = caplog.records
+    assert len(record.getMessage()) < 9_000
+    assert record.getMessage().endswith("(cut: 20,000,021 characters in all)")

@@ -228,7 +228,9 @@ def _log_to_stderr(level: str) -> None:
     import logging
 
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    from loom.engines.errors import BoundedFormatter
+
+    handler.setFormatter(BoundedFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     loom_log = logging.getLogger("loom")
     loom_log.addHandler(handler)
     loom_log.setLevel(level.upper())

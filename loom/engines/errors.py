@@ -18,6 +18,7 @@ MAX_MESSAGE_CHARS = 800
 # public line, and logged; the rest is counted.
 MAX_SCANNED_CHARS = 16_000
 MAX_LOGGED_CHARS = 8_000
+MAX_RECORD_CHARS = 32_000  # any one log record, with its traceback
 
 # Where a trace starts: everything after it is frames, not a reason. DuckDB ("Stack Trace:"),
 # Python, and the JVM behind Databricks ("JVM stacktrace:", "\tat org.apache…").
@@ -70,11 +71,24 @@ def shown(error: BaseException | str, log: logging.Logger, what: str, level: int
     return public
 
 
-def _logged(text: str) -> str:
+def _logged(text: str, limit: int = MAX_LOGGED_CHARS) -> str:
     """`text`, or its start and its length when it is longer than a log line should be."""
-    if len(text) <= MAX_LOGGED_CHARS:
+    if len(text) <= limit:
         return text
-    return f"{text[:MAX_LOGGED_CHARS]}… (cut: {len(text):,} characters in all)"
+    return f"{text[:limit]}… (cut: {len(text):,} characters in all)"
+
+
+class BoundedFormatter(logging.Formatter):
+    """A formatter whose records, tracebacks included, are at most `MAX_RECORD_CHARS` long: an
+    exception's message may carry a value a query built, and the log is every tenant's."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _logged(super().format(record), MAX_RECORD_CHARS)
+
+
+def bounded_record(record: logging.LogRecord) -> str:
+    """A record's message and traceback as one bounded text (for a handler that sends it on)."""
+    return BoundedFormatter("%(message)s").format(record)
 
 
 def _last_part(path: str, separator: str) -> str:

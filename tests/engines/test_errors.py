@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import pytest
 
-from loom.engines.errors import MAX_MESSAGE_CHARS, public_text, shown
+from loom.engines.errors import (
+    MAX_MESSAGE_CHARS,
+    MAX_RECORD_CHARS,
+    BoundedFormatter,
+    bounded_record,
+    public_text,
+    shown,
+)
 
 # (what an engine or driver said, what a model or user may read)
 CASES = [
@@ -75,3 +83,14 @@ def test_an_error_echoing_a_huge_value_is_logged_and_read_only_in_part(
     [record] = caplog.records
     assert len(record.getMessage()) < 9_000
     assert record.getMessage().endswith("(cut: 20,000,021 characters in all)")
+
+
+def test_a_log_record_with_a_huge_traceback_is_bounded() -> None:
+    try:
+        raise RuntimeError("x" * 1_000_000)
+    except RuntimeError:
+        record = logging.LogRecord("loom.t", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    text = BoundedFormatter("%(levelname)s %(message)s").format(record)
+    assert text.startswith("ERROR failed\nTraceback")
+    assert len(text) < MAX_RECORD_CHARS + 100
+    assert bounded_record(record).startswith("failed\nTraceback")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
 from loom.engines.contracts import Catalog, Engine, QueryError
+from loom.engines.errors import bounded_record
 from loom.engines.isolated.lifeline import bound_address_space, end_with, name_process
 from loom.engines.isolated.protocol import (
     BROKEN,
@@ -139,10 +139,8 @@ class _PipeHandler(logging.Handler):
         self._send = send
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = record.getMessage()
-        if record.exc_info:
-            text += "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        self._send((None, LOG, (record.name, record.levelno, text)))
+        # Bounded before it crosses the pipe: an exception may carry a value the query built.
+        self._send((None, LOG, (record.name, record.levelno, bounded_record(record))))
 
 
 def _forward_logs(send: Send) -> None:

@@ -244,3 +244,14 @@ def test_a_list_of_small_values_is_not_taken_for_a_small_value(kind: str) -> Non
 
     made = plan("SELECT x", [("x", kind)])
     assert made.decode == {0} and made.sql != "SELECT x"  # wrapped: it crosses as cut JSON text
+
+
+@pytest.mark.parametrize("text", ["é", "😀"])
+def test_a_long_json_value_of_multibyte_text_is_cut_whole_characters(tmp_path: Path, text: str) -> None:
+    # Probe 11 (R11-2): left() on a JSON value cut inside a character, and the query failed.
+    engine = DuckDBEngine(DuckDBSource(name="json", location=str(tmp_path)))
+    result = engine.execute(
+        f"SELECT json_array(repeat('{text}', 100000)) AS j", max_rows=10, max_bytes=100_000, timeout_s=30
+    )
+    [[value]] = result.rows
+    assert isinstance(value, str) and value.startswith(f'["{text}{text}') and "characters in all]" in value

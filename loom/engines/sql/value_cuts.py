@@ -89,7 +89,9 @@ def plan(
     for i, (name, kind) in enumerate(columns):
         column = f"q.c{i}"
         if _text(kind):
-            shown.append(f"{_cut(column, limit)} AS {_quote(name)}")
+            # As VARCHAR: left() of a JSON value cut inside a multi-byte character (probe 11: R11-2).
+            text = column if kind.upper() == "VARCHAR" else f"CAST({column} AS VARCHAR)"
+            shown.append(f"{_cut(text, limit)} AS {_quote(name)}")
         elif kind.upper() in SIZED_TYPES:
             size, unit = SIZED_TYPES[kind.upper()]
             over = f"{size}({column}) > {limit}"

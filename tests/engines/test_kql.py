@@ -256,3 +256,26 @@ def test_make_series_without_to_ends_with_the_bin_of_the_last_value(kql: KqlEngi
         "| make-series n = count() on ['date'] from datetime(2024-01-01T06:00:00) step 1d",
     )
     assert counts == [1, 1, 1, 1] and len(cast(list[str], axis)) == 4
+
+
+def test_strcat_of_tostrings_runs_though_its_translation_is_long(kql: KqlEngine) -> None:
+    # Probe 11 (R11-3): duckdb-kql writes ~20,000 characters of SQL for this 80-character query.
+    rows = kql.execute(
+        'range i from 1 to 3 step 1 | extend s = strcat("a-", tostring(i), "-", tostring(i * 2)) | project s',
+        max_rows=10,
+        timeout_s=30,
+    ).rows
+    assert rows == [["a-1-2"], ["a-2-4"], ["a-3-6"]]
+
+
+def test_the_room_for_translated_sql_is_for_translations_only() -> None:
+    from loom.engines.sql.screen import input_limits, translated
+    from loom.engines.sql.validator import MAX_QUERY_CHARS, parse_sql
+
+    long_sql = "SELECT '" + "x" * MAX_QUERY_CHARS + "'"
+    with pytest.raises(QueryError) as refused:
+        parse_sql(long_sql, "duckdb")
+    assert refused.value.code == "too_complex"
+    with translated():
+        assert parse_sql(long_sql, "duckdb") is not None
+    assert input_limits().chars == MAX_QUERY_CHARS

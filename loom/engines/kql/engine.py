@@ -28,6 +28,7 @@ from loom.engines.kql.types import DYNAMIC, kusto_type
 from loom.engines.sources import DuckDBSource
 from loom.engines.sql.duckdb_engine import DuckDBEngine
 from loom.engines.sql.limits import LocalLimits
+from loom.engines.sql.screen import translated
 from loom.engines.sql.value_cuts import decoded
 
 MIN_SQL_S = 0.5  # the least the SQL is given after a slow translation (the parent's limit still holds)
@@ -61,18 +62,20 @@ class KqlEngine:
         # translator minutes), so the query is reported started before it.
         query_started()
         started = time.monotonic()
-        sql = kql_to_sql(query, catalog, now)
-        left = max(timeout_s - (time.monotonic() - started), MIN_SQL_S)
-        result = self._sql.execute(sql, max_rows=max_rows, timeout_s=left, max_bytes=max_bytes)
+        with translated():  # the SQL is duckdb-kql's, from a query held to the KQL limits
+            sql = kql_to_sql(query, catalog, now)
+            left = max(timeout_s - (time.monotonic() - started), MIN_SQL_S)
+            result = self._sql.execute(sql, max_rows=max_rows, timeout_s=left, max_bytes=max_bytes)
         return _as_kusto(result, self.name)
 
     def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]:
         self._check_dialect(dialect)
-        try:
-            sql = kql_to_sql(query, self._sql.catalog())
-        except QueryError as e:
-            return e.problems
-        return self._sql.validate(sql)
+        with translated():
+            try:
+                sql = kql_to_sql(query, self._sql.catalog())
+            except QueryError as e:
+                return e.problems
+            return self._sql.validate(sql)
 
     def catalog(self) -> Catalog:
         return kql_catalog(self._sql.catalog())

@@ -48,6 +48,7 @@ from loom.engines.sql.screen import (
     MAX_NESTING,
     MAX_QUERY_CHARS,
     MAX_TOKENS,
+    input_limits,
     screen_tokens,
     split_statements,
     token_refusal,
@@ -162,8 +163,9 @@ def _parse(query: str, dialect: str) -> tuple[exp.Expr, list[Token]]:
         raise QueryError(
             "unsupported_dialect", f"Unsupported SQL dialect {dialect!r}; use one of: {', '.join(DIALECTS)}."
         )
-    if len(query) > MAX_QUERY_CHARS:
-        raise too_complex(f"it has {len(query):,} characters; the limit is {MAX_QUERY_CHARS:,}")
+    most = input_limits().chars
+    if len(query) > most:
+        raise too_complex(f"it has {len(query):,} characters; the limit is {most:,}")
     reader = Dialect.get_or_raise(dialect)
     tokens = _tokenize(reader, query, dialect)
     screen_tokens(tokens)

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     model_timeout_s: float = Field(60.0, gt=0)
     max_model_calls_per_turn: int = Field(10, ge=1)
     max_tool_rounds: int = Field(4, ge=1)
+    max_conversation_messages: int = Field(
+        2_000,
+        ge=10,
+        description="Most messages one conversation may hold (a turn adds 2-10); past it, a question "
+        "must start a new conversation (409 `conversation_full`)",
+    )
     history_max_chars: int = Field(
         60_000,
         ge=1_000,

@@ -35,7 +35,7 @@ from loom.agent.messages import build_messages
 from loom.agent.model import ChatMessage, ChatModel, ModelError, ModelReply
 from loom.agent.reply_guard import Guard, guarded, normal
 from loom.agent.sources import pick_sources
-from loom.agent.store import ConversationNotFound, ConversationStore, StoredMessage
+from loom.agent.store import ConversationFull, ConversationNotFound, ConversationStore, StoredMessage
 from loom.agent.tool_calls import CallOutcome, run_calls
 from loom.agent.turn_log import TurnSummary, log_turn
 from loom.agent.turns import TurnRequest
@@ -50,6 +50,8 @@ from loom.tools.scheduler import QueryScheduler
 
 log = logging.getLogger(__name__)
 TITLE_CHARS = 80
+HISTORY_MESSAGES = 400  # the newest messages a turn reads (the model sees at most `history_chars`)
+HISTORY_READ = 8  # characters read per character the model may see (old tool results are shortened)
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,16 @@ class TurnLimits:
     max_model_calls: int
     max_tool_rounds: int
     history_chars: int  # how much of the conversation so far the model reads
+    conversation_messages: int = 2_000  # how many one conversation may hold
 
     @classmethod
     def of(cls, settings: Settings) -> TurnLimits:
-        return cls(settings.max_model_calls_per_turn, settings.max_tool_rounds, settings.history_max_chars)
+        return cls(
+            settings.max_model_calls_per_turn,
+            settings.max_tool_rounds,
+            settings.history_max_chars,
+            settings.max_conversation_messages,
+        )
 
 
 @dataclass
@@ -252,8 +260,19 @@ class Agent:
         found = await self.store.get_conversation(principal, request.conversation_id)
         if found is None:
             raise ConversationNotFound(request.conversation_id)
-        history = await self.store.messages(principal, found.id)
-        return OrderedWriter(self.store, principal, found.id), history
+        if await self.store.last_seq(principal, found.id) >= self.limits.conversation_messages:
+            raise ConversationFull(found.id, self.limits.conversation_messages)
+        # Only the newest part the model can read: every turn read all of a 250 MB conversation
+        # before (probe 11: R11-5). Raw text is read beyond `history_chars` because earlier tool
+        # results are shortened to fit.
+        history = await self.store.messages(
+            principal,
+            found.id,
+            limit=HISTORY_MESSAGES,
+            max_bytes=HISTORY_READ * self.limits.history_chars,
+            with_metadata=False,
+        )
+        return OrderedWriter(self.store, principal, found.id), _from_a_question(history)
 
 
 async def _drained(turn: Turn) -> BaseException | None:
@@ -270,6 +289,13 @@ async def _left(turn: Turn, started: float) -> None:
         await _drained(turn)
     finally:
         log_turn(_summary(turn, "disconnected", started))
+
+
+def _from_a_question(history: list[StoredMessage]) -> list[StoredMessage]:
+    """The history from its first user message: a page cut by size may start inside a turn, and a
+    tool result without its call is refused by the model's API."""
+    first = next((i for i, m in enumerate(history) if m.role == "user"), len(history))
+    return history[first:]
 
 
 def _title(message: str) -> str:

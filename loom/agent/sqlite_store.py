@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +27,8 @@ from loom.identity import Principal
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
+READERS = 2  # threads that read beside the one that writes
+MAX_SEQ = 2**62  # past every message: a page without `before` starts at the newest
 BUSY_TIMEOUT_MS = 10_000
 
 _SCHEMA = """
@@ -55,6 +58,20 @@ CREATE UNIQUE INDEX IF NOT EXISTS messages_order ON messages (conversation_id, s
 """
 
 _OWNED = "id = ? AND tenant_id = ? AND user_id = ?"
+
+
+# A message's metadata reduced to what a turn's history reads: which source a result came from.
+_SOURCE_ONLY = (
+    "json_object('result', json_object('source', json_extract(m.metadata, '$.result.source'))) AS metadata"
+)
+
+
+@dataclass(frozen=True)
+class _Page:
+    before: int | None
+    limit: int | None
+    max_bytes: int | None
+    with_metadata: bool
 
 
 class ConversationIdConflict(ValueError):
@@ -188,6 +205,9 @@ class SqliteConversationStore:
         self._lock = threading.Lock()
         self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        # Reads on threads of their own: WAL lets them run beside the writer, and a long read
+        # (a big page of a conversation) no longer holds up every tenant's writes (probe 11: R11-5).
+        self._readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="sqlite-read")
         _private(self.path)
         self._migrate()
 
@@ -229,6 +249,11 @@ class SqliteConversationStore:
         if self._closed:
             raise RuntimeError("the conversation store is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise RuntimeError("the conversation store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._readers, fn, *args)
 
     def _migrate(self) -> None:
         with self._write() as tx:
@@ -272,7 +297,7 @@ class SqliteConversationStore:
         return conversation
 
     async def get_conversation(self, principal: Principal, conversation_id: str) -> Conversation | None:
-        return await self._run(self._get, principal, conversation_id)
+        return await self._read(self._get, principal, conversation_id)
 
     def _get(self, principal: Principal, conversation_id: str) -> Conversation | None:
         row = (
@@ -286,7 +311,7 @@ class SqliteConversationStore:
         return None if row is None else _conversation(row)
 
     async def list_conversations(self, principal: Principal, limit: int = 50) -> list[Conversation]:
-        return await self._run(self._list, principal, limit)
+        return await self._read(self._list, principal, limit)
 
     def _list(self, principal: Principal, limit: int) -> list[Conversation]:
         rows = self._connection().execute(
@@ -333,17 +358,54 @@ class SqliteConversationStore:
                 raise ConversationNotFound(conversation_id)
             return _insert(tx, principal, conversation_id, messages, metadata)
 
-    async def messages(self, principal: Principal, conversation_id: str) -> list[StoredMessage]:
-        return await self._run(self._messages, principal, conversation_id)
+    async def messages(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        *,
+        before: int | None = None,
+        limit: int | None = None,
+        max_bytes: int | None = None,
+        with_metadata: bool = True,
+    ) -> list[StoredMessage]:
+        page = _Page(before, limit, max_bytes, with_metadata)
+        return await self._read(self._messages, principal, conversation_id, page)
 
-    def _messages(self, principal: Principal, conversation_id: str) -> list[StoredMessage]:
+    def _messages(self, principal: Principal, conversation_id: str, page: _Page) -> list[StoredMessage]:
+        """Read newest first, so that a bounded page stops reading where it ends (probe 11: R11-5,
+        every turn of a 250 MB conversation read all of it)."""
+        metadata = "m.metadata" if page.with_metadata else _SOURCE_ONLY
         rows = self._connection().execute(
-            "SELECT m.* FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+            f"SELECT m.id, m.conversation_id, m.tenant_id, m.seq, m.role, m.content, m.tool_calls,"
+            f" m.tool_call_id, {metadata}, m.created_at"
+            " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
             " WHERE c.id = ? AND c.tenant_id = ? AND c.user_id = ? AND m.tenant_id = c.tenant_id"
-            " ORDER BY m.seq",
-            (conversation_id, principal.tenant_id, principal.user_id),
+            " AND m.seq < ? ORDER BY m.seq DESC",
+            (conversation_id, principal.tenant_id, principal.user_id, page.before or MAX_SEQ),
         )
-        return [_message(r) for r in rows]
+        found: list[StoredMessage] = []
+        size = 0
+        for row in rows:
+            size += len(row["content"]) + len(row["metadata"]) + len(row["tool_calls"])
+            if found and (len(found) == page.limit or (page.max_bytes and size > page.max_bytes)):
+                break
+            found.append(_message(row))
+        return found[::-1]
+
+    async def last_seq(self, principal: Principal, conversation_id: str) -> int:
+        return await self._read(self._last_seq, principal, conversation_id)
+
+    def _last_seq(self, principal: Principal, conversation_id: str) -> int:
+        row = (
+            self._connection()
+            .execute(
+                "SELECT MAX(m.seq) FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+                " WHERE c.id = ? AND c.tenant_id = ? AND c.user_id = ?",
+                (conversation_id, principal.tenant_id, principal.user_id),
+            )
+            .fetchone()
+        )
+        return int(row[0] or 0)
 
     async def ping(self) -> None:
         """Raises when the database cannot be read (the readiness probe)."""
@@ -356,3 +418,4 @@ class SqliteConversationStore:
         for conn in connections:
             conn.close()
         self._executor.shutdown(wait=False)
+        self._readers.shutdown(wait=False)

@@ -16,6 +16,16 @@ from loom.agent.model import ChatMessage, ToolCall
 from loom.identity import Principal
 
 
+class ConversationFull(Exception):
+    """The conversation holds as many messages as one may: the next question starts a new one."""
+
+    def __init__(self, conversation_id: str, most: int) -> None:
+        super().__init__(
+            f"conversation {conversation_id!r} has reached {most:,} messages; start a new conversation"
+        )
+        self.conversation_id = conversation_id
+
+
 class ConversationNotFound(LookupError):
     """No conversation with this id for this principal (another tenant's or user's is never found)."""
 
@@ -83,6 +93,24 @@ class ConversationStore(Protocol):
         """Append in one transaction: all of them are stored, or none."""
         ...
 
-    async def messages(self, principal: Principal, conversation_id: str) -> list[StoredMessage]: ...
+    async def messages(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        *,
+        before: int | None = None,
+        limit: int | None = None,
+        max_bytes: int | None = None,
+        with_metadata: bool = True,
+    ) -> list[StoredMessage]:
+        """The newest messages, in order: those before seq `before`, at most `limit` of them, and
+        no more once `max_bytes` of content (and metadata) are read — the newest one always.
+        `with_metadata=False` keeps of the metadata only the source a result came from (what a
+        turn's history needs): the rest holds result tables of up to 8 MiB each."""
+        ...
+
+    async def last_seq(self, principal: Principal, conversation_id: str) -> int:
+        """The seq of the conversation's newest message (0 when it has none)."""
+        ...
 
     async def close(self) -> None: ...

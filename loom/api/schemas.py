@@ -145,9 +145,13 @@ class MessageOut(BaseModel):
 
 
 class ConversationDetail(ConversationOut):
-    """A conversation with all its messages, in order."""
+    """A conversation with a page of its messages, in order: the newest ones, or those before
+    `before`. A page holds at most `limit` messages and about 16 MiB (one message always)."""
 
     messages: list[MessageOut]
+    earlier: int | None = Field(
+        None, description="When older messages exist: pass it as `before` to read the page before this one."
+    )
 
 
 # --- sources -----------------------------------------------------------------------------------

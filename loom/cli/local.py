@@ -13,7 +13,7 @@ from loom.agent.build import build_agent
 from loom.agent.loop import Agent
 from loom.agent.sources import SourcesFileError, UnknownSourceError
 from loom.agent.sqlite_store import SqliteConversationStore
-from loom.agent.store import ConversationNotFound
+from loom.agent.store import ConversationFull, ConversationNotFound
 from loom.agent.turns import TurnRequest
 from loom.cli.render import TurnPrinter
 from loom.identity import DEV_PRINCIPAL
@@ -34,6 +34,9 @@ class LocalSession:
             await printer.consume(self.agent.run_turn(DEV_PRINCIPAL, request))
         except ConversationNotFound as e:
             printer.fail(f"unknown conversation {e.conversation_id!r}")
+            return printer
+        except ConversationFull as e:
+            printer.fail(str(e))
             return printer
         except (UnknownSourceError, SourcesFileError) as e:
             printer.fail(str(e))

@@ -286,6 +286,49 @@ async def test_history_carries_into_the_next_turn(make_agent: AgentFactory) -> N
     assert seen == [("user", "first question"), ("assistant", "first answer"), ("user", "and a follow-up")]
 
 
+async def test_a_turn_reads_only_a_bounded_page_of_history(
+    make_agent: AgentFactory, store: SqliteConversationStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Probe 11 (R11-5): every turn read the whole conversation, result tables and all.
+    reads: list[dict[str, Any]] = []
+    messages = store.messages
+
+    async def recorded(*args: Any, **kwargs: Any) -> Any:
+        reads.append(kwargs)
+        return await messages(*args, **kwargs)
+
+    monkeypatch.setattr(store, "messages", recorded)
+    model = ScriptedModel().queue(text("one"), text("two"))
+    agent = make_agent(model, history_chars=1000)
+    thread = (await collect(agent, "q1"))[0].thread_id  # type: ignore[attr-defined]
+    await collect(agent, "q2", conversation_id=thread)
+    assert reads == [{"limit": 400, "max_bytes": 8000, "with_metadata": False}]
+    assert [m.content for m in model.calls[1].messages[1:]] == ["q1", "one", "q2"]
+
+
+def test_a_history_page_cut_inside_a_turn_starts_at_its_next_question() -> None:
+    from loom.agent.loop import _from_a_question
+    from loom.agent.store import StoredMessage
+
+    def stored(seq: int, role: str) -> StoredMessage:
+        return StoredMessage(
+            id=str(seq), conversation_id="c", seq=seq, role=role, content="", created_at="2026-01-01T00:00:00"
+        )
+
+    page = [stored(5, "tool"), stored(6, "assistant"), stored(7, "user"), stored(8, "assistant")]
+    assert [m.seq for m in _from_a_question(page)] == [7, 8]
+
+
+async def test_a_full_conversation_takes_no_more_turns(make_agent: AgentFactory) -> None:
+    from loom.agent.store import ConversationFull
+
+    agent = make_agent(ScriptedModel().queue(text("one"), text("two")), conversation_messages=4)
+    thread = (await collect(agent, "q1"))[0].thread_id  # type: ignore[attr-defined]
+    await collect(agent, "q2", conversation_id=thread)  # 4 messages now
+    with pytest.raises(ConversationFull):
+        await collect(agent, "q3", conversation_id=thread)
+
+
 def test_every_registered_tool_has_a_description_and_an_object_schema() -> None:
     for tool in TOOLS:
         assert tool.description, tool.name

@@ -207,3 +207,31 @@ async def test_the_database_is_the_owners_alone(tmp_path: Path) -> None:
             assert stat.S_IMODE((home / name).stat().st_mode) == 0o600, name
     finally:
         await store.close()
+
+
+async def test_a_page_is_the_newest_messages_before_a_seq_bounded_in_count_and_bytes(
+    db: SqliteConversationStore,
+) -> None:
+    # Probe 11 (R11-5): a conversation was read whole, 250 MB, by every turn and every GET.
+    conv = await db.create_conversation(ALICE, "t")
+    await db.append_messages(ALICE, conv.id, [user(f"q{i}") for i in range(1, 11)])
+    newest = await db.messages(ALICE, conv.id, limit=3)
+    assert [m.content for m in newest] == ["q8", "q9", "q10"]
+    before = await db.messages(ALICE, conv.id, before=newest[0].seq, limit=3)
+    assert [m.content for m in before] == ["q5", "q6", "q7"]
+    await db.append_messages(ALICE, conv.id, [user("x" * 1000), user("y" * 1000)])
+    assert [m.content[0] for m in await db.messages(ALICE, conv.id, max_bytes=1500)] == ["y"]
+    assert [m.content[0] for m in await db.messages(ALICE, conv.id, max_bytes=10)] == ["y"]  # one always
+    assert await db.last_seq(ALICE, conv.id) == 12 and await db.last_seq(BOB, conv.id) == 0
+
+
+async def test_a_history_page_keeps_only_the_source_of_a_results_metadata(
+    db: SqliteConversationStore,
+) -> None:
+    conv = await db.create_conversation(ALICE, "t")
+    table = {"result": {"source": "sales", "rows": [[1]] * 1000}, "model": "m"}
+    await db.append_messages(ALICE, conv.id, [user("q")], metadata=[table])
+    [full] = await db.messages(ALICE, conv.id)
+    [light] = await db.messages(ALICE, conv.id, with_metadata=False)
+    assert full.metadata == table
+    assert light.metadata == {"result": {"source": "sales"}}

@@ -538,3 +538,26 @@ def test_readyz_says_when_an_engine_cannot_serve_and_clears_when_it_can(tmp_path
         lake.mkdir()  # the data comes back: the next query loads it
         engine.execute("SELECT 1", max_rows=1, timeout_s=5)
         assert c.get("/readyz").json()["checks"]["engines"] == "ok"
+
+
+async def test_a_conversation_is_read_a_page_at_a_time(client: httpx.AsyncClient) -> None:
+    # Probe 11 (R11-5): 30 turns were one 250 MB response, read while every other tenant waited.
+    thread = sse_events(await chat(client, message="first"))[0]["threadId"]
+    await chat(client, message="second", conversation_id=thread)
+    page = (await client.get(f"/v1/conversations/{thread}", params={"limit": 3})).json()
+    assert [m["seq"] for m in page["messages"]] == [6, 7, 8] and page["earlier"] == 6
+    older = (await client.get(f"/v1/conversations/{thread}", params={"limit": 5, "before": 6})).json()
+    assert [m["seq"] for m in older["messages"]] == [1, 2, 3, 4, 5] and older["earlier"] is None
+
+
+async def test_a_full_conversation_is_409_before_streaming(
+    tmp_path: Path, store: SqliteConversationStore, runner: FakeRunner
+) -> None:
+    app = create_app(Settings(home=tmp_path, max_conversation_messages=10), store=store, runner=runner)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        thread = sse_events(await chat(c, message="first"))[0]["threadId"]
+        await chat(c, message="second", conversation_id=thread)  # 8 messages: still room
+        await chat(c, message="third", conversation_id=thread)  # 12
+        body = error(await chat(c, message="fourth", conversation_id=thread), 409)
+    assert body["code"] == "conversation_full" and "start a new conversation" in body["message"]
+    assert len(runner.calls) == 3

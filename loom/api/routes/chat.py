@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from loom.agent.sources import UnknownSourceError, pick_sources
+from loom.agent.store import ConversationFull
 from loom.agent.turns import TurnRequest
 from loom.api.deps import (
     InFlightDep,
@@ -71,6 +72,10 @@ async def chat(
     wanted = body.conversation_id
     if wanted is not None and await store.get_conversation(principal, wanted) is None:
         raise ApiError(404, "conversation_not_found", f"no conversation {wanted!r}")
+    if wanted is not None and await store.last_seq(principal, wanted) >= settings.max_conversation_messages:
+        raise ApiError(
+            409, "conversation_full", str(ConversationFull(wanted, settings.max_conversation_messages))
+        )
     check_sources(visible, body.sources)
     turn = TurnRequest(conversation_id=body.conversation_id, message=body.message, sources=body.sources)
     if wanted is None:  # a new conversation: nothing else can be running in it

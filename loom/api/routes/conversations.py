@@ -9,6 +9,7 @@ from loom.api.schemas import ApiError, ConversationDetail, ConversationList, Con
 from loom.api.schemas import error_responses as errors
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
+PAGE_BYTES = 16 * 1024 * 1024  # of messages' text and metadata in one page
 
 
 def _not_found(conversation_id: str) -> ApiError:
@@ -28,14 +29,27 @@ async def list_conversations(
 
 @router.get("/{conversation_id}", summary="Read a conversation", responses=errors(401, 404))
 async def get_conversation(
-    conversation_id: str, principal: PrincipalDep, store: StoreDep
+    conversation_id: str,
+    principal: PrincipalDep,
+    store: StoreDep,
+    limit: int = Query(100, ge=1, le=500, description="At most this many messages, the newest."),
+    before: int | None = Query(
+        None, ge=1, description="Only messages before this `seq` (the `earlier` of a page)."
+    ),
 ) -> ConversationDetail:
     conversation = await store.get_conversation(principal, conversation_id)
     if conversation is None:
         raise _not_found(conversation_id)
-    messages = await store.messages(principal, conversation_id)
+    # Paged and bounded in bytes: a long conversation read whole was 250 MB and held every
+    # tenant's store reads behind it (probe 11: R11-5).
+    messages = await store.messages(
+        principal, conversation_id, before=before, limit=limit, max_bytes=PAGE_BYTES
+    )
+    earlier = messages[0].seq if messages and messages[0].seq > 1 else None
     return ConversationDetail(
-        **ConversationOut.of(conversation).model_dump(), messages=[MessageOut.of(m) for m in messages]
+        **ConversationOut.of(conversation).model_dump(),
+        messages=[MessageOut.of(m) for m in messages],
+        earlier=earlier,
     )
 
 

@@ -16,6 +16,7 @@ from antlr4 import ParserRuleContext
 from sqlglot import exp
 
 from loom.engines.contracts import Catalog, QueryError
+from loom.engines.kql.gaps import align_datetime_bins, refuse_gaps
 from loom.engines.kql.names import kql_schema, kql_tables, preferred_names, shown_name
 from loom.engines.kql.series import find_series, series_sql
 from loom.engines.kql.validator import function_calls, kql_problems, parse_kql
@@ -29,6 +30,7 @@ def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> 
     problems = kql_problems(tree)
     if problems:
         raise QueryError(problems[0].code, problems[0].message, problems)
+    refuse_gaps(tree)
     clock = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
     names, schema = kql_tables(catalog), kql_schema(catalog)
 
@@ -41,6 +43,7 @@ def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> 
             raise _refused(e, names) from e
         sql = parse_sql(str(translated), "duckdb")
         _bind(sql, dict(translated.parameters or {}))
+        align_datetime_bins(sql)
         return sql
 
     series = find_series(tree, query)

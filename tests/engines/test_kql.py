@@ -256,3 +256,22 @@ def test_make_series_without_to_ends_with_the_bin_of_the_last_value(kql: KqlEngi
         "| make-series n = count() on ['date'] from datetime(2024-01-01T06:00:00) step 1d",
     )
     assert counts == [1, 1, 1, 1] and len(cast(list[str], axis)) == 4
+
+
+def test_datetime_bins_are_kusto_bins_in_any_session_time_zone(tmp_path: Path) -> None:
+    import duckdb
+
+    from loom.engines.kql.translate import kql_to_sql
+
+    path = tmp_path / "zoned.duckdb"
+    with duckdb.connect(str(path)) as db:
+        db.execute(
+            "CREATE TABLE t AS SELECT TIMESTAMPTZ '2007-01-10 02:00:00+00' AS z, TIMESTAMP '2007-01-10' AS s"
+        )
+    catalog = KqlEngine(DuckDBSource(name="zoned", location=str(path))).sql.catalog()
+    sql = kql_to_sql("t | project zw = bin(z, 7d), sd = bin(s, 1d), zd = bin(z, 1d)", catalog)
+    with duckdb.connect(str(path), read_only=True) as db:
+        db.execute("SET TimeZone = 'America/New_York'")  # 21:00 the day before, locally
+        week, day, zoned_day = db.execute(sql).fetchone() or ()
+    assert week == dt.datetime(2007, 1, 8)  # a Monday, as Kusto's weeks start
+    assert (day, zoned_day) == (dt.datetime(2007, 1, 10), dt.datetime(2007, 1, 10))  # UTC days

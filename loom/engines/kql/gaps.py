@@ -18,10 +18,10 @@ from loom.engines.contracts import QueryError
 # Aggregations whose size limit (`make_list(x, 3)`) duckdb-kql drops: it returns every value.
 _SIZE_LIMITED = {"make_list": 1, "make_set": 1, "make_list_with_nulls": 1}
 
-# Kusto bins a datetime from 0001-01-01 (a Monday); DuckDB's epoch is 1970-01-01 (a Thursday).
-# The 719,162 days between them are a whole number of hours, so only whole-day steps that do not
+# Kusto bins a datetime from 0001-01-01 (a Monday); duckdb-kql from 1970-01-01 (a Thursday). The
+# 719,162 days between them are a whole number of hours, so only whole-day steps that do not
 # divide it (7d, 30d…) land differently — weekly bins among them.
-KUSTO_EPOCH_US = 719_162 * 86_400 * 1_000_000
+KUSTO_EPOCH = "0001-01-01"
 
 
 def refuse_gaps(tree: ParserRuleContext) -> None:
@@ -47,13 +47,19 @@ def _calls(node: ParserRuleContext) -> Iterator[tuple[str, int, int, int]]:
 
 
 def align_datetime_bins(tree: exp.Expr) -> None:
-    """Rewrite each datetime `bin()`/`floor()` duckdb-kql wrote,
-    `to_timestamp(floor(epoch(x) / epoch(step)) * epoch(step))`, to count from Kusto's epoch, in
-    whole microseconds (seconds as a double lose microseconds that far from 1970)."""
+    """Each datetime `bin()`/`floor()` duckdb-kql wrote, `to_timestamp(floor(epoch(x) / epoch(step))
+    * epoch(step)) AT TIME ZONE 'UTC'`, as `time_bucket(step, x, 0001-01-01)`: Kusto's bins, and
+    about ten times faster on a large table (no round trip through seconds as a double)."""
     for node in list(tree.find_all(exp.UnixToTime)):
         parts = _datetime_bin(node)
-        if parts is not None:
-            node.set("this", _aligned(*parts))
+        if parts is None:
+            continue
+        bucket = _bucket(*parts)
+        outer = node.parent
+        if isinstance(outer, exp.AtTimeZone) and outer.args.get("zone") == exp.Literal.string("UTC"):
+            outer.replace(bucket)  # both are the bin's start as a UTC timestamp without a zone
+        else:
+            node.set("this", exp.TimeToUnix(this=bucket))
 
 
 def _datetime_bin(node: exp.UnixToTime) -> tuple[exp.Expr, exp.Expr] | None:
@@ -70,18 +76,11 @@ def _datetime_bin(node: exp.UnixToTime) -> tuple[exp.Expr, exp.Expr] | None:
     return value.this, step.this
 
 
-def _aligned(value: exp.Expr, step: exp.Expr) -> exp.Expr:
-    """Seconds since 1970 of the start of `value`'s bin, counted in steps from 0001-01-01."""
-    step_us = exp.cast(
-        exp.Mul(this=exp.TimeToUnix(this=step.copy()), expression=exp.Literal.number(1_000_000)),
-        exp.DataType.Type.BIGINT,
+def _bucket(value: exp.Expr, step: exp.Expr) -> exp.Expr:
+    """The start of `value`'s bin as a TIMESTAMP. `make_timestamp(epoch_us(x))` is x's UTC wall
+    time whether x has a zone or not, and whatever the session's time zone."""
+    utc = exp.Anonymous(
+        this="make_timestamp", expressions=[exp.Anonymous(this="epoch_us", expressions=[value.copy()])]
     )
-    shifted = exp.Add(
-        this=exp.Anonymous(this="epoch_us", expressions=[value.copy()]),
-        expression=exp.Literal.number(KUSTO_EPOCH_US),
-    )
-    start = exp.Sub(
-        this=exp.Mul(this=exp.IntDiv(this=exp.paren(shifted), expression=step_us), expression=step_us.copy()),
-        expression=exp.Literal.number(KUSTO_EPOCH_US),
-    )
-    return exp.Div(this=exp.paren(start), expression=exp.Literal.number("1000000.0"))
+    origin = exp.cast(exp.Literal.string(KUSTO_EPOCH), exp.DataType.Type.TIMESTAMP)
+    return exp.Anonymous(this="time_bucket", expressions=[step.copy(), utc, origin])

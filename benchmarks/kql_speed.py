@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -163,13 +164,15 @@ def measure(engine: KqlEngine, rounds: int) -> list[dict[str, object]]:
     for name, kql, sql in QUESTIONS:
         translated = kql_to_sql(kql, catalog, NOW)
         times: dict[str, list[float]] = {"kql": [], "translate": [], "translated": [], "sql": []}
+        runs: dict[str, Callable[[], object]] = {
+            "kql": partial(engine.execute, kql, max_rows=MAX_ROWS, timeout_s=300, now=NOW),
+            "translate": partial(kql_to_sql, kql, catalog, NOW),
+            "translated": partial(_sql, engine, translated),
+            "sql": partial(_sql, engine, sql),
+        }
         for _ in range(rounds):
-            times["kql"].append(
-                timed(lambda q=kql: engine.execute(q, max_rows=MAX_ROWS, timeout_s=300, now=NOW))
-            )
-            times["translate"].append(timed(lambda q=kql: kql_to_sql(q, catalog, NOW)))
-            times["translated"].append(timed(lambda q=translated: _sql(engine, q)))
-            times["sql"].append(timed(lambda q=sql: _sql(engine, q)))
+            for key, run in runs.items():
+                times[key].append(timed(run))
         medians = {k: statistics.median(v) for k, v in times.items()}
         same = canonical(engine.execute(kql, max_rows=MAX_ROWS, timeout_s=300, now=NOW)) == canonical(
             _sql(engine, sql)

@@ -714,3 +714,27 @@ def test_datetime_bins_keep_microseconds(storms: KqlEngine) -> None:
         "print b = bin(datetime(2007-01-10 05:00:00.123456), 1ms)", max_rows=1, timeout_s=60
     ).rows
     assert str(binned).replace(" ", "T") == "2007-01-10T05:00:00.123000"
+
+
+def test_make_series_parts_see_the_querys_lets_and_list_indexes(storms: KqlEngine, df: pd.DataFrame) -> None:
+    # Probe 10 (R10-4): each part of a make-series is translated on its own; every part now sees
+    # the query's lets, and a list index in the part before it counts from 0 as KQL's does.
+    query = (
+        "let k = 2; let iowa = StormEvents | where State == 'IOWA'; iowa "
+        "| extend word = tostring(split(EventNarrative, ' ')[0]) | where word == 'Hail' "
+        "| make-series s = sum(DamageProperty * k) default = k on StartTime "
+        "from datetime(2007-01-01) to datetime(2007-07-01) step 30d | extend twice = k"
+    )
+    [[_axis, sums, twice]] = storms.execute(query, max_rows=10, timeout_s=60).rows
+    hail = df[(df.State == "IOWA") & (df.EventType == "Hail") & (df.StartTime < "2007-07-01")]
+    month = (hail.StartTime - pd.Timestamp("2007-01-01")).dt.days // 30
+    want = [int(2 * hail.DamageProperty[month == i].sum()) if (month == i).any() else 2 for i in range(7)]
+    assert (sums, twice) == (want, 2)
+
+
+def test_make_series_over_nothing_is_no_series(storms: KqlEngine) -> None:
+    query = (
+        "StormEvents | where State == 'NOWHERE' | make-series n = count() on StartTime "
+        "from datetime(2007-01-01) to datetime(2007-02-01) step 1d"
+    )
+    assert storms.execute(query, max_rows=10, timeout_s=60).rows == []

@@ -7,8 +7,10 @@ datetime axis, `lo + floor((x - lo) / s) * s` for a number), the aggregations pe
 (`range(lo, hi, s)`, so empty bins get `d`, default 0), and one row per group with the axis and
 each aggregation as arrays in bin order (`list(… ORDER BY bin)`: a list's order is otherwise not
 defined). The part after it is translated over that, as a table. Without `from`/`to`, the series
-runs from the bin of the first value to the bin after the last (bins aligned to 1970-01-01, as
-`bin()`). A make-series inside a `let`, a join or a union is not supported (refused, not guessed).
+runs from the bin of the first value to the bin after the last (bins aligned to 0001-01-01, as
+Kusto's `bin()`). Every part is written out as DuckDB SQL: sqlglot's default dialect counts list
+indexes from 0, DuckDB's from 1. A make-series inside a `let`, a join or a union is not supported
+(refused, not guessed).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from antlr4 import ParserRuleContext
 from sqlglot import exp
 
 from loom.engines.contracts import QueryError
+from loom.engines.kql.gaps import KUSTO_EPOCH
 from loom.engines.sql.validator import parse_sql
 
 # KQL text, and extra tables' columns → the translated SQL tree (bound, table names not yet mapped).
@@ -34,7 +37,8 @@ _TOP_LEVEL = frozenset(
 
 @dataclass(frozen=True)
 class Series:
-    before: str  # the query up to the operator's pipe
+    lets: str  # the statements before the query's own (`let k = 2;`): every part is translated after them
+    before: str  # the query's statement up to the operator's pipe
     after: str  # the rest of the query after it ("" or "| …")
     aggregations: tuple[tuple[str, str | None], ...]  # (named aggregation, its default)
     axis: str
@@ -56,13 +60,14 @@ def find_series(tree: ParserRuleContext, query: str) -> Series | None:
             "make-series is supported once per query, on the query's own pipeline (not inside a let, "
             "a join or a union): write it as the query's own step.",
         )
-    pipe = node.parentCtx
+    pipe, statement = node.parentCtx, _statement(node)
     bounds = _range(node, query)
     step = bounds.get("step")
     if step is None:
         raise QueryError("parse_error", "make-series needs a step: `… on Axis step 1d`.")
     return Series(
-        before=query[: pipe.start.start].rstrip().removesuffix("|").rstrip(),
+        lets=query[: statement.start.start],
+        before=query[statement.start.start : pipe.start.start].rstrip().removesuffix("|").rstrip(),
         after=query[pipe.stop.stop + 1 :].strip(),
         aggregations=tuple(_aggregations(node, query)),
         axis=_text(_only(node, "MakeSeriesOperatorOnClauseContext", "NamedExpressionContext"), query),
@@ -76,8 +81,14 @@ def find_series(tree: ParserRuleContext, query: str) -> Series | None:
     )
 
 
-def series_sql(series: Series, translate: Translate) -> exp.Expr:
-    """The whole query as SQL: make-series's steps as CTEs, the part after it over `__ms`."""
+def series_sql(series: Series, translate_part: Translate) -> exp.Expr:
+    """The whole query as SQL: make-series's steps as CTEs, the part after it over `__ms`. Each
+    part is translated after the query's `let`s, so a name they declare means the same everywhere
+    (probe 10: R10-4)."""
+
+    def translate(kql: str, tables: dict[str, list[str]]) -> exp.Expr:
+        return translate_part(series.lets + kql, tables)
+
     step = _scalar(series.step, translate)
     timed = step.find(exp.Interval) is not None
     bucket = _bucket(timed, step)
@@ -85,7 +96,8 @@ def series_sql(series: Series, translate: Translate) -> exp.Expr:
     # Without `to`, the series ends with the bin (counted from `lo`) that holds the last value
     # (probe 10: a `from` off the 1970 grid got one empty bin more).
     last = exp.Add(
-        this=_first("max", _bin(timed, step).replace("__bounds.lo", f"({lo.sql()})")), expression=step.copy()
+        this=_first("max", _bin(timed, step).replace("__bounds.lo", f"({_sql(lo)})")),
+        expression=step.copy(),
     )
     hi = _scalar(series.hi, translate) if series.hi else last
     by = [*series.groups, "__bin"]
@@ -93,20 +105,24 @@ def series_sql(series: Series, translate: Translate) -> exp.Expr:
     agg = translate(f"__binned | summarize {aggregations} by {', '.join(by)}", {})
     names = _output_names(agg)
     group_names, agg_names = names[: len(series.groups)], names[len(series.groups) + 1 :]
-    defaults = [_scalar(d, translate).sql() if d else "0" for _, d in series.aggregations]
+    defaults = [_scalar(d, translate).sql("duckdb") if d else "0" for _, d in series.aggregations]
     ctes = {
-        "__src": translate(series.before, {}).sql(),
-        "__axised": translate(f"__src | extend __axis = {series.axis}", {}).sql(),
-        "__bounds": f"SELECT {lo.sql()} AS lo, {hi.sql()} AS hi",
+        "__src": translate(series.before, {}).sql("duckdb"),
+        "__axised": translate(f"__src | extend __axis = {series.axis}", {}).sql("duckdb"),
+        "__bounds": f"SELECT {_sql(lo)} AS lo, {_sql(hi)} AS hi",
         "__binned": (
             f"SELECT __axised.*, {_bin(timed, step)} AS __bin FROM __axised, __bounds "
             "WHERE __axis >= __bounds.lo AND __axis < __bounds.hi"
         ),
-        "__agg": agg.sql(),
+        "__agg": agg.sql("duckdb"),
         "__ms": _series_rows(series, group_names, agg_names, defaults, step, timed),
     }
     out = [*group_names, series.axis_name, *agg_names]
-    rest = translate(f"__ms {series.after}", {"__ms": out}).sql() if series.after else "SELECT * FROM __ms"
+    rest = (
+        translate(f"__ms {series.after}", {"__ms": out}).sql("duckdb")
+        if series.after
+        else "SELECT * FROM __ms"
+    )
     with_ = ", ".join(f"{name} AS ({sql})" for name, sql in ctes.items())
     return parse_sql(f"WITH {with_} SELECT * FROM ({rest}) AS __out", "duckdb")
 
@@ -124,10 +140,12 @@ def _series_rows(
     select = ", ".join(
         [*(f"g.{g}" for g in quoted), f"list(b.__bin ORDER BY b.__bin) AS {_quote(series.axis_name)}", values]
     )
-    group_by = f" GROUP BY {', '.join(f'g.{g}' for g in quoted)}" if quoted else ""
+    # Grouped even without `by`, so that no rows in (nothing in range) is no series out, as in Kusto,
+    # not one series of nulls.
+    group_by = f" GROUP BY {', '.join(f'g.{g}' for g in quoted) if quoted else 'g.__one'}"
     return (
         f"SELECT {select} FROM (SELECT DISTINCT {keys} FROM __agg) AS g "
-        f"CROSS JOIN (SELECT lo + i * {step.sql()} AS __bin FROM __bounds, "
+        f"CROSS JOIN (SELECT lo + i * {_sql(step)} AS __bin FROM __bounds, "
         f"unnest(range(0, {_count(timed, step)})) AS t(i)) AS b "
         f"LEFT JOIN __agg AS a ON {on}{group_by}"
     )
@@ -137,15 +155,15 @@ def _count(timed: bool, step: exp.Expr) -> str:
     """How many bins from `lo` to `hi` (the last may end past `hi`): a whole number, so that the
     engine's bound on `range()` holds (16 M bins at most)."""
     if timed:
-        return f"CAST(ceil((epoch_us(hi) - epoch_us(lo)) / (epoch({step.sql()}) * 1000000)) AS BIGINT)"
-    return f"CAST(ceil((hi - lo) / {step.sql()}) AS BIGINT)"
+        return f"CAST(ceil((epoch_us(hi) - epoch_us(lo)) / (epoch({_sql(step)}) * 1000000)) AS BIGINT)"
+    return f"CAST(ceil((hi - lo) / {_sql(step)}) AS BIGINT)"
 
 
 def _bucket(timed: bool, step: exp.Expr) -> str:
-    """The bin of `__axis`, aligned to 1970-01-01 (or 0), as `bin()` aligns it."""
+    """The bin of `__axis`, aligned to 0001-01-01 (or 0), as Kusto's `bin()` aligns it."""
     if timed:
-        return f"time_bucket({step.sql()}, __axis, TIMESTAMP '1970-01-01')"
-    return f"{_floor(f'__axis / {step.sql()}', step)} * {step.sql()}"
+        return f"time_bucket({_sql(step)}, __axis, TIMESTAMP '{KUSTO_EPOCH}')"
+    return f"{_floor(f'__axis / {_sql(step)}', step)} * {_sql(step)}"
 
 
 def _floor(value: str, step: exp.Expr) -> str:
@@ -161,16 +179,17 @@ def _first(func: str, bucket: str) -> exp.Expr:
 def _bin(timed: bool, step: exp.Expr) -> str:
     """The bin of `__axis` counted from the series' start."""
     if timed:
-        return f"time_bucket({step.sql()}, __axis, __bounds.lo)"
-    return f"__bounds.lo + {_floor(f'(__axis - __bounds.lo) / {step.sql()}', step)} * {step.sql()}"
+        return f"time_bucket({_sql(step)}, __axis, __bounds.lo)"
+    return f"__bounds.lo + {_floor(f'(__axis - __bounds.lo) / {_sql(step)}', step)} * {_sql(step)}"
 
 
 def _scalar(kql: str | None, translate: Translate) -> exp.Expr:
     """One scalar KQL expression as SQL (`1d` → `INTERVAL '1d'`)."""
     tree = translate(f"print __v = {kql}", {})
-    select = tree if isinstance(tree, exp.Select) else tree.find(exp.Select)
-    assert select is not None
-    value = select.expressions[0]
+    # The select that names __v: a tabular `let` before it is translated as a CTE of its own.
+    value = next(
+        e for select in tree.find_all(exp.Select) for e in select.expressions if e.alias_or_name == "__v"
+    )
     return value.this if isinstance(value, exp.Alias) else value
 
 
@@ -240,6 +259,14 @@ def _axis_name(axis: str) -> str:
     return name if name and name.replace("_", "a").replace(".", "a").isalnum() else "Column1"
 
 
+def _statement(node: ParserRuleContext) -> ParserRuleContext:
+    """The statement the operator is in (after the query's `let` statements)."""
+    parent = node.parentCtx
+    while type(parent).__name__ != "StatementContext":
+        parent = parent.parentCtx
+    return parent
+
+
 def _on_top(node: ParserRuleContext) -> bool:
     parent = node.parentCtx
     while parent is not None:
@@ -270,6 +297,10 @@ def _all(node: ParserRuleContext, name: str, skip_self: bool = False) -> Iterato
 
 def _text(node: ParserRuleContext, query: str) -> str:
     return query[node.start.start : node.stop.stop + 1]
+
+
+def _sql(tree: exp.Expr) -> str:
+    return tree.sql("duckdb")
 
 
 def _quote(name: str) -> str:

@@ -46,9 +46,12 @@ def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> 
         align_datetime_bins(sql)
         return sql
 
+    preludes = _preludes(tree)
     series = find_series(tree, query)
-    written = _with_preludes(tree, query)
-    sql = series_sql(series, translate) if series is not None else translate(written, {})
+    if series is None:
+        sql = translate(preludes + query, {})
+    else:
+        sql = series_sql(series, lambda kql, tables: translate(preludes + kql, tables))
     _name_tables(sql, names)
     return sql.sql("duckdb")
 
@@ -60,11 +63,10 @@ PRELUDES = {
 }
 
 
-def _with_preludes(tree: ParserRuleContext, query: str) -> str:
-    """`query` with a `let` for each function of `PRELUDES` it calls (found on its syntax tree)."""
+def _preludes(tree: ParserRuleContext) -> str:
+    """A `let` for each function of `PRELUDES` the query calls (found on its syntax tree)."""
     called = {name.lower() for name in function_calls(tree)}
-    lets = [text for name, text in PRELUDES.items() if name in called]
-    return "\n".join([*lets, query]) if lets else query
+    return "".join(f"{text}\n" for name, text in PRELUDES.items() if name in called)
 
 
 def _bind(tree: exp.Expr, parameters: dict[str, Any]) -> None:

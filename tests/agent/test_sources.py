@@ -21,6 +21,16 @@ def test_without_a_sources_file_the_sample_lakehouse_is_the_source(tmp_path: Pat
     sample = sources[SAMPLE_SOURCE]
     assert sample.location == str(tmp_path / "lakehouse")
     assert len(sample.verified_queries) >= 10
+    assert list(sources) == [SAMPLE_SOURCE]  # StormEvents only once it is seeded
+
+
+def test_the_seeded_storm_events_sample_is_a_second_source_asked_in_kql(tmp_path: Path) -> None:
+    from loom.lakehouse.storms import write_storms
+
+    write_storms(tmp_path / "storms", rows=10)
+    sources = load_sources(Settings(home=tmp_path))
+    assert list(sources) == [SAMPLE_SOURCE, "storms"]
+    assert languages(sources["storms"]) == ("kql",) and languages(sources[SAMPLE_SOURCE]) == ("sql",)
 
 
 def test_a_sources_file_lists_sources_relative_to_itself(tmp_path: Path) -> None:

@@ -49,12 +49,6 @@ def cluster_url(location: str, cloud: str | None = None) -> str:
     return f"https://{host}"
 
 
-def cloud_of(url: str) -> str:
-    """The cloud whose Kusto domains hold `url` (one `cluster_url` accepted)."""
-    host = _host(url)
-    return next(c for c, domains in KUSTO_DOMAINS.items() if any(host.endswith("." + d) for d in domains))
-
-
 def _host(location: str) -> str:
     """The host of an `https://host[/]` URI, lowercase; ValueError for anything more or less."""
     if not location.isascii() or not location.isprintable() or any(c.isspace() for c in location):

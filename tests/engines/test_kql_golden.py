@@ -738,3 +738,41 @@ def test_make_series_over_nothing_is_no_series(storms: KqlEngine) -> None:
         "from datetime(2007-01-01) to datetime(2007-02-01) step 1d"
     )
     assert storms.execute(query, max_rows=10, timeout_s=60).rows == []
+
+
+def test_top_nested_answers_as_pandas_ranks(storms: KqlEngine, df: pd.DataFrame) -> None:
+    query = (
+        "StormEvents | top-nested 3 of State by damage = sum(DamageProperty), "
+        "top-nested 2 of EventType by sum(InjuriesDirect) | order by damage desc, aggregated_EventType desc"
+    )
+    got = [tuple(r) for r in storms.execute(query, max_rows=20, timeout_s=60).rows]
+    states = df.groupby("State").DamageProperty.sum().nlargest(3)
+    want = []
+    for state, damage in states.items():
+        kinds = df[df.State == state].groupby("EventType").InjuriesDirect.sum()
+        top = (
+            kinds.reset_index().sort_values(["InjuriesDirect", "EventType"], ascending=[False, True]).head(2)
+        )
+        want += [(state, damage, kind, injuries) for kind, injuries in top.itertuples(index=False)]
+    assert _same(got, want, ordered=False)
+    assert [c.name for c in storms.execute(query, max_rows=1, timeout_s=60).columns] == [
+        "State",
+        "damage",
+        "EventType",
+        "aggregated_EventType",
+    ]
+
+
+def test_top_nested_without_n_keeps_every_value_and_asc_the_smallest(
+    storms: KqlEngine, df: pd.DataFrame
+) -> None:
+    query = (
+        "StormEvents | top-nested of State by lat = max(BeginLat), "
+        "top-nested 1 of Source by min(BeginLat) asc"
+    )
+    got = [tuple(r) for r in storms.execute(query, max_rows=50, timeout_s=60).rows]
+    want = []
+    for state, lat in df.groupby("State").BeginLat.max().items():
+        lowest = df[df.State == state].groupby("Source").BeginLat.min().sort_values().head(1)
+        want += [(state, lat, source, low) for source, low in lowest.items()]
+    assert _same(got, want, ordered=False)

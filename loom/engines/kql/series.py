@@ -15,7 +15,7 @@ indexes from 0, DuckDB's from 1. A make-series inside a `let`, a join or a union
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from antlr4 import ParserRuleContext
@@ -23,16 +23,8 @@ from sqlglot import exp
 
 from loom.engines.contracts import QueryError
 from loom.engines.kql.gaps import KUSTO_EPOCH
+from loom.engines.kql.tree import Translate, children, only_on_top, quote, scalar, sql, statement, text
 from loom.engines.sql.validator import parse_sql
-
-# KQL text, and extra tables' columns → the translated SQL tree (bound, table names not yet mapped).
-Translate = Callable[[str, dict[str, list[str]]], exp.Expr]
-# Where a top-level make-series may sit in the tree: its pipeline, nothing nested.
-_TOP_LEVEL = frozenset(
-    {"AfterPipeOperatorContext", "PipedOperatorContext", "PipeExpressionContext", "ExpressionContext",
-     "QueryStatementContext",
-     "StatementContext", "QueryContext", "TopContext"}
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -51,33 +43,27 @@ class Series:
 
 def find_series(tree: ParserRuleContext, query: str) -> Series | None:
     """The query's make-series, when it has one at the top of its pipeline."""
-    node = next(_all(tree, "MakeSeriesOperatorContext"), None)
+    node = only_on_top(tree, "MakeSeriesOperatorContext", "make-series")
     if node is None:
         return None
-    if next(_all(node, "MakeSeriesOperatorContext", skip_self=True), None) is not None or not _on_top(node):
-        raise QueryError(
-            "unsupported",
-            "make-series is supported once per query, on the query's own pipeline (not inside a let, "
-            "a join or a union): write it as the query's own step.",
-        )
-    pipe, statement = node.parentCtx, _statement(node)
+    pipe, stmt = node.parentCtx, statement(node)
     bounds = _range(node, query)
     step = bounds.get("step")
     if step is None:
         raise QueryError("parse_error", "make-series needs a step: `… on Axis step 1d`.")
     return Series(
-        lets=query[: statement.start.start],
-        before=query[statement.start.start : pipe.start.start].rstrip().removesuffix("|").rstrip(),
+        lets=query[: stmt.start.start],
+        before=query[stmt.start.start : pipe.start.start].rstrip().removesuffix("|").rstrip(),
         after=query[pipe.stop.stop + 1 :].strip(),
         aggregations=tuple(_aggregations(node, query)),
-        axis=_text(_only(node, "MakeSeriesOperatorOnClauseContext", "NamedExpressionContext"), query),
+        axis=text(_only(node, "MakeSeriesOperatorOnClauseContext", "NamedExpressionContext"), query),
         axis_name=_axis_name(
-            _text(_only(node, "MakeSeriesOperatorOnClauseContext", "NamedExpressionContext"), query)
+            text(_only(node, "MakeSeriesOperatorOnClauseContext", "NamedExpressionContext"), query)
         ),
         lo=bounds.get("lo"),
         hi=bounds.get("hi"),
         step=step,
-        groups=tuple(_text(g, query) for g in _by(node)),
+        groups=tuple(text(g, query) for g in _by(node)),
     )
 
 
@@ -89,27 +75,27 @@ def series_sql(series: Series, translate_part: Translate) -> exp.Expr:
     def translate(kql: str, tables: dict[str, list[str]]) -> exp.Expr:
         return translate_part(series.lets + kql, tables)
 
-    step = _scalar(series.step, translate)
+    step = scalar(series.step, translate)
     timed = step.find(exp.Interval) is not None
     bucket = _bucket(timed, step)
-    lo = _scalar(series.lo, translate) if series.lo else _first("min", bucket)
+    lo = scalar(series.lo, translate) if series.lo else _first("min", bucket)
     # Without `to`, the series ends with the bin (counted from `lo`) that holds the last value
     # (probe 10: a `from` off the 1970 grid got one empty bin more).
     last = exp.Add(
-        this=_first("max", _bin(timed, step).replace("__bounds.lo", f"({_sql(lo)})")),
+        this=_first("max", _bin(timed, step).replace("__bounds.lo", f"({sql(lo)})")),
         expression=step.copy(),
     )
-    hi = _scalar(series.hi, translate) if series.hi else last
+    hi = scalar(series.hi, translate) if series.hi else last
     by = [*series.groups, "__bin"]
     aggregations = ", ".join(a for a, _ in series.aggregations)
     agg = translate(f"__binned | summarize {aggregations} by {', '.join(by)}", {})
     names = _output_names(agg)
     group_names, agg_names = names[: len(series.groups)], names[len(series.groups) + 1 :]
-    defaults = [_scalar(d, translate).sql("duckdb") if d else "0" for _, d in series.aggregations]
+    defaults = [scalar(d, translate).sql("duckdb") if d else "0" for _, d in series.aggregations]
     ctes = {
         "__src": translate(series.before, {}).sql("duckdb"),
         "__axised": translate(f"__src | extend __axis = {series.axis}", {}).sql("duckdb"),
-        "__bounds": f"SELECT {_sql(lo)} AS lo, {_sql(hi)} AS hi",
+        "__bounds": f"SELECT {sql(lo)} AS lo, {sql(hi)} AS hi",
         "__binned": (
             f"SELECT __axised.*, {_bin(timed, step)} AS __bin FROM __axised, __bounds "
             "WHERE __axis >= __bounds.lo AND __axis < __bounds.hi"
@@ -130,22 +116,22 @@ def series_sql(series: Series, translate_part: Translate) -> exp.Expr:
 def _series_rows(
     series: Series, groups: list[str], aggs: list[str], defaults: list[str], step: exp.Expr, timed: bool
 ) -> str:
-    quoted = [_quote(g) for g in groups]
+    quoted = [quote(g) for g in groups]
     keys = ", ".join(quoted) if quoted else "1 AS __one"
     on = " AND ".join([f"a.{g} IS NOT DISTINCT FROM g.{g}" for g in quoted] + ["a.__bin = b.__bin"])
     values = ", ".join(
-        f"list(coalesce(a.{_quote(a)}, {d}) ORDER BY b.__bin) AS {_quote(a)}"
+        f"list(coalesce(a.{quote(a)}, {d}) ORDER BY b.__bin) AS {quote(a)}"
         for a, d in zip(aggs, defaults, strict=True)
     )
     select = ", ".join(
-        [*(f"g.{g}" for g in quoted), f"list(b.__bin ORDER BY b.__bin) AS {_quote(series.axis_name)}", values]
+        [*(f"g.{g}" for g in quoted), f"list(b.__bin ORDER BY b.__bin) AS {quote(series.axis_name)}", values]
     )
     # Grouped even without `by`, so that no rows in (nothing in range) is no series out, as in Kusto,
     # not one series of nulls.
     group_by = f" GROUP BY {', '.join(f'g.{g}' for g in quoted) if quoted else 'g.__one'}"
     return (
         f"SELECT {select} FROM (SELECT DISTINCT {keys} FROM __agg) AS g "
-        f"CROSS JOIN (SELECT lo + i * {_sql(step)} AS __bin FROM __bounds, "
+        f"CROSS JOIN (SELECT lo + i * {sql(step)} AS __bin FROM __bounds, "
         f"unnest(range(0, {_count(timed, step)})) AS t(i)) AS b "
         f"LEFT JOIN __agg AS a ON {on}{group_by}"
     )
@@ -155,15 +141,15 @@ def _count(timed: bool, step: exp.Expr) -> str:
     """How many bins from `lo` to `hi` (the last may end past `hi`): a whole number, so that the
     engine's bound on `range()` holds (16 M bins at most)."""
     if timed:
-        return f"CAST(ceil((epoch_us(hi) - epoch_us(lo)) / (epoch({_sql(step)}) * 1000000)) AS BIGINT)"
-    return f"CAST(ceil((hi - lo) / {_sql(step)}) AS BIGINT)"
+        return f"CAST(ceil((epoch_us(hi) - epoch_us(lo)) / (epoch({sql(step)}) * 1000000)) AS BIGINT)"
+    return f"CAST(ceil((hi - lo) / {sql(step)}) AS BIGINT)"
 
 
 def _bucket(timed: bool, step: exp.Expr) -> str:
     """The bin of `__axis`, aligned to 0001-01-01 (or 0), as Kusto's `bin()` aligns it."""
     if timed:
-        return f"time_bucket({_sql(step)}, __axis, TIMESTAMP '{KUSTO_EPOCH}')"
-    return f"{_floor(f'__axis / {_sql(step)}', step)} * {_sql(step)}"
+        return f"time_bucket({sql(step)}, __axis, TIMESTAMP '{KUSTO_EPOCH}')"
+    return f"{_floor(f'__axis / {sql(step)}', step)} * {sql(step)}"
 
 
 def _floor(value: str, step: exp.Expr) -> str:
@@ -179,18 +165,8 @@ def _first(func: str, bucket: str) -> exp.Expr:
 def _bin(timed: bool, step: exp.Expr) -> str:
     """The bin of `__axis` counted from the series' start."""
     if timed:
-        return f"time_bucket({_sql(step)}, __axis, __bounds.lo)"
-    return f"__bounds.lo + {_floor(f'(__axis - __bounds.lo) / {_sql(step)}', step)} * {_sql(step)}"
-
-
-def _scalar(kql: str | None, translate: Translate) -> exp.Expr:
-    """One scalar KQL expression as SQL (`1d` → `INTERVAL '1d'`)."""
-    tree = translate(f"print __v = {kql}", {})
-    # The select that names __v: a tabular `let` before it is translated as a CTE of its own.
-    value = next(
-        e for select in tree.find_all(exp.Select) for e in select.expressions if e.alias_or_name == "__v"
-    )
-    return value.this if isinstance(value, exp.Alias) else value
+        return f"time_bucket({sql(step)}, __axis, __bounds.lo)"
+    return f"__bounds.lo + {_floor(f'(__axis - __bounds.lo) / {sql(step)}', step)} * {sql(step)}"
 
 
 def _output_names(tree: exp.Expr) -> list[str]:
@@ -211,15 +187,15 @@ def _aggregations(node: ParserRuleContext, query: str) -> Iterator[tuple[str, st
                 raise _unsupported_parameter(pending, query)
             pending = child
         elif name == "MakeSeriesOperatorAggregationContext":
-            named = next(_children(child, "NamedExpressionContext"))
+            named = next(children(child, "NamedExpressionContext"))
             start = named.start.start
             if pending is not None:
                 if query[pending.stop.stop + 1 : start].strip() or not query[start:].startswith("("):
                     raise _unsupported_parameter(pending, query)
                 start, pending = pending.start.start, None
-            default = next(_children(child, "MakeSeriesOperatorExpressionDefaultClauseContext"), None)
+            default = next(children(child, "MakeSeriesOperatorExpressionDefaultClauseContext"), None)
             value = (
-                None if default is None else _text(next(_children(default, "NamedExpressionContext")), query)
+                None if default is None else text(next(children(default, "NamedExpressionContext")), query)
             )
             yield query[start : named.stop.stop + 1], value
     if pending is not None:
@@ -228,27 +204,27 @@ def _aggregations(node: ParserRuleContext, query: str) -> Iterator[tuple[str, st
 
 def _unsupported_parameter(node: ParserRuleContext, query: str) -> QueryError:
     return QueryError(
-        "unsupported", f"make-series {_text(node, query)} is not supported by the embedded KQL engine."
+        "unsupported", f"make-series {text(node, query)} is not supported by the embedded KQL engine."
     )
 
 
 def _range(node: ParserRuleContext, query: str) -> dict[str, str | None]:
-    clause = next(_children(node, "MakeSeriesOperatorFromToStepClauseContext"), None)
+    clause = next(children(node, "MakeSeriesOperatorFromToStepClauseContext"), None)
     if clause is None:
         raise QueryError("parse_error", "make-series needs a step: `… on Axis step 1d`.")
     parts: dict[str, str | None] = {"lo": None, "hi": None}
     keyword = None
     for child in clause.children or ():
         if isinstance(child, ParserRuleContext):
-            parts[{"from": "lo", "to": "hi", "step": "step"}[keyword or "step"]] = _text(child, query)
+            parts[{"from": "lo", "to": "hi", "step": "step"}[keyword or "step"]] = text(child, query)
         else:
             keyword = child.getText().lower()
     return parts
 
 
 def _by(node: ParserRuleContext) -> Iterator[ParserRuleContext]:
-    clause = next(_children(node, "MakeSeriesOperatorByClauseContext"), None)
-    return _children(clause, "NamedExpressionContext") if clause is not None else iter(())
+    clause = next(children(node, "MakeSeriesOperatorByClauseContext"), None)
+    return children(clause, "NamedExpressionContext") if clause is not None else iter(())
 
 
 def _axis_name(axis: str) -> str:
@@ -259,49 +235,8 @@ def _axis_name(axis: str) -> str:
     return name if name and name.replace("_", "a").replace(".", "a").isalnum() else "Column1"
 
 
-def _statement(node: ParserRuleContext) -> ParserRuleContext:
-    """The statement the operator is in (after the query's `let` statements)."""
-    parent = node.parentCtx
-    while type(parent).__name__ != "StatementContext":
-        parent = parent.parentCtx
-    return parent
-
-
-def _on_top(node: ParserRuleContext) -> bool:
-    parent = node.parentCtx
-    while parent is not None:
-        if type(parent).__name__ not in _TOP_LEVEL:
-            return False
-        parent = parent.parentCtx
-    return True
-
-
 def _only(node: ParserRuleContext, clause: str, child: str) -> ParserRuleContext:
-    found = next(_children(node, clause), None)
+    found = next(children(node, clause), None)
     if found is None:
         raise QueryError("parse_error", "make-series needs an axis: `… on Timestamp step 1d`.")
-    return next(_children(found, child))
-
-
-def _children(node: ParserRuleContext, name: str) -> Iterator[ParserRuleContext]:
-    return (c for c in node.children or () if type(c).__name__ == name)
-
-
-def _all(node: ParserRuleContext, name: str, skip_self: bool = False) -> Iterator[ParserRuleContext]:
-    if type(node).__name__ == name and not skip_self:
-        yield node
-    for child in node.children or ():
-        if isinstance(child, ParserRuleContext):
-            yield from _all(child, name)
-
-
-def _text(node: ParserRuleContext, query: str) -> str:
-    return query[node.start.start : node.stop.stop + 1]
-
-
-def _sql(tree: exp.Expr) -> str:
-    return tree.sql("duckdb")
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return next(children(found, child))

@@ -18,7 +18,9 @@ from sqlglot import exp
 from loom.engines.contracts import Catalog, QueryError
 from loom.engines.kql.gaps import align_datetime_bins, refuse_gaps
 from loom.engines.kql.names import kql_schema, kql_tables, preferred_names, shown_name
+from loom.engines.kql.nested import find_nested, nested_sql
 from loom.engines.kql.series import find_series, series_sql
+from loom.engines.kql.tree import Translate
 from loom.engines.kql.validator import function_calls, kql_problems, parse_kql
 from loom.engines.sql.qualify import cte_references, unknown_table_problem
 from loom.engines.sql.validator import parse_sql
@@ -47,13 +49,24 @@ def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> 
         return sql
 
     preludes = _preludes(tree)
-    series = find_series(tree, query)
-    if series is None:
-        sql = translate(preludes + query, {})
-    else:
-        sql = series_sql(series, lambda kql, tables: translate(preludes + kql, tables))
+
+    def after_preludes(kql: str, tables: dict[str, list[str]]) -> exp.Expr:
+        return translate(preludes + kql, tables)
+
+    sql = _ours(tree, query, after_preludes) or after_preludes(query, {})
     _name_tables(sql, names)
     return sql.sql("duckdb")
+
+
+def _ours(tree: ParserRuleContext, query: str, translate: Translate) -> exp.Expr | None:
+    """The SQL of an operator duckdb-kql lacks and this package writes (make-series, top-nested),
+    when the query has one; None when duckdb-kql translates the whole query."""
+    series, nested = find_series(tree, query), find_nested(tree, query)
+    if series is not None and nested is not None:
+        raise QueryError("unsupported", "make-series and top-nested in one query are not supported.")
+    if series is not None:
+        return series_sql(series, translate)
+    return nested_sql(nested, translate) if nested is not None else None
 
 
 # Functions duckdb-kql 1.1.2 lacks, written in the KQL it has; put before a query that calls one.

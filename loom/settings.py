@@ -321,6 +321,11 @@ class Settings(BaseSettings):
     def lakehouse_dir(self) -> Path:
         return self.home / "lakehouse"
 
+    @property
+    def storms_dir(self) -> Path:
+        """The StormEvents sample (`loom data seed`), which the agent asks in KQL."""
+        return self.home / "storms"
+
     def ensure_home(self) -> Path:
         """The state folder, made the owner's alone (0700) when this creates it: it holds the
         conversations."""

@@ -21,6 +21,7 @@ from loom.prompts import load_verified_queries
 from loom.settings import Settings
 
 SAMPLE_SOURCE = "sales"
+STORMS_SOURCE = "storms"
 
 
 class SourcesFile(BaseModel):
@@ -58,21 +59,39 @@ def _sample(lakehouse: Path) -> DuckDBSource:
     )
 
 
+def _storms(folder: Path) -> DuckDBSource:
+    return DuckDBSource(
+        name=STORMS_SOURCE,
+        location=str(folder),
+        description="Sample US severe-weather events of 2007 (StormEvents, shaped as in Microsoft's "
+        "KQL documentation, generated) and state populations (PopulationData).",
+        instructions="StartTime is when an event began; DamageProperty and DamageCrops are in US "
+        "dollars; State names are upper case (TEXAS).",
+        languages=("kql",),  # the telemetry-style sample: the agent answers it in KQL
+        allow=("*",),
+    )
+
+
 def load_sources(settings: Settings) -> dict[str, Source]:
-    """Sources by name: the sources file if there is one, else the sample lakehouse.
+    """Sources by name: the sources file if there is one, else the sample lakehouse (and the
+    StormEvents sample, once seeded).
 
     Read on every turn so edits apply without a restart, but parsed again only when the file
     changes: parsing YAML cost more than the rest of a turn's own work.
     """
     path = settings.resolved_sources_file
     if not path.exists():
-        return _sample_sources(settings.lakehouse_dir)
+        storms = settings.storms_dir
+        return _sample_sources(settings.lakehouse_dir, storms if storms.is_dir() else None)
     return dict(_parse_sources_file(path, path.stat().st_mtime_ns))
 
 
 @lru_cache(maxsize=8)
-def _sample_sources(lakehouse: Path) -> dict[str, Source]:
-    return {SAMPLE_SOURCE: _sample(lakehouse)}
+def _sample_sources(lakehouse: Path, storms: Path | None) -> dict[str, Source]:
+    samples: dict[str, Source] = {SAMPLE_SOURCE: _sample(lakehouse)}
+    if storms is not None:
+        samples[STORMS_SOURCE] = _storms(storms)
+    return samples
 
 
 @lru_cache(maxsize=8)

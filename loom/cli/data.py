@@ -43,25 +43,37 @@ def seed_command(
         bool, typer.Option("--force", help="Seed again even if the lakehouse exists (replaces it).")
     ] = False,
 ) -> None:
-    """Build the sample sales lakehouse: two years (2024–2025) of US retail orders as Delta tables.
+    """Build the samples: the sales lakehouse (asked in SQL) and StormEvents (asked in KQL).
 
     bronze.orders: order lines as they arrive (all text, some of it messy).
     silver.orders: the same lines cleaned, typed and de-duplicated.
     gold: a star schema, fact_sales with dim_date, dim_customer, dim_product and dim_store.
-    Generated locally and deterministically: nothing is downloaded.
+    storms: StormEvents (5,000 severe-weather events of 2007, the table Microsoft's KQL docs query)
+    and PopulationData. Generated locally and deterministically: nothing is downloaded.
     """
     from loom.lakehouse.seed import is_seeded
+    from loom.lakehouse.storms import is_written
 
     settings = query_settings(home)
     settings.ensure_home()
     root = settings.lakehouse_dir
-    if is_seeded(root) and not force:
+    lakehouse, storms = force or not is_seeded(root), force or not is_written(settings.storms_dir)
+    if not lakehouse and not storms:
         typer.echo(
-            f"The sample lakehouse already exists at {root}; nothing done (use --force to rebuild it)."
+            f"The samples already exist in {settings.home}; nothing done (use --force to rebuild them)."
         )
         return
-    report = seed_with_progress(root, seed=seed, orders=orders)
-    Console().print(_seed_table(report))
+    if lakehouse:
+        report = seed_with_progress(root, seed=seed, orders=orders)
+        Console().print(_seed_table(report))
+    if storms:
+        typer.echo(f"StormEvents sample: {seed_storms(settings.storms_dir, seed)} (asked in KQL)")
+
+
+def seed_storms(folder: Path, seed: int = 7) -> Path:
+    from loom.lakehouse.storms import write_storms
+
+    return write_storms(folder, seed=seed)
 
 
 def seed_with_progress(root: Path, *, seed: int = 7, orders: int = 20000) -> SeedReport:

@@ -64,8 +64,8 @@ def _check_sources(settings: Settings, names: list[str] | None = None) -> None:
 
 
 def _seed_if_sample(settings: Settings) -> None:
-    """Seed the sample lakehouse on first use, when it is the source in use (there is no sources file)."""
-    from loom.cli.data import seed_with_progress
+    """Seed the samples on first use, when they are the sources in use (there is no sources file)."""
+    from loom.cli.data import seed_storms, seed_with_progress
     from loom.lakehouse.seed import is_seeded
 
     settings.ensure_home()  # before the seeder makes it with the default mode
@@ -73,6 +73,7 @@ def _seed_if_sample(settings: Settings) -> None:
         return
     err.print(f"seeding the sample lakehouse in {settings.lakehouse_dir} (first run only)…", soft_wrap=True)
     seed_with_progress(settings.lakehouse_dir)
+    seed_storms(settings.storms_dir)
 
 
 def _describe_model(settings: Settings) -> str:

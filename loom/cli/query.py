@@ -65,9 +65,9 @@ LANGUAGE_NOTES = {
     "--dialect duckdb, tsql, databricks, spark or sqlite (translated to DuckDB); Synapse and "
     "Databricks sources take their own dialect only.",
     "kql": "One KQL query (let statements allowed) over a local source's tables, which answer to their "
-    "bare name when unique or ['schema.table']. Management commands (.show …), evaluate, externaldata, "
-    "cluster()/database() and set statements are refused; operators the embedded engine lacks are "
-    "refused by name. --now fixes the clock for ago() and now().",
+    "bare name when unique or ['schema.table'], or over an adx source's database. Management commands "
+    "(.show …), evaluate, externaldata, cluster()/database() and set statements are refused; operators "
+    "the embedded engine lacks are refused by name. --now fixes the clock for ago() and now().",
 }
 GENERAL_NOTE = "Only read-only queries run; anything else is refused before it reaches the engine."
 EXAMPLES = {

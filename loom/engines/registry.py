@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from azure.core.credentials import TokenCredential
 
 from loom.engines.contracts import Engine, QueryError
-from loom.engines.sources import DatabricksSource, DuckDBSource, Source, SynapseSource
+from loom.engines.sources import AdxSource, DatabricksSource, DuckDBSource, Source, SynapseSource
 from loom.engines.sql.limits import LocalLimits, size_bytes
 
 if TYPE_CHECKING:
@@ -114,12 +114,32 @@ def _databricks_sql(source: Source, access: CloudAccess) -> Engine:
     )
 
 
+def _adx_kql(source: Source, access: CloudAccess) -> Engine:
+    assert isinstance(source, AdxSource)
+    cloud = source.cloud or access.cloud
+    if cloud != access.cloud:  # the credential signs in at the server's cloud's authority only
+        raise QueryError(
+            "source_misconfigured",
+            f"source {source.name!r} is in {cloud}, but this server signs in to {access.cloud} "
+            "(LOOM_AZURE_CLOUD): its token would not be valid there.",
+        )
+    try:
+        from loom.engines.kql.adx.engine import AdxEngine
+    except ImportError as e:
+        raise QueryError(
+            "source_unavailable",
+            "ADX needs the azure-kusto-data package: pip install 'loom-data-agents[adx]'.",
+        ) from e
+    return AdxEngine(source.location, source.database, credential=access.token_credential(), cloud=cloud)
+
+
 # (kind, language) → how to open it. A language package adds its openers here, once.
 OPENERS: dict[tuple[str, str], Opener] = {
     ("duckdb", "sql"): _duckdb_sql,
     ("duckdb", "kql"): _duckdb_kql,
     ("synapse", "sql"): _synapse_sql,
     ("databricks", "sql"): _databricks_sql,
+    ("adx", "kql"): _adx_kql,
 }
 
 

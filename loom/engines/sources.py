@@ -3,16 +3,19 @@
 One model per kind of source, each with only its own fields, so a misplaced field (`http_path` on
 a Synapse source) is reported rather than ignored. `Source` is their union; `SourceSpec` is the
 same union as a sources file spells it, told apart by `kind` (a source without one is local).
-Later kinds (adx, powerbi, cosmos, aisearch, model folders, graph files, index folders) add a
-model here and an opener in `registry.py`.
+Later kinds (powerbi, cosmos, aisearch, model folders, graph files, index folders) add a model
+here and an opener in `registry.py`.
 """
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from loom.engines.kql.adx.hosts import CLOUDS, cluster_url
 
 
 class VerifiedQuery(BaseModel, frozen=True):
@@ -100,6 +103,44 @@ class DatabricksSource(SourceBase):
         return "databricks" if language == "sql" else language
 
 
+# Kusto entity names: letters, digits, `_`, `-`, `.` and spaces (up to 1,024). Held to that here so
+# the engine can name the database in its own `.show database` command without any quoting issue.
+_KUSTO_NAME = re.compile(r"[A-Za-z0-9_\-. ]{1,1024}")
+
+
+class AdxSource(SourceBase):
+    """An Azure Data Explorer database (KQL), signed in with Entra ID."""
+
+    kind: Literal["adx"]
+    location: str = Field(description="the cluster URI, https://<cluster>.<region>.kusto.windows.net")
+    database: str = Field(description="the database queries run in")
+    cloud: str | None = Field(
+        None,
+        description="the cluster's Azure cloud (AzureCloud or AzureUSGovernment); default: the "
+        "server's. It must match the server's: sign-in is the server's cloud's",
+    )
+
+    @field_validator("database")
+    @classmethod
+    def _database_name(cls, value: str) -> str:
+        if not _KUSTO_NAME.fullmatch(value) or not value.strip():
+            raise ValueError("a database name has letters, digits, '_', '-', '.' and spaces only")
+        return value
+
+    @field_validator("cloud")
+    @classmethod
+    def _known_cloud(cls, value: str | None) -> str | None:
+        if value is not None and value not in CLOUDS:
+            raise ValueError(f"cloud must be one of: {', '.join(CLOUDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _allowed_cluster(self) -> AdxSource:
+        """A cluster outside the Kusto domains is reported when the file loads, not used."""
+        cluster_url(self.location, self.cloud)
+        return self
+
+
 def _kind(value: object) -> str:
     """The tag of a source: its `kind`, or duckdb for a source that names none."""
     if isinstance(value, dict):
@@ -107,7 +148,7 @@ def _kind(value: object) -> str:
     return str(getattr(value, "kind", "duckdb"))
 
 
-Source = DuckDBSource | SynapseSource | DatabricksSource
+Source = DuckDBSource | SynapseSource | DatabricksSource | AdxSource
 KINDS: tuple[str, ...] = tuple(
     model.model_fields["kind"].annotation.__args__[0] for model in get_args(Source)
 )
@@ -116,7 +157,8 @@ KINDS: tuple[str, ...] = tuple(
 SourceSpec = Annotated[
     Annotated[DuckDBSource, Tag("duckdb")]
     | Annotated[SynapseSource, Tag("synapse")]
-    | Annotated[DatabricksSource, Tag("databricks")],
+    | Annotated[DatabricksSource, Tag("databricks")]
+    | Annotated[AdxSource, Tag("adx")],
     Discriminator(
         _kind,
         custom_error_type="unknown_kind",

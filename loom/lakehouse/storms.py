@@ -77,6 +77,10 @@ def population_data(seed: int = 7) -> pa.Table:
     )
 
 
+def is_written(folder: Path) -> bool:
+    return (folder / "StormEvents.parquet").is_file() and (folder / "PopulationData.parquet").is_file()
+
+
 def write_storms(folder: Path, rows: int = 5_000, seed: int = 7) -> Path:
     """`folder/StormEvents.parquet` and `folder/PopulationData.parquet`; the folder is returned."""
     folder.mkdir(parents=True, exist_ok=True)

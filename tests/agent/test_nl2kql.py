@@ -63,3 +63,52 @@ async def test_a_kql_question_is_written_repaired_and_answered_with_kusto_types(
     [table] = [e.value for e in events if e.type == EventType.CUSTOM and e.name == "loom.result_table"]
     assert table["engine"] == "duckdb-kql" and table["query"] == GOOD
     assert '"gold"."fact_sales"' in table["executed_query"]  # the SQL that ran, alongside
+
+
+async def test_nl2kql_answers_from_an_adx_source_through_its_http_seam(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same tool over Azure Data Explorer: the schema read with the engine's own management
+    command, the model's KQL checked here and sent as a query, the rows shown with Kusto types."""
+    pytest.importorskip("azure.kusto.data", reason="the adx extra (azure-kusto-data) is not installed")
+    from loom.access import OPEN
+    from loom.agent.loop import Agent, TurnLimits
+    from loom.engines import registry
+    from loom.engines.kql.adx.engine import AdxEngine
+    from loom.engines.sources import AdxSource
+    from loom.settings import DEFAULTS
+    from loom.tools.registry import TOOLS
+    from tests.engines.test_adx import CLUSTER, FakeCredential, FakeKusto, query_reply, schema_reply
+
+    fake = FakeKusto(
+        answer=lambda sent: schema_reply() if sent.body["csl"].startswith(".show") else query_reply()
+    )
+    monkeypatch.setitem(
+        registry.OPENERS,
+        ("adx", "kql"),
+        lambda s, _: AdxEngine(s.location, s.database, credential=FakeCredential(), transport=fake),
+    )
+    source = AdxSource(name="storms", kind="adx", location=CLUSTER, database="Samples", allow=("*",))
+    model = ScriptedModel().queue(
+        tool_call("nl2kql", {"question": "Events per state?"}),
+        kql_block("StormEvents | summarize n = count() by State"),
+        text("Texas had 12."),
+    )
+    agent = Agent(
+        model=model,
+        tools=TOOLS,
+        store=store,
+        engines=registry.EnginePool(),
+        sources=lambda: {source.name: source},
+        access=OPEN,
+        limits=TurnLimits.of(DEFAULTS),
+    )
+    events = await events_of(agent, "Events per state?")
+    assert "- StormEvents: StartTime: datetime" in model.calls[1].messages[0].content  # ADX's schema
+    assert [s.body["csl"] for s in fake.sent] == [
+        ".show database ['Samples'] schema as json",
+        "StormEvents | summarize n = count() by State",
+    ]
+    [result] = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]
+    assert result["result"]["columns"] == [{"name": "State", "type": "string"}, {"name": "n", "type": "long"}]
+    assert result["result"]["rows"] == [["TEXAS", 12]]

@@ -21,6 +21,16 @@ def test_without_a_sources_file_the_sample_lakehouse_is_the_source(tmp_path: Pat
     sample = sources[SAMPLE_SOURCE]
     assert sample.location == str(tmp_path / "lakehouse")
     assert len(sample.verified_queries) >= 10
+    assert list(sources) == [SAMPLE_SOURCE]  # StormEvents only once it is seeded
+
+
+def test_the_seeded_storm_events_sample_is_a_second_source_asked_in_kql(tmp_path: Path) -> None:
+    from loom.lakehouse.storms import write_storms
+
+    write_storms(tmp_path / "storms", rows=10)
+    sources = load_sources(Settings(home=tmp_path))
+    assert list(sources) == [SAMPLE_SOURCE, "storms"]
+    assert languages(sources["storms"]) == ("kql",) and languages(sources[SAMPLE_SOURCE]) == ("sql",)
 
 
 def test_a_sources_file_lists_sources_relative_to_itself(tmp_path: Path) -> None:
@@ -65,6 +75,49 @@ def test_cloud_sources_keep_their_host_and_get_their_dialect(tmp_path: Path) -> 
     assert sources["uc"].dialect_for("sql") == "databricks"
 
 
+def test_an_adx_source_keeps_its_cluster_and_answers_kql(tmp_path: Path) -> None:
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n"
+        "  - {name: storms, kind: adx, location: 'https://help.kusto.windows.net', database: Samples}\n"
+        "  - {name: gov, kind: adx, location: 'https://c1.usgovvirginia.kusto.usgovcloudapi.net',\n"
+        "     database: Ops, cloud: AzureUSGovernment}\n"
+    )
+    sources = load_sources(Settings(home=tmp_path))
+    assert sources["storms"].location == "https://help.kusto.windows.net"  # not made a path
+    assert languages(sources["storms"]) == ("kql",) and sources["storms"].dialect_for("kql") == "kql"
+    assert sources["gov"].connection_key[-1] == "AzureUSGovernment"
+
+
+@pytest.mark.parametrize(
+    ("location", "extra", "problem"),
+    [
+        ("http://help.kusto.windows.net", "", "must start with https://"),
+        ("https://evil.com", "", "evil.com is not in a Kusto domain"),
+        ("https://help.kusto.windows.net.evil.com", "", "is not in a Kusto domain"),
+        ("https://help.kusto.windows.net", ", cloud: AzureUSGovernment", "AzureUSGovernment cloud's"),
+        ("https://help.kusto.windows.net", ", cloud: Mars", "cloud must be one of"),
+        ("https://help.kusto.windows.net/Samples", "", "the database is its own field"),
+    ],
+)
+def test_an_adx_source_outside_the_kusto_domains_is_reported_when_the_file_loads(
+    tmp_path: Path, location: str, extra: str, problem: str
+) -> None:
+    (tmp_path / "sources.yaml").write_text(
+        f"sources:\n  - {{name: a, kind: adx, location: '{location}', database: Samples{extra}}}\n"
+    )
+    with pytest.raises(SourcesFileError, match="sources\\[0\\]") as raised:
+        load_sources(Settings(home=tmp_path))
+    assert problem in str(raised.value)
+
+
+def test_an_adx_database_name_is_a_kusto_name(tmp_path: Path) -> None:
+    (tmp_path / "sources.yaml").write_text(
+        "sources:\n  - {name: a, kind: adx, location: 'https://h.kusto.windows.net', database: \"x'] | y\"}\n"
+    )
+    with pytest.raises(SourcesFileError, match="sources\\[0\\].database: .*letters, digits"):
+        load_sources(Settings(home=tmp_path))
+
+
 def test_each_kind_takes_only_its_own_fields(tmp_path: Path) -> None:
     path = tmp_path / "sources.yaml"
     path.write_text(
@@ -103,7 +156,7 @@ def test_a_broken_sources_file_says_where_and_what(tmp_path: Path) -> None:
     message = str(raised.value)
     assert message.startswith(f"the sources file {path} has problems: ")
     for problem in (
-        "sources[1].kind: kind must be one of: duckdb, synapse, databricks",
+        "sources[1].kind: kind must be one of: duckdb, synapse, databricks, adx",
         "sources[2].location: Field required",
         "sources[3].verified_queries[0].query: Field required",
     ):

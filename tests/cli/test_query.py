@@ -187,9 +187,10 @@ def test_seed_creates_then_skips_unless_forced(tmp_path: Path) -> None:
     assert first.exit_code == 0, first.output
     assert is_seeded(home / "lakehouse")
     assert "gold.fact_sales" in first.stdout
+    assert "StormEvents sample" in first.stdout and (home / "storms" / "StormEvents.parquet").is_file()
     again = runner.invoke(data_app, ["seed", "--home", str(home), "--orders", "200"])
     assert again.exit_code == 0
-    assert "already exists" in again.stdout
+    assert "already exist" in again.stdout
     forced = runner.invoke(data_app, ["seed", "--home", str(home), "--orders", "100", "--force"])
     assert forced.exit_code == 0
     assert "100 orders" in forced.stdout

@@ -137,8 +137,8 @@ def test_an_unknown_table_is_named_with_close_matches_in_kql_spelling(kql: KqlEn
 
 
 def test_an_operator_the_engine_lacks_is_refused_by_name_not_answered_wrong(kql: KqlEngine) -> None:
-    error = refused(kql, "fact_sales | top-nested 3 of store_key by sum(net_amount)")
-    assert error.code == "unsupported" and "top-nested" in error.message
+    error = refused(kql, "fact_sales | summarize by store_key | extend n = row_number()")
+    assert error.code == "unsupported" and "row_number()" in error.message
     stray = refused(kql, "dim_date | make-series kind=nonempty n = count() on ['date'] step 1d")
     assert stray.code == "unsupported" and "kind=nonempty" in stray.message
 
@@ -279,3 +279,22 @@ def test_the_room_for_translated_sql_is_for_translations_only() -> None:
     with translated():
         assert parse_sql(long_sql, "duckdb") is not None
     assert input_limits().chars == MAX_QUERY_CHARS
+
+
+def test_datetime_bins_are_kusto_bins_in_any_session_time_zone(tmp_path: Path) -> None:
+    import duckdb
+
+    from loom.engines.kql.translate import kql_to_sql
+
+    path = tmp_path / "zoned.duckdb"
+    with duckdb.connect(str(path)) as db:
+        db.execute(
+            "CREATE TABLE t AS SELECT TIMESTAMPTZ '2007-01-10 02:00:00+00' AS z, TIMESTAMP '2007-01-10' AS s"
+        )
+    catalog = KqlEngine(DuckDBSource(name="zoned", location=str(path))).sql.catalog()
+    sql = kql_to_sql("t | project zw = bin(z, 7d), sd = bin(s, 1d), zd = bin(z, 1d)", catalog)
+    with duckdb.connect(str(path), read_only=True) as db:
+        db.execute("SET TimeZone = 'America/New_York'")  # 21:00 the day before, locally
+        week, day, zoned_day = db.execute(sql).fetchone() or ()
+    assert week == dt.datetime(2007, 1, 8)  # a Monday, as Kusto's weeks start
+    assert (day, zoned_day) == (dt.datetime(2007, 1, 10), dt.datetime(2007, 1, 10))  # UTC days

@@ -8,7 +8,7 @@ import pytest
 from loom.engines.contracts import QueryError
 from loom.engines.isolated.engine import IsolatedEngine
 from loom.engines.registry import CloudAccess, EnginePool
-from loom.engines.sources import DatabricksSource, DuckDBSource, SynapseSource
+from loom.engines.sources import AdxSource, DatabricksSource, DuckDBSource, SynapseSource
 
 
 class RecordingCredential:
@@ -47,6 +47,37 @@ def test_cloud_sources_get_their_engine_and_dialect() -> None:
     assert (pool.engine(synapse, "sql").name, synapse.dialect_for("sql")) == ("synapse", "tsql")
     assert pool.engine(databricks, "sql").dialect == databricks.dialect_for("sql") == "databricks"
     assert credential.scopes == []  # opening is lazy: nothing signs in until a query runs
+
+
+def test_an_adx_source_gets_the_adx_engine_for_kql_without_signing_in() -> None:
+    pytest.importorskip("azure.kusto.data", reason="the adx extra (azure-kusto-data) is not installed")
+    credential = RecordingCredential()
+    pool = EnginePool(CloudAccess(cloud="AzureUSGovernment", credential=lambda: credential))
+    source = AdxSource(
+        name="ops",
+        kind="adx",
+        location="https://ops.usgovvirginia.kusto.usgovcloudapi.net",
+        database="Telemetry",
+    )
+    engine = pool.engine(source, "kql")
+    assert (engine.name, engine.dialect, source.dialect_for("kql")) == ("adx", "kql", "kql")
+    assert credential.scopes == []  # opening is lazy: nothing signs in until a query runs
+    with pytest.raises(QueryError, match="answers kql, not sql"):
+        pool.engine(source, "sql")
+
+
+def test_an_adx_source_in_another_cloud_than_the_servers_is_refused() -> None:
+    source = AdxSource(
+        name="ops",
+        kind="adx",
+        location="https://ops.usgovvirginia.kusto.usgovcloudapi.net",
+        database="Telemetry",
+        cloud="AzureUSGovernment",
+    )
+    pool = EnginePool(CloudAccess(cloud="AzureCloud", credential=RecordingCredential))
+    with pytest.raises(QueryError, match="signs in to AzureCloud") as refused:
+        pool.engine(source, "kql")
+    assert refused.value.code == "source_misconfigured"
 
 
 def test_a_language_the_kind_does_not_answer_is_refused_with_what_it_does(tmp_path: Path) -> None:

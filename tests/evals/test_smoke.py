@@ -19,6 +19,7 @@ from loom.evals.harness import RunSpec, run_suite
 from loom.evals.runner import RunOptions
 from loom.evals.suite import load_suite
 from loom.lakehouse.seed import seed_lakehouse
+from loom.lakehouse.storms import write_storms
 from loom.settings import Settings
 
 ROOT = Path(__file__).parents[2]
@@ -29,7 +30,8 @@ BASELINE = ROOT / "evals" / "baselines" / "smoke"
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("smoke")
-    seed_lakehouse(root / "lakehouse")  # the default sample (20,000 orders, seed 7), as recorded
+    seed_lakehouse(root / "lakehouse")  # the default samples (20,000 orders, seed 7), as recorded
+    write_storms(root / "storms")  # 5,000 events, seed 7
     return root
 
 

@@ -45,6 +45,11 @@ class KqlEngine:
     def __init__(self, source: DuckDBSource, limits: LocalLimits | None = None) -> None:
         self._sql = DuckDBEngine(source, limits)
 
+    @property
+    def sql(self) -> DuckDBEngine:
+        """The SQL engine the translated queries run on (its catalog, its copy of the data)."""
+        return self._sql
+
     def execute(
         self,
         query: str,

@@ -7,34 +7,30 @@ datetime axis, `lo + floor((x - lo) / s) * s` for a number), the aggregations pe
 (`range(lo, hi, s)`, so empty bins get `d`, default 0), and one row per group with the axis and
 each aggregation as arrays in bin order (`list(… ORDER BY bin)`: a list's order is otherwise not
 defined). The part after it is translated over that, as a table. Without `from`/`to`, the series
-runs from the bin of the first value to the bin after the last (bins aligned to 1970-01-01, as
-`bin()`). A make-series inside a `let`, a join or a union is not supported (refused, not guessed).
+runs from the bin of the first value to the bin after the last (bins aligned to 0001-01-01, as
+Kusto's `bin()`). Every part is written out as DuckDB SQL: sqlglot's default dialect counts list
+indexes from 0, DuckDB's from 1. A make-series inside a `let`, a join or a union is not supported
+(refused, not guessed).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from antlr4 import ParserRuleContext
 from sqlglot import exp
 
 from loom.engines.contracts import QueryError
+from loom.engines.kql.gaps import KUSTO_EPOCH
+from loom.engines.kql.tree import Translate, children, only_on_top, quote, scalar, sql, statement, text
 from loom.engines.sql.validator import parse_sql
-
-# KQL text, and extra tables' columns → the translated SQL tree (bound, table names not yet mapped).
-Translate = Callable[[str, dict[str, list[str]]], exp.Expr]
-# Where a top-level make-series may sit in the tree: its pipeline, nothing nested.
-_TOP_LEVEL = frozenset(
-    {"AfterPipeOperatorContext", "PipedOperatorContext", "PipeExpressionContext", "ExpressionContext",
-     "QueryStatementContext",
-     "StatementContext", "QueryContext", "TopContext"}
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Series:
-    before: str  # the query up to the operator's pipe
+    lets: str  # the statements before the query's own (`let k = 2;`): every part is translated after them
+    before: str  # the query's statement up to the operator's pipe
     after: str  # the rest of the query after it ("" or "| …")
     aggregations: tuple[tuple[str, str | None], ...]  # (named aggregation, its default)
     axis: str
@@ -47,66 +43,72 @@ class Series:
 
 def find_series(tree: ParserRuleContext, query: str) -> Series | None:
     """The query's make-series, when it has one at the top of its pipeline."""
-    node = next(_all(tree, "MakeSeriesOperatorContext"), None)
+    node = only_on_top(tree, "MakeSeriesOperatorContext", "make-series")
     if node is None:
         return None
-    if next(_all(node, "MakeSeriesOperatorContext", skip_self=True), None) is not None or not _on_top(node):
-        raise QueryError(
-            "unsupported",
-            "make-series is supported once per query, on the query's own pipeline (not inside a let, "
-            "a join or a union): write it as the query's own step.",
-        )
-    pipe = node.parentCtx
+    pipe, stmt = node.parentCtx, statement(node)
     bounds = _range(node, query)
     step = bounds.get("step")
     if step is None:
         raise QueryError("parse_error", "make-series needs a step: `… on Axis step 1d`.")
     return Series(
-        before=query[: pipe.start.start].rstrip().removesuffix("|").rstrip(),
+        lets=query[: stmt.start.start],
+        before=query[stmt.start.start : pipe.start.start].rstrip().removesuffix("|").rstrip(),
         after=query[pipe.stop.stop + 1 :].strip(),
         aggregations=tuple(_aggregations(node, query)),
-        axis=_text(_only(node, "MakeSeriesOperatorOnClauseContext", "NamedExpressionContext"), query),
+        axis=text(_only(node, "MakeSeriesOperatorOnClauseContext", "NamedExpressionContext"), query),
         axis_name=_axis_name(
-            _text(_only(node, "MakeSeriesOperatorOnClauseContext", "NamedExpressionContext"), query)
+            text(_only(node, "MakeSeriesOperatorOnClauseContext", "NamedExpressionContext"), query)
         ),
         lo=bounds.get("lo"),
         hi=bounds.get("hi"),
         step=step,
-        groups=tuple(_text(g, query) for g in _by(node)),
+        groups=tuple(text(g, query) for g in _by(node)),
     )
 
 
-def series_sql(series: Series, translate: Translate) -> exp.Expr:
-    """The whole query as SQL: make-series's steps as CTEs, the part after it over `__ms`."""
-    step = _scalar(series.step, translate)
+def series_sql(series: Series, translate_part: Translate) -> exp.Expr:
+    """The whole query as SQL: make-series's steps as CTEs, the part after it over `__ms`. Each
+    part is translated after the query's `let`s, so a name they declare means the same everywhere
+    (probe 10: R10-4)."""
+
+    def translate(kql: str, tables: dict[str, list[str]]) -> exp.Expr:
+        return translate_part(series.lets + kql, tables)
+
+    step = scalar(series.step, translate)
     timed = step.find(exp.Interval) is not None
     bucket = _bucket(timed, step)
-    lo = _scalar(series.lo, translate) if series.lo else _first("min", bucket)
+    lo = scalar(series.lo, translate) if series.lo else _first("min", bucket)
     # Without `to`, the series ends with the bin (counted from `lo`) that holds the last value
     # (probe 10: a `from` off the 1970 grid got one empty bin more).
     last = exp.Add(
-        this=_first("max", _bin(timed, step).replace("__bounds.lo", f"({lo.sql()})")), expression=step.copy()
+        this=_first("max", _bin(timed, step).replace("__bounds.lo", f"({sql(lo)})")),
+        expression=step.copy(),
     )
-    hi = _scalar(series.hi, translate) if series.hi else last
+    hi = scalar(series.hi, translate) if series.hi else last
     by = [*series.groups, "__bin"]
     aggregations = ", ".join(a for a, _ in series.aggregations)
     agg = translate(f"__binned | summarize {aggregations} by {', '.join(by)}", {})
     names = _output_names(agg)
     group_names, agg_names = names[: len(series.groups)], names[len(series.groups) + 1 :]
-    defaults = [_scalar(d, translate).sql() if d else "0" for _, d in series.aggregations]
+    defaults = [scalar(d, translate).sql("duckdb") if d else "0" for _, d in series.aggregations]
     ctes = {
-        "__src": translate(series.before, {}).sql(),
-        "__axised": translate(f"__src | extend __axis = {series.axis}", {}).sql(),
-        "__bounds": f"SELECT {lo.sql()} AS lo, {hi.sql()} AS hi",
+        "__src": translate(series.before, {}).sql("duckdb"),
+        "__axised": translate(f"__src | extend __axis = {series.axis}", {}).sql("duckdb"),
+        "__bounds": f"SELECT {sql(lo)} AS lo, {sql(hi)} AS hi",
         "__binned": (
             f"SELECT __axised.*, {_bin(timed, step)} AS __bin FROM __axised, __bounds "
             "WHERE __axis >= __bounds.lo AND __axis < __bounds.hi"
         ),
-        "__agg": agg.sql(),
+        "__agg": agg.sql("duckdb"),
         "__ms": _series_rows(series, group_names, agg_names, defaults, step, timed),
     }
     out = [*group_names, series.axis_name, *agg_names]
-    rest = translate(f"__ms {series.after}", {"__ms": out}).sql() if series.after else "SELECT * FROM __ms"
+    rest = (
+        translate(f"__ms {series.after}", {"__ms": out}).sql("duckdb")
+        if series.after
+        else "SELECT * FROM __ms"
+    )
     with_ = ", ".join(f"{name} AS ({sql})" for name, sql in ctes.items())
     return parse_sql(f"WITH {with_} SELECT * FROM ({rest}) AS __out", "duckdb")
 
@@ -114,20 +116,22 @@ def series_sql(series: Series, translate: Translate) -> exp.Expr:
 def _series_rows(
     series: Series, groups: list[str], aggs: list[str], defaults: list[str], step: exp.Expr, timed: bool
 ) -> str:
-    quoted = [_quote(g) for g in groups]
+    quoted = [quote(g) for g in groups]
     keys = ", ".join(quoted) if quoted else "1 AS __one"
     on = " AND ".join([f"a.{g} IS NOT DISTINCT FROM g.{g}" for g in quoted] + ["a.__bin = b.__bin"])
     values = ", ".join(
-        f"list(coalesce(a.{_quote(a)}, {d}) ORDER BY b.__bin) AS {_quote(a)}"
+        f"list(coalesce(a.{quote(a)}, {d}) ORDER BY b.__bin) AS {quote(a)}"
         for a, d in zip(aggs, defaults, strict=True)
     )
     select = ", ".join(
-        [*(f"g.{g}" for g in quoted), f"list(b.__bin ORDER BY b.__bin) AS {_quote(series.axis_name)}", values]
+        [*(f"g.{g}" for g in quoted), f"list(b.__bin ORDER BY b.__bin) AS {quote(series.axis_name)}", values]
     )
-    group_by = f" GROUP BY {', '.join(f'g.{g}' for g in quoted)}" if quoted else ""
+    # Grouped even without `by`, so that no rows in (nothing in range) is no series out, as in Kusto,
+    # not one series of nulls.
+    group_by = f" GROUP BY {', '.join(f'g.{g}' for g in quoted) if quoted else 'g.__one'}"
     return (
         f"SELECT {select} FROM (SELECT DISTINCT {keys} FROM __agg) AS g "
-        f"CROSS JOIN (SELECT lo + i * {step.sql()} AS __bin FROM __bounds, "
+        f"CROSS JOIN (SELECT lo + i * {sql(step)} AS __bin FROM __bounds, "
         f"unnest(range(0, {_count(timed, step)})) AS t(i)) AS b "
         f"LEFT JOIN __agg AS a ON {on}{group_by}"
     )
@@ -137,15 +141,15 @@ def _count(timed: bool, step: exp.Expr) -> str:
     """How many bins from `lo` to `hi` (the last may end past `hi`): a whole number, so that the
     engine's bound on `range()` holds (16 M bins at most)."""
     if timed:
-        return f"CAST(ceil((epoch_us(hi) - epoch_us(lo)) / (epoch({step.sql()}) * 1000000)) AS BIGINT)"
-    return f"CAST(ceil((hi - lo) / {step.sql()}) AS BIGINT)"
+        return f"CAST(ceil((epoch_us(hi) - epoch_us(lo)) / (epoch({sql(step)}) * 1000000)) AS BIGINT)"
+    return f"CAST(ceil((hi - lo) / {sql(step)}) AS BIGINT)"
 
 
 def _bucket(timed: bool, step: exp.Expr) -> str:
-    """The bin of `__axis`, aligned to 1970-01-01 (or 0), as `bin()` aligns it."""
+    """The bin of `__axis`, aligned to 0001-01-01 (or 0), as Kusto's `bin()` aligns it."""
     if timed:
-        return f"time_bucket({step.sql()}, __axis, TIMESTAMP '1970-01-01')"
-    return f"{_floor(f'__axis / {step.sql()}', step)} * {step.sql()}"
+        return f"time_bucket({sql(step)}, __axis, TIMESTAMP '{KUSTO_EPOCH}')"
+    return f"{_floor(f'__axis / {sql(step)}', step)} * {sql(step)}"
 
 
 def _floor(value: str, step: exp.Expr) -> str:
@@ -161,17 +165,8 @@ def _first(func: str, bucket: str) -> exp.Expr:
 def _bin(timed: bool, step: exp.Expr) -> str:
     """The bin of `__axis` counted from the series' start."""
     if timed:
-        return f"time_bucket({step.sql()}, __axis, __bounds.lo)"
-    return f"__bounds.lo + {_floor(f'(__axis - __bounds.lo) / {step.sql()}', step)} * {step.sql()}"
-
-
-def _scalar(kql: str | None, translate: Translate) -> exp.Expr:
-    """One scalar KQL expression as SQL (`1d` → `INTERVAL '1d'`)."""
-    tree = translate(f"print __v = {kql}", {})
-    select = tree if isinstance(tree, exp.Select) else tree.find(exp.Select)
-    assert select is not None
-    value = select.expressions[0]
-    return value.this if isinstance(value, exp.Alias) else value
+        return f"time_bucket({sql(step)}, __axis, __bounds.lo)"
+    return f"__bounds.lo + {_floor(f'(__axis - __bounds.lo) / {sql(step)}', step)} * {sql(step)}"
 
 
 def _output_names(tree: exp.Expr) -> list[str]:
@@ -192,15 +187,15 @@ def _aggregations(node: ParserRuleContext, query: str) -> Iterator[tuple[str, st
                 raise _unsupported_parameter(pending, query)
             pending = child
         elif name == "MakeSeriesOperatorAggregationContext":
-            named = next(_children(child, "NamedExpressionContext"))
+            named = next(children(child, "NamedExpressionContext"))
             start = named.start.start
             if pending is not None:
                 if query[pending.stop.stop + 1 : start].strip() or not query[start:].startswith("("):
                     raise _unsupported_parameter(pending, query)
                 start, pending = pending.start.start, None
-            default = next(_children(child, "MakeSeriesOperatorExpressionDefaultClauseContext"), None)
+            default = next(children(child, "MakeSeriesOperatorExpressionDefaultClauseContext"), None)
             value = (
-                None if default is None else _text(next(_children(default, "NamedExpressionContext")), query)
+                None if default is None else text(next(children(default, "NamedExpressionContext")), query)
             )
             yield query[start : named.stop.stop + 1], value
     if pending is not None:
@@ -209,27 +204,27 @@ def _aggregations(node: ParserRuleContext, query: str) -> Iterator[tuple[str, st
 
 def _unsupported_parameter(node: ParserRuleContext, query: str) -> QueryError:
     return QueryError(
-        "unsupported", f"make-series {_text(node, query)} is not supported by the embedded KQL engine."
+        "unsupported", f"make-series {text(node, query)} is not supported by the embedded KQL engine."
     )
 
 
 def _range(node: ParserRuleContext, query: str) -> dict[str, str | None]:
-    clause = next(_children(node, "MakeSeriesOperatorFromToStepClauseContext"), None)
+    clause = next(children(node, "MakeSeriesOperatorFromToStepClauseContext"), None)
     if clause is None:
         raise QueryError("parse_error", "make-series needs a step: `… on Axis step 1d`.")
     parts: dict[str, str | None] = {"lo": None, "hi": None}
     keyword = None
     for child in clause.children or ():
         if isinstance(child, ParserRuleContext):
-            parts[{"from": "lo", "to": "hi", "step": "step"}[keyword or "step"]] = _text(child, query)
+            parts[{"from": "lo", "to": "hi", "step": "step"}[keyword or "step"]] = text(child, query)
         else:
             keyword = child.getText().lower()
     return parts
 
 
 def _by(node: ParserRuleContext) -> Iterator[ParserRuleContext]:
-    clause = next(_children(node, "MakeSeriesOperatorByClauseContext"), None)
-    return _children(clause, "NamedExpressionContext") if clause is not None else iter(())
+    clause = next(children(node, "MakeSeriesOperatorByClauseContext"), None)
+    return children(clause, "NamedExpressionContext") if clause is not None else iter(())
 
 
 def _axis_name(axis: str) -> str:
@@ -240,37 +235,8 @@ def _axis_name(axis: str) -> str:
     return name if name and name.replace("_", "a").replace(".", "a").isalnum() else "Column1"
 
 
-def _on_top(node: ParserRuleContext) -> bool:
-    parent = node.parentCtx
-    while parent is not None:
-        if type(parent).__name__ not in _TOP_LEVEL:
-            return False
-        parent = parent.parentCtx
-    return True
-
-
 def _only(node: ParserRuleContext, clause: str, child: str) -> ParserRuleContext:
-    found = next(_children(node, clause), None)
+    found = next(children(node, clause), None)
     if found is None:
         raise QueryError("parse_error", "make-series needs an axis: `… on Timestamp step 1d`.")
-    return next(_children(found, child))
-
-
-def _children(node: ParserRuleContext, name: str) -> Iterator[ParserRuleContext]:
-    return (c for c in node.children or () if type(c).__name__ == name)
-
-
-def _all(node: ParserRuleContext, name: str, skip_self: bool = False) -> Iterator[ParserRuleContext]:
-    if type(node).__name__ == name and not skip_self:
-        yield node
-    for child in node.children or ():
-        if isinstance(child, ParserRuleContext):
-            yield from _all(child, name)
-
-
-def _text(node: ParserRuleContext, query: str) -> str:
-    return query[node.start.start : node.stop.stop + 1]
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return next(children(found, child))

@@ -16,8 +16,11 @@ from antlr4 import ParserRuleContext
 from sqlglot import exp
 
 from loom.engines.contracts import Catalog, QueryError
+from loom.engines.kql.gaps import align_datetime_bins, refuse_gaps
 from loom.engines.kql.names import kql_schema, kql_tables, preferred_names, shown_name
+from loom.engines.kql.nested import find_nested, nested_sql
 from loom.engines.kql.series import find_series, series_sql
+from loom.engines.kql.tree import Translate
 from loom.engines.kql.validator import function_calls, kql_problems, parse_kql
 from loom.engines.sql.qualify import cte_references, unknown_table_problem
 from loom.engines.sql.validator import parse_sql
@@ -29,6 +32,7 @@ def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> 
     problems = kql_problems(tree)
     if problems:
         raise QueryError(problems[0].code, problems[0].message, problems)
+    refuse_gaps(tree)
     clock = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
     names, schema = kql_tables(catalog), kql_schema(catalog)
 
@@ -41,13 +45,28 @@ def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> 
             raise _refused(e, names) from e
         sql = parse_sql(str(translated), "duckdb")
         _bind(sql, dict(translated.parameters or {}))
+        align_datetime_bins(sql)
         return sql
 
-    series = find_series(tree, query)
-    written = _with_preludes(tree, query)
-    sql = series_sql(series, translate) if series is not None else translate(written, {})
+    preludes = _preludes(tree)
+
+    def after_preludes(kql: str, tables: dict[str, list[str]]) -> exp.Expr:
+        return translate(preludes + kql, tables)
+
+    sql = _ours(tree, query, after_preludes) or after_preludes(query, {})
     _name_tables(sql, names)
     return sql.sql("duckdb")
+
+
+def _ours(tree: ParserRuleContext, query: str, translate: Translate) -> exp.Expr | None:
+    """The SQL of an operator duckdb-kql lacks and this package writes (make-series, top-nested),
+    when the query has one; None when duckdb-kql translates the whole query."""
+    series, nested = find_series(tree, query), find_nested(tree, query)
+    if series is not None and nested is not None:
+        raise QueryError("unsupported", "make-series and top-nested in one query are not supported.")
+    if series is not None:
+        return series_sql(series, translate)
+    return nested_sql(nested, translate) if nested is not None else None
 
 
 # Functions duckdb-kql 1.1.2 lacks, written in the KQL it has; put before a query that calls one.
@@ -57,11 +76,10 @@ PRELUDES = {
 }
 
 
-def _with_preludes(tree: ParserRuleContext, query: str) -> str:
-    """`query` with a `let` for each function of `PRELUDES` it calls (found on its syntax tree)."""
+def _preludes(tree: ParserRuleContext) -> str:
+    """A `let` for each function of `PRELUDES` the query calls (found on its syntax tree)."""
     called = {name.lower() for name in function_calls(tree)}
-    lets = [text for name, text in PRELUDES.items() if name in called]
-    return "\n".join([*lets, query]) if lets else query
+    return "".join(f"{text}\n" for name, text in PRELUDES.items() if name in called)
 
 
 def _bind(tree: exp.Expr, parameters: dict[str, Any]) -> None:

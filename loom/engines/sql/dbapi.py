@@ -109,10 +109,14 @@ class EntraToken:
         self._token: AccessToken | None = None
 
     def get(self) -> str:
+        return self.access_token().token
+
+    def access_token(self) -> AccessToken:
+        """The token with its expiry (what an SDK that takes a credential expects back)."""
         with self._lock:
             if self._token is None or self._token.expires_on - TOKEN_REFRESH_MARGIN_S <= self._clock():
                 self._token = self.credential.get_token(self.scope)
-            return self._token.token
+            return self._token
 
 
 # --- drivers -------------------------------------------------------------------------------------

@@ -298,3 +298,25 @@ def test_datetime_bins_are_kusto_bins_in_any_session_time_zone(tmp_path: Path) -
         week, day, zoned_day = db.execute(sql).fetchone() or ()
     assert week == dt.datetime(2007, 1, 8)  # a Monday, as Kusto's weeks start
     assert (day, zoned_day) == (dt.datetime(2007, 1, 10), dt.datetime(2007, 1, 10))  # UTC days
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        'print x = strcat(strcat(strcat(strcat(strcat(strcat(strcat(strcat(strcat("a")))))))))',
+        "dim_date | where day_name =~ tostring(tostring(tostring(tostring(tostring(tostring(day_name))))))",
+        "let a0 = 1; " + " ".join(f"let a{i + 1} = (a{i} + a{i});" for i in range(23)) + " print x = a23",
+        "let f0 = (x: long) { x + 1 }; "
+        + " ".join(f"let f{i + 1} = (x: long) {{ f{i}(x) + f{i}(x) }};" for i in range(18))
+        + " print y = f18(1)",
+    ],
+)
+def test_a_query_whose_translation_would_explode_is_refused_before_it_is_built(
+    kql: KqlEngine, query: str
+) -> None:
+    # Probes 10 and 11 (R10-1, R11-4): under 600 bytes of KQL made duckdb-kql build gigabytes of
+    # SQL, holding the shared engine process for 30 s and more.
+    started = time.monotonic()
+    error = refused(kql, query)
+    assert error.code == "too_complex" and "translation to SQL would be about" in error.message
+    assert time.monotonic() - started < 5

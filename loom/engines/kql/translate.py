@@ -16,6 +16,7 @@ from antlr4 import ParserRuleContext
 from sqlglot import exp
 
 from loom.engines.contracts import Catalog, QueryError
+from loom.engines.kql.expansion import check_expansion
 from loom.engines.kql.gaps import align_datetime_bins, refuse_gaps
 from loom.engines.kql.names import kql_schema, kql_tables, preferred_names, shown_name
 from loom.engines.kql.nested import find_nested, nested_sql
@@ -33,6 +34,7 @@ def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> 
     if problems:
         raise QueryError(problems[0].code, problems[0].message, problems)
     refuse_gaps(tree)
+    check_expansion(tree, query)  # before duckdb-kql builds it (probe 11: R11-4)
     clock = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).replace(tzinfo=None)
     names, schema = kql_tables(catalog), kql_schema(catalog)
 

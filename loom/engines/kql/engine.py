@@ -69,7 +69,14 @@ class KqlEngine:
         started = time.monotonic()
         with translated():  # the SQL is duckdb-kql's, from a query held to the KQL limits
             sql = kql_to_sql(query, catalog, now)
-            left = max(timeout_s - (time.monotonic() - started), MIN_SQL_S)
+            spent = time.monotonic() - started
+            if spent >= timeout_s:  # the translation alone took the whole limit: nothing is run
+                raise QueryError(
+                    "timeout",
+                    f"The query was stopped after the {timeout_s:g} s time limit: translating it to SQL "
+                    f"took {spent:.1f} s. Write it with fewer lets and operators.",
+                )
+            left = max(timeout_s - spent, MIN_SQL_S)
             result = self._sql.execute(sql, max_rows=max_rows, timeout_s=left, max_bytes=max_bytes)
         return _as_kusto(result, self.name)
 

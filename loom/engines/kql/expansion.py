@@ -112,7 +112,8 @@ def _measure(template: str, parts: int) -> tuple[int, tuple[int, ...]]:
     """(characters of SQL besides the parts, how often each part is pasted) for one template."""
     schema = {"__e": [f"__p{i}" for i in range(parts)]}
     sql = _translated(f"__e | project __x = {template}", schema) or _translated(
-        f"__e | summarize __x = {template}", schema  # an aggregation
+        f"__e | summarize __x = {template}",
+        schema,  # an aggregation
     )
     if sql is None:  # a template alone may not type-check: assume the worst
         return UNKNOWN_FACTOR * len(template), (UNKNOWN_FACTOR,) * parts

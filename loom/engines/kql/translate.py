@@ -24,6 +24,7 @@ from loom.engines.kql.series import find_series, series_sql
 from loom.engines.kql.tree import Translate
 from loom.engines.kql.validator import function_calls, kql_problems, parse_kql
 from loom.engines.sql.qualify import cte_references, unknown_table_problem
+from loom.engines.sql.screen import too_complex
 from loom.engines.sql.validator import parse_sql
 
 
@@ -45,6 +46,8 @@ def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> 
             )
         except duckdb_kql.KqlError as e:
             raise _refused(e, names) from e
+        except RecursionError as e:  # a long chain of operators (`1 + 2 + … + 3000`) recurses per term
+            raise too_complex("it nests or chains more operators than the translator can follow") from e
         sql = parse_sql(str(translated), "duckdb")
         _bind(sql, dict(translated.parameters or {}))
         align_datetime_bins(sql)

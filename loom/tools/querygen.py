@@ -157,6 +157,8 @@ KnownSchema = Callable[[Source, Engine, SchemaView], SchemaContext | None]
 BareQuery = Callable[[str, str], str | None]
 # What to add to a failed query's error for its repair (query, dialect, schema), else None.
 RepairHint = Callable[[str, str, SchemaContext], str | None]
+# The model's query with slips that leave no doubt mended (a missing `;`), before it is checked.
+Tidy = Callable[[str], str]
 
 
 def whole_schema(
@@ -176,6 +178,10 @@ def no_bare_query(reply: str, dialect: str) -> str | None:
 
 def no_repair_hint(query: str, dialect: str, schema: SchemaContext) -> str | None:
     return None
+
+
+def as_written(query: str) -> str:
+    return query
 
 
 @dataclass(frozen=True)
@@ -208,6 +214,7 @@ class QueryLanguage:
     known_schema: KnownSchema = no_known_schema
     bare_query: BareQuery = no_bare_query
     repair_hint: RepairHint = no_repair_hint
+    tidy: Tidy = as_written
 
 
 async def answer(ctx: ToolContext, language: QueryLanguage, args: QuestionArgs) -> QueryResult:
@@ -337,6 +344,7 @@ class _Generation:
     async def _attempt(self, reply: str, schema: SchemaContext, tries: _Tries) -> QueryResult | None:
         """One reply of the model: the result to return, or None with the next prompt set."""
         query = extract_query(reply, self.language.fence) or self.language.bare_query(reply, self.dialect)
+        query = self.language.tidy(query) if query is not None else None
         if query is None and CANNOT in reply.upper():
             raise _not_in_source(self.source, schema.catalog, reply)
         if query is None:

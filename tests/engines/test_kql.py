@@ -326,3 +326,33 @@ def test_a_query_whose_translation_would_explode_is_refused_before_it_is_built(
 def test_a_long_chain_of_operators_is_too_complex_not_an_internal_error(kql: KqlEngine) -> None:
     error = refused(kql, "print x = " + " + ".join(str(i) for i in range(3000)))
     assert error.code == "too_complex"
+
+
+@pytest.mark.parametrize(
+    ("written", "run"),
+    [
+        ("let t = dim_store\nt | count", "let t = dim_store;\nt | count"),
+        ("let a = dim_store\nlet b = a | take 2\nb", "let a = dim_store;\nlet b = a | take 2;\nb"),
+        ("let t = dim_store | where region == 'West'", "let t = dim_store | where region == 'West';\nt"),
+        ("dim_store | count", "dim_store | count"),  # nothing to mend
+        ("dim_store | where", "dim_store | where"),  # a real syntax error stays for the repair loop
+        ("let k = 5", "let k = 5"),  # a scalar: nothing sensible to return
+    ],
+)
+def test_two_slips_of_small_models_are_mended_on_the_parse(written: str, run: str) -> None:
+    from loom.engines.kql.tidy import tidy_kql
+
+    assert tidy_kql(written) == run
+
+
+def test_an_aggregation_outside_summarize_is_refused_naming_where_it_may_go(kql: KqlEngine) -> None:
+    # duckdb-kql writes SQL for `order by count()` that fails with a GROUP BY error the model
+    # cannot act on; Kusto refuses it. The message says what to write instead.
+    error = refused(kql, "dim_store | summarize n = count() by region | order by count() desc")
+    assert error.code == "parse_error" and "count() (line 1, column 56) is an aggregation" in error.message
+    assert "not in order by" in error.message and "| order by n" in error.message
+
+
+def test_a_query_of_lets_alone_says_what_to_add(kql: KqlEngine) -> None:
+    error = refused(kql, "let k = 5")
+    assert error.code == "parse_error" and "(e.g. `…; k`)" in error.message

@@ -24,7 +24,7 @@ from functools import lru_cache
 import duckdb_kql
 from antlr4 import ParserRuleContext
 
-from loom.engines.kql.tree import children, nodes, text
+from loom.engines.kql.tree import nodes, statements, text
 from loom.engines.sql.screen import too_complex
 
 MAX_ESTIMATED_CHARS = 4_000_000  # ~40x the screen's room for a translation, built in well under 1 s
@@ -39,7 +39,7 @@ def check_expansion(tree: ParserRuleContext, query: str) -> None:
     """QueryError `too_complex` when the query's SQL would be longer than `MAX_ESTIMATED_CHARS`."""
     estimate = _Estimate(query)
     total = 0
-    for statement in (s for q in nodes(tree, "QueryContext") for s in children(q, "StatementContext")):
+    for statement in statements(tree):
         total += estimate.statement(statement)
         if total > MAX_ESTIMATED_CHARS:
             raise too_complex(

@@ -56,6 +56,15 @@ def _on_top(node: ParserRuleContext) -> bool:
     return True
 
 
+def statements(tree: ParserRuleContext) -> list[ParserRuleContext]:
+    """The query's statements in order: its `let`s, then the query itself."""
+    return [s for query in nodes(tree, "QueryContext") for s in children(query, "StatementContext")]
+
+
+def is_node(node: object, name: str) -> bool:
+    return type(node).__name__ == name
+
+
 def children(node: ParserRuleContext | None, name: str) -> Iterator[ParserRuleContext]:
     return (c for c in (node.children or ()) if type(c).__name__ == name) if node is not None else iter(())
 

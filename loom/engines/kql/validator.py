@@ -19,6 +19,7 @@ from antlr4 import ParserRuleContext
 from duckdb_kql.control import is_control_command, strip_leading_comments
 
 from loom.engines.contracts import Problem, QueryError
+from loom.engines.kql.tree import is_node, nodes, statements
 from loom.engines.sql.screen import MAX_QUERY_CHARS, too_complex
 
 MAX_EXPECTED = 6  # tokens a syntax error lists before it says "or others"
@@ -85,9 +86,67 @@ def parse_kql(query: str) -> ParserRuleContext:
 
 def kql_problems(tree: ParserRuleContext) -> list[Problem]:
     """Everything in the tree that may not run, in the order written."""
-    return [
+    problems = [
         Problem(code=r.code, message=f"{r.what} (line {line}, column {column + 1}) is not allowed: {r.why}.")
         for r, line, column in _refusals(tree)
+    ]
+    return problems + _no_output(tree) + _misplaced_aggregations(tree)
+
+
+# Aggregations, which KQL allows only where rows are grouped; elsewhere Kusto refuses the query,
+# and duckdb-kql writes SQL that fails with a GROUP BY error the model cannot act on.
+AGGREGATIONS = frozenset(
+    {"count", "countif", "sum", "sumif", "avg", "avgif", "min", "max", "minif", "maxif", "dcount",
+     "dcountif", "make_list", "make_set", "make_bag", "arg_max", "arg_min", "any", "take_any",
+     "percentile", "percentiles", "stdev", "variance", "count_distinct"}
+)  # fmt: skip
+_GROUPING = frozenset(
+    {"SummarizeOperatorContext", "MakeSeriesOperatorContext", "TopNestedOperatorContext",
+     "EvaluateOperatorContext"}
+)  # fmt: skip
+
+
+def _misplaced_aggregations(tree: ParserRuleContext) -> list[Problem]:
+    found = []
+    for node in [*nodes(tree, "NamedFunctionCallExpressionContext"), *nodes(tree, "CountExpressionContext")]:
+        name = "count" if is_node(node, "CountExpressionContext") else node.getChild(0).getText()
+        operator = _operator_of(node)
+        if name.lower() in AGGREGATIONS and operator is not None and operator not in _GROUPING:
+            where = {"Sort": "order by"}.get(operator.removesuffix("OperatorContext"), operator[:-15].lower())
+            found.append(
+                Problem(
+                    code="parse_error",
+                    message=f"{name}() (line {node.start.line}, column {node.start.column + 1}) is an "
+                    f"aggregation: it can be used only in summarize, not in {where}. After a summarize, "
+                    f"refer to the column it made (e.g. `summarize n = {name}(…) by … | order by n`).",
+                )
+            )
+    return found
+
+
+def _operator_of(node: ParserRuleContext) -> str | None:
+    """The tabular operator an expression is in (`WhereOperatorContext`…), None outside one."""
+    parent = node.parentCtx
+    while parent is not None:
+        kind = type(parent).__name__
+        if kind.endswith("OperatorContext") and kind != "AfterPipeOperatorContext":
+            return kind
+        parent = parent.parentCtx
+    return None
+
+
+def _no_output(tree: ParserRuleContext) -> list[Problem]:
+    """A query of `let` statements only returns nothing (small models often stop there)."""
+    found = statements(tree)
+    if not found or not is_node(found[-1].getChild(0), "LetStatementContext"):
+        return []
+    name = found[-1].getChild(0).getChild(0).getChild(1).getText()
+    return [
+        Problem(
+            code="parse_error",
+            message=f"The query ends with `let {name} = …`, which returns nothing: end it with the "
+            f"expression to return after a `;` (e.g. `…; {name}`).",
+        )
     ]
 
 

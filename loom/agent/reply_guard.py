@@ -12,12 +12,14 @@ Two things a small model does with a data question would otherwise be shown as t
 Text streams as it comes except where one of these may be starting: a reply that opens like a call
 (`{`, `[`, `<`, a fence) is held until it ends, and from a fence on (```) the rest of a reply is
 held until it ends. Plain prose streams as before. A reply that writes a tool result itself
-(`<tool_response>…`) is taken like an unrun query: the question goes to the data tool.
+(`<tool_response>…`), or only empty call markup (`<tools></tools>`), is taken like an unrun query:
+the question goes to the data tool.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +42,8 @@ QUERY_FENCES: Mapping[str, str] = {
 }
 
 State = Literal["start", "streaming", "held"]
+# The tags of the chat template's tool calling, as a model writes them in text when it fumbles.
+_CALL_MARKUP = re.compile(r"</?\s*(?:tools|tool_calls?|function_calls?|tool_response)\s*/?>", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -122,8 +126,14 @@ def _decided_calls(held: str, guard: Guard) -> tuple[ToolCall, ...]:
 
 def _imitates_a_result(text: str) -> bool:
     """A reply that writes a tool result itself (`<tool_response>{…}`: the local 1.5B model, asked
-    a follow-up, copied the shape of the last result) answers from data no tool returned."""
-    return "<tool_response>" in text.lower()
+    a follow-up, copied the shape of the last result) answers from data no tool returned; or one
+    that is only call markup with nothing in it (`<tools></tools>`: the same model, offered
+    `nl2kql`, meant to call it and did not say with what)."""
+    return "<tool_response>" in text.lower() or _only_call_markup(text)
+
+
+def _only_call_markup(text: str) -> bool:
+    return bool(_CALL_MARKUP.search(text)) and not _CALL_MARKUP.sub("", text).strip()
 
 
 def _routed(guard: Guard, label: str, language: str) -> ToolCall:

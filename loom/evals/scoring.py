@@ -134,7 +134,7 @@ def canonical_rows(rows: Sequence[Sequence[object]]) -> list[Row]:
 def _parse(query: str, dialect: str) -> exp.Expr | None:
     try:
         tree = parse_one(query, read=dialect)
-    except SqlglotError:
+    except (SqlglotError, ValueError):  # ValueError: not a dialect sqlglot knows (kql)
         return None
     while isinstance(tree, exp.Subquery):  # `(SELECT … ORDER BY …)` as the whole statement
         tree = tree.this
@@ -142,7 +142,12 @@ def _parse(query: str, dialect: str) -> exp.Expr | None:
 
 
 def orders_result(query: str, dialect: str) -> bool:
-    """Whether the outermost query has ORDER BY (an unparseable query: False)."""
+    """Whether the outermost query has ORDER BY, or for KQL ends with a sort or top (an
+    unparseable query: False)."""
+    if dialect == "kql":
+        from loom.engines.kql.validator import ends_ordered
+
+        return ends_ordered(query)
     tree = _parse(query, dialect)
     return tree is not None and isinstance(tree.args.get("order"), exp.Order)
 

@@ -217,3 +217,21 @@ async def test_a_written_out_tool_result_is_routed_with_the_question_before_it()
     assert json.loads(call.arguments) == {
         "question": "And in 2025?\n(The question before it: Orders in 2024?)"
     }
+
+
+@pytest.mark.parametrize("reply", ["<tools></tools>", "<tool_call>\n</tool_call>", "<tool_calls/>"])
+async def test_empty_call_markup_is_routed_to_the_data_tool(reply: str) -> None:
+    # The local 1.5B model, offered only `nl2kql`, answered "<tools></tools>" to a data question.
+    guard = Guard(OFFERED, {"kql": "nl2kql"}, "How many storm events in Texas?", frozenset())
+    shown, final = await through(guard, reply)
+    assert shown == []
+    (call,) = final.tool_calls
+    assert call.name == "nl2kql" and json.loads(call.arguments) == {
+        "question": "How many storm events in Texas?"
+    }
+
+
+async def test_markup_around_words_is_not_taken_for_an_empty_call() -> None:
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "Hello?", frozenset())
+    shown, final = await through(guard, "<tools>I can answer questions about your data.</tools>")
+    assert final.tool_calls == ()

@@ -337,6 +337,18 @@ def test_a_long_chain_of_operators_is_too_complex_not_an_internal_error(kql: Kql
         ("dim_store | count", "dim_store | count"),  # nothing to mend
         ("dim_store | where", "dim_store | where"),  # a real syntax error stays for the repair loop
         ("let k = 5", "let k = 5"),  # a scalar: nothing sensible to return
+        (
+            "T | summarize count() by s | order by count() desc | take 5",
+            "T | summarize count() by s | order by count_ desc | take 5",
+        ),
+        (
+            "T | summarize n = count(), sum(x) by s | top 3 by sum(x)",
+            "T | summarize n = count(), sum(x) by s | top 3 by sum_x",
+        ),
+        (
+            "T | summarize count() by s | project s | order by count()",
+            "T | summarize count() by s | project s | order by count()",
+        ),
     ],
 )
 def test_two_slips_of_small_models_are_mended_on_the_parse(written: str, run: str) -> None:
@@ -356,3 +368,14 @@ def test_an_aggregation_outside_summarize_is_refused_naming_where_it_may_go(kql:
 def test_a_query_of_lets_alone_says_what_to_add(kql: KqlEngine) -> None:
     error = refused(kql, "let k = 5")
     assert error.code == "parse_error" and "(e.g. `…; k`)" in error.message
+
+
+def test_a_result_is_ordered_when_the_query_ends_with_a_sort_or_top() -> None:
+    from loom.engines.kql.validator import ends_ordered
+    from loom.evals.scoring import orders_result
+
+    assert ends_ordered("T | summarize n = count() by s | top 5 by n")
+    assert ends_ordered("let k = 1; T | order by x desc")
+    assert not ends_ordered("T | order by x | summarize count() by y")
+    assert not ends_ordered("T | where x > 1") and not ends_ordered("T |")
+    assert orders_result("T | sort by x", "kql") and not orders_result("T | take 3", "kql")

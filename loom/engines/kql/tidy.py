@@ -1,6 +1,6 @@
-"""Two slips small models make in KQL, mended on the parse before the query is checked.
+"""Slips small models make in KQL, mended on the parse before the query is checked.
 
-Both leave no doubt about what was meant, and neither changes what a well-formed query asks:
+Each leaves no doubt about what was meant, and none changes what a well-formed query asks:
 
 - a `let` statement and the query after it on the next line without the `;` between them
   (`let t = T | where x\\nt | count`): the parser stops at the next line's first token expecting
@@ -14,10 +14,12 @@ validator and the repair loop to report.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import duckdb_kql
 from antlr4 import ParserRuleContext
 
-from loom.engines.kql.tree import is_node, nodes, statements
+from loom.engines.kql.tree import children, is_node, nodes, statements, text
 
 MAX_MENDS = 20  # missing `;`s mended in one query
 
@@ -33,8 +35,12 @@ def tidy_kql(query: str) -> str:
         tree = duckdb_kql.parse(query).tree
     except duckdb_kql.KqlError:
         return query
-    name = _last_tabular_let(tree) if tree is not None else None
-    return f"{query.rstrip().rstrip(';')};\n{name}" if name else query
+    if tree is None:
+        return query
+    name = _last_tabular_let(tree)
+    query = f"{query.rstrip().rstrip(';')};\n{name}" if name else query
+    tree = duckdb_kql.parse(query).tree if name else tree
+    return _aggregations_by_name(query, tree)
 
 
 def _semicolon(query: str) -> str | None:
@@ -68,3 +74,72 @@ def _last_tabular_let(tree: ParserRuleContext) -> str | None:
     if next(nodes(declaration, "PipedOperatorContext"), None) is None:
         return None  # a scalar: there is no table to return
     return str(declaration.getChild(1).getText())
+
+
+def _aggregations_by_name(query: str, tree: ParserRuleContext) -> str:
+    """`… | summarize count() by s | order by count() desc` → `… | order by count_ desc`: an
+    aggregation written again after the summarize that made it means the column it made (its
+    name, or Kusto's default `count_`, `sum_x`). Only in the operators right after that summarize,
+    and only an exact repeat of one of its aggregations."""
+    edits: list[tuple[int, int, str]] = []
+    for summarize in nodes(tree, "SummarizeOperatorContext"):
+        made = _made_by(summarize, query)
+        for operator in _following(summarize):
+            for call in _calls(operator):
+                column = made.get(_compact(text(call, query)))
+                if column is not None:
+                    edits.append((call.start.start, call.stop.stop + 1, column))
+    for start, stop, column in sorted(edits, reverse=True):
+        query = query[:start] + column + query[stop:]
+    return query
+
+
+# Operators after which a summarize's columns are no longer the ones it made.
+_RESHAPING = frozenset(
+    {"SummarizeOperatorContext", "ProjectOperatorContext", "ProjectAwayOperatorContext",
+     "ProjectRenameOperatorContext", "JoinOperatorContext", "UnionOperatorContext",
+     "MakeSeriesOperatorContext", "TopNestedOperatorContext", "MvexpandOperatorContext"}
+)  # fmt: skip
+
+
+def _made_by(summarize: ParserRuleContext, query: str) -> dict[str, str]:
+    """Each aggregation of the summarize (compact text) → the column it makes."""
+    made = {}
+    for named in children(summarize, "NamedExpressionContext"):
+        clause = next(children(named, "NamedExpressionNameClauseContext"), None)
+        expression = text(next(children(named, "UnnamedExpressionContext")), query)
+        name = text(clause, query).rstrip().removesuffix("=").strip() if clause else _default_name(expression)
+        if name:
+            made[_compact(expression)] = name
+    return made
+
+
+def _default_name(aggregation: str) -> str | None:
+    """Kusto's name for an unnamed aggregation: `count()` → `count_`, `sum(x)` → `sum_x`."""
+    function, _, rest = aggregation.partition("(")
+    argument = rest.removesuffix(")").strip()
+    if not function.strip().isidentifier() or not (argument == "" or argument.isidentifier()):
+        return None
+    return f"{function.strip()}_{argument}"
+
+
+def _following(summarize: ParserRuleContext) -> Iterator[ParserRuleContext]:
+    """The operators after the summarize in its pipeline, up to one that reshapes the columns."""
+    pipe = summarize.parentCtx.parentCtx  # AfterPipeOperator → PipedOperator
+    seen = False
+    for piped in children(pipe.parentCtx, "PipedOperatorContext"):
+        operator = piped.getChild(1).getChild(0)  # PipedOperator → AfterPipeOperator → the operator
+        if seen and type(operator).__name__ in _RESHAPING:
+            return
+        if seen:
+            yield operator
+        seen = seen or piped is pipe
+
+
+def _calls(node: ParserRuleContext) -> Iterator[ParserRuleContext]:
+    yield from nodes(node, "NamedFunctionCallExpressionContext")
+    yield from nodes(node, "CountExpressionContext")
+
+
+def _compact(kql: str) -> str:
+    return "".join(kql.split()).lower()

@@ -196,3 +196,16 @@ def _short(message: str) -> str:
     if len(expected) <= MAX_EXPECTED:
         return message
     return f"{head} expecting {', '.join(expected[:MAX_EXPECTED])} or {len(expected) - MAX_EXPECTED} others"
+
+
+def ends_ordered(query: str) -> bool:
+    """Whether the query's result is in a defined order: its last operator sorts (`order by`,
+    `sort by`, `top`). False for a query that does not parse."""
+    try:
+        tree = parse_kql(query)
+    except QueryError:
+        return False
+    found = statements(tree)
+    operators = list(nodes(found[-1], "AfterPipeOperatorContext")) if found else []
+    last = operators[-1].getChild(0) if operators else None
+    return type(last).__name__ in ("SortOperatorContext", "TopOperatorContext")

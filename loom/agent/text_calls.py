@@ -3,7 +3,8 @@
 Small open models often answer a tool-calling request with the call itself in their text: bare
 JSON, a ```json block, the `<tool_call>…</tool_call>` tags of their chat template, or — seen from
 Qwen2.5-Coder-1.5B on every data question of the smoke suite — a `<tools>` block holding the JSON,
-sometimes with doubled braces (`{{…}}}`). The endpoint passes all of these on as plain text. Every
+sometimes with doubled braces (`{{…}}}`), or a tag named after the tool with its arguments as
+attributes (`<nl2sql question="…" />`). The endpoint passes all of these on as plain text. Every
 JSON object in the text that is a call of a tool the turn offered is read as that call (the same
 call written twice counts once); anything else stays text. The reply guard asks only about text
 that opened like a call, or that follows a fence: prose that mentions a call is not run; nor is a
@@ -16,16 +17,24 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Collection, Iterable, Iterator
+from html.parser import HTMLParser
 
 from loom.agent.model import ToolCall
 
 
 def text_calls(text: str, offered: Collection[str]) -> tuple[ToolCall, ...]:
     """The calls of offered tools written in `text`, in order (none when there are none)."""
+    calls = _distinct(_call(item, offered) for item in _json_objects(text))
+    # The tag form only when no JSON call was written: the 1.5B model often writes both, the
+    # JSON one being the call it means.
+    return calls or _distinct(_call(item, offered) for item in _tag_calls(text, offered))
+
+
+def _distinct(found: Iterable[ToolCall | None]) -> tuple[ToolCall, ...]:
+    """The calls in order, the same call written twice once."""
     calls: list[ToolCall] = []
     seen: set[tuple[str, str]] = set()
-    for item in _json_objects(text):
-        call = _call(item, offered)
+    for call in found:
         if call is not None and (call.name, call.arguments) not in seen:
             seen.add((call.name, call.arguments))
             calls.append(call)
@@ -73,6 +82,32 @@ def _json_objects(text: str) -> Iterator[object]:
             continue
         yield item
         at = text.find("{", end)
+
+
+def _tag_calls(text: str, offered: Collection[str]) -> list[dict[str, object]]:
+    """Calls written as tags named after a tool, the arguments as attributes
+    (`<nl2sql question="…" source="sales" />`), as {"name", "arguments"} items."""
+    if "<" not in text:
+        return []
+    reader = _Tags(frozenset(offered))
+    reader.feed(text)
+    reader.close()
+    return reader.found
+
+
+class _Tags(HTMLParser):
+    """Reads tags only: no entities beyond HTML's own are expanded, nothing is fetched."""
+
+    def __init__(self, offered: frozenset[str]) -> None:
+        super().__init__(convert_charrefs=True)
+        self.offered = offered
+        self.found: list[dict[str, object]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.offered and attrs:
+            self.found.append({"name": tag, "arguments": {k: v for k, v in attrs if v is not None}})
+
+    handle_startendtag = handle_starttag
 
 
 def _call(item: object, offered: Collection[str]) -> ToolCall | None:

@@ -60,6 +60,15 @@ def test_anything_else_stays_text(written: str) -> None:
     assert text_calls(written, OFFERED) == ()
 
 
+def test_a_call_written_as_a_tag_with_attributes_is_read_as_the_call() -> None:
+    # Qwen2.5-Coder-1.5B, offered nl2sql beside nl2kql, wrote only the tag form.
+    written = '<tools>\n  <nl2sql question="Products per category?" source="sales" />\n</tools>\nThe answer…'
+    (call,) = text_calls(written, OFFERED)
+    assert call.name == "nl2sql"
+    assert json.loads(call.arguments) == {"question": "Products per category?", "source": "sales"}
+    assert text_calls('<other question="q" />', OFFERED) == () and text_calls("<nl2sql>", OFFERED) == ()
+
+
 def test_several_calls_are_all_read_and_a_repeated_one_once() -> None:
     tagged = '<tool_call>{{"name": "nl2sql", "arguments": {{"question": "{}"}}}}</tool_call>\n'
     written = tagged.format("a") + tagged.format("b") + tagged.format("a")

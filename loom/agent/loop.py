@@ -162,6 +162,7 @@ class Agent:
             limits=self.query_limits,
             embedder=self.embedder,
             scheduler=self.scheduler,
+            asked=request.message,
         )
         tools = [t for t in self.tools if t.offered(sources)]
         history = build_messages(sources, tools, stored, self.limits.history_chars, allowed=visible)

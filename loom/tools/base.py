@@ -88,6 +88,7 @@ class ToolContext:
     limits: QueryLimits = field(default_factory=lambda: QueryLimits.of(DEFAULTS))
     embedder: Embedder | None = None  # for schema linking, when an embedding model is configured
     scheduler: QueryScheduler | None = None  # where queries run; None: the loop's default threads
+    asked: str = ""  # the user's own message this turn (a tool may fall back on its words)
 
     async def run_query(self, work: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking engine call off the event loop, on the scheduler when there is one."""

@@ -7,7 +7,7 @@ verified KQL queries, few-shot examples, validation, limits and repair.
 
 from __future__ import annotations
 
-from loom.engines.kql.tidy import tidy_kql
+from loom.engines.kql.tidy import is_kql, tidy_kql
 from loom.tools.base import Effect, ToolContext, define
 from loom.tools.kql_schema import known_kql_schema, kql_schema_for
 from loom.tools.querygen import Prompts, QueryLanguage, QueryResult, QuestionArgs, answer
@@ -19,6 +19,7 @@ KQL = QueryLanguage(
     schema_for=kql_schema_for,
     known_schema=known_kql_schema,
     tidy=tidy_kql,
+    is_query=is_kql,
 )
 
 GUIDANCE = """

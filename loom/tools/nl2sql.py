@@ -29,6 +29,11 @@ def bare_sql(reply: str, dialect: str) -> str | None:
     return text if isinstance(tree, exp.Query) else None
 
 
+def is_sql(text: str) -> bool:
+    """Whether `text` is a SQL query (parsed, generic dialect) rather than a question."""
+    return bare_sql(text, "duckdb") is not None
+
+
 def sql_key_hints(query: str, dialect: str, schema: SchemaContext) -> str | None:
     return key_hints(query, dialect, schema.catalog, schema.keys)
 
@@ -41,6 +46,7 @@ SQL = QueryLanguage(
     known_schema=known_whole_schema,
     bare_query=bare_sql,
     repair_hint=sql_key_hints,
+    is_query=is_sql,
 )
 
 GUIDANCE = """

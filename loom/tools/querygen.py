@@ -159,6 +159,8 @@ BareQuery = Callable[[str, str], str | None]
 RepairHint = Callable[[str, str, SchemaContext], str | None]
 # The model's query with slips that leave no doubt mended (a missing `;`), before it is checked.
 Tidy = Callable[[str], str]
+# Whether a tool's `question` argument is a query in the language rather than a question.
+IsQuery = Callable[[str], bool]
 
 
 def whole_schema(
@@ -182,6 +184,10 @@ def no_repair_hint(query: str, dialect: str, schema: SchemaContext) -> str | Non
 
 def as_written(query: str) -> str:
     return query
+
+
+def never_a_query(text: str) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,7 @@ class QueryLanguage:
     bare_query: BareQuery = no_bare_query
     repair_hint: RepairHint = no_repair_hint
     tidy: Tidy = as_written
+    is_query: IsQuery = never_a_query
 
 
 async def answer(ctx: ToolContext, language: QueryLanguage, args: QuestionArgs) -> QueryResult:
@@ -222,13 +229,23 @@ async def answer(ctx: ToolContext, language: QueryLanguage, args: QuestionArgs) 
     source = ctx.source(args.source, language.name)
     engine = _engine(ctx, source, language)
     library = source.verified_for(language.name)
-    ranked = VerifiedIndex.of(library).rank(args.question)
+    question = _asked(ctx, language, args.question)
+    ranked = VerifiedIndex.of(library).rank(question)
     if ranked and ranked[0].score >= ctx.limits.verified_threshold:
         return await _run_verified(ctx, engine, source, language, ranked[0].verified)
     if ctx.model is None:
         raise _no_model(library)
     examples = [m.verified for m in ranked[:EXAMPLES] if m.score > 0]
-    return await _Generation(ctx, engine, source, language).run(args.question, examples)
+    return await _Generation(ctx, engine, source, language).run(question, examples)
+
+
+def _asked(ctx: ToolContext, language: QueryLanguage, question: str) -> str:
+    """The question to write the query for. A small model often passes a query it wrote itself as
+    the `question` (seen from Qwen2.5-Coder-1.5B: `SELECT channel, COUNT(*) FROM sales …`, over
+    tables that do not exist); the user's own words are then the better question."""
+    if ctx.asked.strip() and language.is_query(question):
+        return ctx.asked
+    return question
 
 
 def _engine(ctx: ToolContext, source: Source, language: QueryLanguage) -> Engine:

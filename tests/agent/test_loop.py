@@ -329,6 +329,20 @@ async def test_a_full_conversation_takes_no_more_turns(make_agent: AgentFactory)
         await collect(agent, "q3", conversation_id=thread)
 
 
+async def test_a_query_passed_as_the_question_is_replaced_by_the_users_words(
+    make_agent: AgentFactory,
+) -> None:
+    # Qwen2.5-Coder-1.5B, offered two tools, passed `SELECT channel, COUNT(*) FROM sales …` (over
+    # tables that do not exist) as the question; the tool writes the query for what the user asked.
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "SELECT channel, COUNT(*) FROM sales GROUP BY channel"}),
+        sql_block(COUNT_SQL),
+        text("Done."),
+    )
+    await collect(make_agent(model), "How many orders are there in all?")
+    assert model.calls[1].messages[-1].content.startswith("How many orders are there in all?")
+
+
 def test_every_registered_tool_has_a_description_and_an_object_schema() -> None:
     for tool in TOOLS:
         assert tool.description, tool.name

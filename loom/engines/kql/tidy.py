@@ -43,6 +43,15 @@ def tidy_kql(query: str) -> str:
     return _aggregations_by_name(query, tree)
 
 
+def is_kql(text: str) -> bool:
+    """Whether `text` is a KQL query with at least one operator (`T | …`) rather than a question."""
+    try:
+        tree = duckdb_kql.parse(text).tree
+    except duckdb_kql.KqlError:
+        return False
+    return tree is not None and next(nodes(tree, "PipedOperatorContext"), None) is not None
+
+
 def _semicolon(query: str) -> str | None:
     """The query with a `;` before the line where the parser wanted one, or None."""
     try:

@@ -16,11 +16,12 @@ come 256 to a fetch.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from loom.engines.contracts import Value, json_safe
+from loom.engines.contracts import Column, ResultSet, Value, json_safe
 
 MAX_RESULT_BYTES = 8 * 1024 * 1024  # a result's rows, as JSON would carry them (about)
 MAX_VALUE_CHARS = 100_000  # one text value; longer ones are cut and say so
@@ -39,6 +40,19 @@ Fetch = Callable[[int], Sequence[Sequence[object]]]  # `cursor.fetchmany`
 class Bounded:
     rows: list[list[Value]]
     truncated_by: Truncation | None
+
+    def result(self, columns: list[Column], *, engine: str, query: str, started: float) -> ResultSet:
+        """These rows as the ResultSet every engine returns, timed from `started` (perf_counter)."""
+        return ResultSet(
+            columns=columns,
+            rows=self.rows,
+            row_count=len(self.rows),
+            truncated=self.truncated_by is not None,
+            truncated_by=self.truncated_by,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
+            engine=engine,
+            query=query,
+        )
 
 
 def bounded_rows(

@@ -86,7 +86,7 @@ async def test_nl2kql_answers_from_an_adx_source_through_its_http_seam(
     monkeypatch.setitem(
         registry.OPENERS,
         ("adx", "kql"),
-        lambda s, _: AdxEngine(s.location, s.database, credential=FakeCredential(), transport=fake),
+        lambda s, _: AdxEngine(s.location, "Samples", credential=FakeCredential(), transport=fake),
     )
     source = AdxSource(name="storms", kind="adx", location=CLUSTER, database="Samples", allow=("*",))
     model = ScriptedModel().queue(

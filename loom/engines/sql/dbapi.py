@@ -332,25 +332,8 @@ def cell(value: Any) -> Any:
     return json_safe(value)
 
 
-def result_set(
-    description: Sequence[Sequence[Any]],
-    rows: Bounded,
-    *,
-    types: dict[str, str],
-    engine: str,
-    query: str,
-    elapsed_ms: float,
-) -> ResultSet:
-    return ResultSet(
-        columns=[Column(name=cut_name(str(d[0])), type=simple_type(d[1], types)) for d in description],
-        rows=rows.rows,
-        row_count=len(rows.rows),
-        truncated=rows.truncated_by is not None,
-        truncated_by=rows.truncated_by,
-        elapsed_ms=round(elapsed_ms, 3),
-        engine=engine,
-        query=query,
-    )
+def result_columns(description: Sequence[Sequence[Any]], types: dict[str, str]) -> list[Column]:
+    return [Column(name=cut_name(str(d[0])), type=simple_type(d[1], types)) for d in description]
 
 
 # --- catalog and name resolution -----------------------------------------------------------------
@@ -448,13 +431,8 @@ class DBAPIEngine(ABC):
                 timeout_s=timeout_s,
                 driver=self.driver,
             )
-        return result_set(
-            description,
-            rows,
-            types=self.types,
-            engine=self.name,
-            query=sql,
-            elapsed_ms=(time.perf_counter() - started) * 1000,
+        return rows.result(
+            result_columns(description, self.types), engine=self.name, query=sql, started=started
         )
 
     def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]:

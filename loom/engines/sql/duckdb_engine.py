@@ -119,16 +119,8 @@ class DuckDBEngine:
         sql = self._prepare(state, query, written, max_rows, now)
         started = time.perf_counter()
         description, rows = self._run(state, sql, max_rows, max_bytes or MAX_RESULT_BYTES, timeout_s)
-        return ResultSet(
-            columns=[Column(name=d[0], type=simple_type(d[1])) for d in description],
-            rows=rows.rows,
-            row_count=len(rows.rows),
-            truncated=rows.truncated_by is not None,
-            truncated_by=rows.truncated_by,
-            elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
-            engine=self.name,
-            query=sql,
-        )
+        columns = [Column(name=d[0], type=simple_type(d[1])) for d in description]
+        return rows.result(columns, engine=self.name, query=sql, started=started)
 
     def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]:
         try:

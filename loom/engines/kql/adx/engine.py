@@ -106,16 +106,7 @@ class AdxEngine:
             except Exception as e:  # the SDK's, requests' and the JSON reader's errors: all "it failed"
                 raise timeout_error(timeout_s) if timer.fired else self._failed(e, timeout_s) from e
         self._set_problem(None)
-        return ResultSet(
-            columns=columns,
-            rows=rows.rows,
-            row_count=len(rows.rows),
-            truncated=rows.truncated_by is not None,
-            truncated_by=rows.truncated_by,
-            elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
-            engine=self.name,
-            query=query,
-        )
+        return rows.result(columns, engine=self.name, query=query, started=started)
 
     def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]:
         try:

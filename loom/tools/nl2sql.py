@@ -30,8 +30,10 @@ def bare_sql(reply: str, dialect: str) -> str | None:
 
 
 def is_sql(text: str) -> bool:
-    """Whether `text` is a SQL query (parsed, generic dialect) rather than a question."""
-    return bare_sql(text, "duckdb") is not None
+    """Whether `text` is a SQL query (parsed, generic dialect) rather than a question. Only text
+    that starts like a query is parsed: this is asked on every turn."""
+    words = text.split(None, 1)
+    return bool(words) and words[0].upper() in ("SELECT", "WITH") and bare_sql(text, "duckdb") is not None
 
 
 def sql_key_hints(query: str, dialect: str, schema: SchemaContext) -> str | None:

@@ -44,7 +44,10 @@ def tidy_kql(query: str) -> str:
 
 
 def is_kql(text: str) -> bool:
-    """Whether `text` is a KQL query with at least one operator (`T | …`) rather than a question."""
+    """Whether `text` is a KQL query with at least one operator (`T | …`) rather than a question.
+    Only text with a `|` is parsed: this is asked on every turn."""
+    if "|" not in text:
+        return False
     try:
         tree = duckdb_kql.parse(text).tree
     except duckdb_kql.KqlError:

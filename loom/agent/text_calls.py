@@ -54,20 +54,23 @@ def echoed_calls(results: Iterable[str], offered: Collection[str]) -> frozenset[
 def _parsed(text: str) -> object:
     try:
         return json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
 
 
 def _strings(item: object) -> Iterator[str]:
-    if isinstance(item, str):
-        if "{" in item:
-            yield item
-    elif isinstance(item, dict):
-        for value in item.values():
-            yield from _strings(value)
-    elif isinstance(item, list):
-        for value in item:
-            yield from _strings(value)
+    """Every string inside `item` that may hold a call, walked without recursion (a result nested
+    as deep as the JSON decoder allows would overflow the stack)."""
+    stack = [item]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if "{" in value:
+                yield value
+        elif isinstance(value, dict):
+            stack.extend(reversed(list(value.values())))
+        elif isinstance(value, list):
+            stack.extend(reversed(value))
 
 
 def _json_objects(text: str) -> Iterator[object]:
@@ -80,6 +83,8 @@ def _json_objects(text: str) -> Iterator[object]:
         except json.JSONDecodeError:
             at = text.find("{", at + 1)  # `{{…}}`: the object may start at the next brace
             continue
+        except RecursionError:  # nested past the decoder's depth: not a call (probe 12)
+            return
         yield item
         at = text.find("{", end)
 

@@ -13,7 +13,7 @@ from ag_ui.core import EventType
 from loom.agent.model import ModelEvent, ModelReply, TextDelta, ToolCall
 from loom.agent.reply_guard import CUT, Guard, guarded, normal
 from loom.agent.testing import ScriptedModel, sql_block, text
-from loom.agent.text_calls import text_calls
+from loom.agent.text_calls import echoed_calls, text_calls
 from loom.agent.turns import TurnRequest
 from loom.identity import DEV_PRINCIPAL
 from tests.agent.conftest import AgentFactory
@@ -244,3 +244,10 @@ async def test_markup_around_words_is_not_taken_for_an_empty_call() -> None:
     guard = Guard(OFFERED, {"sql": "nl2sql"}, "Hello?", frozenset())
     shown, final = await through(guard, "<tools>I can answer questions about your data.</tools>")
     assert final.tool_calls == ()
+
+
+def test_json_nested_past_the_decoders_depth_is_text_not_a_crash() -> None:
+    # Probe 12 (R12-3): a reply or a tool result nested 3,000 deep raised RecursionError.
+    deep = '{"a":' + "[" * 3000
+    assert text_calls(deep, OFFERED) == ()
+    assert echoed_calls([json.dumps({"rows": [[deep]]}), "[" * 5000], OFFERED) == frozenset()

@@ -310,6 +310,8 @@ def test_datetime_bins_are_kusto_bins_in_any_session_time_zone(tmp_path: Path) -
         "let f0 = (x: long) { x + 1 }; "
         + " ".join(f"let f{i + 1} = (x: long) {{ f{i}(x) + f{i}(x) }};" for i in range(18))
         + " print y = f18(1)",
+        # Probe 12 (R12-1): a parameter used 32 times pastes its argument 32 times per call.
+        "let f = (p: string) { strcat(" + ", ".join(["p"] * 32) + ") }; print x = f(f(f('a')))",
     ],
 )
 def test_a_query_whose_translation_would_explode_is_refused_before_it_is_built(
@@ -379,3 +381,13 @@ def test_a_result_is_ordered_when_the_query_ends_with_a_sort_or_top() -> None:
     assert not ends_ordered("T | order by x | summarize count() by y")
     assert not ends_ordered("T | where x > 1") and not ends_ordered("T |")
     assert orders_result("T | sort by x", "kql") and not orders_result("T | take 3", "kql")
+
+
+def test_nesting_too_deep_for_the_kql_parser_is_too_complex_everywhere(kql: KqlEngine) -> None:
+    # Probe 12 (R12-2): 60 nested parentheses raised RecursionError from the parser, the tidy step
+    # and the query check alike, as a tool failure with a traceback in the log.
+    from loom.engines.kql.tidy import is_kql, tidy_kql
+
+    deep = "print x = " + "(" * 300 + "1" + ")" * 300
+    assert refused(kql, deep).code == "too_complex"
+    assert tidy_kql(deep) == deep and not is_kql("T | " + deep)

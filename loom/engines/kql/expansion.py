@@ -52,17 +52,38 @@ def check_expansion(tree: ParserRuleContext, query: str) -> None:
 class _Estimate:
     query: str
     scalars: dict[str, int] = field(default_factory=dict)  # let name → the size pasted where used
-    functions: dict[str, int] = field(default_factory=dict)  # let function → the size of its body
+    functions: dict[str, _Function] = field(default_factory=dict)  # let function → its body's size
 
     def statement(self, statement: ParserRuleContext) -> int:
-        size = sum(self.size(e) for e in _top_expressions(statement))
         function = next(nodes(statement, "LetFunctionDeclarationContext"), None)
-        variable = next(nodes(statement, "LetVariableDeclarationContext"), None)
         if function is not None:
-            self.functions[_declared(function)] = size
-        elif variable is not None and next(nodes(variable, "PipedOperatorContext"), None) is None:
+            self.functions[_declared(function)] = body = self.function(function)
+            return body.base
+        size = sum(self.size(e) for e in _top_expressions(statement))
+        variable = next(nodes(statement, "LetVariableDeclarationContext"), None)
+        if variable is not None and next(nodes(variable, "PipedOperatorContext"), None) is None:
             self.scalars[_declared(variable)] = size  # a scalar: pasted where used (a pipeline is a CTE)
         return size
+
+    def function(self, declaration: ParserRuleContext) -> _Function:
+        """The body's size as a function of its parameters' sizes. duckdb-kql pastes each argument
+        wherever its parameter is used (probe 12: a parameter used 32 times), and the estimate is
+        linear in the sizes of the parts, so one estimate per parameter, with that parameter made
+        longer, gives how much each one weighs."""
+        parameters = [p.getText() for p in nodes(declaration, "ParameterNameContext")]
+        body = list(_top_expressions(declaration))
+        outer = dict(self.scalars)
+        try:
+            self.scalars.update(dict.fromkeys(parameters, 1))
+            base = sum(self.size(e) for e in body)
+            weights = []
+            for name in parameters:
+                self.scalars[name] = 1 + _PROBE
+                weights.append(max((sum(self.size(e) for e in body) - base) // _PROBE, 1))
+                self.scalars[name] = 1
+        finally:
+            self.scalars = outer
+        return _Function(base, tuple(weights))
 
     def size(self, expression: ParserRuleContext) -> int:
         parts = list(self.parts(expression))
@@ -87,10 +108,23 @@ class _Estimate:
             elif kind == _NAME:
                 yield child, self.scalars.get(child.getText(), len(child.getText()))
             elif kind == _CALL and child.getChild(0).getText() in self.functions:
-                arguments = sum(UNKNOWN_FACTOR * self.size(e) for e in _top_expressions(child))
-                yield child, self.functions[child.getChild(0).getText()] + arguments
+                yield child, self.call(self.functions[child.getChild(0).getText()], child)
             else:
                 yield from self.parts(child)
+
+    def call(self, function: _Function, call: ParserRuleContext) -> int:
+        arguments = [self.size(e) for e in _top_expressions(call)]
+        weights = list(function.weights) + [UNKNOWN_FACTOR] * max(len(arguments) - len(function.weights), 0)
+        return function.base + sum(w * a for w, a in zip(weights, arguments, strict=False))
+
+
+@dataclass(frozen=True)
+class _Function:
+    base: int  # the body's size with every parameter one character long
+    weights: tuple[int, ...]  # per parameter: how many times its argument is pasted
+
+
+_PROBE = 1_000  # how much longer a parameter is made to weigh it
 
 
 def _declared(node: ParserRuleContext) -> str:

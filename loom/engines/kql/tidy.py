@@ -22,10 +22,22 @@ from antlr4 import ParserRuleContext
 from loom.engines.kql.tree import children, is_node, nodes, statements, text
 
 MAX_MENDS = 20  # missing `;`s mended in one query
+# Longer text is left as written: these parse on the server's event loop, where a long parse would
+# hold every turn (a model's query is a few hundred characters; the validator takes the rest).
+MAX_TIDY_CHARS = 4_000
 
 
 def tidy_kql(query: str) -> str:
     """`query` with the slips above mended; as written when it has neither (or does not parse)."""
+    if len(query) > MAX_TIDY_CHARS:
+        return query
+    try:
+        return _mended(query)
+    except RecursionError:  # nested too deep for the grammar: the validator says so (probe 12)
+        return query
+
+
+def _mended(query: str) -> str:
     for _ in range(MAX_MENDS):
         mended = _semicolon(query)
         if mended is None:
@@ -46,11 +58,11 @@ def tidy_kql(query: str) -> str:
 def is_kql(text: str) -> bool:
     """Whether `text` is a KQL query with at least one operator (`T | …`) rather than a question.
     Only text with a `|` is parsed: this is asked on every turn."""
-    if "|" not in text:
+    if "|" not in text or len(text) > MAX_TIDY_CHARS:
         return False
     try:
         tree = duckdb_kql.parse(text).tree
-    except duckdb_kql.KqlError:
+    except (duckdb_kql.KqlError, RecursionError):
         return False
     return tree is not None and next(nodes(tree, "PipedOperatorContext"), None) is not None
 

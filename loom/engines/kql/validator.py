@@ -79,6 +79,8 @@ def parse_kql(query: str) -> ParserRuleContext:
         parsed = duckdb_kql.parse(query)
     except duckdb_kql.KqlSyntaxError as e:
         raise QueryError("parse_error", _syntax_message(e)) from e
+    except RecursionError as e:  # the grammar recurses ~17 frames per nested parenthesis (probe 12)
+        raise too_complex("it nests parentheses or calls too deeply for the KQL parser") from e
     if parsed.tree is None:
         raise QueryError("parse_error", "The query is empty.")
     return parsed.tree

@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from loom.agent.model import ChatMessage
-from loom.agent.store import Conversation, ConversationNotFound, StoredMessage
+from loom.agent.store import MAX_SEQ, Conversation, ConversationNotFound, StoredMessage
 from loom.identity import Principal
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 READERS = 2  # threads that read beside the one that writes
-MAX_SEQ = 2**62  # past every message: a page without `before` starts at the newest
 BUSY_TIMEOUT_MS = 10_000
 
 _SCHEMA = """
@@ -208,6 +207,9 @@ class SqliteConversationStore:
         # Reads on threads of their own: WAL lets them run beside the writer, and a long read
         # (a big page of a conversation) no longer holds up every tenant's writes (probe 11: R11-5).
         self._readers = ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="sqlite-read")
+        # Pages of a conversation with their result tables, read for the API, on a thread of their
+        # own: a user reading pages in a loop held every tenant's turn reads behind them (R12-4).
+        self._pages = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-page")
         _private(self.path)
         self._migrate()
 
@@ -369,7 +371,12 @@ class SqliteConversationStore:
         with_metadata: bool = True,
     ) -> list[StoredMessage]:
         page = _Page(before, limit, max_bytes, with_metadata)
-        return await self._read(self._messages, principal, conversation_id, page)
+        if not with_metadata:  # a turn's history
+            return await self._read(self._messages, principal, conversation_id, page)
+        if self._closed:
+            raise RuntimeError("the conversation store is closed")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pages, self._messages, principal, conversation_id, page)
 
     def _messages(self, principal: Principal, conversation_id: str, page: _Page) -> list[StoredMessage]:
         """Read newest first, so that a bounded page stops reading where it ends (probe 11: R11-5,
@@ -419,3 +426,4 @@ class SqliteConversationStore:
             conn.close()
         self._executor.shutdown(wait=False)
         self._readers.shutdown(wait=False)
+        self._pages.shutdown(wait=False)

@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 from loom.agent.model import ChatMessage, ToolCall
 from loom.identity import Principal
 
+MAX_SEQ = 2**62  # past every message's seq: a page without `before` starts at the newest
+
 
 class ConversationFull(Exception):
     """The conversation holds as many messages as one may: the next question starts a new one."""

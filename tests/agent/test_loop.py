@@ -409,3 +409,17 @@ async def test_a_blank_first_message_still_opens_a_conversation(
     conversation = await store.get_conversation(DEV_PRINCIPAL, events[0].thread_id)  # type: ignore[attr-defined]
     assert conversation is not None
     assert conversation.title == "(empty message)"
+
+
+def test_a_stored_result_keeps_its_rows_to_half_a_mebibyte_and_says_so() -> None:
+    # Probe 12 (R12-5): every turn stored its result up to the 8 MiB stream bound (15 MiB/s a user).
+    from loom.agent.tool_calls import MAX_STORED_ROWS_BYTES, _stored
+
+    rows = [["x" * 1000, i] for i in range(2000)]
+    stored = _stored({"query": "q", "result": {"columns": [], "rows": rows, "row_count": 2000}})
+    kept = stored["result"]["rows"]
+    assert rows[: len(kept)] == kept and 400 < len(kept) < 600
+    assert len(json.dumps(kept)) <= MAX_STORED_ROWS_BYTES
+    assert stored["result"]["stored_rows"] == {"kept": len(kept), "of": 2000}
+    small = {"result": {"rows": [[1]]}}
+    assert _stored(small) == small

@@ -561,3 +561,30 @@ async def test_a_full_conversation_is_409_before_streaming(
         body = error(await chat(c, message="fourth", conversation_id=thread), 409)
     assert body["code"] == "conversation_full" and "start a new conversation" in body["message"]
     assert len(runner.calls) == 3
+
+
+async def test_a_before_past_any_seq_is_422_not_a_server_error(client: httpx.AsyncClient) -> None:
+    # Probe 12 (R12-6): before=2**63 overflowed SQLite's integer and answered 500.
+    thread = sse_events(await chat(client, message="first"))[0]["threadId"]
+    response = await client.get(f"/v1/conversations/{thread}", params={"before": 2**63})
+    assert error(response, 422)["code"]
+
+
+def test_one_principal_reads_at_most_two_pages_at_once() -> None:
+    # Probe 12 (R12-4): 40 GET loops of one user held another tenant's turn reads for 22 s.
+    from loom.api.routes.conversations import _Readers
+    from loom.api.schemas import ApiError
+    from loom.identity import Principal
+
+    readers = _Readers(most=2)
+    alice, bob = Principal(tenant_id="t1", user_id="alice"), Principal(tenant_id="t2", user_id="bob")
+    with readers.one(alice), readers.one(alice):
+        with pytest.raises(ApiError) as refused:
+            with readers.one(alice):
+                pass
+        assert refused.value.status_code == 429
+        with readers.one(bob):  # another principal reads meanwhile
+            pass
+    with readers.one(alice):  # and alice again, once hers ended
+        assert readers.reading == {("t1", "alice"): 1}
+    assert readers.reading == {}

@@ -47,7 +47,13 @@ def echoed_calls(results: Iterable[str], offered: Collection[str]) -> frozenset[
     found: set[tuple[str, str]] = set()
     for text in results:
         for piece in (text, *_strings(_parsed(text))):
-            found.update((c.name, c.arguments) for c in text_calls(piece, offered))
+            # Both forms, whichever text_calls would read: a cell holding a tag-form call is data
+            # too (probe 12: R12-7, a cell `<nl2sql question="…" />` quoted back ran as a call).
+            calls = (
+                *_distinct(_call(i, offered) for i in _json_objects(piece)),
+                *_distinct(_call(i, offered) for i in _tag_calls(piece, offered)),
+            )
+            found.update((c.name, c.arguments) for c in calls)
     return frozenset(found)
 
 
@@ -65,7 +71,7 @@ def _strings(item: object) -> Iterator[str]:
     while stack:
         value = stack.pop()
         if isinstance(value, str):
-            if "{" in value:
+            if "{" in value or "<" in value:
                 yield value
         elif isinstance(value, dict):
             stack.extend(reversed(list(value.values())))

@@ -196,7 +196,9 @@ def serve(
     model, auth = _describe_model(settings), settings.auth_mode
     err.print(f"Loom API on {_url(sock)} · {model} · auth {auth} · docs at /docs", soft_wrap=True)
     _log_to_stderr(settings.log_level)
-    uvicorn.Server(uvicorn.Config(app, log_level=settings.log_level)).run(sockets=[sock])
+    server = uvicorn.Server(uvicorn.Config(app, log_level=settings.log_level))  # configures its loggers
+    _bound_uvicorn_logs()
+    server.run(sockets=[sock])
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -218,6 +220,16 @@ def _bind(host: str, port: int) -> socket.socket:
 def _url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     return f"http://[{host}]:{port}" if sock.family == socket.AF_INET6 else f"http://{host}:{port}"
+
+
+def _bound_uvicorn_logs() -> None:
+    """uvicorn's access and error logs keep their formatters; their records are bounded too."""
+    import logging
+
+    from loom.engines.errors import BoundedArguments
+
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logging.getLogger(name).addFilter(BoundedArguments())
 
 
 def _log_to_stderr(level: str) -> None:

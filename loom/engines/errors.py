@@ -86,6 +86,19 @@ class BoundedFormatter(logging.Formatter):
         return _logged(super().format(record), MAX_RECORD_CHARS)
 
 
+class BoundedArguments(logging.Filter):
+    """For loggers with formatters of their own (uvicorn's access and error logs): each string
+    argument of a record cut to `MAX_LOGGED_CHARS`, and its exception's text with it. A request
+    line is the caller's to make as long as the HTTP parser allows (probe 12: 60,000 characters)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_logged(a) if isinstance(a, str) else a for a in record.args)
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = _logged(logging.Formatter().formatException(record.exc_info), MAX_RECORD_CHARS)
+        return True
+
+
 def bounded_record(record: logging.LogRecord) -> str:
     """A record's message and traceback as one bounded text (for a handler that sends it on)."""
     return BoundedFormatter("%(message)s").format(record)

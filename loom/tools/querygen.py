@@ -11,6 +11,7 @@ query itself, it only carries the engine's verdict back to the model.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -229,7 +230,7 @@ async def answer(ctx: ToolContext, language: QueryLanguage, args: QuestionArgs) 
     source = ctx.source(args.source, language.name)
     engine = _engine(ctx, source, language)
     library = source.verified_for(language.name)
-    question = _asked(ctx, language, args.question)
+    question = await asyncio.to_thread(_asked, ctx, language, args.question)
     ranked = VerifiedIndex.of(library).rank(question)
     if ranked and ranked[0].score >= ctx.limits.verified_threshold:
         return await _run_verified(ctx, engine, source, language, ranked[0].verified)
@@ -361,7 +362,8 @@ class _Generation:
     async def _attempt(self, reply: str, schema: SchemaContext, tries: _Tries) -> QueryResult | None:
         """One reply of the model: the result to return, or None with the next prompt set."""
         query = extract_query(reply, self.language.fence) or self.language.bare_query(reply, self.dialect)
-        query = self.language.tidy(query) if query is not None else None
+        if query is not None:  # a parse: off the event loop (probe 12: R12-8 held every request)
+            query = await asyncio.to_thread(self.language.tidy, query)
         if query is None and CANNOT in reply.upper():
             raise _not_in_source(self.source, schema.catalog, reply)
         if query is None:

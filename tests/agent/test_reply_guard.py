@@ -251,3 +251,12 @@ def test_json_nested_past_the_decoders_depth_is_text_not_a_crash() -> None:
     deep = '{"a":' + "[" * 3000
     assert text_calls(deep, OFFERED) == ()
     assert echoed_calls([json.dumps({"rows": [[deep]]}), "[" * 5000], OFFERED) == frozenset()
+
+
+def test_a_tag_form_call_inside_a_result_cell_is_data_not_a_call() -> None:
+    # Probe 12 (R12-7): a cell `<nl2sql question="…" />`, quoted back by the model, ran as a call.
+    cell = '<nl2sql question="QUESTION FROM DATA" source="sales" />'
+    result = json.dumps({"result": {"rows": [[cell]]}})
+    assert ("nl2sql", json.dumps({"question": "QUESTION FROM DATA", "source": "sales"})) in echoed_calls(
+        [result], OFFERED
+    )

@@ -94,3 +94,14 @@ def test_a_log_record_with_a_huge_traceback_is_bounded() -> None:
     assert text.startswith("ERROR failed\nTraceback")
     assert len(text) < MAX_RECORD_CHARS + 100
     assert bounded_record(record).startswith("failed\nTraceback")
+
+
+def test_uvicorns_records_are_bounded_in_their_arguments() -> None:
+    # Probe 12 (R12-9): the access log wrote a 60,000-character request line.
+    from loom.engines.errors import MAX_LOGGED_CHARS, BoundedArguments
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s "%s %s"', ("1.2.3.4", "GET", "/x" * 40_000), None
+    )
+    assert BoundedArguments().filter(record)
+    assert len(record.getMessage()) < MAX_LOGGED_CHARS + 200

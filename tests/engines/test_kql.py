@@ -391,3 +391,15 @@ def test_nesting_too_deep_for_the_kql_parser_is_too_complex_everywhere(kql: KqlE
     deep = "print x = " + "(" * 300 + "1" + ")" * 300
     assert refused(kql, deep).code == "too_complex"
     assert tidy_kql(deep) == deep and not is_kql("T | " + deep)
+
+
+def test_tidy_leaves_long_text_alone_at_once() -> None:
+    # Probe 12 (R12-8): 20 lets without `;` in 16 KB took 10 s of parses on the event loop.
+    from loom.engines.kql.tidy import tidy_kql
+
+    long_query = "\n".join(
+        f"let a{i} = dim_store | where store_key == {i} or region == 'x{'y' * 700}'" for i in range(20)
+    )
+    started = time.monotonic()
+    assert tidy_kql(long_query) == long_query
+    assert time.monotonic() - started < 0.5

@@ -21,10 +21,10 @@ from antlr4 import ParserRuleContext
 
 from loom.engines.kql.tree import children, is_node, nodes, statements, text
 
-MAX_MENDS = 20  # missing `;`s mended in one query
-# Longer text is left as written: these parse on the server's event loop, where a long parse would
-# hold every turn (a model's query is a few hundred characters; the validator takes the rest).
-MAX_TIDY_CHARS = 4_000
+MAX_MENDS = 5  # missing `;`s mended in one query (each costs a parse)
+# Longer text is left as written: these parse in the server's process (in a worker thread, but
+# holding the interpreter while they do), and a model's query is a few hundred characters.
+MAX_TIDY_CHARS = 2_000
 
 
 def tidy_kql(query: str) -> str:

@@ -235,3 +235,21 @@ async def test_a_history_page_keeps_only_the_source_of_a_results_metadata(
     [light] = await db.messages(ALICE, conv.id, with_metadata=False)
     assert full.metadata == table
     assert light.metadata == {"result": {"source": "sales"}}
+
+
+async def test_a_big_conversation_is_deleted_a_batch_at_a_time_letting_other_writes_in(
+    db: SqliteConversationStore,
+) -> None:
+    # Probe 12 (R12-10): one DELETE of 2 x 320 MiB held every tenant's writes 3.5 s.
+    from loom.agent import sqlite_store
+
+    big = await db.create_conversation(ALICE, "big")
+    await db.append_messages(ALICE, big.id, [user(f"q{i}") for i in range(sqlite_store.DELETE_BATCH * 3 + 7)])
+    other = await db.create_conversation(BOB, "other")
+    deleting = asyncio.create_task(db.delete_conversation(ALICE, big.id))
+    await asyncio.sleep(0)  # the first batch is queued on the writer
+    await db.append_messages(BOB, other.id, [user("meanwhile")])  # a write between batches
+    assert await deleting
+    assert await db.messages(ALICE, big.id) == [] and await db.get_conversation(ALICE, big.id) is None
+    assert [m.content for m in await db.messages(BOB, other.id)] == ["meanwhile"]
+    assert not await db.delete_conversation(BOB, big.id) and not await db.delete_conversation(ALICE, big.id)

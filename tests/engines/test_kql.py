@@ -403,3 +403,15 @@ def test_tidy_leaves_long_text_alone_at_once() -> None:
     started = time.monotonic()
     assert tidy_kql(long_query) == long_query
     assert time.monotonic() - started < 0.5
+
+
+def test_tidy_leaves_the_aggregations_of_a_nested_pipeline_alone(kql: KqlEngine) -> None:
+    # Probe 12 (R12-11): the count() inside toscalar(…) was taken for the outer summarize's column.
+    from loom.engines.kql.tidy import tidy_kql
+
+    query = (
+        "dim_store | summarize n = count() by region "
+        "| where n > toscalar(dim_store | summarize count() by region | summarize avg(count_))"
+    )
+    assert tidy_kql(query) == query
+    assert kql.execute(query, max_rows=10, timeout_s=30).row_count >= 0

@@ -160,9 +160,25 @@ def _following(summarize: ParserRuleContext) -> Iterator[ParserRuleContext]:
         seen = seen or piped is pipe
 
 
-def _calls(node: ParserRuleContext) -> Iterator[ParserRuleContext]:
-    yield from nodes(node, "NamedFunctionCallExpressionContext")
-    yield from nodes(node, "CountExpressionContext")
+def _calls(operator: ParserRuleContext) -> Iterator[ParserRuleContext]:
+    """The calls directly in `operator`: not those of a pipeline nested in it (a `toscalar(T |
+    summarize count())` aggregates its own rows; probe 12: R12-11)."""
+    for call in (
+        *nodes(operator, "NamedFunctionCallExpressionContext"),
+        *nodes(operator, "CountExpressionContext"),
+    ):
+        if _operator_of(call) is operator:
+            yield call
+
+
+def _operator_of(node: ParserRuleContext) -> ParserRuleContext | None:
+    parent = node.parentCtx
+    while parent is not None:
+        kind = type(parent).__name__
+        if kind.endswith("OperatorContext") and kind != "AfterPipeOperatorContext":
+            return parent
+        parent = parent.parentCtx
+    return None
 
 
 def _compact(kql: str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import duckdb_kql
 from antlr4 import ParserRuleContext
 
-from loom.engines.kql.tree import children, is_node, nodes, statements, text
+from loom.engines.kql.tree import children, is_node, nodes, operator_of, statements, text
 
 MAX_MENDS = 5  # missing `;`s mended in one query (each costs a parse)
 # Longer text is left as written: these parse in the server's process (in a worker thread, but
@@ -167,18 +167,8 @@ def _calls(operator: ParserRuleContext) -> Iterator[ParserRuleContext]:
         *nodes(operator, "NamedFunctionCallExpressionContext"),
         *nodes(operator, "CountExpressionContext"),
     ):
-        if _operator_of(call) is operator:
+        if operator_of(call) is operator:
             yield call
-
-
-def _operator_of(node: ParserRuleContext) -> ParserRuleContext | None:
-    parent = node.parentCtx
-    while parent is not None:
-        kind = type(parent).__name__
-        if kind.endswith("OperatorContext") and kind != "AfterPipeOperatorContext":
-            return parent
-        parent = parent.parentCtx
-    return None
 
 
 def _compact(kql: str) -> str:

@@ -61,6 +61,17 @@ def statements(tree: ParserRuleContext) -> list[ParserRuleContext]:
     return [s for query in nodes(tree, "QueryContext") for s in children(query, "StatementContext")]
 
 
+def operator_of(node: ParserRuleContext) -> ParserRuleContext | None:
+    """The tabular operator (`where`, `summarize`…) an expression is in; None outside one."""
+    parent = node.parentCtx
+    while parent is not None:
+        kind = type(parent).__name__
+        if kind.endswith("OperatorContext") and kind != "AfterPipeOperatorContext":
+            return parent
+        parent = parent.parentCtx
+    return None
+
+
 def is_node(node: object, name: str) -> bool:
     return type(node).__name__ == name
 

@@ -19,7 +19,7 @@ from antlr4 import ParserRuleContext
 from duckdb_kql.control import is_control_command, strip_leading_comments
 
 from loom.engines.contracts import Problem, QueryError
-from loom.engines.kql.tree import is_node, nodes, statements
+from loom.engines.kql.tree import is_node, nodes, operator_of, statements
 from loom.engines.sql.screen import MAX_QUERY_CHARS, too_complex
 
 MAX_EXPECTED = 6  # tokens a syntax error lists before it says "or others"
@@ -112,7 +112,8 @@ def _misplaced_aggregations(tree: ParserRuleContext) -> list[Problem]:
     found = []
     for node in [*nodes(tree, "NamedFunctionCallExpressionContext"), *nodes(tree, "CountExpressionContext")]:
         name = "count" if is_node(node, "CountExpressionContext") else node.getChild(0).getText()
-        operator = _operator_of(node)
+        found_in = operator_of(node)
+        operator = type(found_in).__name__ if found_in is not None else None
         if name.lower() in AGGREGATIONS and operator is not None and operator not in _GROUPING:
             where = {"Sort": "order by"}.get(operator.removesuffix("OperatorContext"), operator[:-15].lower())
             found.append(
@@ -124,17 +125,6 @@ def _misplaced_aggregations(tree: ParserRuleContext) -> list[Problem]:
                 )
             )
     return found
-
-
-def _operator_of(node: ParserRuleContext) -> str | None:
-    """The tabular operator an expression is in (`WhereOperatorContext`…), None outside one."""
-    parent = node.parentCtx
-    while parent is not None:
-        kind = type(parent).__name__
-        if kind.endswith("OperatorContext") and kind != "AfterPipeOperatorContext":
-            return kind
-        parent = parent.parentCtx
-    return None
 
 
 def _no_output(tree: ParserRuleContext) -> list[Problem]:

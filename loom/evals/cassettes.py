@@ -9,7 +9,9 @@ stored, so neither is a key or a token.
 The key is a hash of the request's JSON with its keys sorted, the rows of tool results sorted (a
 query without ORDER BY may return its rows in another order on another run) and tool-call ids
 numbered by first appearance (the agent makes up the id of a call the model wrote as text): neither
-may make a replay miss. On replay a request with no recorded answer is
+may make a replay miss. Nor which rows of an unordered result the model read (`loose_key`): a
+request that matches its case's one recording but for tool-result rows replays it. On replay a
+request with no recorded answer is
 a miss: it is answered 400 (the SDK does not retry that), counted against the case that made it,
 and that case fails naming it — never a silent live call.
 """
@@ -81,9 +83,42 @@ class Cassette:
 def request_key(path: str, body: bytes) -> tuple[str, dict[str, Any]]:
     """The request's key, and its body as parsed (what the cassette keeps beside the key)."""
     parsed = json.loads(body or b"{}")
-    canonical = json.dumps(_normal(parsed), sort_keys=True, ensure_ascii=False)
+    return _hashed(path, _normal(parsed)), parsed
+
+
+def loose_key(path: str, body: dict[str, Any]) -> str:
+    """The key without the rows of tool results. A query without ORDER BY returns its rows in the
+    engine's order, which varies with its threads' timing; when the result has more rows than
+    the model reads (50), which rows it read varies with it, and the request with them (seen in
+    CI: a 200-row unordered result under load). A replay that misses on its key is answered from
+    the one recording of the case with this key, when there is exactly one."""
+    return _hashed(path, _without_rows(_normal(body)))
+
+
+def _hashed(path: str, normal: Any) -> str:
+    canonical = json.dumps(normal, sort_keys=True, ensure_ascii=False)
     endpoint = "/".join(path.rstrip("/").split("/")[-2:])  # chat/completions, whatever the base URL
-    return hashlib.sha256(f"{endpoint}\n{canonical}".encode()).hexdigest()[:32], parsed
+    return hashlib.sha256(f"{endpoint}\n{canonical}".encode()).hexdigest()[:32]
+
+
+def _without_rows(body: Any) -> Any:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list):
+        return body
+    return {**body, "messages": [_rowless(m) for m in messages]}
+
+
+def _rowless(message: Any) -> Any:
+    if not isinstance(message, dict) or message.get("role") != "tool":
+        return message
+    try:
+        parsed = json.loads(message.get("content") or "")
+    except (json.JSONDecodeError, TypeError):
+        return message
+    result = parsed.get("result") if isinstance(parsed, dict) else None
+    if not isinstance(result, dict) or "rows" not in result:
+        return message
+    return {**message, "content": json.dumps({**parsed, "result": {**result, "rows": None}}, sort_keys=True)}
 
 
 def _normal(body: Any) -> Any:
@@ -143,13 +178,25 @@ class CassetteTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         key, body = request_key(request.url.path, await request.aread())
-        found = self.cassette.entries.get(key)
+        found = self.cassette.entries.get(key) or self._loosely(request.url.path, body)
         if found is not None and self.mode == "replay":
             return _response(found.status, found.content_type, found.body.encode())
         if self.mode == "replay":
             self.cassette.misses.setdefault(CASE.get(), []).append(key)
             return _response(400, "application/json", _miss(key))
         return await self._record(request, key, body)
+
+    def _loosely(self, path: str, body: dict[str, Any]) -> Recorded | None:
+        if self.mode != "replay":
+            return None
+        wanted = loose_key(path, body)
+        case = CASE.get()
+        found = [
+            e
+            for e in self.cassette.entries.values()
+            if e.case == case and loose_key(path, e.request) == wanted
+        ]
+        return found[0] if len(found) == 1 else None
 
     async def _record(self, request: httpx2.Request, key: str, body: dict[str, Any]) -> httpx2.Response:
         response = await self.real.handle_async_request(request)

@@ -67,3 +67,19 @@ async def test_a_replay_miss_is_a_400_counted_against_its_case_and_never_live(tm
     assert answer.status_code == 400 and "replay miss" in answer.json()["error"]["message"]
     assert live.calls == 0
     assert len(cassette.missed("case-7")) == 1 and cassette.missed("other") == []
+
+
+async def test_a_request_that_differs_only_in_result_rows_replays_its_cases_one_recording(
+    tmp_path: Path,
+) -> None:
+    # Seen in CI: 50 rows of a 200-row unordered result, another 50 under load.
+    cassette = Cassette(tmp_path / "c.jsonl")
+    CASE.set("case-1")
+    await post(CassetteTransport(cassette, "record", Live()), body([[1], [2]]))
+    replay, live = CassetteTransport(cassette, "replay", Live()), Live()
+    answer = await post(replay, body([[3], [4]]))
+    assert answer.json() == {"ok": 1} and live.calls == 0
+    CASE.set("case-2")  # another case's recording is not borrowed
+    assert (await post(CassetteTransport(cassette, "replay", Live()), body([[3], [4]]))).status_code == 400
+    CASE.set("case-1")  # nor one that differs in more than the rows
+    assert (await post(replay, body([[3], [4]], stream=True))).status_code == 400

@@ -22,8 +22,9 @@ taoyds/test-suite-sql-eval), read for its rules and written anew over our `Resul
   predicted rows must be a valid choice from it (`Ties`). A probe needs the keys as output columns
   (by name, position or the same expression) or appendable ones: under SELECT DISTINCT with a key
   that is not an output, or a set operation ordered by anything but its outputs, ties are not
-  forgiven. Without `ordered`, a cut tie is forgiven up to which of two partial tie groups (at an
-  OFFSET and at the LIMIT) gave how many rows.
+  forgiven. A KQL gold ending in `top` or `sort` is probed the same way, on its syntax tree
+  (`loom.engines.kql.ranking`). Without `ordered`, a cut tie is forgiven up to which of two
+  partial tie groups (at an OFFSET and at the LIMIT) gave how many rows.
 - **Both empty is a match**, whatever their columns (as Spider). Otherwise a different number of
   rows or of columns is a mismatch.
 - **DISTINCT is not removed.** Spider's default mode deletes DISTINCT from both queries before
@@ -179,6 +180,11 @@ class Ties:
 
 def tie_probe(query: str, dialect: str) -> TieProbe | None:
     """The probe for an ordered gold query, or None when its ranking cannot be shown this way."""
+    if dialect == "kql":
+        from loom.engines.kql.ranking import ranking_probe
+
+        shown = ranking_probe(query)
+        return TieProbe(shown[0], (None,) * shown[1], 0) if shown is not None else None
     tree = _parse(query, dialect)
     order = tree.args.get("order") if tree is not None else None
     if tree is None or not isinstance(order, exp.Order):

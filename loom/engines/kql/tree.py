@@ -61,6 +61,13 @@ def statements(tree: ParserRuleContext) -> list[ParserRuleContext]:
     return [s for query in nodes(tree, "QueryContext") for s in children(query, "StatementContext")]
 
 
+def last_operator(tree: ParserRuleContext) -> ParserRuleContext | None:
+    """The last tabular operator on the query's own pipeline (after its `let`s); None for none."""
+    found = statements(tree)
+    operators = list(nodes(found[-1], "AfterPipeOperatorContext")) if found else []
+    return operators[-1].getChild(0) if operators else None
+
+
 def operator_of(node: ParserRuleContext) -> ParserRuleContext | None:
     """The tabular operator (`where`, `summarize`…) an expression is in; None outside one."""
     parent = node.parentCtx

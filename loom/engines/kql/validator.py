@@ -19,9 +19,10 @@ from antlr4 import ParserRuleContext
 from duckdb_kql.control import is_control_command, strip_leading_comments
 
 from loom.engines.contracts import Problem, QueryError
-from loom.engines.kql.tree import is_node, nodes, operator_of, statements
+from loom.engines.kql.tree import is_node, last_operator, nodes, operator_of, statements
 from loom.engines.sql.screen import MAX_QUERY_CHARS, too_complex
 
+ORDERING = ("SortOperatorContext", "TopOperatorContext")  # the operators that leave rows in order
 MAX_EXPECTED = 6  # tokens a syntax error lists before it says "or others"
 
 
@@ -197,7 +198,4 @@ def ends_ordered(query: str) -> bool:
         tree = parse_kql(query)
     except QueryError:
         return False
-    found = statements(tree)
-    operators = list(nodes(found[-1], "AfterPipeOperatorContext")) if found else []
-    last = operators[-1].getChild(0) if operators else None
-    return type(last).__name__ in ("SortOperatorContext", "TopOperatorContext")
+    return type(last_operator(tree)).__name__ in ORDERING

@@ -159,6 +159,8 @@ def test_the_engine_cuts_a_wide_row_inside_duckdb_to_its_share_of_the_budget(tmp
         "SELECT length(space(20000000)) AS n",
         "SELECT len(range(300000000)) AS n",  # a list of 300 million numbers: 15 GB
         "SELECT len(generate_series(1, 300000000)) AS n",
+        # a timestamp range: its size is the span over the step (a year of seconds: 31.6 million)
+        "SELECT len(generate_series(TIMESTAMP '2020-01-01', TIMESTAMP '2021-01-01', INTERVAL 1 second)) AS n",
         "SELECT array_to_string(list_resize(['x'], 20000000, 'x'), '') AS s",
     ],
 )
@@ -173,6 +175,17 @@ def test_small_builders_answer_as_before(tmp_path: Path) -> None:
     engine = DuckDBEngine(DuckDBSource(name="small", location=str(tmp_path)))
     sql = "SELECT repeat('ab', 3), lpad('7', 3, '0'), rpad('7', 3, '-'), repeat(repeat('x', 2), 2)"
     assert engine.execute(sql, max_rows=5, timeout_s=10).rows == [["ababab", "007", "7--", "xxxx"]]
+
+
+def test_a_timestamp_range_as_a_value_is_checked_and_answers(tmp_path: Path) -> None:
+    # The check once cast the bounds to BIGINT, which fails for timestamps: every such query failed.
+    engine = DuckDBEngine(DuckDBSource(name="small", location=str(tmp_path)))
+    sql = (
+        "SELECT len(generate_series(TIMESTAMP '2020-01-01', TIMESTAMP '2020-01-02', INTERVAL 6 hour)) AS t, "
+        "len(generate_series(DATE '2020-01-01', DATE '2020-01-31', INTERVAL 1 day)) AS d, "
+        "len(range(1, 10, 3)) AS n"
+    )
+    assert engine.execute(sql, max_rows=5, timeout_s=10).rows == [[5, 31, 3]]
 
 
 def test_a_long_binary_value_is_left_out_inside_duckdb_saying_how_long(tmp_path: Path) -> None:

@@ -370,6 +370,35 @@ CASES: dict[str, tuple[str, Callable[[pd.DataFrame], Rows], bool]] = {
         lambda d: rows(d.EventNarrative.str.split(" ").str[0].value_counts().reset_index()),
         False,
     ),
+    "mv_expand_range_of_days": (  # range() over datetimes: one row per day an event spans
+        "StormEvents | where EventId < 10200 "
+        "| extend day = range(startofday(StartTime), startofday(EndTime), 1d) "
+        "| mv-expand day to typeof(datetime) | summarize n = count()",
+        lambda d: [
+            (((d.EndTime.dt.normalize() - d.StartTime.dt.normalize()).dt.days + 1)[d.EventId < 10_200].sum(),)
+        ],
+        False,
+    ),
+    "range_of_longs_and_reals": (
+        "StormEvents | where EventId < 10005 | extend r = range(InjuriesDirect, InjuriesDirect + 6, 2), "
+        "f = range(0.5, 1.5, 0.25) | project EventId, n = array_length(r), hi = toreal(r[-1]), "
+        "fsum = toreal(f[0]) + toreal(f[4])",
+        lambda d: [
+            (e, 4, float(i + 6), 2.0) for e, i in rows(d[d.EventId < 10_005][["EventId", "InjuriesDirect"]])
+        ],
+        False,
+    ),
+    "bag_indexed_by_a_string_column": (  # a property bag read by each row's own key
+        "let kinds = dynamic({'Hail': 'ice', 'Tornado': 'wind'}); "
+        "StormEvents | extend family = tostring(kinds[EventType]) | summarize n = count() by family",
+        lambda d: rows(
+            d.assign(family=d.EventType.map({"Hail": "ice", "Tornado": "wind"}).fillna(""))
+            .groupby("family")
+            .size()
+            .reset_index()
+        ),
+        False,
+    ),
     # --- datetime --------------------------------------------------------------------------------
     "dayofweek": (
         "StormEvents | summarize n = count() by d = dayofweek(StartTime) / 1d",

@@ -25,8 +25,6 @@ NOW = dt.datetime(2008, 1, 1, tzinfo=dt.UTC)
 KNOWN: dict[int, str] = {
     3: "joins on $right.StateName, a column the docs' PopulationData does not have either",
     4: "queries SalesFact, a table of another sample database",
-    16: "indexes a dynamic bag by a string column (sourceMapping[Source]): a duckdb-kql 1.1.2 bug",
-    28: "uses the range() function (a scalar array of datetimes), which duckdb-kql 1.1.2 lacks",
 }
 
 needs_examples = pytest.mark.skipif(
@@ -50,7 +48,7 @@ def test_the_documented_examples_run_but_for_the_ones_listed_with_why(storms: Kq
         except QueryError as e:
             failed[i] = f"{e.code}: {e.message[:120]}"
     assert set(failed) == set(KNOWN), failed
-    assert len(examples) - len(failed) >= 25
+    assert len(examples) - len(failed) >= 27
 
 
 def test_the_generated_table_has_the_documented_columns_and_kusto_types(storms: KqlEngine) -> None:

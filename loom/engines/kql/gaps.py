@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from antlr4 import ParserRuleContext
-from sqlglot import exp
+from sqlglot import exp, parse_one
 
 from loom.engines.contracts import QueryError
 
@@ -84,3 +84,45 @@ def _bucket(value: exp.Expr, step: exp.Expr) -> exp.Expr:
     )
     origin = exp.cast(exp.Literal.string(KUSTO_EPOCH), exp.DataType.Type.TIMESTAMP)
     return exp.Anonymous(this="time_bucket", expressions=[step.copy(), utc, origin])
+
+
+# An index into a dynamic value, `d[k]`, when duckdb-kql cannot tell k's type: it writes an array
+# index, '$[' || CASE WHEN k < 0 THEN '#' || k ELSE k END || ']', and a string key then fails
+# (`'Public' < 0` does not convert). Kusto reads a string as a property name.
+_KEY_PATH = parse_one(
+    "CASE WHEN typeof(k) = 'VARCHAR' "
+    "THEN '$.\"' || replace(replace(CAST(k AS VARCHAR), '\\', '\\\\'), '\"', '\\\"') || '\"' "
+    "ELSE '$[' || CASE WHEN TRY_CAST(k AS BIGINT) < 0 THEN '#' || CAST(k AS VARCHAR) "
+    "ELSE CAST(k AS VARCHAR) END || ']' END",
+    read="duckdb",
+)
+
+
+def index_by_key(tree: exp.Expr) -> None:
+    """Each JSON path duckdb-kql built for an index of unknown type, as one that reads a string
+    index as a property name (`$."Emergency Manager"`) and any other as an array index."""
+    for node in list(tree.find_all(exp.DPipe)):
+        key = _indexed(node)
+        if key is not None:
+            path = _KEY_PATH.copy()
+            for placeholder in list(path.find_all(exp.Column)):
+                if placeholder.name == "k":
+                    placeholder.replace(key.copy())
+            node.replace(path)
+
+
+def _indexed(node: exp.DPipe) -> exp.Expr | None:
+    """k, when `node` is '$[' || CASE WHEN k < 0 THEN '#' || CAST(k) ELSE CAST(k) END || ']'."""
+    head, close = node.this, node.expression
+    if close != exp.Literal.string("]") or not isinstance(head, exp.DPipe):
+        return None
+    if head.this != exp.Literal.string("$[") or not isinstance(head.expression, exp.Case):
+        return None
+    case = head.expression
+    ifs, default = case.args.get("ifs") or [], case.args.get("default")
+    if len(ifs) != 1 or not isinstance(ifs[0].this, exp.LT) or not isinstance(default, exp.Cast):
+        return None
+    key = ifs[0].this.this
+    if ifs[0].this.expression != exp.Literal.number(0) or default.this != key:
+        return None
+    return key

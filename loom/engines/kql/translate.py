@@ -17,12 +17,13 @@ from sqlglot import exp
 
 from loom.engines.contracts import Catalog, QueryError
 from loom.engines.kql.expansion import check_expansion
-from loom.engines.kql.gaps import align_datetime_bins, refuse_gaps
+from loom.engines.kql.functions import preludes as kql_preludes
+from loom.engines.kql.gaps import align_datetime_bins, index_by_key, refuse_gaps
 from loom.engines.kql.names import kql_schema, kql_tables, preferred_names, shown_name
 from loom.engines.kql.nested import find_nested, nested_sql
 from loom.engines.kql.series import find_series, series_sql
 from loom.engines.kql.tree import Translate
-from loom.engines.kql.validator import function_calls, kql_problems, parse_kql
+from loom.engines.kql.validator import kql_problems, parse_kql
 from loom.engines.sql.qualify import cte_references, unknown_table_problem
 from loom.engines.sql.screen import too_complex
 from loom.engines.sql.validator import parse_sql
@@ -51,9 +52,10 @@ def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> 
         sql = parse_sql(str(translated), "duckdb")
         _bind(sql, dict(translated.parameters or {}))
         align_datetime_bins(sql)
+        index_by_key(sql)
         return sql
 
-    preludes = _preludes(tree)
+    preludes = kql_preludes(tree)
 
     def after_preludes(kql: str, tables: dict[str, list[str]]) -> exp.Expr:
         return translate(preludes + kql, tables)
@@ -72,19 +74,6 @@ def _ours(tree: ParserRuleContext, query: str, translate: Translate) -> exp.Expr
     if series is not None:
         return series_sql(series, translate)
     return nested_sql(nested, translate) if nested is not None else None
-
-
-# Functions duckdb-kql 1.1.2 lacks, written in the KQL it has; put before a query that calls one.
-PRELUDES = {
-    "bin_at": "let bin_at = (value: datetime, size: timespan, fixed: datetime) "
-    "{ fixed + size * bin((value - fixed) / size, 1) };",
-}
-
-
-def _preludes(tree: ParserRuleContext) -> str:
-    """A `let` for each function of `PRELUDES` the query calls (found on its syntax tree)."""
-    called = {name.lower() for name in function_calls(tree)}
-    return "".join(f"{text}\n" for name, text in PRELUDES.items() if name in called)
 
 
 def _bind(tree: exp.Expr, parameters: dict[str, Any]) -> None:
@@ -128,6 +117,9 @@ def _listed(names: dict[str, str]) -> dict[str, str]:
 def _refused(error: duckdb_kql.KqlError, names: dict[str, str]) -> QueryError:
     if isinstance(error, duckdb_kql.KqlUnsupportedError):
         construct = getattr(error, "construct", None) or "part of this query"
+        hint = getattr(error, "hint", None) or ""
+        if construct.startswith("function:") and " argument" in hint:  # a known function, wrong arity
+            return QueryError("parse_error", f"{hint}.")
         return QueryError(
             "unsupported",
             f"{_operator(construct)} is not supported by the embedded KQL engine: write the query "

@@ -59,11 +59,29 @@ def _pad(node: exp.Func) -> None:
 
 
 def _range(node: exp.Func) -> None:
-    start, end = node.args.get("start"), node.args.get("end")
+    start, end, step = node.args.get("start"), node.args.get("end"), node.args.get("step")
     if end is None:
         return
-    span = exp.Sub(this=_bigint(end), expression=_bigint(start)) if start is not None else _bigint(end)
-    end.replace(_checked(end, exp.Abs(this=span), "range"))
+    if start is None:
+        end.replace(_checked(end, exp.Abs(this=_bigint(end)), "range"))
+        return
+    # The same call builds numbers or timestamps, and the rewrite cannot see which: each count is
+    # written with TRY_CAST, which binds for every type and is NULL for the other kind.
+    numbers = exp.Abs(this=exp.Sub(this=_try(end, "BIGINT"), expression=_try(start, "BIGINT")))
+    count: exp.Expr = numbers
+    if step is not None:  # timestamps: the span over the step, in seconds (a timestamp range has one)
+        seconds = exp.Abs(this=exp.Sub(this=_epoch(end, "TIMESTAMP"), expression=_epoch(start, "TIMESTAMP")))
+        steps = exp.Div(this=seconds, expression=_epoch(step, "INTERVAL"))
+        count = exp.Coalesce(this=numbers, expressions=[steps])
+    end.replace(_checked(end, count, "range"))
+
+
+def _try(node: exp.Expr, to: str) -> exp.Expr:
+    return exp.TryCast(this=node.copy(), to=exp.DataType.build(to))
+
+
+def _epoch(node: exp.Expr, to: str) -> exp.Expr:
+    return exp.Anonymous(this="epoch", expressions=[_try(node, to)])
 
 
 def _list_resize(node: exp.Func) -> None:

@@ -566,3 +566,18 @@ def test_a_recursive_cte_still_reports_a_column_it_does_not_have() -> None:
     [problem] = validate_sql(query, "duckdb", COLUMNS)
     assert problem.code == "unknown_column"
     assert "no column 'm'" in problem.message
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        # a local model's BIRD query: the same table joined twice without aliases (sqlglot raised
+        # OptimizeError out of the validator, and the case ended with an internal error)
+        "SELECT orders.order_id FROM orders JOIN orders ON orders.order_id = orders.customer",
+        "SELECT o.order_id FROM orders AS o JOIN orders AS o ON o.order_id = o.customer",
+    ],
+)
+def test_a_source_named_twice_in_one_from_is_a_problem_to_repair(query: str) -> None:
+    (problem,) = validate_sql(query, "duckdb", COLUMNS)
+    assert problem.code == "ambiguous_source"
+    assert "Alias already used" in problem.message and "alias of its own" in problem.message

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from sqlglot import exp
-from sqlglot.errors import SqlglotError
+from sqlglot.errors import OptimizeError, SqlglotError
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from loom.engines.contracts import Catalog, Problem, TableInfo, UnavailableTable
@@ -198,7 +198,14 @@ def unknown_columns(expr: exp.Expr, names: CatalogNames, rules: DialectRules) ->
         if isinstance(scope.expression, exp.Select)  # a set operation's ORDER BY names its output
         for column in _own_columns(scope)
     )
-    yield from unique(p for p in problems if p is not None)
+    try:
+        yield from unique(p for p in problems if p is not None)
+    except OptimizeError as e:  # raised as the sources are read, e.g. one table joined twice unaliased
+        yield Problem(
+            code="ambiguous_source",
+            message=f"{e}: a table or alias appears twice in one FROM. Give each occurrence an alias "
+            "of its own (`FROM t AS a JOIN t AS b ON …`) and qualify the columns with them.",
+        )
 
 
 def _own_columns(scope: Scope) -> list[exp.Column]:

@@ -12,6 +12,7 @@ import pytest
 
 from loom.engines.contracts import QueryError
 from loom.engines.isolated.engine import IsolatedEngine
+from loom.engines.kql import budget, translate
 from loom.engines.kql.engine import KqlEngine
 from loom.engines.kql.names import kql_tables, shown_name
 from loom.engines.registry import CloudAccess, EnginePool
@@ -46,8 +47,12 @@ def rows(engine: KqlEngine | DuckDBEngine, query: str) -> list[list[object]]:
 
 
 def refused(engine: KqlEngine, query: str) -> QueryError:
+    return refused_within(engine, query, 10)
+
+
+def refused_within(engine: KqlEngine, query: str, timeout_s: float) -> QueryError:
     with pytest.raises(QueryError) as caught:
-        engine.execute(query, max_rows=10, timeout_s=10)
+        engine.execute(query, max_rows=10, timeout_s=timeout_s)
     return caught.value
 
 
@@ -323,6 +328,42 @@ def test_a_query_whose_translation_would_explode_is_refused_before_it_is_built(
     error = refused(kql, query)
     assert error.code == "too_complex" and "translation to SQL would be about" in error.message
     assert time.monotonic() - started < 5
+
+
+def test_what_the_estimate_misses_is_stopped_by_the_translations_own_bounds(
+    kql: KqlEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Probe 13 (R13-1): lets inside a let function's body evaded the estimate; 286 bytes built
+    # 1.98 G characters. The rendering budget stops it whatever the form.
+    body = "let a = strcat(" + ", ".join(["p"] * 32) + "); let b = strcat(" + ", ".join(["a"] * 32) + ");"
+    inner = (
+        "let g = (p: string) { "
+        + body
+        + " let c = strcat("
+        + ", ".join(["b"] * 32)
+        + "); c }; print x = g('a')"
+    )
+    error = refused(kql, inner)
+    assert error.code == "too_complex" and "built more than 20,000,000 characters" in error.message
+    # Little text, much work: each let joins the last to itself, doubling the columns duckdb-kql
+    # de-duplicates pairwise (49 s at 16 lets). The translation's deadline stops it.
+    monkeypatch.setattr(budget, "MAX_TRANSLATE_S", 0.5)
+    monkeypatch.setattr(translate, "MAX_TRANSLATE_S", 0.5)
+    joins = "".join(f"let t{i} = t{i - 1} | join kind=inner t{i - 1} on n; " for i in range(1, 20))
+    started = time.monotonic()
+    error = refused(kql, "let t0 = range n from 1 to 3 step 1; " + joins + "t19 | count")
+    assert error.code == "too_complex" and "took more than 0.5 s" in error.message
+    assert time.monotonic() - started < 5
+    # The thread that was stopped answers the next query, and no stray exception follows it.
+    assert kql.execute("print x = 1", max_rows=5, timeout_s=10).rows == [[1]]
+    time.sleep(0.6)
+    assert kql.execute("print x = 2", max_rows=5, timeout_s=10).rows == [[2]]
+
+
+def test_a_translation_stopped_at_the_querys_own_limit_is_a_timeout(kql: KqlEngine) -> None:
+    joins = "".join(f"let t{i} = t{i - 1} | join kind=inner t{i - 1} on n; " for i in range(1, 20))
+    error = refused_within(kql, "let t0 = range n from 1 to 3 step 1; " + joins + "t19 | count", 1.0)
+    assert error.code == "timeout" and "while it was being translated" in error.message
 
 
 def test_a_long_chain_of_operators_is_too_complex_not_an_internal_error(kql: KqlEngine) -> None:

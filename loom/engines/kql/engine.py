@@ -68,7 +68,7 @@ class KqlEngine:
         query_started()
         started = time.monotonic()
         with translated():  # the SQL is duckdb-kql's, from a query held to the KQL limits
-            sql = kql_to_sql(query, catalog, now)
+            sql = kql_to_sql(query, catalog, now, limit_s=timeout_s)
             spent = time.monotonic() - started
             if spent >= timeout_s:  # the translation alone took the whole limit: nothing is run
                 raise QueryError(

@@ -16,6 +16,7 @@ from antlr4 import ParserRuleContext
 from sqlglot import exp
 
 from loom.engines.contracts import Catalog, QueryError
+from loom.engines.kql.budget import MAX_TRANSLATE_S, rendering_budget, translation_deadline
 from loom.engines.kql.expansion import check_expansion
 from loom.engines.kql.functions import preludes as kql_preludes
 from loom.engines.kql.gaps import align_datetime_bins, index_by_key, refuse_gaps
@@ -29,8 +30,17 @@ from loom.engines.sql.screen import too_complex
 from loom.engines.sql.validator import parse_sql
 
 
-def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> str:
-    """The DuckDB SQL for `query`, or QueryError naming what cannot run and where."""
+def kql_to_sql(
+    query: str, catalog: Catalog, now: dt.datetime | None = None, limit_s: float | None = None
+) -> str:
+    """The DuckDB SQL for `query`, or QueryError naming what cannot run and where. The work stops
+    at `limit_s` (the query's time limit) or `MAX_TRANSLATE_S`, whichever comes first."""
+    seconds = MAX_TRANSLATE_S if limit_s is None else min(limit_s, MAX_TRANSLATE_S)
+    with translation_deadline(seconds, limit_s):
+        return _kql_to_sql(query, catalog, now)
+
+
+def _kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None) -> str:
     tree = parse_kql(query)
     problems = kql_problems(tree)
     if problems:
@@ -42,9 +52,10 @@ def kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None = None) -> 
 
     def translate(kql: str, tables: dict[str, list[str]]) -> exp.Expr:
         try:
-            translated = duckdb_kql.to_sql(
-                kql, schema={**schema, **tables}, query_now=clock, allow_write=False
-            )
+            with rendering_budget():  # whatever form evades the estimate above (probe 13: R13-1)
+                translated = duckdb_kql.to_sql(
+                    kql, schema={**schema, **tables}, query_now=clock, allow_write=False
+                )
         except duckdb_kql.KqlError as e:
             raise _refused(e, names) from e
         except RecursionError as e:  # a long chain of operators (`1 + 2 + … + 3000`) recurses per term

@@ -12,11 +12,12 @@ A file with mistakes is refused whole, each problem named with its line.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from loom.agent.sources import resolve_location
 from loom.engines.sources import SourceSpec
@@ -91,11 +92,24 @@ class Case(Strict):
         return self.turns
 
 
+PLAIN_NAME = re.compile(r"\w[\w .+-]{0,99}")
+
+
 class Suite(Strict):
     name: str
     description: str = ""
     sources: tuple[SourceSpec, ...] = ()
     cases: tuple[Case, ...]
+
+    @field_validator("name")
+    @classmethod
+    def _plain(cls, name: str) -> str:
+        # The run's folder is named after it: a plain name, never a path (probe 13: R13-3).
+        if not PLAIN_NAME.fullmatch(name):
+            raise ValueError(
+                "must be a plain name of up to 100 letters, digits, spaces and . + - _, not a path"
+            )
+        return name
 
 
 class SuiteError(ValueError):
@@ -121,6 +135,7 @@ def load_suite(path: Path) -> Suite:
 # --- reading, with the line of everything ---------------------------------------------------------
 
 Lines = dict[tuple[int | str, ...], int]  # where in the file each part of the document starts
+MAX_NODES = 200_000  # values in a suite, aliases expanded (BIRD's 140 cases: 1,837; Spider's 200: 2,485)
 
 
 def _yaml(path: Path, text: str) -> tuple[Any, Lines]:
@@ -134,20 +149,32 @@ def _yaml(path: Path, text: str) -> tuple[Any, Lines]:
     if not isinstance(raw, dict):
         raise SuiteError(f"the suite {path} must be a mapping with `name` and `cases`")
     lines: Lines = {}
-    _walk(node, (), lines)
+    if _walk(node, (), lines, MAX_NODES) < 0:
+        raise SuiteError(
+            f"the suite {path} expands to more than {MAX_NODES:,} values (through YAML aliases): "
+            "write the cases out, or split the suite"
+        )
     return raw, lines
 
 
-def _walk(node: yaml.Node | None, at: tuple[int | str, ...], lines: Lines) -> None:
+def _walk(node: yaml.Node | None, at: tuple[int | str, ...], lines: Lines, left: int) -> int:
+    """Record where each value starts; what is `left` of the node budget after it, negative when
+    the document expands past it (a few aliases of aliases make billions: probe 13, R13-4)."""
     if node is None:
-        return
+        return left
+    left -= 1
     lines[at] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            _walk(value, (*at, str(key.value)), lines)
+        parts = [(str(key.value), value) for key, value in node.value]
     elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, (*at, i), lines)
+        parts = list(enumerate(node.value))
+    else:
+        parts = []
+    for name, child in parts:
+        if left < 0:
+            break
+        left = _walk(child, (*at, name), lines, left)
+    return left
 
 
 def _jsonl(path: Path, text: str) -> tuple[Any, Lines]:

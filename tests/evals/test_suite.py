@@ -71,6 +71,18 @@ def test_every_mistake_is_named_with_its_line(tmp_path: Path) -> None:
             "name: t\ncases:\n  - {id: a, question: q}\n  - {id: a, question: r}\n",
             "case id more than once: a",
         ),
+        # probe 13 (R13-3): the run's folder is named after the suite, so a path would leave --out
+        ("name: ../../elsewhere\ncases: [{id: a, question: q}]\n", "line 1, name: .*not a path"),
+        ("name: /tmp/x\ncases: [{id: a, question: q}]\n", "not a path"),
+        # probe 13 (R13-4): 537 bytes of aliases of aliases expand to 9^9 values
+        (
+            "name: t\n"
+            + "".join(
+                f"x{i}: &l{i} [{', '.join(['lol'] if i == 0 else [f'*l{i - 1}'] * 9)}]\n" for i in range(9)
+            )
+            + "cases: [{id: a, question: q, tags: *l8}]\n",
+            "expands to more than 200,000 values",
+        ),
     ],
 )
 def test_unusable_files_say_why(tmp_path: Path, text: str, expected: str) -> None:

@@ -570,21 +570,27 @@ async def test_a_before_past_any_seq_is_422_not_a_server_error(client: httpx.Asy
     assert error(response, 422)["code"]
 
 
-def test_one_principal_reads_at_most_two_pages_at_once() -> None:
+def test_pages_read_at_once_are_bounded_per_user_and_per_tenant() -> None:
     # Probe 12 (R12-4): 40 GET loops of one user held another tenant's turn reads for 22 s.
+    # Probe 13 (R13-2): eight users of one tenant, two loops each, still did (GETs 0.06 -> 1.1 s).
     from loom.api.routes.conversations import _Readers
     from loom.api.schemas import ApiError
     from loom.identity import Principal
 
-    readers = _Readers(most=2)
-    alice, bob = Principal(tenant_id="t1", user_id="alice"), Principal(tenant_id="t2", user_id="bob")
+    readers = _Readers(per_user=2, per_tenant=3)
+    alice, carol = Principal(tenant_id="t1", user_id="alice"), Principal(tenant_id="t1", user_id="carol")
+    dave, bob = Principal(tenant_id="t1", user_id="dave"), Principal(tenant_id="t2", user_id="bob")
     with readers.one(alice), readers.one(alice):
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(ApiError, match="per user") as refused:
             with readers.one(alice):
                 pass
         assert refused.value.status_code == 429
-        with readers.one(bob):  # another principal reads meanwhile
-            pass
+        with readers.one(carol):  # a colleague reads meanwhile: the tenant's third
+            with pytest.raises(ApiError, match="per tenant"):
+                with readers.one(dave):
+                    pass
+            with readers.one(bob):  # another tenant reads meanwhile
+                pass
     with readers.one(alice):  # and alice again, once hers ended
-        assert readers.reading == {("t1", "alice"): 1}
-    assert readers.reading == {}
+        assert dict(readers.reading) == {("t1", "alice"): 1, ("t1",): 1}
+    assert not readers.reading

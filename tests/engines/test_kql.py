@@ -456,3 +456,18 @@ def test_tidy_leaves_the_aggregations_of_a_nested_pipeline_alone(kql: KqlEngine)
     )
     assert tidy_kql(query) == query
     assert kql.execute(query, max_rows=10, timeout_s=30).row_count >= 0
+
+
+def test_tidy_gives_up_on_a_slow_parse_at_its_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Probe 13 (R13-5): 1,948 characters of parenthesised lets without `;` took 1-2 s of parsing
+    # per attempt in the server's process. Tidy stops at its limit and leaves the query as written.
+    from loom.engines.kql import tidy
+
+    query = "\n".join(f"let a{i} = " + "+".join(["((((((1))))))"] * 4) for i in range(3)) + "\nprint a2"
+    mended = tidy.tidy_kql(query)
+    assert mended.count(";") == 3  # within the limit: both missing `;`s mended
+    monkeypatch.setattr(tidy, "MAX_TIDY_S", 0.001)
+    assert tidy.tidy_kql(query) == query  # stopped in its first parse: as written
+    assert not tidy.is_kql(query.replace("print a2", "T | take 1"))
+    monkeypatch.undo()
+    assert tidy.tidy_kql(query) == mended  # the thread that was stopped tidies the next one

@@ -91,32 +91,39 @@ def _counted(render: Callable[..., Any]) -> Callable[..., Any]:
     return counted
 
 
-class _Overran(BaseException):
-    """Raised in the translating thread at its deadline. Not an Exception: duckdb-kql catches
-    those in places (`except Exception` around a let's schema) and would translate on."""
+class Overran(BaseException):
+    """Raised in a thread stopped at its deadline. Not an Exception: duckdb-kql catches those in
+    places (`except Exception` around a let's schema) and would carry on."""
 
 
 @contextmanager
-def translation_deadline(seconds: float, limit_s: float | None = None) -> Iterator[None]:
-    """Stop the block, run on this thread, after `seconds`: `timeout` when that is the query's own
-    limit (`limit_s`), `too_complex` when it is the translation's."""
+def stopped_after(seconds: float) -> Iterator[None]:
+    """Raise `Overran` in this thread, between two bytecodes, if the block runs past `seconds`."""
     thread, lock, open_ = threading.get_ident(), threading.Lock(), [True]
 
     def fire() -> None:
         with lock:
             if open_[0]:
-                _raise_in(thread, _Overran)
+                _raise_in(thread, Overran)
 
     entry = DEADLINES.schedule(seconds, fire)
     try:
-        try:
+        yield
+    finally:
+        entry.cancel()
+        with lock:  # after this no exception is pending: one not yet raised is taken back
+            open_[0] = False
+            _raise_in(thread, None)
+
+
+@contextmanager
+def translation_deadline(seconds: float, limit_s: float | None = None) -> Iterator[None]:
+    """Stop the translation after `seconds`: `timeout` when that is the query's own limit
+    (`limit_s`), `too_complex` when it is the translation's."""
+    try:
+        with stopped_after(seconds):
             yield
-        finally:
-            entry.cancel()
-            with lock:  # after this no exception is pending: one not yet raised is taken back
-                open_[0] = False
-                _raise_in(thread, None)
-    except _Overran:
+    except Overran:
         if limit_s is not None and seconds >= limit_s:
             raise QueryError(
                 "timeout",

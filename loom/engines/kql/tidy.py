@@ -19,12 +19,16 @@ from collections.abc import Iterator
 import duckdb_kql
 from antlr4 import ParserRuleContext
 
+from loom.engines.kql.budget import Overran, stopped_after
 from loom.engines.kql.tree import children, is_node, nodes, operator_of, statements, text
 
 MAX_MENDS = 5  # missing `;`s mended in one query (each costs a parse)
 # Longer text is left as written: these parse in the server's process (in a worker thread, but
 # holding the interpreter while they do), and a model's query is a few hundred characters.
 MAX_TIDY_CHARS = 2_000
+# And stopped at this: a 1,948-character query of parenthesised lets without `;` took 1-2 s of
+# parsing per attempt (probe 13: R13-5); a model's query parses in milliseconds.
+MAX_TIDY_S = 0.25
 
 
 def tidy_kql(query: str) -> str:
@@ -32,8 +36,11 @@ def tidy_kql(query: str) -> str:
     if len(query) > MAX_TIDY_CHARS:
         return query
     try:
-        return _mended(query)
+        with stopped_after(MAX_TIDY_S):
+            return _mended(query)
     except RecursionError:  # nested too deep for the grammar: the validator says so (probe 12)
+        return query
+    except Overran:  # a pathological parse: the engine's own parse, in its process, reports it
         return query
 
 
@@ -61,8 +68,9 @@ def is_kql(text: str) -> bool:
     if "|" not in text or len(text) > MAX_TIDY_CHARS:
         return False
     try:
-        tree = duckdb_kql.parse(text).tree
-    except (duckdb_kql.KqlError, RecursionError):
+        with stopped_after(MAX_TIDY_S):
+            tree = duckdb_kql.parse(text).tree
+    except (duckdb_kql.KqlError, RecursionError, Overran):
         return False
     return tree is not None and next(nodes(tree, "PipedOperatorContext"), None) is not None
 

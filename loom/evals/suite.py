@@ -164,6 +164,7 @@ def _walk(node: yaml.Node | None, at: tuple[int | str, ...], lines: Lines, left:
         return left
     left -= 1
     lines[at] = node.start_mark.line + 1
+    parts: list[tuple[int | str, yaml.Node]]
     if isinstance(node, yaml.MappingNode):
         parts = [(str(key.value), value) for key, value in node.value]
     elif isinstance(node, yaml.SequenceNode):

@@ -43,6 +43,19 @@ GOLDEN = [
         "SELECT id / 2, score / 2, count(*) / 2 FROM t GROUP BY id, score",
         "SELECT id // NULLIF(2, 0), score / NULLIF(2, 0), COUNT(*) // NULLIF(2, 0) FROM t GROUP BY id, score",
     ),
+    # ... innermost first, through integer functions, scalar subqueries and derived tables (probe 13:
+    # R13-6, each answered 1.5 or 3.5 where SQLite says 1 or 3)
+    ("SELECT id / 2 / 2 FROM t", "SELECT id // NULLIF(2, 0) // NULLIF(2, 0) FROM t"),
+    ("SELECT length(name) * 7 / 2 FROM t", "SELECT LENGTH(name) * 7 // NULLIF(2, 0) FROM t"),
+    ("SELECT (SELECT id FROM t LIMIT 1) / 2", "SELECT (SELECT id FROM t LIMIT 1) // NULLIF(2, 0)"),
+    (
+        "SELECT x / 2 FROM (SELECT grp * 7 AS x FROM t)",
+        "SELECT x // NULLIF(2, 0) FROM (SELECT grp * 7 AS x FROM t)",
+    ),
+    (
+        "SELECT x / 2 FROM (SELECT score AS x FROM t)",
+        "SELECT x / NULLIF(2, 0) FROM (SELECT score AS x FROM t)",
+    ),
     # LIKE ignores case
     ("SELECT id FROM t WHERE name LIKE 'a%'", "SELECT id FROM t WHERE name ILIKE 'a%'"),
     # bare columns: the max() row, or any row of the group

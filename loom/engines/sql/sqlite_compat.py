@@ -20,6 +20,7 @@ INTEGER_TYPES = frozenset(
     {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 )
 TEXT_TYPES = frozenset({"VARCHAR"})
+MAX_TYPE_DEPTH = 64  # how deep an expression's type is looked for (a derived column of a derived column…)
 COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 
 
@@ -32,6 +33,7 @@ class Types:
             t.lower(): {c.lower(): ty.upper() for c, ty in cols.items()} for t, cols in (schema or {}).items()
         }
         self._tables = {t.alias_or_name.lower(): t.name.lower() for t in tree.find_all(exp.Table)}
+        self._derived = _derived_outputs(tree)
 
     def column_type(self, column: exp.Column) -> str | None:
         name = column.name.lower()
@@ -42,11 +44,30 @@ class Types:
         }
         return found.pop() if len(found) == 1 else None  # unknown or ambiguous: leave it alone
 
+    def derived(self, column: exp.Column) -> exp.Expr | None:
+        """What a derived table or CTE computes for `column`, when one and only one names it."""
+        if column.table and column.table.lower() in self._tables:
+            return None  # a table's column, of a type the schema does not give
+        found = self._derived.get(column.name.lower(), [])
+        return found[0] if len(found) == 1 else None
+
     def column_names(self) -> set[str]:
         return {c for t in set(self._tables.values()) for c in self._schema.get(t, {})}
 
 
 Transform = Callable[[exp.Expr, Types], exp.Expr]
+
+
+def _derived_outputs(tree: exp.Expr) -> dict[str, list[exp.Expr]]:
+    """Each output name of the query's CTEs and derived tables → the expressions that compute it."""
+    outputs: dict[str, list[exp.Expr]] = {}
+    for node in tree.find_all(exp.CTE, exp.Subquery):
+        if isinstance(node, exp.Subquery) and not isinstance(node.parent, exp.From | exp.Join):
+            continue  # a scalar or IN subquery: its outputs are no table's columns
+        query = node.this
+        for output in query.selects if isinstance(query, exp.Select) else []:
+            outputs.setdefault(output.alias_or_name.lower(), []).append(output.unalias())
+    return outputs
 
 
 def _own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -115,29 +136,42 @@ def _comparison_sides(node: exp.Expr) -> tuple[exp.Column | None, list[exp.Expr]
 # --- arithmetic and aggregates ---------------------------------------------------------------------
 
 
-def _is_integer(node: exp.Expr, types: Types) -> bool:
+def _is_integer(node: exp.Expr, types: Types, depth: int = 0) -> bool:
     """Whether SQLite computes `node` as an integer; unknown counts as not (then `/` stays real)."""
-    if isinstance(node, exp.Paren | exp.Neg):
-        return _is_integer(node.this, types)
+    if depth > MAX_TYPE_DEPTH:
+        return False
     if isinstance(node, exp.Literal):
         return node.is_int
     if isinstance(node, exp.Column):
-        return types.column_type(node) in INTEGER_TYPES
-    if isinstance(node, exp.Count):
-        return True
+        kind = types.column_type(node)
+        if kind is not None:
+            return kind in INTEGER_TYPES
+        derived = types.derived(node)
+        return derived is not None and _is_integer(derived, types, depth + 1)
+    if isinstance(node, exp.Count | exp.Length | exp.StrPosition | exp.Unicode):
+        return True  # SQLite's count(), length(), instr(), unicode() are integers
     if isinstance(node, exp.Cast):
         return node.to.this in exp.DataType.INTEGER_TYPES
-    if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Mod):
-        return _is_integer(node.this, types) and _is_integer(node.expression, types)
-    if isinstance(node, exp.Max | exp.Min | exp.Sum | exp.Abs):
-        return _is_integer(node.this, types)
-    return False
+    operands = _operands(node)
+    return operands is not None and all(_is_integer(o, types, depth + 1) for o in operands)
+
+
+def _operands(node: exp.Expr) -> list[exp.Expr] | None:
+    """What decides whether `node` is an integer: all of these are. None: not an integer."""
+    if isinstance(node, exp.Paren | exp.Neg | exp.Nullif | exp.Max | exp.Min | exp.Sum | exp.Abs | exp.Sign):
+        return [node.this]
+    if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Mod | exp.IntDiv):
+        return [node.this, node.expression]
+    if isinstance(node, exp.Subquery) and isinstance(node.this, exp.Select) and len(node.this.selects) == 1:
+        return [node.this.selects[0].unalias()]  # a scalar subquery
+    return None
 
 
 def integer_division(tree: exp.Expr, types: Types) -> exp.Expr:
     """SQLite divides two integers as integers, truncating (7 / 2 = 3); DuckDB's `/` gives 3.5.
     Division by zero is NULL in SQLite, an error for DuckDB's `//`, hence the NULLIF."""
-    for div in list(tree.find_all(exp.Div)):
+    # Innermost first, so that in `a / 2 / 2` the outer one sees the inner one's integer.
+    for div in reversed(list(tree.find_all(exp.Div, bfs=False))):
         left, right = div.this, div.expression
         if isinstance(right, exp.Nullif):  # sqlglot's own guard against division by zero
             right = right.this

@@ -163,6 +163,24 @@ class Settings(BaseSettings):
         "makes everyone on the source wait behind them.",
     )
     query_per_user: int = Field(2, ge=1, description="Queries one user may run at once.")
+    turn_result_bytes: int | None = Field(
+        None,
+        ge=64 * 1024,
+        description="Bytes of query results one turn may hold (default: twice the query bound). Each "
+        "query gets half of what is left, at most its own bound, so later and parallel queries of "
+        "a turn get less, and past it a query is refused (result_budget) with why.",
+    )
+    tenant_result_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes of query results one tenant's turns may hold at once.",
+    )
+    result_bytes_total: int = Field(
+        256 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bytes of query results all turns of this process may hold at once (results take "
+        "two to three times this in memory, as rows and as the JSON sent and stored).",
+    )
     query_wait_s: float = Field(
         45.0,
         gt=0,

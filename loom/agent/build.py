@@ -19,6 +19,7 @@ from loom.engines.registry import EnginePool
 from loom.settings import Settings
 from loom.tools.base import QueryLimits
 from loom.tools.registry import TOOLS
+from loom.tools.result_room import ResultRoom
 from loom.tools.scheduler import QueryScheduler
 
 
@@ -54,6 +55,11 @@ def build_agent(
         limits=TurnLimits.of(settings),
         query_limits=QueryLimits.of(settings),
         embedder=build_embedder(settings),
+        results=ResultRoom(
+            settings.turn_result_bytes or 2 * settings.query_max_bytes,
+            settings.tenant_result_bytes,
+            settings.result_bytes_total,
+        ),
         scheduler=QueryScheduler(
             settings.query_workers,
             settings.query_per_tenant,

@@ -46,6 +46,7 @@ from loom.engines.sources import Source
 from loom.identity import Principal
 from loom.settings import DEFAULTS, Settings
 from loom.tools.base import EngineProvider, QueryLimits, Tool, ToolContext
+from loom.tools.result_room import ResultRoom
 from loom.tools.scheduler import QueryScheduler
 
 log = logging.getLogger(__name__)
@@ -110,12 +111,22 @@ class Agent:
     gate: ApprovalGate = field(default_factory=EffectGate)
     embedder: Embedder | None = None  # for schema linking, when an embedding model is configured
     scheduler: QueryScheduler | None = None  # where tools' queries run, fairly between tenants
+    results: ResultRoom | None = None  # what query results may hold, per turn, tenant and process
 
     async def run_turn(self, principal: Principal, request: TurnRequest) -> AsyncIterator[BaseEvent]:
         """However the turn ends (its last event, or the client leaving) its writes are drained
         and one `loom.turns` line says how it ended."""
         started = time.perf_counter()
         turn = await self.prepare(principal, request)
+        try:
+            async with aclosing(self._run(turn, started)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            if turn.ctx.results is not None:  # the turn's results are sent and stored: their room is free
+                turn.ctx.results.release()
+
+    async def _run(self, turn: Turn, started: float) -> AsyncGenerator[BaseEvent]:
         # Nothing is announced before it exists: RUN_STARTED carries the conversation id, so the
         # conversation and the user's message are committed first (a kill -9 after it loses neither).
         saved = await _drained(turn) is None
@@ -163,6 +174,7 @@ class Agent:
             embedder=self.embedder,
             scheduler=self.scheduler,
             asked=request.message,
+            results=self.results.for_turn(principal.tenant_id) if self.results is not None else None,
         )
         tools = [t for t in self.tools if t.offered(sources)]
         history = build_messages(sources, tools, stored, self.limits.history_chars, allowed=visible)

@@ -40,6 +40,7 @@ Fetch = Callable[[int], Sequence[Sequence[object]]]  # `cursor.fetchmany`
 class Bounded:
     rows: list[list[Value]]
     truncated_by: Truncation | None
+    size: int = 0  # the bytes the rows and names take as JSON (as counted against the budget)
 
     def result(self, columns: list[Column], *, engine: str, query: str, started: float) -> ResultSet:
         """These rows as the ResultSet every engine returns, timed from `started` (perf_counter)."""
@@ -49,6 +50,7 @@ class Bounded:
             row_count=len(self.rows),
             truncated=self.truncated_by is not None,
             truncated_by=self.truncated_by,
+            size_bytes=self.size,
             elapsed_ms=round((time.perf_counter() - started) * 1000, 3),
             engine=engine,
             query=query,
@@ -72,17 +74,17 @@ def bounded_rows(
         fetched = fetch(asked)
         for raw in fetched:
             if len(rows) == max_rows:
-                return Bounded(rows, "rows")
+                return Bounded(rows, "rows", size)
             most = value_limit(len(raw), max_bytes)
             row = [shorten(convert(v), most) for v in raw]
             size += sum(value_size(v) for v in row)
             if size > max_bytes and rows:
-                return Bounded(rows, "bytes")
+                return Bounded(rows, "bytes", size - sum(value_size(v) for v in row))
             rows.append(row)
             if size > max_bytes:  # the first row alone is over: keep it (its values are cut)
-                return Bounded(rows, "bytes")
+                return Bounded(rows, "bytes", size)
         if len(fetched) < asked:  # fewer than asked: the result has ended
-            return Bounded(rows, None)
+            return Bounded(rows, None, size)
         chunk = _next_chunk(size, len(rows), max_bytes)
 
 

@@ -37,6 +37,9 @@ class ResultSet(BaseModel):
     row_count: int
     truncated: bool = False
     truncated_by: Literal["rows", "bytes"] | None = None  # which limit stopped it, when one did
+    # What the rows and names take as JSON, as the engine counted them (0: not counted). For the
+    # turn's result budget, in process only: not part of what is sent or stored.
+    size_bytes: int = Field(0, exclude=True)
     elapsed_ms: float = 0.0
     engine: str
     query: str

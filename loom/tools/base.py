@@ -24,6 +24,7 @@ from loom.engines.registry import answering
 from loom.engines.sources import Source
 from loom.identity import Principal
 from loom.settings import DEFAULTS, Settings
+from loom.tools.result_room import TurnRoom
 from loom.tools.schema_prompt import DEFAULT_VIEW, SchemaView
 
 if TYPE_CHECKING:
@@ -89,6 +90,7 @@ class ToolContext:
     embedder: Embedder | None = None  # for schema linking, when an embedding model is configured
     scheduler: QueryScheduler | None = None  # where queries run; None: the loop's default threads
     asked: str = ""  # the user's own message this turn (a tool may fall back on its words)
+    results: TurnRoom | None = None  # the turn's room for query results; None: each query's own bound
 
     async def run_query(self, work: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking engine call off the event loop, on the scheduler when there is one."""

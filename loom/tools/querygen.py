@@ -35,6 +35,7 @@ from loom.engines.sources import Source, VerifiedQuery
 from loom.prompts import template
 from loom.tools.base import ToolContext, ToolError, ToolResult
 from loom.tools.fenced import extract_query
+from loom.tools.result_room import RoomSpent
 from loom.tools.schema_prompt import SchemaView, render_schema
 from loom.tools.verified import VerifiedIndex
 
@@ -268,17 +269,31 @@ def _no_model(library: Sequence[VerifiedQuery]) -> ToolError:
 async def _execute(
     ctx: ToolContext, source: Source, engine: Engine, query: str, dialect: str, spent_s: float = 0.0
 ) -> ResultSet:
-    """Run `query` with what is left of the query time limit after `spent_s` (earlier attempts)."""
+    """Run `query` with what is left of the query time limit after `spent_s` (earlier attempts),
+    and of the turn's room for results (`result_room`)."""
     limits = ctx.limits
-    return await ctx.run_on(
-        source.name,
-        engine.execute,
-        query,
-        max_rows=limits.max_rows,
-        max_bytes=limits.max_bytes,
-        timeout_s=max(limits.timeout_s - spent_s, MIN_QUERY_S),
-        dialect=dialect,
-    )
+    room, taken = ctx.results, limits.max_bytes
+    if room is not None:
+        try:
+            taken = room.take(limits.max_bytes)
+        except RoomSpent as e:
+            raise ToolError("result_budget", str(e)) from e
+    used: int | None = 0
+    try:
+        result = await ctx.run_on(
+            source.name,
+            engine.execute,
+            query,
+            max_rows=limits.max_rows,
+            max_bytes=taken,
+            timeout_s=max(limits.timeout_s - spent_s, MIN_QUERY_S),
+            dialect=dialect,
+        )
+        used = result.size_bytes or None
+        return result
+    finally:
+        if room is not None:
+            room.settle(taken, used)
 
 
 async def _run_verified(

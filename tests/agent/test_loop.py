@@ -423,3 +423,31 @@ def test_a_stored_result_keeps_its_rows_to_half_a_mebibyte_and_says_so() -> None
     assert stored["result"]["stored_rows"] == {"kept": len(kept), "of": 2000}
     small = {"result": {"rows": [[1]]}}
     assert _stored(small) == small
+
+
+async def test_a_turns_results_share_one_room_and_free_it_when_the_turn_ends(
+    make_agent: AgentFactory,
+) -> None:
+    # Probe 13 (R13-7): ten parallel calls of an 8 MiB query held ~165 MiB for the turn's life, and
+    # nothing bounded a turn's results as a whole. Here four calls each ask for ~1 MB.
+    from loom.tools.result_room import ResultRoom
+
+    big = "SELECT repeat('x', 1000) || i AS s FROM range(1000) AS t(i)"
+    calls = [("nl2sql", {"question": f"rows {i}"}) for i in range(4)]
+    model = ScriptedModel().queue(tool_calls(*calls), *[sql_block(big)] * 4, text("done"))
+    room = ResultRoom(per_turn=400 * 1024, per_tenant=10 * 2**20, total=10 * 2**20)
+    agent = dataclasses.replace(
+        make_agent(model),
+        results=room,
+        query_limits=dataclasses.replace(make_agent(model).query_limits, max_bytes=200 * 1024),
+    )
+    events = await collect(agent, "four big ones")
+    bodies = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]  # type: ignore[attr-defined]
+    shown = [b for b in bodies if "result" in b]
+    refused = [b for b in bodies if b.get("error", {}).get("code") == "result_budget"]
+    assert len(shown) + len(refused) == 4 and refused and shown
+    assert all(b["result"]["truncated_by"] == "bytes" for b in shown)
+    assert "the most one turn may hold" in refused[0]["error"]["message"]
+    tables = custom(events, RESULT_TABLE)
+    assert sum(len(json.dumps(t["rows"])) for t in tables) <= 400 * 1024  # the turn's room, all told
+    assert room.held() == 0  # the turn has ended: its room is free

@@ -204,7 +204,7 @@ def _read(
         rows.fetch, max_rows=max_rows, max_bytes=max_bytes, convert=_as_is, header=header_size(names)
     )
     if rows.cut_by_server and bounded.truncated_by is None:
-        bounded = Bounded(bounded.rows, "bytes")  # the server's size cap came before ours
+        bounded = Bounded(bounded.rows, "bytes", bounded.size)  # the server's size cap came before ours
     return [Column(name=n, type=t) for n, t in zip(names, types, strict=True)], bounded
 
 

@@ -1,0 +1,115 @@
+"""How many bytes of query results the server holds at once: per turn, per tenant, per process.
+
+One query's result is bounded (`LOOM_QUERY_MAX_BYTES`), but a turn may run many queries, and many
+turns run at once: ten parallel calls of an 8 MiB query held ~165 MiB in the server for the turn's
+life, and 24 such turns 4 GiB (probe 13: R13-7). Each query now takes its room from three pools
+before it runs — its turn's, its tenant's and the process's — and runs with at most that many
+bytes (more rows are cut and marked, as for the query's own bound). A query is given half of what
+is left in the tightest pool, at most its own bound, so with a turn's default of twice that bound
+the first query gets all of it and later or parallel ones less; the room a result did not use
+goes back when it arrives, and what it holds goes back when its turn ends. When a pool is nearly
+spent the query is refused with why, rather than the server running out of memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+MIN_ROOM = 64 * 1024  # below this a query is refused: its result would be cut to nothing
+
+
+@dataclass
+class _Pool:
+    total: int
+    held: int = 0
+
+    @property
+    def left(self) -> int:
+        return self.total - self.held
+
+
+class RoomSpent(Exception):
+    """No room is left for another result; the message says whose."""
+
+
+@dataclass
+class ResultRoom:
+    """The process's pools, shared by every turn (thread-safe: tools run on the event loop, drivers
+    may not)."""
+
+    per_turn: int
+    per_tenant: int
+    total: int
+    _process: _Pool = field(init=False)
+    _tenants: dict[str, _Pool] = field(default_factory=dict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self._process = _Pool(self.total)
+
+    def for_turn(self, tenant: str) -> TurnRoom:
+        return TurnRoom(self, tenant, _Pool(self.per_turn))
+
+    def held(self, tenant: str | None = None) -> int:
+        """What results hold now, in all or in one tenant's turns."""
+        with self._lock:
+            pool = self._process if tenant is None else self._tenants.get(tenant)
+            return pool.held if pool is not None else 0
+
+    def _take(self, turn: _Pool, tenant: str, most: int) -> int:
+        with self._lock:
+            pools = (turn, self._tenants.setdefault(tenant, _Pool(self.per_tenant)), self._process)
+            room = min(most, min(p.left for p in pools) // 2)
+            if room < MIN_ROOM:
+                raise RoomSpent(_why(pools, room))
+            for pool in pools:
+                pool.held += room
+            return room
+
+    def _give(self, turn: _Pool, tenant: str, amount: int) -> None:
+        with self._lock:
+            for pool in (turn, self._tenants[tenant], self._process):
+                pool.held -= amount
+            if not self._tenants[tenant].held:
+                del self._tenants[tenant]
+
+
+def _why(pools: tuple[_Pool, _Pool, _Pool], room: int) -> str:
+    tightest = min(range(3), key=lambda i: pools[i].left)
+    whose = ("this turn's", "your organisation's", "the server's")[tightest]
+    size = _size(pools[tightest].total)
+    if tightest == 0:
+        return (
+            f"this turn's query results have reached {size}, the most one turn may hold: answer "
+            "from the results so far, or ask for less (fewer columns, an aggregate) in a new message"
+        )
+    return f"{whose} room for query results ({size}) is in use by other questions; retry shortly"
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MiB" if n >= 2**20 else f"{n / 2**10:g} KiB"
+
+
+@dataclass
+class TurnRoom:
+    """One turn's share: `take` before a query, `settle` when its result is in, `release` at the end."""
+
+    room: ResultRoom
+    tenant: str
+    pool: _Pool
+
+    def take(self, most: int) -> int:
+        """The bytes the next query may return (at most `most`); RoomSpent when none are left."""
+        return self.room._take(self.pool, self.tenant, most)
+
+    def settle(self, taken: int, used: int | None) -> None:
+        """Give back what a result did not use of what was taken for it: all of it for a query that
+        failed (`used` 0), none when the engine did not count (`used` None)."""
+        if used is not None and used < taken:
+            self.room._give(self.pool, self.tenant, taken - used)
+
+    def release(self) -> None:
+        """The turn has ended: everything its results held goes back."""
+        if self.pool.held:
+            self.room._give(self.pool, self.tenant, self.pool.held)

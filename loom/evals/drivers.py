@@ -171,15 +171,23 @@ class OverHttp:
         body: dict[str, Any] = {"message": message, "conversation_id": conversation_id, "sources": sources}
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         body = {k: v for k, v in body.items() if v is not None}
-        async with self.client.stream("POST", "/v1/chat", json=body, headers=headers) as response:
-            if response.status_code != 200:
-                error = json.loads(await response.aread()).get("error", {})
-                yield {
-                    "type": "RUN_ERROR",
-                    "code": error.get("code", "http_error"),
-                    "message": error.get("message"),
-                }
-                return
-            async for line in response.aiter_lines():
-                if line.startswith("data: "):
-                    yield json.loads(line[6:])
+        try:
+            async with self.client.stream("POST", "/v1/chat", json=body, headers=headers) as response:
+                if response.status_code != 200:
+                    yield _http_error(response.status_code, await response.aread())
+                    return
+                async for line in response.aiter_lines():
+                    if line.startswith("data: "):
+                        yield json.loads(line[6:])
+        except httpx.TransportError as e:  # the server went away mid-run: this case fails, the run goes on
+            yield {"type": "RUN_ERROR", "code": "unreachable", "message": f"{type(e).__name__}: {e}"}
+
+
+def _http_error(status: int, body: bytes) -> dict[str, Any]:
+    """The RUN_ERROR a refused request ends the turn with: the API's error, or the status and text."""
+    try:
+        error = json.loads(body).get("error", {})
+    except (ValueError, AttributeError):  # not the API's JSON (a proxy's page)
+        error = {}
+    message = error.get("message") or body[:300].decode(errors="replace")
+    return {"type": "RUN_ERROR", "code": error.get("code", f"http_{status}"), "message": message}

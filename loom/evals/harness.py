@@ -207,6 +207,7 @@ async def _driver(
 
     if spec.url is not None:
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=spec.url, timeout=None))
+        await _check_server(client, spec.url)
         return OverHttp(client, spec.token)
     spec.out.mkdir(parents=True, exist_ok=True)
     store = SqliteConversationStore(spec.out / "conversations.db")
@@ -215,6 +216,20 @@ async def _driver(
     frozen: Callable[[], Mapping[str, Source]] = lambda: sources  # noqa: E731 - the suite's, fixed
     agent = dataclasses.replace(agent, sources=frozen)
     return DirectTool(agent) if spec.direct else InProcess(agent)
+
+
+async def _check_server(client: httpx.AsyncClient, url: str) -> None:
+    """One clear error before any case runs when the server does not answer (probe 13: R13-8)."""
+    try:
+        response = await client.get("/healthz", timeout=10)
+    except httpx.TransportError as e:
+        raise EvalError(
+            f"the server at {url} cannot be reached ({type(e).__name__}: {e}); is it running?"
+        ) from e
+    if response.status_code != 200:
+        raise EvalError(
+            f"the server at {url} answered /healthz with HTTP {response.status_code}; is it Loom?"
+        )
 
 
 # --- scoring against gold queries ------------------------------------------------------------------------

@@ -121,6 +121,38 @@ async def test_a_live_run_needs_a_model_that_answers_before_any_case_runs(home: 
     assert not (tmp_path / "b" / "cases.jsonl").exists()
 
 
+async def test_a_server_that_does_not_answer_is_one_clear_error_before_any_case(
+    home: Path, tmp_path: Path
+) -> None:
+    # Probe 13 (R13-8): --url with nothing listening ended in a 391-line ConnectError traceback.
+    path = suite_file(tmp_path)
+    with OpenAICompatServer(default_sql=COUNT) as model:
+        with pytest.raises(EvalError, match=r"the server at http://127.0.0.1:9 cannot be reached"):
+            await run_suite(
+                spec(path, tmp_path / "u", url="http://127.0.0.1:9"), settings(home, model.base_url)
+            )
+    assert not (tmp_path / "u" / "cases.jsonl").exists()
+
+
+async def test_a_server_lost_mid_run_fails_the_case_and_a_proxy_page_is_read() -> None:
+    import httpx
+
+    from loom.evals.drivers import OverHttp
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.headers.get("x-lost"):
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(502, text="<html>Bad gateway</html>")
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://loom.test")
+    proxied = [e async for e in OverHttp(client).turn(None, "q", None)]
+    assert proxied == [{"type": "RUN_ERROR", "code": "http_502", "message": "<html>Bad gateway</html>"}]
+    client.headers["x-lost"] = "1"
+    lost = [e async for e in OverHttp(client).turn(None, "q", None)]
+    assert lost[0]["code"] == "unreachable" and "connection refused" in lost[0]["message"]
+    await client.aclose()
+
+
 async def test_a_case_naming_an_unknown_source_or_tool_is_refused_before_running(
     home: Path, tmp_path: Path
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Response
@@ -82,7 +82,7 @@ async def _page(
     return (await anyio.to_thread.run_sync(detail.model_dump_json)).encode()
 
 
-async def _sent(body: bytes, slot: _Slot) -> AsyncIterator[bytes]:
+async def _sent(body: bytes, slot: _Slot) -> AsyncGenerator[bytes]:
     """The page in pieces: each is sent only once the client has taken the last (flow control), so
     the slot stays held while the page waits for a reader, and is freed if the client leaves."""
     try:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import AsyncGenerator
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from loom.agent.store import MAX_SEQ, ConversationStore
 from loom.api.deps import PrincipalDep, StoreDep
 from loom.api.schemas import ApiError, ConversationDetail, ConversationList, ConversationOut, MessageOut
 from loom.api.schemas import error_responses as errors
+from loom.api.sse import STALL_S, StalledClient, stalls_after
 from loom.identity import Principal
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 PAGE_BYTES = 4 * 1024 * 1024  # of messages' text and metadata in one page (one message always)
 SEND_CHUNK = 64 * 1024  # a page is sent in pieces of this size
@@ -58,7 +62,7 @@ async def get_conversation(
         raise
     # The slot is held until the client has read the page: released when the handler returned,
     # one user left 200 pages unread in the server's socket buffers (probe 14: R14-1).
-    return StreamingResponse(_sent(body, slot), media_type="application/json")
+    return _PageResponse(_sent(body, slot), media_type="application/json")
 
 
 async def _page(
@@ -90,6 +94,20 @@ async def _sent(body: bytes, slot: _Slot) -> AsyncGenerator[bytes]:
             yield body[start : start + SEND_CHUNK]
     finally:
         slot.release()
+
+
+class _PageResponse(StreamingResponse):
+    """A page that gives up on a client that takes nothing for `STALL_S` (its place is freed)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, stalls_after(send, STALL_S))
+        except StalledClient as e:
+            log.warning("%s; a conversation page is given up", e)
+        finally:  # Starlette stops iterating on disconnect but never closes the iterator
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 class _Readers:

@@ -179,7 +179,7 @@ class Settings(BaseSettings):
         256 * 1024 * 1024,
         ge=64 * 1024,
         description="Bytes of query results all turns of this process may hold at once (results take "
-        "two to three times this in memory, as rows and as the JSON sent and stored).",
+        "about 3.5 times this in memory, as rows and as the JSON sent and stored).",
     )
     query_wait_s: float = Field(
         45.0,

@@ -141,7 +141,11 @@ class MessageOut(BaseModel):
 
     @classmethod
     def of(cls, message: StoredMessage) -> MessageOut:
-        return cls.model_validate(message.model_dump())
+        # Built from the stored message's own (validated) values: dumping and validating them again
+        # was a third of a 4 MiB page's cost (probe 14: R14-1).
+        fields = {name: getattr(message, name) for name in cls.model_fields if name != "tool_calls"}
+        calls = [ToolCallOut.model_construct(**c) for c in message.tool_calls]
+        return cls.model_construct(**fields, tool_calls=calls)
 
 
 class ConversationDetail(ConversationOut):

@@ -15,13 +15,16 @@ import anyio
 from ag_ui.core import BaseEvent, EventType, RunErrorEvent
 from ag_ui.encoder import EventEncoder
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from loom.agent.model import ModelError
 
 log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# A client that takes nothing for this long has gone (or is parking the stream): the response ends,
+# and the turn with it, freeing what its results hold (probe 14: pages and streams left unread).
+STALL_S = 60.0
 _TERMINAL = {EventType.RUN_FINISHED, EventType.RUN_ERROR}
 
 
@@ -75,12 +78,32 @@ class EventStreamResponse(StreamingResponse):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, stalls_after(send, STALL_S))
+        except StalledClient as e:
+            log.warning("%s; the turn is closed", e)
         finally:
             # Starlette stops iterating on disconnect but never closes the iterator; we do.
             with anyio.CancelScope(shield=True):
                 await self._body.aclose()
             await _close(self._events)
+
+
+class StalledClient(Exception):
+    """The client took nothing for the stall limit: the response is given up."""
+
+
+def stalls_after(send: Send, seconds: float) -> Send:
+    """`send`, raising StalledClient when one call waits longer than `seconds` (flow control holds
+    a send while the client does not read)."""
+
+    async def bounded(message: Message) -> None:
+        try:
+            with anyio.fail_after(seconds):
+                await send(message)
+        except TimeoutError as e:
+            raise StalledClient(f"the client took no data for {seconds:g} s") from e
+
+    return bounded
 
 
 def sse_response(events: AsyncIterator[BaseEvent]) -> EventStreamResponse:

@@ -122,11 +122,15 @@ def load_suite(path: Path) -> Suite:
         text = path.read_text()
     except OSError as e:
         raise SuiteError(f"the suite {path} cannot be read: {e.strerror or e}") from e
-    raw, lines = _jsonl(path, text) if path.suffix == ".jsonl" else _yaml(path, text)
     try:
+        raw, lines = _jsonl(path, text) if path.suffix == ".jsonl" else _yaml(path, text)
         suite = Suite.model_validate(raw)
     except ValidationError as e:
         raise SuiteError(f"the suite {path} has problems: {_problems(e, lines)}") from e
+    except RecursionError as e:  # the readers recurse per level (probe 14: R14-3)
+        raise SuiteError(
+            f"the suite {path} nests values too deeply to read; a suite is a few levels deep"
+        ) from e
     _check_names(path, suite)
     sources = tuple(resolve_location(s, path.parent) for s in suite.sources)
     return suite.model_copy(update={"sources": sources})

@@ -580,17 +580,36 @@ def test_pages_read_at_once_are_bounded_per_user_and_per_tenant() -> None:
     readers = _Readers(per_user=2, per_tenant=3)
     alice, carol = Principal(tenant_id="t1", user_id="alice"), Principal(tenant_id="t1", user_id="carol")
     dave, bob = Principal(tenant_id="t1", user_id="dave"), Principal(tenant_id="t2", user_id="bob")
-    with readers.one(alice), readers.one(alice):
-        with pytest.raises(ApiError, match="per user") as refused:
-            with readers.one(alice):
-                pass
-        assert refused.value.status_code == 429
-        with readers.one(carol):  # a colleague reads meanwhile: the tenant's third
-            with pytest.raises(ApiError, match="per tenant"):
-                with readers.one(dave):
-                    pass
-            with readers.one(bob):  # another tenant reads meanwhile
-                pass
-    with readers.one(alice):  # and alice again, once hers ended
-        assert dict(readers.reading) == {("t1", "alice"): 1, ("t1",): 1}
+    first, second = readers.take(alice), readers.take(alice)
+    with pytest.raises(ApiError, match="per user") as refused:
+        readers.take(alice)
+    assert refused.value.status_code == 429
+    carols = readers.take(carol)  # a colleague reads meanwhile: the tenant's third
+    with pytest.raises(ApiError, match="per tenant"):
+        readers.take(dave)
+    readers.take(bob).release()  # another tenant reads meanwhile
+    for slot in (first, second, carols, carols):  # a place is freed once, however often released
+        slot.release()
+    mine = readers.take(alice)  # and alice again, once hers ended
+    assert dict(readers.reading) == {("t1", "alice"): 1, ("t1",): 1}
+    mine.release()
+    assert not readers.reading
+
+
+async def test_a_page_holds_its_place_until_the_client_has_read_it() -> None:
+    # Probe 14 (R14-1): the place was freed when the handler returned, so one user left 200 pages
+    # of 3.7 MB unread in the server's socket buffers (752 MiB of the host's TCP memory).
+    from loom.api.routes.conversations import SEND_CHUNK, _Readers, _sent
+    from loom.identity import Principal
+
+    readers = _Readers(per_user=2, per_tenant=4)
+    body = b"x" * (3 * SEND_CHUNK + 5)
+    pieces = _sent(body, readers.take(Principal(tenant_id="t1", user_id="alice")))
+    assert len(await anext(pieces)) == SEND_CHUNK
+    assert readers.reading[("t1",)] == 1  # sent in part: still held
+    assert b"".join([b"x" * SEND_CHUNK] + [p async for p in pieces]) == body
+    assert not readers.reading  # read to the end: freed
+    left = _sent(body, readers.take(Principal(tenant_id="t1", user_id="alice")))
+    await anext(left)
+    await left.aclose()  # the client went away mid-page
     assert not readers.reading

@@ -125,3 +125,67 @@ async def test_model_down_ends_with_run_error_and_keeps_the_message(home: Path) 
     assert "429" in stream[-1]["message"]
     assert "retr" in stream[-1]["message"]
     assert [(m["role"], m["content"]) for m in stored["messages"]] == [("user", "anyone there?")]
+
+
+async def test_a_client_that_takes_nothing_ends_the_stream_and_the_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Probe 14: a stream left unread held its turn, and the turn's results their room, for as
+    # long as the client kept the connection open.
+    import asyncio
+
+    from ag_ui.core import BaseEvent, RunStartedEvent, TextMessageContentEvent
+
+    from loom.api import sse
+
+    monkeypatch.setattr(sse, "STALL_S", 0.2)
+    closed = asyncio.Event()
+
+    async def turn() -> AsyncIterator[BaseEvent]:
+        try:
+            yield RunStartedEvent(thread_id="c", run_id="r")
+            while True:
+                yield TextMessageContentEvent(message_id="m", delta="x" * 1000)
+        finally:
+            closed.set()
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body":
+            await asyncio.Event().wait()  # flow control: the client never reads
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    response = sse.sse_response(turn())
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}, "method": "POST", "path": "/v1/chat"}
+    await asyncio.wait_for(response(scope, receive, send), timeout=10)
+    assert closed.is_set() and sent[0]["type"] == "http.response.start"
+
+
+async def test_a_page_left_unread_frees_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from loom.api.routes import conversations
+    from loom.identity import Principal
+
+    monkeypatch.setattr(conversations, "STALL_S", 0.2)
+    readers = conversations._Readers(per_user=2, per_tenant=4)
+    slot = readers.take(Principal(tenant_id="t1", user_id="alice"))
+    body = b"x" * (3 * conversations.SEND_CHUNK)
+    response = conversations._PageResponse(conversations._sent(body, slot), media_type="application/json")
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            await asyncio.Event().wait()
+
+    async def receive() -> dict[str, Any]:
+        await asyncio.Event().wait()
+        return {}
+
+    scope = {"type": "http", "asgi": {"spec_version": "2.4"}, "method": "GET", "path": "/"}
+    await asyncio.wait_for(response(scope, receive, send), timeout=10)
+    assert not readers.reading

@@ -56,6 +56,28 @@ GOLDEN = [
         "SELECT x / 2 FROM (SELECT score AS x FROM t)",
         "SELECT x / NULLIF(2, 0) FROM (SELECT score AS x FROM t)",
     ),
+    # ... and through coalesce/ifnull, CASE and iif, two-argument max/min, bitwise operators, a
+    # derived column that is itself a division, a CTE's column list (probe 14: R14-2)
+    ("SELECT coalesce(id, 0) / 2 FROM t", "SELECT COALESCE(id, 0) // NULLIF(2, 0) FROM t"),
+    (
+        "SELECT CASE WHEN id > 1 THEN id END / 2, iif(id > 1, grp, 0) / 2 FROM t",
+        "SELECT CASE WHEN id > 1 THEN id END // NULLIF(2, 0), "
+        "CASE WHEN id > 1 THEN grp ELSE 0 END // NULLIF(2, 0) FROM t",
+    ),
+    (
+        "SELECT max(id, 3) / 2, (id << 1) / 4 FROM t",
+        "SELECT CASE WHEN id IS NULL OR 3 IS NULL THEN NULL ELSE GREATEST(id, 3) END // NULLIF(2, 0), "
+        "(id << 1) // NULLIF(4, 0) FROM t",
+    ),
+    (
+        "SELECT x / 2 FROM (SELECT id / 2 AS x FROM t)",
+        "SELECT x // NULLIF(2, 0) FROM (SELECT id // NULLIF(2, 0) AS x FROM t)",
+    ),
+    (
+        "WITH c(y) AS (SELECT id FROM t) SELECT y / 2 FROM c",
+        "WITH c(y) AS (SELECT id FROM t) SELECT y // NULLIF(2, 0) FROM c",
+    ),
+    ("SELECT coalesce(score, 0) / 2 FROM t", "SELECT COALESCE(score, 0) / NULLIF(2, 0) FROM t"),
     # LIKE ignores case
     ("SELECT id FROM t WHERE name LIKE 'a%'", "SELECT id FROM t WHERE name ILIKE 'a%'"),
     # bare columns: the max() row, or any row of the group

@@ -74,6 +74,11 @@ def test_every_mistake_is_named_with_its_line(tmp_path: Path) -> None:
         # probe 13 (R13-3): the run's folder is named after the suite, so a path would leave --out
         ("name: ../../elsewhere\ncases: [{id: a, question: q}]\n", "line 1, name: .*not a path"),
         ("name: /tmp/x\ncases: [{id: a, question: q}]\n", "not a path"),
+        # probe 14 (R14-3): 5,000 levels of nesting ran the readers out of stack
+        (
+            "name: t\ncases: [{id: a, question: q, tags: " + "[" * 5000 + "]" * 5000 + "}]\n",
+            "nests values too deeply",
+        ),
         # probe 13 (R13-4): 537 bytes of aliases of aliases expand to 9^9 values
         (
             "name: t\n"
@@ -89,6 +94,13 @@ def test_unusable_files_say_why(tmp_path: Path, text: str, expected: str) -> Non
     path = tmp_path / "s.yaml"
     path.write_text(text)
     with pytest.raises(SuiteError, match=expected):
+        load_suite(path)
+
+
+def test_a_jsonl_suite_nested_too_deeply_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"id": "a", "question": "q", "tags": ' + "[" * 5000 + "]" * 5000 + "}\n")
+    with pytest.raises(SuiteError, match="nests values too deeply"):
         load_suite(path)
 
 

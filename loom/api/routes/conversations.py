@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
-from loom.agent.store import MAX_SEQ
+from loom.agent.store import MAX_SEQ, ConversationStore
 from loom.api.deps import PrincipalDep, StoreDep
 from loom.api.schemas import ApiError, ConversationDetail, ConversationList, ConversationOut, MessageOut
 from loom.api.schemas import error_responses as errors
+from loom.api.sse import STALL_S, StalledClient, stalls_after
 from loom.identity import Principal
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 PAGE_BYTES = 4 * 1024 * 1024  # of messages' text and metadata in one page (one message always)
+SEND_CHUNK = 64 * 1024  # a page is sent in pieces of this size
 
 
 def _not_found(conversation_id: str) -> ApiError:
@@ -49,56 +54,105 @@ async def get_conversation(
         None, ge=1, le=MAX_SEQ, description="Only messages before this `seq` (the `earlier` of a page)."
     ),
 ) -> Response:
-    with _READING.one(principal):
-        conversation = await store.get_conversation(principal, conversation_id)
-        if conversation is None:
-            raise _not_found(conversation_id)
-        # Paged and bounded in bytes: a long conversation read whole was 250 MB and held every
-        # tenant's store reads behind it (probe 11: R11-5).
-        messages = await store.messages(
-            principal, conversation_id, before=before, limit=limit, max_bytes=PAGE_BYTES
-        )
-        earlier = messages[0].seq if messages and messages[0].seq > 1 else None
-        detail = ConversationDetail(
-            **ConversationOut.of(conversation).model_dump(),
-            messages=[MessageOut.of(m) for m in messages],
-            earlier=earlier,
-        )
-        # Written off the event loop: a page of several MiB took the loop from every other request.
-        body = await anyio.to_thread.run_sync(detail.model_dump_json)
-    return Response(body, media_type="application/json")
+    slot = _READING.take(principal)
+    try:
+        body = await _page(store, principal, conversation_id, limit, before)
+    except BaseException:
+        slot.release()
+        raise
+    # The slot is held until the client has read the page: released when the handler returned,
+    # one user left 200 pages unread in the server's socket buffers (probe 14: R14-1).
+    return _PageResponse(_sent(body, slot), media_type="application/json")
+
+
+async def _page(
+    store: ConversationStore, principal: Principal, conversation_id: str, limit: int, before: int | None
+) -> bytes:
+    conversation = await store.get_conversation(principal, conversation_id)
+    if conversation is None:
+        raise _not_found(conversation_id)
+    # Paged and bounded in bytes: a long conversation read whole was 250 MB and held every
+    # tenant's store reads behind it (probe 11: R11-5).
+    messages = await store.messages(
+        principal, conversation_id, before=before, limit=limit, max_bytes=PAGE_BYTES
+    )
+    earlier = messages[0].seq if messages and messages[0].seq > 1 else None
+    detail = ConversationDetail(
+        **ConversationOut.of(conversation).model_dump(),
+        messages=[MessageOut.of(m) for m in messages],
+        earlier=earlier,
+    )
+    # Written off the event loop: a page of several MiB took the loop from every other request.
+    return (await anyio.to_thread.run_sync(detail.model_dump_json)).encode()
+
+
+async def _sent(body: bytes, slot: _Slot) -> AsyncGenerator[bytes]:
+    """The page in pieces: each is sent only once the client has taken the last (flow control), so
+    the slot stays held while the page waits for a reader, and is freed if the client leaves."""
+    try:
+        for start in range(0, len(body), SEND_CHUNK):
+            yield body[start : start + SEND_CHUNK]
+    finally:
+        slot.release()
+
+
+class _PageResponse(StreamingResponse):
+    """A page that gives up on a client that takes nothing for `STALL_S` (its place is freed)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, stalls_after(send, STALL_S))
+        except StalledClient as e:
+            log.warning("%s; a conversation page is given up", e)
+        finally:  # Starlette stops iterating on disconnect but never closes the iterator
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
 
 
 class _Readers:
     """How many pages each user, and each tenant, is reading at once: a loop of GETs on 40
     connections made another tenant's turn wait 22 s (probe 12: R12-4), and eight users of one
-    tenant, two loops each, still made another tenant's GET wait 1-2 s (probe 13: R13-2). Pages
-    are read on one thread, so what one tenant has in flight is what another waits behind."""
+    tenant, two loops each, still made another tenant's GET wait 1-2 s (probe 13: R13-2; with four
+    per tenant, probe 14: R14-1, its turns 0.21 -> 1.74 s). Pages are read on one thread and built
+    holding the interpreter, so what one tenant has in flight is what others wait behind: two."""
 
     def __init__(self, per_user: int, per_tenant: int) -> None:
         self.per_user, self.per_tenant = per_user, per_tenant
         self.reading: Counter[tuple[str, ...]] = Counter()
 
-    @contextmanager
-    def one(self, principal: Principal) -> Iterator[None]:
+    def take(self, principal: Principal) -> _Slot:
+        """A reading place for `principal`, or ApiError 429 when the user or tenant has none left."""
         user, tenant = (principal.tenant_id, principal.user_id), (principal.tenant_id,)
         if self.reading[user] >= self.per_user:
             raise self._busy(f"at most {self.per_user} conversation reads at a time per user")
         if self.reading[tenant] >= self.per_tenant:
             raise self._busy(f"at most {self.per_tenant} conversation reads at a time per tenant")
         self.reading.update((user, tenant))
-        try:
-            yield
-        finally:
-            self.reading.subtract((user, tenant))
-            self.reading += Counter()  # drop the keys that reached zero
+        return _Slot(self, (user, tenant))
+
+    def _free(self, keys: tuple[tuple[str, ...], ...]) -> None:
+        self.reading.subtract(keys)
+        self.reading += Counter()  # drop the keys that reached zero
 
     @staticmethod
     def _busy(why: str) -> ApiError:
         return ApiError(429, "too_many_reads", f"{why}; retry shortly")
 
 
-_READING = _Readers(per_user=2, per_tenant=4)
+class _Slot:
+    """One page being read; `release` frees its place (once, however often called)."""
+
+    def __init__(self, readers: _Readers, keys: tuple[tuple[str, ...], ...]) -> None:
+        self._readers, self._keys = readers, keys
+
+    def release(self) -> None:
+        if self._keys:
+            self._readers._free(self._keys)
+            self._keys = ()
+
+
+_READING = _Readers(per_user=2, per_tenant=2)
 
 
 @router.delete(

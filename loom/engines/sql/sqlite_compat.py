@@ -20,6 +20,11 @@ INTEGER_TYPES = frozenset(
     {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 )
 TEXT_TYPES = frozenset({"VARCHAR"})
+# Always integers in SQLite: count(), length(), instr(), unicode(), and the bitwise operators.
+INTEGER_RESULTS = (
+    exp.Count, exp.Length, exp.StrPosition, exp.Unicode, exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor,
+    exp.BitwiseNot, exp.BitwiseLeftShift, exp.BitwiseRightShift,
+)  # fmt: skip
 MAX_TYPE_DEPTH = 64  # how deep an expression's type is looked for (a derived column of a derived column…)
 COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 
@@ -65,8 +70,12 @@ def _derived_outputs(tree: exp.Expr) -> dict[str, list[exp.Expr]]:
         if isinstance(node, exp.Subquery) and not isinstance(node.parent, exp.From | exp.Join):
             continue  # a scalar or IN subquery: its outputs are no table's columns
         query = node.this
-        for output in query.selects if isinstance(query, exp.Select) else []:
-            outputs.setdefault(output.alias_or_name.lower(), []).append(output.unalias())
+        selects = query.selects if isinstance(query, exp.Select) else []
+        alias = node.args.get("alias")
+        named = [c.name for c in alias.columns] if isinstance(alias, exp.TableAlias) else []
+        for i, output in enumerate(selects):  # `WITH c(y) AS (SELECT a …)`: the list names them
+            name = named[i] if i < len(named) else output.alias_or_name
+            outputs.setdefault(name.lower(), []).append(output.unalias())
     return outputs
 
 
@@ -148,8 +157,10 @@ def _is_integer(node: exp.Expr, types: Types, depth: int = 0) -> bool:
             return kind in INTEGER_TYPES
         derived = types.derived(node)
         return derived is not None and _is_integer(derived, types, depth + 1)
-    if isinstance(node, exp.Count | exp.Length | exp.StrPosition | exp.Unicode):
-        return True  # SQLite's count(), length(), instr(), unicode() are integers
+    if isinstance(node, INTEGER_RESULTS):
+        return True
+    if isinstance(node, exp.Null):
+        return True  # NULL divides to NULL either way: it does not make a branch real
     if isinstance(node, exp.Cast):
         return node.to.this in exp.DataType.INTEGER_TYPES
     operands = _operands(node)
@@ -160,8 +171,14 @@ def _operands(node: exp.Expr) -> list[exp.Expr] | None:
     """What decides whether `node` is an integer: all of these are. None: not an integer."""
     if isinstance(node, exp.Paren | exp.Neg | exp.Nullif | exp.Max | exp.Min | exp.Sum | exp.Abs | exp.Sign):
         return [node.this]
-    if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Mod | exp.IntDiv):
-        return [node.this, node.expression]
+    if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Mod | exp.IntDiv | exp.Div):
+        return [node.this, node.expression]  # `/` of two integers is one (what this module writes)
+    if isinstance(node, exp.Coalesce | exp.Greatest | exp.Least):  # ifnull(); max(a, b); min(a, b)
+        return [node.this, *node.expressions]
+    if isinstance(node, exp.If):  # iif()
+        return [node.args["true"], node.args.get("false") or exp.Null()]
+    if isinstance(node, exp.Case):  # whichever branch answers
+        return [i.args["true"] for i in node.args.get("ifs", [])] + [node.args.get("default") or exp.Null()]
     if isinstance(node, exp.Subquery) and isinstance(node.this, exp.Select) and len(node.this.selects) == 1:
         return [node.this.selects[0].unalias()]  # a scalar subquery
     return None

@@ -166,9 +166,9 @@ class Settings(BaseSettings):
     turn_result_bytes: int | None = Field(
         None,
         ge=64 * 1024,
-        description="Bytes of query results one turn may hold (default: twice the query bound). Each "
-        "query gets half of what is left, at most its own bound, so later and parallel queries of "
-        "a turn get less, and past it a query is refused (result_budget) with why.",
+        description="Bytes of query results one turn may hold (default: twice the query bound). A query "
+        "may return what is left (at most its own bound); past it a query is refused (result_budget) "
+        "with why.",
     )
     tenant_result_bytes: int = Field(
         64 * 1024 * 1024,

@@ -270,30 +270,27 @@ async def _execute(
     ctx: ToolContext, source: Source, engine: Engine, query: str, dialect: str, spent_s: float = 0.0
 ) -> ResultSet:
     """Run `query` with what is left of the query time limit after `spent_s` (earlier attempts),
-    and of the turn's room for results (`result_room`)."""
+    and of the turn's room for results (`result_room`), taken once the query has its place."""
     limits = ctx.limits
-    room, taken = ctx.results, limits.max_bytes
-    if room is not None:
-        try:
-            taken = room.take(limits.max_bytes)
-        except RoomSpent as e:
-            raise ToolError("result_budget", str(e)) from e
-    used: int | None = 0
-    try:
-        result = await ctx.run_on(
-            source.name,
-            engine.execute,
+    room = ctx.results
+
+    def run() -> ResultSet:
+        allowed = room.take(limits.max_bytes) if room is not None else limits.max_bytes
+        result = engine.execute(
             query,
             max_rows=limits.max_rows,
-            max_bytes=taken,
+            max_bytes=allowed,
             timeout_s=max(limits.timeout_s - spent_s, MIN_QUERY_S),
             dialect=dialect,
         )
-        used = result.size_bytes or None
-        return result
-    finally:
         if room is not None:
-            room.settle(taken, used)
+            room.settle(allowed, result.size_bytes or None)
+        return result
+
+    try:
+        return await ctx.run_on(source.name, run)
+    except RoomSpent as e:
+        raise ToolError("result_budget", str(e)) from e
 
 
 async def _run_verified(

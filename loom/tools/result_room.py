@@ -2,13 +2,15 @@
 
 One query's result is bounded (`LOOM_QUERY_MAX_BYTES`), but a turn may run many queries, and many
 turns run at once: ten parallel calls of an 8 MiB query held ~165 MiB in the server for the turn's
-life, and 24 such turns 4 GiB (probe 13: R13-7). Each query now takes its room from three pools
-before it runs — its turn's, its tenant's and the process's — and runs with at most that many
-bytes (more rows are cut and marked, as for the query's own bound). A query is given half of what
-is left in the tightest pool, at most its own bound, so with a turn's default of twice that bound
-the first query gets all of it and later or parallel ones less; the room a result did not use
-goes back when it arrives, and what it holds goes back when its turn ends. When a pool is nearly
-spent the query is refused with why, rather than the server running out of memory.
+life, and 24 such turns 4 GiB (probe 13: R13-7). What a result holds is counted, once it arrives,
+against three pools — its turn's, its tenant's and the process's — until its turn ends. A query
+runs with at most what is left in the tightest pool (at most its own bound; more rows are cut and
+marked as for that bound), and is refused with why when that is nearly nothing.
+
+Room is not reserved while a query runs: queries that return a few rows would hold a full bound
+each, and 150 concurrent turns refused a third of themselves (hardening_load). What runs at once
+is bounded by the query scheduler (its workers, two per user), so what results can hold before
+they are counted is at most that many bounds.
 """
 
 from __future__ import annotations
@@ -57,15 +59,18 @@ class ResultRoom:
             pool = self._process if tenant is None else self._tenants.get(tenant)
             return pool.held if pool is not None else 0
 
-    def _take(self, turn: _Pool, tenant: str, most: int) -> int:
+    def _room(self, turn: _Pool, tenant: str, most: int) -> int:
         with self._lock:
-            pools = (turn, self._tenants.setdefault(tenant, _Pool(self.per_tenant)), self._process)
-            room = min(most, min(p.left for p in pools) // 2)
+            pools = (turn, self._tenants.get(tenant) or _Pool(self.per_tenant), self._process)
+            room = min(most, *(p.left for p in pools))
             if room < MIN_ROOM:
-                raise RoomSpent(_why(pools, room))
-            for pool in pools:
-                pool.held += room
+                raise RoomSpent(_why(pools))
             return room
+
+    def _hold(self, turn: _Pool, tenant: str, amount: int) -> None:
+        with self._lock:
+            for pool in (turn, self._tenants.setdefault(tenant, _Pool(self.per_tenant)), self._process):
+                pool.held += amount
 
     def _give(self, turn: _Pool, tenant: str, amount: int) -> None:
         with self._lock:
@@ -75,7 +80,7 @@ class ResultRoom:
                 del self._tenants[tenant]
 
 
-def _why(pools: tuple[_Pool, _Pool, _Pool], room: int) -> str:
+def _why(pools: tuple[_Pool, _Pool, _Pool]) -> str:
     tightest = min(range(3), key=lambda i: pools[i].left)
     whose = ("this turn's", "your organisation's", "the server's")[tightest]
     size = _size(pools[tightest].total)
@@ -101,13 +106,14 @@ class TurnRoom:
 
     def take(self, most: int) -> int:
         """The bytes the next query may return (at most `most`); RoomSpent when none are left."""
-        return self.room._take(self.pool, self.tenant, most)
+        return self.room._room(self.pool, self.tenant, most)
 
     def settle(self, taken: int, used: int | None) -> None:
-        """Give back what a result did not use of what was taken for it: all of it for a query that
-        failed (`used` 0), none when the engine did not count (`used` None)."""
-        if used is not None and used < taken:
-            self.room._give(self.pool, self.tenant, taken - used)
+        """Count what a result holds: `used` bytes (0 for a query that failed), or all it was
+        allowed when the engine did not count (`used` None)."""
+        held = taken if used is None else used
+        if held:
+            self.room._hold(self.pool, self.tenant, held)
 
     def release(self) -> None:
         """The turn has ended: everything its results held goes back."""

@@ -9,25 +9,23 @@ from loom.tools.result_room import MIN_ROOM, ResultRoom, RoomSpent
 KIB = 1024
 
 
-def test_a_query_gets_half_of_what_is_left_at_most_its_own_bound() -> None:
+def test_a_query_may_return_what_is_left_at_most_its_own_bound() -> None:
     room = ResultRoom(per_turn=1024 * KIB, per_tenant=10_000 * KIB, total=10_000 * KIB)
     turn = room.for_turn("t1")
-    assert turn.take(512 * KIB) == 512 * KIB  # a fresh turn: its whole bound
-    assert turn.take(512 * KIB) == 256 * KIB  # in flight together: half of what is left
-    assert turn.take(512 * KIB) == 128 * KIB
-    assert room.held("t1") == room.held() == 896 * KIB
+    assert turn.take(512 * KIB) == 512 * KIB
+    assert room.held() == 0  # nothing is held while queries run: only what results hold
+    turn.settle(512 * KIB, 700 * KIB)
+    assert turn.take(512 * KIB) == 324 * KIB  # what is left of the turn's room
+    assert room.held("t1") == room.held() == 700 * KIB
 
 
-def test_unused_room_comes_back_with_the_result_and_the_rest_with_the_turn() -> None:
+def test_results_hold_their_size_until_the_turn_ends() -> None:
     room = ResultRoom(per_turn=1024 * KIB, per_tenant=10_000 * KIB, total=10_000 * KIB)
     turn = room.for_turn("t1")
-    taken = turn.take(512 * KIB)
-    turn.settle(taken, 10 * KIB)  # a small result keeps only what it holds
-    assert room.held() == 10 * KIB
-    failed = turn.take(512 * KIB)
-    turn.settle(failed, 0)  # a query that failed holds nothing
+    turn.settle(turn.take(512 * KIB), 10 * KIB)  # a small result holds what it is
+    turn.settle(turn.take(512 * KIB), 0)  # a query that failed holds nothing
     unknown = turn.take(512 * KIB)
-    turn.settle(unknown, None)  # an engine that does not count keeps what it was given
+    turn.settle(unknown, None)  # an engine that does not count: all it was allowed
     assert room.held() == 10 * KIB + unknown
     turn.release()
     assert room.held() == room.held("t1") == 0
@@ -36,8 +34,7 @@ def test_unused_room_comes_back_with_the_result_and_the_rest_with_the_turn() -> 
 def test_a_spent_turn_is_refused_saying_so_and_others_go_on() -> None:
     room = ResultRoom(per_turn=256 * KIB, per_tenant=10_000 * KIB, total=10_000 * KIB)
     turn = room.for_turn("t1")
-    turn.take(128 * KIB)
-    turn.take(128 * KIB)  # 64 KiB: half of the 128 left
+    turn.settle(turn.take(256 * KIB), 256 * KIB - MIN_ROOM + 1)
     with pytest.raises(RoomSpent, match="this turn's query results have reached 256 KiB"):
         turn.take(128 * KIB)
     assert room.for_turn("t1").take(128 * KIB) == 128 * KIB  # the next turn has its own
@@ -45,15 +42,13 @@ def test_a_spent_turn_is_refused_saying_so_and_others_go_on() -> None:
 
 def test_a_tenant_and_the_process_are_bounded_whatever_the_number_of_turns() -> None:
     room = ResultRoom(per_turn=1024 * KIB, per_tenant=1024 * KIB, total=1536 * KIB)
-    given = []
     with pytest.raises(RoomSpent, match="your organisation's room"):
         while True:
-            given.append(room.for_turn("big").take(512 * KIB))
-    assert sum(given) <= 1024 * KIB and room.held("big") == sum(given)
+            turn = room.for_turn("big")
+            turn.settle(turn.take(512 * KIB), 512 * KIB)
+    assert room.held("big") == 1024 * KIB
     other = room.for_turn("small")
-    assert other.take(512 * KIB) >= MIN_ROOM  # another tenant still gets room
+    other.settle(other.take(512 * KIB), 512 * KIB)  # another tenant still gets room
     with pytest.raises(RoomSpent, match="the server's room"):
-        while True:
-            room.for_turn(f"t{len(given)}").take(512 * KIB)
-            given.append(0)
-    assert room.held() <= 1536 * KIB
+        room.for_turn("third").take(512 * KIB)
+    assert room.held() == 1536 * KIB

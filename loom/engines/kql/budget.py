@@ -51,27 +51,16 @@ _RENDERERS = (
 MAX_TRANSLATE_S = 5.0  # a translation the screen accepts takes well under a second
 
 _spent: ContextVar[list[int] | None] = ContextVar("kql_rendered", default=None)
-_installed = threading.Lock()
-_done: list[bool] = []
 
 
 @contextmanager
 def rendering_budget(limit: int = MAX_RENDERED_CHARS) -> Iterator[None]:
     """Count what duckdb-kql renders within the block; `too_complex` past `limit` characters."""
-    _install()
     token = _spent.set([0, limit])
     try:
         yield
     finally:
         _spent.reset(token)
-
-
-def _install() -> None:
-    with _installed:
-        if not _done:
-            for name in _RENDERERS:
-                setattr(renderers, name, _counted(getattr(renderers, name)))
-            _done.append(True)
 
 
 def _counted(render: Callable[..., Any]) -> Callable[..., Any]:
@@ -89,6 +78,11 @@ def _counted(render: Callable[..., Any]) -> Callable[..., Any]:
         return out
 
     return counted
+
+
+# Once, when this module is first imported (outside a translation, the counters do nothing).
+for _name in _RENDERERS:
+    setattr(renderers, _name, _counted(getattr(renderers, _name)))
 
 
 class Overran(BaseException):

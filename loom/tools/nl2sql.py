@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from loom.engines.contracts import QueryError
+from loom.engines.sql.mend import mend_columns
 from loom.engines.sql.validator import parse_sql
 from loom.tools.base import Effect, ToolContext, define
 from loom.tools.key_hints import key_hints
@@ -40,6 +41,11 @@ def sql_key_hints(query: str, dialect: str, schema: SchemaContext) -> str | None
     return key_hints(query, dialect, schema.catalog, schema.keys)
 
 
+def sql_mend(query: str, dialect: str, schema: SchemaContext) -> tuple[str, str] | None:
+    mended = mend_columns(query, dialect, schema.catalog, schema.keys)
+    return None if mended is None else (mended.query, " ".join(mended.changes))
+
+
 SQL = QueryLanguage(
     name="sql",
     fence="sql",
@@ -48,6 +54,7 @@ SQL = QueryLanguage(
     known_schema=known_whole_schema,
     bare_query=bare_sql,
     repair_hint=sql_key_hints,
+    mend=sql_mend,
     is_query=is_sql,
 )
 

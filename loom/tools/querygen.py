@@ -161,6 +161,9 @@ BareQuery = Callable[[str, str], str | None]
 RepairHint = Callable[[str, str, SchemaContext], str | None]
 # The model's query with slips that leave no doubt mended (a missing `;`), before it is checked.
 Tidy = Callable[[str], str]
+# After a failure: the query mended without the model where the schema allows one reading only,
+# and what changed (query, dialect, schema → (query, change)), else None.
+Mend = Callable[[str, str, SchemaContext], tuple[str, str] | None]
 # Whether a tool's `question` argument is a query in the language rather than a question.
 IsQuery = Callable[[str], bool]
 
@@ -186,6 +189,10 @@ def no_repair_hint(query: str, dialect: str, schema: SchemaContext) -> str | Non
 
 def as_written(query: str) -> str:
     return query
+
+
+def no_mend(query: str, dialect: str, schema: SchemaContext) -> tuple[str, str] | None:
+    return None
 
 
 def never_a_query(text: str) -> bool:
@@ -223,6 +230,7 @@ class QueryLanguage:
     bare_query: BareQuery = no_bare_query
     repair_hint: RepairHint = no_repair_hint
     tidy: Tidy = as_written
+    mend: Mend = no_mend
     is_query: IsQuery = never_a_query
 
 
@@ -322,6 +330,7 @@ class _Tries:
     empty: tuple[str, ResultSet] | None = None
     prompt: str = ""
     spent_s: float = 0.0  # running its queries, over every attempt
+    mends: int = 0  # attempts mended without the model (they use no repair)
 
     def __post_init__(self) -> None:
         self.prompt = self.question
@@ -391,16 +400,31 @@ class _Generation:
         repeated = next((a for a in tries.attempts if a.query == query), None)
         if repeated is not None:  # the same failure again: say so rather than run it again
             return self._retry(tries, query, _repeated(repeated.error))
+        return await self._run(query, schema, tries)
+
+    async def _run(
+        self, query: str, schema: SchemaContext, tries: _Tries, mend: bool = True
+    ) -> QueryResult | None:
+        """Run one query: its result, or None with the next prompt set. A failed query is mended
+        once without the model when the schema allows (`QueryLanguage.mend`), and the mend runs."""
         started = time.monotonic()
         try:
             result = await _execute(self.ctx, self.source, self.engine, query, self.dialect, tries.spent_s)
         except QueryError as e:
             if e.code in NOT_REPAIRABLE:
                 raise ToolError(e.code, e.message) from e
-            return self._retry(tries, query, self._hinted(e.problems[0], query, schema))
+            error = self._hinted(e.problems[0], query, schema)
+            mended = (
+                await asyncio.to_thread(self.language.mend, query, self.dialect, schema) if mend else None
+            )
+            if mended is None or any(a.query == mended[0] for a in tries.attempts):
+                return self._retry(tries, query, error)
+            tries.failed(query, _mended(error, mended[1]), tries.prompt)
+            tries.mends += 1
+            return await self._run(mended[0], schema, tries, mend=False)
         finally:
             tries.spent_s += time.monotonic() - started
-        if result.row_count == 0 and tries.empty is None and self._may_retry_empty(tries.attempts):
+        if result.row_count == 0 and tries.empty is None and self._may_retry_empty(tries):
             tries.empty = (query, result)
             return self._retry(tries, query, self._hinted(_empty(), query, schema))
         if result.row_count == 0 and tries.empty is not None:
@@ -419,11 +443,13 @@ class _Generation:
             return error
         return error.model_copy(update={"message": f"{error.message}\n{hint}"})
 
-    def _may_retry_empty(self, attempts: Sequence[Attempt]) -> bool:
+    def _may_retry_empty(self, tries: _Tries) -> bool:
         """An empty result is asked about once, when a repair is left: a query that cannot match
         (`x = 'A' AND x = 'B'` for "both A and B", a value spelled as no row spells it) runs without
         error, so only its empty result shows it."""
-        return self.ctx.limits.repair_empty and len(attempts) < self.ctx.limits.max_repairs
+        return (
+            self.ctx.limits.repair_empty and len(tries.attempts) - tries.mends < self.ctx.limits.max_repairs
+        )
 
     def _system_prompt(self, schema: str, examples: Sequence[VerifiedQuery]) -> str:
         fence, source = self.language.fence, self.source
@@ -461,6 +487,10 @@ def _repeated(error: Problem) -> Problem:
         message=f"{error.message} (This is the query that already failed: write a different one.)",
         suggestions=error.suggestions,
     )
+
+
+def _mended(error: Problem, change: str) -> Problem:
+    return error.model_copy(update={"message": f"{error.message}\nMended without the model: {change}"})
 
 
 def _empty() -> Problem:

@@ -290,3 +290,32 @@ async def test_the_model_reads_at_most_its_columns_with_short_names(make_agent: 
     assert len(seen["columns"]) == MODEL_COLUMNS == seen["columns_shown"]
     assert all(len(c["name"]) < 100 for c in seen["columns"])  # R9-1: a name is cut for the model
     assert len(seen["rows"][0]) == MODEL_COLUMNS
+
+
+async def test_a_column_of_the_table_a_key_points_to_is_mended_without_asking_the_model(
+    make_agent: AgentFactory,
+) -> None:
+    # What the 1.5B model wrote on BIRD, three times over: the dimension's column on the fact table.
+    by_hand = (
+        "SELECT COUNT(DISTINCT f.order_id) FROM gold.fact_sales AS f "
+        "JOIN gold.dim_date AS d ON d.date_key = f.date_key WHERE d.year = 2024"
+    )
+    truth = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "Orders in 2024?"}), sql_block(by_hand), text("ok")
+    )
+    await turn(make_agent(truth), "How many orders in 2024?")
+    expected = json.loads(truth.calls[-1].messages[-1].content)["result"]["rows"]
+
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "How many orders in 2024?"}),
+        sql_block("SELECT COUNT(DISTINCT order_id) FROM gold.fact_sales WHERE year = 2024"),
+        text("done"),  # no repair is asked: this is the answer's turn
+    )
+    await turn(make_agent(model), "How many orders in 2024?")
+    seen = json.loads(model.calls[-1].messages[-1].content)
+    assert len(model.calls) == 3
+    assert "LEFT JOIN gold.dim_date ON dim_date.date_key = fact_sales.date_key" in seen["query"]
+    assert seen["result"]["rows"] == expected and expected[0][0] > 0
+    [attempt] = seen["attempts"]
+    assert attempt["error"]["code"] == "unknown_column"
+    assert "Mended without the model: year is dim_date.year, joined by key" in attempt["error"]["message"]

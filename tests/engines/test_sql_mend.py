@@ -1,0 +1,170 @@
+"""Mending misplaced columns: only where the catalog's keys leave one reading, and the mended
+query answers as the join written by hand does (run on DuckDB)."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from loom.engines.contracts import Catalog, ColumnInfo, ForeignKey, TableInfo
+from loom.engines.sql.mend import mend_columns
+
+TABLES = {
+    "hero": ["id", "name", "gender_id", "eye_colour_id", "hair_colour_id", "team_id"],
+    "gender": ["id", "gender"],
+    "colour": ["id", "colour"],
+    "team": ["id", "team_name", "city_id"],
+    "city": ["id", "city_name", "name"],
+    "power": ["hero_id", "power_name"],
+}
+KEYS = [
+    ForeignKey(table=t, columns=(c,), ref_table=r, ref_columns=("id",), source="declared")
+    for t, c, r in (
+        ("hero", "gender_id", "gender"),
+        ("hero", "eye_colour_id", "colour"),
+        ("hero", "hair_colour_id", "colour"),
+        ("hero", "team_id", "team"),
+        ("team", "city_id", "city"),
+        ("power", "hero_id", "hero"),
+    )
+]
+CATALOG = Catalog(
+    tables=[
+        TableInfo(name=t, columns=[ColumnInfo(name=c, type="VARCHAR") for c in cols])
+        for t, cols in TABLES.items()
+    ]
+)
+ROWS = {
+    "hero": [
+        (1, "Ada", 1, 1, 2, 1),
+        (2, "Bo", 2, 2, 1, 1),
+        (3, "Cy", 1, 2, 2, 2),
+        (4, "Di", 2, None, 1, None),
+    ],
+    "gender": [(1, "Female"), (2, "Male")],
+    "colour": [(1, "Blue"), (2, "Brown")],
+    "team": [(1, "Owls", 1), (2, "Hawks", 2)],
+    "city": [(1, "Austin", "ATX"), (2, "Boston", "BOS")],
+    "power": [(1, "Flight"), (1, "Speed"), (2, "Speed"), (3, "Strength")],
+}
+
+
+@pytest.fixture(scope="module")
+def db() -> duckdb.DuckDBPyConnection:
+    conn = duckdb.connect()
+    for table, cols in TABLES.items():
+        conn.execute(f"CREATE TABLE {table} ({', '.join(f'{c} VARCHAR' for c in cols)})")
+        for row in ROWS[table]:
+            conn.execute(
+                f"INSERT INTO {table} VALUES ({', '.join('?' for _ in cols)})",
+                [str(v) if v else v for v in row],
+            )
+    return conn
+
+
+def mend(query: str) -> str | None:
+    mended = mend_columns(query, "duckdb", CATALOG, KEYS)
+    return None if mended is None else mended.query
+
+
+def same_answer(db: duckdb.DuckDBPyConnection, query: str, by_hand: str) -> None:
+    mended = mend(query)
+    assert mended is not None, query
+    assert sorted(db.execute(mended).fetchall()) == sorted(db.execute(by_hand).fetchall()), mended
+
+
+def test_a_column_of_the_table_a_key_points_to_is_read_through_a_left_join(
+    db: duckdb.DuckDBPyConnection,
+) -> None:
+    query = "SELECT COUNT(*) FROM hero AS h WHERE h.gender = 'Female'"
+    assert mend(query) == (
+        "SELECT COUNT(*) FROM hero AS h LEFT JOIN gender ON gender.id = h.gender_id "
+        "WHERE gender.gender = 'Female'"
+    )
+    same_answer(
+        db,
+        query,
+        "SELECT COUNT(*) FROM hero JOIN gender g ON g.id = hero.gender_id WHERE g.gender = 'Female'",
+    )
+
+
+def test_a_many_to_one_join_keeps_every_row_so_counts_do_not_change(db: duckdb.DuckDBPyConnection) -> None:
+    # Di has no team: a LEFT JOIN keeps her, as the query over hero alone would.
+    same_answer(
+        db,
+        "SELECT name, team_name FROM hero",
+        "SELECT name, t.team_name FROM hero LEFT JOIN team t ON t.id = hero.team_id",
+    )
+    assert db.execute(mend("SELECT COUNT(*), COUNT(team_name) FROM hero") or "").fetchall() == [(4, 3)]
+
+
+def test_two_hops_are_followed_and_the_other_unqualified_columns_are_pinned(
+    db: duckdb.DuckDBPyConnection,
+) -> None:
+    # city has a column `name` too: once joined, the query's bare `name` must still be hero's.
+    query = "SELECT name FROM hero WHERE city_name = 'Austin'"
+    mended = mend(query)
+    assert (
+        mended is not None and "hero.name" in mended and "LEFT JOIN city ON city.id = team.city_id" in mended
+    )
+    same_answer(
+        db,
+        query,
+        "SELECT h.name FROM hero h JOIN team t ON t.id = h.team_id JOIN city c ON c.id = t.city_id "
+        "WHERE c.city_name = 'Austin'",
+    )
+
+
+def test_a_lookup_tables_label_is_read_for_the_key_named_without_its_suffix(
+    db: duckdb.DuckDBPyConnection,
+) -> None:
+    query = "SELECT name FROM hero WHERE eye_colour = 'Brown'"
+    same_answer(
+        db,
+        query,
+        "SELECT h.name FROM hero h JOIN colour c ON c.id = h.eye_colour_id WHERE c.colour = 'Brown'",
+    )
+
+
+def test_nothing_is_mended_where_two_readings_exist_or_the_join_would_add_rows() -> None:
+    assert mend("SELECT name FROM hero WHERE colour = 'Blue'") is None  # eye or hair colour?
+    assert mend("SELECT name FROM hero WHERE power_name = 'Speed'") is None  # one hero, many powers
+    assert mend("SELECT * FROM hero WHERE gender = 'Male'") is None  # a join would change `*`
+    assert mend("SELECT name FROM hero WHERE nickname = 'x'") is None  # no table has it
+    assert mend("SELECT name FROM hero WHERE gender_id = 1") is None  # nothing is wrong
+    assert mend("SELECT name FROM hero WHERE") is None  # does not parse
+
+
+def test_a_column_through_the_wrong_alias_moves_to_the_one_item_that_has_it(
+    db: duckdb.DuckDBPyConnection,
+) -> None:
+    query = (
+        "SELECT T1.power_name FROM hero AS T1 JOIN power AS T2 ON T2.hero_id = T1.id WHERE T1.name = 'Ada'"
+    )
+    assert mend(query) == query.replace("T1.power_name", "T2.power_name")
+
+
+def test_a_bare_column_two_tables_have_is_qualified_only_when_the_join_equates_them(
+    db: duckdb.DuckDBPyConnection,
+) -> None:
+    equated = "SELECT COUNT(id) FROM hero JOIN gender ON hero.id = gender.id"
+    same_answer(db, equated, "SELECT COUNT(hero.id) FROM hero JOIN gender ON hero.id = gender.id")
+    assert mend("SELECT COUNT(id) FROM hero LEFT JOIN gender ON hero.id = gender.id") is None  # NULLs differ
+    assert mend("SELECT COUNT(id) FROM hero JOIN gender ON hero.gender_id = gender.id") is None  # not equal
+
+
+def test_a_correlated_subquerys_outer_column_is_not_taken_for_a_misplaced_one() -> None:
+    # `gender_id` in the subquery is hero's, from outside: no join is added to power.
+    query = (
+        "SELECT name FROM hero WHERE EXISTS "
+        "(SELECT 1 FROM power WHERE power.hero_id = hero.id AND gender_id = '1')"
+    )
+    assert mend(query) is None
+
+
+def test_the_sqlite_dialect_is_written_back_in_sqlite() -> None:
+    mended = mend_columns("SELECT name FROM hero WHERE gender = 'Male' LIMIT 2", "sqlite", CATALOG, KEYS)
+    assert mended is not None and mended.changes == (
+        "gender is gender.gender, joined by key (hero.gender_id → gender).",
+    )
+    assert mended.query.endswith("LIMIT 2")

@@ -51,6 +51,7 @@ from benchmarks.load_harness import (
     EntraCallers,
     LoomServe,
     Outcome,
+    ProcessMemory,
     RssSampler,
     ScriptedModel,
     Turn,
@@ -185,6 +186,7 @@ class Phase:
     outcomes: list[Outcome]
     wall_s: float
     peak_rss: int
+    peak_parts: list[ProcessMemory]
     hwm: int
     samples: int
     stopped_server: str | None
@@ -197,7 +199,7 @@ async def phase(server: LoomServe, rss: RssSampler, turns: list[Turn]) -> Phase:
     hwm = rss.hwm()
     idle = await asyncio.to_thread(server.wait_idle)  # queries that outlive their turns count too
     peak, hwm = max(rss.peak, rss.rss()), max(hwm, rss.hwm())
-    return Phase(outcomes, wall, peak, hwm, rss.samples, rss.stopped_server, idle)
+    return Phase(outcomes, wall, peak, rss.peak_parts, hwm, rss.samples, rss.stopped_server, idle)
 
 
 def round_row(base: Phase, mixed: Phase) -> dict[str, Any]:
@@ -218,6 +220,11 @@ def round_row(base: Phase, mixed: Phase) -> dict[str, Any]:
             "mixed_peak": mixed.peak_rss / GIB,
             "mixed_hwm": mixed.hwm / GIB,
             "samples": mixed.samples,
+            "mixed_peak_pss": sum(p.pss for p in mixed.peak_parts) / GIB,
+            "mixed_peak_parts": [
+                {"pid": p.pid, "role": p.role, "rss_gib": p.rss / GIB, "pss_gib": p.pss / GIB}
+                for p in sorted(mixed.peak_parts, key=lambda p: -p.rss)
+            ],
         },
         "error_samples": samples(base.outcomes + mixed.outcomes),
         "server_stopped_by_safety": mixed.stopped_server or base.stopped_server,
@@ -445,6 +452,8 @@ def print_a(a: dict[str, Any]) -> None:
     print(f"  ratios by round: {by_round}")
     peaks = [round(r["rss_gib"]["mixed_peak"], 2) for r in rows]
     print(f"  peak RSS by round (GiB): {peaks}; idle after warm-up {a['idle_rss_gib']:.2f}")
+    for i, r in enumerate(rows, 1):
+        print(f"  round {i} at its peak: PSS {r['rss_gib']['mixed_peak_pss']:.2f} GiB; {peak_parts(r)}")
     n = sum(len([t for t in r["turns"] if t["kind"] == "normal"]) for r in rows)
     ok = {k: sum(r[k]["ok"] for r in rows) for k in ("baseline", "mixed_normal")}
     print(f"  normal turns answered in all: alone {ok['baseline']}/{n}, with heavy {ok['mixed_normal']}/{n}")
@@ -459,6 +468,13 @@ def print_a(a: dict[str, Any]) -> None:
         print(f"  heavy {name:<20} all rounds: {_summed(rows, 'heavy', name)}, {spread}")
     stopped = [r["server_stopped_by_safety"] for r in rows if r["server_stopped_by_safety"]]
     print(f"  server stopped by the safety cap: {stopped or 'never'}; after the load: {a['after']}")
+
+
+def peak_parts(row: dict[str, Any]) -> str:
+    """The processes at the round's peak sample, largest first: `role rss/pss` in GiB."""
+    parts = row["rss_gib"]["mixed_peak_parts"]
+    shown = ", ".join(f"{p['role']} {p['rss_gib']:.2f}/{p['pss_gib']:.2f}" for p in parts[:6])
+    return f"{len(parts)} processes (RSS/PSS): {shown}"
 
 
 def print_b(runs: list[dict[str, Any]]) -> None:

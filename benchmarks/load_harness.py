@@ -351,6 +351,38 @@ def status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages split among the processes that map them, so a tree's
+    PSS adds up to what it really holds (RSS counts a forked child's shared pages twice)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def process_role(pid: int, root: int) -> str:
+    """The server, its direct children (the forkserver, a resource tracker) or an engine child
+    (forked by the forkserver, so one level further down)."""
+    if pid == root:
+        return "server"
+    try:
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return "gone"
+    return "server child" if parent == root else "engine child"
+
+
+@dataclass(frozen=True)
+class ProcessMemory:
+    pid: int
+    role: str
+    rss: int  # bytes
+    pss: int  # bytes
+
+
 def mem_available() -> int:
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemAvailable:"):
@@ -365,6 +397,7 @@ class RssSampler:
     def __init__(self, pid: Callable[[], int | None], *, cap: int, floor: int, interval_s: float = 0.05):
         self._pid, self.cap, self.floor, self.interval_s = pid, cap, floor, interval_s
         self.peak = 0
+        self.peak_parts: list[ProcessMemory] = []  # each process of the tree at the peak sample
         self.samples = 0
         self.stopped_server: str | None = None
         self._done = threading.Event()
@@ -380,7 +413,7 @@ class RssSampler:
 
     def reset(self) -> None:
         """A new phase: the peak starts again, and so does the kernel's VmHWM."""
-        self.peak, self.samples, self.stopped_server = 0, 0, None
+        self.peak, self.samples, self.stopped_server, self.peak_parts = 0, 0, None, []
         pid = self._pid()
         for p in tree(pid) if pid else []:
             try:
@@ -401,7 +434,12 @@ class RssSampler:
             pid = self._pid()
             if not pid:
                 continue
-            rss = self.rss()
+            parts = {p: status_kib(p, "VmRSS") * 1024 for p in tree(pid)}
+            rss = sum(parts.values())
+            if rss > self.peak:  # read PSS only at a new peak: smaps_rollup costs more
+                self.peak_parts = [
+                    ProcessMemory(p, process_role(p, pid), r, pss_kib(p) * 1024) for p, r in parts.items()
+                ]
             self.peak, self.samples = max(self.peak, rss), self.samples + 1
             available = mem_available()
             if rss > self.cap or available < self.floor:

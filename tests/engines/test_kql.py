@@ -463,12 +463,18 @@ def test_tidy_gives_up_on_a_slow_parse_at_its_time_limit(monkeypatch: pytest.Mon
     # per attempt in the server's process. Tidy stops at its limit and leaves the query as written.
     from loom.engines.kql import tidy
 
+    monkeypatch.setattr(tidy, "SLOW", tidy._SlowTexts())
     query = "\n".join(f"let a{i} = " + "+".join(["((((((1))))))"] * 4) for i in range(3)) + "\nprint a2"
     monkeypatch.setattr(tidy, "MAX_TIDY_S", 30.0)  # room to spare on a loaded machine
     mended = tidy.tidy_kql(query)
     assert mended.count(";") == 3  # within the limit: both missing `;`s mended
     monkeypatch.setattr(tidy, "MAX_TIDY_S", 0.001)
     assert tidy.tidy_kql(query) == query  # stopped in its first parse: as written
-    assert not tidy.is_kql(query.replace("print a2", "T | take 1"))
+    piped = query.replace("print a2", "T | take 1")
+    assert not tidy.is_kql(piped)
     monkeypatch.setattr(tidy, "MAX_TIDY_S", 30.0)
-    assert tidy.tidy_kql(query) == mended  # the thread that was stopped tidies the next one
+    assert tidy.tidy_kql(query + "\n") == mended + "\n"  # the thread that was stopped tidies the next one
+    # A text that overran is not parsed again (R14-4: a turn tidies each attempt, callers loop):
+    # with all the time in the world, it stays as written and is not a query.
+    assert tidy.tidy_kql(query) == query and not tidy.is_kql(piped)
+    assert tidy.is_kql("T | take 1")

@@ -14,6 +14,9 @@ validator and the repair loop to report.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import duckdb_kql
@@ -29,11 +32,42 @@ MAX_TIDY_CHARS = 2_000
 # And stopped at this: a 1,948-character query of parenthesised lets without `;` took 1-2 s of
 # parsing per attempt (probe 13: R13-5); a model's query parses in milliseconds.
 MAX_TIDY_S = 0.25
+# Texts whose parse overran, remembered so that each costs that once: a turn tidies every attempt,
+# and a caller looping one pathological query cost the parent ~1 s of interpreter per turn
+# (probe 14: R14-4). By digest, so the memory is bounded whatever the texts' length.
+MAX_REMEMBERED = 1_024
+
+
+class _SlowTexts:
+    def __init__(self) -> None:
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(text: str) -> bytes:
+        return hashlib.blake2b(text.encode(errors="surrogatepass"), digest_size=16).digest()
+
+    def __contains__(self, text: str) -> bool:
+        key = self._key(text)
+        with self._lock:
+            if key in self._seen:
+                self._seen.move_to_end(key)
+                return True
+        return False
+
+    def add(self, text: str) -> None:
+        with self._lock:
+            self._seen[self._key(text)] = None
+            while len(self._seen) > MAX_REMEMBERED:
+                self._seen.popitem(last=False)
+
+
+SLOW = _SlowTexts()
 
 
 def tidy_kql(query: str) -> str:
     """`query` with the slips above mended; as written when it has neither (or does not parse)."""
-    if len(query) > MAX_TIDY_CHARS:
+    if len(query) > MAX_TIDY_CHARS or query in SLOW:
         return query
     try:
         with stopped_after(MAX_TIDY_S):
@@ -41,6 +75,7 @@ def tidy_kql(query: str) -> str:
     except RecursionError:  # nested too deep for the grammar: the validator says so (probe 12)
         return query
     except Overran:  # a pathological parse: the engine's own parse, in its process, reports it
+        SLOW.add(query)
         return query
 
 
@@ -65,12 +100,15 @@ def _mended(query: str) -> str:
 def is_kql(text: str) -> bool:
     """Whether `text` is a KQL query with at least one operator (`T | …`) rather than a question.
     Only text with a `|` is parsed: this is asked on every turn."""
-    if "|" not in text or len(text) > MAX_TIDY_CHARS:
+    if "|" not in text or len(text) > MAX_TIDY_CHARS or text in SLOW:
         return False
     try:
         with stopped_after(MAX_TIDY_S):
             tree = duckdb_kql.parse(text).tree
-    except (duckdb_kql.KqlError, RecursionError, Overran):
+    except Overran:
+        SLOW.add(text)
+        return False
+    except (duckdb_kql.KqlError, RecursionError):
         return False
     return tree is not None and next(nodes(tree, "PipedOperatorContext"), None) is not None
 

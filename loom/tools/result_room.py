@@ -25,6 +25,7 @@ MIN_ROOM = 64 * 1024  # below this a query is refused: its result would be cut t
 class _Pool:
     total: int
     held: int = 0
+    closed: bool = False  # a turn's pool once the turn has ended: nothing more is counted in it
 
     @property
     def left(self) -> int:
@@ -61,6 +62,8 @@ class ResultRoom:
 
     def _room(self, turn: _Pool, tenant: str, most: int) -> int:
         with self._lock:
+            if turn.closed:
+                raise RoomSpent("this turn has ended: its queries are not run")
             pools = (turn, self._tenants.get(tenant) or _Pool(self.per_tenant), self._process)
             room = min(most, *(p.left for p in pools))
             if room < MIN_ROOM:
@@ -69,12 +72,22 @@ class ResultRoom:
 
     def _hold(self, turn: _Pool, tenant: str, amount: int) -> None:
         with self._lock:
+            if turn.closed:
+                return  # a query that outlived its turn (the client left): its result is dropped
             for pool in (turn, self._tenants.setdefault(tenant, _Pool(self.per_tenant)), self._process):
                 pool.held += amount
 
-    def _give(self, turn: _Pool, tenant: str, amount: int) -> None:
+    def _close(self, turn: _Pool, tenant: str) -> None:
+        """Give back all a turn holds, and count nothing more for it: a query still running on a
+        worker thread when its turn ended settles afterwards (probe 15: R15-1, every disconnect
+        during a query leaked what it returned, until each tenant and then the server refused
+        every query)."""
         with self._lock:
-            for pool in (turn, self._tenants[tenant], self._process):
+            turn.closed = True
+            amount, turn.held = turn.held, 0
+            if not amount:
+                return
+            for pool in (self._tenants[tenant], self._process):
                 pool.held -= amount
             if not self._tenants[tenant].held:
                 del self._tenants[tenant]
@@ -116,6 +129,6 @@ class TurnRoom:
             self.room._hold(self.pool, self.tenant, held)
 
     def release(self) -> None:
-        """The turn has ended: everything its results held goes back."""
-        if self.pool.held:
-            self.room._give(self.pool, self.tenant, self.pool.held)
+        """The turn has ended: everything its results held goes back, and a result that arrives
+        later is not counted."""
+        self.room._close(self.pool, self.tenant)

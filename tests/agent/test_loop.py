@@ -1,6 +1,7 @@
 """The turn loop with a scripted model, the real SQLite store and DuckDB over a seeded lakehouse."""
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from typing import Any
@@ -455,3 +456,65 @@ async def test_a_turns_results_share_one_room_and_free_it_when_the_turn_ends(
     tables = custom(events, RESULT_TABLE)
     assert sum(len(json.dumps(t["rows"])) for t in tables) <= 400 * 1024 + 1024  # the turn's room
     assert room.held() == 0  # the turn has ended: its room is free
+
+
+async def test_a_query_that_outlives_its_turn_leaves_no_room_held(make_agent: AgentFactory) -> None:
+    # Probe 15 (R15-1): the client left while a query ran; the turn gave its room back at once, and
+    # the worker thread counted the result afterwards, for good. Six such disconnects refused every
+    # query of that tenant, 24 every tenant's.
+    import threading
+    import time
+
+    from loom.tools.result_room import ResultRoom
+
+    started, finished = threading.Event(), threading.Event()
+
+    class Watched:
+        def __init__(self, pool: Any) -> None:
+            self.pool = pool
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.pool, name)
+
+        def engine(self, source: Any, language: str) -> Any:
+            engine = self.pool.engine(source, language)
+
+            class Engine:
+                def __getattr__(self, name: str) -> Any:
+                    return getattr(engine, name)
+
+                def execute(self, query: str, **limits: Any) -> Any:
+                    if "repeat" not in query:  # the schema's value samples
+                        return engine.execute(query, **limits)
+                    started.set()
+                    try:
+                        result = engine.execute(query, **limits)
+                        time.sleep(1.0)  # a query the client does not wait for (in service: 2 s)
+                        return result
+                    finally:
+                        finished.set()
+
+            return Engine()
+
+    slow = "SELECT repeat('x', 1000) || i AS s FROM range(100) AS t(i)"
+    model = ScriptedModel().queue(tool_call("nl2sql", {"question": "slow"}), sql_block(slow), text("done"))
+    room = ResultRoom(per_turn=2**20, per_tenant=2**20, total=2**20)
+    agent = make_agent(model)
+    agent = dataclasses.replace(agent, results=room, engines=Watched(agent.engines))
+
+    async def listen() -> None:  # as the SSE response does: the stream is closed when it stops
+        async with contextlib.aclosing(agent.run_turn(DEV_PRINCIPAL, TurnRequest(message="slow"))) as events:
+            async for _ in events:
+                pass
+
+    client = asyncio.create_task(listen())
+    assert await asyncio.to_thread(started.wait, 30)
+    client.cancel()  # the client leaves while the query runs
+    with contextlib.suppress(asyncio.CancelledError):
+        await client
+    assert not finished.is_set(), "the query ended before the client left: the test proves nothing"
+    assert await asyncio.to_thread(finished.wait, 60)
+    await asyncio.sleep(0.5)  # the worker settles just after execute returns
+    assert room.held() == 0
+    again = room.for_turn(DEV_PRINCIPAL.tenant_id)
+    assert again.take(2**20) == 2**20  # the tenant's next turn has all its room

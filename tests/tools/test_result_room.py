@@ -52,3 +52,18 @@ def test_a_tenant_and_the_process_are_bounded_whatever_the_number_of_turns() -> 
     with pytest.raises(RoomSpent, match="the server's room"):
         room.for_turn("third").take(512 * KIB)
     assert room.held() == 1536 * KIB
+
+
+def test_a_result_that_arrives_after_its_turn_ended_is_not_counted_and_the_turn_runs_no_more() -> None:
+    # Probe 15 (R15-1): a query still running when the client left settled after the release.
+    room = ResultRoom(per_turn=1024 * KIB, per_tenant=1024 * KIB, total=2048 * KIB)
+    turn = room.for_turn("t1")
+    taken = turn.take(512 * KIB)
+    turn.settle(taken, 100 * KIB)
+    turn.release()
+    turn.settle(taken, 400 * KIB)  # the late one
+    assert room.held() == room.held("t1") == 0
+    with pytest.raises(RoomSpent, match="this turn has ended"):
+        turn.take(512 * KIB)
+    turn.release()  # twice is harmless
+    assert room.for_turn("t1").take(1024 * KIB) == 1024 * KIB

@@ -78,6 +78,38 @@ GOLDEN = [
         "WITH c(y) AS (SELECT id FROM t) SELECT y // NULLIF(2, 0) FROM c",
     ),
     ("SELECT coalesce(score, 0) / 2 FROM t", "SELECT COALESCE(score, 0) / NULLIF(2, 0) FROM t"),
+    # ... and numbered rows, and a set operation's column when every branch's is (probe 15: R15-3)
+    (
+        "SELECT v / 2 FROM (SELECT id AS v FROM t UNION ALL SELECT 7)",
+        "SELECT v // NULLIF(2, 0) FROM (SELECT id AS v FROM t UNION ALL SELECT 7)",
+    ),
+    (
+        "SELECT row_number() OVER (ORDER BY id) / 2, rank() OVER (ORDER BY id) / 2 FROM t",
+        "SELECT ROW_NUMBER() OVER (ORDER BY id NULLS FIRST) // NULLIF(2, 0), "
+        "RANK() OVER (ORDER BY id NULLS FIRST) // NULLIF(2, 0) FROM t",
+    ),
+    # CAST to an integer truncates a real and reads text by its integer prefix; `%` reads its
+    # operands as integers and `% 0` is NULL (probe 15: R15-2, DuckDB rounded 2.7 to 3)
+    (
+        "SELECT CAST(score AS INTEGER), CAST(-2.5 AS INTEGER), CAST(score * 3 AS INTEGER) / 2 FROM t",
+        "SELECT CAST(TRUNC(score) AS BIGINT), CAST(TRUNC(-2.5) AS BIGINT), "
+        "CAST(TRUNC(score * 3) AS BIGINT) // NULLIF(2, 0) FROM t",
+    ),
+    (
+        "SELECT CAST(hp AS INTEGER) FROM t",
+        "SELECT CASE WHEN hp IS NULL THEN NULL ELSE COALESCE(TRY_CAST(REGEXP_EXTRACT(CAST(hp AS TEXT), "
+        "'^\\s*[+-]?\\d+') AS BIGINT), 0) END FROM t",
+    ),
+    (
+        "SELECT CAST(id AS INTEGER), CAST(2 AS INTEGER) FROM t",
+        "SELECT CAST(id AS INT), CAST(2 AS INT) FROM t",
+    ),
+    (
+        "SELECT score % 2, 7.5 % 2, id % 2, id % 0 FROM t",
+        "SELECT CAST((CAST(TRUNC(score) AS BIGINT) % NULLIF(2, 0)) AS DOUBLE), "
+        "CAST((CAST(TRUNC(7.5) AS BIGINT) % NULLIF(2, 0)) AS DOUBLE), "
+        "id % NULLIF(2, 0), id % NULLIF(0, 0) FROM t",
+    ),
     # LIKE ignores case
     ("SELECT id FROM t WHERE name LIKE 'a%'", "SELECT id FROM t WHERE name ILIKE 'a%'"),
     # bare columns: the max() row, or any row of the group

@@ -20,11 +20,14 @@ INTEGER_TYPES = frozenset(
     {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 )
 TEXT_TYPES = frozenset({"VARCHAR"})
+REAL_TYPES = frozenset({"DOUBLE", "FLOAT", "REAL"})  # and every DECIMAL(p, s)
 # Always integers in SQLite: count(), length(), instr(), unicode(), and the bitwise operators.
 INTEGER_RESULTS = (
     exp.Count, exp.Length, exp.StrPosition, exp.Unicode, exp.BitwiseAnd, exp.BitwiseOr, exp.BitwiseXor,
     exp.BitwiseNot, exp.BitwiseLeftShift, exp.BitwiseRightShift,
 )  # fmt: skip
+# Window functions that number rows: integers in SQLite.
+INTEGER_WINDOWS = (exp.RowNumber, exp.Rank, exp.DenseRank, exp.Ntile)
 MAX_TYPE_DEPTH = 64  # how deep an expression's type is looked for (a derived column of a derived column…)
 COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 
@@ -69,14 +72,28 @@ def _derived_outputs(tree: exp.Expr) -> dict[str, list[exp.Expr]]:
     for node in tree.find_all(exp.CTE, exp.Subquery):
         if isinstance(node, exp.Subquery) and not isinstance(node.parent, exp.From | exp.Join):
             continue  # a scalar or IN subquery: its outputs are no table's columns
-        query = node.this
-        selects = query.selects if isinstance(query, exp.Select) else []
+        branches = _branches(node.this)
+        if not branches:
+            continue
         alias = node.args.get("alias")
         named = [c.name for c in alias.columns] if isinstance(alias, exp.TableAlias) else []
-        for i, output in enumerate(selects):  # `WITH c(y) AS (SELECT a …)`: the list names them
+        for i, output in enumerate(branches[0].selects):  # `WITH c(y) AS (SELECT a …)`: the list names them
             name = named[i] if i < len(named) else output.alias_or_name
-            outputs.setdefault(name.lower(), []).append(output.unalias())
+            computed = [b.selects[i].unalias() for b in branches if i < len(b.selects)]
+            # A set operation's column is an integer when every branch's is (probe 15: R15-3).
+            made = computed[0] if len(computed) == 1 else exp.Tuple(expressions=computed)
+            outputs.setdefault(name.lower(), []).append(made)
     return outputs
+
+
+def _branches(query: exp.Expr) -> list[exp.Select]:
+    """The SELECTs whose rows a query returns: itself, or each branch of a UNION/INTERSECT/EXCEPT."""
+    if isinstance(query, exp.Select):
+        return [query]
+    if isinstance(query, exp.SetOperation):
+        left, right = _branches(query.this), _branches(query.expression)
+        return left + right if left and right else []
+    return []
 
 
 def _own_nodes(root: exp.Expr) -> Iterator[exp.Expr]:
@@ -159,6 +176,8 @@ def _is_integer(node: exp.Expr, types: Types, depth: int = 0) -> bool:
         return derived is not None and _is_integer(derived, types, depth + 1)
     if isinstance(node, INTEGER_RESULTS):
         return True
+    if isinstance(node, exp.Window):  # row_number() OVER (…) / 2 (probe 15: R15-3)
+        return isinstance(node.this, INTEGER_WINDOWS + INTEGER_RESULTS)
     if isinstance(node, exp.Null):
         return True  # NULL divides to NULL either way: it does not make a branch real
     if isinstance(node, exp.Cast):
@@ -175,6 +194,8 @@ def _operands(node: exp.Expr) -> list[exp.Expr] | None:
         return [node.this, node.expression]  # `/` of two integers is one (what this module writes)
     if isinstance(node, exp.Coalesce | exp.Greatest | exp.Least):  # ifnull(); max(a, b); min(a, b)
         return [node.this, *node.expressions]
+    if isinstance(node, exp.Tuple):  # a set operation's column, one expression per branch
+        return list(node.expressions)
     if isinstance(node, exp.If):  # iif()
         return [node.args["true"], node.args.get("false") or exp.Null()]
     if isinstance(node, exp.Case):  # whichever branch answers
@@ -199,6 +220,75 @@ def integer_division(tree: exp.Expr, types: Types) -> exp.Expr:
                     expression=exp.Nullif(this=right.copy(), expression=exp.Literal.number(0)),
                 )
             )
+    return tree
+
+
+def _is_real(node: exp.Expr, types: Types) -> bool:
+    """Whether `node` is a number SQLite may hold as real (a real literal or column, arithmetic or an
+    average over one): what CAST to an integer truncates and `%` reads as an integer."""
+    if isinstance(node, exp.Literal):
+        return node.is_number and not node.is_int
+    if isinstance(node, exp.Column):
+        kind = types.column_type(node) or ""
+        return kind in REAL_TYPES or kind.startswith("DECIMAL")
+    if isinstance(node, exp.Avg | exp.Div):
+        return True
+    if isinstance(node, exp.Paren | exp.Neg | exp.Abs | exp.Round | exp.Sum | exp.Max | exp.Min):
+        return _is_real(node.this, types)
+    if isinstance(node, exp.Add | exp.Sub | exp.Mul):
+        return _is_real(node.this, types) or _is_real(node.expression, types)
+    return False
+
+
+def _is_text(node: exp.Expr, types: Types) -> bool:
+    if isinstance(node, exp.Literal):
+        return node.is_string
+    return isinstance(node, exp.Column) and types.column_type(node) in TEXT_TYPES
+
+
+# SQLite reads text as an integer by its longest integer prefix ('2.7' → 2, ' 12x' → 12, 'abc' → 0).
+INTEGER_PREFIX = r"^\s*[+-]?\d+"
+
+
+def _truncated(node: exp.Expr, types: Types) -> exp.Expr | None:
+    """`node` as SQLite's CAST(… AS INTEGER) reads it, when DuckDB's cast would not: a real is
+    truncated toward zero (DuckDB rounds: 2.7 → 3), text is read by its integer prefix (DuckDB
+    rounds '2.7' and refuses ' 12x'). None when the two casts agree or the type is unknown."""
+    if _is_real(node, types):
+        return exp.cast(exp.func("trunc", node.copy()), "BIGINT")
+    if not _is_text(node, types):
+        return None
+    text = exp.cast(node.copy(), "VARCHAR")
+    prefix = exp.RegexpExtract(this=text, expression=exp.Literal.string(INTEGER_PREFIX))
+    number = exp.TryCast(this=prefix, to=exp.DataType.build("BIGINT"))
+    return exp.Case(
+        ifs=[exp.If(this=exp.Is(this=node.copy(), expression=exp.Null()), true=exp.Null())],
+        default=exp.Coalesce(this=number, expressions=[exp.Literal.number(0)]),
+    )
+
+
+def integer_casts(tree: exp.Expr, types: Types) -> exp.Expr:
+    """SQLite's CAST(x AS INTEGER) truncates a real and reads text by its integer prefix; DuckDB
+    rounds (probe 15: R15-2, `CAST(2.7 AS INTEGER)` answered 3 where SQLite says 2)."""
+    for cast in reversed(list(tree.find_all(exp.Cast))):
+        if cast.to.this not in exp.DataType.INTEGER_TYPES or isinstance(cast, exp.TryCast):
+            continue
+        read = _truncated(cast.this, types)
+        if read is not None:
+            cast.replace(read)
+    return tree
+
+
+def integer_modulo(tree: exp.Expr, types: Types) -> exp.Expr:
+    """SQLite's `%` reads both operands as integers (`7.5 % 2` is 1.0, real when one was) and
+    answers NULL for `% 0`; DuckDB's is fmod (1.5) and `% 0` is an error (R15-2)."""
+    for mod in reversed(list(tree.find_all(exp.Mod))):
+        left, right = mod.this, mod.expression
+        real = _is_real(left, types) or _is_real(right, types)
+        operands = [_truncated(o, types) if real else None for o in (left, right)]
+        a, b = (made or o.copy() for made, o in zip(operands, (left, right), strict=True))
+        guarded = exp.Mod(this=a, expression=exp.Nullif(this=b, expression=exp.Literal.number(0)))
+        mod.replace(exp.cast(exp.Paren(this=guarded), "DOUBLE") if real else guarded)
     return tree
 
 
@@ -342,6 +432,8 @@ TRANSFORMS: tuple[Transform, ...] = (
     quoted_strings_as_text,  # first: the others must see literals as literals
     text_affinity_comparisons,
     numeric_aggregates_over_text,
+    integer_casts,  # before the division: `CAST(r AS INTEGER) / 2` divides an integer
+    integer_modulo,
     integer_division,
     case_insensitive_like,
     bare_columns_in_aggregates,

@@ -8,7 +8,8 @@ then says that `gold.fact_sales.date_key` is a key to `gold.dim_date` and which 
 values it stands for.
 
 Read from the parsed query (sqlglot), never its text: a key column counts when it is the argument
-of a scalar function, an operand of LIKE, or cast — the places a value is expected. A key used in a
+of a scalar function, an operand of LIKE, cast, or compared with a string — the places a value is
+expected. A key used in a
 join, a GROUP BY or `COUNT(DISTINCT …)` is used as a key, and gets no hint.
 """
 
@@ -36,11 +37,16 @@ def key_hints(query: str, dialect: str, catalog: Catalog, keys: Sequence[Foreign
     by_column = {(k.table.lower(), k.columns[0].lower()): k for k in keys if len(k.columns) == 1}
     aliases = _aliases(tree)
     seen: list[ForeignKey] = []
+    numeric = _numeric_columns(catalog)
     for column in _used_as_values(tree):
         for table in _owners(column, aliases):
             key = by_column.get((table, column.name.lower()))
-            if key is not None and key not in seen:
-                seen.append(key)
+            if key is None or key in seen:
+                continue
+            # A text key compared with a string is a key used as one (`link_to_event = 'rec2m…'`).
+            if _compared_with_text(column, column.parent) and (table, column.name.lower()) not in numeric:
+                continue
+            seen.append(key)
     seen += [k for k in _unjoined(tree, aliases, keys) if k not in seen]
     hints = [_hint(k, catalog) for k in seen[:MAX_HINTS]]
     return "\n".join(hints) if hints else None
@@ -66,6 +72,29 @@ def _used_as_values(tree: exp.Expr) -> Iterator[exp.Column]:
             yield column
         elif isinstance(parent, exp.Func) and not isinstance(parent, exp.AggFunc):
             yield column
+        elif _compared_with_text(column, parent):
+            yield column
+
+
+def _numeric_columns(catalog: Catalog) -> set[tuple[str, str]]:
+    numeric = ("int", "decimal", "numeric", "double", "float", "real")
+    return {
+        (t.name.lower(), c.name.lower())
+        for t in catalog.tables
+        for c in t.columns
+        if any(word in c.type.lower() for word in numeric)
+    }
+
+
+def _compared_with_text(column: exp.Column, parent: exp.Expr | None) -> bool:
+    """`gender_id = 'Female'`, `gender_id IN ('F', 'M')`: a key compared with words (BIRD, the
+    1.5B model; DuckDB answers with a conversion error)."""
+    if isinstance(parent, exp.EQ | exp.NEQ):
+        other = parent.expression if parent.this is column else parent.this
+        return isinstance(other, exp.Literal) and other.is_string
+    if isinstance(parent, exp.In) and parent.this is column:
+        return any(isinstance(e, exp.Literal) and e.is_string for e in parent.expressions)
+    return False
 
 
 def _aliases(tree: exp.Expr) -> dict[str, str]:

@@ -68,3 +68,25 @@ def test_a_column_of_a_table_the_query_does_not_read_gets_the_join() -> None:
 
 def test_a_query_that_does_not_parse_gets_none() -> None:
     assert hint("SELECT YEAR(date_key FROM") is None
+
+
+def test_a_number_key_compared_with_words_gets_a_hint_and_a_text_key_compared_with_an_id_none() -> None:
+    # BIRD, the 1.5B model: `gender_id = 'Female'` (DuckDB: a conversion error, three times over).
+    for query in (
+        "SELECT COUNT(*) FROM gold.fact_sales WHERE date_key = 'January'",
+        "SELECT COUNT(*) FROM gold.fact_sales AS f WHERE f.date_key IN ('Jan', 'Feb')",
+    ):
+        text = hint(query)
+        assert text is not None and "gold.fact_sales.date_key is a key, not a value" in text, query
+    assert hint("SELECT COUNT(*) FROM gold.fact_sales WHERE date_key = 20240101") is None
+    text_key = CATALOG.model_copy(
+        update={
+            "tables": [
+                t.model_copy(update={"columns": [c.model_copy(update={"type": "string"}) for c in t.columns]})
+                for t in CATALOG.tables
+            ]
+        }
+    )
+    assert (
+        key_hints("SELECT 1 FROM gold.fact_sales WHERE date_key = 'd-2024'", "duckdb", text_key, KEYS) is None
+    )

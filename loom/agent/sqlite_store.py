@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from loom.agent.model import ChatMessage
-from loom.agent.store import MAX_SEQ, Conversation, ConversationNotFound, StoredMessage
+from loom.agent.store import MAX_SEQ, Conversation, ConversationNotFound, StoredMessage, StoredText
 from loom.identity import Principal
 
 T = TypeVar("T")
@@ -104,6 +104,19 @@ def _message(row: sqlite3.Row) -> StoredMessage:
         tool_call_id=row["tool_call_id"],
         metadata=json.loads(row["metadata"]),
         created_at=dt.datetime.fromisoformat(row["created_at"]),
+    )
+
+
+def _text(row: sqlite3.Row) -> StoredText:
+    return StoredText(
+        id=row["id"],
+        seq=row["seq"],
+        role=row["role"],
+        content=row["content"],
+        tool_calls=row["tool_calls"],
+        tool_call_id=row["tool_call_id"],
+        metadata=row["metadata"],
+        created_at=row["created_at"],
     )
 
 
@@ -401,7 +414,28 @@ class SqliteConversationStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pages, self._messages, principal, conversation_id, page)
 
+    async def message_texts(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        *,
+        before: int | None = None,
+        limit: int | None = None,
+        max_bytes: int | None = None,
+    ) -> list[StoredText]:
+        if self._closed:
+            raise RuntimeError("the conversation store is closed")
+        page = _Page(before, limit, max_bytes, with_metadata=True)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pages, self._texts, principal, conversation_id, page)
+
     def _messages(self, principal: Principal, conversation_id: str, page: _Page) -> list[StoredMessage]:
+        return [_message(row) for row in self._rows(principal, conversation_id, page)]
+
+    def _texts(self, principal: Principal, conversation_id: str, page: _Page) -> list[StoredText]:
+        return [_text(row) for row in self._rows(principal, conversation_id, page)]
+
+    def _rows(self, principal: Principal, conversation_id: str, page: _Page) -> list[sqlite3.Row]:
         """Read newest first, so that a bounded page stops reading where it ends (probe 11: R11-5,
         every turn of a 250 MB conversation read all of it)."""
         metadata = "m.metadata" if page.with_metadata else _SOURCE_ONLY
@@ -413,13 +447,13 @@ class SqliteConversationStore:
             " AND m.seq < ? ORDER BY m.seq DESC",
             (conversation_id, principal.tenant_id, principal.user_id, page.before or MAX_SEQ),
         )
-        found: list[StoredMessage] = []
+        found: list[sqlite3.Row] = []
         size = 0
         for row in rows:
             size += len(row["content"]) + len(row["metadata"]) + len(row["tool_calls"])
             if found and (len(found) == page.limit or (page.max_bytes and size > page.max_bytes)):
                 break
-            found.append(_message(row))
+            found.append(row)
         return found[::-1]
 
     async def last_seq(self, principal: Principal, conversation_id: str) -> int:

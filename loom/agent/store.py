@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
@@ -66,6 +67,21 @@ class StoredMessage(BaseModel):
         )
 
 
+@dataclass(frozen=True)
+class StoredText:
+    """A message as the store holds it, its JSON fields left as JSON text: what a reader's page is
+    written from without decoding and encoding again megabytes of result tables (probe 15: R15-5)."""
+
+    id: str
+    seq: int
+    role: str
+    content: str
+    tool_calls: str  # JSON: [{"id", "name", "arguments"}]
+    tool_call_id: str | None
+    metadata: str  # JSON object
+    created_at: str  # ISO 8601 with its offset
+
+
 class ConversationStore(Protocol):
     async def create_conversation(
         self,
@@ -109,6 +125,18 @@ class ConversationStore(Protocol):
         no more once `max_bytes` of content (and metadata) are read — the newest one always.
         `with_metadata=False` keeps of the metadata only the source a result came from (what a
         turn's history needs): the rest holds result tables of up to 8 MiB each."""
+        ...
+
+    async def message_texts(
+        self,
+        principal: Principal,
+        conversation_id: str,
+        *,
+        before: int | None = None,
+        limit: int | None = None,
+        max_bytes: int | None = None,
+    ) -> list[StoredText]:
+        """The page `messages` reads with its metadata, as stored text (for readers of the API)."""
         ...
 
     async def last_seq(self, principal: Principal, conversation_id: str) -> int:

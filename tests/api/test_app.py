@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass, field
@@ -613,3 +614,39 @@ async def test_a_page_holds_its_place_until_the_client_has_read_it() -> None:
     await anext(left)
     await left.aclose()  # the client went away mid-page
     assert not readers.reading
+
+
+async def test_a_page_written_from_the_stored_text_is_what_the_schema_would_write(
+    store: SqliteConversationStore,
+) -> None:
+    # Probe 15 (R15-5): decoding and encoding a page's result tables again on every GET was the
+    # interpreter time that slowed other tenants; the page is now written from the stored JSON.
+    from loom.api.routes.conversations import _page
+    from loom.api.schemas import ConversationDetail, ConversationOut, MessageOut
+
+    principal = DEV_PRINCIPAL
+    messages = [
+        ChatMessage(role="user", content='Straße "quoted" \\ back\nslash ✓'),
+        ChatMessage(role="assistant", tool_calls=(ToolCall(id="c1", name="nl2sql", arguments='{"q": "é"}'),)),
+        ChatMessage(role="tool", content='{"rows": [[1, "x"]]}', tool_call_id="c1"),
+        ChatMessage(role="assistant", content="done 🎉"),
+    ]
+    metadata: list[dict[str, Any]] = [
+        {},
+        {},
+        {"table": {"rows": [[1, "ü", None, 2.5]], "when": dt.date(2024, 1, 2)}},
+        {"source": "sales"},
+    ]
+    made = await store.create_conversation(principal, "t", messages=messages, metadata=metadata)
+    body = await _page(store, principal, made.id, 100, None)
+    conversation = await store.get_conversation(principal, made.id)
+    assert conversation is not None
+    stored = await store.messages(principal, made.id, limit=100)
+    expected = ConversationDetail(
+        **ConversationOut.of(conversation).model_dump(),
+        messages=[MessageOut.of(m) for m in stored],
+        earlier=None,
+    )
+    assert json.loads(body) == json.loads(expected.model_dump_json())
+    older = json.loads(await _page(store, principal, made.id, 2, None))
+    assert [m["seq"] for m in older["messages"]] == [3, 4] and older["earlier"] == 3

@@ -124,6 +124,7 @@ def load_suite(path: Path) -> Suite:
         raise SuiteError(f"the suite {path} cannot be read: {e.strerror or e}") from e
     try:
         raw, lines = _jsonl(path, text) if path.suffix == ".jsonl" else _yaml(path, text)
+        _check_depth(path, raw, lines)
         suite = Suite.model_validate(raw)
     except ValidationError as e:
         raise SuiteError(f"the suite {path} has problems: {_problems(e, lines)}") from e
@@ -140,6 +141,26 @@ def load_suite(path: Path) -> Suite:
 
 Lines = dict[tuple[int | str, ...], int]  # where in the file each part of the document starts
 MAX_NODES = 200_000  # values in a suite, aliases expanded (BIRD's 140 cases: 1,837; Spider's 200: 2,485)
+# Levels of nesting (BFCL's deepest function schema: 9). What a case carries goes on to code that
+# recurses per level (the model client, JSON schemas): 960 levels read fine and then ended the
+# whole run in a RecursionError at its first model call (probe 15: R15-6).
+MAX_DEPTH = 48
+
+
+def _check_depth(path: Path, raw: Any, lines: Lines) -> None:
+    """Refuse, naming where, a value nested deeper than `MAX_DEPTH` (walked without recursion)."""
+    stack: list[tuple[tuple[int | str, ...], Any]] = [((), raw)]
+    while stack:
+        at, value = stack.pop()
+        if len(at) > MAX_DEPTH:
+            raise SuiteError(
+                f"the suite {path} nests values more than {MAX_DEPTH} levels deep "
+                f"({_where(at[:6], lines)}…); a suite is a few levels deep"
+            )
+        if isinstance(value, dict):
+            stack.extend(((*at, str(k)), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((*at, i), v) for i, v in enumerate(value))
 
 
 def _yaml(path: Path, text: str) -> tuple[Any, Lines]:

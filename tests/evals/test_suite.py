@@ -104,6 +104,27 @@ def test_a_jsonl_suite_nested_too_deeply_is_refused(tmp_path: Path) -> None:
         load_suite(path)
 
 
+def test_a_suite_nested_deeper_than_code_after_it_recurses_is_refused_naming_where(tmp_path: Path) -> None:
+    # Probe 15 (R15-6): 960 levels in `functions` and `expect.calls` read fine, then the run's
+    # first model call ended in a RecursionError and no case was recorded.
+    deep = "{a: " * 200 + "1" + "}" * 200
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: t\ncases:\n  - {id: ok, question: q}\n  - id: a\n    question: q\n"
+        f"    expect: {{calls: [{deep}]}}\n"
+    )
+    with pytest.raises(
+        SuiteError, match=r"more than 48 levels deep \(line 6, cases\.1\.expect\.calls\.0\.a…\)"
+    ):
+        load_suite(path)
+    lines = tmp_path / "s.jsonl"
+    lines.write_text(
+        '{"id": "a", "question": "q", "functions": [' + '{"a": ' * 200 + "1" + "}" * 200 + "]}\n"
+    )
+    with pytest.raises(SuiteError, match=r"more than 48 levels deep \(line 1, cases\.0"):
+        load_suite(lines)
+
+
 def test_a_jsonl_line_that_is_not_json_is_named(tmp_path: Path) -> None:
     path = tmp_path / "s.jsonl"
     path.write_text('{"id": "a", "question": "q"}\n{oops\n')

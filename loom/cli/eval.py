@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -148,8 +149,12 @@ def _stamp() -> str:
 
 
 def _with_progress(spec: RunSpec, settings: Settings, total: int) -> dict[str, Any]:
+    """Run the suite showing its progress on stderr: a bar on a terminal, else a line per case
+    (a live run redirected to a log said nothing for its 50 minutes)."""
     from loom.evals.harness import run_suite
 
+    if not err.is_terminal:
+        return asyncio.run(run_suite(spec, settings, _case_lines(total)))
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -167,6 +172,23 @@ def _with_progress(spec: RunSpec, settings: Settings, total: int) -> dict[str, A
             bar.update(task, advance=1, failed=failed)
 
         return asyncio.run(run_suite(spec, settings, advance))
+
+
+def _case_lines(total: int) -> Callable[[CaseResult], None]:
+    done = failed = 0
+
+    def line(result: CaseResult) -> None:
+        nonlocal done, failed
+        done, failed = done + 1, failed + (not result.passed)
+        took = f"{result.latency_s:.1f} s"
+        err.print(
+            f"[{done}/{total}] {result.case.id} {result.status} in {took} ({failed} failed so far)",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    return line
 
 
 def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:

@@ -47,3 +47,22 @@ def test_the_smoke_suite_replays_offline_as_it_was_recorded(
     assert result.regressions == [] and result.improvements == []
     assert result.only_before == [] and result.only_after == []
     assert summary["answers_showing_unrun_queries"] == 0  # the product's rule, whatever the model
+
+
+def test_a_run_not_on_a_terminal_says_each_case_as_it_ends(home: Path, tmp_path: Path) -> None:
+    # A live run redirected to a log said nothing for its 50 minutes: the bar is for terminals.
+    from typer.testing import CliRunner
+
+    from loom.cli.main import app, mount_subcommands
+
+    mount_subcommands()
+
+    (home / "none.yaml").write_text("sources: []\n")
+    result = CliRunner().invoke(
+        app, ["eval", "run", str(SMOKE), "--out", str(tmp_path / "runs"), "--home", str(home)]
+    )
+    assert result.exit_code in (0, 1), result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    total = len(load_suite(SMOKE).cases)
+    assert len(lines) == total and lines[-1].startswith(f"[{total}/{total}] ")
+    assert " passed in " in result.stderr and "failed so far)" in lines[-1]

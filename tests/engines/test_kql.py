@@ -274,6 +274,19 @@ def test_strcat_of_tostrings_runs_though_its_translation_is_long(kql: KqlEngine)
     assert rows == [["a-1-2"], ["a-2-4"], ["a-3-6"]]
 
 
+def test_a_range_with_a_real_bound_or_step_is_a_real_series(kql: KqlEngine) -> None:
+    # Probe 15 (R15-7): duckdb-kql cast a real step to an integer: `step 2.5` gave 1, 3, 5, 7, 9.
+    def series(query: str) -> list[object]:
+        return [r[0] for r in kql.execute(query, max_rows=100, timeout_s=30).rows]
+
+    assert series("range x from 1 to 10 step 2.5") == [1.0, 3.5, 6.0, 8.5]
+    assert series("range x from 1 to 2 step 0.5") == [1.0, 1.5, 2.0]
+    assert series("range x from 0.5 to 2 step 1") == [0.5, 1.5]
+    assert series("range x from 3 to 1 step -0.5") == [3.0, 2.5, 2.0, 1.5, 1.0]
+    assert series("range x from 1 to 5 step 2") == [1, 3, 5]  # integers stay integers
+    assert series("range x from 1 to 10 step 2.5 | summarize sum(x)") == [19.0]
+
+
 def test_the_room_for_translated_sql_is_for_translations_only() -> None:
     from loom.engines.sql.screen import input_limits, translated
     from loom.engines.sql.validator import MAX_QUERY_CHARS, parse_sql

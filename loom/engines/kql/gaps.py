@@ -126,3 +126,44 @@ def _indexed(node: exp.DPipe) -> exp.Expr | None:
     if ifs[0].this.expression != exp.Literal.number(0) or default.this != key:
         return None
     return key
+
+
+_REAL_SERIES = parse_one(
+    "(SELECT list(s + _r.i * st ORDER BY _r.i) "
+    "FROM range(0, CAST(floor((e - s) / st) AS BIGINT) + 1) AS _r(i))",
+    read="duckdb",
+)
+
+
+def real_ranges(tree: exp.Expr) -> None:
+    """Each `range` operator duckdb-kql wrote as an integer series although a bound or the step is
+    real (it casts `step 2.5` to BIGINT: `range x from 1 to 10 step 2.5` gave 1, 3, 5, 7, 9, and
+    `from 1 to 2 step 0.5` no rows; probe 15: R15-7), as the real series Kusto answers: the list
+    of `start + i * step` for i from 0 to floor((stop - start) / step)."""
+    for node in list(tree.find_all(exp.GenerateSeries)):
+        parts = [node.args.get(k) for k in ("start", "end", "step")]
+        if any(p is None for p in parts) or not any(_narrowed_real(p) for p in parts):
+            continue
+        values = dict(zip(("s", "e", "st"), (_unnarrowed(p) for p in parts), strict=True))  # type: ignore[arg-type]
+        series = _REAL_SERIES.copy()
+        for placeholder in list(series.find_all(exp.Column)):
+            if not placeholder.table and placeholder.name in values:
+                placeholder.replace(values[placeholder.name].copy())
+        node.replace(series)
+
+
+def _narrowed_real(node: exp.Expr | None) -> bool:
+    """`CAST(CAST(x AS DOUBLE) AS BIGINT)`: a real made an integer."""
+    return (
+        isinstance(node, exp.Cast)
+        and node.to.this in exp.DataType.INTEGER_TYPES
+        and isinstance(node.this, exp.Cast)
+        and node.this.to.this
+        in (exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT, exp.DataType.Type.DECIMAL)
+    )
+
+
+def _unnarrowed(node: exp.Expr) -> exp.Expr:
+    """The value before duckdb-kql's cast to BIGINT, as a DOUBLE."""
+    inner = node.this if isinstance(node, exp.Cast) else node
+    return exp.cast(inner.copy(), "DOUBLE")

@@ -19,7 +19,7 @@ from loom.engines.contracts import Catalog, QueryError
 from loom.engines.kql.budget import MAX_TRANSLATE_S, rendering_budget, translation_deadline
 from loom.engines.kql.expansion import check_expansion
 from loom.engines.kql.functions import preludes as kql_preludes
-from loom.engines.kql.gaps import align_datetime_bins, index_by_key, refuse_gaps
+from loom.engines.kql.gaps import align_datetime_bins, index_by_key, real_ranges, refuse_gaps
 from loom.engines.kql.names import kql_schema, kql_tables, preferred_names, shown_name
 from loom.engines.kql.nested import find_nested, nested_sql
 from loom.engines.kql.series import find_series, series_sql
@@ -64,6 +64,7 @@ def _kql_to_sql(query: str, catalog: Catalog, now: dt.datetime | None) -> str:
         _bind(sql, dict(translated.parameters or {}))
         align_datetime_bins(sql)
         index_by_key(sql)
+        real_ranges(sql)
         return sql
 
     preludes = kql_preludes(tree)

@@ -409,10 +409,7 @@ class SqliteConversationStore:
         page = _Page(before, limit, max_bytes, with_metadata)
         if not with_metadata:  # a turn's history
             return await self._read(self._messages, principal, conversation_id, page)
-        if self._closed:
-            raise RuntimeError("the conversation store is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pages, self._messages, principal, conversation_id, page)
+        return await self._read_page(self._messages, principal, conversation_id, page)
 
     async def message_texts(
         self,
@@ -423,11 +420,14 @@ class SqliteConversationStore:
         limit: int | None = None,
         max_bytes: int | None = None,
     ) -> list[StoredText]:
+        page = _Page(before, limit, max_bytes, with_metadata=True)
+        return await self._read_page(self._texts, principal, conversation_id, page)
+
+    async def _read_page(self, read: Callable[..., T], *args: Any) -> T:
+        """On the page reader's own thread: pages of several MiB must not hold up turns' reads."""
         if self._closed:
             raise RuntimeError("the conversation store is closed")
-        page = _Page(before, limit, max_bytes, with_metadata=True)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pages, self._texts, principal, conversation_id, page)
+        return await asyncio.get_running_loop().run_in_executor(self._pages, read, *args)
 
     def _messages(self, principal: Principal, conversation_id: str, page: _Page) -> list[StoredMessage]:
         return [_message(row) for row in self._rows(principal, conversation_id, page)]

@@ -168,3 +168,28 @@ def test_the_sqlite_dialect_is_written_back_in_sqlite() -> None:
         "gender is gender.gender, joined by key (hero.gender_id → gender).",
     )
     assert mended.query.endswith("LIMIT 2")
+
+
+def test_a_three_part_name_is_joined_as_three_parts() -> None:
+    # Synapse and Databricks catalogs name tables `catalog.schema.table`.
+    catalog = Catalog(
+        tables=[
+            TableInfo(name="lake.gold.fact", columns=[ColumnInfo(name="k", type="int")]),
+            TableInfo(
+                name="lake.gold.dim",
+                columns=[ColumnInfo(name="k", type="int"), ColumnInfo(name="label", type="varchar")],
+            ),
+        ]
+    )
+    keys = [
+        ForeignKey(
+            table="lake.gold.fact",
+            columns=("k",),
+            ref_table="lake.gold.dim",
+            ref_columns=("k",),
+            source="inferred",
+        )
+    ]
+    mended = mend_columns("SELECT label FROM lake.gold.fact", "tsql", catalog, keys)
+    assert mended is not None
+    assert mended.query == "SELECT dim.label FROM lake.gold.fact LEFT JOIN lake.gold.dim ON dim.k = fact.k"

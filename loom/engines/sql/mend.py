@@ -306,13 +306,20 @@ def _add_joins(select: exp.Select, path: _Path) -> str:
                 for own, ref in zip(key.columns, key.ref_columns, strict=True)
             )
         )
-        schema, _, name = key.ref_table.rpartition(".")
-        table = exp.Table(this=exp.to_identifier(name), db=exp.to_identifier(schema) if schema else None)
-        if alias != name:
+        table = _table(key.ref_table)
+        if alias != table.name:
             table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
         select.join(table, on=on, join_type="LEFT", copy=False)
         near = alias
     return near
+
+
+def _table(name: str) -> exp.Table:
+    """A table reference from its catalog name: `t`, `schema.t` or `catalog.schema.t`."""
+    *prefix, bare = name.split(".")
+    parts = [exp.to_identifier(p) for p in prefix[-2:]]
+    catalog, db = ([None] * (2 - len(parts)) + parts)[:2]
+    return exp.Table(this=exp.to_identifier(bare), db=db, catalog=catalog)
 
 
 def _free_alias(table: str, taken: set[str]) -> str:

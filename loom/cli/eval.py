@@ -214,7 +214,9 @@ def _print_summary(summary: dict[str, Any], run_dir: Path) -> None:
 
 
 def _repaired(repairs: dict[str, Any]) -> str:
-    return f"{repairs['passed_after_repair']} of {repairs['gold_cases_repaired']} gold cases repaired"
+    mended = repairs.get("passed_after_a_mend_alone", 0)
+    alone = f" ({mended} by a mend without the model)" if mended else ""
+    return f"{repairs['passed_after_repair']} of {repairs['gold_cases_repaired']} gold cases repaired{alone}"
 
 
 def _pct(value: float | None) -> str:

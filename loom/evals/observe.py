@@ -53,6 +53,14 @@ class CallRecord:
             return []
         return [str((a.get("error") or {}).get("code")) for a in attempts if isinstance(a, dict)]
 
+    @property
+    def mends(self) -> int:
+        """How many of those failed queries were mended without the model (the rest: by it)."""
+        attempts = (self.result or {}).get("attempts")
+        if not isinstance(attempts, list):
+            return 0
+        return sum(1 for a in attempts if isinstance(a, dict) and a.get("mended"))
+
 
 @dataclass
 class TurnRecord:
@@ -80,6 +88,7 @@ class TurnRecord:
                     "query": c.query,
                     "error": c.error,
                     "repairs": c.repairs,
+                    "mends": c.mends,
                 }
                 for c in self.calls
             ],

@@ -56,10 +56,13 @@ def _repairs(gold: Sequence[CaseResult]) -> dict[str, Any]:
     repaired = [r for r in gold if any(c.repairs for t in r.turns for c in t.calls)]
     passed = [r for r in repaired if not r.failed("gold")]
     codes = [code for r in passed for t in r.turns for c in t.calls for code in c.repairs]
+    # Mended without the model only: every failed query of the case was followed by its mend.
+    mended = [r for r in passed if all(len(c.repairs) == c.mends for t in r.turns for c in t.calls)]
     return {
         "gold_cases_repaired": len(repaired),
         "passed_after_repair": len(passed),
         "passed_after_repair_by_code": _count(codes),
+        "passed_after_a_mend_alone": len(mended),
     }
 
 

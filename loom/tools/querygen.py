@@ -73,6 +73,8 @@ class QuestionArgs(BaseModel):
 class Attempt(BaseModel):
     query: str
     error: Problem
+    # Set when the next query is this one mended without the model (`QueryLanguage.mend`): what changed.
+    mended: str | None = None
 
 
 class QueryResult(ToolResult):
@@ -104,7 +106,9 @@ class QueryResult(ToolResult):
             result["columns_shown"] = MODEL_COLUMNS
         shown = self.model_dump(include={"source", "language", "dialect", "query", "verified"})
         if self.attempts:
-            shown["attempts"] = [a.model_dump(exclude={"error": {"suggestions"}}) for a in self.attempts]
+            shown["attempts"] = [
+                a.model_dump(exclude={"error": {"suggestions"}}, exclude_none=True) for a in self.attempts
+            ]
         if self.verified_question:
             shown["verified_question"] = self.verified_question
         return json.dumps({**shown, "result": result}, ensure_ascii=False, default=str)
@@ -335,8 +339,8 @@ class _Tries:
     def __post_init__(self) -> None:
         self.prompt = self.question
 
-    def failed(self, query: str, error: Problem, prompt: str) -> None:
-        self.attempts.append(Attempt(query=query, error=error))
+    def failed(self, query: str, error: Problem, prompt: str, mended: str | None = None) -> None:
+        self.attempts.append(Attempt(query=query, error=error, mended=mended))
         self.prompt = prompt
 
 
@@ -419,7 +423,7 @@ class _Generation:
             )
             if mended is None or any(a.query == mended[0] for a in tries.attempts):
                 return self._retry(tries, query, error)
-            tries.failed(query, _mended(error, mended[1]), tries.prompt)
+            tries.failed(query, error, tries.prompt, mended=mended[1])
             tries.mends += 1
             return await self._run(mended[0], schema, tries, mend=False)
         finally:
@@ -487,10 +491,6 @@ def _repeated(error: Problem) -> Problem:
         message=f"{error.message} (This is the query that already failed: write a different one.)",
         suggestions=error.suggestions,
     )
-
-
-def _mended(error: Problem, change: str) -> Problem:
-    return error.model_copy(update={"message": f"{error.message}\nMended without the model: {change}"})
 
 
 def _empty() -> Problem:

@@ -318,4 +318,4 @@ async def test_a_column_of_the_table_a_key_points_to_is_mended_without_asking_th
     assert seen["result"]["rows"] == expected and expected[0][0] > 0
     [attempt] = seen["attempts"]
     assert attempt["error"]["code"] == "unknown_column"
-    assert "Mended without the model: year is dim_date.year, joined by key" in attempt["error"]["message"]
+    assert attempt["mended"].startswith("year is dim_date.year, joined by key (gold.fact_sales.date_key")

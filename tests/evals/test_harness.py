@@ -193,9 +193,31 @@ async def test_a_case_that_passed_only_after_a_repair_is_counted_as_such(home: P
         "gold_cases_repaired": 1,
         "passed_after_repair": 1,
         "passed_after_repair_by_code": {"unknown_table": 1},
+        "passed_after_a_mend_alone": 0,
     }
     [case] = [json.loads(line) for line in (tmp_path / "r" / "cases.jsonl").read_text().splitlines()]
     assert case["turns"][0]["calls"][0]["repairs"] == ["unknown_table"]
+    assert case["turns"][0]["calls"][0]["mends"] == 0
+
+
+async def test_a_case_mended_without_the_model_is_counted_apart(home: Path, tmp_path: Path) -> None:
+    # The mend's share of the repairs, for the reports that ask what each part adds.
+    gold = (
+        "SELECT COUNT(*) FROM gold.fact_sales AS f JOIN gold.dim_date AS d ON d.date_key = f.date_key "
+        "WHERE d.year = 2024"
+    )
+    case = {"id": "orders-2024", "question": "Sales lines in 2024?", "expect": {"gold": gold}}
+    path = suite_file(tmp_path, [case])
+    with OpenAICompatServer(default_sql="SELECT COUNT(*) FROM gold.fact_sales WHERE year = 2024") as model:
+        model.queue_text("ok")  # the model check; then the one query, mended, and no repair asked
+        summary = await run_suite(
+            spec(path, tmp_path / "r", mode="live", direct=True), settings(home, model.base_url)
+        )
+    assert summary["execution_accuracy"] == 1.0
+    assert summary["repairs"]["passed_after_a_mend_alone"] == 1
+    [row] = [json.loads(line) for line in (tmp_path / "r" / "cases.jsonl").read_text().splitlines()]
+    assert row["turns"][0]["calls"][0]["repairs"] == ["unknown_column"]
+    assert row["turns"][0]["calls"][0]["mends"] == 1
 
 
 WEATHER = {

@@ -28,11 +28,11 @@ import itertools
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from loom.identity import Principal
 from loom.tools.base import ToolError
@@ -140,6 +140,7 @@ class QueryScheduler:
         self._per_source = per_source or workers
         self._slots: dict[tuple[str, ...], _Slot] = {}
         self._sources: dict[str, _Workers] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def run(
         self, principal: Principal, work: Callable[..., T], /, *args: object, **kwargs: object
@@ -156,10 +157,38 @@ class QueryScheduler:
         *args: object,
         **kwargs: object,
     ) -> T:
-        """The same, holding one of `source`'s places too (None: no source's)."""
-        async with self._place(principal, source):
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._executor, partial(work, *args, **kwargs))
+        """The same, holding one of `source`'s places too (None: no source's).
+
+        The places are held until the work has ended, not only while someone awaits it: a caller
+        that leaves (a client disconnecting) cannot stop a thread, and freeing its places at once
+        let one user's five abandoned turns fill all eight workers while their queries ran on to
+        their time limit (probe 16: R16-1)."""
+        held = AsyncExitStack()
+        await held.enter_async_context(self._place(principal, source))
+        running = self._executor.submit(partial(work, *args, **kwargs))
+        try:
+            return await asyncio.wrap_future(running)
+        finally:
+            if running.done():
+                await held.aclose()
+            else:
+                self._free_when_done(running, held)
+
+    def _free_when_done(self, running: Future[Any], held: AsyncExitStack) -> None:
+        loop = asyncio.get_running_loop()
+
+        def done(_: Future[Any]) -> None:
+            try:
+                loop.call_soon_threadsafe(self._close_later, held)
+            except RuntimeError:  # the loop has closed: nothing is left to free
+                pass
+
+        running.add_done_callback(done)
+
+    def _close_later(self, held: AsyncExitStack) -> None:
+        task = asyncio.get_running_loop().create_task(held.aclose())
+        self._closing.add(task)  # a reference, so the task is not collected before it runs
+        task.add_done_callback(self._closing.discard)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -221,3 +221,28 @@ async def test_the_last_free_workers_are_kept_for_tenants_with_nothing_running()
         assert scheduler._workers.free == 8 and not scheduler._workers.waiting
     finally:
         scheduler.close()
+
+
+async def test_a_query_whose_caller_left_holds_its_places_until_it_ends() -> None:
+    # Probe 16 (R16-1): a client that left freed the places at once while the query's thread ran
+    # on to its time limit; one user's five abandoned turns filled all eight workers.
+    scheduler = QueryScheduler(workers=4, per_tenant=4, per_user=1, wait_s=0.3)
+    running = Running()
+    try:
+        left = asyncio.create_task(scheduler.run(BUSY, running))
+        await asyncio.sleep(0.05)
+        left.cancel()  # the client leaves; the thread cannot be stopped
+        with pytest.raises(asyncio.CancelledError):
+            await left
+        with pytest.raises(ToolError, match="waited"):  # its place is still held: the user's one
+            await scheduler.run(BUSY, slow, 0.0)
+        assert scheduler._workers.free == 3
+        running.go.set()  # the abandoned query ends
+        for _ in range(100):
+            if scheduler._workers.free == 4 and not scheduler._slots:
+                break
+            await asyncio.sleep(0.01)
+        assert scheduler._workers.free == 4 and scheduler._slots == {}
+        assert await scheduler.run(BUSY, slow, 0.0) == 0.0  # and the user has it back
+    finally:
+        scheduler.close()

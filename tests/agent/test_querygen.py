@@ -314,8 +314,13 @@ async def test_a_column_of_the_table_a_key_points_to_is_mended_without_asking_th
     await turn(make_agent(model), "How many orders in 2024?")
     seen = json.loads(model.calls[-1].messages[-1].content)
     assert len(model.calls) == 3
-    assert "LEFT JOIN gold.dim_date ON dim_date.date_key = fact_sales.date_key" in seen["query"]
+    assert (
+        "(SELECT dim_date.year FROM gold.dim_date WHERE dim_date.date_key = fact_sales.date_key) = 2024"
+        in seen["query"]
+    )
     assert seen["result"]["rows"] == expected and expected[0][0] > 0
     [attempt] = seen["attempts"]
     assert attempt["error"]["code"] == "unknown_column"
-    assert attempt["mended"].startswith("year is dim_date.year, joined by key (gold.fact_sales.date_key")
+    assert attempt["mended"].startswith(
+        "year is gold.dim_date.year, looked up by key (gold.fact_sales.date_key"
+    )

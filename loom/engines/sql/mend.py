@@ -9,18 +9,22 @@ model, and the mend is recorded with the attempt:
 
 1. **Requalify**: `T1.c` where T1's table lacks `c` and exactly one other FROM item of the same
    SELECT has it → that item's alias.
-2. **Infer the join** (FROM-clause inference, as IRNet and RAT-SQL do from foreign keys): a column
-   of a table reached from one FROM item through foreign keys, every hop many-to-one (the item
-   holds the key, at most `MAX_HOPS` hops), by exactly one shortest path → `LEFT JOIN` along it.
-   A many-to-one hop adds no rows and drops none, so counts and sums over the query's rows stay as
-   they were: each row gains the value it points to. A lookup table's label counts too:
-   `superhero.eye_colour` with the key `eye_colour_id → colour(id)`, when `colour` has one column
-   besides its key.
+2. **Look it up along the keys** (FROM-clause inference, as IRNet and RAT-SQL do from foreign
+   keys): a column of a table reached from one FROM item through foreign keys, every hop
+   many-to-one (the item holds the key, at most `MAX_HOPS` hops), by exactly one shortest path →
+   a correlated scalar subquery along it, `(SELECT gender.gender FROM gender WHERE gender.id =
+   superhero.gender_id)`. Not a join: a key that is not unique on the side it points to (an
+   inferred key, or a declared one the data breaks) would multiply the query's rows and inflate its
+   counts and sums silently (probe 16: R16-2); a scalar subquery answers the one value each row
+   points to, NULL for none, and fails the query for two (every engine refuses a scalar subquery
+   with more than one row), which goes back to the model like any error. A lookup table's label
+   counts too: `superhero.eye_colour` with the key `eye_colour_id → colour(id)`, when `colour`
+   has one column besides its key.
 3. **Disambiguate**: an unqualified column that two FROM items have, equated by an inner join's
    condition (`ON a.x = b.x`) → either, so the first.
 
-Nothing is mended when the SELECT reads `*` (a join would change its columns), when a FROM item's
-columns are unknown (a derived table, a function), or when two readings exist. The mended query is
+Nothing is mended when a FROM item's columns are unknown (a derived table, a function), or when two
+readings exist. The mended query is
 validated and run like any other: this only proposes it.
 """
 
@@ -98,20 +102,17 @@ class _Links:
 
     def mend(self, scope: Scope) -> Iterator[str]:
         select = scope.expression
-        if not isinstance(select, exp.Select) or any(s.is_star for s in select.selects):
+        if not isinstance(select, exp.Select):
             return
         items = self._items(scope)
         if items is None:
             return
         outer = self._outer_columns(scope)
-        joined: dict[tuple[str, tuple[ForeignKey, ...]], str] = {}
-        columns = _own_columns(scope)
-        for column in columns:
-            change = self._mend_one(column, select, items, outer, joined)
+        taken = {t.alias_or_name.lower() for t in select.root().find_all(exp.Table)}
+        for column in _own_columns(scope):
+            change = self._mend_one(column, select, items, outer, taken)
             if change is not None:
                 yield change
-        if joined:  # a joined table may share a name the query left unqualified: pin each down
-            _pin_unqualified(columns, items, select)
 
     def _items(self, scope: Scope) -> dict[str, _Item] | None:
         """The SELECT's FROM items by lower-case alias; None when one is not a known table."""
@@ -143,7 +144,7 @@ class _Links:
         select: exp.Select,
         items: dict[str, _Item],
         outer: frozenset[str] | None,
-        joined: dict[tuple[str, tuple[ForeignKey, ...]], str],
+        taken: set[str],
     ) -> str | None:
         name = column.name.lower()
         if name in self.names.rules.pseudo_columns or _names_an_alias(name, select):
@@ -156,19 +157,15 @@ class _Links:
             if len(holders) == 1:
                 alias = holders[0].alias
                 return _requalify(column, alias, f"{column.table}.{column.name} is {alias}.{column.name}.")
-            return None if holders else self._join_for(column, [owner], select, joined)
+            return None if holders else self._lookup(column, [owner], select, taken)
         if len(holders) > 1:
             return _disambiguate(column, holders, select)
         if holders or outer is None or name in outer:
             return None
-        return self._join_for(column, list(items.values()), select, joined)
+        return self._lookup(column, list(items.values()), select, taken)
 
-    def _join_for(
-        self,
-        column: exp.Column,
-        starts: list[_Item],
-        select: exp.Select,
-        joined: dict[tuple[str, tuple[ForeignKey, ...]], str],
+    def _lookup(
+        self, column: exp.Column, starts: list[_Item], select: exp.Select, taken: set[str]
     ) -> str | None:
         paths = [p for item in starts for p in self._paths(item, column.name.lower())]
         fewest = min((len(p.hops) for p in paths), default=0)
@@ -176,15 +173,13 @@ class _Links:
         if len(shortest) != 1:
             return None
         path = shortest[0]
-        alias = joined.get((path.start.alias.lower(), path.hops))
-        if alias is None:
-            alias = _add_joins(select, path)
-            joined[(path.start.alias.lower(), path.hops)] = alias
         written = f"{column.table}.{column.name}" if column.table else column.name
         via = " → ".join(f"{k.table}.{', '.join(k.columns)} → {k.ref_table}" for k in path.hops)
-        return _requalify(
-            column, alias, f"{written} is {alias}.{path.column}, joined by key ({via}).", path.column
-        )
+        looked_up: exp.Expr = _looked_up(path, taken)
+        if column.parent is select and column.arg_key == "expressions":  # a SELECT item keeps its name
+            looked_up = exp.alias_(looked_up, column.name)
+        column.replace(looked_up)
+        return f"{written} is {path.hops[-1].ref_table}.{path.column}, looked up by key ({via})."
 
     def _paths(self, start: _Item, column: str) -> list[_Path]:
         """Every shortest many-to-one path from `start` to a table with `column` (or its label)."""
@@ -246,15 +241,6 @@ def _requalify(column: exp.Column, alias: str, change: str, spelled: str | None 
     return change
 
 
-def _pin_unqualified(columns: list[exp.Column], items: dict[str, _Item], select: exp.Select) -> None:
-    for column in columns:
-        if column.table or _names_an_alias(column.name.lower(), select):
-            continue
-        holders = [item for item in items.values() if item.has(column.name.lower())]
-        if len(holders) == 1:
-            column.set("table", exp.to_identifier(holders[0].alias))
-
-
 def _disambiguate(column: exp.Column, holders: list[_Item], select: exp.Select) -> str | None:
     """Qualify `column` when every FROM item that has it is equated on it by inner joins."""
     name = column.name.lower()
@@ -293,25 +279,30 @@ def _equated(select: exp.Select, name: str) -> Iterator[tuple[str, str]]:
                     yield a.table.lower(), b.table.lower()
 
 
-def _add_joins(select: exp.Select, path: _Path) -> str:
-    """LEFT JOIN each hop of `path` to `select`; the alias of the last table joined."""
-    taken = {s.alias_or_name.lower() for s in select.find_all(exp.Table)}
+def _looked_up(path: _Path, taken: set[str]) -> exp.Subquery:
+    """`(SELECT r.c FROM r WHERE r.key = start.fk)`, each further hop joined inside it."""
+    lookup: exp.Select | None = None
     near = path.start.alias
     for key in path.hops:
         alias = _free_alias(key.ref_table, taken)
         taken.add(alias.lower())
+        table = _table(key.ref_table)
+        if alias != table.name:
+            table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
         on = exp.and_(
             *(
                 exp.EQ(this=exp.column(ref, table=alias), expression=exp.column(own, table=near))
                 for own, ref in zip(key.columns, key.ref_columns, strict=True)
             )
         )
-        table = _table(key.ref_table)
-        if alias != table.name:
-            table.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
-        select.join(table, on=on, join_type="LEFT", copy=False)
+        if lookup is None:  # the first hop is what correlates it with the row
+            lookup = exp.select(exp.column(path.column, table=alias)).from_(table).where(on)
+        else:
+            lookup = lookup.join(table, on=on, copy=False)
         near = alias
-    return near
+    assert lookup is not None  # a path has at least one hop
+    lookup.set("expressions", [exp.column(path.column, table=near)])
+    return exp.Subquery(this=lookup)
 
 
 def _table(name: str) -> exp.Table:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import time
 from collections import Counter
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Response
@@ -61,6 +63,7 @@ async def get_conversation(
     except BaseException:
         slot.release()
         raise
+    _READING.charge(principal, len(body))
     # The slot is held until the client has read the page: released when the handler returned,
     # one user left 200 pages unread in the server's socket buffers (probe 14: R14-1).
     return _PageResponse(_sent(body, slot), media_type="application/json")
@@ -114,34 +117,85 @@ class _PageResponse(StreamingResponse):
 
 
 class _Readers:
-    """How many pages each user, and each tenant, is reading at once: a loop of GETs on 40
+    """How much each user and tenant may read at once, and how fast. A loop of GETs on 40
     connections made another tenant's turn wait 22 s (probe 12: R12-4), and eight users of one
-    tenant, two loops each, still made another tenant's GET wait 1-2 s (probe 13: R13-2; probe 14:
-    R14-1). Pages are now written from the stored text (about a fifth of the interpreter time they
-    took), and a place is held until the page is read, so the tenant's share is three users'
-    worth: with two, one user who left two pages unread locked the tenant out (probe 15: R15-4)."""
+    tenant, two loops each, still did with a cap on pages in flight (probes 13-16, last: its turns
+    0.24 -> 3.96 s with pages written from stored text): what a loop costs the server is the bytes
+    it reads, built and sent on the one process, however few at a time. So each tenant, and the
+    process, also has a rate of page bytes (`ByteRate`): past it, reads are refused until it
+    has refilled. A place is held until the page is read; two per user, six per tenant, so one
+    user who leaves pages unread cannot lock out the others of the tenant (probe 15: R15-4)."""
 
-    def __init__(self, per_user: int, per_tenant: int) -> None:
+    def __init__(self, per_user: int, per_tenant: int, tenant_rate: ByteRate, total_rate: ByteRate) -> None:
         self.per_user, self.per_tenant = per_user, per_tenant
+        self.tenant_rate, self.total_rate = tenant_rate, total_rate
         self.reading: Counter[tuple[str, ...]] = Counter()
 
     def take(self, principal: Principal) -> _Slot:
-        """A reading place for `principal`, or ApiError 429 when the user or tenant has none left."""
+        """A reading place for `principal`, or ApiError 429 when the user or tenant has none left,
+        or the tenant or the process has read its rate of bytes lately."""
         user, tenant = (principal.tenant_id, principal.user_id), (principal.tenant_id,)
         if self.reading[user] >= self.per_user:
             raise self._busy(f"at most {self.per_user} conversation reads at a time per user")
         if self.reading[tenant] >= self.per_tenant:
             raise self._busy(f"at most {self.per_tenant} conversation reads at a time per tenant")
+        for rate, key, whose in (
+            (self.tenant_rate, principal.tenant_id, "your organisation"),
+            (self.total_rate, "", "the server"),
+        ):
+            wait_s = rate.wait_s(key)
+            if wait_s > 0:
+                raise self._busy(
+                    f"{whose} has read conversations faster than {rate.describe()} lately", wait_s
+                )
         self.reading.update((user, tenant))
         return _Slot(self, (user, tenant))
+
+    def charge(self, principal: Principal, size: int) -> None:
+        """Count a page of `size` bytes against the tenant's and the process's rates."""
+        self.tenant_rate.spend(principal.tenant_id, size)
+        self.total_rate.spend("", size)
 
     def _free(self, keys: tuple[tuple[str, ...], ...]) -> None:
         self.reading.subtract(keys)
         self.reading += Counter()  # drop the keys that reached zero
 
     @staticmethod
-    def _busy(why: str) -> ApiError:
-        return ApiError(429, "too_many_reads", f"{why}; retry shortly")
+    def _busy(why: str, wait_s: float = 1.0) -> ApiError:
+        retry = max(1, math.ceil(wait_s))
+        return ApiError(429, "too_many_reads", f"{why}; retry in {retry} s", {"Retry-After": str(retry)})
+
+
+class ByteRate:
+    """A token bucket of bytes per key, allowed into debt: a page is counted once built (its size
+    is not known before), and its key reads nothing more until the bucket has refilled past zero."""
+
+    def __init__(self, per_s: int, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_s, self.burst, self._clock = per_s, burst, clock
+        self._left: dict[str, tuple[float, float]] = {}  # key → (bytes left, as of when)
+
+    def wait_s(self, key: str) -> float:
+        """Seconds until `key` may read again (0: now)."""
+        left = self._now_left(key)
+        return 0.0 if left > 0 else (1 - left) / self.per_s
+
+    def spend(self, key: str, size: int) -> None:
+        self._left[key] = (self._now_left(key) - size, self._clock())
+        self._forget_full()
+
+    def describe(self) -> str:
+        return f"{self.per_s / 2**20:g} MiB a second"
+
+    def _now_left(self, key: str) -> float:
+        now = self._clock()
+        left, at = self._left.get(key, (float(self.burst), now))
+        return min(float(self.burst), left + (now - at) * self.per_s)
+
+    def _forget_full(self) -> None:
+        """Keys whose bucket is full again are dropped: the map holds only recent readers."""
+        if len(self._left) > 1024:
+            for key in [k for k in self._left if self._now_left(k) >= self.burst]:
+                del self._left[key]
 
 
 class _Slot:
@@ -156,7 +210,14 @@ class _Slot:
             self._keys = ()
 
 
-_READING = _Readers(per_user=2, per_tenant=6)
+# A tenant may read 16 MiB of pages a second (four of the largest), after a first 64 MiB; the
+# process 48 MiB a second, after 128 MiB. Pages are mostly a few KiB: the rate is for loops.
+_READING = _Readers(
+    per_user=2,
+    per_tenant=6,
+    tenant_rate=ByteRate(per_s=16 * 2**20, burst=64 * 2**20),
+    total_rate=ByteRate(per_s=48 * 2**20, burst=128 * 2**20),
+)
 
 
 @router.delete(

@@ -28,6 +28,8 @@ INTEGER_RESULTS = (
 )  # fmt: skip
 # Window functions that number rows: integers in SQLite.
 INTEGER_WINDOWS = (exp.RowNumber, exp.Rank, exp.DenseRank, exp.Ntile)
+# Window functions that return a value of their argument: an integer when it is one.
+VALUE_WINDOWS = (exp.Max, exp.Min, exp.Sum, exp.Lag, exp.Lead, exp.FirstValue, exp.LastValue, exp.NthValue)
 MAX_TYPE_DEPTH = 64  # how deep an expression's type is looked for (a derived column of a derived column…)
 COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 
@@ -177,7 +179,11 @@ def _is_integer(node: exp.Expr, types: Types, depth: int = 0) -> bool:
     if isinstance(node, INTEGER_RESULTS):
         return True
     if isinstance(node, exp.Window):  # row_number() OVER (…) / 2 (probe 15: R15-3)
-        return isinstance(node.this, INTEGER_WINDOWS + INTEGER_RESULTS)
+        inner = node.this
+        if isinstance(inner, INTEGER_WINDOWS + INTEGER_RESULTS):
+            return True
+        # max(a) OVER (), lag(a) OVER (…): the type of the value they return (probe 16: R16-4)
+        return isinstance(inner, VALUE_WINDOWS) and _is_integer(inner.this, types, depth + 1)
     if isinstance(node, exp.Null):
         return True  # NULL divides to NULL either way: it does not make a branch real
     if isinstance(node, exp.Cast):
@@ -200,8 +206,11 @@ def _operands(node: exp.Expr) -> list[exp.Expr] | None:
         return [node.args["true"], node.args.get("false") or exp.Null()]
     if isinstance(node, exp.Case):  # whichever branch answers
         return [i.args["true"] for i in node.args.get("ifs", [])] + [node.args.get("default") or exp.Null()]
-    if isinstance(node, exp.Subquery) and isinstance(node.this, exp.Select) and len(node.this.selects) == 1:
-        return [node.this.selects[0].unalias()]  # a scalar subquery
+    if isinstance(node, exp.Subquery):  # a scalar subquery, or a set operation of them (R16-4)
+        branches = _branches(node.this)
+        if not branches or any(len(b.selects) != 1 for b in branches):
+            return None
+        return [b.selects[0].unalias() for b in branches]
     return None
 
 
@@ -260,7 +269,15 @@ def _truncated(node: exp.Expr, types: Types) -> exp.Expr | None:
         return None
     text = exp.cast(node.copy(), "VARCHAR")
     prefix = exp.RegexpExtract(this=text, expression=exp.Literal.string(INTEGER_PREFIX))
-    number = exp.TryCast(this=prefix, to=exp.DataType.build("BIGINT"))
+    wide = exp.TryCast(this=prefix, to=exp.DataType.build("HUGEINT"))
+    # SQLite clamps what does not fit in 64 bits (probe 16: R16-4, '999…9' gave 0 here), with
+    # DuckDB's own least/greatest: they skip a NULL (no digits), hence the CASE around them.
+    low, high = exp.Literal.number(-(2**63)), exp.Literal.number(2**63 - 1)
+    clamped = exp.Anonymous(
+        this="greatest", expressions=[low, exp.Anonymous(this="least", expressions=[high, wide])]
+    )
+    digits = exp.If(this=exp.Is(this=wide.copy(), expression=exp.Null()), true=exp.Null())
+    number = exp.Case(ifs=[digits], default=exp.cast(clamped, "BIGINT"))
     return exp.Case(
         ifs=[exp.If(this=exp.Is(this=node.copy(), expression=exp.Null()), true=exp.Null())],
         default=exp.Coalesce(this=number, expressions=[exp.Literal.number(0)]),

@@ -60,7 +60,7 @@ class Turn(Strict):
 
 
 class Case(Strict):
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=200)
     question: str | None = None
     turns: tuple[Turn, ...] = ()
     source: str | None = None
@@ -73,6 +73,15 @@ class Case(Strict):
         "part) are offered to the model instead of Loom's tools, and its calls are scored, not run",
     )
     system: str | None = Field(None, description="a system message sent before the question")
+
+    @field_validator("id")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        # Ids are printed, one per line, as a run goes: a newline or an escape sequence in one
+        # forged lines of the log (probe 16: R16-5).
+        if not value.isprintable():
+            raise ValueError("must be printable text on one line (no control characters)")
+        return value
 
     @model_validator(mode="after")
     def _one_form(self) -> Case:

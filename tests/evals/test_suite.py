@@ -74,6 +74,12 @@ def test_every_mistake_is_named_with_its_line(tmp_path: Path) -> None:
         # probe 13 (R13-3): the run's folder is named after the suite, so a path would leave --out
         ("name: ../../elsewhere\ncases: [{id: a, question: q}]\n", "line 1, name: .*not a path"),
         ("name: /tmp/x\ncases: [{id: a, question: q}]\n", "not a path"),
+        # probe 16 (R16-5): ids are printed a line each as a run goes; a newline forged log lines
+        (
+            'name: t\ncases: [{id: "a\\nFAKE: 99/99 passed", question: q}]\n',
+            "line 2, cases.0.id: .*printable",
+        ),
+        ('name: t\ncases: [{id: "a\\u001b[31m", question: q}]\n', "printable"),
         # probe 14 (R14-3): 5,000 levels of nesting ran the readers out of stack
         (
             "name: t\ncases: [{id: a, question: q, tags: " + "[" * 5000 + "]" * 5000 + "}]\n",

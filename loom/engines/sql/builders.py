@@ -90,6 +90,12 @@ def _list_resize(node: exp.Func) -> None:
         size.replace(_checked(size, _bigint(size), "list_resize"))
 
 
+def bounded_count(count: exp.Expr, name: str) -> exp.Expr:
+    """`count` as written, or an error when it is more than `MAX_BUILT`: for a rewrite that builds
+    a list from a count of its own (a KQL `range` with a real step)."""
+    return _checked(count, count.copy(), name)
+
+
 def _check_arg(node: exp.Func, arg: str, name: str) -> None:
     count = node.args.get(arg)
     if count is not None:

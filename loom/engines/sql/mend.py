@@ -89,6 +89,22 @@ class _Path:
 
 
 @dataclass
+class _Lookups:
+    """The lookups one SELECT gets, one per path: the same column in the SELECT list and in its
+    GROUP BY must be the same expression, aliases and all, or the engine refuses the query
+    (probe 17: R17-2)."""
+
+    taken: set[str]  # table names and aliases in use in the query
+    made: dict[tuple[str, tuple[ForeignKey, ...]], exp.Subquery] = field(default_factory=dict)
+
+    def of(self, path: _Path) -> exp.Subquery:
+        key = (path.start.alias.lower(), path.hops)
+        if key not in self.made:
+            self.made[key] = _looked_up(path, self.taken)
+        return self.made[key].copy()
+
+
+@dataclass
 class _Links:
     names: CatalogNames
     keys: Sequence[ForeignKey]
@@ -108,9 +124,9 @@ class _Links:
         if items is None:
             return
         outer = self._outer_columns(scope)
-        taken = {t.alias_or_name.lower() for t in select.root().find_all(exp.Table)}
+        lookups = _Lookups({t.alias_or_name.lower() for t in select.root().find_all(exp.Table)})
         for column in _own_columns(scope):
-            change = self._mend_one(column, select, items, outer, taken)
+            change = self._mend_one(column, select, items, outer, lookups)
             if change is not None:
                 yield change
 
@@ -144,7 +160,7 @@ class _Links:
         select: exp.Select,
         items: dict[str, _Item],
         outer: frozenset[str] | None,
-        taken: set[str],
+        lookups: _Lookups,
     ) -> str | None:
         name = column.name.lower()
         if name in self.names.rules.pseudo_columns or _names_an_alias(name, select):
@@ -157,15 +173,15 @@ class _Links:
             if len(holders) == 1:
                 alias = holders[0].alias
                 return _requalify(column, alias, f"{column.table}.{column.name} is {alias}.{column.name}.")
-            return None if holders else self._lookup(column, [owner], select, taken)
+            return None if holders else self._lookup(column, [owner], select, lookups)
         if len(holders) > 1:
             return _disambiguate(column, holders, select)
         if holders or outer is None or name in outer:
             return None
-        return self._lookup(column, list(items.values()), select, taken)
+        return self._lookup(column, list(items.values()), select, lookups)
 
     def _lookup(
-        self, column: exp.Column, starts: list[_Item], select: exp.Select, taken: set[str]
+        self, column: exp.Column, starts: list[_Item], select: exp.Select, lookups: _Lookups
     ) -> str | None:
         paths = [p for item in starts for p in self._paths(item, column.name.lower())]
         fewest = min((len(p.hops) for p in paths), default=0)
@@ -175,7 +191,7 @@ class _Links:
         path = shortest[0]
         written = f"{column.table}.{column.name}" if column.table else column.name
         via = " → ".join(f"{k.table}.{', '.join(k.columns)} → {k.ref_table}" for k in path.hops)
-        looked_up: exp.Expr = _looked_up(path, taken)
+        looked_up: exp.Expr = lookups.of(path)
         if column.parent is select and column.arg_key == "expressions":  # a SELECT item keeps its name
             looked_up = exp.alias_(looked_up, column.name)
         column.replace(looked_up)

@@ -628,12 +628,14 @@ def test_a_tenant_reading_pages_faster_than_its_rate_waits_and_others_read_on() 
         readers.take(alice)
     assert refused.value.status_code == 429 and refused.value.headers == {"Retry-After": "1"}
     readers.take(bob).release()  # another tenant reads on
-    readers.charge(bob, 4 * mib)  # and the server's burst is spent too (13 of 12 MiB)
-    with pytest.raises(ApiError, match="the server has read"):
-        readers.take(Principal(tenant_id="t3", user_id="carol"))
-    now[0] = 0.5  # refilled: the server by 5 MiB, alice's tenant by 2 MiB
+    readers.charge(bob, 5 * mib)  # the server's burst is spent (14 of 12 MiB), bob past half his
+    with pytest.raises(ApiError, match="the server is reading conversations faster than 10 MiB"):
+        readers.take(bob)
+    # Probe 17 (R17-1): a tenant that has read little is not refused for the others' reading.
     readers.take(Principal(tenant_id="t3", user_id="carol")).release()
+    now[0] = 0.5  # refilled: the server by 5 MiB, alice's tenant by 2 MiB, bob's by 2 MiB
     readers.take(alice).release()
+    readers.take(bob).release()
 
 
 async def test_a_page_holds_its_place_until_the_client_has_read_it() -> None:

@@ -262,3 +262,9 @@ def test_a_column_grouped_by_is_the_same_lookup_in_the_select_list_and_the_group
         "SELECT t.team_name, COUNT(h.id) FROM hero h LEFT JOIN team t ON t.id = h.team_id "
         "GROUP BY t.team_name",
     )
+
+
+def test_a_query_sqlglot_cannot_scope_is_left_alone() -> None:
+    # The BIRD run with the local model: one table twice without aliases made sqlglot raise while
+    # the mend read the FROM, and the whole tool call failed with a traceback.
+    assert mend("SELECT gender FROM hero JOIN hero ON hero.id = hero.team_id") is None

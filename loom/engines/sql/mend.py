@@ -54,15 +54,20 @@ class Mended:
 
 def mend_columns(query: str, dialect: str, catalog: Catalog, keys: Sequence[ForeignKey]) -> Mended | None:
     """The query with its misplaced columns mended, or None when nothing has a single reading."""
+    links = _Links(CatalogNames(catalog, RULES[dialect]), keys)
     try:
         tree = parse_sql(query, dialect)
         scopes = traverse_scope(tree)
+        # sqlglot reads a scope's sources lazily, and raises then (one table twice unaliased: the
+        # BIRD run's `expense` failed its whole tool call here).
+        changes = [
+            change
+            for scope in scopes
+            if isinstance(scope.expression, exp.Select)
+            for change in links.mend(scope)
+        ]
     except (QueryError, SqlglotError, RecursionError):
         return None
-    links = _Links(CatalogNames(catalog, RULES[dialect]), keys)
-    changes = [
-        change for scope in scopes if isinstance(scope.expression, exp.Select) for change in links.mend(scope)
-    ]
     if not changes:
         return None
     return Mended(tree.sql(dialect=dialect), tuple(changes))

@@ -173,7 +173,8 @@ async def test_a_page_left_unread_frees_its_place(monkeypatch: pytest.MonkeyPatc
     from loom.identity import Principal
 
     monkeypatch.setattr(conversations, "STALL_S", 0.2)
-    readers = conversations._Readers(per_user=2, per_tenant=4)
+    unlimited = conversations.ByteRate(per_s=2**50, burst=2**50)
+    readers = conversations._Readers(per_user=2, per_tenant=4, tenant_rate=unlimited, total_rate=unlimited)
     slot = readers.take(Principal(tenant_id="t1", user_id="alice"))
     body = b"x" * (3 * conversations.SEND_CHUNK)
     response = conversations._PageResponse(conversations._sent(body, slot), media_type="application/json")

@@ -503,9 +503,12 @@ async def test_a_query_that_outlives_its_turn_leaves_no_room_held(make_agent: Ag
     agent = dataclasses.replace(agent, results=room, engines=Watched(agent.engines))
 
     async def listen() -> None:  # as the SSE response does: the stream is closed when it stops
-        async with contextlib.aclosing(agent.run_turn(DEV_PRINCIPAL, TurnRequest(message="slow"))) as events:
+        events = agent.run_turn(DEV_PRINCIPAL, TurnRequest(message="slow"))
+        try:
             async for _ in events:
                 pass
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
 
     client = asyncio.create_task(listen())
     assert await asyncio.to_thread(started.wait, 30)

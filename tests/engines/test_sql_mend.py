@@ -34,7 +34,7 @@ CATALOG = Catalog(
         for t, cols in TABLES.items()
     ]
 )
-ROWS = {
+ROWS: dict[str, list[tuple[object, ...]]] = {
     "hero": [
         (1, "Ada", 1, 1, 2, 1),
         (2, "Bo", 2, 2, 1, 1),

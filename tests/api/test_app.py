@@ -571,80 +571,14 @@ async def test_a_before_past_any_seq_is_422_not_a_server_error(client: httpx.Asy
     assert error(response, 422)["code"]
 
 
-def _unlimited() -> Any:
-    from loom.api.routes.conversations import ByteRate
-
-    return ByteRate(per_s=2**50, burst=2**50)
-
-
-UNLIMITED = _unlimited()
-
-
-def test_pages_read_at_once_are_bounded_per_user_and_per_tenant() -> None:
-    # Probe 12 (R12-4): 40 GET loops of one user held another tenant's turn reads for 22 s.
-    # Probe 13 (R13-2): eight users of one tenant, two loops each, still did (GETs 0.06 -> 1.1 s).
-    from loom.api.routes.conversations import _Readers
-    from loom.api.schemas import ApiError
-    from loom.identity import Principal
-
-    readers = _Readers(per_user=2, per_tenant=3, tenant_rate=UNLIMITED, total_rate=UNLIMITED)
-    alice, carol = Principal(tenant_id="t1", user_id="alice"), Principal(tenant_id="t1", user_id="carol")
-    dave, bob = Principal(tenant_id="t1", user_id="dave"), Principal(tenant_id="t2", user_id="bob")
-    first, second = readers.take(alice), readers.take(alice)
-    with pytest.raises(ApiError, match="per user") as refused:
-        readers.take(alice)
-    assert refused.value.status_code == 429
-    carols = readers.take(carol)  # a colleague reads meanwhile: the tenant's third
-    with pytest.raises(ApiError, match="per tenant"):
-        readers.take(dave)
-    readers.take(bob).release()  # another tenant reads meanwhile
-    for slot in (first, second, carols, carols):  # a place is freed once, however often released
-        slot.release()
-    mine = readers.take(alice)  # and alice again, once hers ended
-    assert dict(readers.reading) == {("t1", "alice"): 1, ("t1",): 1}
-    mine.release()
-    assert not readers.reading
-
-
-def test_a_tenant_reading_pages_faster_than_its_rate_waits_and_others_read_on() -> None:
-    # Probe 16 (R16-6): with pages in flight capped, eight users of one tenant looping GETs still
-    # slowed another tenant's turns 0.24 -> 3.96 s: the bytes read per second are what costs.
-    from loom.api.routes.conversations import ByteRate, _Readers
-    from loom.api.schemas import ApiError
-    from loom.identity import Principal
-
-    now = [0.0]
-    mib = 2**20
-    tenant_rate = ByteRate(per_s=4 * mib, burst=8 * mib, clock=lambda: now[0])
-    total_rate = ByteRate(per_s=10 * mib, burst=12 * mib, clock=lambda: now[0])
-    readers = _Readers(per_user=2, per_tenant=6, tenant_rate=tenant_rate, total_rate=total_rate)
-    alice, bob = Principal(tenant_id="t1", user_id="alice"), Principal(tenant_id="t2", user_id="bob")
-    for _ in range(3):  # 3 pages of 3 MiB: the first two fit the burst, the third goes into debt
-        readers.take(alice).release()
-        readers.charge(alice, 3 * mib)
-    with pytest.raises(
-        ApiError, match="your organisation has read conversations faster than 4 MiB"
-    ) as refused:
-        readers.take(alice)
-    assert refused.value.status_code == 429 and refused.value.headers == {"Retry-After": "1"}
-    readers.take(bob).release()  # another tenant reads on
-    readers.charge(bob, 5 * mib)  # the server's burst is spent (14 of 12 MiB), bob past half his
-    with pytest.raises(ApiError, match="the server is reading conversations faster than 10 MiB"):
-        readers.take(bob)
-    # Probe 17 (R17-1): a tenant that has read little is not refused for the others' reading.
-    readers.take(Principal(tenant_id="t3", user_id="carol")).release()
-    now[0] = 0.5  # refilled: the server by 5 MiB, alice's tenant by 2 MiB, bob's by 2 MiB
-    readers.take(alice).release()
-    readers.take(bob).release()
-
-
 async def test_a_page_holds_its_place_until_the_client_has_read_it() -> None:
     # Probe 14 (R14-1): the place was freed when the handler returned, so one user left 200 pages
     # of 3.7 MB unread in the server's socket buffers (752 MiB of the host's TCP memory).
-    from loom.api.routes.conversations import SEND_CHUNK, _Readers, _sent
+    from loom.api.page_limits import page_readers
+    from loom.api.routes.conversations import SEND_CHUNK, _sent
     from loom.identity import Principal
 
-    readers = _Readers(per_user=2, per_tenant=4, tenant_rate=UNLIMITED, total_rate=UNLIMITED)
+    readers = page_readers()
     body = b"x" * (3 * SEND_CHUNK + 5)
     pieces = _sent(body, readers.take(Principal(tenant_id="t1", user_id="alice")))
     assert len(await anext(pieces)) == SEND_CHUNK

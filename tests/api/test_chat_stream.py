@@ -18,6 +18,7 @@ from loom.agent.model_maf import build_chat_model
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
 from loom.api.app import create_app
+from loom.api.page_limits import page_readers
 from loom.lakehouse.seed import seed_lakehouse
 from loom.settings import Settings
 from tests.support.openai_server import OpenAICompatServer
@@ -173,8 +174,7 @@ async def test_a_page_left_unread_frees_its_place(monkeypatch: pytest.MonkeyPatc
     from loom.identity import Principal
 
     monkeypatch.setattr(conversations, "STALL_S", 0.2)
-    unlimited = conversations.ByteRate(per_s=2**50, burst=2**50)
-    readers = conversations._Readers(per_user=2, per_tenant=4, tenant_rate=unlimited, total_rate=unlimited)
+    readers = page_readers()
     slot = readers.take(Principal(tenant_id="t1", user_id="alice"))
     body = b"x" * (3 * conversations.SEND_CHUNK)
     response = conversations._PageResponse(conversations._sent(body, slot), media_type="application/json")

@@ -8,9 +8,12 @@ issuer for the configured cloud, audience, expiry, and an allow-list of tenants.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import logging
-from collections.abc import Iterable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import jwt
@@ -199,8 +202,18 @@ class EntraVerifier:
         self.audience = settings.entra_audience
         self.allowed = _lower([settings.entra_tenant_id or "", *settings.entra_allowed_tenants])
         self.jwks = jwks or EntraJwksProvider(LOGIN_AUTHORITY[settings.azure_cloud])
+        self.verified = VerifiedTokens()
 
     async def verify(self, token: str) -> Principal:
+        known = self.verified.get(token)
+        if known is not None:
+            return known
+        principal, expires = await self._verify(token)
+        self.verified.put(token, principal, expires)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
+        """The token's principal and expiry (epoch s), verified in full, or ApiError 401/503."""
         kid, tid = _unverified(token)
         # Checked before any key fetch, so a token cannot make us fetch keys of an arbitrary tenant.
         if tid.lower() not in self.allowed:
@@ -218,7 +231,7 @@ class EntraVerifier:
             )
         except jwt.PyJWTError as e:
             raise _decode_error(e) from e
-        return _principal(claims)
+        return _principal(claims), float(claims["exp"])
 
     async def _key(self, tenant_id: str, kid: str) -> PyJWK:
         try:
@@ -227,6 +240,42 @@ class EntraVerifier:
             raise unauthorized("unknown_signing_key", f"the token's key id {kid!r} is not published") from e
         except JwksUnavailable as e:
             raise ApiError(503, "jwks_unavailable", "cannot fetch Entra signing keys; try again") from e
+
+
+class VerifiedTokens:
+    """Tokens verified lately, by their SHA-256, so a client's every request does not pay for
+    decoding and an RS256 check again: that was a quarter of the server's interpreter time under a
+    loop of refused page reads (`benchmarks/page_flood.py`, py-spy). An entry is used until the
+    token expires (with the same leeway as the check) and for at most `keep_s`, so a signing key
+    withdrawn from the tenant's key set stops being honoured within minutes. Bounded, least recently
+    used first out; only tokens that verified are kept."""
+
+    def __init__(
+        self, most: int = 4096, keep_s: float = 300.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.most, self.keep_s, self._clock = most, keep_s, clock
+        self._known: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()  # → (who, good until)
+
+    def get(self, token: str) -> Principal | None:
+        key = _digest(token)
+        found = self._known.get(key)
+        if found is None:
+            return None
+        if self._clock() >= found[1]:
+            del self._known[key]
+            return None
+        self._known.move_to_end(key)
+        return found[0]
+
+    def put(self, token: str, principal: Principal, expires: float) -> None:
+        now = self._clock()
+        self._known[_digest(token)] = (principal, min(expires + LEEWAY_S, now + self.keep_s))
+        while len(self._known) > self.most:
+            self._known.popitem(last=False)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
 
 
 def _lower(values: Iterable[str]) -> set[str]:

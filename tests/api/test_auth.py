@@ -27,8 +27,10 @@ from loom.api.auth import (
     JwksUnavailable,
     UnknownSigningKey,
     UnsafeBindError,
+    VerifiedTokens,
     check_bind,
 )
+from loom.api.schemas import ApiError
 from loom.identity import Principal
 from loom.settings import AzureCloud, Settings
 
@@ -204,6 +206,69 @@ async def test_a_public_cloud_issuer_is_refused_in_azure_government(tmp_path: Pa
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         assert_refused(await call(c, issuer.token()), "wrong_issuer")
     await store.close()
+
+
+# --- tokens verified lately ---------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_token_verified_once_is_not_verified_again_until_it_expires(
+    tmp_path: Path, issuer: Issuer
+) -> None:
+    # Under a loop of refused page reads, decoding and checking the same token on every request
+    # was a quarter of the server's interpreter time (benchmarks/page_flood.py).
+    clock = Clock()
+    verifier = EntraVerifier(entra_settings(tmp_path), issuer)
+    verifier.verified = VerifiedTokens(keep_s=10_000, clock=clock)
+    token = issuer.token(exp=int(clock.now) + 120)
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) == first and issuer.asked == [TENANT]  # no second key lookup
+    other = issuer.token(oid="user-oid-2")  # another token is verified in full
+    assert (await verifier.verify(other)).user_id == "user-oid-2" and issuer.asked == [TENANT, TENANT]
+    clock.now += 120 + 59  # within the leeway after its expiry: still remembered
+    await verifier.verify(token)
+    assert issuer.asked == [TENANT, TENANT]
+    clock.now += 2  # past it: verified in full again (which, in real time, refuses it)
+    await verifier.verify(token)
+    assert issuer.asked == [TENANT, TENANT, TENANT]
+
+
+async def test_a_remembered_token_is_checked_again_after_minutes(tmp_path: Path, issuer: Issuer) -> None:
+    # A signing key withdrawn from the tenant's key set stops being honoured within `keep_s`.
+    clock = Clock()
+    verifier = EntraVerifier(entra_settings(tmp_path), issuer)
+    verifier.verified = VerifiedTokens(keep_s=300, clock=clock)
+    token = issuer.token()
+    await verifier.verify(token)
+    issuer.kid = "key-2"  # key-1 withdrawn
+    await verifier.verify(token)  # still remembered
+    clock.now += 301
+    with pytest.raises(ApiError) as refused:
+        await verifier.verify(token)
+    assert refused.value.code == "unknown_signing_key"
+
+
+async def test_a_refused_token_is_not_remembered_and_the_memory_is_bounded(
+    tmp_path: Path, issuer: Issuer
+) -> None:
+    verifier = EntraVerifier(entra_settings(tmp_path), issuer)
+    verifier.verified = VerifiedTokens(most=2)
+    forged = issuer.token(key=new_key())
+    for _ in range(2):
+        with pytest.raises(ApiError):
+            await verifier.verify(forged)
+    tokens = [issuer.token(oid=f"user-{i}") for i in range(3)]
+    for token in tokens:
+        await verifier.verify(token)
+    assert len(verifier.verified._known) == 2
+    assert verifier.verified.get(tokens[0]) is None and verifier.verified.get(tokens[2]) is not None
 
 
 # --- refused -----------------------------------------------------------------------------------

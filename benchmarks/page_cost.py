@@ -27,12 +27,14 @@ from loom.agent.sqlite_store import SqliteConversationStore
 from loom.api.routes.conversations import PAGE_BYTES, _page
 from loom.api.schemas import ConversationDetail, ConversationOut, MessageOut
 from loom.identity import DEV_PRINCIPAL as PRINCIPAL
+from loom.identity import Principal
 
 ROWS = [[f"value-{i}-" + "x" * 80, i, i * 1.5] for i in range(8000)]
 
 
-async def conversation(store: SqliteConversationStore) -> str:
-    made = await store.create_conversation(PRINCIPAL, "page cost")
+async def conversation(store: SqliteConversationStore, principal: Principal = PRINCIPAL) -> str:
+    """A conversation of `principal`'s: four answers, each with an 8,000-row table (~3.6 MB page)."""
+    made = await store.create_conversation(principal, "page cost")
     columns = [
         {"name": "s", "type": "VARCHAR"},
         {"name": "i", "type": "BIGINT"},
@@ -49,7 +51,7 @@ async def conversation(store: SqliteConversationStore) -> str:
             ChatMessage(role="assistant", content="Here they are."),
         ]
         metadata = [{}, {}, {"table": {"columns": columns, "rows": ROWS}}, {}]
-        await store.append_messages(PRINCIPAL, made.id, messages, metadata)
+        await store.append_messages(principal, made.id, messages, metadata)
     return made.id
 
 

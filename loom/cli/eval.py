@@ -279,6 +279,14 @@ def load_command(
             metavar="NAME", help="bfcl: a category to load (repeat; default: every single-turn one)."
         ),
     ] = None,
+    examples_from_rest: Annotated[
+        bool,
+        typer.Option(
+            "--examples-from-rest",
+            help="spider/bird with --sample: the questions not drawn become their database's verified "
+            "queries (to measure what verified examples add on questions they do not contain).",
+        ),
+    ] = False,
 ) -> None:
     """Turn Spider dev or BIRD mini-dev into a suite: one case per question, scored by executing
     its gold query on its database (only questions whose database file is present). Or BFCL's
@@ -291,11 +299,13 @@ def load_command(
         raise _fail(f"the benchmark must be spider, bird or bfcl (got {benchmark!r})")
     if category and benchmark != "bfcl":
         raise _fail("--category is for bfcl only")
+    if examples_from_rest and (benchmark == "bfcl" or sample is None):
+        raise _fail("--examples-from-rest is for spider or bird, with --sample (the rest are the examples)")
     try:
         if benchmark == "bfcl":
             suite = load_bfcl(data, categories=tuple(category or CATEGORIES), sample=sample, seed=seed)
         else:
-            suite = loaders[benchmark](data, sample=sample, seed=seed)
+            suite = loaders[benchmark](data, sample=sample, seed=seed, examples_from_rest=examples_from_rest)
     except (BenchmarkDataError, ValueError) as e:
         raise _fail(str(e)) from None
     written = write_suite(suite, out_file)

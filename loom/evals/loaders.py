@@ -14,6 +14,10 @@ source named by its `db_id`: its `.sqlite` file, which the model writes SQLite S
 Only questions whose database file is present are kept (BIRD's large databases often are not), in
 the file's order. A sample is `random.Random(seed).sample(range(n), sample)` over those n
 questions, sorted, so the same sample and seed give the same cases anywhere.
+
+With `examples_from_rest`, the questions not drawn become their database's verified queries
+(question and gold query): what verified examples add is then measured on questions they do not
+contain, as a team's own verified queries would be used on new questions.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 import yaml
 from sqlglot.errors import SqlglotError
 
-from loom.engines.sources import DuckDBSource
+from loom.engines.sources import DuckDBSource, VerifiedQuery
 from loom.evals.hardness import hardness
 from loom.evals.suite import Case, Expect, Suite
 
@@ -41,7 +45,9 @@ class BenchmarkDataError(FileNotFoundError):
 # --- Spider ---------------------------------------------------------------------------------------
 
 
-def load_spider(data_dir: Path, *, sample: int | None = None, seed: int = 0) -> Suite:
+def load_spider(
+    data_dir: Path, *, sample: int | None = None, seed: int = 0, examples_from_rest: bool = False
+) -> Suite:
     """Spider dev from `data_dir` (the folder holding dev.json and database/)."""
     root = Path(data_dir).resolve()
     entries = _read_json(root / "dev.json", "Spider dev", "dev.json and database/<db>/<db>.sqlite")
@@ -49,7 +55,8 @@ def load_spider(data_dir: Path, *, sample: int | None = None, seed: int = 0) -> 
     present = [(i, e) for i, e in enumerate(entries) if e["db_id"] in databases]
     chosen = sample_of(present, sample, seed, "Spider dev", root)
     cases = [_spider_case(i, e) for i, e in chosen]
-    return _suite("spider-dev", "Spider 1.0 dev", root, sample, seed, cases, databases)
+    verified = _rest(present, chosen, "query") if examples_from_rest else {}
+    return _suite("spider-dev", "Spider 1.0 dev", root, sample, seed, cases, databases, verified)
 
 
 def _spider_case(index: int, entry: dict[str, Any]) -> Case:
@@ -70,7 +77,9 @@ def _spider_case(index: int, entry: dict[str, Any]) -> Case:
 # --- BIRD -----------------------------------------------------------------------------------------
 
 
-def load_bird(data_dir: Path, *, sample: int | None = None, seed: int = 0) -> Suite:
+def load_bird(
+    data_dir: Path, *, sample: int | None = None, seed: int = 0, examples_from_rest: bool = False
+) -> Suite:
     """BIRD mini-dev (SQLite) from `data_dir` (the folder holding mini_dev_sqlite.json and
     dev_databases/), the questions on the databases present."""
     root = Path(data_dir).resolve()
@@ -83,7 +92,8 @@ def load_bird(data_dir: Path, *, sample: int | None = None, seed: int = 0) -> Su
     present = [(i, e) for i, e in enumerate(entries) if e["db_id"] in databases]
     chosen = sample_of(present, sample, seed, "BIRD mini-dev", root)
     cases = [_bird_case(e) for _, e in chosen]
-    return _suite("bird-minidev", "BIRD mini-dev (SQLite)", root, sample, seed, cases, databases)
+    verified = _rest(present, chosen, "SQL") if examples_from_rest else {}
+    return _suite("bird-minidev", "BIRD mini-dev (SQLite)", root, sample, seed, cases, databases, verified)
 
 
 def _bird_case(entry: dict[str, Any]) -> Case:
@@ -131,6 +141,19 @@ def sample_of(
     return [present[i] for i in sorted(random.Random(seed).sample(range(len(present)), sample))]
 
 
+def _rest(
+    present: list[tuple[int, dict[str, Any]]], chosen: list[tuple[int, dict[str, Any]]], gold: str
+) -> dict[str, tuple[VerifiedQuery, ...]]:
+    """db_id → the questions not drawn, as verified queries (SQLite SQL)."""
+    drawn = {i for i, _ in chosen}
+    verified: dict[str, list[VerifiedQuery]] = {}
+    for i, entry in present:
+        if i not in drawn:
+            example = VerifiedQuery(question=entry["question"], query=entry[gold], dialect="sqlite")
+            verified.setdefault(entry["db_id"], []).append(example)
+    return {db: tuple(examples) for db, examples in verified.items()}
+
+
 def _suite(
     name: str,
     title: str,
@@ -139,13 +162,20 @@ def _suite(
     seed: int,
     cases: list[Case],
     databases: dict[str, Path],
+    verified: dict[str, tuple[VerifiedQuery, ...]],
 ) -> Suite:
     used = sorted({c.source for c in cases if c.source})
     drawn = f"a sample of {sample} (seed {seed})" if sample is not None else "all"
+    examples = ", the others as their database's verified queries" if verified else ""
     return Suite(
         name=name,
-        description=f"{title}: {drawn} of the questions whose database is in {root}",
-        sources=tuple(DuckDBSource(name=db, location=str(databases[db]), dialect="sqlite") for db in used),
+        description=f"{title}: {drawn} of the questions whose database is in {root}{examples}",
+        sources=tuple(
+            DuckDBSource(
+                name=db, location=str(databases[db]), dialect="sqlite", verified_queries=verified.get(db, ())
+            )
+            for db in used
+        ),
         cases=tuple(cases),
     )
 

@@ -210,6 +210,19 @@ def test_a_sample_larger_than_the_questions_is_refused(tiny_spider: Path) -> Non
         load_spider(tiny_spider, sample=3)
 
 
+def test_the_questions_not_drawn_can_be_the_verified_queries(tiny_spider: Path) -> None:
+    # What verified examples add is measured on questions they do not contain.
+    suite = load_spider(tiny_spider, sample=1, seed=0, examples_from_rest=True)
+    (case,) = suite.cases
+    (source,) = suite.sources
+    examples = [(v.question, v.query, v.dialect) for v in source.verified_queries]
+    other = {"How many?": ("Which?", "SELECT a FROM t WHERE a > 1 ORDER BY a LIMIT 1", "sqlite")}
+    other["Which?"] = ("How many?", "SELECT count(*) FROM t", "sqlite")
+    assert case.question is not None and examples == [other[case.question]]
+    assert "verified queries" in suite.description
+    assert not load_spider(tiny_spider, sample=1, seed=0).sources[0].verified_queries
+
+
 # --- writing --------------------------------------------------------------------------------------
 
 
@@ -250,3 +263,18 @@ def test_a_loaded_benchmark_round_trips(tmp_path: Path) -> None:
     suite = load_spider(SPIDER, sample=50, seed=1)
     assert load_suite(write_suite(suite, tmp_path / "spider.yaml")) == suite
     assert load_suite(write_suite(suite, tmp_path / "spider.jsonl")) == suite
+
+
+def test_eval_load_writes_the_rest_as_examples_and_names_a_misuse(tiny_spider: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from loom.cli.main import app, mount_subcommands
+
+    mount_subcommands()
+    runner, out = CliRunner(), tmp_path / "suite.yaml"
+    args = ["eval", "load", "spider", "--data", str(tiny_spider), "--out", str(out)]
+    done = runner.invoke(app, [*args, "--sample", "1", "--examples-from-rest"])
+    assert done.exit_code == 0, done.output
+    assert len(load_suite(out).sources[0].verified_queries) == 1
+    refused = runner.invoke(app, [*args, "--examples-from-rest"])
+    assert refused.exit_code == 2 and "with --sample" in refused.output

@@ -29,37 +29,22 @@ import duckdb_kql
 from loom.engines.contracts import QueryError
 from loom.engines.kql.engine import KqlEngine
 from loom.engines.sources import DuckDBSource
+from loom.evals.nl2kql import quote, read_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "nl2kql_microsoft" / "data"
 REPORT = ROOT / "benchmarks" / "results" / "kql_nl2kql.json"
 SETS = ("Defender", "Sentinel")
 NOW = "2023-01-01T00:00:00"
-TYPES = {
-    "String": "VARCHAR",
-    "DateTime": "TIMESTAMP",
-    "Int64": "BIGINT",
-    "Int32": "INTEGER",
-    "Double": "DOUBLE",
-    "Boolean": "BOOLEAN",
-    "SByte": "BOOLEAN",  # Kusto's bool, as its .NET type names it
-    "Object": "JSON",  # dynamic
-    "Guid": "UUID",
-    "TimeSpan": "INTERVAL",
-}
 
 
 def build(name: str, folder: Path) -> Path:
     """`folder/<name>.duckdb` with an empty table per schema table."""
-    schema = json.loads((DATA / "schema" / f"{name}_Schema.json").read_text())
     path = folder / f"{name.lower()}.duckdb"
     with duckdb.connect(str(path)) as db:
-        for database in schema:
-            for table in database["Tables"]:
-                columns = ", ".join(
-                    f'"{c["Name"]}" {TYPES[c["Type"].removeprefix("System.")]}' for c in table["Columns"]
-                )
-                db.execute(f'CREATE TABLE "{table["Table"]}" ({columns})')
+        for table, columns in read_schema(DATA.parent, name).items():
+            listed = ", ".join(f"{quote(c)} {t}" for c, t in columns)
+            db.execute(f"CREATE TABLE {quote(table)} ({listed})")
     return path
 
 

@@ -261,7 +261,9 @@ def compare_command(
 
 @eval_app.command("load")
 def load_command(
-    benchmark: Annotated[str, typer.Argument(metavar="spider|bird|bfcl", help="Which benchmark to read.")],
+    benchmark: Annotated[
+        str, typer.Argument(metavar="spider|bird|nl2kql|bfcl", help="Which benchmark to read.")
+    ],
     data: Annotated[
         Path,
         typer.Option("--data", metavar="DIR", help="Its folder (e.g. ../shared/data/nl2sql_spider_dev)."),
@@ -289,21 +291,27 @@ def load_command(
     ] = False,
 ) -> None:
     """Turn Spider dev or BIRD mini-dev into a suite: one case per question, scored by executing
-    its gold query on its database (only questions whose database file is present). Or BFCL's
-    single-turn categories: the question's own functions offered, its calls scored."""
+    its gold query on its database (only questions whose database file is present). NL2KQL
+    (Microsoft's Defender and Sentinel pairs, which ship no rows): the same, over rows generated for
+    its gold queries, written beside the suite (SUITE's name + .data/). Or BFCL's single-turn
+    categories: the question's own functions offered, its calls scored."""
     from loom.evals.bfcl import CATEGORIES, load_bfcl
     from loom.evals.loaders import BenchmarkDataError, load_bird, load_spider, write_suite
+    from loom.evals.nl2kql import load_nl2kql
 
     loaders = {"spider": load_spider, "bird": load_bird}
-    if benchmark not in (*loaders, "bfcl"):
-        raise _fail(f"the benchmark must be spider, bird or bfcl (got {benchmark!r})")
+    if benchmark not in (*loaders, "nl2kql", "bfcl"):
+        raise _fail(f"the benchmark must be spider, bird, nl2kql or bfcl (got {benchmark!r})")
     if category and benchmark != "bfcl":
         raise _fail("--category is for bfcl only")
-    if examples_from_rest and (benchmark == "bfcl" or sample is None):
+    if examples_from_rest and (benchmark not in loaders or sample is None):
         raise _fail("--examples-from-rest is for spider or bird, with --sample (the rest are the examples)")
     try:
         if benchmark == "bfcl":
             suite = load_bfcl(data, categories=tuple(category or CATEGORIES), sample=sample, seed=seed)
+        elif benchmark == "nl2kql":
+            err.print("generating rows for the gold queries and running them (about 30 s)…")
+            suite = load_nl2kql(data, out_file.with_suffix(".data"), sample=sample, seed=seed)
         else:
             suite = loaders[benchmark](data, sample=sample, seed=seed, examples_from_rest=examples_from_rest)
     except (BenchmarkDataError, ValueError) as e:

@@ -68,6 +68,8 @@ Tables = dict[str, list[tuple[str, str]]]  # table → [(column, DuckDB type)]
 
 @dataclass
 class Gold:
+    """One question → KQL pair, and what building its database found out about it."""
+
     line: int
     question: str
     query: str
@@ -92,16 +94,13 @@ def load_nl2kql(
     data_out.mkdir(parents=True, exist_ok=True)
     cases: list[Case] = []
     sources: list[DuckDBSource] = []
-    kept = total = 0
+    total = 0
     for database in DATABASES:
-        golds = _golds(root, database)
+        source, golds = _database(root, database, data_out, seed, clock)
+        sources.append(source)
         total += len(golds)
-        path = data_out / f"{database.lower()}.duckdb"
-        build_database(path, read_schema(root, database), golds, seed, clock)
-        sources.append(DuckDBSource(name=database.lower(), location=str(path.resolve()), languages=("kql",)))
-        ran = [g for g in golds if g.rows is not None]
-        kept += len(ran)
-        cases += [_case(database, g) for g in ran]
+        cases += [_case(database, g) for g in golds if g.rows is not None]
+    kept = len(cases)
     picked = [
         cases[i] for i, _ in sample_of([(i, {}) for i in range(len(cases))], sample, seed, "NL2KQL", root)
     ]
@@ -117,6 +116,16 @@ def load_nl2kql(
         sources=tuple(sources),
         cases=tuple(picked),
     )
+
+
+def _database(
+    root: Path, database: str, data_out: Path, seed: int, clock: dt.datetime
+) -> tuple[DuckDBSource, list[Gold]]:
+    """The database's source, its file built, and its gold queries, each with what it returned."""
+    golds = _golds(root, database)
+    path = data_out / f"{database.lower()}.duckdb"
+    build_database(path, read_schema(root, database), golds, seed, clock)
+    return DuckDBSource(name=database.lower(), location=str(path.resolve()), languages=("kql",)), golds
 
 
 def _case(database: str, gold: Gold) -> Case:

@@ -30,7 +30,7 @@ from loom.agent.sources import load_sources
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.engines.registry import EnginePool, answering
 from loom.engines.sources import Source
-from loom.evals.baseline import create_tables, plain_case
+from loom.evals.baseline import plain_case, plain_schema
 from loom.evals.cassettes import CASE, Cassette, CassetteTransport
 from loom.evals.checks import Failure, GoldCheck
 from loom.evals.drivers import DirectTool, Driver, FunctionCalls, InProcess, MeteredModel, OverHttp
@@ -275,7 +275,8 @@ async def _baseline(
 
     async def one(case: Case) -> tuple[list[Failure], float]:
         assert case.source is not None
-        schema = create_tables(await asyncio.to_thread(engines.engine(sources[case.source], "sql").catalog))
+        catalog = await asyncio.to_thread(engines.engine(sources[case.source], "sql").catalog)
+        schema = plain_schema(catalog, case.all_turns[0].expect.gold_language)
         async with places:
             started = time.perf_counter()
             failures = await asyncio.create_task(plain_case(case, model, schema, gold))

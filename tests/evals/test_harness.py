@@ -286,3 +286,27 @@ async def test_function_calling_cases_offer_their_own_functions_and_score_the_ca
     assert summary["passed"] == 3
     assert [t["function"]["name"] for t in asked[0]["tools"]] == ["get_weather"]  # not Loom's tools
     assert asked[1]["messages"][0] == {"role": "system", "content": "You are terse."}
+
+
+async def test_the_plain_baseline_of_a_kql_case_writes_kql_from_kusto_tables(
+    home: Path, tmp_path: Path
+) -> None:
+    # NL2KQL's cases are scored against the plain prompt too: in KQL, not SQL.
+    case = {
+        "id": "kql-customers",
+        "source": "sales",
+        "question": "How many customers are there?",
+        "expect": {"tools": ["nl2kql"], "gold_language": "kql", "gold": "dim_customer | count"},
+    }
+    path = suite_file(tmp_path, [case])
+    with OpenAICompatServer(default_sql=COUNT) as model:
+        for _ in range(8):
+            model.queue_text("```kql\ndim_customer | summarize count()\n```")
+        summary = await run_suite(
+            spec(path, tmp_path / "k", mode="live", direct=True, baseline=True),
+            settings(home, model.base_url),
+        )
+        plain = [r for r in model.requests if "Kusto" in json.dumps(r)]
+    assert summary["baseline"]["passed"] == 1 and summary["baseline"]["cases"] == 1, summary["baseline"]
+    prompt = json.dumps(plain[0])
+    assert ".create table dim_customer (" in prompt and "CREATE TABLE" not in prompt

@@ -38,6 +38,7 @@ bench: $(STAMP)
 SPIDER ?= ../shared/data/nl2sql_spider_dev
 BFCL ?= ../shared/data/agent_bfcl
 BIRD ?= ../shared/data/nl2sql_bird_minidev
+NL2KQL ?= ../shared/data/nl2kql_microsoft
 EVAL_OUT ?= runs
 eval-live: $(STAMP)
 	@test -n "$$OPENAI_BASE_URL$$AZURE_OPENAI_ENDPOINT" || { echo "start a model and export OPENAI_BASE_URL first (see ../shared/local-model/README.md)"; exit 2; }
@@ -46,6 +47,8 @@ eval-live: $(STAMP)
 	$(BIN)/loom eval load bird --data $(BIRD) --out $(EVAL_OUT)/bird-minidev-140.yaml
 	$(BIN)/loom eval run $(EVAL_OUT)/spider-dev-200.yaml --live --direct --baseline plain --out $(EVAL_OUT)
 	$(BIN)/loom eval run $(EVAL_OUT)/bird-minidev-140.yaml --live --direct --baseline plain --out $(EVAL_OUT)
+	$(BIN)/loom eval load nl2kql --data $(NL2KQL) --sample 40 --seed 7 --out $(EVAL_OUT)/nl2kql-40.yaml
+	$(BIN)/loom eval run $(EVAL_OUT)/nl2kql-40.yaml --live --direct --baseline plain --out $(EVAL_OUT)
 	$(BIN)/loom eval run evals/suites/smoke.yaml --live --out $(EVAL_OUT)
 	$(BIN)/loom eval load bfcl --data $(BFCL) --sample 120 --seed 7 --out $(EVAL_OUT)/bfcl-120.yaml
 	$(BIN)/loom eval run $(EVAL_OUT)/bfcl-120.yaml --live --out $(EVAL_OUT)

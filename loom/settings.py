@@ -287,6 +287,19 @@ class Settings(BaseSettings):
         ge=1024,
         description="A request body over this is refused (413) as it arrives, before it is parsed.",
     )
+    request_header_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="A connection whose request headers have not all arrived this long after it "
+        "opened (or after its last response) is closed: idle half-open connections must not hold "
+        "the server's file descriptors.",
+    )
+    max_connections: int = Field(
+        4096,
+        ge=16,
+        description="Open HTTP connections the server keeps (at most its file-descriptor limit less "
+        "256); past it a new connection is closed at once.",
+    )
     request_body_timeout_s: float = Field(
         30.0,
         gt=0,

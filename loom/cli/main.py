@@ -180,6 +180,7 @@ def serve(
 
     from loom.api.app import create_app
     from loom.api.auth import AuthConfigError, check_bind
+    from loom.api.server import server_config
 
     settings = settings_for(home)
     bind_host, bind_port = host or settings.host, port or settings.port
@@ -196,7 +197,7 @@ def serve(
     model, auth = _describe_model(settings), settings.auth_mode
     err.print(f"Loom API on {_url(sock)} · {model} · auth {auth} · docs at /docs", soft_wrap=True)
     _log_to_stderr(settings.log_level)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=settings.log_level))  # configures its loggers
+    server = uvicorn.Server(server_config(app, settings))  # configures its loggers
     _bound_uvicorn_logs()
     server.run(sockets=[sock])
 

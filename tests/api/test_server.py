@@ -1,0 +1,146 @@
+"""The HTTP server's own bounds, over real TCP: header size, header deadline, connections (probe 18)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from loom.api.server import BoundedH11Protocol, connection_cap, server_config
+from loom.settings import Settings
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@contextmanager
+def serving(tmp_path: Path, **bounds: Any) -> Iterator[tuple[str, int]]:
+    settings = Settings(home=tmp_path, log_level="warning", **bounds)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = uvicorn.Server(server_config(app, settings))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield sock.getsockname()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def connect(address: tuple[str, int]) -> socket.socket:
+    conn = socket.create_connection(address, timeout=10)
+    return conn
+
+
+def closed_after(conn: socket.socket) -> float:
+    """Seconds until the server closes `conn` (reading and dropping what it sends)."""
+    started = time.monotonic()
+    while conn.recv(65536):
+        pass
+    return time.monotonic() - started
+
+
+def test_headers_past_16_kib_are_refused_and_the_connection_closed(tmp_path: Path) -> None:
+    # R18-1: with httptools, a stream of header lines took the server to 6.3 GiB (17x the bytes).
+    with serving(tmp_path) as address, connect(address) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n")
+        sent, answer = 0, b""
+        conn.setblocking(False)
+        try:
+            while sent < 32 * 2**20 and not answer:
+                try:
+                    sent += conn.send(b"X-Header: " + b"v" * 1000 + b"\r\n")
+                except BlockingIOError:
+                    time.sleep(0.01)
+                try:
+                    answer = conn.recv(1024)
+                except BlockingIOError:
+                    pass
+        except (BrokenPipeError, ConnectionResetError):  # closed with our bytes unread: a reset
+            pass
+    assert answer.startswith(b"HTTP/1.1 400") or not answer, answer[:100]
+    # Refused at 16 KiB: what the client got into the sockets' buffers before the reset came back
+    # is at most a few MiB on loopback; an unbounded server reads all 32 MiB.
+    assert sent < 16 * 2**20
+
+
+def test_a_connection_that_does_not_finish_its_headers_in_time_is_closed(tmp_path: Path) -> None:
+    # R18-3: 20,000 connections that never finished their headers held every file descriptor.
+    with serving(tmp_path, request_header_timeout_s=0.5) as address:
+        with connect(address) as silent, connect(address) as partial:
+            partial.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ")
+            assert closed_after(silent) < 3
+            assert closed_after(partial) < 3
+
+
+def test_the_deadline_starts_again_for_each_request_on_a_kept_alive_connection(tmp_path: Path) -> None:
+    with serving(tmp_path, request_header_timeout_s=0.6) as address, connect(address) as conn:
+        for _ in range(3):  # headers in two parts, each request within its time: all answered
+            conn.sendall(REQUEST[:10])
+            time.sleep(0.35)
+            conn.sendall(REQUEST[10:])
+            assert conn.recv(1024).startswith(b"HTTP/1.1 200")
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: te")  # then a request that stalls: closed
+        assert closed_after(conn) < 3
+
+
+def test_connections_past_the_cap_are_closed_at_once(tmp_path: Path) -> None:
+    with serving(tmp_path, max_connections=16, request_header_timeout_s=30) as address:
+        held = [connect(address) for _ in range(16)]
+        try:
+            time.sleep(0.2)  # all accepted
+            with connect(address) as extra:
+                assert closed_after(extra) < 2  # not the 30 s a connection has for its headers
+            held[0].sendall(REQUEST)  # those within the cap are served
+            assert held[0].recv(1024).startswith(b"HTTP/1.1 200")
+        finally:
+            for conn in held:
+                conn.close()
+
+
+def test_pipelined_requests_are_answered_in_order(tmp_path: Path) -> None:
+    # R18-2: httptools parsed every pipelined request into a pending cycle (7.7 GiB for 100 MiB);
+    # h11 stops reading while one is answered, and still answers them all.
+    with serving(tmp_path) as address, connect(address) as conn:
+        conn.sendall(REQUEST * 200)
+        received = b""
+        while received.count(b"HTTP/1.1 200") < 200:
+            received += conn.recv(65536)
+    assert received.count(b"\r\n\r\nok") == 200
+
+
+def test_the_server_runs_the_bounded_protocol_within_the_descriptor_limit(tmp_path: Path) -> None:
+    import resource
+
+    config = server_config(app, Settings(home=tmp_path, request_header_timeout_s=7, max_connections=10**6))
+    assert isinstance(config.http, type) and issubclass(config.http, BoundedH11Protocol)
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert config.http.header_timeout_s == 7
+    assert config.http.max_connections == connection_cap(10**6) <= max(16, soft - 256)
+    assert connection_cap(100) == min(100, max(16, soft - 256))
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_loop() -> Iterator[None]:
+    yield
+    asyncio.set_event_loop(None)

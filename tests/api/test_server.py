@@ -23,6 +23,8 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(1.5)
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
     await send({"type": "http.response.body", "body": b"ok"})
 
@@ -104,17 +106,34 @@ def test_the_deadline_starts_again_for_each_request_on_a_kept_alive_connection(t
         assert closed_after(conn) < 3
 
 
-def test_connections_past_the_cap_are_closed_at_once(tmp_path: Path) -> None:
+def test_at_the_cap_a_new_connection_takes_the_place_of_the_longest_idle(tmp_path: Path) -> None:
+    # R18-3 again: with a plain cap, 4,096 idle connections kept every new user out.
     with serving(tmp_path, max_connections=16, request_header_timeout_s=30) as address:
-        held = [connect(address) for _ in range(16)]
+        idle = [connect(address) for _ in range(16)]
         try:
-            time.sleep(0.2)  # all accepted
-            with connect(address) as extra:
-                assert closed_after(extra) < 2  # not the 30 s a connection has for its headers
-            held[0].sendall(REQUEST)  # those within the cap are served
-            assert held[0].recv(1024).startswith(b"HTTP/1.1 200")
+            time.sleep(0.2)  # all accepted, none has sent a byte
+            with connect(address) as user:
+                user.sendall(REQUEST)
+                assert user.recv(1024).startswith(b"HTTP/1.1 200")
+            assert closed_after(idle[0]) < 2  # the one that waited longest made room
         finally:
-            for conn in held:
+            for conn in idle:
+                conn.close()
+
+
+def test_at_the_cap_with_every_connection_answered_a_new_one_is_closed(tmp_path: Path) -> None:
+    with serving(tmp_path, max_connections=16, request_header_timeout_s=30) as address:
+        busy = [connect(address) for _ in range(16)]
+        try:
+            for conn in busy:
+                conn.sendall(REQUEST.replace(b"GET / ", b"GET /slow "))
+            time.sleep(0.3)  # all being answered
+            with connect(address) as extra:
+                assert closed_after(extra) < 1  # not the 30 s a connection has for its headers
+            for conn in busy:  # and none of those was dropped
+                assert conn.recv(1024).startswith(b"HTTP/1.1 200")
+        finally:
+            for conn in busy:
                 conn.close()
 
 

@@ -1,0 +1,239 @@
+"""Floods below the application: what unauthenticated clients can do to `loom serve` through HTTP
+itself, and what an innocent user sees meanwhile (probe 18: R18-1, R18-2, R18-3).
+
+`loom serve` in its own process (Entra mode, the scripted model of `hardening_load`). For each
+attack, an innocent user runs ten chat turns, each followed by a GET of the conversation, before
+and while the attack runs; printed: their p50/p90 and outcomes, the server tree's peak RSS, its
+CPU seconds and what happened to the attacker's connections.
+
+- `headers`: connections streaming header lines (`X-H: …`) that never end.
+- `pipeline`: connections writing back-to-back `GET /healthz` requests and reading no answer.
+- `halfopen`: thousands of connections that send part of their headers and then nothing, from
+  helper processes (each holds up to its descriptor limit).
+
+Run: `python -m benchmarks.http_floods [--attacks headers pipeline halfopen]` (~4 min).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.hardening_load import code_root, scripted_model, verified_questions, write_sources
+from benchmarks.load_harness import Caller, EntraCallers, LoomServe, Turn, chat, client_for, status_kib, tree
+from benchmarks.page_flood import pct
+
+MIB = 2**20
+HEADER_LINE = b"X-H: " + b"v" * 200 + b"\r\n"
+PIPELINED = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+HALF_OPEN = b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Slow: "
+
+
+def tree_rss_mib(pid: int) -> float:
+    return sum(status_kib(p, "VmRSS") for p in tree(pid)) / 1024
+
+
+async def innocent(url: str, caller: Caller, turns: int = 10) -> dict[str, Any]:
+    questions, took, gets = verified_questions(), [], []
+    codes: dict[str, int] = {}
+    async with client_for(4, 120) as client:
+        for n in range(turns):
+            out = await chat(client, url, Turn("normal", questions[n % len(questions)], caller))
+            codes[out.code] = codes.get(out.code, 0) + 1
+            if out.ok and out.thread_id:
+                took.append(out.ms / 1000)
+                started = time.perf_counter()
+                r = await client.get(f"{url}/v1/conversations/{out.thread_id}", headers=caller.headers)
+                if r.status_code == 200:
+                    gets.append(time.perf_counter() - started)
+    return {"turn_p50": pct(took, 0.5), "turn_p90": pct(took, 0.9), "get_p50": pct(gets, 0.5), "codes": codes}
+
+
+# --- the attacks (each in threads or processes of its own, until `stop` is set) ---------------------
+
+
+def stream_headers(port: int, conns: int, mib: int, stop: threading.Event) -> dict[str, Any]:
+    first = b"GET /healthz HTTP/1.1\r\nHost: a\r\n"
+    sent = _threads(lambda: _flood(port, first, HEADER_LINE * 64, mib * MIB, stop), conns)
+    return {"MiB_sent_per_connection": [round(v / MIB, 2) for v in sent]}
+
+
+def pipeline(port: int, conns: int, mib: int, stop: threading.Event) -> dict[str, Any]:
+    sent = _threads(lambda: _flood(port, b"", PIPELINED * 256, mib * MIB, stop), conns)
+    return {"MiB_sent_per_connection": [round(v / MIB, 2) for v in sent]}
+
+
+def _flood(port: int, first: bytes, chunk: bytes, most: int, stop: threading.Event) -> int:
+    """Send `first`, then `chunk` until `most` bytes, never reading: the bytes the server took (a
+    send blocked for a second means it stopped reading; the connection is then held until `stop`)."""
+    sent = 0
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(first)
+            while sent < most and not stop.is_set():
+                s.sendall(chunk)
+                sent += len(chunk)
+            stop.wait()
+    except TimeoutError:
+        stop.wait()
+    except OSError:
+        pass
+    return sent
+
+
+def half_open(port: int, conns: int, seconds: float, stop: threading.Event) -> dict[str, Any]:
+    """`conns` connections from helper processes of up to 9,000 each, held `seconds`."""
+    per = 9000
+    helpers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.http_floods",
+                "--hold-half-open",
+                str(port),
+                str(min(per, conns - i)),
+                str(seconds),
+            ],
+            stdout=subprocess.PIPE,
+            cwd=code_root(),
+        )
+        for i in range(0, conns, per)
+    ]
+    opened = closed = 0
+    for helper in helpers:
+        out, _ = helper.communicate()
+        held, shut = map(int, out.split())
+        opened, closed = opened + held, closed + shut
+    return {"opened": opened, "closed_by_the_server": closed}
+
+
+def hold_half_open(port: int, n: int, seconds: float) -> tuple[int, int]:
+    """A helper's part: open `n` half-open connections, hold them, say how many the server closed."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 64), hard))
+    held = []
+    for _ in range(n):
+        try:
+            conn = socket.create_connection(("127.0.0.1", port))
+            conn.sendall(HALF_OPEN)
+            held.append(conn)
+        except OSError:
+            break
+    time.sleep(seconds)
+    closed = 0
+    for conn in held:
+        conn.setblocking(False)
+        try:
+            closed += conn.recv(1) == b""
+        except BlockingIOError:
+            pass
+        except OSError:
+            closed += 1
+    return len(held), closed
+
+
+def _threads(one: Callable[[], int], n: int) -> list[int]:
+    results: list[int] = []
+    workers = [threading.Thread(target=lambda: results.append(one()), daemon=True) for _ in range(n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sorted(results)
+
+
+# --- one attack against a fresh server --------------------------------------------------------------
+
+
+async def measure(server: LoomServe, caller: Caller, name: str, args: argparse.Namespace) -> dict[str, Any]:
+    port = int(server.url.rsplit(":", 1)[1])
+    before = await innocent(server.url, caller)
+    rss_before, cpu, peak = tree_rss_mib(server.pid), server.cpu_seconds(), [0.0]
+    stop, outcome = threading.Event(), dict[str, Any]()
+    attacks = {
+        "headers": lambda: stream_headers(port, 2, 64, stop),
+        "pipeline": lambda: pipeline(port, 100, 1, stop),
+        "halfopen": lambda: half_open(port, args.halfopen, args.hold, stop),
+    }
+    attacker = threading.Thread(target=lambda: outcome.update(attacks[name]()), daemon=True)
+    attacker.start()
+    watching = threading.Thread(target=_watch_rss, args=(server, peak, stop), daemon=True)
+    watching.start()
+    await asyncio.sleep(args.settle)
+    during = await innocent(server.url, caller)
+    stop.set()
+    await asyncio.to_thread(attacker.join, 120)
+    return {
+        "innocent_before": before,
+        "innocent_during": during,
+        "rss_mib": (round(rss_before), round(peak[0])),
+        "server_cpu_s": round(server.cpu_seconds() - cpu, 1),
+        "attacker": outcome,
+        "alive": server.alive(),
+    }
+
+
+def _watch_rss(server: LoomServe, peak: list[float], stop: threading.Event) -> None:
+    while not stop.is_set() and server.alive():
+        peak[0] = max(peak[0], tree_rss_mib(server.pid))
+        time.sleep(0.1)
+
+
+async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    from loom.lakehouse.seed import seed_lakehouse
+
+    callers = EntraCallers({"normal": 1})
+    report: dict[str, Any] = {}
+    try:
+        with scripted_model() as model:
+            for name in args.attacks:
+                home = tmp / name
+                seed_lakehouse(home / "lakehouse", orders=2000)
+                write_sources(home)
+                server = LoomServe(home, model.base_url, callers, {}, code_root())
+                server.start()
+                try:
+                    report[name] = await measure(server, callers.caller("normal", 0, 0), name, args)
+                finally:
+                    server.stop()
+                print(name, json.dumps(report[name], default=str), flush=True)
+    finally:
+        callers.close()
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--attacks",
+        nargs="+",
+        choices=["headers", "pipeline", "halfopen"],
+        default=["headers", "pipeline", "halfopen"],
+    )
+    parser.add_argument("--halfopen", type=int, default=18_000, help="half-open connections")
+    parser.add_argument("--hold", type=float, default=40, help="seconds the half-open ones are held")
+    parser.add_argument("--settle", type=float, default=8, help="seconds of attack before the innocent asks")
+    parser.add_argument("--hold-half-open", nargs=3, help=argparse.SUPPRESS)  # a helper process
+    args = parser.parse_args()
+    if args.hold_half_open:
+        port, n, seconds = args.hold_half_open
+        print(*hold_half_open(int(port), int(n), float(seconds)))
+        return
+    with tempfile.TemporaryDirectory(prefix="loom-http-floods-") as tmp:
+        asyncio.run(run(args, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -21,8 +23,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from loom.api.auth import authenticate
 from loom.api.schemas import ApiError, error_response
+from loom.identity import Principal
 
 GUARDED = "/v1/"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 @dataclass
@@ -34,6 +38,15 @@ class _Body:
     deadline: float | None = None  # set at the first read
     refused: ApiError | None = None  # why reading stopped
     replaced: bool = False
+    release: Callable[[], None] | None = None  # frees the sender's place once the body is in
+
+    def done(self) -> None:
+        release, self.release = self.release, None
+        if release is not None:
+            release()
+
+
+SENDING_PER_USER = 8  # requests of one user whose bodies are still arriving
 
 
 class Guard:
@@ -41,6 +54,9 @@ class Guard:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
+        # Requests per user whose bodies are still arriving: one account trickling 4,096 bodies
+        # held every connection the server keeps, and nobody else got in (probe 19: R19-1).
+        self.sending: Counter[tuple[str, str]] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A CORS preflight carries no credentials by design; the CORS layer answers it.
@@ -55,7 +71,34 @@ class Guard:
             await _error(e)(scope, receive, send)
             return
         body = _Body(self.max_body_bytes, self.body_timeout_s)
-        await self.app(scope, _counting(receive, body), _replacing(scope, receive, send, body))
+        if scope["method"] in BODY_METHODS:
+            try:
+                body.release = self._take_sending(request.state.principal)
+            except ApiError as e:
+                await _error(e)(scope, receive, send)
+                return
+        try:
+            await self.app(scope, _counting(receive, body), _replacing(scope, receive, send, body))
+        finally:
+            body.done()
+
+    def _take_sending(self, principal: Principal) -> Callable[[], None]:
+        key = (principal.tenant_id, principal.user_id)
+        if self.sending[key] >= SENDING_PER_USER:
+            raise ApiError(
+                429,
+                "too_many_requests",
+                f"at most {SENDING_PER_USER} of your requests may be sending their body at once",
+                {"Retry-After": "1"},
+            )
+        self.sending[key] += 1
+
+        def release() -> None:
+            self.sending[key] -= 1
+            if self.sending[key] <= 0:
+                del self.sending[key]
+
+        return release
 
     def _check_declared(self, request: Request) -> None:
         declared = request.headers.get("content-length", "")
@@ -83,13 +126,17 @@ def _counting(receive: Receive, body: _Body) -> Receive:
             message = await asyncio.wait_for(receive(), max(0.0, body.deadline - time.monotonic()))
         except TimeoutError:
             body.refused = _too_slow(body.timeout_s)
+            body.done()
             return {"type": "http.disconnect"}
         if message["type"] == "http.request":
             body.received += len(message.get("body", b""))
             body.complete = not message.get("more_body", False)
             if body.received > body.limit:
                 body.refused = _too_large(body.limit)
+                body.done()
                 return {"type": "http.disconnect"}
+            if body.complete:
+                body.done()
         return message
 
     return receive_counted

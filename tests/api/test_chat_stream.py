@@ -173,7 +173,7 @@ async def test_a_page_left_unread_frees_its_place(monkeypatch: pytest.MonkeyPatc
     from loom.api.routes import conversations
     from loom.identity import Principal
 
-    monkeypatch.setattr(conversations, "STALL_S", 0.2)
+    monkeypatch.setattr(conversations, "PAGE_STALL_S", 0.2)
     readers = page_readers()
     slot = readers.take(Principal(tenant_id="t1", user_id="alice"))
     body = b"x" * (3 * conversations.SEND_CHUNK)

@@ -413,3 +413,30 @@ def test_without_a_token_the_answer_is_401_before_the_body_is_read(
         assert "missing_token" in answer
         forged = first_answer(url, huge_post("Authorization: Bearer not-a-jwt\r\n"))
         assert forged.startswith("HTTP/1.1 401")  # a token that is no token is refused from the head too
+
+
+def test_one_user_may_have_only_a_few_bodies_arriving_at_once(
+    tmp_path: Path, model: OpenAICompatServer
+) -> None:
+    # Probe 19 (R19-1): one account trickling 4,096 chat bodies held every connection the server
+    # keeps (its cap), and nobody else got in; bodies arriving are now counted per user.
+    seed_lakehouse(tmp_path / "lakehouse", orders=50)
+    with loom_serve(tmp_path, model.base_url) as url:
+        host, port = url.removeprefix("http://").split(":")
+        head = huge_post().replace("Content-Length: 200000000", "Content-Length: 100") + '{"message": '
+        held = [socket.create_connection((host, int(port)), timeout=10) for _ in range(8)]
+        try:
+            for conn in held:
+                conn.sendall(head.encode())
+            time.sleep(0.5)  # all eight are reading their bodies
+            answer = first_answer(url, head)
+            assert answer.startswith("HTTP/1.1 429") and "too_many_requests" in answer, answer
+            assert httpx.get(f"{url}/v1/conversations", timeout=5).status_code == 200  # reads go on
+        finally:
+            for conn in held:
+                conn.close()
+        time.sleep(0.5)  # the eight gave up: their places are free again
+        answer = first_answer(
+            url, head.replace("Content-Length: 100", "Content-Length: 0").removesuffix('{"message": ')
+        )
+        assert not answer.startswith("HTTP/1.1 429"), answer

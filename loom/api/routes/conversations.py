@@ -16,13 +16,18 @@ from loom.api.deps import PrincipalDep, StoreDep
 from loom.api.page_limits import PageSlot, page_readers
 from loom.api.schemas import ApiError, ConversationDetail, ConversationList, ConversationOut, message_json
 from loom.api.schemas import error_responses as errors
-from loom.api.sse import STALL_S, StalledClient, stalls_after
+from loom.api.sse import StalledClient, stalls_after
 from loom.identity import Principal
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 PAGE_BYTES = 4 * 1024 * 1024  # of messages' text and metadata in one page (one message always)
 SEND_CHUNK = 64 * 1024  # a page is sent in pieces of this size
+# A page's reader takes it at once; one that takes nothing for this long loses it, and its place.
+# At 60 s (a chat stream's), 32 users of one tenant, each leaving two pages unread, held all of
+# the server's page places for a minute at a time (probe 19: R19-2); at 15 s their own reading has
+# made them heavy readers by the time they can ask again, held to their tenant's six.
+PAGE_STALL_S = 15.0
 
 
 _READING = page_readers()  # the process's limits on conversation reads (page_limits.py)
@@ -104,11 +109,11 @@ async def _sent(body: bytes, slot: PageSlot) -> AsyncGenerator[bytes]:
 
 
 class _PageResponse(StreamingResponse):
-    """A page that gives up on a client that takes nothing for `STALL_S` (its place is freed)."""
+    """A page that gives up on a client that takes nothing for `PAGE_STALL_S` (its place is freed)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, stalls_after(send, STALL_S))
+            await super().__call__(scope, receive, stalls_after(send, PAGE_STALL_S))
         except StalledClient as e:
             log.warning("%s; a conversation page is given up", e)
         finally:  # Starlette stops iterating on disconnect but never closes the iterator

@@ -56,8 +56,11 @@ def test_pages_read_at_once_are_bounded_per_user_and_for_heavy_readers_per_tenan
     refused(limits, DAVE, "at most 3 conversation reads at a time per tenant")  # heavy: waits
     light = limits.take(Principal(tenant_id="t1", user_id="erin"))  # light: read little, served
     bobs = limits.take(BOB)  # another tenant reads meanwhile: the fifth page in flight
-    refused(limits, Principal(tenant_id="t3", user_id="frank"), "the server is sending 5 conversation pages")
-    for slot in (first, second, carols, carols, light, bobs):  # a place is freed once, however released
+    frank = Principal(tenant_id="t3", user_id="frank")
+    limits.charge(frank, 5 * MIB)
+    refused(limits, frank, "the server is sending 5 conversation pages")  # heavy: the process's cap
+    gina = limits.take(Principal(tenant_id="t3", user_id="gina"))  # light: past it (probe 19: R19-2)
+    for slot in (first, second, carols, carols, light, bobs, gina):  # a place is freed once, however released
         slot.release()
     clock.now = 2.0  # the tenant's rate refilled (dave's 5 MiB put it into debt)
     mine = limits.take(ALICE)  # and alice again, once hers ended

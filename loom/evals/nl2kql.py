@@ -37,10 +37,11 @@ from typing import Any
 import duckdb
 from sqlglot import exp
 
-from loom.engines.contracts import QueryError
+from loom.engines.contracts import Catalog, QueryError
 from loom.engines.kql.engine import KqlEngine
 from loom.engines.kql.translate import kql_to_sql
 from loom.engines.sources import DuckDBSource
+from loom.engines.sql.validator import parse_sql
 from loom.evals.loaders import BenchmarkDataError, sample_of
 from loom.evals.suite import Case, Expect, Suite
 
@@ -91,12 +92,14 @@ def load_nl2kql(
     `data/evaluation_datasets`); the generated databases are written into `data_out`."""
     root = Path(data_dir).resolve()
     clock = (now or dt.datetime.now(dt.UTC)).replace(tzinfo=None, microsecond=0)
+    # Every file read before anything is written: a wrong folder writes nothing.
+    read = {db: (read_schema(root, db), _golds(root, db)) for db in DATABASES}
     data_out.mkdir(parents=True, exist_ok=True)
     cases: list[Case] = []
     sources: list[DuckDBSource] = []
     total = 0
-    for database in DATABASES:
-        source, golds = _database(root, database, data_out, seed, clock)
+    for database, (tables, golds) in read.items():
+        source = _database(database, tables, golds, data_out, seed, clock)
         sources.append(source)
         total += len(golds)
         cases += [_case(database, g) for g in golds if g.rows is not None]
@@ -119,13 +122,12 @@ def load_nl2kql(
 
 
 def _database(
-    root: Path, database: str, data_out: Path, seed: int, clock: dt.datetime
-) -> tuple[DuckDBSource, list[Gold]]:
-    """The database's source, its file built, and its gold queries, each with what it returned."""
-    golds = _golds(root, database)
+    database: str, tables: Tables, golds: list[Gold], data_out: Path, seed: int, clock: dt.datetime
+) -> DuckDBSource:
+    """The database's source, its file built (each gold learns what it returned)."""
     path = data_out / f"{database.lower()}.duckdb"
-    build_database(path, read_schema(root, database), golds, seed, clock)
-    return DuckDBSource(name=database.lower(), location=str(path.resolve()), languages=("kql",)), golds
+    build_database(path, tables, golds, seed, clock)
+    return DuckDBSource(name=database.lower(), location=str(path.resolve()), languages=("kql",))
 
 
 def _case(database: str, gold: Gold) -> Case:
@@ -190,7 +192,7 @@ def build_database(path: Path, tables: Tables, golds: list[Gold], seed: int, now
     _run_golds(path, golds, now)
 
 
-def _read_filters(gold: Gold, catalog: Any, now: dt.datetime) -> None:
+def _read_filters(gold: Gold, catalog: Catalog, now: dt.datetime) -> None:
     """The tables `gold` reads and the values its filters want, from its SQL; nothing when it does
     not translate (it is left out)."""
     try:
@@ -207,11 +209,9 @@ def _read_filters(gold: Gold, catalog: Any, now: dt.datetime) -> None:
 
 
 def _parse(sql: str) -> exp.Expr | None:
-    from loom.engines.sql.validator import parse_sql
-
     try:
         return parse_sql(sql, "duckdb")
-    except Exception:  # noqa: BLE001 - the engine wrote it; a form sqlglot misreads only loses the hints
+    except QueryError:  # the engine wrote it; a form sqlglot misreads only loses the hints
         return None
 
 
@@ -228,9 +228,8 @@ def _wanted(tree: exp.Expr) -> Iterator[tuple[str, str]]:
             literals = (_literal(x) for x in conjunct.find_all(exp.Literal))
             values = list(dict.fromkeys(v for v in literals if v and _is_term(v)))  # each branch repeats them
             if len(columns) == 1 and values and not conjunct.find(exp.NEQ, exp.Not):
-                found[columns.pop()][_kind(conjunct)].append(
-                    values[0] if _kind(conjunct) != "text" else " ".join(values)
-                )
+                kind = _kind(conjunct)
+                found[columns.pop()][kind].append(" ".join(values) if kind == "text" else values[0])
     for column, kinds in found.items():
         if kinds["eq"]:
             yield column, kinds["eq"][0]

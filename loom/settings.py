@@ -111,6 +111,18 @@ class Settings(BaseSettings):
         description="Most messages one conversation may hold (a turn adds 2-10); past it, a question "
         "must start a new conversation (409 `conversation_full`)",
     )
+    max_user_store_bytes: int = Field(
+        256 * 2**20,
+        ge=2**20,
+        description="Most bytes one user's conversations may hold in the store; past it, a turn is "
+        "refused (409 `storage_quota_exceeded`) until the user deletes conversations",
+    )
+    max_tenant_store_bytes: int = Field(
+        8 * 2**30,
+        ge=2**20,
+        description="Most bytes one tenant's conversations may hold; past it, the tenant's turns are "
+        "refused the same way (the store is shared: one tenant must not fill its disk)",
+    )
     history_max_chars: int = Field(
         60_000,
         ge=1_000,
@@ -293,6 +305,12 @@ class Settings(BaseSettings):
         description="A connection whose request headers have not all arrived this long after it "
         "opened (or after its last response) is closed: idle half-open connections must not hold "
         "the server's file descriptors.",
+    )
+    response_stall_s: float = Field(
+        60.0,
+        gt=0,
+        description="A client that takes none of a response's waiting bytes for this long has its "
+        "connection aborted and the bytes freed (a reader that stops reading must not hold them).",
     )
     max_connections: int = Field(
         4096,

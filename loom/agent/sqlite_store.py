@@ -21,12 +21,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from loom.agent.model import ChatMessage
-from loom.agent.store import MAX_SEQ, Conversation, ConversationNotFound, StoredMessage, StoredText
+from loom.agent.store import (
+    MAX_SEQ,
+    Conversation,
+    ConversationNotFound,
+    StoredMessage,
+    StoredText,
+    StoreUsage,
+)
 from loom.identity import Principal
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: usage, the bytes each user's conversations hold
 READERS = 2  # threads that read beside the one that writes
 DELETE_BATCH = 50  # messages deleted per write transaction (each up to ~0.5 MiB stored)
 BUSY_TIMEOUT_MS = 10_000
@@ -55,6 +62,25 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS messages_order ON messages (conversation_id, seq);
+CREATE TABLE IF NOT EXISTS usage (
+    tenant_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, user_id)
+);
+"""
+# What a message holds, in bytes, as the quota counts it (SQLite's length() of a TEXT is characters).
+_MESSAGE_BYTES = (
+    "length(CAST(content AS BLOB)) + length(CAST(tool_calls AS BLOB)) + length(CAST(metadata AS BLOB))"
+)
+# Usage computed from the rows, for a database written before usage was kept.
+_RECOUNT = f"""
+INSERT OR REPLACE INTO usage (tenant_id, user_id, bytes)
+SELECT c.tenant_id, c.user_id, SUM(length(CAST(c.title AS BLOB))) + COALESCE(SUM(m.bytes), 0)
+FROM conversations c
+LEFT JOIN (SELECT conversation_id, SUM({_MESSAGE_BYTES}) AS bytes FROM messages GROUP BY conversation_id) m
+  ON m.conversation_id = c.id
+GROUP BY c.tenant_id, c.user_id
 """
 
 _OWNED = "id = ? AND tenant_id = ? AND user_id = ?"
@@ -156,6 +182,20 @@ def _message_row(
     )
 
 
+def _row_bytes(row: tuple[Any, ...]) -> int:
+    content, calls, metadata = row[5], row[6], row[8]
+    return sum(len(text.encode()) for text in (content, calls, metadata))
+
+
+def _count(tx: sqlite3.Connection, principal: Principal, change: int) -> None:
+    """Add `change` bytes to what the principal's conversations hold."""
+    tx.execute(
+        "INSERT INTO usage (tenant_id, user_id, bytes) VALUES (?, ?, ?)"
+        " ON CONFLICT (tenant_id, user_id) DO UPDATE SET bytes = max(0, bytes + excluded.bytes)",
+        (principal.tenant_id, principal.user_id, change),
+    )
+
+
 def _check_metadata(messages: Sequence[ChatMessage], metadata: list[dict[str, Any]] | None) -> None:
     if metadata is not None and len(metadata) != len(messages):
         raise ValueError(f"{len(messages)} messages but {len(metadata)} metadata entries")
@@ -167,6 +207,7 @@ def _new_conversation(
     now = _now()
     values = (conversation_id, principal.tenant_id, principal.user_id, title, now, now)
     tx.execute("INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?)", values)
+    _count(tx, principal, len(title.encode()))
     at = dt.datetime.fromisoformat(now)
     return Conversation(
         id=conversation_id,
@@ -196,6 +237,7 @@ def _insert(
     ]
     tx.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     tx.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (_now(), conversation_id))
+    _count(tx, principal, sum(_row_bytes(r) for r in rows))
     # Built from what was written, not read back: a tool result's metadata can be large, and
     # parsing it again on every append cost more than the write.
     return [_stored(row, m, meta) for row, m, meta in zip(rows, messages, metas, strict=True)]
@@ -275,8 +317,12 @@ class SqliteConversationStore:
         with self._write() as tx:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 tx.execute(statement)
-            if tx.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 0:
+            found = tx.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            if found is None:
                 tx.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif found < 2:  # written before usage was kept: count it once from the rows
+                tx.execute(_RECOUNT)
+                tx.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # --- ConversationStore ---------------------------------------------------------------------
 
@@ -355,11 +401,15 @@ class SqliteConversationStore:
             owned = (conversation_id, principal.tenant_id, principal.user_id)
             if tx.execute(f"SELECT 1 FROM conversations WHERE {_OWNED}", owned).fetchone() is None:
                 return 0
-            cursor = tx.execute(
-                "DELETE FROM messages WHERE rowid IN"
-                " (SELECT rowid FROM messages WHERE conversation_id = ? ORDER BY seq LIMIT ?)",
+            batch = "SELECT rowid FROM messages WHERE conversation_id = ? ORDER BY seq LIMIT ?"
+            freed = tx.execute(
+                f"SELECT COALESCE(SUM({_MESSAGE_BYTES}), 0) FROM messages WHERE rowid IN ({batch})",
                 (conversation_id, DELETE_BATCH),
+            ).fetchone()[0]
+            cursor = tx.execute(
+                f"DELETE FROM messages WHERE rowid IN ({batch})", (conversation_id, DELETE_BATCH)
             )
+            _count(tx, principal, -int(freed))
             return int(cursor.rowcount)
 
     def _delete(self, principal: Principal, conversation_id: str) -> bool:
@@ -367,9 +417,19 @@ class SqliteConversationStore:
             owned = (conversation_id, principal.tenant_id, principal.user_id)
             if tx.execute(f"SELECT 1 FROM conversations WHERE {_OWNED}", owned).fetchone() is None:
                 return False
+            freed = (
+                tx.execute(
+                    f"SELECT COALESCE(SUM({_MESSAGE_BYTES}), 0) FROM messages WHERE conversation_id = ?",
+                    (conversation_id,),
+                ).fetchone()[0]
+                + tx.execute(
+                    "SELECT length(CAST(title AS BLOB)) FROM conversations WHERE id = ?", (conversation_id,)
+                ).fetchone()[0]
+            )
             # Explicit, not only ON DELETE CASCADE: a connection opened elsewhere may lack foreign_keys.
             tx.execute("DELETE FROM messages WHERE conversation_id = ?", (conversation_id,))
             tx.execute(f"DELETE FROM conversations WHERE {_OWNED}", owned)
+            _count(tx, principal, -int(freed))
         return True
 
     async def append_messages(
@@ -470,6 +530,20 @@ class SqliteConversationStore:
             .fetchone()
         )
         return int(row[0] or 0)
+
+    async def usage(self, principal: Principal) -> StoreUsage:
+        return await self._read(self._usage, principal)
+
+    def _usage(self, principal: Principal) -> StoreUsage:
+        conn = self._connection()
+        user = conn.execute(
+            "SELECT bytes FROM usage WHERE tenant_id = ? AND user_id = ?",
+            (principal.tenant_id, principal.user_id),
+        ).fetchone()
+        tenant = conn.execute(
+            "SELECT SUM(bytes) FROM usage WHERE tenant_id = ?", (principal.tenant_id,)
+        ).fetchone()
+        return StoreUsage(user_bytes=int(user[0]) if user else 0, tenant_bytes=int(tenant[0] or 0))
 
     async def ping(self) -> None:
         """Raises when the database cannot be read (the readiness probe)."""

@@ -82,6 +82,14 @@ class StoredText:
     created_at: str  # ISO 8601 with its offset
 
 
+@dataclass(frozen=True)
+class StoreUsage:
+    """What a user's conversations hold, and their whole tenant's, in bytes of stored text."""
+
+    user_bytes: int
+    tenant_bytes: int
+
+
 class ConversationStore(Protocol):
     async def create_conversation(
         self,
@@ -100,6 +108,10 @@ class ConversationStore(Protocol):
     async def list_conversations(self, principal: Principal, limit: int = 50) -> list[Conversation]: ...
 
     async def delete_conversation(self, principal: Principal, conversation_id: str) -> bool: ...
+
+    async def usage(self, principal: Principal) -> StoreUsage:
+        """What the principal's conversations hold, and their tenant's (for the storage quotas)."""
+        ...
 
     async def append_messages(
         self,

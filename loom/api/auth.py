@@ -26,6 +26,10 @@ from loom.settings import LOGIN_AUTHORITY, AzureCloud, Settings
 
 ALGORITHMS = ["RS256"]
 LEEWAY_S = 60  # clock skew between Entra and this host
+# Entra access tokens are 1.5-3 KB, up to ~12 KB with 200 groups (past that Entra leaves the groups
+# out). Decoding is paid per byte on the event loop: a 94 KB token took 12.7 ms to refuse (probe 20).
+MAX_TOKEN_CHARS = 16_000
+REFUSED_KEEP_S = 60.0  # a refused token is refused again from memory for this long
 REALM = 'Bearer realm="loom"'
 log = logging.getLogger(__name__)
 
@@ -161,10 +165,10 @@ def _decode_error(error: jwt.PyJWTError) -> ApiError:
 def _unverified(token: str) -> tuple[str, str]:
     """The key id and tenant, read before verification only to choose the key set."""
     try:
-        header = jwt.get_unverified_header(token)
-        claims = jwt.decode(token, options={"verify_signature": False})
+        parts = jwt.api_jwt.decode_complete(token, options={"verify_signature": False})
     except jwt.PyJWTError as e:
         raise unauthorized("malformed_token", f"the token cannot be read: {e}") from e
+    header, claims = parts["header"], parts["payload"]
     if header.get("alg") not in ALGORITHMS:
         raise unauthorized("bad_algorithm", "the token must be signed with RS256")
     kid, tid = header.get("kid"), claims.get("tid")
@@ -206,9 +210,16 @@ class EntraVerifier:
 
     async def verify(self, token: str) -> Principal:
         known = self.verified.get(token)
+        if isinstance(known, ApiError):
+            raise known
         if known is not None:
             return known
-        principal, expires = await self._verify(token)
+        try:
+            principal, expires = await self._verify(token)
+        except ApiError as e:
+            if e.status_code == 401 and _lasting(e):
+                self.verified.refuse(token, e)
+            raise
         self.verified.put(token, principal, expires)
         return principal
 
@@ -243,20 +254,26 @@ class EntraVerifier:
 
 
 class VerifiedTokens:
-    """Tokens verified lately, by their SHA-256, so a client's every request does not pay for
+    """Tokens checked lately, by their SHA-256, so a client's every request does not pay for
     decoding and an RS256 check again: that was a quarter of the server's interpreter time under a
-    loop of refused page reads (`benchmarks/page_flood.py`, py-spy). An entry is used until the
-    token expires (with the same leeway as the check) and for at most `keep_s`, so a signing key
-    withdrawn from the tenant's key set stops being honoured within minutes. Bounded, least recently
-    used first out; only tokens that verified are kept."""
+    loop of refused page reads (`benchmarks/page_flood.py`, py-spy). A verified token is used until
+    it expires (with the same leeway as the check) and for at most `keep_s`, so a signing key
+    withdrawn from the tenant's key set stops being honoured within minutes. A refused one is
+    refused again for `refused_keep_s` (a client resending one large bad token cost the server
+    12.7 ms a request: probe 20, R20-2). Bounded, least recently used first out."""
 
     def __init__(
-        self, most: int = 4096, keep_s: float = 300.0, clock: Callable[[], float] = time.time
+        self,
+        most: int = 4096,
+        keep_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+        refused_keep_s: float = REFUSED_KEEP_S,
     ) -> None:
-        self.most, self.keep_s, self._clock = most, keep_s, clock
-        self._known: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()  # → (who, good until)
+        self.most, self.keep_s, self.refused_keep_s, self._clock = most, keep_s, refused_keep_s, clock
+        # → (who, or why refused; good until)
+        self._known: OrderedDict[bytes, tuple[Principal | ApiError, float]] = OrderedDict()
 
-    def get(self, token: str) -> Principal | None:
+    def get(self, token: str) -> Principal | ApiError | None:
         key = _digest(token)
         found = self._known.get(key)
         if found is None:
@@ -268,10 +285,23 @@ class VerifiedTokens:
         return found[0]
 
     def put(self, token: str, principal: Principal, expires: float) -> None:
-        now = self._clock()
-        self._known[_digest(token)] = (principal, min(expires + LEEWAY_S, now + self.keep_s))
+        self._keep(token, principal, min(expires + LEEWAY_S, self._clock() + self.keep_s))
+
+    def refuse(self, token: str, error: ApiError) -> None:
+        self._keep(token, error, self._clock() + self.refused_keep_s)
+
+    def _keep(self, token: str, value: Principal | ApiError, until: float) -> None:
+        key = _digest(token)
+        self._known[key] = (value, until)
+        self._known.move_to_end(key)
         while len(self._known) > self.most:
             self._known.popitem(last=False)
+
+
+def _lasting(refusal: ApiError) -> bool:
+    """Whether a refusal holds for the next minute too: not a 503 (the key service may be back),
+    a token not valid yet (it may be soon), or a key not yet seen (Entra may have just published it)."""
+    return refusal.code not in ("token_not_yet_valid", "unknown_signing_key")
 
 
 def _digest(token: str) -> bytes:
@@ -287,6 +317,8 @@ def bearer_token(request: Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("missing_token", "send 'Authorization: Bearer <Entra ID access token>'")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise unauthorized("malformed_token", f"the token is over {MAX_TOKEN_CHARS:,} characters")
     return token.strip()
 
 

@@ -3,7 +3,15 @@
 - **h11, not httptools.** uvicorn's httptools protocol has no bound on header bytes and turns every
   pipelined request it has read into a pending cycle: a stream of header lines took the server to
   6.3 GiB (17× the bytes sent) and 100 MiB of pipelined GETs to 7.7 GiB (probe 18: R18-1, R18-2).
-  h11 refuses headers past 16 KiB and stops reading while a request is being answered.
+  h11 stops reading while a request is being answered, and refuses headers past 16 KiB when they
+  arrive in pieces; headers that arrive whole in one read it parses at any size, so the protocol
+  counts them itself and answers 431 past 16 KiB (a 94 KB token cost 12.7 ms of the event loop
+  per request to refuse: probe 20, R20-2 and R20-4).
+- **A deadline for sending.** A client that stops reading leaves its response in the transport's
+  buffer, and closing the transport waits for the client to take it: 128 stalled chat streams held
+  1.3 GiB for as long as their sockets stayed open (R20-1). From when the buffer passes its
+  high-water mark, or the transport is closed with bytes still to send, a client that takes none of
+  them for `write_stall_s` has its connection aborted and the buffer freed.
 - **A deadline for request headers.** uvicorn arms its keep-alive timer only after a response, so
   a connection that never finishes its headers is kept for ever: 20,000 of them held every file
   descriptor and every other user's request failed (R18-3). Each connection now has
@@ -38,13 +46,18 @@ class BoundedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a header deadline and a connection cap (set by `bounded_h11`)."""
 
     header_timeout_s = 15.0
+    write_stall_s = 60.0
     max_connections = 4096
+    max_header_bytes = 16 * 1024  # h11's own bound for headers that arrive in pieces
     # The server's connections waiting for request headers, longest first (one dict per server).
     awaiting: OrderedDict[BoundedH11Protocol, None] = OrderedDict()
     _deadline: asyncio.TimerHandle | None = None
+    _write_deadline: asyncio.TimerHandle | None = None
+    _write_waiting = 0  # bytes waiting to be sent when the write deadline was set
+    _header_bytes = 0  # bytes of the request headers being received, before their end is seen
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(_WatchedClose(transport, self._closed_with_pending))  # type: ignore[arg-type]
         if len(self.connections) > self.max_connections and not self._evict_one():
             log.warning(
                 "%d connections open, none idle, over the cap of %d: one refused",
@@ -56,14 +69,36 @@ class BoundedH11Protocol(H11Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        if self._deadline is None and self.conn.their_state is h11.IDLE:
-            self._arm()  # the next request on a kept-alive connection: its headers have the same time
+        if self.conn.their_state is h11.IDLE:
+            if self._deadline is None:
+                self._arm()  # the next request on a kept-alive connection: its headers have the same time
+            if self._headers_too_large(data):
+                self._refuse_headers()
+                return
         super().data_received(data)
 
     def handle_events(self) -> None:
         super().handle_events()
         if self.conn.their_state is not h11.IDLE:
             self._disarm()  # a request's headers are in
+            self._header_bytes = 0
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._arm_write()
+
+    def _closed_with_pending(self) -> None:
+        if self._write_deadline is None and self.transport.get_write_buffer_size() > 0:
+            self._arm_write()
+
+    def _arm_write(self) -> None:
+        self._write_waiting = self.transport.get_write_buffer_size()
+        self._write_deadline = self.loop.call_later(self.write_stall_s, self._write_overdue)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._stop_write_deadline()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -72,7 +107,45 @@ class BoundedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._stop_write_deadline()
         super().connection_lost(exc)
+
+    def _headers_too_large(self, data: bytes) -> bool:
+        end = data.find(b"\r\n\r\n")
+        seen = self._header_bytes + (len(data) if end < 0 else end)
+        self._header_bytes = seen if end < 0 else 0
+        return seen > self.max_header_bytes
+
+    def _refuse_headers(self) -> None:
+        body = f"request headers over {self.max_header_bytes} bytes".encode()
+        head = (
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
+        )
+        self._disarm()
+        self.transport.write(head + body)
+        self.transport.close()
+
+    def _write_overdue(self) -> None:
+        self._write_deadline = None
+        waiting = self.transport.get_write_buffer_size()
+        if waiting == 0:
+            return
+        if waiting < self._write_waiting:  # the client took some: it is slow, not stalled
+            self._arm_write()
+            return
+        log.warning(
+            "a client took no data for %g s with %d bytes waiting to be sent: connection aborted",
+            self.write_stall_s,
+            self.transport.get_write_buffer_size(),
+        )
+        self._disarm()
+        self.transport.abort()
+
+    def _stop_write_deadline(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
 
     def _evict_one(self) -> bool:
         """Close the connection that has waited longest for request headers, to make room: a client
@@ -106,11 +179,30 @@ class BoundedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def bounded_h11(header_timeout_s: float, max_connections: int) -> type[BoundedH11Protocol]:
+class _WatchedClose:
+    """The transport, telling the protocol when it is closed: uvicorn closes it when a response is
+    given up, and a close waits for the client to take what is buffered."""
+
+    def __init__(self, transport: asyncio.Transport, closed: Any) -> None:
+        self._transport = transport
+        self._closed = closed
+
+    def close(self) -> None:
+        self._transport.close()
+        self._closed()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def bounded_h11(
+    header_timeout_s: float, max_connections: int, write_stall_s: float = 60.0
+) -> type[BoundedH11Protocol]:
     """The protocol class with these bounds (uvicorn builds one per connection from the class)."""
     bounds = {
         "header_timeout_s": header_timeout_s,
         "max_connections": max_connections,
+        "write_stall_s": write_stall_s,
         "awaiting": OrderedDict(),
     }
     return type("LoomH11Protocol", (BoundedH11Protocol,), bounds)
@@ -126,5 +218,7 @@ def connection_cap(wanted: int) -> int:
 
 def server_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
     """uvicorn's config for the API `app` under `settings`."""
-    protocol = bounded_h11(settings.request_header_timeout_s, connection_cap(settings.max_connections))
+    protocol = bounded_h11(
+        settings.request_header_timeout_s, connection_cap(settings.max_connections), settings.response_stall_s
+    )
     return uvicorn.Config(app, http=protocol, loop="auto", log_level=settings.log_level, **options)

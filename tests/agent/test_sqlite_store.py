@@ -181,7 +181,7 @@ async def test_the_database_is_in_wal_mode_with_a_schema_version(db_path: Path) 
     await store.close()
     with raw(db_path) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert con.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
         indexes = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"conversations_owner", "messages_order"} <= indexes
     reopened = SqliteConversationStore(db_path)  # reopening neither re-versions nor loses data
@@ -253,3 +253,35 @@ async def test_a_big_conversation_is_deleted_a_batch_at_a_time_letting_other_wri
     assert await db.messages(ALICE, big.id) == [] and await db.get_conversation(ALICE, big.id) is None
     assert [m.content for m in await db.messages(BOB, other.id)] == ["meanwhile"]
     assert not await db.delete_conversation(BOB, big.id) and not await db.delete_conversation(ALICE, big.id)
+
+
+async def test_usage_counts_what_each_user_holds_and_deleting_frees_it(db: SqliteConversationStore) -> None:
+    # Probe 20 (R20-3): nothing bounded what a tenant stored, ~0.5 MiB for a 150-byte question.
+    conv = await db.create_conversation(ALICE, "title")  # 5 bytes of title
+    await db.append_messages(ALICE, conv.id, [user("é" * 100)], [{"rows": [1, 2]}])
+    other = await db.create_conversation(BOB, "b")
+    await db.append_messages(BOB, other.id, [user("x" * 1000)])
+    alice = await db.usage(ALICE)
+    message_bytes = 200 + len("[]") + len('{"rows": [1, 2]}')  # é is 2 bytes
+    assert alice.user_bytes == 5 + message_bytes
+    assert alice.tenant_bytes == alice.user_bytes + 1 + 1000 + 2 + 2
+    assert (await db.usage(ALICE_ELSEWHERE)).tenant_bytes == 0
+    for _ in range(60):  # more than one delete batch
+        await db.append_messages(ALICE, conv.id, [user("y" * 100)])
+    assert await db.delete_conversation(ALICE, conv.id)
+    assert (await db.usage(ALICE)).user_bytes == 0
+
+
+async def test_a_database_from_before_usage_was_kept_is_counted_when_opened(db_path: Path) -> None:
+    db_path.parent.mkdir(parents=True)
+    store = SqliteConversationStore(db_path)
+    conv = await store.create_conversation(ALICE, "abc")
+    await store.append_messages(ALICE, conv.id, [user("hello")])
+    expected = (await store.usage(ALICE)).user_bytes
+    await store.close()
+    with raw(db_path) as con:  # as version 1 left it
+        con.execute("DROP TABLE usage")
+        con.execute("UPDATE schema_version SET version = 1")
+    reopened = SqliteConversationStore(db_path)
+    assert (await reopened.usage(ALICE)).user_bytes == expected == 3 + 5 + 2 + 2
+    await reopened.close()

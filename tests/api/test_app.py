@@ -564,6 +564,26 @@ async def test_a_full_conversation_is_409_before_streaming(
     assert len(runner.calls) == 3
 
 
+async def test_a_user_over_the_storage_quota_is_409_until_a_conversation_is_deleted(
+    tmp_path: Path, store: SqliteConversationStore, runner: FakeRunner
+) -> None:
+    # Probe 20 (R20-3): one tenant stored 4 MiB/s with nothing to stop it, in a store all share.
+    settings = Settings(home=tmp_path, max_user_store_bytes=2**20)
+    app = create_app(settings, store=store, runner=runner)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+        thread = sse_events(await chat(c, message="first"))[0]["threadId"]
+        principal = runner.calls[0][0]
+        conversation = await store.create_conversation(principal, "big")
+        await store.append_messages(
+            principal, conversation.id, [ChatMessage(role="user", content="x" * 2**20)]
+        )
+        body = error(await chat(c, message="second", conversation_id=thread), 409)
+        assert body["code"] == "storage_quota_exceeded" and "delete some" in body["message"]
+        assert (await c.delete(f"/v1/conversations/{conversation.id}")).status_code == 204
+        assert sse_events(await chat(c, message="third", conversation_id=thread))
+    assert len(runner.calls) == 2
+
+
 async def test_a_before_past_any_seq_is_422_not_a_server_error(client: httpx.AsyncClient) -> None:
     # Probe 12 (R12-6): before=2**63 overflowed SQLite's integer and answered 500.
     thread = sse_events(await chat(client, message="first"))[0]["threadId"]

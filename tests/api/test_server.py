@@ -80,7 +80,8 @@ def test_headers_past_16_kib_are_refused_and_the_connection_closed(tmp_path: Pat
                     pass
         except (BrokenPipeError, ConnectionResetError):  # closed with our bytes unread: a reset
             pass
-    assert answer.startswith(b"HTTP/1.1 400") or not answer, answer[:100]
+    # 431 from the protocol's own count, or 400 from h11's bound, whichever sees it first.
+    assert answer.startswith((b"HTTP/1.1 431", b"HTTP/1.1 400")) or not answer, answer[:100]
     # Refused at 16 KiB: what the client got into the sockets' buffers before the reset came back
     # is at most a few MiB on loopback; an unbounded server reads all 32 MiB.
     assert sent < 16 * 2**20
@@ -163,3 +164,101 @@ def test_the_server_runs_the_bounded_protocol_within_the_descriptor_limit(tmp_pa
 def _no_leaked_loop() -> Iterator[None]:
     yield
     asyncio.set_event_loop(None)
+
+
+BIG = 8 * 2**20
+
+
+async def big_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """8 MiB in one send; `/given-up` stops there without ending the response (as a stream whose
+    client stalled does), `/whole` ends it."""
+    if scope["type"] != "http":
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(BIG + 1).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"x" * BIG, "more_body": True})
+    if scope["path"] == "/whole":
+        await send({"type": "http.response.body", "body": b"x"})
+
+
+@contextmanager
+def serving_app(
+    tmp_path: Path, the_app: Any, **bounds: Any
+) -> Iterator[tuple[uvicorn.Server, tuple[str, int]]]:
+    settings = Settings(home=tmp_path, log_level="warning", **bounds)
+    sock = socket.socket()
+    # Accepted sockets inherit a small send buffer: the kernel must not take the whole response
+    # off the server's hands, or there is nothing left in the process to see held or freed.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = uvicorn.Server(server_config(the_app, settings))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield server, sock.getsockname()
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def small_window(address: tuple[str, int]) -> socket.socket:
+    conn = socket.socket()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    conn.settimeout(10)
+    conn.connect(address)
+    return conn
+
+
+def read_all(conn: socket.socket) -> int:
+    got = 0
+    try:
+        while chunk := conn.recv(65536):
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    return got
+
+
+def test_a_header_block_past_16_kib_sent_whole_is_refused(tmp_path: Path) -> None:
+    # R20-4: h11 bounds only headers that arrive in pieces; one read of 94 KB reached the app.
+    with serving(tmp_path) as address, connect(address) as conn:
+        conn.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer " + b"a" * 40_000 + b"\r\n\r\n")
+        answer = conn.recv(1024)
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_client_that_takes_nothing_is_aborted_and_its_buffer_freed(tmp_path: Path) -> None:
+    # R20-1: a response given up (its client stalled) stayed in the transport's buffer, 8 MiB a
+    # connection, for as long as the client kept its socket open.
+    with serving_app(tmp_path, big_app, response_stall_s=0.5) as (server, address):
+        with small_window(address) as conn:
+            conn.sendall(b"GET /given-up HTTP/1.1\r\nHost: test\r\n\r\n")
+            deadline = time.monotonic() + 10
+            while not server.server_state.connections and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(1.0)  # the response is given up at once; the deadline counts from there
+            while server.server_state.connections and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not server.server_state.connections, "the stalled connection is still open"
+            assert read_all(conn) < BIG
+
+
+def test_a_slow_reader_is_not_taken_for_a_stalled_one(tmp_path: Path) -> None:
+    with serving_app(tmp_path, big_app, response_stall_s=0.5) as (_, address), small_window(address) as conn:
+        conn.sendall(b"GET /whole HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        got = 0
+        started = time.monotonic()
+        while chunk := conn.recv(256 * 1024):  # ~2 s in all, each step well inside the 0.5 s limit
+            got += len(chunk)
+            time.sleep(0.003)
+        assert got > BIG, f"got {got} bytes in {time.monotonic() - started:.1f} s"

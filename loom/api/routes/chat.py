@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from loom.agent.sources import UnknownSourceError, pick_sources
-from loom.agent.store import ConversationFull
+from loom.agent.store import ConversationFull, StoreUsage
 from loom.agent.turns import TurnRequest
 from loom.api.deps import (
     InFlightDep,
@@ -22,6 +22,7 @@ from loom.api.deps import (
 from loom.api.schemas import ApiError, ChatRequest, error_responses
 from loom.api.sse import EventStreamResponse, sse_response
 from loom.engines.sources import Source
+from loom.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
@@ -51,6 +52,29 @@ def check_sources(visible: dict[str, Source], names: list[str] | None) -> None:
         raise ApiError(422, "unknown_source", e.message) from e
 
 
+def check_quota(usage: StoreUsage, settings: Settings) -> None:
+    """A turn stores its messages and results: refused once the user's, or the tenant's,
+    conversations hold their quota (probe 20: one tenant stored 4 MiB/s, and the store is shared)."""
+    if usage.user_bytes >= settings.max_user_store_bytes:
+        held, most = _mib(usage.user_bytes), _mib(settings.max_user_store_bytes)
+        message = (
+            f"your conversations hold {held} of the {most} you may keep: delete some "
+            f"(DELETE /v1/conversations/{{id}}) to ask more"
+        )
+        raise ApiError(409, "storage_quota_exceeded", message)
+    if usage.tenant_bytes >= settings.max_tenant_store_bytes:
+        held, most = _mib(usage.tenant_bytes), _mib(settings.max_tenant_store_bytes)
+        message = (
+            f"your organization's conversations hold {held} of the {most} it may keep: "
+            f"deleting conversations frees it; an administrator can raise LOOM_MAX_TENANT_STORE_BYTES"
+        )
+        raise ApiError(409, "storage_quota_exceeded", message)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
 @router.post(
     "/chat",
     summary="Ask the agent (streams AG-UI events)",
@@ -76,6 +100,7 @@ async def chat(
         raise ApiError(
             409, "conversation_full", str(ConversationFull(wanted, settings.max_conversation_messages))
         )
+    check_quota(await store.usage(principal), settings)
     check_sources(visible, body.sources)
     turn = TurnRequest(conversation_id=body.conversation_id, message=body.message, sources=body.sources)
     if wanted is None:  # a new conversation: nothing else can be running in it

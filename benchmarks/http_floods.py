@@ -10,8 +10,14 @@ CPU seconds and what happened to the attacker's connections.
 - `pipeline`: connections writing back-to-back `GET /healthz` requests and reading no answer.
 - `halfopen`: thousands of connections that send part of their headers and then nothing, from
   helper processes (each holds up to its descriptor limit).
+- `forged`: connections sending `GET /v1/conversations` again and again with one forged token (an
+  allowed tenant, a bad signature) padded to just under the 16,000-character bound (probe 20,
+  R20-2: at 94 KB each request cost the server 12.7 ms).
+- `stalled`: an attacker tenant's users opening chat turns whose result is ~8 MB and reading none
+  of the stream (probe 20, R20-1); the server runs with `LOOM_RESPONSE_STALL_S=10`, and the
+  report adds its RSS `--hold` seconds in, after the stall limit.
 
-Run: `python -m benchmarks.http_floods [--attacks headers pipeline halfopen]` (~4 min).
+Run: `python -m benchmarks.http_floods [--attacks headers pipeline halfopen forged stalled]` (~5 min).
 """
 
 from __future__ import annotations
@@ -30,11 +36,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jwt
+
 from benchmarks.hardening_load import code_root, scripted_model, verified_questions, write_sources
 from benchmarks.load_harness import Caller, EntraCallers, LoomServe, Turn, chat, client_for, status_kib, tree
 from benchmarks.page_flood import pct
 
 MIB = 2**20
+ATTACKS = ["headers", "pipeline", "halfopen", "forged", "stalled"]
 HEADER_LINE = b"X-H: " + b"v" * 200 + b"\r\n"
 PIPELINED = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
 HALF_OPEN = b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Slow: "
@@ -144,6 +153,79 @@ def hold_half_open(port: int, n: int, seconds: float) -> tuple[int, int]:
     return len(held), closed
 
 
+def forged(port: int, token: str, conns: int, stop: threading.Event) -> dict[str, Any]:
+    """`conns` keep-alive connections sending the forged token until `stop`; their answers' codes."""
+    request = (
+        f"GET /v1/conversations HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    codes: dict[str, int] = {}
+
+    def one() -> int:
+        sent = 0
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            while not stop.is_set():
+                s.sendall(request)
+                answer = s.recv(65536)
+                status = answer[9:12].decode(errors="replace") if answer else "closed"
+                codes[status] = codes.get(status, 0) + 1
+                sent += 1
+                if not answer:
+                    break
+        return sent
+
+    sent = _threads(one, conns)
+    return {"requests": sum(sent), "answers": codes}
+
+
+def forged_token(callers: EntraCallers, chars: int) -> str:
+    """A token of an allowed tenant, signed by the right key but then altered, `chars` long."""
+    tenant = callers.home_tenant
+    claims: dict[str, Any] = {"iss": f"{callers.authority}/{tenant}/v2.0", "aud": callers.AUDIENCE, "tid": tenant}
+    claims |= {"oid": "x", "exp": int(time.time()) + 3600, "pad": ""}
+    bare = len(jwt.encode(claims, callers.key, algorithm="RS256", headers={"kid": "bench-1"}))
+    claims["pad"] = "p" * int((chars - bare) * 3 / 4)
+    token = jwt.encode(claims, callers.key, algorithm="RS256", headers={"kid": "bench-1"})
+    return token[:-8] + ("A" * 8 if not token.endswith("A" * 8) else "B" * 8)
+
+
+def stalled(port: int, callers: EntraCallers, streams: int, hold: float, server: LoomServe) -> dict[str, Any]:
+    """`streams` chat turns of ~8 MB results, 4 per user of one attacker tenant, none read; the
+    server's RSS 3 s in and `hold` s in, and how the attacker's connections ended."""
+    body = json.dumps({"message": f"SQL: {STALLED_SQL}"}).encode()
+    socks = []
+    for n in range(streams):
+        caller = callers.caller("attacker", 0, n // 4)
+        head = (
+            f"POST /v1/chat HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nAuthorization: {caller.headers['authorization']}\r\n\r\n"
+        )
+        conn = socket.socket()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        conn.connect(("127.0.0.1", port))
+        conn.sendall(head.encode() + body)
+        socks.append(conn)
+    time.sleep(3)
+    early = tree_rss_mib(server.pid)
+    time.sleep(max(0.0, hold - 3))
+    late = tree_rss_mib(server.pid)
+    states = _states(port)
+    for conn in socks:
+        conn.close()
+    return {"rss_mib_3s_in": round(early), f"rss_mib_{hold:g}s_in": round(late), "attacker_sockets": states}
+
+
+def _states(port: int) -> dict[str, int]:
+    """The attacker's sockets to `port` by TCP state, as `ss` sees them (gone: reset or closed)."""
+    out = subprocess.run(["ss", "-tnH", f"( dport = :{port} )"], capture_output=True, text=True).stdout
+    states: dict[str, int] = {}
+    for line in out.splitlines():
+        states[line.split()[0]] = states.get(line.split()[0], 0) + 1
+    return states
+
+
+STALLED_SQL = "SELECT repeat('x', 8000) AS s FROM range(1000)"
+
+
 def _threads(one: Callable[[], int], n: int) -> list[int]:
     results: list[int] = []
     workers = [threading.Thread(target=lambda: results.append(one()), daemon=True) for _ in range(n)]
@@ -157,7 +239,10 @@ def _threads(one: Callable[[], int], n: int) -> list[int]:
 # --- one attack against a fresh server --------------------------------------------------------------
 
 
-async def measure(server: LoomServe, caller: Caller, name: str, args: argparse.Namespace) -> dict[str, Any]:
+async def measure(
+    server: LoomServe, callers: EntraCallers, name: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    caller = callers.caller("normal", 0, 0)
     port = int(server.url.rsplit(":", 1)[1])
     before = await innocent(server.url, caller)
     rss_before, cpu, peak = tree_rss_mib(server.pid), server.cpu_seconds(), [0.0]
@@ -166,6 +251,8 @@ async def measure(server: LoomServe, caller: Caller, name: str, args: argparse.N
         "headers": lambda: stream_headers(port, 2, 64, stop),
         "pipeline": lambda: pipeline(port, 100, 1, stop),
         "halfopen": lambda: half_open(port, args.halfopen, args.hold, stop),
+        "forged": lambda: forged(port, forged_token(callers, 15_900), 32, stop),
+        "stalled": lambda: stalled(port, callers, args.streams, args.stall_hold, server),
     }
     attacker = threading.Thread(target=lambda: outcome.update(attacks[name]()), daemon=True)
     attacker.start()
@@ -194,7 +281,7 @@ def _watch_rss(server: LoomServe, peak: list[float], stop: threading.Event) -> N
 async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     from loom.lakehouse.seed import seed_lakehouse
 
-    callers = EntraCallers({"normal": 1})
+    callers = EntraCallers({"normal": 1, "attacker": 1})
     report: dict[str, Any] = {}
     try:
         with scripted_model() as model:
@@ -202,10 +289,11 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 home = tmp / name
                 seed_lakehouse(home / "lakehouse", orders=2000)
                 write_sources(home)
-                server = LoomServe(home, model.base_url, callers, {}, code_root())
+                settings = {"LOOM_RESPONSE_STALL_S": "10"} if name == "stalled" else {}
+                server = LoomServe(home, model.base_url, callers, settings, code_root())
                 server.start()
                 try:
-                    report[name] = await measure(server, callers.caller("normal", 0, 0), name, args)
+                    report[name] = await measure(server, callers, name, args)
                 finally:
                     server.stop()
                 print(name, json.dumps(report[name], default=str), flush=True)
@@ -219,9 +307,11 @@ def main() -> None:
     parser.add_argument(
         "--attacks",
         nargs="+",
-        choices=["headers", "pipeline", "halfopen"],
-        default=["headers", "pipeline", "halfopen"],
+        choices=ATTACKS,
+        default=ATTACKS,
     )
+    parser.add_argument("--streams", type=int, default=32, help="stalled chat streams")
+    parser.add_argument("--stall-hold", type=float, default=25, help="seconds the stalled streams are held")
     parser.add_argument("--halfopen", type=int, default=18_000, help="half-open connections")
     parser.add_argument("--hold", type=float, default=40, help="seconds the half-open ones are held")
     parser.add_argument("--settle", type=float, default=8, help="seconds of attack before the innocent asks")

@@ -211,7 +211,9 @@ class EntraVerifier:
     async def verify(self, token: str) -> Principal:
         known = self.verified.get(token)
         if isinstance(known, ApiError):
-            raise known
+            # A new exception each time: raising the kept one again would chain every raise's
+            # traceback (and the frames' requests) onto it, for as long as it is kept.
+            raise ApiError(known.status_code, known.code, str(known.detail), known.headers)
         if known is not None:
             return known
         try:

@@ -29,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
+import struct
 from collections import OrderedDict
 from typing import Any
 
@@ -140,6 +142,7 @@ class BoundedH11Protocol(H11Protocol):
             self.transport.get_write_buffer_size(),
         )
         self._disarm()
+        _discard_unsent(self.transport)
         self.transport.abort()
 
     def _stop_write_deadline(self) -> None:
@@ -177,6 +180,18 @@ class BoundedH11Protocol(H11Protocol):
         answering = self.cycle is not None and not self.cycle.response_complete
         if not answering and not self.transport.is_closing():
             self.transport.close()
+
+
+def _discard_unsent(transport: asyncio.BaseTransport) -> None:
+    """Linger 0: the kernel drops what it still holds for the client and resets the connection,
+    instead of keeping it (up to the socket's send buffer) until the client reads."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except (OSError, AttributeError):  # not a TCP socket (a test transport)
+        pass
 
 
 class _WatchedClose:

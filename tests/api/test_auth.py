@@ -269,11 +269,16 @@ async def test_a_refused_token_is_refused_from_memory_for_a_minute_and_the_memor
     monkeypatch.setattr(
         jwt.api_jwt, "decode_complete", lambda *a, **k: decoded.append("x") or decode(*a, **k)
     )
+    raised = []
     for _ in range(3):
         with pytest.raises(ApiError) as refused:
             await verifier.verify(forged)
         assert refused.value.code == "bad_signature"
+        raised.append(refused.value)
     assert len(decoded) == 1, "the forged token was decoded again"
+    # A new exception each time: one raised again chains every raise's traceback (and frames) onto it.
+    assert raised[1] is not raised[2] and raised[2].__traceback__ is not None
+    assert len(list(_frames(raised[2].__traceback__))) == len(list(_frames(raised[1].__traceback__)))
     clock.now += 61
     with pytest.raises(ApiError):
         await verifier.verify(forged)
@@ -283,6 +288,12 @@ async def test_a_refused_token_is_refused_from_memory_for_a_minute_and_the_memor
         await verifier.verify(token)
     assert len(verifier.verified._known) == 2
     assert verifier.verified.get(tokens[0]) is None and verifier.verified.get(tokens[2]) is not None
+
+
+def _frames(tb: Any) -> Iterator[Any]:
+    while tb is not None:
+        yield tb.tb_frame
+        tb = tb.tb_next
 
 
 async def test_a_key_not_yet_published_is_not_refused_from_memory(tmp_path: Path, issuer: Issuer) -> None:

@@ -155,9 +155,7 @@ def hold_half_open(port: int, n: int, seconds: float) -> tuple[int, int]:
 
 def forged(port: int, token: str, conns: int, stop: threading.Event) -> dict[str, Any]:
     """`conns` keep-alive connections sending the forged token until `stop`; their answers' codes."""
-    request = (
-        f"GET /v1/conversations HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
-    )
+    request = f"GET /v1/conversations HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
     codes: dict[str, int] = {}
 
     def one() -> int:
@@ -180,7 +178,11 @@ def forged(port: int, token: str, conns: int, stop: threading.Event) -> dict[str
 def forged_token(callers: EntraCallers, chars: int) -> str:
     """A token of an allowed tenant, signed by the right key but then altered, `chars` long."""
     tenant = callers.home_tenant
-    claims: dict[str, Any] = {"iss": f"{callers.authority}/{tenant}/v2.0", "aud": callers.AUDIENCE, "tid": tenant}
+    claims: dict[str, Any] = {
+        "iss": f"{callers.authority}/{tenant}/v2.0",
+        "aud": callers.AUDIENCE,
+        "tid": tenant,
+    }
     claims |= {"oid": "x", "exp": int(time.time()) + 3600, "pad": ""}
     bare = len(jwt.encode(claims, callers.key, algorithm="RS256", headers={"kid": "bench-1"}))
     claims["pad"] = "p" * int((chars - bare) * 3 / 4)

@@ -213,7 +213,7 @@ class EntraVerifier:
         if isinstance(known, ApiError):
             # A new exception each time: raising the kept one again would chain every raise's
             # traceback (and the frames' requests) onto it, for as long as it is kept.
-            raise ApiError(known.status_code, known.code, str(known.detail), known.headers)
+            raise ApiError(known.status_code, known.code, str(known.detail), dict(known.headers or {}))
         if known is not None:
             return known
         try:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from loom.engines.contracts import QueryError
 from loom.engines.registry import answerable
-from loom.engines.sources import KINDS, DuckDBSource, Source, SourceSpec, VerifiedQuery
+from loom.engines.sources import KINDS, DuckDBSource, ModelSource, Source, SourceSpec, VerifiedQuery
 from loom.prompts import load_verified_queries
 from loom.settings import Settings
 
@@ -175,9 +175,10 @@ def pick_sources(all_sources: Mapping[str, Source], names: list[str] | None) -> 
     return [all_sources[n] for n in names]
 
 
-def resolve_source(ref: str, settings: Settings) -> Source:
+def resolve_source(ref: str, settings: Settings, language: str | None = None) -> Source:
     """A configured source by name, else a local file or folder given by path (QueryError if neither,
-    or if the sources file is unusable: the query commands report both the same way)."""
+    or if the sources file is unusable: the query commands report both the same way). A folder
+    asked for in DAX is a semantic model folder."""
     try:
         sources = load_sources(settings)
     except SourcesFileError as e:
@@ -185,6 +186,8 @@ def resolve_source(ref: str, settings: Settings) -> Source:
     if ref in sources:
         return sources[ref]
     path = Path(ref).expanduser()
+    if path.is_dir() and language == "dax":
+        return ModelSource(kind="model", name=path.name or "model", location=str(path.resolve()))
     if path.exists():
         return DuckDBSource(name=path.stem or "source", location=str(path.resolve()))
     known = ", ".join(sorted(sources)) or "none"

@@ -64,6 +64,10 @@ LANGUAGE_NOTES = {
     "commands and functions that reach files or the network are refused. The embedded engine takes "
     "--dialect duckdb, tsql, databricks, spark or sqlite (translated to DuckDB); Synapse and "
     "Databricks sources take their own dialect only.",
+    "dax": "One DAX query (DEFINE … EVALUATE … ORDER BY) over a semantic model: a source of kind model, "
+    "or a folder with a model.bim (TMSL), a TMDL definition/ folder or a PBIP project, its tables in "
+    "tables/ beside it or in a lakehouse. Result columns are named as Power BI names them "
+    "('Table[Column]', '[Measure]'); a function the embedded engine lacks is refused by name.",
     "kql": "One KQL query (let statements allowed) over a local source's tables, which answer to their "
     "bare name when unique or ['schema.table'], or over an adx source's database. Management commands "
     "(.show …), evaluate, externaldata, cluster()/database() and set statements are refused; operators "
@@ -78,6 +82,12 @@ EXAMPLES = {
       loom query sql --dialect tsql --format json "SELECT TOP 3 name FROM gold.dim_product"
 
       loom query sql --source ./shop.sqlite --batch questions.jsonl""",
+    "dax": """Examples:
+
+      loom query dax --source ./models/sales 'EVALUATE SUMMARIZECOLUMNS(Product[Category], "R", [Revenue])'
+
+      loom query dax --source sales-model --format json 'EVALUATE TOPN(3, VALUES(Store[Name]), [Revenue])'
+""",
     "kql": """Examples:
 
       loom query kql "fact_sales | summarize revenue = sum(net_amount) by store_key | top 3 by revenue"
@@ -213,7 +223,7 @@ def run_query(run: QueryRun) -> None:
     settings = query_settings(output=errors_as)
     pool = engine_pool(settings)
     try:
-        source = resolve_source(run.source or settings.default_source, settings)
+        source = resolve_source(run.source or settings.default_source, settings, run.language)
         engine = pool.engine(source, run.language)
         query = Query(engine, _dialect(run, engine), _parse_now(run.now), *_limits(run, settings))
         if run.batch is not None:

@@ -18,10 +18,18 @@ from typing import TYPE_CHECKING
 from azure.core.credentials import TokenCredential
 
 from loom.engines.contracts import Engine, QueryError
-from loom.engines.sources import AdxSource, DatabricksSource, DuckDBSource, Source, SynapseSource
+from loom.engines.sources import (
+    AdxSource,
+    DatabricksSource,
+    DuckDBSource,
+    ModelSource,
+    Source,
+    SynapseSource,
+)
 from loom.engines.sql.limits import LocalLimits, size_bytes
 
 if TYPE_CHECKING:
+    from loom.engines.dax.engine import DaxEngine
     from loom.engines.kql.engine import KqlEngine
     from loom.engines.sql.duckdb_engine import DuckDBEngine
 
@@ -59,16 +67,18 @@ def _duckdb_kql(source: Source, access: CloudAccess) -> Engine:
     return _embedded(KqlEngine, source, access)
 
 
-def _embedded(kind: type[DuckDBEngine | KqlEngine], source: Source, access: CloudAccess) -> Engine:
+def _embedded(
+    kind: type[DuckDBEngine | KqlEngine | DaxEngine], source: Source, access: CloudAccess
+) -> Engine:
     """An embedded engine, in a child process of its own unless isolation is off. A source that
     answers SQL and KQL has one child per language: each holds its own copy of the data."""
-    assert isinstance(source, DuckDBSource)
+    assert isinstance(source, DuckDBSource | ModelSource)
     if not access.local.isolated:
-        return kind(source, access.local)
+        return kind(source, access.local)  # type: ignore[arg-type]
     from loom.engines.isolated.engine import IsolatedEngine, ProcessMemory
 
     return IsolatedEngine(
-        partial(kind, source, access.local),
+        partial(kind, source, access.local),  # type: ignore[arg-type]
         label=source.name if kind.language == "sql" else f"{source.name}/{kind.language}",
         name=kind.name,
         language=kind.language,
@@ -133,6 +143,12 @@ def _adx_kql(source: Source, access: CloudAccess) -> Engine:
     return AdxEngine(source.location, source.database, credential=access.token_credential(), cloud=cloud)
 
 
+def _model_dax(source: Source, access: CloudAccess) -> Engine:
+    from loom.engines.dax.engine import DaxEngine
+
+    return _embedded(DaxEngine, source, access)
+
+
 # (kind, language) → how to open it. A language package adds its openers here, once.
 OPENERS: dict[tuple[str, str], Opener] = {
     ("duckdb", "sql"): _duckdb_sql,
@@ -140,6 +156,7 @@ OPENERS: dict[tuple[str, str], Opener] = {
     ("synapse", "sql"): _synapse_sql,
     ("databricks", "sql"): _databricks_sql,
     ("adx", "kql"): _adx_kql,
+    ("model", "dax"): _model_dax,
 }
 
 

@@ -148,7 +148,18 @@ def _kind(value: object) -> str:
     return str(getattr(value, "kind", "duckdb"))
 
 
-Source = DuckDBSource | SynapseSource | DatabricksSource | AdxSource
+class ModelSource(SourceBase):
+    """A Power BI semantic model in a local folder (TMSL `model.bim`, a TMDL `definition/` folder,
+    or a PBIP project), its tables beside it (`tables/`) or in a lakehouse (Direct Lake)."""
+
+    kind: Literal["model"]
+    location: str = Field(description="the model's folder")
+    lakehouse: str | None = Field(
+        None, description="the lakehouse folder its Direct Lake tables are in (default: the nearest above)"
+    )
+
+
+Source = DuckDBSource | SynapseSource | DatabricksSource | AdxSource | ModelSource
 KINDS: tuple[str, ...] = tuple(
     model.model_fields["kind"].annotation.__args__[0] for model in get_args(Source)
 )
@@ -158,7 +169,8 @@ SourceSpec = Annotated[
     Annotated[DuckDBSource, Tag("duckdb")]
     | Annotated[SynapseSource, Tag("synapse")]
     | Annotated[DatabricksSource, Tag("databricks")]
-    | Annotated[AdxSource, Tag("adx")],
+    | Annotated[AdxSource, Tag("adx")]
+    | Annotated[ModelSource, Tag("model")],
     Discriminator(
         _kind,
         custom_error_type="unknown_kind",

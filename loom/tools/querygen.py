@@ -89,6 +89,7 @@ class QueryResult(ToolResult):
     attempts: list[Attempt] = Field(default_factory=list)
     verified: bool = False
     verified_question: str | None = None
+    measures: list[str] = Field(default_factory=list)  # a semantic model's measures the query used
 
     def for_model(self) -> str:
         """What the model reads: the query it stands on, the first rows, and whether it is verified
@@ -111,6 +112,8 @@ class QueryResult(ToolResult):
             ]
         if self.verified_question:
             shown["verified_question"] = self.verified_question
+        if self.measures:
+            shown["measures_used"] = self.measures
         return json.dumps({**shown, "result": result}, ensure_ascii=False, default=str)
 
     def table(self) -> ResultSet:

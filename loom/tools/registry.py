@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from loom.tools import nl2kql, nl2sql
+from loom.tools import nl2dax, nl2kql, nl2sql
 from loom.tools.base import Tool
 
-TOOLS: list[Tool] = [nl2sql.TOOL, nl2kql.TOOL]
+TOOLS: list[Tool] = [nl2sql.TOOL, nl2kql.TOOL, nl2dax.TOOL]
 
 
 def by_name(tools: list[Tool]) -> dict[str, Tool]:

@@ -138,7 +138,29 @@ def _distinct_with_blank(x: str) -> str:
     return f"NULLIF(count(DISTINCT {x}) + max(CASE WHEN {x} IS NULL THEN 1 ELSE 0 END), 0)"
 
 
+def concatenatex(c: Compiler, args: tuple[Node, ...], env: Env) -> Expr:
+    """CONCATENATEX(table, expression, [delimiter], [order by, [ASC|DESC]]…): the texts joined."""
+    from loom.engines.dax.tables import order_keys
+
+    if len(args) < 2:
+        raise QueryError("wrong_arguments", "CONCATENATEX takes a table, an expression and a delimiter.")
+    rel = c.table(args[0], env)
+    delimiter = c.scalar(args[2], env).sql if len(args) > 2 else "''"
+    keys = order_keys(args[3:], descending=False)
+
+    def body(row_env: Env) -> str:
+        text = v.as_text(c.scalar(args[1], row_env))
+        order = ", ".join(
+            f"{c.scalar(k, row_env).sql} {'DESC NULLS LAST' if desc else 'ASC NULLS FIRST'}"
+            for k, desc in keys
+        )
+        return f"string_agg({text}, {delimiter}" + (f" ORDER BY {order})" if order else ")")
+
+    return Expr(f"({over(c, rel, env, body)})", v.TEXT)
+
+
 FUNCTIONS = {
+    "CONCATENATEX": concatenatex,
     "SUM": _column_aggregate("SUM", lambda x: f"sum({x})"),
     "AVERAGE": _column_aggregate("AVERAGE", lambda x: f"avg({x})", v.NUMBER),
     "MIN": _minmax("MIN", "min"),

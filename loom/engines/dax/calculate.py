@@ -27,6 +27,7 @@ from loom.engines.dax.filters import (
     TupleFilter,
     equal_to,
 )
+from loom.engines.dax.model import SemanticModel
 from loom.engines.dax.relations import Rel
 from loom.engines.dax.scope import Col
 from loom.engines.dax.syntax import Call, ColumnRef, Name, Node
@@ -55,13 +56,49 @@ _Step = _Remove | _Apply
 def calculate(c: Compiler, args: tuple[Node, ...], env: Env) -> Expr:
     if not args:
         raise QueryError("wrong_arguments", "CALCULATE takes an expression and filters.")
-    return c.scalar(args[0], calculated_env(c, args[1:], env))
+    with c.using(_with_relationships(c, args[1:])):
+        return c.scalar(args[0], calculated_env(c, args[1:], env))
 
 
 def calculatetable(c: Compiler, args: tuple[Node, ...], env: Env) -> Rel:
     if not args:
         raise QueryError("wrong_arguments", "CALCULATETABLE takes a table and filters.")
-    return c.table(args[0], calculated_env(c, args[1:], env))
+    with c.using(_with_relationships(c, args[1:])):
+        return c.table(args[0], calculated_env(c, args[1:], env))
+
+
+def _with_relationships(c: Compiler, filters: tuple[Node, ...]) -> SemanticModel:
+    """The model with each USERELATIONSHIP's relationship active, and the one it replaces (between
+    the same two tables) not."""
+    model = c.model
+    for node in filters:
+        if isinstance(node, Call) and node.name == "USERELATIONSHIP":
+            model = _activated(c, model, node)
+    return model
+
+
+def _activated(c: Compiler, model: SemanticModel, node: Call) -> SemanticModel:
+    if len(node.args) != 2:
+        raise QueryError("wrong_arguments", "USERELATIONSHIP takes the two columns of a relationship.")
+    a, b = (_column(c, arg, "USERELATIONSHIP") for arg in node.args)
+    ends = {a.key, b.key}
+    chosen = next(
+        (
+            r
+            for r in model.relationships
+            if {(r.from_table.lower(), r.from_column.lower()), (r.to_table.lower(), r.to_column.lower())}
+            == ends
+        ),
+        None,
+    )
+    if chosen is None:
+        raise QueryError("unknown_relationship", f"No relationship joins {a.dax()} and {b.dax()}.")
+    pair = {chosen.from_table.lower(), chosen.to_table.lower()}
+    relationships = [
+        replace(r, active=r == chosen or (r.active and {r.from_table.lower(), r.to_table.lower()} != pair))
+        for r in model.relationships
+    ]
+    return replace(model, relationships=relationships)
 
 
 def calculated_env(c: Compiler, filters: tuple[Node, ...], env: Env) -> Env:
@@ -99,9 +136,7 @@ def filter_steps(c: Compiler, node: Node, env: Env) -> list[_Step]:
             _Apply(f.filter, keep=True) for f in filter_steps(c, node.args[0], env) if isinstance(f, _Apply)
         ]
     if isinstance(node, Call) and node.name == "USERELATIONSHIP":
-        raise QueryError(
-            "unsupported_function", "USERELATIONSHIP is not supported by the embedded DAX engine yet."
-        )
+        return []  # the relationship is made active around the whole CALCULATE (`_with_relationships`)
     applied = table_filter(c, c.table(node, env)) if c.is_table(node, env) else boolean_filter(c, node, env)
     return [*_date_table_removal(c, applied), _Apply(applied)]
 

@@ -15,7 +15,8 @@ aggregation writes what reaches its table. Functions are in tables by name (`sca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -61,7 +62,7 @@ class Env:
 
 class Compiler:
     def __init__(self, model: SemanticModel, sources: Sources) -> None:
-        from loom.engines.dax import aggregations, scalars, tables, timeintel
+        from loom.engines.dax import aggregations, grouping, scalars, setops, tables, timeintel
 
         self.model = model
         self.sources = sources
@@ -79,6 +80,8 @@ class Compiler:
         self.table_functions: dict[str, Callable[[Compiler, tuple[Node, ...], Env], Rel]] = {
             **tables.FUNCTIONS,
             **timeintel.TABLE_FUNCTIONS,
+            **setops.FUNCTIONS,
+            **grouping.FUNCTIONS,
         }
 
     # --- scalars ---------------------------------------------------------------------------------
@@ -251,6 +254,15 @@ class Compiler:
                 ) from e
             self._parsed[key] = tree
         return tree
+
+    @contextmanager
+    def using(self, model: SemanticModel) -> Iterator[None]:
+        """Compile with `model` in place of the query's (USERELATIONSHIP: another relationship active)."""
+        kept, self.model = self.model, model
+        try:
+            yield
+        finally:
+            self.model = kept
 
     def transition(self, env: Env) -> Context:
         """Context transition: every row being iterated becomes a filter (overwriting filters on

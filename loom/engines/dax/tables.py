@@ -257,7 +257,7 @@ def topn(c: Compiler, args: tuple[Node, ...], env: Env) -> Rel:
         raise QueryError("wrong_arguments", "TOPN takes a count, a table and order expressions.")
     count = c.scalar(args[0], env)
     rel = c.table(args[1], env)
-    keys = _order_keys(args[2:])
+    keys = order_keys(args[2:])
     if not keys:
         raise QueryError("unsupported", "TOPN without an order expression is not supported: add one.")
     alias = c.aliases.new("r")
@@ -272,11 +272,13 @@ def topn(c: Compiler, args: tuple[Node, ...], env: Env) -> Rel:
     return _same_columns(rel, f"SELECT {listing} FROM ({ranked}) AS {n} WHERE _rank <= {count.sql}")
 
 
-def _order_keys(args: tuple[Node, ...]) -> list[tuple[Node, bool]]:
+def order_keys(args: tuple[Node, ...], descending: bool = True) -> list[tuple[Node, bool]]:
+    """Order expressions, each optionally followed by ASC/DESC (or 1/0, TRUE/FALSE); the default is
+    descending for TOPN, ascending for CONCATENATEX."""
     keys: list[tuple[Node, bool]] = []
     i = 0
     while i < len(args):
-        desc = True  # TOPN's default order is descending
+        desc = descending
         if i + 1 < len(args) and _is_order(args[i + 1]):
             desc = _order_value(args[i + 1])
             keys.append((args[i], desc))

@@ -21,6 +21,7 @@ class Star:
     sales: pd.DataFrame
     product: pd.DataFrame
     customer: pd.DataFrame
+    dates: pd.DataFrame
 
     def joined(self) -> pd.DataFrame:
         """Sales with their product and customer columns (a left join: every sale kept)."""
@@ -59,6 +60,9 @@ def build(folder: Path, seed: int = 7, orphans: bool = False) -> Star:
             "Segment": ["A", "B"] * 4,
         }
     )
+    dates = pd.DataFrame({"Date": pd.date_range("2023-01-01", "2024-12-31", freq="D")})
+    dates["Year"] = dates["Date"].dt.year
+    dates["Month"] = dates["Date"].dt.month
     rows = []
     for i in range(240):
         product_key: int | None = rng.randint(1, 11)  # product 12 has no sales
@@ -74,15 +78,32 @@ def build(folder: Path, seed: int = 7, orphans: bool = False) -> Star:
                 "CustomerKey": rng.randint(1, 7),  # customer 8 has no sales
                 "Quantity": rng.randint(1, 5),
                 "Amount": amount,
+                "OrderDate": pd.Timestamp("2023-01-01") + pd.Timedelta(days=rng.randint(0, 725)),
+                "ShipDate": None,
             }
         )
     sales = pd.DataFrame(rows).astype({"ProductKey": "Int64", "Amount": "Float64"})
+    sales["ShipDate"] = sales["OrderDate"] + pd.to_timedelta(sales["SaleId"] % 9, unit="D")
+    sales.loc[sales["ShipDate"] > pd.Timestamp("2024-12-31"), "ShipDate"] = pd.Timestamp("2024-12-31")
     tables = folder / "tables"
     tables.mkdir(parents=True)
-    for name, frame in (("Sales", sales), ("Product", product), ("Customer", customer)):
+    for name, frame in (("Sales", sales), ("Product", product), ("Customer", customer), ("Date", dates)):
         frame.to_csv(tables / f"{name}.csv", index=False)
     (folder / "model.bim").write_text(json.dumps(_bim()))
-    return Star(folder, sales, product, customer)
+    return Star(folder, sales, product, customer, dates)
+
+
+def _relationship(
+    name: str, many: str, key: str, one: str, to: str, active: bool = True
+) -> dict[str, object]:
+    found: dict[str, object] = {
+        "name": name,
+        "fromTable": many,
+        "fromColumn": key,
+        "toTable": one,
+        "toColumn": to,
+    }
+    return found if active else {**found, "isActive": False}
 
 
 def _bim() -> dict[str, object]:
@@ -101,6 +122,8 @@ def _bim() -> dict[str, object]:
                         column("CustomerKey", "int64", isHidden=True),
                         column("Quantity", "int64"),
                         column("Amount", "double", description="net amount"),
+                        column("OrderDate", "dateTime"),
+                        column("ShipDate", "dateTime"),
                     ],
                     "measures": [{"name": n, "expression": e} for n, e in MEASURES.items()],
                 },
@@ -115,6 +138,15 @@ def _bim() -> dict[str, object]:
                     ],
                 },
                 {
+                    "name": "Date",
+                    "dataCategory": "Time",
+                    "columns": [
+                        column("Date", "dateTime"),
+                        column("Year", "int64"),
+                        column("Month", "int64"),
+                    ],
+                },
+                {
                     "name": "Customer",
                     "columns": [
                         column("CustomerKey", "int64"),
@@ -124,20 +156,10 @@ def _bim() -> dict[str, object]:
                 },
             ],
             "relationships": [
-                {
-                    "name": "r1",
-                    "fromTable": "Sales",
-                    "fromColumn": "ProductKey",
-                    "toTable": "Product",
-                    "toColumn": "ProductKey",
-                },
-                {
-                    "name": "r2",
-                    "fromTable": "Sales",
-                    "fromColumn": "CustomerKey",
-                    "toTable": "Customer",
-                    "toColumn": "CustomerKey",
-                },
+                _relationship("r1", "Sales", "ProductKey", "Product", "ProductKey"),
+                _relationship("r2", "Sales", "CustomerKey", "Customer", "CustomerKey"),
+                _relationship("r3", "Sales", "OrderDate", "Date", "Date"),
+                _relationship("r4", "Sales", "ShipDate", "Date", "Date", active=False),
             ],
         },
     }

@@ -21,19 +21,6 @@ from loom.engines.sql.limits import LocalLimits
 from tests.engines.dax.star import Star, build
 
 
-@pytest.fixture(scope="module")
-def star(tmp_path_factory: pytest.TempPathFactory) -> Star:
-    return build(tmp_path_factory.mktemp("star"))
-
-
-@pytest.fixture(scope="module")
-def engine(star: Star) -> Iterator[DaxEngine]:
-    source = ModelSource(kind="model", name="star", location=str(star.folder))
-    dax = DaxEngine(source, LocalLimits(isolated=False))
-    yield dax
-    dax.close()
-
-
 def run(engine: DaxEngine, query: str) -> list[list[object]]:
     return engine.execute(query, max_rows=10_000, timeout_s=30).rows
 

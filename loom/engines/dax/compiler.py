@@ -15,6 +15,7 @@ aggregation writes what reaches its table. Functions are in tables by name (`sca
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -61,11 +62,12 @@ class Env:
 
 
 class Compiler:
-    def __init__(self, model: SemanticModel, sources: Sources) -> None:
-        from loom.engines.dax import aggregations, grouping, scalars, setops, tables, timeintel
+    def __init__(self, model: SemanticModel, sources: Sources, now: dt.datetime | None = None) -> None:
+        from loom.engines.dax import aggregations, grouping, scalars, setops, tables, textdate, timeintel
 
         self.model = model
         self.sources = sources
+        self.now = now or dt.datetime.now()  # TODAY() and NOW()
         self.aliases = Aliases()
         self.query_measures: dict[str, Measure] = {}
         self.query_vars: dict[str, Expr | Rel] = {}  # DEFINE VAR: seen by the query's own measures
@@ -76,6 +78,7 @@ class Compiler:
             **scalars.FUNCTIONS,
             **aggregations.FUNCTIONS,
             **timeintel.SCALAR_FUNCTIONS,
+            **textdate.FUNCTIONS,
         }
         self.table_functions: dict[str, Callable[[Compiler, tuple[Node, ...], Env], Rel]] = {
             **tables.FUNCTIONS,

@@ -82,7 +82,7 @@ class DaxEngine:
         sql_engine, sources = self._ready()
         query_started()
         started = time.monotonic()
-        compiled = self._compile(query, sources)
+        compiled = self._compile(query, sources, now)
         left = max(timeout_s - (time.monotonic() - started), 0.5)
         result = sql_engine.execute_built(
             compiled.sql, max_rows=max_rows, timeout_s=left, max_bytes=max_bytes
@@ -121,8 +121,8 @@ class DaxEngine:
         if dialect not in (None, self.dialect):
             raise unsupported_dialect(self, dialect)
 
-    def _compile(self, query: str, sources: Sources) -> Compiled:
-        return compile_query(query, self._model().model, sources)
+    def _compile(self, query: str, sources: Sources, now: dt.datetime | None = None) -> Compiled:
+        return compile_query(query, self._model().model, sources, now)
 
     def _model(self) -> LoadedModel:
         with self._lock:

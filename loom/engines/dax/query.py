@@ -6,6 +6,7 @@ column, `[Name]` for a computed one.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from loom.engines.contracts import QueryError
@@ -24,12 +25,14 @@ class Compiled:
     measures: list[str]  # the model's measures the query used
 
 
-def compile_query(text: str, model: SemanticModel, sources: Sources) -> Compiled:
+def compile_query(
+    text: str, model: SemanticModel, sources: Sources, now: dt.datetime | None = None
+) -> Compiled:
     query = parse_query(text)
-    return _compile(query, model, sources)
+    return _compile(query, model, sources, now)
 
 
-def _compile(query: Query, model: SemanticModel, sources: Sources) -> Compiled:
+def _compile(query: Query, model: SemanticModel, sources: Sources, now: dt.datetime | None) -> Compiled:
     if len(query.evaluates) != 1:
         raise QueryError("unsupported", "One EVALUATE per query: run each table as a query of its own.")
     if any(r.both_directions and r.active for r in model.relationships):
@@ -38,7 +41,7 @@ def _compile(query: Query, model: SemanticModel, sources: Sources) -> Compiled:
             "This model has a relationship that filters in both directions, which the embedded DAX "
             "engine does not support yet.",
         )
-    c = Compiler(model, sources)
+    c = Compiler(model, sources, now)
     env = Env()
     variables: dict[str, object] = {}
     for d in query.defines:

@@ -22,6 +22,7 @@ from loom.settings import Settings
 
 SAMPLE_SOURCE = "sales"
 STORMS_SOURCE = "storms"
+MODEL_SOURCE = "sales-model"
 
 
 class SourcesFile(BaseModel):
@@ -59,6 +60,24 @@ def _sample(lakehouse: Path) -> DuckDBSource:
     )
 
 
+SALES_MODEL = Path(__file__).resolve().parents[1] / "lakehouse" / "models" / "sales"
+
+
+def _sales_model(lakehouse: Path) -> ModelSource:
+    """The sample lakehouse's gold layer as a Power BI semantic model (Direct Lake), asked in DAX."""
+    return ModelSource(
+        kind="model",
+        name=MODEL_SOURCE,
+        location=str(SALES_MODEL),
+        lakehouse=str(lakehouse),
+        description="The sample retail sales as a Power BI semantic model: measures Revenue, Orders, "
+        "Units, Customers, Average Order Value, Revenue YTD, Revenue Last Year, Revenue Growth %.",
+        instructions="Use the model's measures for revenue and counts. Dates are in 'Date'.",
+        allow=("*",),
+        default=False,  # the same data as `sales`: asked in DAX when named (`--source sales-model`)
+    )
+
+
 def _storms(folder: Path) -> DuckDBSource:
     return DuckDBSource(
         name=STORMS_SOURCE,
@@ -88,7 +107,7 @@ def load_sources(settings: Settings) -> dict[str, Source]:
 
 @lru_cache(maxsize=8)
 def _sample_sources(lakehouse: Path, storms: Path | None) -> dict[str, Source]:
-    samples: dict[str, Source] = {SAMPLE_SOURCE: _sample(lakehouse)}
+    samples: dict[str, Source] = {SAMPLE_SOURCE: _sample(lakehouse), MODEL_SOURCE: _sales_model(lakehouse)}
     if storms is not None:
         samples[STORMS_SOURCE] = _storms(storms)
     return samples
@@ -168,7 +187,7 @@ def resolve_location(source: Source, base: Path) -> Source:
 
 def pick_sources(all_sources: Mapping[str, Source], names: list[str] | None) -> list[Source]:
     if not names:
-        return list(all_sources.values())
+        return [s for s in all_sources.values() if s.default]
     missing = [n for n in names if n not in all_sources]
     if missing:
         raise UnknownSourceError(missing[0], sorted(all_sources))

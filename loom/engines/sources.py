@@ -44,6 +44,11 @@ class SourceBase(BaseModel):
     tenants: tuple[str, ...] = Field(
         (), description="tenant ids whose users may use it (`*` for any); default: the server's own"
     )
+    default: bool = Field(
+        True,
+        description="offered to the agent when a question names no sources; false: only when named "
+        "(a second view of data another source already answers, so a model is not left to pick)",
+    )
     languages: tuple[str, ...] = Field(
         (),
         description="the query languages the agent offers for it (default: its kind's first, `sql` "

@@ -15,10 +15,11 @@ from loom.agent.approval import Decision
 from loom.agent.events import APPROVAL_REQUIRED, RESULT_TABLE
 from loom.agent.loop import Agent
 from loom.agent.model import ToolCall
+from loom.agent.sources import SALES_MODEL
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import FailingModel, ScriptedModel, sql_block, text, tool_call, tool_calls
 from loom.agent.turns import TurnRequest
-from loom.engines.sources import DuckDBSource, VerifiedQuery
+from loom.engines.sources import DuckDBSource, ModelSource, VerifiedQuery
 from loom.identity import DEV_PRINCIPAL, Principal
 from loom.tools.base import Effect, Tool, ToolContext, ToolResult, define
 from loom.tools.registry import TOOLS
@@ -356,8 +357,16 @@ def test_every_registered_tool_has_a_description_and_an_object_schema() -> None:
 SAMPLE_ARGS: dict[str, dict[str, Any]] = {
     "nl2sql": {"question": VERIFIED[0].question},
     "nl2kql": {"question": "Number of stores"},
+    "nl2dax": {"question": "Revenue by year", "source": "sales-model"},
 }
 SAMPLE_VERIFIED = (VerifiedQuery(question="Number of stores", query="dim_store | count", language="kql"),)
+DAX_VERIFIED = (
+    VerifiedQuery(
+        question="Revenue by year",
+        query="EVALUATE SUMMARIZECOLUMNS('Date'[Year], \"Revenue\", [Revenue])",
+        language="dax",
+    ),
+)
 
 
 @pytest.mark.parametrize("tool", TOOLS, ids=lambda t: t.name)
@@ -369,14 +378,23 @@ async def test_each_registered_tool_is_gated_by_its_declared_effect(
     every = source.model_copy(
         update={"languages": ("sql", "kql"), "verified_queries": VERIFIED + SAMPLE_VERIFIED}
     )
-    agent = Agent(model, TOOLS, store, engines, lambda: {every.name: every}, OPEN)
+    semantic = ModelSource(
+        kind="model",
+        name="sales-model",
+        location=str(SALES_MODEL),
+        lakehouse=every.location,
+        verified_queries=DAX_VERIFIED,
+    )
+    agent = Agent(model, TOOLS, store, engines, lambda: {every.name: every, semantic.name: semantic}, OPEN)
     events = await collect(agent, "go")
 
     [result] = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]  # type: ignore[attr-defined]
     approvals = custom(events, APPROVAL_REQUIRED)
     outcome = events[-1].outcome.type  # type: ignore[attr-defined]
     if tool.effect is Effect.READ:  # it ran, and the model read its result
-        assert "error" not in result
+        assert "error" not in result, result
+        if tool.name == "nl2dax":
+            assert result["measures_used"] == ["Revenue"] and result["result"]["row_count"] == 2
         assert "status" not in result  # not held by the gate
         assert approvals == []
         assert outcome == "success"

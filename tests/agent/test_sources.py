@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from loom.agent.sources import (
+    MODEL_SOURCE,
     SAMPLE_SOURCE,
     SourcesFileError,
     UnknownSourceError,
@@ -21,7 +22,10 @@ def test_without_a_sources_file_the_sample_lakehouse_is_the_source(tmp_path: Pat
     sample = sources[SAMPLE_SOURCE]
     assert sample.location == str(tmp_path / "lakehouse")
     assert len(sample.verified_queries) >= 10
-    assert list(sources) == [SAMPLE_SOURCE]  # StormEvents only once it is seeded
+    assert list(sources) == [SAMPLE_SOURCE, MODEL_SOURCE]  # StormEvents only once it is seeded
+    model = sources[MODEL_SOURCE]
+    assert languages(model) == ("dax",) and not model.default  # asked in DAX when named
+    assert [s.name for s in pick_sources(sources, None)] == [SAMPLE_SOURCE]
 
 
 def test_the_seeded_storm_events_sample_is_a_second_source_asked_in_kql(tmp_path: Path) -> None:
@@ -29,7 +33,7 @@ def test_the_seeded_storm_events_sample_is_a_second_source_asked_in_kql(tmp_path
 
     write_storms(tmp_path / "storms", rows=10)
     sources = load_sources(Settings(home=tmp_path))
-    assert list(sources) == [SAMPLE_SOURCE, "storms"]
+    assert list(sources) == [SAMPLE_SOURCE, MODEL_SOURCE, "storms"]
     assert languages(sources["storms"]) == ("kql",) and languages(sources[SAMPLE_SOURCE]) == ("sql",)
 
 

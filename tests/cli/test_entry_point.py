@@ -259,7 +259,7 @@ def test_ask_with_an_unknown_conversation_says_so_on_stderr(seeded_home: Path) -
 def test_ask_with_an_unknown_source_says_so_on_stderr_without_seeding(fresh_home: Path) -> None:
     out = loom("ask", "-s", "hr", "revenue by region", home=fresh_home)
     assert out.returncode == 1
-    assert lines(out.stderr) == ["error: unknown source 'hr'; known sources: sales"]
+    assert lines(out.stderr) == ["error: unknown source 'hr'; known sources: sales, sales-model"]
     assert out.stdout == ""
     assert not (fresh_home / "lakehouse").exists()
 

@@ -204,7 +204,7 @@ def _relation(model: SemanticModel, key: str, schema: str, table: str, types: di
         elif loaded_type in _LOADED_AS[column.data_type]:
             listing.append(f"{source} AS {quote(column.name)}")
         else:
-            listing.append(f"TRY_CAST({source} AS {SQL_TYPES[column.data_type]}) AS {quote(column.name)}")
+            listing.append(f"CAST({source} AS {SQL_TYPES[column.data_type]}) AS {quote(column.name)}")
     return f"(SELECT {', '.join(listing)} FROM {quote(schema)}.{quote(table)})"
 
 

@@ -25,7 +25,7 @@ def over(c: Compiler, rel: Rel, env: Env, body: Callable[[Env], str]) -> str:
         where = rel.condition(scope)
         return f"SELECT {selected} FROM {scope.from_clause()} WHERE {where}"
     alias = c.aliases.new("r")
-    selected = body(env.with_row(RelRow(rel, alias)))
+    selected = body(env.with_row(RelRow(rel, alias, c.sources)))
     return f"SELECT {selected} FROM ({rel.sql}) AS {alias}"
 
 

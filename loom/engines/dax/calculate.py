@@ -184,6 +184,10 @@ def expanded_columns(c: Compiler, table: str) -> frozenset[Key]:
 def table_filter(c: Compiler, rel: Rel) -> Filter:
     if rel.base is not None and rel.condition is not None:
         return RowsFilter(rel.base.name, rel.condition, c.model, c.sources, c.aliases)
+    lineage_of_one = rel.columns[0].lineage if len(rel.columns) == 1 else None
+    if rel.predicate is not None and lineage_of_one is not None:
+        test = rel.predicate
+        return ColumnPredicate(lineage_of_one, lambda sql: f"COALESCE({test(sql)}, FALSE)")
     lineage = [(i, col.lineage) for i, col in enumerate(rel.columns) if col.lineage is not None]
     if not lineage:
         raise QueryError(
@@ -215,12 +219,12 @@ def boolean_filter(c: Compiler, node: Node, env: Env) -> Filter:
 
         def predicate(sql: str) -> str:
             row = _ValueRow(col, Expr(sql, v.kind_of(c.model.column(col.table, col.name).data_type)))
-            return v.truth(c.scalar(node, env.with_row(row)))
+            return v.condition(c.scalar(node, env.with_row(row)))
 
         return ColumnPredicate(col, predicate)
     values = _all_values(c, cols)
     alias = c.aliases.new("b")
-    condition = v.truth(c.scalar(node, env.with_row(RelRow(values, alias))))
+    condition = v.condition(c.scalar(node, env.with_row(RelRow(values, alias))))
     listing = ", ".join(f"{alias}.c{i} AS c{i}" for i in range(len(cols)))
     relation = f"SELECT {listing} FROM ({values.sql}) AS {alias} WHERE {condition}"
     return TupleFilter(tuple(cols), relation, c.aliases)

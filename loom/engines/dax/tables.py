@@ -28,12 +28,12 @@ def filter_(c: Compiler, args: tuple[Node, ...], env: Env) -> Rel:
         inner = rel.condition
 
         def condition(scope):  # type: ignore[no-untyped-def]
-            test = v.truth(c.scalar(args[1], env.with_row(c.table_row(scope))))
+            test = v.condition(c.scalar(args[1], env.with_row(c.table_row(scope))))
             return f"({inner(scope)}) AND {test}"
 
         return c.rows_rel(rel.base.name, condition)
     alias = c.aliases.new("r")
-    test = v.truth(c.scalar(args[1], env.with_row(RelRow(rel, alias))))
+    test = v.condition(c.scalar(args[1], env.with_row(RelRow(rel, alias))))
     return _same_columns(rel, f"SELECT * FROM ({rel.sql}) AS {alias} WHERE {test}")
 
 
@@ -129,7 +129,8 @@ def summarizecolumns(c: Compiler, args: tuple[Node, ...], env: Env) -> Rel:
     g = c.aliases.new("g")
     ctx = inner.ctx
     for i, col in enumerate(groups):
-        ctx = ctx.apply(ColumnPredicate(col, equal_to(f"{g}.c{i}")), c.model)
+        blank = c.sources.may_be_blank(col.table, col.name)
+        ctx = ctx.apply(ColumnPredicate(col, equal_to(f"{g}.c{i}", blank)), c.model)
     row_env = type(env)(ctx, (), env.vars)
     columns = [_lineage_column(c, col, i) for i, col in enumerate(groups)]
     selects = [f"{g}.c{i} AS c{i}" for i in range(len(groups))]

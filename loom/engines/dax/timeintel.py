@@ -59,7 +59,7 @@ def _dates(c: Compiler, col: Col, where: Callable[[str], str]) -> Rel:
     """The column's dates `a.c0` for which `where(a.c0)` holds."""
     a = c.aliases.new("a")
     sql = f"SELECT {a}.c0 AS c0 FROM ({_every(c, col)}) AS {a} WHERE {where(f'{a}.c0')}"
-    return Rel(sql, [RelColumn(f"{col.table}[{col.name}]", "c0", v.DATETIME, col)])
+    return Rel(sql, [RelColumn(f"{col.table}[{col.name}]", "c0", v.DATETIME, col)], predicate=where)
 
 
 def _edge(c: Compiler, col: Col, env: Env, pick: str) -> str:

@@ -23,6 +23,7 @@ from loom.engines.sources import (
     DatabricksSource,
     DuckDBSource,
     ModelSource,
+    PowerBISource,
     Source,
     SynapseSource,
 )
@@ -149,6 +150,25 @@ def _model_dax(source: Source, access: CloudAccess) -> Engine:
     return _embedded(DaxEngine, source, access)
 
 
+def _powerbi_dax(source: Source, access: CloudAccess) -> Engine:
+    from loom.engines.dax.powerbi import AZURE_CLOUD_OF, PowerBIEngine
+
+    assert isinstance(source, PowerBISource)
+    if AZURE_CLOUD_OF[source.environment] != access.cloud:
+        raise QueryError(
+            "source_misconfigured",
+            f"source {source.name!r} is in Power BI {source.environment}, but this server signs in to "
+            f"{access.cloud} (LOOM_AZURE_CLOUD): its token would not be valid there.",
+        )
+    return PowerBIEngine(
+        source.dataset_id,
+        workspace_id=None if source.location == "me" else source.location,
+        credential=access.token_credential(),
+        environment=source.environment,
+        impersonated_user=source.impersonated_user,
+    )
+
+
 # (kind, language) → how to open it. A language package adds its openers here, once.
 OPENERS: dict[tuple[str, str], Opener] = {
     ("duckdb", "sql"): _duckdb_sql,
@@ -157,6 +177,7 @@ OPENERS: dict[tuple[str, str], Opener] = {
     ("databricks", "sql"): _databricks_sql,
     ("adx", "kql"): _adx_kql,
     ("model", "dax"): _model_dax,
+    ("powerbi", "dax"): _powerbi_dax,
 }
 
 

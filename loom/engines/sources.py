@@ -164,7 +164,25 @@ class ModelSource(SourceBase):
     )
 
 
-Source = DuckDBSource | SynapseSource | DatabricksSource | AdxSource | ModelSource
+class PowerBISource(SourceBase):
+    """A Power BI semantic model (dataset) in the service, asked in DAX through executeQueries,
+    signed in with Entra ID (the server's identity needs Build permission on the dataset)."""
+
+    kind: Literal["powerbi"]
+    location: str = Field(description="the workspace (group) id, or `me` for My workspace")
+    dataset_id: str = Field(description="the semantic model's (dataset's) id")
+    environment: Literal["commercial", "gcc", "gcc-high", "dod"] = Field(
+        "commercial",
+        description="the Power BI cloud; gcc, gcc-high and dod need LOOM_AZURE_CLOUD=AzureUSGovernment",
+    )
+    impersonated_user: str | None = Field(
+        None,
+        description="a UPN whose row-level security the queries run under "
+        "(executeQueries' impersonatedUserName)",
+    )
+
+
+Source = DuckDBSource | SynapseSource | DatabricksSource | AdxSource | ModelSource | PowerBISource
 KINDS: tuple[str, ...] = tuple(
     model.model_fields["kind"].annotation.__args__[0] for model in get_args(Source)
 )
@@ -175,7 +193,8 @@ SourceSpec = Annotated[
     | Annotated[SynapseSource, Tag("synapse")]
     | Annotated[DatabricksSource, Tag("databricks")]
     | Annotated[AdxSource, Tag("adx")]
-    | Annotated[ModelSource, Tag("model")],
+    | Annotated[ModelSource, Tag("model")]
+    | Annotated[PowerBISource, Tag("powerbi")],
     Discriminator(
         _kind,
         custom_error_type="unknown_kind",

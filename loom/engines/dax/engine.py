@@ -28,7 +28,9 @@ from loom.engines.contracts import (
     unsupported_dialect,
 )
 from loom.engines.dax.load import LoadedModel, load_model
-from loom.engines.dax.model import ModelError, SemanticModel
+from loom.engines.dax.compiler import Compiler, Env
+from loom.engines.dax.model import ModelColumn, ModelError, SemanticModel
+from loom.engines.dax.parser import parse_expression
 from loom.engines.dax.query import Compiled, compile_query
 from loom.engines.dax.scope import SQL_TYPES, Sources, quote
 from loom.engines.isolated import query_started
@@ -157,13 +159,42 @@ class DaxEngine:
 
 
 def _sources(loaded: LoadedModel, loaded_types: dict[str, dict[str, str]]) -> Sources:
-    """Each model table as SQL: its loaded table, with columns named and typed as the model says."""
-    relations: dict[str, str] = {}
+    """Each model table as SQL: its loaded table, with columns named and typed as the model says,
+    and its calculated columns computed (those its data does not hold already)."""
+    sources = Sources({}, dict(loaded.missing))
+    pending: dict[str, list[ModelColumn]] = {}
     for key, (schema, table) in loaded.tables.items():
         qualified = table if schema == "main" else f"{schema}.{table}"
         types = loaded_types.get(qualified.lower(), {})
-        relations[key] = _relation(loaded.model, key, schema, table, types)
-    return Sources(relations, dict(loaded.missing))
+        lacking = [c for c in loaded.model.tables[key].columns.values() if c.source_name not in types]
+        absent = [c.name for c in lacking if not c.expression]
+        if absent:
+            sources.missing[key] = f"its data has no column {', '.join(absent[:5])}"
+            continue
+        sources.tables[key] = _relation(loaded.model, key, schema, table, types)
+        pending[key] = [c for c in lacking if c.expression]
+    for key, columns in pending.items():
+        for column in columns:  # in the model's order: a later one may read an earlier one
+            _add_calculated(loaded.model, sources, key, column)
+    return sources
+
+
+def _add_calculated(model: SemanticModel, sources: Sources, key: str, column: ModelColumn) -> None:
+    """A calculated column: its DAX in the row context of its table, with no filter context (as
+    DAX computes it at refresh). One that does not compile leaves its table out, saying why."""
+    if key not in sources.tables:
+        return
+    table = model.tables[key]
+    c = Compiler(model, sources)
+    scope = c.scope(table.name)
+    try:
+        value = c.scalar(parse_expression(column.expression or ""), Env().with_row(c.table_row(scope)))
+    except QueryError as e:
+        del sources.tables[key]
+        sources.missing[key] = f"its calculated column [{column.name}] cannot be computed: {e.message}"
+        return
+    computed = f"CAST({value.sql} AS {SQL_TYPES[column.data_type]}) AS {quote(column.name)}"
+    sources.tables[key] = f"(SELECT {scope.alias}.*, {computed} FROM {scope.from_clause()})"
 
 
 def _blank_rows(engine: DuckDBEngine, model: SemanticModel, sources: Sources) -> frozenset[str]:
@@ -216,8 +247,8 @@ def _relation(model: SemanticModel, key: str, schema: str, table: str, types: di
         loaded_type = types.get(column.source_name)
         source = quote(column.source_name)
         if loaded_type is None:
-            listing.append(f"CAST(NULL AS {SQL_TYPES[column.data_type]}) AS {quote(column.name)}")
-        elif loaded_type in _LOADED_AS[column.data_type]:
+            continue  # a calculated column, computed after (`_add_calculated`)
+        if loaded_type in _LOADED_AS[column.data_type]:
             listing.append(f"{source} AS {quote(column.name)}")
         else:
             listing.append(f"CAST({source} AS {SQL_TYPES[column.data_type]}) AS {quote(column.name)}")

@@ -230,3 +230,72 @@ def test_a_query_past_its_time_limit_is_stopped(engine: DaxEngine) -> None:
             f'EVALUATE ROW("n", COUNTROWS(CROSSJOIN(Sales, {copies})))', max_rows=10, timeout_s=0.2
         )
     assert stopped.value.code == "timeout"
+
+
+def _with_calculated(star: Star, tmp_path: Path, columns: dict[str, list[dict[str, str]]]) -> DaxEngine:
+    folder = tmp_path / "calc"
+    shutil.copytree(star.folder, folder)
+    bim = json.loads((folder / "model.bim").read_text())
+    for table in bim["model"]["tables"]:
+        for spec in columns.get(table["name"], []):
+            table["columns"].append({"type": "calculated", "dataType": "double", **spec})
+    (folder / "model.bim").write_text(json.dumps(bim))
+    return engine_for(folder)
+
+
+def test_calculated_columns_are_computed_in_their_rows(star: Star, tmp_path: Path) -> None:
+    dax = _with_calculated(
+        star,
+        tmp_path,
+        {
+            "Sales": [
+                {"name": "Margin", "expression": "Sales[Amount] * 0.3"},
+                {"name": "Category", "expression": "RELATED(Product[Category])", "dataType": "string"},
+            ],
+            "Customer": [
+                {"name": "Spend", "expression": "CALCULATE(SUM(Sales[Amount]))"},
+                {
+                    "name": "Band",
+                    "expression": 'IF(Customer[Spend] > 6000, "big", "small")',
+                    "dataType": "string",
+                },
+            ],
+        },
+    )
+    joined = star.joined()
+    margin = rows(dax, 'EVALUATE SUMMARIZECOLUMNS(Sales[Category], "m", SUM(Sales[Margin]))')
+    expected = (joined.groupby("Category")["Amount"].sum() * 0.3).to_dict()
+    assert {r[0]: pytest.approx(r[1]) for r in margin} == expected
+    spend = joined.groupby("CustomerKey")["Amount"].sum()
+    bands = {k: "big" if spend.get(k, 0) > 6000 else "small" for k in star.customer["CustomerKey"]}
+    got = rows(dax, 'EVALUATE SUMMARIZECOLUMNS(Customer[Band], "n", COUNTROWS(Customer))')
+    assert {r[0]: r[1] for r in got} == pd.Series(bands).value_counts().to_dict()
+    dax.close()
+
+
+def test_a_calculated_column_that_does_not_compile_leaves_its_table_out_saying_why(
+    star: Star, tmp_path: Path
+) -> None:
+    dax = _with_calculated(star, tmp_path, {"Customer": [{"name": "Bad", "expression": "NOSUCHFUNCTION(1)"}]})
+    with pytest.raises(QueryError) as refused:
+        rows(dax, "EVALUATE Customer")
+    assert refused.value.code == "table_unavailable" and "NOSUCHFUNCTION" in refused.value.message
+    assert rows(dax, 'EVALUATE ROW("n", COUNTROWS(Product))') == [[12]]  # the others serve
+    dax.close()
+
+
+def test_a_column_the_data_lacks_leaves_its_table_out_instead_of_reading_blank(
+    star: Star, tmp_path: Path
+) -> None:
+    folder = tmp_path / "lacking"
+    shutil.copytree(star.folder, folder)
+    bim = json.loads((folder / "model.bim").read_text())
+    bim["model"]["tables"][1]["columns"].append(
+        {"name": "Weight", "dataType": "double", "sourceColumn": "weight"}
+    )
+    (folder / "model.bim").write_text(json.dumps(bim))
+    dax = engine_for(folder)
+    with pytest.raises(QueryError) as refused:
+        rows(dax, 'EVALUATE ROW("w", SUM(Product[Weight]))')
+    assert refused.value.code == "table_unavailable" and "Weight" in refused.value.message
+    dax.close()

@@ -27,8 +27,8 @@ from loom.engines.contracts import (
     UnavailableTable,
     unsupported_dialect,
 )
-from loom.engines.dax.load import LoadedModel, load_model
 from loom.engines.dax.compiler import Compiler, Env
+from loom.engines.dax.load import LoadedModel, load_model
 from loom.engines.dax.model import ModelColumn, ModelError, SemanticModel
 from loom.engines.dax.parser import parse_expression
 from loom.engines.dax.query import Compiled, compile_query

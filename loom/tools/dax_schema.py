@@ -25,10 +25,8 @@ def dax_schema_for(
 def render_dax_schema(catalog: Catalog) -> str:
     measures = [_measure(m) for m in catalog.measures]
     tables = [_table(t) for t in catalog.tables]
-    joins = [
-        f"- {_ref(k.table, k.columns[0])} → {_ref(k.ref_table, k.ref_columns[0])} (many to one)"
-        for k in catalog.relationships
-    ]
+    # Table to table: DAX follows relationships itself, and their keys are usually hidden.
+    joins = [f"- '{k.table}' → '{k.ref_table}' (many to one)" for k in catalog.relationships]
     parts = ["Measures (use these for the figures they name):", *(measures or ["(none)"])]
     parts += ["", "Tables and columns:", *tables]
     if joins:
@@ -52,7 +50,3 @@ def _table(t: TableInfo) -> str:
     )
     about = f" — {t.description}" if t.description else ""
     return f"- '{t.name}'{about}: {columns}"
-
-
-def _ref(table: str, column: str) -> str:
-    return f"'{table}'[{column}]"

@@ -50,7 +50,7 @@ async def test_a_dax_question_is_written_repaired_and_answered_with_the_measures
     repair = model.calls[2].messages[-1].content
     assert "Error (unknown_measure)" in repair and "Average Order Value" in repair  # the close match named
 
-    [result] = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]
+    [result] = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]  # type: ignore[attr-defined]
     assert result["language"] == "dax" and result["query"] == GOOD
     assert result["measures_used"] == ["Revenue", "Average Order Value"]
     assert [c["name"] for c in result["result"]["columns"]] == ["Store[Channel]", "[Revenue]", "[AOV]"]

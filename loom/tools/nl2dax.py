@@ -13,6 +13,7 @@ import asyncio
 from loom.engines.contracts import QueryError
 from loom.engines.dax.parser import parse_query
 from loom.engines.dax.references import bracket_names
+from loom.engines.dax.tidy import tidy_dax
 from loom.tools.base import Effect, ToolContext, define
 from loom.tools.dax_schema import dax_schema_for
 from loom.tools.querygen import Prompts, QueryLanguage, QueryResult, QuestionArgs, answer
@@ -32,6 +33,7 @@ DAX = QueryLanguage(
     fence="dax",
     prompts=Prompts.packaged("nl2dax"),
     schema_for=dax_schema_for,
+    tidy=tidy_dax,
     is_query=is_dax,
 )
 

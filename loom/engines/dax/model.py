@@ -104,6 +104,8 @@ class SemanticModel:
         if found is None:
             elsewhere = [t.name for t in self.tables.values() if t.column(name) is not None]
             hint = f" [{name}] is a column of {', '.join(repr(t) for t in elsewhere)}." if elsewhere else ""
+            if self.measure(name) is not None:
+                hint = f" [{name}] is a measure: write [{name}] alone (a measure is not summed or iterated)."
             raise unknown(
                 "column",
                 f"'{owner.name}'[{name}]",

@@ -82,3 +82,32 @@ def test_errors_are_errors_not_answers(engine: DaxEngine, expression: str, said:
     with pytest.raises(QueryError) as failed:
         rows(engine, f'EVALUATE ROW("v", {expression})')
     assert said in failed.value.message
+
+
+@pytest.mark.parametrize(
+    ("written", "mended"),
+    [
+        ("[Revenue]", 'EVALUATE ROW("Value", [Revenue])'),
+        (
+            'CALCULATE([Revenue], Product[Color] = "Red")',
+            'EVALUATE ROW("Value", CALCULATE([Revenue], Product[Color] = "Red"))',
+        ),
+        (
+            'SUMMARIZECOLUMNS(Product[Color], "r", [Revenue])',
+            'EVALUATE SUMMARIZECOLUMNS(Product[Color], "r", [Revenue])',
+        ),
+        ("EVALUATE VALUES('Product'[\n    Color])", "EVALUATE VALUES('Product'[Color])"),
+        ("EVALUATE {1}", "EVALUATE {1}"),
+        ("not DAX (", "not DAX ("),
+    ],
+)
+def test_small_model_slips_are_mended_before_the_check(written: str, mended: str) -> None:
+    from loom.engines.dax.tidy import tidy_dax
+
+    assert tidy_dax(written) == mended
+
+
+def test_a_measure_written_as_a_column_is_named_as_a_measure(engine: DaxEngine) -> None:
+    with pytest.raises(QueryError) as refused:
+        rows(engine, 'EVALUATE ROW("r", SUM(Sales[Revenue]))')
+    assert "[Revenue] is a measure: write [Revenue] alone" in refused.value.message

@@ -73,6 +73,7 @@ def _sales_model(lakehouse: Path) -> ModelSource:
         description="The sample retail sales as a Power BI semantic model: measures Revenue, Orders, "
         "Units, Customers, Average Order Value, Revenue YTD, Revenue Last Year, Revenue Growth %.",
         instructions="Use the model's measures for revenue and counts. Dates are in 'Date'.",
+        verified_queries=tuple(VerifiedQuery(**q) for q in load_verified_queries(MODEL_SOURCE)),
         allow=("*",),
         default=False,  # the same data as `sales`: asked in DAX when named (`--source sales-model`)
     )

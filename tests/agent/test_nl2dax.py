@@ -55,3 +55,17 @@ async def test_a_dax_question_is_written_repaired_and_answered_with_the_measures
     assert result["measures_used"] == ["Revenue", "Average Order Value"]
     assert [c["name"] for c in result["result"]["columns"]] == ["Store[Channel]", "[Revenue]", "[AOV]"]
     assert result["result"]["row_count"] == 2
+
+
+def test_every_verified_dax_query_of_the_sample_model_runs(lakehouse: Path) -> None:
+    from loom.agent.sources import _sales_model
+    from loom.engines.dax.engine import DaxEngine
+    from loom.engines.sql.limits import LocalLimits
+
+    model = _sales_model(lakehouse)
+    assert len(model.verified_queries) >= 7
+    engine = DaxEngine(model, LocalLimits(isolated=False))
+    for verified in model.verified_queries:
+        result = engine.execute(verified.query, max_rows=100, timeout_s=60)
+        assert result.row_count > 0, verified.question
+    engine.close()

@@ -11,22 +11,12 @@ from __future__ import annotations
 import asyncio
 
 from loom.engines.contracts import QueryError
-from loom.engines.dax.parser import parse_query
+from loom.engines.dax.parser import is_query, parse_query
 from loom.engines.dax.references import bracket_names
 from loom.engines.dax.tidy import tidy_dax
 from loom.tools.base import Effect, ToolContext, define
 from loom.tools.dax_schema import dax_schema_for
 from loom.tools.querygen import Prompts, QueryLanguage, QueryResult, QuestionArgs, answer
-
-
-def is_dax(text: str) -> bool:
-    """Whether `text` is, whole, a DAX query (a small model passes one as the question)."""
-    try:
-        parse_query(text)
-    except QueryError:
-        return False
-    return True
-
 
 DAX = QueryLanguage(
     name="dax",
@@ -34,7 +24,7 @@ DAX = QueryLanguage(
     prompts=Prompts.packaged("nl2dax"),
     schema_for=dax_schema_for,
     tidy=tidy_dax,
-    is_query=is_dax,
+    is_query=is_query,  # a small model passes a whole query as the question
 )
 
 GUIDANCE = """

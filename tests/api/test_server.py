@@ -31,18 +31,30 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @contextmanager
 def serving(tmp_path: Path, **bounds: Any) -> Iterator[tuple[str, int]]:
+    with serving_app(tmp_path, app, send_buffer=None, **bounds) as (_, address):
+        yield address
+
+
+@contextmanager
+def serving_app(
+    tmp_path: Path, the_app: Any, *, send_buffer: int | None = 4096, **bounds: Any
+) -> Iterator[tuple[uvicorn.Server, tuple[str, int]]]:
     settings = Settings(home=tmp_path, log_level="warning", **bounds)
     sock = socket.socket()
+    if send_buffer is not None:
+        # Accepted sockets inherit a small send buffer: the kernel must not take the whole response
+        # off the server's hands, or there is nothing left in the process to see held or freed.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    server = uvicorn.Server(server_config(app, settings))
+    server = uvicorn.Server(server_config(the_app, settings))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.01)
     try:
-        yield sock.getsockname()
+        yield server, sock.getsockname()
     finally:
         server.should_exit = True
         thread.join(10)
@@ -184,31 +196,6 @@ async def big_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"x" * BIG, "more_body": True})
     if scope["path"] == "/whole":
         await send({"type": "http.response.body", "body": b"x"})
-
-
-@contextmanager
-def serving_app(
-    tmp_path: Path, the_app: Any, **bounds: Any
-) -> Iterator[tuple[uvicorn.Server, tuple[str, int]]]:
-    settings = Settings(home=tmp_path, log_level="warning", **bounds)
-    sock = socket.socket()
-    # Accepted sockets inherit a small send buffer: the kernel must not take the whole response
-    # off the server's hands, or there is nothing left in the process to see held or freed.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    server = uvicorn.Server(server_config(the_app, settings))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
-        yield server, sock.getsockname()
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def small_window(address: tuple[str, int]) -> socket.socket:

@@ -102,28 +102,25 @@ def _activated(c: Compiler, model: SemanticModel, node: Call) -> SemanticModel:
 
 
 def calculated_env(c: Compiler, filters: tuple[Node, ...], env: Env) -> Env:
-    steps = [step for node in filters for step in filter_steps(c, node, env)]
-    ctx = c.transition(env)
-    for step in steps:
-        if isinstance(step, _Remove):
-            ctx = ctx.remove(step.cols, c.model)
-    for step in steps:
-        if isinstance(step, _Apply):
-            ctx = ctx.apply(step.filter, c.model, keep=step.keep)
+    ctx = _filtered(c, filters, env, c.transition(env))
     return replace(env, ctx=ctx, transitioned=len(env.rows))
 
 
 def apply_filters(c: Compiler, filters: tuple[Node, ...], env: Env) -> Env:
     """Filter arguments without context transition (SUMMARIZECOLUMNS' filter tables)."""
+    return replace(env, ctx=_filtered(c, filters, env, env.ctx))
+
+
+def _filtered(c: Compiler, filters: tuple[Node, ...], env: Env, ctx: Context) -> Context:
+    """`ctx` with the filter arguments' removals first, then their filters (DAX's order)."""
     steps = [step for node in filters for step in filter_steps(c, node, env)]
-    ctx = env.ctx
     for step in steps:
         if isinstance(step, _Remove):
             ctx = ctx.remove(step.cols, c.model)
     for step in steps:
         if isinstance(step, _Apply):
             ctx = ctx.apply(step.filter, c.model, keep=step.keep)
-    return replace(env, ctx=ctx)
+    return ctx
 
 
 def filter_steps(c: Compiler, node: Node, env: Env) -> list[_Step]:

@@ -38,6 +38,15 @@ def parse_query(text: str) -> Query:
     return _Parser(text).query()
 
 
+def is_query(text: str) -> bool:
+    """Whether `text` is, whole, a DAX query."""
+    try:
+        parse_query(text)
+    except QueryError:
+        return False
+    return True
+
+
 def parse_expression(text: str) -> Node:
     """One DAX expression, as a measure or a calculated column is written."""
     return _Parser(text).expression_only()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from loom.engines.contracts import QueryError
 from loom.engines.dax.lexer import tokens
-from loom.engines.dax.parser import parse_expression, parse_query
+from loom.engines.dax.parser import is_query, parse_expression
 from loom.engines.dax.syntax import Call, Name, TableConstructor
 from loom.engines.sql.screen import MAX_QUERY_CHARS
 
@@ -29,20 +29,12 @@ def tidy_dax(query: str) -> str:
         return query
     trimmed = _trimmed_names(query)
     for candidate in dict.fromkeys((trimmed, query)):
-        if _parses(candidate):
+        if is_query(candidate):
             return candidate
         wrapped = _evaluated(candidate)
         if wrapped is not None:
             return wrapped
     return query
-
-
-def _parses(query: str) -> bool:
-    try:
-        parse_query(query)
-    except QueryError:
-        return False
-    return True
 
 
 def _evaluated(text: str) -> str | None:

@@ -27,7 +27,8 @@ from loom.engines.contracts import (
     UnavailableTable,
     unsupported_dialect,
 )
-from loom.engines.dax.compiler import Compiler, Env
+from loom.engines.dax.calculated import add_column
+from loom.engines.dax.compiler import Compiler
 from loom.engines.dax.load import LoadedModel, load_model
 from loom.engines.dax.model import ModelColumn, ModelError, SemanticModel
 from loom.engines.dax.parser import parse_expression
@@ -180,21 +181,15 @@ def _sources(loaded: LoadedModel, loaded_types: dict[str, dict[str, str]]) -> So
 
 
 def _add_calculated(model: SemanticModel, sources: Sources, key: str, column: ModelColumn) -> None:
-    """A calculated column: its DAX in the row context of its table, with no filter context (as
-    DAX computes it at refresh). One that does not compile leaves its table out, saying why."""
+    """A calculated column of the model. One that does not compile leaves its table out, saying why."""
     if key not in sources.tables:
         return
-    table = model.tables[key]
-    c = Compiler(model, sources)
-    scope = c.scope(table.name)
     try:
-        value = c.scalar(parse_expression(column.expression or ""), Env().with_row(c.table_row(scope)))
+        node = parse_expression(column.expression or "")
+        add_column(Compiler(model, sources), model.tables[key], column.name, node, column.data_type)
     except QueryError as e:
         del sources.tables[key]
         sources.missing[key] = f"its calculated column [{column.name}] cannot be computed: {e.message}"
-        return
-    computed = f"CAST({value.sql} AS {SQL_TYPES[column.data_type]}) AS {quote(column.name)}"
-    sources.tables[key] = f"(SELECT {scope.alias}.*, {computed} FROM {scope.from_clause()})"
 
 
 def _blank_rows(engine: DuckDBEngine, model: SemanticModel, sources: Sources) -> frozenset[str]:

@@ -1,4 +1,5 @@
-"""A whole DAX query → one SQL SELECT: DEFINE'd measures and variables, EVALUATE, ORDER BY.
+"""A whole DAX query → one SQL SELECT: DEFINE'd measures, variables, columns and tables, EVALUATE,
+ORDER BY.
 
 Result columns are named as Power BI's executeQueries names them: `Table[Column]` for a model
 column, `[Name]` for a computed one.
@@ -10,12 +11,15 @@ import datetime as dt
 from dataclasses import dataclass
 
 from loom.engines.contracts import QueryError
+from loom.engines.dax.calculated import define_column, define_table, scoped
 from loom.engines.dax.compiler import Compiler, Env
+from loom.engines.dax.filters import Context
 from loom.engines.dax.model import Measure, SemanticModel
 from loom.engines.dax.parser import parse_query
-from loom.engines.dax.relations import RelRow
+from loom.engines.dax.relations import Rel, RelRow
 from loom.engines.dax.scope import Sources, quote
 from loom.engines.dax.syntax import Query
+from loom.engines.dax.values import Expr
 
 
 @dataclass(frozen=True)
@@ -41,24 +45,10 @@ def _compile(query: Query, model: SemanticModel, sources: Sources, now: dt.datet
             "This model has a relationship that filters in both directions, which the embedded DAX "
             "engine does not support yet.",
         )
+    if any(d.kind in ("COLUMN", "TABLE") for d in query.defines):
+        model, sources = scoped(model, sources)
     c = Compiler(model, sources, now)
-    env = Env()
-    variables: dict[str, object] = {}
-    for d in query.defines:
-        if d.kind == "MEASURE":
-            c.query_measures[d.name.lower()] = Measure(d.name, d.table or "", _text_of(d.expr))
-            c._parsed[f"{d.table}\x00{d.name}".lower()] = d.expr
-        elif d.kind == "VAR":
-            here = Env(env.ctx, (), dict(variables))  # type: ignore[arg-type]
-            variables[d.name.lower()] = (
-                c.table(d.expr, here) if c.is_table(d.expr, here) else c.scalar(d.expr, here)
-            )
-            c.query_vars = dict(variables)  # type: ignore[arg-type]
-        else:
-            raise QueryError(
-                "unsupported", f"DEFINE {d.kind} is not supported by the embedded DAX engine yet."
-            )
-    env = Env(env.ctx, (), variables)  # type: ignore[arg-type]
+    env = Env(Context(), (), _defined(c, query))
     evaluate = query.evaluates[0]
     rel = c.table(evaluate.table, env)
     alias = c.aliases.new("q")
@@ -79,6 +69,28 @@ def _compile(query: Query, model: SemanticModel, sources: Sources, now: dt.datet
     return Compiled(sql, names, used)
 
 
+def _defined(c: Compiler, query: Query) -> dict[str, Expr | Rel]:
+    """DEFINE's measures (first: the others may use them, as measures use each other), then its
+    variables, columns and tables in order. Returns the variables."""
+    for d in query.defines:
+        if d.kind == "MEASURE":
+            c.query_measures[d.name.lower()] = Measure(d.name, d.table or "", "")
+            c._parsed[f"{d.table}\x00{d.name}".lower()] = d.expr
+    variables: dict[str, Expr | Rel] = {}
+    for d in query.defines:
+        if d.kind == "VAR":
+            here = Env(vars=dict(variables))
+            variables[d.name.lower()] = (
+                c.table(d.expr, here) if c.is_table(d.expr, here) else c.scalar(d.expr, here)
+            )
+            c.query_vars = dict(variables)
+        elif d.kind == "COLUMN":
+            define_column(c, d.table or "", d.name, d.expr, variables)
+        elif d.kind == "TABLE":
+            define_table(c, d.name, d.expr, variables)
+    return variables
+
+
 def _unique(names: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
@@ -87,7 +99,3 @@ def _unique(names: list[str]) -> list[str]:
         seen[n.lower()] = count + 1
         out.append(n if count == 0 else f"{n}{count}")
     return out
-
-
-def _text_of(node: object) -> str:
-    return ""  # a query's own measure is compiled from its tree, kept in the parse cache

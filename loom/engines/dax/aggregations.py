@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 
 from loom.engines.contracts import QueryError
 from loom.engines.dax import values as v
+from loom.engines.dax.filters import ColumnPredicate, Context, where
 from loom.engines.dax.relations import Rel, RelRow
 from loom.engines.dax.scope import Col
-from loom.engines.dax.syntax import Bracket, ColumnRef, Node
+from loom.engines.dax.syntax import Bracket, ColumnRef, Name, Node
 from loom.engines.dax.values import Expr
 
 if TYPE_CHECKING:
@@ -27,6 +28,30 @@ def over(c: Compiler, rel: Rel, env: Env, body: Callable[[Env], str]) -> str:
     alias = c.aliases.new("r")
     selected = body(env.with_row(RelRow(rel, alias, c.sources)))
     return f"SELECT {selected} FROM ({rel.sql}) AS {alias}"
+
+
+def by_date(
+    c: Compiler, table: str, env: Env, body: Callable[[Env], str], rollup: Callable[[str], str]
+) -> str | None:
+    """An aggregation of `table`'s rows under a time-intelligence filter, added up per date first:
+    `SELECT rollup(p.s) FROM (SELECT date, body … GROUP BY date) p WHERE <the dates' test>`. The
+    test compares each date with a range that depends on the group (the year's start to the
+    month's last date), which DuckDB runs as a range join of every row with every group; per date
+    it is a few hundred rows per group instead (TOTALYTD by month over 10 M rows: 22x → 1.xx the
+    hand-written window). Only for aggregates that add up (`rollup` of the partial results); None
+    when the context has no such filter."""
+    ranged = [f for f in env.ctx.filters if isinstance(f, ColumnPredicate) and f.ranged]
+    if len(ranged) != 1:
+        return None
+    scope = c.scope(table)
+    date = scope.column(ranged[0].col)
+    if date is None:
+        return None
+    selected = body(env.with_row(c.table_row(scope)))
+    rest = Context(tuple(f for f in env.ctx.filters if f is not ranged[0])).restrict(scope)
+    p = c.aliases.new("p")
+    inner = f"SELECT {date} AS d, {selected} AS s FROM {scope.from_clause()}{where(rest)} GROUP BY 1"
+    return f"SELECT {rollup(f'{p}.s')} FROM ({inner}) AS {p} WHERE {ranged[0].predicate(f'{p}.d')}"
 
 
 def column_arg(c: Compiler, node: Node, function: str, home: str | None = None) -> Col:
@@ -46,15 +71,25 @@ def _arity(function: str, args: tuple[Node, ...], low: int, high: int) -> None:
         raise QueryError("wrong_arguments", f"{function} takes {want} arguments, not {len(args)}.")
 
 
-def _column_aggregate(function: str, aggregate: Callable[[str], str], kind: str | None = None):  # type: ignore[no-untyped-def]
+def _column_aggregate(  # type: ignore[no-untyped-def]
+    function: str,
+    aggregate: Callable[[str], str],
+    kind: str | None = None,
+    rollup: Callable[[str], str] | None = None,  # how partial results add up, when they do
+):
     def compile_it(c: Compiler, args: tuple[Node, ...], env: Env) -> Expr:
         _arity(function, args, 1, 1)
         col = column_arg(c, args[0], function, env.home)
-        rel = c.model_table(col.table, env)
         column = c.model.column(col.table, col.name)
         found_kind = kind or v.kind_of(column.data_type)
         ref = ColumnRef(col.table, col.name)
-        sql = over(c, rel, env, lambda row_env: aggregate(c.scalar(ref, row_env).sql))
+
+        def body(row_env: Env) -> str:
+            return aggregate(c.scalar(ref, row_env).sql)
+
+        sql = by_date(c, col.table, env, body, rollup) if rollup is not None else None
+        if sql is None:
+            sql = over(c, c.model_table(col.table, env), env, body)
         return Expr(f"({sql})", found_kind)
 
     return compile_it
@@ -78,7 +113,9 @@ def _iterator(function: str, aggregate: Callable[[str], str], kind: str | None =
 
 
 def _minmax(function: str, sql_function: str):  # type: ignore[no-untyped-def]
-    column_form = _column_aggregate(function, lambda x: f"{sql_function}({x})")
+    column_form = _column_aggregate(
+        function, lambda x: f"{sql_function}({x})", rollup=lambda s: f"{sql_function}({s})"
+    )
 
     def compile_it(c: Compiler, args: tuple[Node, ...], env: Env) -> Expr:
         if len(args) == 1:
@@ -97,8 +134,16 @@ def countrows(c: Compiler, args: tuple[Node, ...], env: Env) -> Expr:
     _arity("COUNTROWS", args, 0, 1)
     if not args:
         raise QueryError("wrong_arguments", "COUNTROWS takes the table to count: COUNTROWS('Table').")
-    rel = c.table(args[0], env)
-    return Expr(f"({over(c, rel, env, lambda _: 'NULLIF(count(*), 0)')})", v.NUMBER)
+    count = "NULLIF(count(*), 0)"
+    if (
+        isinstance(args[0], Name)
+        and args[0].name.lower() in c.model.tables
+        and args[0].name.lower() not in env.vars
+    ):
+        rolled = by_date(c, c.model.table(args[0].name).name, env, lambda _: count, _sum)
+        if rolled is not None:
+            return Expr(f"({rolled})", v.NUMBER)
+    return Expr(f"({over(c, c.table(args[0], env), env, lambda _: count)})", v.NUMBER)
 
 
 def selectedvalue(c: Compiler, args: tuple[Node, ...], env: Env) -> Expr:
@@ -159,14 +204,18 @@ def concatenatex(c: Compiler, args: tuple[Node, ...], env: Env) -> Expr:
     return Expr(f"({over(c, rel, env, body)})", v.TEXT)
 
 
+def _sum(partial: str) -> str:
+    return f"sum({partial})"
+
+
 FUNCTIONS = {
     "CONCATENATEX": concatenatex,
-    "SUM": _column_aggregate("SUM", lambda x: f"sum({x})"),
+    "SUM": _column_aggregate("SUM", lambda x: f"sum({x})", rollup=_sum),
     "AVERAGE": _column_aggregate("AVERAGE", lambda x: f"avg({x})", v.NUMBER),
     "MIN": _minmax("MIN", "min"),
     "MAX": _minmax("MAX", "max"),
-    "COUNT": _column_aggregate("COUNT", lambda x: f"NULLIF(count({x}), 0)", v.NUMBER),
-    "COUNTA": _column_aggregate("COUNTA", lambda x: f"NULLIF(count({x}), 0)", v.NUMBER),
+    "COUNT": _column_aggregate("COUNT", lambda x: f"NULLIF(count({x}), 0)", v.NUMBER, _sum),
+    "COUNTA": _column_aggregate("COUNTA", lambda x: f"NULLIF(count({x}), 0)", v.NUMBER, _sum),
     "COUNTBLANK": _column_aggregate(
         "COUNTBLANK", lambda x: f"NULLIF(count(*) FILTER (WHERE {x} IS NULL), 0)", v.NUMBER
     ),

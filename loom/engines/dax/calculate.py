@@ -184,7 +184,7 @@ def table_filter(c: Compiler, rel: Rel) -> Filter:
     lineage_of_one = rel.columns[0].lineage if len(rel.columns) == 1 else None
     if rel.predicate is not None and lineage_of_one is not None:
         test = rel.predicate
-        return ColumnPredicate(lineage_of_one, lambda sql: f"COALESCE({test(sql)}, FALSE)")
+        return ColumnPredicate(lineage_of_one, lambda sql: f"COALESCE({test(sql)}, FALSE)", ranged=True)
     lineage = [(i, col.lineage) for i, col in enumerate(rel.columns) if col.lineage is not None]
     if not lineage:
         raise QueryError(

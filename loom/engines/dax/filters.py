@@ -42,6 +42,9 @@ class Filter(Protocol):
 class ColumnPredicate:
     col: Col
     predicate: Callable[[str], str]  # the column's SQL → a predicate
+    # A test of each date against a range that depends on other rows (time intelligence): an
+    # aggregation under it adds its rows up per date first (`aggregations.by_date`).
+    ranged: bool = False
 
     def columns(self, model: SemanticModel) -> frozenset[Key]:
         return frozenset({self.col.key})

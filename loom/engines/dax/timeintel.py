@@ -131,10 +131,18 @@ def _shifted(c: Compiler, col: Col, env: Env, n: str, unit: str) -> Rel:
     moved = f"({b}.c0 + {step})"
     month_end = f"{b}.c0 = last_day({b}.c0)"
 
+    # A month's last day also takes the days after its moved date to that month's end (30 April
+    # + 1 month: 30 and 31 May), as DAX does. As a set of dates the test is a hash lookup; an EXISTS
+    # with an OR was a nested loop of every date with every visible one (SAMEPERIODLASTYEAR by
+    # year: 3.4x the hand-written SQL at 1 M rows, 1.0x as a set).
+    after = f"generate_series({moved} + INTERVAL 1 DAY, CAST(last_day({moved}) AS TIMESTAMP), INTERVAL 1 DAY)"
+    targets = (
+        f"SELECT {moved} AS x FROM ({visible}) AS {b} UNION ALL "
+        f"SELECT unnest({after}) FROM ({visible}) AS {b} WHERE {month_end}"
+    )
+
     def where(a: str) -> str:
-        same = f"{a} = {moved}"
-        rest = f"({month_end} AND {a} > {moved} AND {a} <= last_day({moved}))"
-        return f"EXISTS (SELECT 1 FROM ({visible}) AS {b} WHERE {same} OR {rest})"
+        return f"{a} IN ({targets})"
 
     return _dates(c, col, where)
 

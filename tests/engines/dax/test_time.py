@@ -113,3 +113,28 @@ def test_time_functions_refuse_what_is_not_a_date_or_a_unit(engine: DaxEngine, f
 
     with pytest.raises(QueryError):
         rows(engine, f'EVALUATE ROW("x", CALCULATE([Revenue], {function}))')
+
+
+def test_year_to_date_of_counts_extremes_and_distinct_counts_by_a_second_grouping(
+    engine: DaxEngine, star: Star
+) -> None:
+    """The aggregations that add up per date first (COUNTROWS, MAX) and one that cannot
+    (DISTINCTCOUNT), with another group's filter beside the dates'."""
+    query = (
+        "EVALUATE SUMMARIZECOLUMNS('Date'[Year], 'Date'[Month], Product[Color], "
+        "\"n\", TOTALYTD(COUNTROWS(Sales), 'Date'[Date]), "
+        "\"top\", TOTALYTD(MAX(Sales[Amount]), 'Date'[Date]), "
+        "\"who\", TOTALYTD(DISTINCTCOUNT(Sales[CustomerKey]), 'Date'[Date]))"
+    )
+    joined = star.joined()
+    checked = 0
+    for year, month, color, n, top, who in rows(engine, query):
+        start = pd.Timestamp(year=int(year), month=1, day=1)  # type: ignore[call-overload]
+        end = month_end(int(year), int(month))  # type: ignore[call-overload]
+        same_color = joined["Color"].isna() if color is None else joined["Color"] == color
+        kept = joined[same_color & (joined["OrderDate"] >= start) & (joined["OrderDate"] <= end)]
+        assert n == len(kept), (year, month, color)
+        assert near(top, None if kept["Amount"].dropna().empty else float(kept["Amount"].max()))
+        assert who == kept["CustomerKey"].nunique()
+        checked += 1
+    assert checked >= 24 * 3

@@ -169,8 +169,33 @@ class Context:
 
     filters: tuple[Filter, ...] = ()
 
-    def restrict(self, scope: TableScope) -> list[str]:
-        return [p for f in self.filters if (p := f.restrict(scope)) is not None]
+    def restrict(self, scope: TableScope, crossed: frozenset[int] = frozenset()) -> list[str]:
+        reached = [(f, f.restrict(scope)) for f in self.filters]
+        found = [p for _, p in reached if p is not None]
+        if any(p is None for _, p in reached):
+            found += self._cross_filters(scope, crossed)
+        return found
+
+    def _cross_filters(self, scope: TableScope, crossed: frozenset[int]) -> list[str]:
+        """A relationship that filters both ways also filters its "one" side by the "many" side's
+        rows: the scope's row (or the row it looks up) must have a row of the many side that the
+        filters let through, when some filter reaches that side and not the scope."""
+        model, found = scope.model, []
+        mine = model.expanded(scope.table.name)
+        for i, r in enumerate(model.relationships):
+            if not (r.active and r.both_directions) or i in crossed:
+                continue
+            if r.to_table.lower() not in mine or r.from_table.lower() in mine:
+                continue
+            side = model.table(r.from_table)
+            many = TableScope(model, scope.sources, scope.aliases, side, scope.aliases.new("x"))
+            if all(f.restrict(many) is None or f.restrict(scope) is not None for f in self.filters):
+                continue  # nothing filters the many side that does not filter the scope already
+            predicates = self.restrict(many, crossed | {i})
+            key = scope.column(Col(r.to_table, r.to_column))
+            via = many.column(Col(r.from_table, r.from_column))
+            found.append(f"{key} IN (SELECT {via} FROM {many.from_clause()}{where(predicates)})")
+        return found
 
     def apply(self, new: Filter, model: SemanticModel, keep: bool = False) -> Context:
         """CALCULATE's rule: a filter replaces those on the same columns; with KEEPFILTERS it is

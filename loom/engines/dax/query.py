@@ -39,12 +39,6 @@ def compile_query(
 def _compile(query: Query, model: SemanticModel, sources: Sources, now: dt.datetime | None) -> Compiled:
     if len(query.evaluates) != 1:
         raise QueryError("unsupported", "One EVALUATE per query: run each table as a query of its own.")
-    if any(r.both_directions and r.active for r in model.relationships):
-        raise QueryError(
-            "unsupported",
-            "This model has a relationship that filters in both directions, which the embedded DAX "
-            "engine does not support yet.",
-        )
     if any(d.kind in ("COLUMN", "TABLE") for d in query.defines):
         model, sources = scoped(model, sources)
     c = Compiler(model, sources, now)

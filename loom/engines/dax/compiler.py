@@ -152,16 +152,15 @@ class Compiler:
         raise self.model_unknown_table(node.table)
 
     def _bracket(self, node: Bracket, env: Env) -> Expr:
-        for row in reversed(env.rows):
-            found = row.named(node.name)
-            if found is not None and self._measure(node.name) is None:
-                return found
-        if self._measure(node.name) is not None:
-            return self.measure(node.name, env)
+        """`[Name]`: a column of a row being iterated, else a measure. A query's own column may be
+        named as a measure (Power BI names a visual's `"Revenue", [Revenue]` so, then sorts with
+        `TOPN(…, [Revenue])` and `ORDER BY [Revenue]`): the column, computed in its context, wins."""
         for row in reversed(env.rows):
             found = row.named(node.name)
             if found is not None:
                 return found
+        if self._measure(node.name) is not None:
+            return self.measure(node.name, env)
         raise self.unknown_measure(node.name)
 
     def _scalar_name(self, node: Name, env: Env) -> Expr:

@@ -166,6 +166,7 @@ def _powerbi_dax(source: Source, access: CloudAccess) -> Engine:
         credential=access.token_credential(),
         environment=source.environment,
         impersonated_user=source.impersonated_user,
+        allow_info=source.allow_info_functions,
     )
 
 

@@ -180,6 +180,11 @@ class PowerBISource(SourceBase):
         description="a UPN whose row-level security the queries run under "
         "(executeQueries' impersonatedUserName)",
     )
+    allow_info_functions: bool = Field(
+        False,
+        description="let queries call INFO.* functions (the model's metadata, its security roles "
+        "among them); DMVs and XMLA commands are never sent",
+    )
 
 
 Source = DuckDBSource | SynapseSource | DatabricksSource | AdxSource | ModelSource | PowerBISource

@@ -69,15 +69,16 @@ AZURE_CLOUD_OF = {"commercial": "AzureCloud", "gcc": "AzureUSGovernment", "gcc-h
                   "dod": "AzureUSGovernment"}  # fmt: skip
 
 
-def refused_functions(query: str) -> list[Problem]:
-    """A query the service must not be sent: not DAX, or one reading the model's metadata."""
+def refused_functions(query: str, allow_info: bool = False) -> list[Problem]:
+    """A query the service must not be sent: not DAX, or one reading the model's metadata (unless
+    the source allows INFO functions)."""
     tree = parse_query(query)
     parts = [e.table for e in tree.evaluates] + [d.expr for d in tree.defines]
     calls = [n for part in parts for n in walk(part) if isinstance(n, Call)]
     return [
         Problem(code="forbidden_function", message=f"{n.name} reads the model's metadata: not allowed here.")
         for n in calls
-        if n.name.startswith("INFO.")
+        if n.name.startswith("INFO.") and not allow_info
     ]
 
 
@@ -97,6 +98,7 @@ class PowerBIEngine:
         credential: TokenCredential,
         environment: str = "commercial",
         impersonated_user: str | None = None,
+        allow_info: bool = False,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if environment not in CLOUDS:
@@ -106,6 +108,7 @@ class PowerBIEngine:
         self.url = f"{self.cloud.api}/v1.0/myorg{group}/datasets/{dataset_id}/executeQueries"
         self.credential = credential
         self.impersonated_user = impersonated_user
+        self.allow_info = allow_info
         self._http = httpx.Client(transport=transport, follow_redirects=False)
         self._catalog: tuple[float, Catalog] | None = None
         self._lock = threading.Lock()
@@ -123,7 +126,7 @@ class PowerBIEngine:
     ) -> ResultSet:
         if dialect not in (None, self.dialect):
             raise unsupported_dialect(self, dialect)
-        problems = refused_functions(query)
+        problems = refused_functions(query, self.allow_info)
         if problems:
             raise QueryError(problems[0].code, problems[0].message, problems)
         started = time.perf_counter()
@@ -140,7 +143,7 @@ class PowerBIEngine:
 
     def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]:
         try:
-            return refused_functions(query)
+            return refused_functions(query, self.allow_info)
         except QueryError as e:
             return e.problems
 

@@ -195,6 +195,22 @@ def test_the_catalog_comes_from_the_info_view_functions_without_hidden_things() 
     assert [m.name for m in catalog.measures] == ["Revenue"]
 
 
+def test_info_functions_are_sent_only_when_the_source_allows_them() -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content)["queries"][0]["query"])
+        return answer([{"[Name]": "Sales"}])
+
+    allowed = engine(handler, Credential(), allow_info=True)
+    assert allowed.validate("EVALUATE INFO.TABLES()") == []
+    assert allowed.execute("EVALUATE INFO.TABLES()", max_rows=5, timeout_s=5).rows == [["Sales"]]
+    assert sent == ["EVALUATE INFO.TABLES()"]
+    with pytest.raises(QueryError) as refused:  # a DMV is still not DAX
+        allowed.execute("SELECT * FROM $SYSTEM.DISCOVER_SESSIONS", max_rows=5, timeout_s=5)
+    assert refused.value.code == "parse_error" and len(sent) == 1
+
+
 def test_a_powerbi_source_opens_only_in_its_own_cloud() -> None:
     from loom.engines.registry import CloudAccess, EnginePool
     from loom.engines.sources import PowerBISource

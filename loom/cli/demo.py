@@ -1,34 +1,47 @@
 """`loom demo`: a scripted conversation over the sample lakehouse.
 
 Offline, the questions below match the verified-query library (so each answer comes from a query
-actually run on the lakehouse), and the last one shows what happens without a model. With a model
-configured, the same questions go to the model.
+actually run on the lakehouse: SQL, and DAX on the lakehouse's semantic model when the question
+names it), and the last one shows what happens without a model. With a model configured, the same
+questions go to the model.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.console import Console
 
+from loom.agent.sources import MODEL_SOURCE
 from loom.cli.local import local_session
 from loom.settings import Settings
 
+
+@dataclass(frozen=True)
+class Ask:
+    question: str
+    source: str | None = None  # one the conversation asks by name (the semantic model is not offered else)
+
+
 QUESTIONS = (
-    "What is the total revenue by year?",
-    "Show me the top 5 products by revenue",
-    "How many orders were placed per channel?",
-    "Which is the best store in each region by revenue?",
-    "Why did revenue dip in February?",
+    Ask("What is the total revenue by year?"),
+    Ask("Show me the top 5 products by revenue"),
+    Ask("How many orders were placed per channel?"),
+    Ask("Which is the best store in each region by revenue?"),
+    Ask("What is the revenue by store channel?", MODEL_SOURCE),  # the same data, in DAX
+    Ask("Why did revenue dip in February?"),
 )
 
 
-async def run_demo(settings: Settings, console: Console, questions: tuple[str, ...] = QUESTIONS) -> bool:
+async def run_demo(settings: Settings, console: Console, questions: tuple[Ask, ...] = QUESTIONS) -> bool:
     """Runs the conversation; True when any turn ended in an error."""
     failed = False
     async with local_session(settings, console) as session:
-        for question in questions:
+        for ask in questions:
             console.print()
-            console.rule(f"[bold cyan]you:[/bold cyan] {question}", align="left", style="cyan")
-            printer = await session.ask(question)
+            asked = ask.question + (f" [dim](source {ask.source})[/dim]" if ask.source else "")
+            console.rule(f"[bold cyan]you:[/bold cyan] {asked}", align="left", style="cyan")
+            printer = await session.ask(ask.question, [ask.source] if ask.source else None)
             failed = failed or printer.error is not None
     console.print()
     if session.conversation_id:  # none when every turn failed before it started

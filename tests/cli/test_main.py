@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from loom.agent.sources import sample_source
+from loom.agent.sources import SAMPLE_SOURCE, load_sources
 from loom.cli.demo import QUESTIONS
 from loom.cli.main import app, main, mount_subcommands
 from loom.lakehouse.seed import seed_lakehouse
@@ -26,8 +26,14 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_demo_questions_are_in_the_verified_library_but_the_last() -> None:
     settings = Settings()
-    index = VerifiedIndex(sample_source(settings).verified_queries)
-    matched = [index.best(q, settings.verified_match_threshold) is not None for q in QUESTIONS]
+    sources = load_sources(settings)
+    matched = [
+        VerifiedIndex(sources[ask.source or SAMPLE_SOURCE].verified_queries).best(
+            ask.question, settings.verified_match_threshold
+        )
+        is not None
+        for ask in QUESTIONS
+    ]
     assert matched == [True] * (len(QUESTIONS) - 1) + [False]
 
 
@@ -37,6 +43,7 @@ def test_demo_prints_answers_from_executed_queries(home: Path) -> None:
     assert result.output.count("Verified answer") == len(QUESTIONS) - 1
     assert "No language model is configured" in result.output
     assert "FROM gold.fact_sales" in result.output  # the query is shown
+    assert "SUMMARIZECOLUMNS" in result.output  # and the semantic model's, in DAX
 
 
 def test_ask_continues_a_conversation(home: Path) -> None:

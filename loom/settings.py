@@ -103,6 +103,18 @@ class Settings(BaseSettings):
         "otherwise generate without end. Unset (empty) to send no limit.",
     )
     model_timeout_s: float = Field(60.0, gt=0)
+    model_max_reply_chars: int = Field(
+        262_144,
+        ge=1_024,
+        description="Most characters of text and tool arguments one model reply may hold: an endpoint "
+        "that ignores max_tokens is stopped there (model_error), not held, sent and stored whole.",
+    )
+    model_deadline_s: float = Field(
+        300.0,
+        gt=0,
+        description="Longest one model call may take, retries included (LOOM_MODEL_TIMEOUT_S bounds "
+        "each wait for a byte: a server that sends a byte at a time within it would hold a turn).",
+    )
     max_model_calls_per_turn: int = Field(10, ge=1)
     max_tool_rounds: int = Field(4, ge=1)
     max_conversation_messages: int = Field(

@@ -12,6 +12,7 @@ from loom.access import SourceAccess
 from loom.agent.loop import Agent, TurnLimits
 from loom.agent.model import ChatModel
 from loom.agent.offline import OfflineModel
+from loom.agent.reply_bounds import ReplyBounds
 from loom.agent.sources import load_sources
 from loom.agent.store import ConversationStore
 from loom.cloud import engine_pool
@@ -53,6 +54,7 @@ def build_agent(
         sources=partial(load_sources, settings),
         access=access or SourceAccess.of(settings),
         limits=TurnLimits.of(settings),
+        bounds=ReplyBounds.of(settings),
         query_limits=QueryLimits.of(settings),
         embedder=build_embedder(settings),
         results=ResultRoom(

@@ -33,6 +33,7 @@ from loom.agent.budget import BudgetExhausted, InnerModel, TurnBudget
 from loom.agent.events import approval_event, model_events, new_id, result_events, text_events
 from loom.agent.messages import build_messages
 from loom.agent.model import ChatMessage, ChatModel, ModelError, ModelReply
+from loom.agent.reply_bounds import BoundedModel, ReplyBounds, bounded
 from loom.agent.reply_guard import Guard, guarded, normal
 from loom.agent.sources import pick_sources
 from loom.agent.store import ConversationFull, ConversationNotFound, ConversationStore, StoredMessage
@@ -112,6 +113,7 @@ class Agent:
     embedder: Embedder | None = None  # for schema linking, when an embedding model is configured
     scheduler: QueryScheduler | None = None  # where tools' queries run, fairly between tenants
     results: ResultRoom | None = None  # what query results may hold, per turn, tenant and process
+    bounds: ReplyBounds = field(default_factory=lambda: ReplyBounds.of(DEFAULTS))  # each model call's
 
     async def run_turn(self, principal: Principal, request: TurnRequest) -> AsyncIterator[BaseEvent]:
         """However the turn ends (its last event, or the client leaving) its writes are drained
@@ -169,7 +171,7 @@ class Agent:
             principal=principal,
             sources=sources,
             engines=self.engines,
-            model=InnerModel(self.model, budget),
+            model=InnerModel(BoundedModel(self.model, self.bounds), budget),
             limits=self.query_limits,
             embedder=self.embedder,
             scheduler=self.scheduler,
@@ -221,7 +223,7 @@ class Agent:
             before=_question_before(turn.messages),
         )
         stream = self.model.stream(turn.messages, [t.declaration(sources) for t in offered])
-        return model_events(guarded(stream, guard))
+        return model_events(guarded(bounded(stream, self.bounds), guard))
 
     async def run_tools(self, turn: Turn, reply: ModelReply) -> list[CallOutcome]:
         turn.budget.tool_rounds += 1

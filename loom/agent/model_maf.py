@@ -46,6 +46,43 @@ OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Local OpenAI-compatible servers (vLLM, Ollama) ignore the key, but the SDK insists on one.
 PLACEHOLDER_API_KEY = "not-needed"
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
+# Most bytes one response may carry. A reply is bounded in characters as it streams
+# (`reply_bounds`); this bounds what the SDK reads whole before anything can count it (a reply
+# not streamed), and the SSE framing around a stream's characters (~200 bytes a piece).
+RESPONSE_BYTES = 32 * 2**20
+
+
+class ResponseTooLarge(openai.OpenAIError):
+    """Raised while the body is read: as an OpenAIError, the SDK neither retries nor wraps it."""
+
+
+class _CappedBody(httpx2.AsyncByteStream):
+    def __init__(self, body: httpx2.AsyncByteStream, limit: int) -> None:
+        self._body, self._limit = body, limit
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        read = 0
+        async for chunk in self._body:
+            read += len(chunk)
+            if read > self._limit:
+                raise ResponseTooLarge(f"its response passed {self._limit:,} bytes")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._body.aclose()
+
+
+async def cap_response(response: httpx2.Response) -> None:
+    """An httpx response hook: the body is read through a counter (the hook runs before it is)."""
+    if isinstance(response.stream, httpx2.AsyncByteStream):
+        response.stream = _CappedBody(response.stream, RESPONSE_BYTES)
+
+
+def capped_http_client() -> httpx2.AsyncClient:
+    """The SDK's own default client (its timeouts, pool limits, proxies from the environment),
+    with every response's size bounded."""
+    return openai.DefaultAsyncHttpxClient(event_hooks={"response": [cap_response]})
+
 
 # --- conversion: our messages -> MAF ------------------------------------------------------------
 
@@ -144,6 +181,11 @@ def _after(retries: int) -> str:
 
 def describe_failure(error: BaseException, where: Endpoint) -> str:
     after = _after(where.max_retries)
+    if isinstance(error, json.JSONDecodeError):
+        where_in = f"{error.msg}, at character {error.pos}"
+        return f"The model endpoint {where.url} sent a reply that is not JSON ({where_in})."
+    if isinstance(error, ResponseTooLarge):
+        return f"The model endpoint {where.url} sent too much: {error}, and it was stopped."
     if isinstance(error, openai.APITimeoutError):
         return f"The model endpoint {where.url} did not answer within {where.timeout_s:g}s{after}."
     if isinstance(error, openai.APIConnectionError):
@@ -238,7 +280,8 @@ def root_cause(error: BaseException) -> BaseException:
 def is_endpoint_failure(error: BaseException) -> bool:
     """The endpoint or the sign-in failed (a user can act); anything else is a bug and stays loud."""
     cause = root_cause(error)
-    return isinstance(cause, openai.OpenAIError | ClientAuthenticationError)
+    # A body that does not parse is the endpoint's doing too (probe 21: R21-3 had it internal_error).
+    return isinstance(cause, openai.OpenAIError | ClientAuthenticationError | json.JSONDecodeError)
 
 
 def as_model_error(error: Exception, where: Endpoint) -> ModelError:
@@ -360,7 +403,7 @@ def _openai_client(
         api_key=key or PLACEHOLDER_API_KEY,
         max_retries=settings.model_max_retries,
         timeout=settings.model_timeout_s,
-        http_client=http_client,
+        http_client=http_client or capped_http_client(),
     )
     return sdk, _endpoint(settings, base_url, "OPENAI_BASE_URL", key)
 
@@ -380,7 +423,7 @@ def _azure_client(
         api_version=settings.azure_openai_api_version,
         max_retries=settings.model_max_retries,
         timeout=settings.model_timeout_s,
-        http_client=http_client,
+        http_client=http_client or capped_http_client(),
         **auth,
     )
     return sdk, _endpoint(settings, settings.azure_openai_endpoint, "AZURE_OPENAI_ENDPOINT", key)

@@ -20,6 +20,7 @@ from loom.agent.approval import EffectGate
 from loom.agent.budget import InnerModel, TurnBudget
 from loom.agent.loop import Agent
 from loom.agent.model import ChatMessage, ChatModel, ModelError, ModelEvent, ModelReply, ToolCall
+from loom.agent.reply_bounds import BoundedModel
 from loom.agent.reply_guard import Guard, guarded
 from loom.agent.tool_calls import run_calls
 from loom.agent.turns import TurnRequest
@@ -113,7 +114,7 @@ class DirectTool:
             principal=EVAL_PRINCIPAL,
             sources=chosen,
             engines=self.agent.engines,
-            model=InnerModel(self.agent.model, budget),
+            model=InnerModel(BoundedModel(self.agent.model, self.agent.bounds), budget),
             limits=self.agent.query_limits,
             embedder=self.agent.embedder,
             scheduler=self.agent.scheduler,

@@ -201,6 +201,30 @@ async def test_a_persistent_500_ends_in_a_readable_model_error(openai_server: Op
     assert SECRET not in message
 
 
+async def test_a_body_that_is_not_json_is_the_endpoints_error_not_ours(
+    openai_server: OpenAICompatServer,
+) -> None:
+    # It was internal_error with a traceback in the log (probe 21: R21-3).
+    openai_server.queue_raw(b"<html>502 from a proxy</html>")
+    with pytest.raises(ModelError, match="sent a reply that is not JSON"):
+        await model_for(openai_server).complete(QUESTION)
+    openai_server.queue_raw(b"data: {not json\n\n", content_type="text/event-stream")
+    with pytest.raises(ModelError, match="sent a reply that is not JSON"):
+        await collect(model_for(openai_server), QUESTION)
+
+
+async def test_a_response_past_its_byte_bound_is_stopped_and_not_retried(
+    openai_server: OpenAICompatServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not streamed, the SDK reads a body whole before anything counts its characters.
+    monkeypatch.setattr("loom.agent.model_maf.RESPONSE_BYTES", 64 * 1024)
+    piece = b"x" * 8192
+    openai_server.queue_raw(b'{"choices": [{"message": {"content": "', *[piece] * 64, b'"}}]}')
+    with pytest.raises(ModelError, match="sent too much: its response passed 65,536 bytes"):
+        await model_for(openai_server).complete(QUESTION)
+    assert len(openai_server.requests) == 1
+
+
 async def test_a_non_retryable_status_fails_at_once(openai_server: OpenAICompatServer) -> None:
     error = {"message": "Incorrect API key", "code": "invalid_api_key"}
     openai_server.queue_error(401, body={"error": error})

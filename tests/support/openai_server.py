@@ -57,7 +57,17 @@ class QueuedError:
     body: Any = None
 
 
-Queued = QueuedReply | QueuedError
+@dataclass(frozen=True)
+class QueuedRaw:
+    """Bytes as they are, for a misbehaving endpoint: a body that is not JSON, one far past
+    max_tokens, one sent a piece at a time with `pause_s` between pieces."""
+
+    pieces: tuple[bytes, ...]
+    content_type: str = "application/json"
+    pause_s: float = 0.0
+
+
+Queued = QueuedReply | QueuedError | QueuedRaw
 
 
 @dataclass
@@ -133,6 +143,9 @@ class OpenAICompatServer:
 
     def queue_error(self, status: int, headers: Mapping[str, str] | None = None, body: Any = None) -> None:
         self._push(QueuedError(status, dict(headers or {}), body))
+
+    def queue_raw(self, *pieces: bytes, content_type: str = "application/json", pause_s: float = 0.0) -> None:
+        self._push(QueuedRaw(pieces, content_type, pause_s))
 
     def _push(self, item: Queued) -> None:
         with self._lock:
@@ -271,6 +284,13 @@ async def stream_events(
     yield sse("[DONE]")
 
 
+async def raw_pieces(raw: QueuedRaw) -> AsyncIterator[bytes]:
+    for i, piece in enumerate(raw.pieces):
+        if i and raw.pause_s:
+            await asyncio.sleep(raw.pause_s)
+        yield piece
+
+
 def error_response(error: QueuedError) -> JSONResponse:
     body = error.body
     if body is None:
@@ -299,6 +319,8 @@ def build_app(server: OpenAICompatServer) -> FastAPI:
         reply = server.next_reply(body)
         if isinstance(reply, QueuedError):
             return error_response(reply)
+        if isinstance(reply, QueuedRaw):
+            return StreamingResponse(raw_pieces(reply), media_type=reply.content_type)
         if body.get("stream"):
             return StreamingResponse(stream_events(body, reply, record), media_type="text/event-stream")
         record.first_token_at = time.monotonic()

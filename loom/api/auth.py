@@ -14,7 +14,8 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 import jwt
 from fastapi import Request
@@ -31,6 +32,7 @@ LEEWAY_S = 60  # clock skew between Entra and this host
 MAX_TOKEN_CHARS = 16_000
 REFUSED_KEEP_S = 60.0  # a refused token is refused again from memory for this long
 REALM = 'Bearer realm="loom"'
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -87,7 +89,12 @@ class JwksProvider(Protocol):
 
 class EntraJwksProvider:
     """Keys from `{authority}/{tenant}/discovery/v2.0/keys`, cached; an unknown kid triggers one refresh
-    (rate-limited by PyJWKClient's cooldown, so forged kids cannot make us hammer Entra)."""
+    (rate-limited by PyJWKClient's cooldown, so forged kids cannot make us hammer Entra).
+
+    PyJWKClient blocks, so lookups run on threads, and a slow key endpoint held every thread of the
+    pool the turns share, 85 fetches of one tenant's keys at once (probe 21: R21-7). So lookups run
+    on a pool of their own, one at a time per tenant (the others wait, then read the cache), and a
+    tenant whose keys could not be fetched is answered 503 at once for `down_keep_s`."""
 
     def __init__(
         self,
@@ -96,12 +103,18 @@ class EntraJwksProvider:
         timeout_s: float = 5.0,
         lifespan_s: float = 3600.0,
         refresh_cooldown_s: float = 30.0,
+        down_keep_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.authority = authority.rstrip("/")
         self.timeout_s = timeout_s
         self.lifespan_s = lifespan_s
         self.refresh_cooldown_s = refresh_cooldown_s
+        self.down_keep_s, self._clock = down_keep_s, clock
         self._clients: dict[str, PyJWKClient] = {}
+        self._one_at_a_time: dict[str, asyncio.Lock] = {}  # per tenant: only allowed tenants get here
+        self._down: dict[str, tuple[str, float]] = {}  # tenant → (why, until when)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="loom-jwks")
 
     def _client(self, tenant_id: str) -> PyJWKClient:
         if tenant_id not in self._clients:
@@ -115,13 +128,24 @@ class EntraJwksProvider:
         return self._clients[tenant_id]
 
     async def signing_key(self, tenant_id: str, kid: str) -> PyJWK:
+        self._check_up(tenant_id)
         client = self._client(tenant_id)
-        try:
-            return await asyncio.to_thread(client.get_signing_key, kid)
-        except jwt.PyJWKClientConnectionError as e:
-            raise JwksUnavailable(str(e)) from e
-        except jwt.PyJWKClientError as e:
-            raise UnknownSigningKey(str(e)) from e
+        async with self._one_at_a_time.setdefault(tenant_id, asyncio.Lock()):
+            self._check_up(tenant_id)  # it went down while this one waited
+            try:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._pool, client.get_signing_key, kid
+                )
+            except jwt.PyJWKClientConnectionError as e:
+                self._down[tenant_id] = (str(e), self._clock() + self.down_keep_s)
+                raise JwksUnavailable(str(e)) from e
+            except jwt.PyJWKClientError as e:
+                raise UnknownSigningKey(str(e)) from e
+
+    def _check_up(self, tenant_id: str) -> None:
+        why, until = self._down.get(tenant_id, ("", 0.0))
+        if self._clock() < until:
+            raise JwksUnavailable(f"{why} (not tried again for {self.down_keep_s:g}s)")
 
 
 # --- token verification ------------------------------------------------------------------------
@@ -213,7 +237,7 @@ class EntraVerifier:
         if isinstance(known, ApiError):
             # A new exception each time: raising the kept one again would chain every raise's
             # traceback (and the frames' requests) onto it, for as long as it is kept.
-            raise ApiError(known.status_code, known.code, str(known.detail), dict(known.headers or {}))
+            raise _fresh(known)
         if known is not None:
             return known
         try:
@@ -262,7 +286,10 @@ class VerifiedTokens:
     it expires (with the same leeway as the check) and for at most `keep_s`, so a signing key
     withdrawn from the tenant's key set stops being honoured within minutes. A refused one is
     refused again for `refused_keep_s` (a client resending one large bad token cost the server
-    12.7 ms a request: probe 20, R20-2). Bounded, least recently used first out."""
+    12.7 ms a request: probe 20, R20-2), kept as a bare copy: the refusal as raised held its
+    traceback's frames and requests, and a flood of forged tokens grew the process by 420 MiB
+    (probe 21: R21-12). Refusals are kept apart from the verified, so that a flood of them
+    cannot push innocent users' tokens out. Each bounded, least recently used first out."""
 
     def __init__(
         self,
@@ -272,32 +299,44 @@ class VerifiedTokens:
         refused_keep_s: float = REFUSED_KEEP_S,
     ) -> None:
         self.most, self.keep_s, self.refused_keep_s, self._clock = most, keep_s, refused_keep_s, clock
-        # → (who, or why refused; good until)
-        self._known: OrderedDict[bytes, tuple[Principal | ApiError, float]] = OrderedDict()
+        # token digest → (who, or why refused; good until)
+        self._known: OrderedDict[bytes, tuple[Principal, float]] = OrderedDict()
+        self._refused: OrderedDict[bytes, tuple[ApiError, float]] = OrderedDict()
 
     def get(self, token: str) -> Principal | ApiError | None:
         key = _digest(token)
-        found = self._known.get(key)
-        if found is None:
-            return None
-        if self._clock() >= found[1]:
-            del self._known[key]
-            return None
-        self._known.move_to_end(key)
-        return found[0]
+        return _recall(self._known, key, self._clock()) or _recall(self._refused, key, self._clock())
 
     def put(self, token: str, principal: Principal, expires: float) -> None:
-        self._keep(token, principal, min(expires + LEEWAY_S, self._clock() + self.keep_s))
+        until = min(expires + LEEWAY_S, self._clock() + self.keep_s)
+        _keep(self._known, _digest(token), (principal, until), self.most)
 
     def refuse(self, token: str, error: ApiError) -> None:
-        self._keep(token, error, self._clock() + self.refused_keep_s)
+        until = self._clock() + self.refused_keep_s
+        _keep(self._refused, _digest(token), (_fresh(error), until), self.most)
 
-    def _keep(self, token: str, value: Principal | ApiError, until: float) -> None:
-        key = _digest(token)
-        self._known[key] = (value, until)
-        self._known.move_to_end(key)
-        while len(self._known) > self.most:
-            self._known.popitem(last=False)
+
+def _recall(kept: OrderedDict[bytes, tuple[T, float]], key: bytes, now: float) -> T | None:
+    found = kept.get(key)
+    if found is None:
+        return None
+    if now >= found[1]:
+        del kept[key]
+        return None
+    kept.move_to_end(key)
+    return found[0]
+
+
+def _keep(kept: OrderedDict[bytes, tuple[T, float]], key: bytes, value: tuple[T, float], most: int) -> None:
+    kept[key] = value
+    kept.move_to_end(key)
+    while len(kept) > most:
+        kept.popitem(last=False)
+
+
+def _fresh(error: ApiError) -> ApiError:
+    """The same refusal, never raised: no traceback, cause or frames (and the requests they hold)."""
+    return ApiError(error.status_code, error.code, str(error.detail), dict(error.headers or {}))
 
 
 def _lasting(refusal: ApiError) -> bool:

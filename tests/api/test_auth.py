@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -293,6 +294,24 @@ async def test_a_refused_token_is_refused_from_memory_for_a_minute_and_the_memor
     assert verifier.verified.get(tokens[0]) is None and verifier.verified.get(tokens[2]) is not None
 
 
+async def test_a_kept_refusal_holds_no_frames_and_a_flood_of_them_keeps_the_verified(
+    tmp_path: Path, issuer: Issuer
+) -> None:
+    # R21-12: kept as raised, each refusal held its traceback's frames; forged tokens, each new,
+    # grew the process by 420 MiB and pushed innocent users' tokens out of the cache.
+    verifier = EntraVerifier(entra_settings(tmp_path), issuer)
+    verifier.verified = VerifiedTokens(most=4)
+    innocent = issuer.token(oid="innocent")
+    await verifier.verify(innocent)
+    for _ in range(10):
+        with pytest.raises(ApiError):
+            await verifier.verify(issuer.token(key=new_key()))
+    kept = list(verifier.verified._refused.values())
+    assert len(kept) == 4
+    assert all(e.__traceback__ is None and e.__cause__ is None and e.__context__ is None for e, _ in kept)
+    assert verifier.verified.get(innocent) is not None
+
+
 def _frames(tb: Any) -> Iterator[Any]:
     while tb is not None:
         yield tb.tb_frame
@@ -404,13 +423,16 @@ class _JwksServer:
     def __init__(self) -> None:
         self.keys: list[dict[str, Any]] = []
         self.paths: list[str] = []
+        self.delay_s = 0.0
+        self.status = 200
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server API
                 outer.paths.append(self.path)
+                time.sleep(outer.delay_s)
                 body = json.dumps({"keys": outer.keys}).encode()
-                self.send_response(200)
+                self.send_response(outer.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -455,6 +477,47 @@ async def test_default_provider_reports_an_unreachable_endpoint() -> None:
     provider = EntraJwksProvider("http://127.0.0.1:9", timeout_s=2)  # discard port: nothing listens
     with pytest.raises(JwksUnavailable):
         await provider.signing_key(TENANT, "any")
+
+
+async def test_many_first_sights_of_a_slow_tenant_take_one_thread_not_the_turns(
+    jwks_server: _JwksServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # R21-7: lookups of one slow tenant's keys held every thread of the pool the turns share.
+    jwks_server.keys = [public_jwk(new_key(), "k1")]
+    jwks_server.delay_s = 0.3
+    threads: set[str] = set()
+    at_once = [0, 0]  # now, most
+    look_up = jwt.PyJWKClient.get_signing_key
+
+    def watched(client: jwt.PyJWKClient, kid: str) -> Any:
+        threads.add(threading.current_thread().name)
+        at_once[0] += 1
+        at_once[1] = max(at_once)
+        try:
+            return look_up(client, kid)
+        finally:
+            at_once[0] -= 1
+
+    monkeypatch.setattr(jwt.PyJWKClient, "get_signing_key", watched)
+    provider = EntraJwksProvider(jwks_server.url)
+    keys = await asyncio.gather(*(provider.signing_key(TENANT, "k1") for _ in range(40)))
+    assert {k.key_id for k in keys} == {"k1"}
+    assert len(jwks_server.paths) == 1
+    assert threads and all(name.startswith("loom-jwks") for name in threads)
+    assert at_once[1] == 1  # one at a time per tenant
+
+
+async def test_a_tenant_whose_keys_failed_is_answered_at_once_for_a_while(jwks_server: _JwksServer) -> None:
+    clock = Clock()
+    jwks_server.status = 500
+    provider = EntraJwksProvider(jwks_server.url, down_keep_s=10, clock=clock)
+    for _ in range(5):
+        with pytest.raises(JwksUnavailable):
+            await provider.signing_key(TENANT, "k1")
+    assert len(jwks_server.paths) == 1  # the four after it were not sent
+    jwks_server.status, jwks_server.keys = 200, [public_jwk(new_key(), "k1")]
+    clock.now += 11
+    assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"
 
 
 # --- configuration -----------------------------------------------------------------------------

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
     )
     max_model_calls_per_turn: int = Field(10, ge=1)
     max_tool_rounds: int = Field(4, ge=1)
+    max_turns_per_user: int = Field(
+        4,
+        ge=1,
+        description="Most turns one user may have running at once (in this process); past it a "
+        "question gets 429 `too_many_turns`. It bounds how far a user can store past their quota.",
+    )
     max_conversation_messages: int = Field(
         2_000,
         ge=10,

@@ -158,7 +158,7 @@ def create_app(
     app.state.store = store
     app.state.runner = runner
     app.state.engines = None  # the pool the app built, when it built the runner
-    app.state.in_flight = TurnsInFlight()
+    app.state.in_flight = TurnsInFlight(settings.max_turns_per_user)
     app.state.access = SourceAccess.of(settings)
     app.state.verifier = EntraVerifier(settings, jwks) if settings.auth_mode == "entra" else None
     install_error_handlers(app)

@@ -1,4 +1,4 @@
-"""One turn at a time per conversation (in this process).
+"""One turn at a time per conversation, and a few at a time per user (in this process).
 
 Two turns running at once in one conversation interleave their messages in its history, so every
 later turn reads answers next to the wrong questions. A request for a conversation whose turn is
@@ -6,43 +6,81 @@ still streaming is refused (409) before it streams. The claim is released when t
 the client leaves, and, as a safety net, when the stream object is collected (a response that was
 never started never runs its generator's `finally`). The guard is per process: several workers
 sharing a database need the store to hold this lock.
+
+A user's turns at once are bounded too (`per_user`): the storage quota is checked as a turn
+starts, and a user who started 64 turns at once stored 8.4 times their quota before any of them
+ended (probe 21: R21-8). Past the bound a turn is refused (429) until one of theirs ends, so
+what a user can store past the quota is bounded by `per_user` turns' results.
 """
 
 from __future__ import annotations
 
 import weakref
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator
 
-from ag_ui.core import BaseEvent
+from ag_ui.core import BaseEvent, RunStartedEvent
 
 from loom.identity import Principal
 
-Key = tuple[str, str]  # (tenant, conversation)
+Key = tuple[str, str]  # (tenant, conversation) or (tenant, user)
+
+
+class TooManyTurns(Exception):
+    def __init__(self, most: int) -> None:
+        super().__init__(f"you have {most} turns running, the most at once; ask again when one has ended")
 
 
 class Claim:
-    """One turn's hold on a conversation; released once, and only its own."""
+    """One turn's hold on its conversation (None: a new one) and on a place of its user's; released
+    once, and only its own."""
 
-    def __init__(self, key: Key) -> None:
-        self.key = key
+    def __init__(self, key: Key | None, user: Key) -> None:
+        self.key, self.user = key, user
+        self.released = False
 
 
 class TurnsInFlight:
-    def __init__(self) -> None:
+    def __init__(self, per_user: int = 4) -> None:
+        self.per_user = per_user
         self._running: dict[Key, Claim] = {}
+        self._by_user: Counter[Key] = Counter()
 
-    def claim(self, principal: Principal, conversation_id: str) -> Claim | None:
-        """The claim on the conversation, or None when a turn is already running in it."""
-        key = (principal.tenant_id, conversation_id)
-        if key in self._running:
+    def claim(self, principal: Principal, conversation_id: str | None) -> Claim | None:
+        """The claim for a turn in the conversation (None: a new one), or None when a turn is
+        already running in it; TooManyTurns when the user has `per_user` turns running."""
+        key = None if conversation_id is None else (principal.tenant_id, conversation_id)
+        if key is not None and key in self._running:
             return None
-        claim = self._running[key] = Claim(key)
+        user = (principal.tenant_id, principal.user_id)
+        if self._by_user[user] >= self.per_user:
+            raise TooManyTurns(self.per_user)
+        claim = Claim(key, user)
+        self._by_user[user] += 1
+        if key is not None:
+            self._running[key] = claim
         return claim
 
+    def running(self, principal: Principal, conversation_id: str) -> bool:
+        """Whether a turn is running in the conversation."""
+        return (principal.tenant_id, conversation_id) in self._running
+
+    def _hold(self, claim: Claim, conversation_id: str) -> None:
+        key = (claim.user[0], conversation_id)
+        if not claim.released and key not in self._running:
+            claim.key = key
+            self._running[key] = claim
+
     def release(self, claim: Claim) -> None:
-        # Only this claim: a late release (the finalizer of a stream long done) must not free a
-        # newer turn's hold on the same conversation.
-        if self._running.get(claim.key) is claim:
+        # Once, and only this claim: a late release (the finalizer of a stream long done) must not
+        # free a newer turn's hold on the same conversation.
+        if claim.released:
+            return
+        claim.released = True
+        self._by_user[claim.user] -= 1
+        if self._by_user[claim.user] <= 0:
+            self._by_user.pop(claim.user, None)
+        if claim.key is not None and self._running.get(claim.key) is claim:
             self._running.pop(claim.key, None)  # a finalizer may run on another thread: no KeyError
 
     def held_until_done(self, claim: Claim, events: AsyncIterator[BaseEvent]) -> AsyncIterator[BaseEvent]:
@@ -56,6 +94,8 @@ class TurnsInFlight:
     ) -> AsyncGenerator[BaseEvent]:
         try:
             async for event in events:
+                if claim.key is None and isinstance(event, RunStartedEvent):
+                    self._hold(claim, event.thread_id)  # a new conversation: it has its id now
                 yield event
         finally:
             try:

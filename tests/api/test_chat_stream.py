@@ -128,9 +128,7 @@ async def test_model_down_ends_with_run_error_and_keeps_the_message(home: Path) 
     assert [(m["role"], m["content"]) for m in stored["messages"]] == [("user", "anyone there?")]
 
 
-async def test_a_client_that_takes_nothing_ends_the_stream_and_the_turn(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_client_that_takes_nothing_ends_the_stream_and_the_turn() -> None:
     # Probe 14: a stream left unread held its turn, and the turn's results their room, for as
     # long as the client kept the connection open.
     import asyncio
@@ -139,7 +137,6 @@ async def test_a_client_that_takes_nothing_ends_the_stream_and_the_turn(
 
     from loom.api import sse
 
-    monkeypatch.setattr(sse, "STALL_S", 0.2)
     closed = asyncio.Event()
 
     async def turn() -> AsyncIterator[BaseEvent]:
@@ -161,7 +158,7 @@ async def test_a_client_that_takes_nothing_ends_the_stream_and_the_turn(
         await asyncio.Event().wait()
         return {}
 
-    response = sse.sse_response(turn())
+    response = sse.sse_response(turn(), stall_s=0.2)  # LOOM_RESPONSE_STALL_S
     scope = {"type": "http", "asgi": {"spec_version": "2.4"}, "method": "POST", "path": "/v1/chat"}
     await asyncio.wait_for(response(scope, receive, send), timeout=10)
     assert closed.is_set() and sent[0]["type"] == "http.response.start"

@@ -1,4 +1,5 @@
-"""One turn at a time per conversation: a second request while one streams is a 409."""
+"""One turn at a time per conversation (a second request while one streams is a 409), and a few
+at a time per user (429)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ag_ui.core import BaseEvent, RunStartedEvent
 
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.api.app import create_app
-from loom.api.in_flight import Claim, TurnsInFlight
+from loom.api.in_flight import Claim, TooManyTurns, TurnsInFlight
 from loom.identity import DEV_PRINCIPAL, Principal
 from loom.settings import Settings
 from tests.api.test_app import FakeRunner, asgi_chat_scope
@@ -95,7 +96,61 @@ async def test_a_second_request_while_a_turn_streams_is_409_until_it_ends(tmp_pa
     await store.close()
 
 
-async def _streaming(app: Any, conversation: str) -> asyncio.Task[None]:
+def test_a_user_has_a_few_turns_at_once_new_conversations_too() -> None:
+    # R21-8: the quota is checked as a turn starts; 64 turns at once stored 8.4x a user's quota.
+    in_flight = TurnsInFlight(per_user=2)
+    first, second = in_flight.claim(DEV_PRINCIPAL, None), in_flight.claim(DEV_PRINCIPAL, "a")
+    assert first is not None and second is not None
+    with pytest.raises(TooManyTurns, match="2 turns running"):
+        in_flight.claim(DEV_PRINCIPAL, None)
+    assert in_flight.claim(OTHER_TENANT, None) is not None  # another user's turns are their own
+    in_flight.release(first)
+    in_flight.release(first)  # a late second release (the finalizer) frees nothing more
+    third = in_flight.claim(DEV_PRINCIPAL, "b")
+    assert third is not None
+    with pytest.raises(TooManyTurns):
+        in_flight.claim(DEV_PRINCIPAL, "c")
+
+
+async def test_past_a_users_turns_at_once_a_question_is_429_until_one_ends(tmp_path: Path) -> None:
+    store = SqliteConversationStore(tmp_path / "loom.db")
+    settings = Settings(home=tmp_path, max_turns_per_user=2)
+    app = create_app(settings, store=store, runner=FakeRunner(store, hang=True))
+    running = [await _streaming(app, None), await _streaming(app, None)]
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        refused = await client.post("/v1/chat", json={"message": "a third"})
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "too_many_turns"
+    assert refused.headers["retry-after"] == "5"
+
+    running[0].cancel()
+    await asyncio.gather(running[0], return_exceptions=True)
+    running.append(await _streaming(app, None))  # a place is free again
+    for task in running[1:]:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)
+    await store.close()
+
+
+async def test_a_conversation_is_not_deleted_under_its_running_turn(tmp_path: Path) -> None:
+    # R21-10: deleted mid-turn, the turn failed writing its answer (store_error, an ERROR line).
+    store = SqliteConversationStore(tmp_path / "loom.db")
+    app = create_app(Settings(home=tmp_path), store=store, runner=FakeRunner(store, hang=True))
+    running = await _streaming(app, None)  # a new conversation: its id is known once the turn starts
+    (conversation,) = [c.id for c in await store.list_conversations(DEV_PRINCIPAL)]
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        refused = await client.delete(f"/v1/conversations/{conversation}")
+        assert refused.status_code == 409
+        assert refused.json()["error"]["code"] == "turn_in_progress"
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        assert (await client.delete(f"/v1/conversations/{conversation}")).status_code == 204
+    await store.close()
+
+
+async def _streaming(app: Any, conversation: str | None) -> asyncio.Task[None]:
     """Start a chat request and return once its first frame has been sent (the task keeps running)."""
     started = asyncio.Event()
     body = json.dumps({"message": "slow question", "conversation_id": conversation}).encode()

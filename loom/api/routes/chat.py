@@ -19,6 +19,7 @@ from loom.api.deps import (
     StoreDep,
     VisibleSourcesDep,
 )
+from loom.api.in_flight import TooManyTurns
 from loom.api.schemas import ApiError, ChatRequest, error_responses
 from loom.api.sse import EventStreamResponse, sse_response
 from loom.engines.sources import Source
@@ -80,7 +81,7 @@ def _mib(n: int) -> str:
     summary="Ask the agent (streams AG-UI events)",
     status_code=200,
     response_class=EventStreamResponse,
-    responses={200: _STREAM_DOC, **error_responses(401, 404, 409, 413, 422, 503)},
+    responses={200: _STREAM_DOC, **error_responses(401, 404, 409, 413, 422, 429, 503)},
 )
 async def chat(
     body: ChatRequest,
@@ -103,11 +104,13 @@ async def chat(
     check_quota(await store.usage(principal), settings)
     check_sources(visible, body.sources)
     turn = TurnRequest(conversation_id=body.conversation_id, message=body.message, sources=body.sources)
-    if wanted is None:  # a new conversation: nothing else can be running in it
-        return sse_response(runner.run_turn(principal, turn))
-    claim = in_flight.claim(principal, wanted)
+    try:
+        claim = in_flight.claim(principal, wanted)
+    except TooManyTurns as e:
+        raise ApiError(429, "too_many_turns", str(e), {"Retry-After": "5"}) from e
     if claim is None:
         raise ApiError(
             409, "turn_in_progress", f"a turn is still running in conversation {wanted!r}; wait for it to end"
         )
-    return sse_response(in_flight.held_until_done(claim, runner.run_turn(principal, turn)))
+    events = in_flight.held_until_done(claim, runner.run_turn(principal, turn))
+    return sse_response(events, settings.response_stall_s)

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from loom.agent.store import MAX_SEQ, ConversationStore, StoredText
-from loom.api.deps import PrincipalDep, StoreDep
+from loom.api.deps import InFlightDep, PrincipalDep, StoreDep
 from loom.api.page_limits import PageSlot, page_readers
 from loom.api.schemas import ApiError, ConversationDetail, ConversationList, ConversationOut, message_json
 from loom.api.schemas import error_responses as errors
@@ -123,9 +123,19 @@ class _PageResponse(StreamingResponse):
 
 
 @router.delete(
-    "/{conversation_id}", status_code=204, summary="Delete a conversation", responses=errors(401, 404)
+    "/{conversation_id}", status_code=204, summary="Delete a conversation", responses=errors(401, 404, 409)
 )
-async def delete_conversation(conversation_id: str, principal: PrincipalDep, store: StoreDep) -> Response:
+async def delete_conversation(
+    conversation_id: str, principal: PrincipalDep, store: StoreDep, in_flight: InFlightDep
+) -> Response:
+    # A turn running in it would fail writing its answer to a conversation gone (store_error and an
+    # ERROR line: probe 21, R21-10); the user stops it (closes its stream) or waits, then deletes.
+    if in_flight.running(principal, conversation_id):
+        raise ApiError(
+            409,
+            "turn_in_progress",
+            f"a turn is running in conversation {conversation_id!r}; delete it once the turn has ended",
+        )
     if not await store.delete_conversation(principal, conversation_id):
         raise _not_found(conversation_id)
     return Response(status_code=204)

@@ -13,11 +13,15 @@ CPU seconds and what happened to the attacker's connections.
 - `forged`: connections sending `GET /v1/conversations` again and again with one forged token (an
   allowed tenant, a bad signature) padded to just under the 16,000-character bound (probe 20,
   R20-2: at 94 KB each request cost the server 12.7 ms).
+- `headerlines`, `trailers`: 32 connections sending requests with 4,000 empty headers (16,000
+  bytes, under the byte bound), or a chunked body with as many trailers (probe 21: R21-6, R21-5).
+- `forgedmany`: as `forged`, but every request a new forgery of a 2,000-character token, which no
+  remembered refusal answers (R21-12).
 - `stalled`: an attacker tenant's users opening chat turns whose result is ~8 MB and reading none
   of the stream (probe 20, R20-1); the server runs with `LOOM_RESPONSE_STALL_S=10`, and the
   report adds its RSS `--hold` seconds in, after the stall limit.
 
-Run: `python -m benchmarks.http_floods [--attacks headers pipeline halfopen forged stalled]` (~5 min).
+Run: `python -m benchmarks.http_floods [--attacks headers pipeline halfopen forged stalled ...]` (~7 min).
 """
 
 from __future__ import annotations
@@ -43,7 +47,15 @@ from benchmarks.load_harness import Caller, EntraCallers, LoomServe, Turn, chat,
 from benchmarks.page_flood import pct
 
 MIB = 2**20
-ATTACKS = ["headers", "pipeline", "halfopen", "forged", "stalled"]
+ATTACKS = ["headers", "pipeline", "halfopen", "forged", "stalled", "headerlines", "trailers", "forgedmany"]
+# 4,000 empty headers (16,000 bytes, under the 16 KiB bound) and a chunked body with as many trailers.
+MANY_LINES = b"a:\r\n" * 4_000
+LINES_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: a\r\n" + MANY_LINES + b"\r\n"
+TRAILERS_REQUEST = (
+    b"POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n"
+    + MANY_LINES
+    + b"\r\n"
+)
 HEADER_LINE = b"X-H: " + b"v" * 200 + b"\r\n"
 PIPELINED = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
 HALF_OPEN = b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Slow: "
@@ -153,22 +165,55 @@ def hold_half_open(port: int, n: int, seconds: float) -> tuple[int, int]:
     return len(held), closed
 
 
-def forged(port: int, token: str, conns: int, stop: threading.Event) -> dict[str, Any]:
-    """`conns` keep-alive connections sending the forged token until `stop`; their answers' codes."""
-    request = f"GET /v1/conversations HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+def forged(port: int, token: str, conns: int, stop: threading.Event, vary: bool = False) -> dict[str, Any]:
+    """`conns` keep-alive connections sending the forged token until `stop` (`vary`: a new forgery
+    each time, which no refusal remembered can answer); their answers' codes."""
     codes: dict[str, int] = {}
+    count = iter(range(10**9))
+
+    def request() -> bytes:
+        forgery = token[:-12] + f"{next(count):012d}" if vary else token
+        return (
+            f"GET /v1/conversations HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {forgery}\r\n\r\n".encode()
+        )
 
     def one() -> int:
         sent = 0
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             while not stop.is_set():
-                s.sendall(request)
+                s.sendall(request())
                 answer = s.recv(65536)
                 status = answer[9:12].decode(errors="replace") if answer else "closed"
                 codes[status] = codes.get(status, 0) + 1
                 sent += 1
                 if not answer:
                     break
+        return sent
+
+    sent = _threads(one, conns)
+    return {"requests": sum(sent), "answers": codes}
+
+
+def repeated(port: int, request: bytes, conns: int, stop: threading.Event) -> dict[str, Any]:
+    """`conns` connections sending `request` until `stop`, each on a new connection when the server
+    closes the last; their answers' codes."""
+    codes: dict[str, int] = {}
+
+    def one() -> int:
+        sent = 0
+        while not stop.is_set():
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                while not stop.is_set():
+                    try:
+                        s.sendall(request)
+                        answer = s.recv(65536)
+                    except OSError:
+                        answer = b""
+                    status = answer[9:12].decode(errors="replace") if answer else "closed"
+                    codes[status] = codes.get(status, 0) + 1
+                    sent += 1
+                    if not answer or b"connection: close" in answer.lower():
+                        break
         return sent
 
     sent = _threads(one, conns)
@@ -255,6 +300,9 @@ async def measure(
         "halfopen": lambda: half_open(port, args.halfopen, args.hold, stop),
         "forged": lambda: forged(port, forged_token(callers, 15_900), 32, stop),
         "stalled": lambda: stalled(port, callers, args.streams, args.stall_hold, server),
+        "headerlines": lambda: repeated(port, LINES_REQUEST, 32, stop),
+        "trailers": lambda: repeated(port, TRAILERS_REQUEST, 32, stop),
+        "forgedmany": lambda: forged(port, forged_token(callers, 2_000), 32, stop, vary=True),
     }
     attacker = threading.Thread(target=lambda: outcome.update(attacks[name]()), daemon=True)
     attacker.start()

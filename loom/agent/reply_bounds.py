@@ -5,8 +5,9 @@ text had it held, sent and stored whole (a 105 MB page read back), and one that 
 arguments four rounds running cost 45 s of CPU in one turn (probe 21: R21-1). The SDK's timeout
 is per read, so a server sending a character every 20 s held a turn for 17 minutes (R21-4). So each
 call is bounded here, for every model (the configured endpoint, the offline stand-in, a test's
-script): the characters of its text and tool arguments (each event counts one at least, so an
-endless stream of empty pieces ends too), and a deadline for the whole call, retries included.
+script): the characters of its text and tool arguments, the pieces they come in (about one a
+token: twice max_tokens is plenty, and each piece costs the SDK its parse whatever its size), and a
+deadline for the whole call, retries included.
 Past either, the call ends as a ModelError the user reads.
 """
 
@@ -34,15 +35,26 @@ from loom.settings import Settings
 class ReplyBounds:
     max_chars: int = 262_144  # text and tool-call arguments of one reply
     deadline_s: float = 300.0  # one call, from the request to its last byte
+    # Pieces of one reply: an endpoint sends about one per token, and each costs the SDK ~0.5 ms to
+    # parse whatever its size (26,000 pieces of 10 characters: 13 s of CPU and 120 MiB in MAF).
+    max_events: int = 2 * 1024 + 64
 
     @classmethod
     def of(cls, settings: Settings) -> ReplyBounds:
-        return cls(settings.model_max_reply_chars, settings.model_deadline_s)
+        tokens = settings.model_max_output_tokens
+        events = 2 * tokens + 64 if tokens is not None else 8_192
+        return cls(settings.model_max_reply_chars, settings.model_deadline_s, events)
 
     def too_long(self) -> ModelError:
         return ModelError(
             f"The model's reply passed {self.max_chars:,} characters (LOOM_MODEL_MAX_REPLY_CHARS) and was "
             "stopped: the endpoint did not keep to the requested max_tokens."
+        )
+
+    def too_many(self) -> ModelError:
+        return ModelError(
+            f"The model's reply passed {self.max_events:,} pieces (twice LOOM_MODEL_MAX_OUTPUT_TOKENS) and "
+            "was stopped: the endpoint did not keep to the requested max_tokens."
         )
 
     def too_slow(self) -> ModelError:
@@ -72,7 +84,7 @@ async def bounded(stream: AsyncIterator[ModelEvent], bounds: ReplyBounds) -> Asy
     """`stream`, ended by a ModelError once it writes or takes more than `bounds` allow. The deadline
     covers only the waits for the model, not the time its consumer takes with each event."""
     clock = asyncio.get_running_loop().time
-    waited, written = 0.0, 0
+    waited, written, pieces = 0.0, 0, 0
     async with aclosing(stream) as events:  # type: ignore[type-var]  # every model's stream is a generator
         while True:
             started = clock()
@@ -87,9 +99,11 @@ async def bounded(stream: AsyncIterator[ModelEvent], bounds: ReplyBounds) -> Asy
                     raise bounds.too_slow() from None
                 raise
             waited += clock() - started
-            written += _chars(event)
+            written, pieces = written + _chars(event), pieces + 1
             if written > bounds.max_chars:
                 raise bounds.too_long()
+            if pieces > bounds.max_events:
+                raise bounds.too_many()
             yield bounds.check(event) if isinstance(event, ModelReply) else event
 
 

@@ -26,6 +26,7 @@ from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import ScriptedModel, text, tool_call
 from loom.agent.turns import TurnRequest
 from loom.identity import DEV_PRINCIPAL
+from loom.settings import Settings
 from tests.agent.conftest import AgentFactory
 
 SMALL = ReplyBounds(max_chars=2_000, deadline_s=5.0)
@@ -85,6 +86,18 @@ async def test_an_endless_stream_of_empty_pieces_ends_too() -> None:
     model = Drip([ToolCallDelta("c1", None, "")] * 5_000)
     with pytest.raises(ModelError, match="passed 2,000 characters"):
         await drain(bounded(model.stream(QUESTION), SMALL))
+
+
+async def test_a_reply_in_more_pieces_than_tokens_asked_for_ends_the_call() -> None:
+    # Each piece costs the SDK a parse whatever its size: 26,000 pieces of 10 characters took 13 s.
+    model = Drip([TextDelta("p")] * 500)
+    with pytest.raises(ModelError, match="passed 100 pieces"):
+        await drain(bounded(model.stream(QUESTION), ReplyBounds(10**6, 5.0, max_events=100)))
+
+
+def test_the_pieces_allowed_follow_max_tokens() -> None:
+    assert ReplyBounds.of(Settings(_env_file=None, model_max_output_tokens=512)).max_events == 1_088
+    assert ReplyBounds.of(Settings(_env_file=None, model_max_output_tokens=None)).max_events == 8_192
 
 
 async def test_a_whole_reply_past_the_bound_is_refused() -> None:

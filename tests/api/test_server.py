@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 import time
@@ -305,3 +306,18 @@ def test_chunked_bodies_are_read_within_the_header_bounds(tmp_path: Path, body: 
     assert answer.startswith(b"HTTP/1.1 " + status), answer[:80]
     if status == b"200":
         assert answer.endswith(b"\r\n\r\n11") or answer.endswith(b"\r\n\r\n5")
+
+
+def test_a_body_found_malformed_while_the_app_answers_gets_one_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The app answers at the headers (as a 405 or 401 does); the body then proves malformed: the
+    # app's answer failed in h11 after the 400, with two tracebacks a request (4.5 ms each).
+    with serving_app(tmp_path, app, send_buffer=None) as (_, address), connect(address) as conn:
+        logging.getLogger("uvicorn.error").addHandler(caplog.handler)  # uvicorn's loggers do not propagate
+        conn.sendall(CHUNKED + b"5\r\nhello\r\nzz-not-a-size\r\n")
+        answer = conn.recv(1024)
+        time.sleep(0.2)  # the app's own answer comes after the 400
+    logging.getLogger("uvicorn.error").removeHandler(caplog.handler)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text[:500]

@@ -182,7 +182,7 @@ def forged(port: int, token: str, conns: int, stop: threading.Event, vary: bool 
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             while not stop.is_set():
                 s.sendall(request())
-                answer = s.recv(65536)
+                answer = _response(s)
                 status = answer[9:12].decode(errors="replace") if answer else "closed"
                 codes[status] = codes.get(status, 0) + 1
                 sent += 1
@@ -192,6 +192,26 @@ def forged(port: int, token: str, conns: int, stop: threading.Event, vary: bool 
 
     sent = _threads(one, conns)
     return {"requests": sum(sent), "answers": codes}
+
+
+def _response(s: socket.socket) -> bytes:
+    """One whole response (its head, then as much body as its content-length says), or b"" at close."""
+    got = b""
+    while b"\r\n\r\n" not in got:
+        more = s.recv(65536)
+        if not more:
+            return got
+        got += more
+    head, _, body = got.partition(b"\r\n\r\n")
+    length = next(
+        (int(h.split(b":")[1]) for h in head.lower().split(b"\r\n") if h.startswith(b"content-length:")), 0
+    )
+    while len(body) < length:
+        more = s.recv(65536)
+        if not more:
+            break
+        body += more
+    return got
 
 
 def repeated(port: int, request: bytes, conns: int, stop: threading.Event) -> dict[str, Any]:
@@ -206,7 +226,7 @@ def repeated(port: int, request: bytes, conns: int, stop: threading.Event) -> di
                 while not stop.is_set():
                     try:
                         s.sendall(request)
-                        answer = s.recv(65536)
+                        answer = _response(s)
                     except OSError:
                         answer = b""
                     status = answer[9:12].decode(errors="replace") if answer else "closed"

@@ -321,3 +321,21 @@ def test_a_body_found_malformed_while_the_app_answers_gets_one_answer(
     logging.getLogger("uvicorn.error").removeHandler(caplog.handler)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text[:500]
+
+
+@pytest.mark.parametrize("lines", [90, 4_000])
+def test_a_request_pipelined_behind_another_keeps_to_the_header_bounds(tmp_path: Path, lines: int) -> None:
+    # R22-5: the second request of one write waited in h11's buffer and was parsed whole (12,000
+    # header lines, 60 ms each), past the count made as bytes arrive.
+    second = b"GET / HTTP/1.1\r\nHost: test\r\n" + header_lines(lines) + b"\r\n"
+    with serving(tmp_path) as address, connect(address) as conn:
+        conn.sendall(REQUEST + second)
+        answers = b""
+        while answers.count(b"HTTP/1.1 ") < 2:
+            more = conn.recv(65536)
+            if not more:
+                break
+            answers += more
+    first, _, rest = answers.partition(b"\r\n\r\nok")
+    assert first.startswith(b"HTTP/1.1 200 ")
+    assert rest.startswith(b"HTTP/1.1 200 " if lines < 100 else b"HTTP/1.1 400 "), rest[:60]

@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         description="Most characters of text and tool arguments one model reply may hold: an endpoint "
         "that ignores max_tokens is stopped there (model_error), not held, sent and stored whole.",
     )
+    max_tool_calls_per_reply: int = Field(
+        16,
+        ge=1,
+        description="Most tool calls one model reply may make: past it the call ends as model_error "
+        "(a reply of 5,000 calls cost 59 s of the server's CPU).",
+    )
     model_deadline_s: float = Field(
         300.0,
         gt=0,

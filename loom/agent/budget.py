@@ -9,6 +9,8 @@ from typing import Any
 
 from loom.agent.model import ChatMessage, ChatModel
 
+MOST_TOKENS_A_CALL = 10_000_000  # past any model's context and output together
+
 
 class BudgetExhausted(Exception):
     pass
@@ -25,7 +27,8 @@ class TurnBudget:
     def spent(self, usage: Mapping[str, Any]) -> None:
         """Count a reply's tokens (endpoints that report no usage add nothing)."""
         total = usage.get("total_tokens")
-        if isinstance(total, int):
+        # As the endpoint says, within reason: 10^40 and -10^12 reached the turn log (R22-4).
+        if isinstance(total, int) and 0 <= total <= MOST_TOKENS_A_CALL:
             self.tokens += total
 
     def take_model_call(self) -> None:

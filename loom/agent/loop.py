@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 TITLE_CHARS = 80
 HISTORY_MESSAGES = 400  # the newest messages a turn reads (the model sees at most `history_chars`)
 HISTORY_READ = 8  # characters read per character the model may see (old tool results are shortened)
+CUT_AT_MAX_TOKENS = (
+    "(The answer above was cut off: the model reached its output limit, LOOM_MODEL_MAX_OUTPUT_TOKENS. "
+    "Ask for a shorter answer, or raise the limit.)"
+)
 
 
 @dataclass(frozen=True)
@@ -201,13 +205,23 @@ class Agent:
             assert reply is not None
             turn.budget.spent(reply.usage)
             if not reply.tool_calls:
-                self.persist(turn, [reply.as_message()])
+                for event in self.answered(turn, reply):
+                    yield event
                 return
             outcomes = await self.run_tools(turn, reply)
             for event in self.tool_events(turn, outcomes):
                 yield event
             if turn.interrupts:
                 return
+
+    def answered(self, turn: Turn, reply: ModelReply) -> list[BaseEvent]:
+        """Keep the model's answer; a reply that did not end as an answer must not pass for one
+        (probe 22: R22-4): cut at max_tokens, it says so; stopped by the content filter, it is
+        not kept."""
+        if reply.finish == "content_filter":
+            raise ModelError("The model endpoint's content filter stopped the reply.")
+        self.persist(turn, [reply.as_message()])
+        return self.notice(turn, CUT_AT_MAX_TOKENS) if reply.finish == "length" else []
 
     def call_model(self, turn: Turn) -> AsyncIterator[BaseEvent | ModelReply]:
         """Stream one model call. Tools are offered until the round limit, then the model must answer."""

@@ -49,6 +49,7 @@ class ModelReply:
     text: str = ""
     tool_calls: tuple[ToolCall, ...] = ()
     usage: dict[str, Any] = field(default_factory=dict)
+    finish: str | None = None  # the endpoint's finish_reason: "length" means the reply was cut
 
     def as_message(self) -> ChatMessage:
         return ChatMessage(role="assistant", content=self.text, tool_calls=self.tool_calls)

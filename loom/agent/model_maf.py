@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 import openai
 from agent_framework import ChatResponse, ChatResponseUpdate, Content, Message
+from agent_framework.exceptions import ChatClientException
 from agent_framework.openai import OpenAIChatCompletionClient, RawOpenAIChatCompletionClient
 from azure.core.exceptions import ClientAuthenticationError
 
@@ -39,6 +40,8 @@ from loom.agent.model import (
     ToolCall,
     ToolCallDelta,
 )
+from loom.agent.model_http import ResponseTooLarge, capped_http_client
+from loom.agent.reply_bounds import ReplyBounds
 from loom.cloud import azure_credential
 from loom.settings import Provider, Settings
 
@@ -46,44 +49,6 @@ OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 # Local OpenAI-compatible servers (vLLM, Ollama) ignore the key, but the SDK insists on one.
 PLACEHOLDER_API_KEY = "not-needed"
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
-# Most bytes one response may carry. A reply is bounded in characters as it streams
-# (`reply_bounds`); this bounds what the SDK reads whole before anything can count it (a reply
-# not streamed), and the SSE framing around a stream's characters (~200 bytes a piece).
-RESPONSE_BYTES = 32 * 2**20
-
-
-class ResponseTooLarge(openai.OpenAIError):
-    """Raised while the body is read: as an OpenAIError, the SDK neither retries nor wraps it."""
-
-
-class _CappedBody(httpx2.AsyncByteStream):
-    def __init__(self, body: httpx2.AsyncByteStream, limit: int) -> None:
-        self._body, self._limit = body, limit
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        read = 0
-        async for chunk in self._body:
-            read += len(chunk)
-            if read > self._limit:
-                raise ResponseTooLarge(f"its response passed {self._limit:,} bytes")
-            yield chunk
-
-    async def aclose(self) -> None:
-        await self._body.aclose()
-
-
-async def cap_response(response: httpx2.Response) -> None:
-    """An httpx response hook: the body is read through a counter (the hook runs before it is)."""
-    if isinstance(response.stream, httpx2.AsyncByteStream):
-        response.stream = _CappedBody(response.stream, RESPONSE_BYTES)
-
-
-def capped_http_client() -> httpx2.AsyncClient:
-    """The SDK's own default client (its timeouts, pool limits, proxies from the environment),
-    with every response's size bounded."""
-    return openai.DefaultAsyncHttpxClient(event_hooks={"response": [cap_response]})
-
-
 # --- conversion: our messages -> MAF ------------------------------------------------------------
 
 
@@ -109,21 +74,41 @@ def arguments_text(arguments: str | Mapping[str, Any] | None) -> str:
     return arguments if isinstance(arguments, str) else json.dumps(arguments)
 
 
+def clean(text: str) -> str:
+    """`text` with any lone surrogate replaced: valid JSON may carry one (`"\\ud800"`), and no
+    UTF-8 encoder takes it, so the stream's encoder failed mid-turn (probe 22: R22-3)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # through UTF-16, where a lone surrogate is one unit: one U+FFFD each
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
 def events_from_update(update: ChatResponseUpdate, named: set[str]) -> Iterator[TextDelta | ToolCallDelta]:
     """Deltas of one streamed update; `named` holds the calls whose name was already given."""
     for content in update.contents:
         if content.type == "text" and content.text:
-            yield TextDelta(content.text)
+            yield TextDelta(clean(content.text))
         elif content.type == "function_call" and content.call_id:
             first = content.call_id not in named
             named.add(content.call_id)
-            name = (content.name or None) if first else None
-            yield ToolCallDelta(content.call_id, name, arguments_text(content.arguments))
+            name = clean(content.name) if first and content.name else None
+            yield ToolCallDelta(clean(content.call_id), name, clean(arguments_text(content.arguments)))
+
+
+def update_chars(update: ChatResponseUpdate) -> int:
+    """What an update carries, text of any kind (reasoning too) and tool arguments alike."""
+    return sum(len(c.text or "") + len(arguments_text(c.arguments)) for c in update.contents)
 
 
 def tool_calls_of(response: ChatResponse) -> tuple[ToolCall, ...]:
     calls = (c for m in response.messages for c in m.contents if c.type == "function_call")
-    return tuple(ToolCall(c.call_id or "", c.name or "", arguments_text(c.arguments)) for c in calls)
+    return tuple(
+        ToolCall(clean(c.call_id or ""), clean(c.name or ""), clean(arguments_text(c.arguments)))
+        for c in calls
+    )
 
 
 def usage_of(response: ChatResponse) -> dict[str, Any]:
@@ -138,7 +123,8 @@ def usage_of(response: ChatResponse) -> dict[str, Any]:
 
 
 def reply_from_response(response: ChatResponse) -> ModelReply:
-    return ModelReply(text=response.text, tool_calls=tool_calls_of(response), usage=usage_of(response))
+    finish = str(response.finish_reason) if response.finish_reason else None
+    return ModelReply(clean(response.text), tool_calls_of(response), usage_of(response), finish)
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -200,7 +186,9 @@ def describe_failure(error: BaseException, where: Endpoint) -> str:
             f"Could not get an Entra ID token for {where.url}: {_first_line(error)} — sign in "
             "(az login, or a managed identity) or set AZURE_OPENAI_API_KEY."
         )
-    return f"The model call to {where.url} failed: {type(error).__name__}: {where.scrub(str(error))}"
+    detail = where.scrub(str(error))[:300]
+    kind = type(error).__name__
+    return f"The model endpoint {where.url} sent a reply that could not be read ({kind}: {detail})."
 
 
 def _first_line(error: BaseException) -> str:
@@ -277,11 +265,19 @@ def root_cause(error: BaseException) -> BaseException:
     return error
 
 
+# What reading a reply of the wrong shape raises inside MAF and the SDK (pydantic's errors are
+# ValueErrors); anything else wrapped by MAF (a transport's own failure) stays a bug.
+MISREAD = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+
+
 def is_endpoint_failure(error: BaseException) -> bool:
-    """The endpoint or the sign-in failed (a user can act); anything else is a bug and stays loud."""
+    """The endpoint or the sign-in failed (a user can act); anything else is a bug and stays loud.
+    What MAF's client raises reading the endpoint's reply is the endpoint's doing: a body that does
+    not parse, or parses to the wrong shape (`"choices": null`), was internal_error (R21-3, R22-3)."""
     cause = root_cause(error)
-    # A body that does not parse is the endpoint's doing too (probe 21: R21-3 had it internal_error).
-    return isinstance(cause, openai.OpenAIError | ClientAuthenticationError | json.JSONDecodeError)
+    if isinstance(cause, openai.OpenAIError | ClientAuthenticationError | json.JSONDecodeError):
+        return True
+    return isinstance(error, ChatClientException) and isinstance(cause, MISREAD)
 
 
 def as_model_error(error: Exception, where: Endpoint) -> ModelError:
@@ -321,10 +317,12 @@ class MafChatModel:
         endpoint: Endpoint,
         name: str,
         generation: Generation = Generation(),
+        bounds: ReplyBounds | None = None,
     ) -> None:
         self._client = client
         self._endpoint = endpoint
         self._generation = generation
+        self._bounds = bounds or ReplyBounds()
         self.name = name
 
     async def stream(
@@ -334,8 +332,14 @@ class MafChatModel:
             to_maf_messages(messages), stream=True, options=self._generation.options(tools)
         )
         named: set[str] = set()
+        # All an update carries counts, reasoning text too, not only what becomes a delta (the
+        # SSE events themselves are counted as they are read: `model_http`).
+        chars = 0
         try:
             async for update in response_stream:
+                chars += update_chars(update)
+                if chars > self._bounds.max_chars:
+                    raise self._bounds.too_long()
                 for event in events_from_update(update, named):
                     yield event
             final = await response_stream.get_final_response()
@@ -378,7 +382,10 @@ def build_chat_model(
         sdk, endpoint = _azure_client(settings, http_client, credential)
     else:
         sdk, endpoint = _openai_client(settings, http_client)
-    return MafChatModel(_maf_client(settings, sdk), endpoint, settings.model_name, Generation.of(settings))
+    client = _maf_client(settings, sdk)
+    return MafChatModel(
+        client, endpoint, settings.model_name, Generation.of(settings), ReplyBounds.of(settings)
+    )
 
 
 def _maf_client(settings: Settings, sdk: openai.AsyncOpenAI) -> RawOpenAIChatCompletionClient:
@@ -403,7 +410,7 @@ def _openai_client(
         api_key=key or PLACEHOLDER_API_KEY,
         max_retries=settings.model_max_retries,
         timeout=settings.model_timeout_s,
-        http_client=http_client or capped_http_client(),
+        http_client=http_client or capped_http_client(ReplyBounds.of(settings)),
     )
     return sdk, _endpoint(settings, base_url, "OPENAI_BASE_URL", key)
 
@@ -423,7 +430,7 @@ def _azure_client(
         api_version=settings.azure_openai_api_version,
         max_retries=settings.model_max_retries,
         timeout=settings.model_timeout_s,
-        http_client=http_client or capped_http_client(),
+        http_client=http_client or capped_http_client(ReplyBounds.of(settings)),
         **auth,
     )
     return sdk, _endpoint(settings, settings.azure_openai_endpoint, "AZURE_OPENAI_ENDPOINT", key)

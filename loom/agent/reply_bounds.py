@@ -38,12 +38,20 @@ class ReplyBounds:
     # Pieces of one reply: an endpoint sends about one per token, and each costs the SDK ~0.5 ms to
     # parse whatever its size (26,000 pieces of 10 characters: 13 s of CPU and 120 MiB in MAF).
     max_events: int = 2 * 1024 + 64
+    # Tool calls of one reply: each runs, is sent and stored; 5,000 in a reply cost 59 s of CPU and
+    # other users' turns waited 21 s (probe 22: R22-1).
+    max_calls: int = 16
 
     @classmethod
     def of(cls, settings: Settings) -> ReplyBounds:
         tokens = settings.model_max_output_tokens
         events = 2 * tokens + 64 if tokens is not None else 8_192
-        return cls(settings.model_max_reply_chars, settings.model_deadline_s, events)
+        return cls(
+            settings.model_max_reply_chars,
+            settings.model_deadline_s,
+            events,
+            settings.max_tool_calls_per_reply,
+        )
 
     def too_long(self) -> ModelError:
         return ModelError(
@@ -62,9 +70,17 @@ class ReplyBounds:
             f"The model did not finish its reply within {self.deadline_s:g}s (LOOM_MODEL_DEADLINE_S)."
         )
 
+    def too_many_calls(self) -> ModelError:
+        return ModelError(
+            f"The model asked for more than {self.max_calls} tool calls in one reply "
+            "(LOOM_MAX_TOOL_CALLS_PER_REPLY); none of them was run."
+        )
+
     def check(self, reply: ModelReply) -> ModelReply:
         if reply_chars(reply) > self.max_chars:
             raise self.too_long()
+        if len(reply.tool_calls) > self.max_calls:
+            raise self.too_many_calls()
         return reply
 
 
@@ -84,7 +100,7 @@ async def bounded(stream: AsyncIterator[ModelEvent], bounds: ReplyBounds) -> Asy
     """`stream`, ended by a ModelError once it writes or takes more than `bounds` allow. The deadline
     covers only the waits for the model, not the time its consumer takes with each event."""
     clock = asyncio.get_running_loop().time
-    waited, written, pieces = 0.0, 0, 0
+    waited, written, pieces, calls = 0.0, 0, 0, 0
     async with aclosing(stream) as events:  # type: ignore[type-var]  # every model's stream is a generator
         while True:
             started = clock()
@@ -104,6 +120,9 @@ async def bounded(stream: AsyncIterator[ModelEvent], bounds: ReplyBounds) -> Asy
                 raise bounds.too_long()
             if pieces > bounds.max_events:
                 raise bounds.too_many()
+            calls += isinstance(event, ToolCallDelta) and event.name is not None  # its first piece
+            if calls > bounds.max_calls:
+                raise bounds.too_many_calls()
             yield bounds.check(event) if isinstance(event, ModelReply) else event
 
 

@@ -22,7 +22,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from loom.agent.model import ModelEvent, ModelReply, TextDelta, ToolCall, ToolCallDelta
@@ -107,19 +107,19 @@ def _take(state: State, pending: str) -> tuple[State, str, str]:
 
 def _decide(reply: ModelReply, held: str, shown: str, guard: Guard) -> list[ModelEvent]:
     if reply.tool_calls or not held:
-        return [*_text(held), ModelReply(shown + held, reply.tool_calls, reply.usage)]
+        return [*_text(held), replace(reply, text=shown + held)]
     calls = _decided_calls(held, guard)
     if calls:  # what streamed before them (prose ahead of a fence) stays the message's text
-        return [*(_delta(c) for c in calls), ModelReply(shown, calls, reply.usage)]
+        return [*(_delta(c) for c in calls), replace(reply, text=shown, tool_calls=calls)]
     unrun = _unrun(held, guard.ran)
     routed = next(((label, lang) for label, lang in unrun if lang in guard.routes), None)
     if routed is None and _imitates_a_result(held) and guard.routes:
         routed = ("", next(iter(guard.routes)))  # it wrote the data it wanted instead of asking
     if routed is not None and not guard.ran:
         call = _routed(guard, *routed)
-        return [_delta(call), ModelReply(shown, (call,), reply.usage)]
+        return [_delta(call), replace(reply, text=shown, tool_calls=(call,))]
     kept = _without_unrun(held, guard.ran) + CUT if unrun else held
-    return [*_text(kept), ModelReply(shown + kept, (), reply.usage)]
+    return [*_text(kept), replace(reply, text=shown + kept, tool_calls=())]
 
 
 def _decided_calls(held: str, guard: Guard) -> tuple[ToolCall, ...]:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import weakref
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import contextmanager
 
 from ag_ui.core import BaseEvent, RunStartedEvent
 
@@ -35,7 +36,7 @@ class Claim:
     """One turn's hold on its conversation (None: a new one) and on a place of its user's; released
     once, and only its own."""
 
-    def __init__(self, key: Key | None, user: Key) -> None:
+    def __init__(self, key: Key | None, user: Key | None) -> None:
         self.key, self.user = key, user
         self.released = False
 
@@ -61,11 +62,22 @@ class TurnsInFlight:
             self._running[key] = claim
         return claim
 
-    def running(self, principal: Principal, conversation_id: str) -> bool:
-        """Whether a turn is running in the conversation."""
-        return (principal.tenant_id, conversation_id) in self._running
+    @contextmanager
+    def held(self, principal: Principal, conversation_id: str) -> Iterator[bool]:
+        """Hold the conversation while the block runs (a delete: no turn may start in it meanwhile,
+        nor may it go while one runs). False, and nothing held, when a turn is running in it."""
+        key = (principal.tenant_id, conversation_id)
+        if key in self._running:
+            yield False
+            return
+        claim = self._running[key] = Claim(key, None)
+        try:
+            yield True
+        finally:
+            self.release(claim)
 
     def _hold(self, claim: Claim, conversation_id: str) -> None:
+        assert claim.user is not None
         key = (claim.user[0], conversation_id)
         if not claim.released and key not in self._running:
             claim.key = key
@@ -77,9 +89,10 @@ class TurnsInFlight:
         if claim.released:
             return
         claim.released = True
-        self._by_user[claim.user] -= 1
-        if self._by_user[claim.user] <= 0:
-            self._by_user.pop(claim.user, None)
+        if claim.user is not None:
+            self._by_user[claim.user] -= 1
+            if self._by_user[claim.user] <= 0:
+                self._by_user.pop(claim.user, None)
         if claim.key is not None and self._running.get(claim.key) is claim:
             self._running.pop(claim.key, None)  # a finalizer may run on another thread: no KeyError
 

@@ -117,7 +117,7 @@ async def test_complete_returns_text_and_usage(openai_server: OpenAICompatServer
     openai_server.queue_text("Forty-two.")
     reply = await model_for(openai_server).complete(QUESTION)
 
-    assert reply == ModelReply(text="Forty-two.", usage=reply.usage)
+    assert reply == ModelReply(text="Forty-two.", usage=reply.usage, finish="stop")
     assert set(reply.usage) >= {"prompt_tokens", "completion_tokens", "total_tokens"}
     assert openai_server.requests[0].get("stream") in (None, False)
     assert "tools" not in openai_server.requests[0]
@@ -217,7 +217,7 @@ async def test_a_response_past_its_byte_bound_is_stopped_and_not_retried(
     openai_server: OpenAICompatServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Not streamed, the SDK reads a body whole before anything counts its characters.
-    monkeypatch.setattr("loom.agent.model_maf.RESPONSE_BYTES", 64 * 1024)
+    monkeypatch.setattr("loom.agent.model_http.RESPONSE_BYTES", 64 * 1024)
     piece = b"x" * 8192
     openai_server.queue_raw(b'{"choices": [{"message": {"content": "', *[piece] * 64, b'"}}]}')
     with pytest.raises(ModelError, match="sent too much: its response passed 65,536 bytes"):
@@ -410,3 +410,43 @@ async def test_model_calls_are_traced_only_when_tracing_is_on(
     if tracing:
         models = [dict(s.attributes or {}).get("gen_ai.request.model") for s in chat_spans]
         assert models == ["test-model"] * len(chat_spans)
+
+
+def chunk(delta: dict[str, Any] | None, choices: Any = ..., finish: str | None = None) -> bytes:
+    body: dict[str, Any] = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    body["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}] if choices is ... else choices
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+async def test_updates_that_carry_no_delta_count_towards_the_bound(openai_server: OpenAICompatServer) -> None:
+    # R22-2: `"choices": []` chunks became no event and were never counted: 200,000 took 21 s.
+    openai_server.queue_raw(
+        *[chunk(None, choices=[])] * 3_000, b"data: [DONE]\n\n", content_type="text/event-stream"
+    )
+    model = model_for(openai_server, model_max_output_tokens=512)
+    with pytest.raises(ModelError, match="its stream passed 1,104 events"):
+        await collect(model, QUESTION)
+
+
+async def test_a_reply_of_the_wrong_shape_is_the_endpoints_error(openai_server: OpenAICompatServer) -> None:
+    # R22-3: `"choices": null` was internal_error (TypeError inside MAF) with a traceback.
+    openai_server.queue_raw(chunk(None, choices=None), b"data: [DONE]\n\n", content_type="text/event-stream")
+    with pytest.raises(ModelError, match="could not be read"):
+        await collect(model_for(openai_server), QUESTION)
+
+
+async def test_a_lone_surrogate_from_the_model_is_replaced_not_passed_on(
+    openai_server: OpenAICompatServer,
+) -> None:
+    # R22-3: valid JSON, but no UTF-8 encoder takes it: the stream's encoder failed mid-turn.
+    openai_server.queue_raw(
+        b'data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m",'
+        b'"choices":[{"index":0,"delta":{"content":"a\\ud800b"},"finish_reason":"length"}]}\n\n',
+        b"data: [DONE]\n\n",
+        content_type="text/event-stream",
+    )
+    events = await collect(model_for(openai_server), QUESTION)
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == "a\ufffdb"
+    text.encode("utf-8")
+    assert isinstance(events[-1], ModelReply) and events[-1].finish == "length"

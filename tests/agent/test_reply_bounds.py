@@ -157,3 +157,39 @@ async def test_a_tools_own_generation_call_is_bounded_too(make_agent: AgentFacto
 
     results = [e.content for e in events if e.type == EventType.TOOL_CALL_RESULT]  # type: ignore[attr-defined]
     assert results and "passed 2,000 characters" in results[0]
+
+
+async def test_more_tool_calls_in_a_reply_than_allowed_run_none(make_agent: AgentFactory) -> None:
+    # R22-1: every call of a reply ran; 5,000 in one cost 59 s and other users waited 21 s a turn.
+    calls = tuple(ToolCall(f"c{i}", "nl2sql", '{"question": "q"}') for i in range(17))
+    agent = make_agent(ScriptedModel().queue(ModelReply("", calls)))
+    events = [e async for e in agent.run_turn(DEV_PRINCIPAL, TurnRequest(message="How many orders?"))]
+    assert events[-1].type == EventType.RUN_ERROR
+    assert "more than 16 tool calls" in events[-1].message  # type: ignore[attr-defined]
+    assert not [e for e in events if e.type == EventType.TOOL_CALL_RESULT]
+
+
+async def test_a_reply_cut_at_max_tokens_says_so_and_a_filtered_one_is_not_kept(
+    make_agent: AgentFactory, store: SqliteConversationStore
+) -> None:
+    # R22-4: both were shown and stored as complete answers.
+    cut = make_agent(ScriptedModel().queue(ModelReply("Revenue rose by 4", finish="length")))
+    events = [e async for e in cut.run_turn(DEV_PRINCIPAL, TurnRequest(message="How did revenue do?"))]
+    assert events[-1].type == EventType.RUN_FINISHED
+    said = "".join(getattr(e, "delta", "") or "" for e in events)
+    assert said.startswith("Revenue rose by 4") and "cut off" in said
+
+    filtered = make_agent(ScriptedModel().queue(ModelReply("partial", finish="content_filter")))
+    events = [e async for e in filtered.run_turn(DEV_PRINCIPAL, TurnRequest(message="Tell me"))]
+    assert events[-1].code == "model_error"  # type: ignore[attr-defined]
+    kept = await store.messages(DEV_PRINCIPAL, str(events[0].thread_id))  # type: ignore[attr-defined]
+    assert [m.role for m in kept] == ["user"]
+
+
+def test_usage_outside_reason_is_not_counted() -> None:
+    from loom.agent.budget import TurnBudget
+
+    budget = TurnBudget(10, 4)
+    for total in (10**40, -(10**12), 1_500):
+        budget.spent({"total_tokens": total})
+    assert budget.tokens == 1_500

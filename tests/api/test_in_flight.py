@@ -194,3 +194,37 @@ async def test_a_closed_turn_holds_its_conversation_until_it_has_finished_closin
 
     assert held_while_closing == [True]
     assert in_flight.claim(DEV_PRINCIPAL, "c") is not None
+
+
+class _PausedStore(SqliteConversationStore):
+    """A store whose next conversation lookup waits: the chat route's checks, caught mid-way."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.looking, self.go_on = asyncio.Event(), asyncio.Event()
+
+    async def get_conversation(self, principal: Principal, conversation_id: str) -> Any:
+        self.looking.set()
+        await self.go_on.wait()
+        return await super().get_conversation(principal, conversation_id)
+
+
+async def test_a_delete_while_a_turn_is_being_checked_waits_for_it(tmp_path: Path) -> None:
+    # R22-6: the route checked the conversation (three awaits) before claiming it; a DELETE in that
+    # window passed (204), and the turn then failed as internal_error or store_error.
+    store = _PausedStore(tmp_path / "loom.db")
+    store.go_on.set()
+    conversation = (await store.create_conversation(DEV_PRINCIPAL, "racing")).id
+    store.go_on.clear()
+    app = create_app(Settings(home=tmp_path), store=store, runner=FakeRunner(store))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        chat = asyncio.create_task(
+            client.post("/v1/chat", json={"message": "and?", "conversation_id": conversation})
+        )
+        await asyncio.wait_for(store.looking.wait(), 5)
+        deleted = await client.delete(f"/v1/conversations/{conversation}")
+        store.go_on.set()
+        answered = await chat
+    assert deleted.status_code == 409
+    assert answered.status_code == 200 and '"RUN_FINISHED"' in answered.text
+    await store.close()

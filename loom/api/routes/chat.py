@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from loom.agent.sources import UnknownSourceError, pick_sources
-from loom.agent.store import ConversationFull, StoreUsage
+from loom.agent.store import ConversationFull, ConversationStore, StoreUsage
 from loom.agent.turns import TurnRequest
 from loom.api.deps import (
     InFlightDep,
@@ -19,10 +19,11 @@ from loom.api.deps import (
     StoreDep,
     VisibleSourcesDep,
 )
-from loom.api.in_flight import TooManyTurns
+from loom.api.in_flight import Claim, TooManyTurns, TurnsInFlight
 from loom.api.schemas import ApiError, ChatRequest, error_responses
 from loom.api.sse import EventStreamResponse, sse_response
 from loom.engines.sources import Source
+from loom.identity import Principal
 from loom.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -94,6 +95,37 @@ async def chat(
 ) -> EventStreamResponse:
     """Run one turn of the conversation `conversation_id` (a new one when omitted)."""
     check_message_size(body.message, settings.max_message_bytes)
+    claim = _claim(in_flight, principal, body.conversation_id)
+    try:  # claimed before anything is read of it: a delete meanwhile would fail the turn (R22-6)
+        await _check_turn(body, principal, settings, store, visible)
+    except BaseException:
+        in_flight.release(claim)
+        raise
+    turn = TurnRequest(conversation_id=body.conversation_id, message=body.message, sources=body.sources)
+    events = in_flight.held_until_done(claim, runner.run_turn(principal, turn))
+    return sse_response(events, settings.response_stall_s)
+
+
+def _claim(in_flight: TurnsInFlight, principal: Principal, wanted: str | None) -> Claim:
+    try:
+        claim = in_flight.claim(principal, wanted)
+    except TooManyTurns as e:
+        raise ApiError(429, "too_many_turns", str(e), {"Retry-After": "5"}) from e
+    if claim is None:
+        raise ApiError(
+            409, "turn_in_progress", f"a turn is still running in conversation {wanted!r}; wait for it to end"
+        )
+    return claim
+
+
+async def _check_turn(
+    body: ChatRequest,
+    principal: Principal,
+    settings: Settings,
+    store: ConversationStore,
+    visible: dict[str, Source],
+) -> None:
+    """What refuses a turn before it streams: a conversation not found or full, the quota, sources."""
     wanted = body.conversation_id
     if wanted is not None and await store.get_conversation(principal, wanted) is None:
         raise ApiError(404, "conversation_not_found", f"no conversation {wanted!r}")
@@ -103,14 +135,3 @@ async def chat(
         )
     check_quota(await store.usage(principal), settings)
     check_sources(visible, body.sources)
-    turn = TurnRequest(conversation_id=body.conversation_id, message=body.message, sources=body.sources)
-    try:
-        claim = in_flight.claim(principal, wanted)
-    except TooManyTurns as e:
-        raise ApiError(429, "too_many_turns", str(e), {"Retry-After": "5"}) from e
-    if claim is None:
-        raise ApiError(
-            409, "turn_in_progress", f"a turn is still running in conversation {wanted!r}; wait for it to end"
-        )
-    events = in_flight.held_until_done(claim, runner.run_turn(principal, turn))
-    return sse_response(events, settings.response_stall_s)

@@ -128,14 +128,15 @@ class _PageResponse(StreamingResponse):
 async def delete_conversation(
     conversation_id: str, principal: PrincipalDep, store: StoreDep, in_flight: InFlightDep
 ) -> Response:
-    # A turn running in it would fail writing its answer to a conversation gone (store_error and an
-    # ERROR line: probe 21, R21-10); the user stops it (closes its stream) or waits, then deletes.
-    if in_flight.running(principal, conversation_id):
-        raise ApiError(
-            409,
-            "turn_in_progress",
-            f"a turn is running in conversation {conversation_id!r}; delete it once the turn has ended",
-        )
-    if not await store.delete_conversation(principal, conversation_id):
-        raise _not_found(conversation_id)
+    # Held while it goes: a turn running in it would fail writing its answer to a conversation
+    # gone (store_error and an ERROR line: probe 21, R21-10), and one starting meanwhile too (R22-6).
+    with in_flight.held(principal, conversation_id) as free:
+        if not free:
+            raise ApiError(
+                409,
+                "turn_in_progress",
+                f"a turn is running in conversation {conversation_id!r}; delete it once the turn has ended",
+            )
+        if not await store.delete_conversation(principal, conversation_id):
+            raise _not_found(conversation_id)
     return Response(status_code=204)

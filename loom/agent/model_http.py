@@ -1,0 +1,67 @@
+"""The HTTP client to the model endpoint: the openai SDK's own, with every response bounded as it is read.
+
+A reply is bounded in characters and pieces as it streams (`reply_bounds`), but only what MAF turns
+into an update reaches that count. Below it:
+- **bytes**: a reply not streamed is read whole by the SDK before anything can count it;
+- **SSE events**: each costs the SDK a parse whatever it holds, and those that carry nothing
+  (`"choices": []`, an empty delta) become no update at all: 200,000 of them took 21 s of the
+  server's CPU (probe 22: R22-2). A stream may hold as many events as a reply may have pieces, and
+  a few more (its role, its end, its usage, `[DONE]`).
+Past either, reading stops with ResponseTooLarge: an OpenAIError, which the SDK neither retries
+nor wraps, and which the model seam turns into the user's model_error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx2
+import openai
+
+from loom.agent.reply_bounds import ReplyBounds
+
+RESPONSE_BYTES = 32 * 2**20  # ~200 bytes of SSE framing a piece, and any reply not streamed
+EVENTS_BEYOND_PIECES = 16
+SSE_EVENT = b"data:"
+
+
+class ResponseTooLarge(openai.OpenAIError):
+    """Raised while the body is read."""
+
+
+class _CappedBody(httpx2.AsyncByteStream):
+    def __init__(self, body: httpx2.AsyncByteStream, max_bytes: int, max_events: int | None) -> None:
+        self._body, self._max_bytes, self._max_events = body, max_bytes, max_events
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        read = events = 0
+        async for chunk in self._body:
+            read += len(chunk)
+            if read > self._max_bytes:
+                raise ResponseTooLarge(f"its response passed {self._max_bytes:,} bytes")
+            if self._max_events is not None:
+                events += chunk.count(SSE_EVENT)  # one split between chunks goes uncounted: a bound still
+                if events > self._max_events:
+                    raise ResponseTooLarge(f"its stream passed {self._max_events:,} events")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._body.aclose()
+
+
+def response_cap(bounds: ReplyBounds) -> Callable[[httpx2.Response], Awaitable[None]]:
+    """An httpx response hook: the body is read through a counter (the hook runs before it is)."""
+    events = bounds.max_events + EVENTS_BEYOND_PIECES
+
+    async def cap(response: httpx2.Response) -> None:
+        if isinstance(response.stream, httpx2.AsyncByteStream):
+            streamed = response.headers.get("content-type", "").startswith("text/event-stream")
+            response.stream = _CappedBody(response.stream, RESPONSE_BYTES, events if streamed else None)
+
+    return cap
+
+
+def capped_http_client(bounds: ReplyBounds) -> httpx2.AsyncClient:
+    """The SDK's own default client (its timeouts, pool limits, proxies from the environment),
+    with every response bounded."""
+    return openai.DefaultAsyncHttpxClient(event_hooks={"response": [response_cap(bounds)]})

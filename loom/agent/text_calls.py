@@ -15,11 +15,23 @@ is data that looks like a call, not the model's decision.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Collection, Iterable, Iterator
 from html.parser import HTMLParser
 
 from loom.agent.model import ToolCall
+
+# Every scan here is bounded and linear: it runs on the event loop, over a reply of up to
+# LOOM_MODEL_MAX_REPLY_CHARS and over every tool result of the turn. Tried at every brace of
+# 262,000 `{`, the JSON decoder took 17 s (each failure counts lines from the start of the text),
+# and HTMLParser 47 s over 50,000 characters of `<a ` (probe 22: R22-7, R22-8).
+WINDOW = 16_384  # the most of the text one call may span: a name and a few arguments
+MOST_MISSES = 256  # places that looked like a call but were not, tried in one text
+TAG_WINDOW, MOST_TAGS = 4_096, 64  # the same for tags (a tag is a name and an attribute or two)
+# The rest of a start tag, to its `>`: quoted values may hold one. The alternatives start with
+# different characters, so the match cannot backtrack.
+_TAG_REST = re.compile(r"""(?:[^>"']|"[^"]*"|'[^']*')*>""")
 
 
 def text_calls(text: str, offered: Collection[str]) -> tuple[ToolCall, ...]:
@@ -80,30 +92,49 @@ def _strings(item: object) -> Iterator[str]:
 
 
 def _json_objects(text: str) -> Iterator[object]:
-    """Each JSON object in `text`, outermost first; text that is not JSON is skipped."""
+    """Each JSON object in `text` of up to WINDOW characters, outermost first; text that is not JSON
+    is skipped, and after MOST_MISSES braces that start none the rest is not tried."""
     decoder = json.JSONDecoder()
-    at = text.find("{")
-    while at >= 0:
+    at, misses = text.find("{"), 0
+    while at >= 0 and misses < MOST_MISSES:
         try:
-            item, end = decoder.raw_decode(text, at)
+            item, length = decoder.raw_decode(text[at : at + WINDOW])
         except json.JSONDecodeError:
+            misses += 1
             at = text.find("{", at + 1)  # `{{…}}`: the object may start at the next brace
             continue
         except RecursionError:  # nested past the decoder's depth: not a call (probe 12)
             return
         yield item
-        at = text.find("{", end)
+        at = text.find("{", at + length)
 
 
 def _tag_calls(text: str, offered: Collection[str]) -> list[dict[str, object]]:
     """Calls written as tags named after a tool, the arguments as attributes
-    (`<nl2sql question="…" source="sales" />`), as {"name", "arguments"} items."""
-    if "<" not in text:
-        return []
+    (`<nl2sql question="…" source="sales" />`), as {"name", "arguments"} items. Only the tags
+    that open with an offered tool's name go to the HTML parser, each alone."""
     reader = _Tags(frozenset(offered))
-    reader.feed(text)
-    reader.close()
+    for tag in _tags_of(text, offered):
+        reader.feed(tag)
+        reader.close()
+        reader.reset()
     return reader.found
+
+
+def _tags_of(text: str, offered: Collection[str]) -> list[str]:
+    """Each start tag `<tool …>` in `text` (TAG_WINDOW characters at most), in order."""
+    starts: list[int] = []
+    for name in offered:
+        at = text.find("<" + name)
+        while at >= 0 and len(starts) < MOST_TAGS:
+            starts.append(at)
+            at = text.find("<" + name, at + 1)
+    tags = []
+    for at in sorted(starts):
+        rest = _TAG_REST.match(text, at + 1, at + TAG_WINDOW)
+        if rest is not None:
+            tags.append(text[at : rest.end()])
+    return tags
 
 
 class _Tags(HTMLParser):

@@ -69,6 +69,45 @@ def test_a_call_written_as_a_tag_with_attributes_is_read_as_the_call() -> None:
     assert text_calls('<other question="q" />', OFFERED) == () and text_calls("<nl2sql>", OFFERED) == ()
 
 
+def test_a_tag_whose_quoted_value_holds_a_closing_bracket_is_read_whole() -> None:
+    (call,) = text_calls('<nl2sql question="stores with revenue > 10" />', OFFERED)
+    assert json.loads(call.arguments) == {"question": "stores with revenue > 10"}
+
+
+@pytest.mark.parametrize(
+    "junk", ["{" * 262_000, '{"a":"' + "{" * 262_000, "<a " * 87_000, "<nl2sql " * 30_000]
+)
+def test_scanning_a_reply_or_a_result_for_calls_is_bounded_whatever_it_holds(
+    junk: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # R22-7, R22-8: tried at every brace, the decoder took 17 s for 262,000 `{` (each failure
+    # counts lines from the start), and HTMLParser 47 s for 50,000 characters of `<a `.
+    from html.parser import HTMLParser
+
+    from loom.agent import text_calls as scan
+
+    decoded: list[int] = []
+    fed: list[int] = []
+    decode, feed = json.JSONDecoder.raw_decode, HTMLParser.feed
+
+    def counted(decoder: json.JSONDecoder, text: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(len(text) - (args[0] if args else kwargs.get("idx", 0)))
+        return decode(decoder, text, *args, **kwargs)
+
+    def fed_counted(parser: HTMLParser, text: str) -> None:
+        fed.append(len(text))
+        feed(parser, text)
+
+    monkeypatch.setattr(json.JSONDecoder, "raw_decode", counted)
+    monkeypatch.setattr(HTMLParser, "feed", fed_counted)
+    written = junk + '\n{"name": "nl2sql", "arguments": {"question": "q"}}'
+    text_calls(written, OFFERED)
+    echoed_calls([written], OFFERED)
+    # A window a try, and a few tries; the one linear pass is echoed_calls' parse of a result whole.
+    assert sum(decoded) <= 2 * (scan.MOST_MISSES + 2) * scan.WINDOW + len(written)
+    assert sum(fed) <= 2 * scan.MOST_TAGS * scan.TAG_WINDOW
+
+
 def test_several_calls_are_all_read_and_a_repeated_one_once() -> None:
     tagged = '<tool_call>{{"name": "nl2sql", "arguments": {{"question": "{}"}}}}</tool_call>\n'
     written = tagged.format("a") + tagged.format("b") + tagged.format("a")

@@ -15,6 +15,10 @@ bytes the conversation store grew by. `normal` is the baseline, in the same run.
 - `drip`: a character every 2 s, each within the read timeout (R21-4: a turn held 17 minutes);
   run with LOOM_MODEL_DEADLINE_S=20.
 - `notjson`: a stream whose event is not JSON (R21-3: internal_error and a traceback).
+- `manycalls`: 5,000 tool calls in one reply (probe 22, R22-1: 59 s of CPU for four such rounds).
+- `empty`: 200,000 events with `"choices": []`, which become no delta (R22-2: 21 s of CPU).
+- `braces`: 260,000 `{` in 4,000-character pieces, within every bound on size (R22-7: the scan
+  for calls written as text took 17 s of the event loop).
 
 Run: `python -m benchmarks.model_floods [--modes normal text ...]` (~1 min). Nothing is asserted.
 """
@@ -80,7 +84,39 @@ def _notjson() -> Iterator[tuple[bytes, float]]:
     yield b"data: {not json\n\n", 0
 
 
-REPLIES = {"normal": _normal, "text": _text, "args": _args, "held": _held, "drip": _drip, "notjson": _notjson}
+def _manycalls() -> Iterator[tuple[bytes, float]]:
+    for i in range(5_000):
+        call = {
+            "index": i,
+            "id": f"c{i}",
+            "type": "function",
+            "function": {"name": "nope", "arguments": "{}"},
+        }
+        yield _chunk({"tool_calls": [call]}), 0
+
+
+def _empty() -> Iterator[tuple[bytes, float]]:
+    body = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": []}
+    for _ in range(200_000):
+        yield b"data: " + json.dumps(body).encode() + b"\n\n", 0
+
+
+def _braces() -> Iterator[tuple[bytes, float]]:
+    for _ in range(65):
+        yield _chunk({"content": "{" * 4_000}), 0
+
+
+REPLIES = {
+    "normal": _normal,
+    "text": _text,
+    "args": _args,
+    "held": _held,
+    "drip": _drip,
+    "notjson": _notjson,
+    "manycalls": _manycalls,
+    "empty": _empty,
+    "braces": _braces,
+}
 
 
 def pieces(mode: str) -> Iterator[tuple[bytes, float]]:

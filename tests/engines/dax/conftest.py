@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping
 
+import pandas as pd
 import pytest
 
 from loom.engines.dax.engine import DaxEngine
@@ -28,3 +30,11 @@ def engine(star: Star) -> Iterator[DaxEngine]:
 
 def rows(engine: DaxEngine, query: str) -> list[list[object]]:
     return engine.execute(query, max_rows=10_000, timeout_s=30).rows
+
+
+def same_by_key(got: Mapping[object, object], expected: pd.Series) -> None:
+    """The engine's answer, key → value, holds exactly pandas' non-blank values."""
+    expected = expected.dropna()
+    assert set(got) == set(expected.index)
+    for key, value in expected.items():
+        assert math.isclose(got[key], value)  # type: ignore[arg-type]

@@ -151,7 +151,15 @@ FUNCTIONS: dict[str, Handler] = {
     "TRUNC": _simple("TRUNC", 1, 1, lambda a: f"trunc({a.sql})", v.NUMBER),
     "MROUND": _simple("MROUND", 2, 2, _mround, v.NUMBER),
     "MOD": _simple(
-        "MOD", 2, 2, lambda a, b: f"({a.sql} - {b.sql} * floor(CAST({a.sql} AS DOUBLE) / {b.sql}))", v.NUMBER
+        "MOD",
+        2,
+        2,
+        # DAX gives an error for a divisor of 0, not NaN.
+        lambda a, b: (
+            f"(CASE WHEN {b.sql} = 0 THEN error('MOD: the divisor is 0') "
+            f"ELSE {a.sql} - {b.sql} * floor(CAST({a.sql} AS DOUBLE) / {b.sql}) END)"
+        ),
+        v.NUMBER,
     ),
     "POWER": _simple("POWER", 2, 2, lambda a, b: f"power({a.sql}, {b.sql})", v.NUMBER),
     "SQRT": _simple("SQRT", 1, 1, lambda a: f"sqrt({a.sql})", v.NUMBER),

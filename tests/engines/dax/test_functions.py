@@ -76,6 +76,7 @@ def test_isfiltered_sees_direct_filters_only(engine: DaxEngine) -> None:
         ('SEARCH("z", "abc")', "not found"),
         ('REPT("ab", 1000000)', "100000 characters"),
         ('FORMAT(1, "0.000E+0")', "0.000E+0"),
+        ("MOD(1, 0)", "divisor is 0"),  # as in DAX; it was NaN (probe 21: R21-11)
     ],
 )
 def test_errors_are_errors_not_answers(engine: DaxEngine, expression: str, said: str) -> None:

@@ -23,6 +23,7 @@ from loom.agent.reply_bounds import ReplyBounds
 RESPONSE_BYTES = 32 * 2**20  # ~200 bytes of SSE framing a piece, and any reply not streamed
 EVENTS_BEYOND_PIECES = 16
 SSE_EVENT = b"data:"
+LINES_PER_EVENT = 4  # an event is `data: …` and an empty line; a few more for `id:` or `event:`
 
 
 class ResponseTooLarge(openai.OpenAIError):
@@ -34,14 +35,18 @@ class _CappedBody(httpx2.AsyncByteStream):
         self._body, self._max_bytes, self._max_events = body, max_bytes, max_events
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        read = events = 0
+        read = events = lines = 0
+        tail = b""  # the last bytes of the chunk before: an event's `data:` may be split between two
         async for chunk in self._body:
             read += len(chunk)
             if read > self._max_bytes:
                 raise ResponseTooLarge(f"its response passed {self._max_bytes:,} bytes")
             if self._max_events is not None:
-                events += chunk.count(SSE_EVENT)  # one split between chunks goes uncounted: a bound still
-                if events > self._max_events:
+                seen = tail + chunk
+                events, lines = events + seen.count(SSE_EVENT), lines + chunk.count(b"\n")
+                tail = seen[-(len(SSE_EVENT) - 1) :]
+                # Lines too: comments and fields without data cost the SDK's decoder a line each.
+                if events > self._max_events or lines > LINES_PER_EVENT * self._max_events:
                     raise ResponseTooLarge(f"its stream passed {self._max_events:,} events")
             yield chunk
 

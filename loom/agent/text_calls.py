@@ -27,7 +27,7 @@ from loom.agent.model import ToolCall
 # 262,000 `{`, the JSON decoder took 17 s (each failure counts lines from the start of the text),
 # and HTMLParser 47 s over 50,000 characters of `<a ` (probe 22: R22-7, R22-8).
 WINDOW = 16_384  # the most of the text one call may span: a name and a few arguments
-MOST_MISSES = 256  # places that looked like a call but were not, tried in one text
+MOST_TRIES = 512  # places that may start a call, tried in one text (a call is found among the first)
 TAG_WINDOW, MOST_TAGS = 4_096, 64  # the same for tags (a tag is a name and an attribute or two)
 # The rest of a start tag, to its `>`: quoted values may hold one. The alternatives start with
 # different characters, so the match cannot backtrack.
@@ -93,14 +93,14 @@ def _strings(item: object) -> Iterator[str]:
 
 def _json_objects(text: str) -> Iterator[object]:
     """Each JSON object in `text` of up to WINDOW characters, outermost first; text that is not JSON
-    is skipped, and after MOST_MISSES braces that start none the rest is not tried."""
+    is skipped, and after MOST_TRIES braces the rest is not tried."""
     decoder = json.JSONDecoder()
-    at, misses = text.find("{"), 0
-    while at >= 0 and misses < MOST_MISSES:
+    at, tries = text.find("{"), 0
+    while at >= 0 and tries < MOST_TRIES:
+        tries += 1
         try:
             item, length = decoder.raw_decode(text[at : at + WINDOW])
         except json.JSONDecodeError:
-            misses += 1
             at = text.find("{", at + 1)  # `{{…}}`: the object may start at the next brace
             continue
         except RecursionError:  # nested past the decoder's depth: not a call (probe 12)

@@ -450,3 +450,28 @@ async def test_a_lone_surrogate_from_the_model_is_replaced_not_passed_on(
     assert text == "a\ufffdb"
     text.encode("utf-8")
     assert isinstance(events[-1], ModelReply) and events[-1].finish == "length"
+
+
+class _Chunks(httpx2.AsyncByteStream):
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    async def __aiter__(self) -> Any:
+        for chunk in self.chunks:
+            yield chunk
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        [b"da", b"ta: {}\n\n"] * 200,  # each event's `data:` split between two reads
+        [b": keep-alive\n"] * 1_000,  # comment lines: no event, but a line each for the SDK's decoder
+    ],
+)
+async def test_a_streams_events_are_counted_however_they_arrive(chunks: list[bytes]) -> None:
+    from loom.agent.model_http import ResponseTooLarge, _CappedBody
+
+    capped = _CappedBody(_Chunks(chunks), 2**20, max_events=100)
+    with pytest.raises(ResponseTooLarge, match="passed 100 events"):
+        async for _ in capped:
+            pass

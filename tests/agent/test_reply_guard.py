@@ -104,7 +104,7 @@ def test_scanning_a_reply_or_a_result_for_calls_is_bounded_whatever_it_holds(
     text_calls(written, OFFERED)
     echoed_calls([written], OFFERED)
     # A window a try, and a few tries; the one linear pass is echoed_calls' parse of a result whole.
-    assert sum(decoded) <= 2 * (scan.MOST_MISSES + 2) * scan.WINDOW + len(written)
+    assert sum(decoded) <= 2 * (scan.MOST_TRIES + 2) * scan.WINDOW + len(written)
     assert sum(fed) <= 2 * scan.MOST_TAGS * scan.TAG_WINDOW
 
 

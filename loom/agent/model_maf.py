@@ -171,7 +171,7 @@ def describe_failure(error: BaseException, where: Endpoint) -> str:
         where_in = f"{error.msg}, at character {error.pos}"
         return f"The model endpoint {where.url} sent a reply that is not JSON ({where_in})."
     if isinstance(error, ResponseTooLarge):
-        return f"The model endpoint {where.url} sent too much: {error}, and it was stopped."
+        return f"The model endpoint {where.url} was stopped reading its reply: {error}."
     if isinstance(error, openai.APITimeoutError):
         return f"The model endpoint {where.url} did not answer within {where.timeout_s:g}s{after}."
     if isinstance(error, openai.APIConnectionError):

@@ -18,28 +18,42 @@ import json
 import re
 import uuid
 from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
 from html.parser import HTMLParser
 
 from loom.agent.model import ToolCall
 
-# Every scan here is bounded and linear: it runs on the event loop, over a reply of up to
+# Every scan here is bounded: it runs on the event loop, over a reply of up to
 # LOOM_MODEL_MAX_REPLY_CHARS and over every tool result of the turn. Tried at every brace of
 # 262,000 `{`, the JSON decoder took 17 s (each failure counts lines from the start of the text),
-# and HTMLParser 47 s over 50,000 characters of `<a ` (probe 22: R22-7, R22-8).
+# and HTMLParser 47 s over 50,000 characters of `<a ` (probe 22: R22-7, R22-8); bounded per table
+# cell, the check of one result for echoed calls still cost 300 ms (probe 23: R23-3). So one text
+# (a reply, or a result with all its cells) has one `Budget`, and a result is checked once.
 WINDOW = 16_384  # the most of the text one call may span: a name and a few arguments
-MOST_TRIES = 512  # places that may start a call, tried in one text (a call is found among the first)
-TAG_WINDOW, MOST_TAGS = 4_096, 64  # the same for tags (a tag is a name and an attribute or two)
+TAG_WINDOW = 4_096  # the same for a tag (a name and an attribute or two)
+TRY_CHARS = 1_024  # what a try costs at the least (its window is copied): 512 tries a text at most
 # The rest of a start tag, to its `>`: quoted values may hold one. The alternatives start with
 # different characters, so the match cannot backtrack.
 _TAG_REST = re.compile(r"""(?:[^>"']|"[^"]*"|'[^']*')*>""")
 
 
+@dataclass
+class Budget:
+    """What the scans of one text may spend: characters the JSON decoder reads, and characters of
+    tags the HTML parser reads (each ~1 µs). A call is found long before either runs out."""
+
+    decode_chars: int = 512 * 1024
+    tag_chars: int = 16 * 1024
+
+
 def text_calls(text: str, offered: Collection[str]) -> tuple[ToolCall, ...]:
     """The calls of offered tools written in `text`, in order (none when there are none)."""
-    calls = _distinct(_call(item, offered) for item in _json_objects(text))
+    budget = Budget()
+    calls = _distinct(_call(item, offered) for item in _json_objects(text, budget))
     # The tag form only when no JSON call was written: the 1.5B model often writes both, the
     # JSON one being the call it means.
-    return calls or _distinct(_call(item, offered) for item in _tag_calls(text, offered))
+    return calls or _distinct(_call(item, offered) for item in _tag_calls(text, offered, budget))
 
 
 def _distinct(found: Iterable[ToolCall | None]) -> tuple[ToolCall, ...]:
@@ -58,14 +72,22 @@ def echoed_calls(results: Iterable[str], offered: Collection[str]) -> frozenset[
     or in any string value of it when it is JSON (a table cell holding a call)."""
     found: set[tuple[str, str]] = set()
     for text in results:
-        for piece in (text, *_strings(_parsed(text))):
-            # Both forms, whichever text_calls would read: a cell holding a tag-form call is data
-            # too (probe 12: R12-7, a cell `<nl2sql question="…" />` quoted back ran as a call).
-            calls = (
-                *_distinct(_call(i, offered) for i in _json_objects(piece)),
-                *_distinct(_call(i, offered) for i in _tag_calls(piece, offered)),
-            )
-            found.update((c.name, c.arguments) for c in calls)
+        found.update(_echoes(text, frozenset(offered)))
+    return frozenset(found)
+
+
+@lru_cache(maxsize=256)  # a turn's results are the same at each of its replies
+def _echoes(text: str, offered: frozenset[str]) -> frozenset[tuple[str, str]]:
+    budget = Budget()
+    found: set[tuple[str, str]] = set()
+    for piece in (text, *_strings(_parsed(text))):
+        # Both forms, whichever text_calls would read: a cell holding a tag-form call is data
+        # too (probe 12: R12-7, a cell `<nl2sql question="…" />` quoted back ran as a call).
+        calls = (
+            *_distinct(_call(i, offered) for i in _json_objects(piece, budget)),
+            *_distinct(_call(i, offered) for i in _tag_calls(piece, offered, budget)),
+        )
+        found.update((c.name, c.arguments) for c in calls)
     return frozenset(found)
 
 
@@ -91,50 +113,64 @@ def _strings(item: object) -> Iterator[str]:
             stack.extend(reversed(value))
 
 
-def _json_objects(text: str) -> Iterator[object]:
-    """Each JSON object in `text` of up to WINDOW characters, outermost first; text that is not JSON
-    is skipped, and after MOST_TRIES braces the rest is not tried."""
+def _json_objects(text: str, budget: Budget) -> Iterator[object]:
+    """Each JSON object in `text` of up to WINDOW characters, outermost first, while the budget
+    lasts; text that is not JSON is skipped."""
     decoder = json.JSONDecoder()
-    at, tries = text.find("{"), 0
-    while at >= 0 and tries < MOST_TRIES:
-        tries += 1
+    at = text.find("{")
+    while at >= 0 and budget.decode_chars > 0:
+        window = text[at : at + min(WINDOW, budget.decode_chars)]
         try:
-            item, length = decoder.raw_decode(text[at : at + WINDOW])
-        except json.JSONDecodeError:
+            item, length = decoder.raw_decode(window)
+        except json.JSONDecodeError as e:
+            budget.decode_chars -= max(e.pos + 1, TRY_CHARS)  # what it read before it failed
             at = text.find("{", at + 1)  # `{{…}}`: the object may start at the next brace
             continue
         except RecursionError:  # nested past the decoder's depth: not a call (probe 12)
             return
+        budget.decode_chars -= max(length, TRY_CHARS)
         yield item
         at = text.find("{", at + length)
 
 
-def _tag_calls(text: str, offered: Collection[str]) -> list[dict[str, object]]:
+def _tag_calls(text: str, offered: Collection[str], budget: Budget) -> list[dict[str, object]]:
     """Calls written as tags named after a tool, the arguments as attributes
     (`<nl2sql question="…" source="sales" />`), as {"name", "arguments"} items. Only the tags
     that open with an offered tool's name go to the HTML parser, each alone."""
     reader = _Tags(frozenset(offered))
-    for tag in _tags_of(text, offered):
+    for tag in _tags_of(text, offered, budget):
         reader.feed(tag)
         reader.close()
         reader.reset()
     return reader.found
 
 
-def _tags_of(text: str, offered: Collection[str]) -> list[str]:
-    """Each start tag `<tool …>` in `text` (TAG_WINDOW characters at most), in order."""
-    starts: list[int] = []
-    for name in offered:
-        at = text.find("<" + name)
-        while at >= 0 and len(starts) < MOST_TAGS:
-            starts.append(at)
-            at = text.find("<" + name, at + 1)
-    tags = []
-    for at in sorted(starts):
-        rest = _TAG_REST.match(text, at + 1, at + TAG_WINDOW)
-        if rest is not None:
-            tags.append(text[at : rest.end()])
+def _tags_of(text: str, offered: Collection[str], budget: Budget) -> list[str]:
+    """Each start tag `<tool …>` in `text`, in order, while the budget lasts. A tag does not start
+    inside another: `<nl2sql <nl2sql … >` is one, not one per name."""
+    starts = sorted(at for name in offered for at in _finds(text, "<" + name, budget.tag_chars // 8))
+    tags: list[str] = []
+    after = 0
+    for at in starts:
+        if at < after or budget.tag_chars <= 0:
+            continue
+        rest = _TAG_REST.match(text, at + 1, at + min(TAG_WINDOW, budget.tag_chars))
+        if rest is None:
+            budget.tag_chars -= TAG_WINDOW // 16  # the regex's look for a `>` (~16 times cheaper)
+            continue
+        tags.append(text[at : rest.end()])
+        budget.tag_chars -= rest.end() - at
+        after = rest.end()
     return tags
+
+
+def _finds(text: str, sought: str, most: int) -> Iterator[int]:
+    at = text.find(sought)
+    for _ in range(most):
+        if at < 0:
+            return
+        yield at
+        at = text.find(sought, at + 1)
 
 
 class _Tags(HTMLParser):

@@ -12,7 +12,9 @@
   `max_header_lines` the answer is 431 too.
 - **Chunked bodies' trailers and chunk lines under the same bounds.** h11 parses a trailer block
   that arrives whole at any size (22.5 ms a request: R21-5); the connection's chunked reader now
-  refuses trailers past the header bounds and a chunk-size line past 1 KiB (400, connection closed).
+  refuses trailers past the header bounds, a chunk-size line past 1 KiB and a body of more than
+  4,096 chunks (400, connection closed). A request answered before its body has ended (a 401, a
+  413) has its connection closed once the answer is sent, not its body read on.
 - **A deadline for sending.** A client that stops reading leaves its response in the transport's
   buffer, and closing the transport waits for the client to take it: 128 stalled chat streams held
   1.3 GiB for as long as their sockets stayed open (R20-1). From when the buffer passes its
@@ -53,6 +55,9 @@ FD_RESERVE = 256  # descriptors kept for the store, sources, engines' pipes and 
 MAX_HEADER_BYTES = 16 * 1024  # h11's own bound for headers that arrive in pieces
 MAX_HEADER_LINES = 100  # as Apache's and Go's defaults (LimitRequestFields 100)
 MAX_CHUNK_LINE = 1024  # a chunk's size line; its extensions are never read
+# Chunks of one body: each costs h11 an event. A client streaming a JSON body sends a few large ones;
+# 4,096 still lets a 64 KiB message come 16 bytes a chunk.
+MAX_CHUNKS = 4096
 
 
 class _BoundedChunks:
@@ -61,6 +66,7 @@ class _BoundedChunks:
 
     def __init__(self, reader: ChunkedReader) -> None:
         self._reader = reader
+        self._chunks = 0
 
     def __call__(self, buf: ReceiveBuffer) -> Any:
         inner = self._reader
@@ -74,7 +80,12 @@ class _BoundedChunks:
                 raise h11.RemoteProtocolError(f"a chunk-size line past {MAX_CHUNK_LINE} bytes")
             if line_end >= 0 and _is_last_chunk(data[start:line_end]):
                 _check_trailers(data, line_end + 1)  # h11 reads them in the same call
-        return inner(buf)
+        event = inner(buf)
+        if isinstance(event, h11.Data) and event.chunk_start:
+            self._chunks += 1
+            if self._chunks > MAX_CHUNKS:
+                raise h11.RemoteProtocolError(f"a chunked body of more than {MAX_CHUNKS} chunks")
+        return event
 
     def read_eof(self) -> Any:
         return self._reader.read_eof()
@@ -204,6 +215,11 @@ class BoundedH11Protocol(H11Protocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            # Answered before its body ended (a 401, a 413): the rest would be read for nothing,
+            # for ever, and a body of one-byte chunks costs the loop per chunk: one connection
+            # without a token held it 32 s (probe 23: R23-2). Closed once the answer is sent.
+            self.transport.close()
         if not self.transport.is_closing():
             self._arm()  # idle until the next request: it may be dropped for a new connection
 

@@ -220,7 +220,7 @@ async def test_a_response_past_its_byte_bound_is_stopped_and_not_retried(
     monkeypatch.setattr("loom.agent.model_http.RESPONSE_BYTES", 64 * 1024)
     piece = b"x" * 8192
     openai_server.queue_raw(b'{"choices": [{"message": {"content": "', *[piece] * 64, b'"}}]}')
-    with pytest.raises(ModelError, match="sent too much: its response passed 65,536 bytes"):
+    with pytest.raises(ModelError, match="stopped reading its reply: its response passed 65,536 bytes"):
         await model_for(openai_server).complete(QUESTION)
     assert len(openai_server.requests) == 1
 
@@ -426,6 +426,30 @@ async def test_updates_that_carry_no_delta_count_towards_the_bound(openai_server
     model = model_for(openai_server, model_max_output_tokens=512)
     with pytest.raises(ModelError, match="its stream passed 1,104 events"):
         await collect(model, QUESTION)
+
+
+async def test_a_stream_labelled_otherwise_is_counted_all_the_same(openai_server: OpenAICompatServer) -> None:
+    # R23-1: the SDK reads a streamed reply as SSE whatever its content type; as text/plain,
+    # 200,000 empty events went uncounted (17 s).
+    openai_server.queue_raw(
+        *[chunk(None, choices=[])] * 3_000, b"data: [DONE]\n\n", content_type="text/plain"
+    )
+    with pytest.raises(ModelError, match="its stream passed"):
+        await collect(model_for(openai_server, model_max_output_tokens=512), QUESTION)
+
+
+async def test_replies_are_asked_uncompressed_and_a_compressed_one_is_refused_unread(
+    openai_server: OpenAICompatServer,
+) -> None:
+    # R23-1, R23-4: httpx inflates after the count: 0.5 MB of gzip became 512 MiB read whole.
+    import gzip
+
+    bomb = gzip.compress(b'{"choices": [{"message": {"content": "x"}}]' + b" " * 2**22 + b"}")
+    openai_server.queue_raw(bomb, content_type="application/json", headers={"Content-Encoding": "gzip"})
+    with pytest.raises(ModelError, match="gzip-compressed reply, though asked for none"):
+        await model_for(openai_server).complete(QUESTION)
+    assert openai_server.recorded[-1].headers["accept-encoding"] == "identity"
+    assert len(openai_server.requests) == 1  # not retried
 
 
 async def test_a_reply_of_the_wrong_shape_is_the_endpoints_error(openai_server: OpenAICompatServer) -> None:

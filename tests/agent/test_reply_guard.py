@@ -103,9 +103,37 @@ def test_scanning_a_reply_or_a_result_for_calls_is_bounded_whatever_it_holds(
     written = junk + '\n{"name": "nl2sql", "arguments": {"question": "q"}}'
     text_calls(written, OFFERED)
     echoed_calls([written], OFFERED)
-    # A window a try, and a few tries; the one linear pass is echoed_calls' parse of a result whole.
-    assert sum(decoded) <= 2 * (scan.MOST_TRIES + 2) * scan.WINDOW + len(written)
-    assert sum(fed) <= 2 * scan.MOST_TAGS * scan.TAG_WINDOW
+    # Within the budgets: a few hundred tries of a window each (and the one linear pass, echoed_calls'
+    # parse of a result whole, to find its cells), a few tags' worth of the HTML parser.
+    budget = scan.Budget()
+    assert len(decoded) <= 2 * (budget.decode_chars // scan.TRY_CHARS + 1) + 1
+    assert max(decoded) <= max(scan.WINDOW, len(written))
+    assert sum(fed) <= 2 * (budget.tag_chars + scan.TAG_WINDOW)
+
+
+def test_a_result_is_checked_for_echoed_calls_once_and_within_one_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # R23-3: bounded per cell, 40 cells of overlapping tags cost 300 ms a result, at every reply.
+    from html.parser import HTMLParser
+
+    from loom.agent import text_calls as scan
+
+    fed: list[int] = []
+    feed = HTMLParser.feed
+
+    def fed_counted(parser: HTMLParser, text: str) -> None:
+        fed.append(len(text))
+        feed(parser, text)
+
+    monkeypatch.setattr(HTMLParser, "feed", fed_counted)
+    cell = "<nl2sql " * 62 + ">"
+    result = json.dumps({"columns": [f"c{i}" for i in range(40)], "rows": [[cell] * 40, [cell] * 40]})
+    echoed_calls([result], {"nl2sql", "nl2kql"})
+    assert 0 < sum(fed) <= scan.Budget().tag_chars + scan.TAG_WINDOW
+    fed.clear()
+    echoed_calls([result], {"nl2sql", "nl2kql"})  # the next reply of the turn
+    assert fed == []
 
 
 def test_several_calls_are_all_read_and_a_repeated_one_once() -> None:

@@ -339,3 +339,37 @@ def test_a_request_pipelined_behind_another_keeps_to_the_header_bounds(tmp_path:
     first, _, rest = answers.partition(b"\r\n\r\nok")
     assert first.startswith(b"HTTP/1.1 200 ")
     assert rest.startswith(b"HTTP/1.1 200 " if lines < 100 else b"HTTP/1.1 400 "), rest[:60]
+
+
+def test_a_request_answered_before_its_body_ends_has_its_connection_closed(tmp_path: Path) -> None:
+    # R23-2: after a 401 the chunked body went on being parsed, chunk by chunk, for as long as the
+    # client sent it: one connection without a token held the event loop 32 s.
+    with serving(tmp_path) as address, connect(address) as conn:
+        conn.sendall(CHUNKED + b"1\r\na\r\n")
+        answer = conn.recv(1024)
+        assert answer.startswith(b"HTTP/1.1 200 ")
+        closed = False
+        conn.settimeout(5)
+        try:
+            for _ in range(200):
+                conn.sendall(b"1\r\na\r\n" * 100)
+                time.sleep(0.01)
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+        if not closed:
+            try:
+                closed = conn.recv(1024) == b""
+            except ConnectionResetError:
+                closed = True
+    assert closed
+
+
+def test_a_body_of_more_chunks_than_allowed_is_refused(tmp_path: Path) -> None:
+    with serving_app(tmp_path, echo_length, send_buffer=None) as (_, address), connect(address) as conn:
+        conn.sendall(CHUNKED + b"1\r\na\r\n" * 5_000 + b"0\r\n\r\n")
+        answer = conn.recv(1024)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    with serving_app(tmp_path, echo_length, send_buffer=None) as (_, address), connect(address) as conn:
+        conn.sendall(CHUNKED + b"1\r\na\r\n" * 4_000 + b"0\r\n\r\n")
+        answer = conn.recv(1024)
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"4000"), answer[:80]

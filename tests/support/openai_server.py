@@ -65,6 +65,7 @@ class QueuedRaw:
     pieces: tuple[bytes, ...]
     content_type: str = "application/json"
     pause_s: float = 0.0
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 Queued = QueuedReply | QueuedError | QueuedRaw
@@ -144,8 +145,14 @@ class OpenAICompatServer:
     def queue_error(self, status: int, headers: Mapping[str, str] | None = None, body: Any = None) -> None:
         self._push(QueuedError(status, dict(headers or {}), body))
 
-    def queue_raw(self, *pieces: bytes, content_type: str = "application/json", pause_s: float = 0.0) -> None:
-        self._push(QueuedRaw(pieces, content_type, pause_s))
+    def queue_raw(
+        self,
+        *pieces: bytes,
+        content_type: str = "application/json",
+        pause_s: float = 0.0,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._push(QueuedRaw(pieces, content_type, pause_s, dict(headers or {})))
 
     def _push(self, item: Queued) -> None:
         with self._lock:
@@ -320,7 +327,9 @@ def build_app(server: OpenAICompatServer) -> FastAPI:
         if isinstance(reply, QueuedError):
             return error_response(reply)
         if isinstance(reply, QueuedRaw):
-            return StreamingResponse(raw_pieces(reply), media_type=reply.content_type)
+            return StreamingResponse(
+                raw_pieces(reply), media_type=reply.content_type, headers=dict(reply.headers)
+            )
         if body.get("stream"):
             return StreamingResponse(stream_events(body, reply, record), media_type="text/event-stream")
         record.first_token_at = time.monotonic()

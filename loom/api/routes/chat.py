@@ -113,7 +113,10 @@ def _claim(in_flight: TurnsInFlight, principal: Principal, wanted: str | None) -
         raise ApiError(429, "too_many_turns", str(e), {"Retry-After": "5"}) from e
     if claim is None:
         raise ApiError(
-            409, "turn_in_progress", f"a turn is still running in conversation {wanted!r}; wait for it to end"
+            409,
+            "turn_in_progress",
+            f"conversation {wanted!r} is busy: a turn is running in it, or it is being deleted; "
+            "wait for that to end",
         )
     return claim
 

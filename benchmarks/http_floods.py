@@ -17,6 +17,8 @@ CPU seconds and what happened to the attacker's connections.
   bytes, under the byte bound), or a chunked body with as many trailers (probe 21: R21-6, R21-5).
 - `forgedmany`: as `forged`, but every request a new forgery of a 2,000-character token, which no
   remembered refusal answers (R21-12).
+- `chunkdrip`: 2 connections POSTing, with no token, a chunked body of one-byte chunks for as long
+  as the attack lasts (probe 23, R23-2: each chunk was parsed after the 401, for ever).
 - `stalled`: an attacker tenant's users opening chat turns whose result is ~8 MB and reading none
   of the stream (probe 20, R20-1); the server runs with `LOOM_RESPONSE_STALL_S=10`, and the
   report adds its RSS `--hold` seconds in, after the stall limit.
@@ -47,7 +49,17 @@ from benchmarks.load_harness import Caller, EntraCallers, LoomServe, Turn, chat,
 from benchmarks.page_flood import pct
 
 MIB = 2**20
-ATTACKS = ["headers", "pipeline", "halfopen", "forged", "stalled", "headerlines", "trailers", "forgedmany"]
+ATTACKS = [
+    "headers",
+    "pipeline",
+    "halfopen",
+    "forged",
+    "stalled",
+    "headerlines",
+    "trailers",
+    "forgedmany",
+    "chunkdrip",
+]
 # 4,000 empty headers (16,000 bytes, under the 16 KiB bound) and a chunked body with as many trailers.
 MANY_LINES = b"a:\r\n" * 4_000
 LINES_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: a\r\n" + MANY_LINES + b"\r\n"
@@ -240,6 +252,34 @@ def repeated(port: int, request: bytes, conns: int, stop: threading.Event) -> di
     return {"requests": sum(sent), "answers": codes}
 
 
+def chunk_drip(port: int, conns: int, stop: threading.Event) -> dict[str, Any]:
+    """`conns` connections each POSTing a chunked body, with no token, of one-byte chunks sent as
+    fast as the socket takes them (probe 23, R23-2); how their connections ended."""
+    head = (
+        b"POST /v1/chat HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    block = b"1\r\na\r\n" * 10_000
+    ends: dict[str, int] = {}
+
+    def one() -> int:
+        sent = 0
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(head)
+            try:
+                while not stop.is_set():
+                    s.sendall(block)
+                    sent += len(block)
+                end = "open at the end"
+            except OSError:
+                end = "closed by the server"
+        ends[end] = ends.get(end, 0) + 1
+        return sent
+
+    sent = _threads(one, conns)
+    return {"bytes_sent": sum(sent), "connections": ends}
+
+
 def forged_token(callers: EntraCallers, chars: int) -> str:
     """A token of an allowed tenant, signed by the right key but then altered, `chars` long."""
     tenant = callers.home_tenant
@@ -323,6 +363,7 @@ async def measure(
         "headerlines": lambda: repeated(port, LINES_REQUEST, 32, stop),
         "trailers": lambda: repeated(port, TRAILERS_REQUEST, 32, stop),
         "forgedmany": lambda: forged(port, forged_token(callers, 2_000), 32, stop, vary=True),
+        "chunkdrip": lambda: chunk_drip(port, 2, stop),
     }
     attacker = threading.Thread(target=lambda: outcome.update(attacks[name]()), daemon=True)
     attacker.start()

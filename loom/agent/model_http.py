@@ -2,7 +2,8 @@
 
 A reply is bounded in characters and pieces as it streams (`reply_bounds`), but only what MAF turns
 into an update reaches that count. Below it:
-- **bytes**: a reply not streamed is read whole by the SDK before anything can count it;
+- **bytes**: a reply not streamed is read whole by the SDK before anything can count it, and
+  parsed whole; as many as the reply bounds allow its text, in JSON (`response_bytes`);
 - **SSE events**: each costs the SDK a parse whatever it holds, and those that carry nothing
   (`"choices": []`, an empty delta) become no update at all: 200,000 of them took 21 s of the
   server's CPU (probe 22: R22-2). A stream may hold as many events as a reply may have pieces, and
@@ -26,10 +27,21 @@ import openai
 
 from loom.agent.reply_bounds import ReplyBounds
 
-RESPONSE_BYTES = 32 * 2**20  # ~200 bytes of SSE framing a piece, and any reply not streamed
 EVENTS_BEYOND_PIECES = 16
 SSE_EVENT = b"data:"
-LINES_PER_EVENT = 4  # an event is `data: …` and an empty line; a few more for `id:` or `event:`
+# Line ends per event: `data: …` and an empty line, each ended by CR, LF or CRLF (the SDK splits
+# lines at any of them: a stream of lone CRs was 19 s of its decoder: probe 24, R24-1), with room
+# for `id:` or `event:` lines.
+LINE_ENDS_PER_EVENT = 8
+# Bytes a character of the reply may take in JSON (`\uXXXX`), and the framing of an event: what
+# the reply bounds allow, in bytes. 32 MiB of tiny JSON values (`{},`) in a reply not streamed
+# held the loop 2.5 s and 800 MB while the SDK parsed them (R24-4).
+BYTES_PER_CHAR, BYTES_PER_EVENT = 6, 512
+
+
+def response_bytes(bounds: ReplyBounds) -> int:
+    """The most bytes a response may hold: about 2.6 MiB with the default bounds."""
+    return BYTES_PER_CHAR * bounds.max_chars + BYTES_PER_EVENT * (bounds.max_events + EVENTS_BEYOND_PIECES)
 
 
 class ResponseTooLarge(openai.OpenAIError):
@@ -41,7 +53,7 @@ class _CappedBody(httpx2.AsyncByteStream):
         self._body, self._max_bytes, self._max_events = body, max_bytes, max_events
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        read = events = lines = 0
+        read = events = line_ends = 0
         tail = b""  # the last bytes of the chunk before: an event's `data:` may be split between two
         async for chunk in self._body:
             read += len(chunk)
@@ -49,10 +61,11 @@ class _CappedBody(httpx2.AsyncByteStream):
                 raise ResponseTooLarge(f"its response passed {self._max_bytes:,} bytes")
             if self._max_events is not None:
                 seen = tail + chunk
-                events, lines = events + seen.count(SSE_EVENT), lines + chunk.count(b"\n")
-                tail = seen[-(len(SSE_EVENT) - 1) :]
+                events += seen.count(SSE_EVENT)
                 # Lines too: comments and fields without data cost the SDK's decoder a line each.
-                if events > self._max_events or lines > LINES_PER_EVENT * self._max_events:
+                line_ends += chunk.count(b"\n") + chunk.count(b"\r")
+                tail = seen[-(len(SSE_EVENT) - 1) :]
+                if events > self._max_events or line_ends > LINE_ENDS_PER_EVENT * self._max_events:
                     raise ResponseTooLarge(f"its stream passed {self._max_events:,} events")
             yield chunk
 
@@ -62,7 +75,7 @@ class _CappedBody(httpx2.AsyncByteStream):
 
 def response_cap(bounds: ReplyBounds) -> Callable[[httpx2.Response], Awaitable[None]]:
     """An httpx response hook: the body is read through a counter (the hook runs before it is)."""
-    events = bounds.max_events + EVENTS_BEYOND_PIECES
+    events, most = bounds.max_events + EVENTS_BEYOND_PIECES, response_bytes(bounds)
 
     async def cap(response: httpx2.Response) -> None:
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
@@ -70,7 +83,7 @@ def response_cap(bounds: ReplyBounds) -> Callable[[httpx2.Response], Awaitable[N
             await response.aclose()
             raise ResponseTooLarge(f"it sent a {encoding}-compressed reply, though asked for none")
         if isinstance(response.stream, httpx2.AsyncByteStream):
-            response.stream = _CappedBody(response.stream, RESPONSE_BYTES, events)
+            response.stream = _CappedBody(response.stream, most, events)
 
     return cap
 

@@ -128,6 +128,8 @@ def _decided_calls(held: str, guard: Guard) -> tuple[ToolCall, ...]:
     if not calls or not guard.results:
         return calls
     echoed = echoed_calls(guard.results, guard.offered)
+    if echoed is None:  # a result too costly to read in full: any call may be copied from it
+        return ()
     return tuple(c for c in calls if (c.name, c.arguments) not in echoed)
 
 

@@ -41,10 +41,20 @@ _TAG_REST = re.compile(r"""(?:[^>"']|"[^"]*"|'[^']*')*>""")
 @dataclass
 class Budget:
     """What the scans of one text may spend: characters the JSON decoder reads, and characters of
-    tags the HTML parser reads (each ~1 µs). A call is found long before either runs out."""
+    tags the HTML parser reads (each ~1 µs), a tag and a piece (a table cell) counted at their cost
+    at the least: a parser run is ~35 µs however short its tag (probe 24: R24-3). A call is found
+    long before either runs out."""
 
     decode_chars: int = 512 * 1024
     tag_chars: int = 16 * 1024
+
+    @property
+    def spent(self) -> bool:
+        return self.decode_chars <= 0 or self.tag_chars <= 0
+
+
+TAG_COST = 256  # characters of the tag budget a parser run costs at the least
+PIECE_COST = 64  # characters of the decode budget looking at one piece of a result costs
 
 
 def text_calls(text: str, offered: Collection[str]) -> tuple[ToolCall, ...]:
@@ -67,28 +77,35 @@ def _distinct(found: Iterable[ToolCall | None]) -> tuple[ToolCall, ...]:
     return tuple(calls)
 
 
-def echoed_calls(results: Iterable[str], offered: Collection[str]) -> frozenset[tuple[str, str]]:
+def echoed_calls(results: Iterable[str], offered: Collection[str]) -> frozenset[tuple[str, str]] | None:
     """(name, arguments) of each call of an offered tool written inside tool results: in the text,
-    or in any string value of it when it is JSON (a table cell holding a call)."""
+    or in any string value of it when it is JSON (a table cell holding a call). None when a result
+    could not be read in full within its budget: then any call may be one copied from it."""
     found: set[tuple[str, str]] = set()
     for text in results:
-        found.update(_echoes(text, frozenset(offered)))
+        echoes = _echoes(text, frozenset(offered))
+        if echoes is None:
+            return None
+        found.update(echoes)
     return frozenset(found)
 
 
 @lru_cache(maxsize=256)  # a turn's results are the same at each of its replies
-def _echoes(text: str, offered: frozenset[str]) -> frozenset[tuple[str, str]]:
-    budget = Budget()
+def _echoes(text: str, offered: frozenset[str]) -> frozenset[tuple[str, str]] | None:
+    budget, reader = Budget(), _Tags(offered)
     found: set[tuple[str, str]] = set()
     for piece in (text, *_strings(_parsed(text))):
+        budget.decode_chars -= PIECE_COST
+        if budget.spent:
+            return None
         # Both forms, whichever text_calls would read: a cell holding a tag-form call is data
         # too (probe 12: R12-7, a cell `<nl2sql question="…" />` quoted back ran as a call).
         calls = (
             *_distinct(_call(i, offered) for i in _json_objects(piece, budget)),
-            *_distinct(_call(i, offered) for i in _tag_calls(piece, offered, budget)),
+            *_distinct(_call(i, offered) for i in _tag_calls(piece, offered, budget, reader)),
         )
         found.update((c.name, c.arguments) for c in calls)
-    return frozenset(found)
+    return None if budget.spent else frozenset(found)
 
 
 def _parsed(text: str) -> object:
@@ -133,11 +150,16 @@ def _json_objects(text: str, budget: Budget) -> Iterator[object]:
         at = text.find("{", at + length)
 
 
-def _tag_calls(text: str, offered: Collection[str], budget: Budget) -> list[dict[str, object]]:
+def _tag_calls(
+    text: str, offered: Collection[str], budget: Budget, reader: _Tags | None = None
+) -> list[dict[str, object]]:
     """Calls written as tags named after a tool, the arguments as attributes
     (`<nl2sql question="…" source="sales" />`), as {"name", "arguments"} items. Only the tags
     that open with an offered tool's name go to the HTML parser, each alone."""
-    reader = _Tags(frozenset(offered))
+    if "<" not in text:
+        return []
+    reader = reader or _Tags(frozenset(offered))
+    reader.found = []
     for tag in _tags_of(text, offered, budget):
         reader.feed(tag)
         reader.close()
@@ -159,7 +181,7 @@ def _tags_of(text: str, offered: Collection[str], budget: Budget) -> list[str]:
             budget.tag_chars -= TAG_WINDOW // 16  # the regex's look for a `>` (~16 times cheaper)
             continue
         tags.append(text[at : rest.end()])
-        budget.tag_chars -= rest.end() - at
+        budget.tag_chars -= max(rest.end() - at, TAG_COST)
         after = rest.end()
     return tags
 

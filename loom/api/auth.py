@@ -94,7 +94,10 @@ class EntraJwksProvider:
     PyJWKClient blocks, so lookups run on threads, and a slow key endpoint held every thread of the
     pool the turns share, 85 fetches of one tenant's keys at once (probe 21: R21-7). So lookups run
     on a pool of their own, one at a time per tenant (the others wait, then read the cache), and a
-    tenant whose keys could not be fetched is answered 503 at once for `down_keep_s`."""
+    tenant whose keys could not be fetched is answered 503 at once for `down_keep_s`. A key already
+    found is served from memory, outside both: a token naming a key id the tenant never published
+    (no signature needed) made a slow refresh that every new token of the tenant waited behind, then
+    got 503 for though its key was known (probe 24: R24-5)."""
 
     def __init__(
         self,
@@ -115,6 +118,7 @@ class EntraJwksProvider:
         self._one_at_a_time: dict[str, asyncio.Lock] = {}  # per tenant: only allowed tenants get here
         self._down: dict[str, tuple[str, float]] = {}  # tenant → (why, until when)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="loom-jwks")
+        self._found: dict[tuple[str, str], tuple[PyJWK, float]] = {}  # (tenant, kid) → key, when found
 
     def _client(self, tenant_id: str) -> PyJWKClient:
         if tenant_id not in self._clients:
@@ -128,14 +132,19 @@ class EntraJwksProvider:
         return self._clients[tenant_id]
 
     async def signing_key(self, tenant_id: str, kid: str) -> PyJWK:
+        key, found_at = self._found.get((tenant_id, kid), (None, 0.0))
+        if key is not None and self._clock() - found_at < self.lifespan_s:
+            return key
         self._check_up(tenant_id)
         client = self._client(tenant_id)
         async with self._one_at_a_time.setdefault(tenant_id, asyncio.Lock()):
             self._check_up(tenant_id)  # it went down while this one waited
             try:
-                return await asyncio.get_running_loop().run_in_executor(
+                key = await asyncio.get_running_loop().run_in_executor(
                     self._pool, client.get_signing_key, kid
                 )
+                self._found[(tenant_id, kid)] = (key, self._clock())
+                return key
             except jwt.PyJWKClientConnectionError as e:
                 self._down[tenant_id] = (str(e), self._clock() + self.down_keep_s)
                 raise JwksUnavailable(str(e)) from e

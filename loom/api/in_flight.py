@@ -24,7 +24,11 @@ from ag_ui.core import BaseEvent, RunStartedEvent
 
 from loom.identity import Principal
 
-Key = tuple[str, str]  # (tenant, conversation) or (tenant, user)
+User = tuple[str, str]  # (tenant, user)
+# (tenant, user, conversation): a conversation is its user's, and a claim keyed without the user let
+# another user of the tenant who knew its id see when it was busy and make its turns fail with 409
+# (probe 24: R24-6); now theirs never meets the owner's, and the route answers them 404.
+Key = tuple[str, str, str]
 
 
 class TooManyTurns(Exception):
@@ -36,7 +40,7 @@ class Claim:
     """One turn's hold on its conversation (None: a new one) and on a place of its user's; released
     once, and only its own."""
 
-    def __init__(self, key: Key | None, user: Key | None) -> None:
+    def __init__(self, key: Key | None, user: User | None) -> None:
         self.key, self.user = key, user
         self.released = False
 
@@ -45,12 +49,12 @@ class TurnsInFlight:
     def __init__(self, per_user: int = 4) -> None:
         self.per_user = per_user
         self._running: dict[Key, Claim] = {}
-        self._by_user: Counter[Key] = Counter()
+        self._by_user: Counter[User] = Counter()
 
     def claim(self, principal: Principal, conversation_id: str | None) -> Claim | None:
         """The claim for a turn in the conversation (None: a new one), or None when a turn is
         already running in it; TooManyTurns when the user has `per_user` turns running."""
-        key = None if conversation_id is None else (principal.tenant_id, conversation_id)
+        key = None if conversation_id is None else _key(principal, conversation_id)
         if key is not None and key in self._running:
             return None
         user = (principal.tenant_id, principal.user_id)
@@ -66,7 +70,7 @@ class TurnsInFlight:
     def held(self, principal: Principal, conversation_id: str) -> Iterator[bool]:
         """Hold the conversation while the block runs (a delete: no turn may start in it meanwhile,
         nor may it go while one runs). False, and nothing held, when a turn is running in it."""
-        key = (principal.tenant_id, conversation_id)
+        key = _key(principal, conversation_id)
         if key in self._running:
             yield False
             return
@@ -78,7 +82,7 @@ class TurnsInFlight:
 
     def _hold(self, claim: Claim, conversation_id: str) -> None:
         assert claim.user is not None
-        key = (claim.user[0], conversation_id)
+        key = (*claim.user, conversation_id)
         if not claim.released and key not in self._running:
             claim.key = key
             self._running[key] = claim
@@ -119,3 +123,7 @@ class TurnsInFlight:
                 # Only now: a turn that was cut short stores what was said while it closes, and the
                 # next turn must read it.
                 self.release(claim)
+
+
+def _key(principal: Principal, conversation_id: str) -> Key:
+    return (principal.tenant_id, principal.user_id, conversation_id)

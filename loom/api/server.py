@@ -13,7 +13,7 @@
 - **Chunked bodies' trailers and chunk lines under the same bounds.** h11 parses a trailer block
   that arrives whole at any size (22.5 ms a request: R21-5); the connection's chunked reader now
   refuses trailers past the header bounds, a chunk-size line past 1 KiB and a body of more than
-  4,096 chunks (400, connection closed). A request answered before its body has ended (a 401, a
+  256 chunks (400, connection closed). A request answered before its body has ended (a 401, a
   413) has its connection closed once the answer is sent, not its body read on.
 - **A deadline for sending.** A client that stops reading leaves its response in the transport's
   buffer, and closing the transport waits for the client to take it: 128 stalled chat streams held
@@ -55,9 +55,11 @@ FD_RESERVE = 256  # descriptors kept for the store, sources, engines' pipes and 
 MAX_HEADER_BYTES = 16 * 1024  # h11's own bound for headers that arrive in pieces
 MAX_HEADER_LINES = 100  # as Apache's and Go's defaults (LimitRequestFields 100)
 MAX_CHUNK_LINE = 1024  # a chunk's size line; its extensions are never read
-# Chunks of one body: each costs h11 an event. A client streaming a JSON body sends a few large ones;
-# 4,096 still lets a 64 KiB message come 16 bytes a chunk.
-MAX_CHUNKS = 4096
+# Chunks of one body: each costs h11 and uvicorn ~16 µs of the loop, and a kept-alive connection
+# sends body after body (4,096 one-byte chunks a request made other users' turns 10x slower:
+# probe 24, R24-2). A client streaming a JSON body sends a few large ones; 256 still lets a
+# 64 KiB message come 256 bytes a chunk.
+MAX_CHUNKS = 256
 
 
 class _BoundedChunks:

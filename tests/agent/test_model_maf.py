@@ -216,11 +216,16 @@ async def test_a_body_that_is_not_json_is_the_endpoints_error_not_ours(
 async def test_a_response_past_its_byte_bound_is_stopped_and_not_retried(
     openai_server: OpenAICompatServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Not streamed, the SDK reads a body whole before anything counts its characters.
-    monkeypatch.setattr("loom.agent.model_http.RESPONSE_BYTES", 64 * 1024)
-    piece = b"x" * 8192
-    openai_server.queue_raw(b'{"choices": [{"message": {"content": "', *[piece] * 64, b'"}}]}')
-    with pytest.raises(ModelError, match="stopped reading its reply: its response passed 65,536 bytes"):
+    # Not streamed, the SDK reads a body whole and parses it before anything counts its characters:
+    # 30 MiB of `{},` held the loop 2.5 s and 800 MB (R24-4). The bound is what the reply bounds
+    # allow, in JSON: here 6 x 2,000 characters and 512 bytes for each of 96 + 16 events.
+    monkeypatch.setattr(  # reply bounds as small as Settings allow
+        "loom.agent.reply_bounds.ReplyBounds.of", classmethod(lambda cls, s: cls(2_000, 5.0, 96, 16))
+    )
+    openai_server.queue_raw(
+        b'{"choices": [{"message": {"content": "x"}}], "x": [', *[b"{}," * 1_000] * 64, b"{}]}"
+    )
+    with pytest.raises(ModelError, match="stopped reading its reply: its response passed 69,344 bytes"):
         await model_for(openai_server).complete(QUESTION)
     assert len(openai_server.requests) == 1
 
@@ -490,6 +495,7 @@ class _Chunks(httpx2.AsyncByteStream):
     [
         [b"da", b"ta: {}\n\n"] * 200,  # each event's `data:` split between two reads
         [b": keep-alive\n"] * 1_000,  # comment lines: no event, but a line each for the SDK's decoder
+        [b"\r" * 1_000],  # lines ended by a lone CR, as the SDK splits them (R24-1: 19 s for 8 MiB)
     ],
 )
 async def test_a_streams_events_are_counted_however_they_arrive(chunks: list[bytes]) -> None:

@@ -520,6 +520,23 @@ async def test_a_tenant_whose_keys_failed_is_answered_at_once_for_a_while(jwks_s
     assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"
 
 
+async def test_a_known_key_is_served_while_a_refresh_for_an_unknown_one_fails(
+    jwks_server: _JwksServer,
+) -> None:
+    # R24-5: a token naming a key never published made a refresh that failed; every new token of
+    # the tenant, its key known, then waited behind it and got 503 for 10 s.
+    clock = Clock()
+    jwks_server.keys = [public_jwk(new_key(), "k1")]
+    provider = EntraJwksProvider(jwks_server.url, refresh_cooldown_s=0, clock=clock)
+    assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"
+    jwks_server.status = 500  # the key endpoint fails from now on
+    with pytest.raises(JwksUnavailable):
+        await provider.signing_key(TENANT, "forged-kid")
+    fetched = len(jwks_server.paths)
+    assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"  # not 503, not fetched again
+    assert len(jwks_server.paths) == fetched
+
+
 # --- configuration -----------------------------------------------------------------------------
 
 

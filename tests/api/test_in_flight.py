@@ -39,6 +39,13 @@ def test_a_conversation_is_claimed_once_per_tenant() -> None:
     assert in_flight.claim(DEV_PRINCIPAL, "c") is not None
     assert in_flight.claim(DEV_PRINCIPAL, "c") is None
     assert in_flight.claim(OTHER_TENANT, "c") is not None  # ids are per tenant
+    # and conversations per user: another user of the tenant naming it neither waits for the
+    # owner's turn nor holds it up (R24-6); the route then answers them 404.
+    colleague = Principal(tenant_id=DEV_PRINCIPAL.tenant_id, user_id="someone-else")
+    with in_flight.held(colleague, "c") as free:
+        assert free
+    assert in_flight.claim(colleague, "c") is not None
+    assert in_flight.claim(DEV_PRINCIPAL, "c") is None  # the owner's turn still holds it
 
 
 async def test_the_claim_is_released_however_the_stream_ends() -> None:

@@ -366,10 +366,10 @@ def test_a_request_answered_before_its_body_ends_has_its_connection_closed(tmp_p
 
 def test_a_body_of_more_chunks_than_allowed_is_refused(tmp_path: Path) -> None:
     with serving_app(tmp_path, echo_length, send_buffer=None) as (_, address), connect(address) as conn:
-        conn.sendall(CHUNKED + b"1\r\na\r\n" * 5_000 + b"0\r\n\r\n")
+        conn.sendall(CHUNKED + b"1\r\na\r\n" * 300 + b"0\r\n\r\n")
         answer = conn.recv(1024)
     assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
     with serving_app(tmp_path, echo_length, send_buffer=None) as (_, address), connect(address) as conn:
-        conn.sendall(CHUNKED + b"1\r\na\r\n" * 4_000 + b"0\r\n\r\n")
+        conn.sendall(CHUNKED + b"1\r\na\r\n" * 250 + b"0\r\n\r\n")
         answer = conn.recv(1024)
-    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"4000"), answer[:80]
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"250"), answer[:80]

@@ -19,6 +19,9 @@ bytes the conversation store grew by. `normal` is the baseline, in the same run.
 - `empty`: 200,000 events with `"choices": []`, which become no delta (R22-2: 21 s of CPU).
 - `braces`: 260,000 `{` in 4,000-character pieces, within every bound on size (R22-7: the scan
   for calls written as text took 17 s of the event loop).
+- `cr`: 8 MiB of lone carriage returns, each a line for the SDK's decoder (probe 24, R24-1: 19 s).
+- `fatevents`: 2,000 events each carrying 5,000 empty objects in an unknown field, 30 MiB in all
+  (R24-4: RSS 229 → 606 MiB for the turn).
 
 Run: `python -m benchmarks.model_floods [--modes normal text ...]` (~1 min). Nothing is asserted.
 """
@@ -106,6 +109,20 @@ def _braces() -> Iterator[tuple[bytes, float]]:
         yield _chunk({"content": "{" * 4_000}), 0
 
 
+def _cr() -> Iterator[tuple[bytes, float]]:
+    yield _chunk({"role": "assistant", "content": ""}), 0
+    for _ in range(128):
+        yield b"\r" * 65_536, 0
+
+
+def _fatevents() -> Iterator[tuple[bytes, float]]:
+    body = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m", "x": [{}] * 5_000}
+    body["choices"] = [{"index": 0, "delta": {"content": "f"}, "finish_reason": None}]
+    event = b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+    for _ in range(2_000):
+        yield event, 0
+
+
 REPLIES = {
     "normal": _normal,
     "text": _text,
@@ -116,6 +133,8 @@ REPLIES = {
     "manycalls": _manycalls,
     "empty": _empty,
     "braces": _braces,
+    "cr": _cr,
+    "fatevents": _fatevents,
 }
 
 

@@ -8,7 +8,8 @@ into an update reaches that count. Below it:
   (`"choices": []`, an empty delta) become no update at all: 200,000 of them took 21 s of the
   server's CPU (probe 22: R22-2). A stream may hold as many events as a reply may have pieces, and
   a few more (its role, its end, its usage, `[DONE]`).
-Past either, reading stops with ResponseTooLarge: an OpenAIError, which the SDK neither retries
+- **its shape**: objects and arrays, each of which the SDK builds (`reply_shape`).
+Past any, reading stops with ResponseTooLarge: an OpenAIError, which the SDK neither retries
 nor wraps, and which the model seam turns into the user's model_error.
 
 Both are counted on the bytes the SDK parses, whatever the response says of itself: the SDK reads
@@ -26,6 +27,7 @@ import httpx2
 import openai
 
 from loom.agent.reply_bounds import ReplyBounds
+from loom.agent.reply_shape import ShapeCheck, ShapeError
 
 EVENTS_BEYOND_PIECES = 16
 SSE_EVENT = b"data:"
@@ -49,10 +51,27 @@ class ResponseTooLarge(openai.OpenAIError):
 
 
 class _CappedBody(httpx2.AsyncByteStream):
-    def __init__(self, body: httpx2.AsyncByteStream, max_bytes: int, max_events: int | None) -> None:
-        self._body, self._max_bytes, self._max_events = body, max_bytes, max_events
+    def __init__(
+        self,
+        body: httpx2.AsyncByteStream,
+        max_bytes: int,
+        max_events: int | None,
+        shape: ShapeCheck | None = None,
+    ) -> None:
+        self._body, self._max_bytes, self._max_events, self._shape = body, max_bytes, max_events, shape
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._counted():
+                if self._shape is not None:
+                    self._shape.feed(chunk)
+                yield chunk
+            if self._shape is not None:
+                self._shape.end()
+        except ShapeError as e:
+            raise ResponseTooLarge(str(e)) from None
+
+    async def _counted(self) -> AsyncIterator[bytes]:
         read = events = line_ends = 0
         tail = b""  # the last bytes of the chunk before: an event's `data:` may be split between two
         async for chunk in self._body:
@@ -83,7 +102,8 @@ def response_cap(bounds: ReplyBounds) -> Callable[[httpx2.Response], Awaitable[N
             await response.aclose()
             raise ResponseTooLarge(f"it sent a {encoding}-compressed reply, though asked for none")
         if isinstance(response.stream, httpx2.AsyncByteStream):
-            response.stream = _CappedBody(response.stream, most, events)
+            shape = ShapeCheck(events, bounds.max_calls)
+            response.stream = _CappedBody(response.stream, most, events, shape)
 
     return cap
 

@@ -209,7 +209,7 @@ async def test_a_body_that_is_not_json_is_the_endpoints_error_not_ours(
     with pytest.raises(ModelError, match="sent a reply that is not JSON"):
         await model_for(openai_server).complete(QUESTION)
     openai_server.queue_raw(b"data: {not json\n\n", content_type="text/event-stream")
-    with pytest.raises(ModelError, match="sent a reply that is not JSON"):
+    with pytest.raises(ModelError, match="a part of its reply is not JSON"):
         await collect(model_for(openai_server), QUESTION)
 
 

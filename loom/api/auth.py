@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import ipaddress
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -119,6 +120,7 @@ class EntraJwksProvider:
         self._down: dict[str, tuple[str, float]] = {}  # tenant → (why, until when)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="loom-jwks")
         self._found: dict[tuple[str, str], tuple[PyJWK, float]] = {}  # (tenant, kid) → key, when found
+        self._unknown_at: dict[str, float] = {}  # tenant → when a key id it does not publish was looked up
 
     def _client(self, tenant_id: str) -> PyJWKClient:
         if tenant_id not in self._clients:
@@ -136,20 +138,32 @@ class EntraJwksProvider:
         if key is not None and self._clock() - found_at < self.lifespan_s:
             return key
         self._check_up(tenant_id)
+        if self._clock() - self._unknown_at.get(tenant_id, -math.inf) < self.refresh_cooldown_s:
+            # A key id seen unknown lately: forged ones, each new, made a fetch each (15 a second,
+            # no token needed: probe 25, R25-5). Entra's new keys are published well before use.
+            raise UnknownSigningKey(f"no key {kid!r} (the tenant's keys were fetched moments ago)")
         client = self._client(tenant_id)
         async with self._one_at_a_time.setdefault(tenant_id, asyncio.Lock()):
             self._check_up(tenant_id)  # it went down while this one waited
             try:
-                key = await asyncio.get_running_loop().run_in_executor(
+                return await asyncio.get_running_loop().run_in_executor(
                     self._pool, client.get_signing_key, kid
                 )
-                self._found[(tenant_id, kid)] = (key, self._clock())
-                return key
             except jwt.PyJWKClientConnectionError as e:
                 self._down[tenant_id] = (str(e), self._clock() + self.down_keep_s)
                 raise JwksUnavailable(str(e)) from e
             except jwt.PyJWKClientError as e:
+                self._unknown_at[tenant_id] = self._clock()
                 raise UnknownSigningKey(str(e)) from e
+            finally:
+                self._remember(tenant_id, client)
+
+    def _remember(self, tenant_id: str, client: PyJWKClient) -> None:
+        """Every key of the set the client holds now (no fetch), so that each is served from memory."""
+        cached = client.jwk_set_cache.get() if client.jwk_set_cache is not None else None
+        for key in cached.keys if cached is not None else ():
+            if key.key_id and (tenant_id, key.key_id) not in self._found:
+                self._found[(tenant_id, key.key_id)] = (key, self._clock())
 
     def _check_up(self, tenant_id: str) -> None:
         why, until = self._down.get(tenant_id, ("", 0.0))

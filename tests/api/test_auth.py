@@ -537,6 +537,18 @@ async def test_a_known_key_is_served_while_a_refresh_for_an_unknown_one_fails(
     assert len(jwks_server.paths) == fetched
 
 
+async def test_key_ids_never_published_make_one_fetch_a_cooldown(jwks_server: _JwksServer) -> None:
+    # R25-5: each forged key id, no signature needed, made a fetch of the tenant's keys (15 a second).
+    clock = Clock()
+    jwks_server.keys = [public_jwk(new_key(), "k1")]
+    provider = EntraJwksProvider(jwks_server.url, refresh_cooldown_s=30, clock=clock)
+    for n in range(20):
+        with pytest.raises(UnknownSigningKey):
+            await provider.signing_key(TENANT, f"forged-{n}")
+    assert len(jwks_server.paths) <= 2  # the first look, and its refresh
+    assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"  # known keys are not held up
+
+
 # --- configuration -----------------------------------------------------------------------------
 
 

@@ -22,6 +22,8 @@ bytes the conversation store grew by. `normal` is the baseline, in the same run.
 - `cr`: 8 MiB of lone carriage returns, each a line for the SDK's decoder (probe 24, R24-1: 19 s).
 - `fatevents`: 2,000 events each carrying 5,000 empty objects in an unknown field, 30 MiB in all
   (R24-4: RSS 229 → 606 MiB for the turn).
+- `choices`: 2,000 events of 46 choices each, ~1 KB an event: each entry one the SDK builds (probe
+  25, R25-1: 10.5 s of CPU).
 
 Run: `python -m benchmarks.model_floods [--modes normal text ...]` (~1 min). Nothing is asserted.
 """
@@ -123,6 +125,15 @@ def _fatevents() -> Iterator[tuple[bytes, float]]:
         yield event, 0
 
 
+def _choices() -> Iterator[tuple[bytes, float]]:
+    extra = [{"index": i, "delta": {}} for i in range(1, 46)]
+    body = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    body["choices"] = [{"index": 0, "delta": {"content": "c"}, "finish_reason": None}, *extra]
+    event = b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
+    for _ in range(2_000):
+        yield event, 0
+
+
 REPLIES = {
     "normal": _normal,
     "text": _text,
@@ -135,6 +146,7 @@ REPLIES = {
     "braces": _braces,
     "cr": _cr,
     "fatevents": _fatevents,
+    "choices": _choices,
 }
 
 

@@ -21,6 +21,7 @@ compressed all the same is refused before it is read.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx2
@@ -102,10 +103,19 @@ def response_cap(bounds: ReplyBounds) -> Callable[[httpx2.Response], Awaitable[N
             await response.aclose()
             raise ResponseTooLarge(f"it sent a {encoding}-compressed reply, though asked for none")
         if isinstance(response.stream, httpx2.AsyncByteStream):
-            shape = ShapeCheck(events, bounds.max_calls)
+            shape = ShapeCheck(events, bounds.max_calls, streamed=_asks_stream(response.request))
             response.stream = _CappedBody(response.stream, most, events, shape)
 
     return cap
+
+
+def _asks_stream(request: httpx2.Request) -> bool:
+    """Whether the request asked for a stream: how the SDK will read the response, whatever it is."""
+    try:
+        body = json.loads(request.content or b"{}")
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("stream") is True
 
 
 def capped_http_client(bounds: ReplyBounds) -> httpx2.AsyncClient:

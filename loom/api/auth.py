@@ -138,9 +138,11 @@ class EntraJwksProvider:
         if key is not None and self._clock() - found_at < self.lifespan_s:
             return key
         self._check_up(tenant_id)
-        if self._clock() - self._unknown_at.get(tenant_id, -math.inf) < self.refresh_cooldown_s:
+        known = key is not None  # found once: past its lifespan it is looked up again, not refused
+        if not known and self._clock() - self._unknown_at.get(tenant_id, -math.inf) < self.refresh_cooldown_s:
             # A key id seen unknown lately: forged ones, each new, made a fetch each (15 a second,
             # no token needed: probe 25, R25-5). Entra's new keys are published well before use.
+            # Only for key ids never found: a real key past its lifespan was refused so (R26-3).
             raise UnknownSigningKey(f"no key {kid!r} (the tenant's keys were fetched moments ago)")
         client = self._client(tenant_id)
         async with self._one_at_a_time.setdefault(tenant_id, asyncio.Lock()):

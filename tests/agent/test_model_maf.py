@@ -206,7 +206,7 @@ async def test_a_body_that_is_not_json_is_the_endpoints_error_not_ours(
 ) -> None:
     # It was internal_error with a traceback in the log (probe 21: R21-3).
     openai_server.queue_raw(b"<html>502 from a proxy</html>")
-    with pytest.raises(ModelError, match="sent a reply that is not JSON"):
+    with pytest.raises(ModelError, match="is not JSON"):
         await model_for(openai_server).complete(QUESTION)
     openai_server.queue_raw(b"data: {not json\n\n", content_type="text/event-stream")
     with pytest.raises(ModelError, match="a part of its reply is not JSON"):

@@ -13,7 +13,8 @@ from tests.support.openai_server import OpenAICompatServer
 
 
 def checked(*pieces: bytes, max_calls: int = 16) -> None:
-    check = ShapeCheck(max_events=2_000, max_calls=max_calls)
+    streamed = pieces[0].lstrip().startswith(b"data:")  # as the test's request would have asked
+    check = ShapeCheck(max_events=2_000, max_calls=max_calls, streamed=streamed)
     for piece in pieces:
         check.feed(piece)
     check.end()
@@ -58,8 +59,11 @@ def test_replies_of_the_asked_for_shape_pass_azures_filter_results_and_all() -> 
             "log probabilities",
         ),
         ([chunk({"content": "a", "x": [{}] * 40})], "an event of its stream holds more than 32"),
-        ([chunk({"content": "a", "x": [{}] * 20})] * 2_000, "an event of its stream holds more than"),
         ([b"data: [[[[" * 1_000 + b"\n\n"], "not JSON"),
+        (
+            [chunk({"content": "a", "x": [{}] * 20})] * 2_000,
+            "passes the JSON objects and arrays its stream may hold",
+        ),
         ([b'data: {"a": \n', b"data: 1}\n\n"], "not JSON"),  # one value split over two data lines
     ],
 )
@@ -68,12 +72,38 @@ def test_a_response_past_the_shape_asked_for_is_refused(pieces: list[bytes], sai
         checked(*pieces)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\xef\xbb\xbf" + completion(choices=5_000),  # R26-1: a byte-order mark made it read as a stream
+        b"data: {}\n\n" + completion(choices=5_000),
+    ],
+)
+def test_how_a_reply_is_read_follows_the_request_not_its_first_bytes(body: bytes) -> None:
+    with pytest.raises(ShapeError):
+        check = ShapeCheck(max_events=2_000, max_calls=16, streamed=False)
+        check.feed(body)
+        check.end()
+
+
+def test_a_stream_opening_like_a_document_is_still_read_event_by_event() -> None:
+    # R26-2: a first line of `{}` made the check wait for the end while the SDK built every event.
+    many = [{"index": i, "delta": {}} for i in range(45)]
+    check = ShapeCheck(max_events=2_000, max_calls=16, streamed=True)
+    check.feed(b"{}\n")
+    with pytest.raises(ShapeError, match="45 choices"):
+        check.feed(chunk(None, choices=many))
+
+
 async def test_a_reply_of_thousands_of_choices_is_refused_before_the_sdk_builds_them(
     openai_server: OpenAICompatServer,
 ) -> None:
     openai_server.queue_raw(completion(choices=5_000))
     from loom.agent.model import ModelError
 
+    with pytest.raises(ModelError, match="5000 choices"):
+        await model_for(openai_server).complete(QUESTION)
+    openai_server.queue_raw(b"\xef\xbb\xbf" + completion(choices=5_000))  # R26-1, over HTTP
     with pytest.raises(ModelError, match="5000 choices"):
         await model_for(openai_server).complete(QUESTION)
     many = [{"index": i, "delta": {}} for i in range(30)]

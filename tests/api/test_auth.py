@@ -547,6 +547,11 @@ async def test_key_ids_never_published_make_one_fetch_a_cooldown(jwks_server: _J
             await provider.signing_key(TENANT, f"forged-{n}")
     assert len(jwks_server.paths) <= 2  # the first look, and its refresh
     assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"  # known keys are not held up
+    # R26-3: past its lifespan, a real key was refused as unknown while forgeries kept coming.
+    clock.now += 3_601
+    with pytest.raises(UnknownSigningKey):
+        await provider.signing_key(TENANT, "forged-again")
+    assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"
 
 
 # --- configuration -----------------------------------------------------------------------------

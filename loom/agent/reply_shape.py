@@ -60,9 +60,9 @@ class ShapeCheck:
         data = line[5:].strip()
         if data == b"[DONE]":
             return
-        counted = _count(
-            _asked_for(_parsed(data)), min(PER_EVENT, self._stream_left), "an event of its stream"
-        )
+        in_all = self._stream_left < PER_EVENT  # what is left of the stream's budget bounds this event
+        what = "its stream, in all," if in_all else "an event of its stream"
+        counted = _count(_asked_for(_parsed(data)), min(PER_EVENT, self._stream_left), what)
         self._stream_left -= counted
 
 
@@ -97,7 +97,5 @@ def _count(value: object, most: int, what: str) -> int:
             continue
         counted += 1
         if counted > most:
-            if most == 0:
-                raise ShapeError(f"{what} passes the JSON objects and arrays its stream may hold in all")
-            raise ShapeError(f"{what} holds more than {most} JSON objects and arrays")
+            raise ShapeError(f"{what} holds more JSON objects and arrays than a reply of one choice would")
     return counted

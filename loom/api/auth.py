@@ -135,10 +135,26 @@ class EntraJwksProvider:
 
     async def signing_key(self, tenant_id: str, kid: str) -> PyJWK:
         key, found_at = self._found.get((tenant_id, kid), (None, 0.0))
-        if key is not None and self._clock() - found_at < self.lifespan_s:
+        age = self._clock() - found_at
+        if key is not None and age < self.lifespan_s:
             return key
+        try:
+            return await self._fetched(tenant_id, kid, known=key is not None)
+        except JwksUnavailable:
+            # A key found before is honoured for one more lifespan while the tenant's keys cannot be
+            # fetched: else a forged key id's failed refresh made every real sign-in 503 (R27-1).
+            if key is None or age >= 2 * self.lifespan_s:
+                raise
+            log.warning(
+                "tenant %s: keys could not be fetched; key %s, found %.0f s ago, still honoured",
+                tenant_id,
+                kid,
+                age,
+            )
+            return key
+
+    async def _fetched(self, tenant_id: str, kid: str, known: bool) -> PyJWK:
         self._check_up(tenant_id)
-        known = key is not None  # found once: past its lifespan it is looked up again, not refused
         if not known and self._clock() - self._unknown_at.get(tenant_id, -math.inf) < self.refresh_cooldown_s:
             # A key id seen unknown lately: forged ones, each new, made a fetch each (15 a second,
             # no token needed: probe 25, R25-5). Entra's new keys are published well before use.
@@ -164,7 +180,7 @@ class EntraJwksProvider:
         """Every key of the set the client holds now (no fetch), so that each is served from memory."""
         cached = client.jwk_set_cache.get() if client.jwk_set_cache is not None else None
         for key in cached.keys if cached is not None else ():
-            if key.key_id and (tenant_id, key.key_id) not in self._found:
+            if key.key_id:  # found again: its lifespan counts from now (R27-1)
                 self._found[(tenant_id, key.key_id)] = (key, self._clock())
 
     def _check_up(self, tenant_id: str) -> None:

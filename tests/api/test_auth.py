@@ -554,6 +554,23 @@ async def test_key_ids_never_published_make_one_fetch_a_cooldown(jwks_server: _J
     assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"
 
 
+async def test_a_known_key_past_its_lifespan_is_honoured_a_while_when_keys_cannot_be_fetched(
+    jwks_server: _JwksServer,
+) -> None:
+    # R27-1: past the hour, a forged key id's failed refresh made every real sign-in of the tenant 503.
+    clock = Clock()
+    jwks_server.keys = [public_jwk(new_key(), "k1")]
+    provider = EntraJwksProvider(jwks_server.url, refresh_cooldown_s=0, clock=clock)
+    assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"
+    jwks_server.status = 500
+    provider._clients.clear()  # noqa: SLF001  # a fetch now fails, as the client's own cache would lapse
+    clock.now += 3_601
+    assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"
+    clock.now += 3_600  # two lifespans: no longer
+    with pytest.raises(JwksUnavailable):
+        await provider.signing_key(TENANT, "k1")
+
+
 # --- configuration -----------------------------------------------------------------------------
 
 

@@ -520,15 +520,21 @@ async def test_a_tenant_whose_keys_failed_is_answered_at_once_for_a_while(jwks_s
     assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"
 
 
+async def provider_knowing_k1(jwks_server: _JwksServer) -> tuple[EntraJwksProvider, Clock]:
+    """A provider on its own clock that has found the tenant's one key, `k1`."""
+    clock = Clock()
+    jwks_server.keys = [public_jwk(new_key(), "k1")]
+    provider = EntraJwksProvider(jwks_server.url, refresh_cooldown_s=0, clock=clock)
+    assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"
+    return provider, clock
+
+
 async def test_a_known_key_is_served_while_a_refresh_for_an_unknown_one_fails(
     jwks_server: _JwksServer,
 ) -> None:
     # R24-5: a token naming a key never published made a refresh that failed; every new token of
     # the tenant, its key known, then waited behind it and got 503 for 10 s.
-    clock = Clock()
-    jwks_server.keys = [public_jwk(new_key(), "k1")]
-    provider = EntraJwksProvider(jwks_server.url, refresh_cooldown_s=0, clock=clock)
-    assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"
+    provider, clock = await provider_knowing_k1(jwks_server)
     jwks_server.status = 500  # the key endpoint fails from now on
     with pytest.raises(JwksUnavailable):
         await provider.signing_key(TENANT, "forged-kid")
@@ -558,10 +564,7 @@ async def test_a_known_key_past_its_lifespan_is_honoured_a_while_when_keys_canno
     jwks_server: _JwksServer,
 ) -> None:
     # R27-1: past the hour, a forged key id's failed refresh made every real sign-in of the tenant 503.
-    clock = Clock()
-    jwks_server.keys = [public_jwk(new_key(), "k1")]
-    provider = EntraJwksProvider(jwks_server.url, refresh_cooldown_s=0, clock=clock)
-    assert (await provider.signing_key(TENANT, "k1")).key_id == "k1"
+    provider, clock = await provider_knowing_k1(jwks_server)
     jwks_server.status = 500
     provider._clients.clear()  # noqa: SLF001  # a fetch now fails, as the client's own cache would lapse
     clock.now += 3_601

@@ -7,7 +7,10 @@ worker is busy the next one to come free goes to the waiting tenant that holds t
 to the one that used the least worker time lately, then first come, first served: tenants
 flooding the pool with slow queries wait behind a tenant asking quick ones. The last quarter of
 the workers go only to tenants with nothing running, so two tenants at their limit cannot hold
-them all. A query that cannot
+them all. A tenant's own places are handed out the same way between its users: two users at their
+limit held all four of a tenant's places with 30 s queries, and a colleague's quick question waited
+28.75 s for one (probe 25: R25-3); now the last of them goes only to a user with nothing running.
+A query that cannot
 get a place within `wait_s`, all waits together, is refused (`busy`) rather than queued without
 end. A query on a source may also need one of that source's places (`per_source`; by default as
 many as workers, so no separate share), handed out the same fair way, by tenant (by user, an
@@ -106,6 +109,10 @@ class _Workers:
             chosen.ready.set_result(None)
         self._forget(tenant)
 
+    @property
+    def idle(self) -> bool:
+        return not self.waiting and not any(self.running.values())
+
     def _may_take(self, tenant: str) -> bool:
         return self.free > (self.reserve if self.running[tenant] else 0)
 
@@ -139,6 +146,7 @@ class QueryScheduler:
         self._per_tenant, self._per_user, self._wait_s = per_tenant, per_user, wait_s
         self._per_source = per_source or workers
         self._slots: dict[tuple[str, ...], _Slot] = {}
+        self._tenants: dict[str, _Workers] = {}  # each tenant's places, shared between its users
         self._sources: dict[str, _Workers] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -195,12 +203,11 @@ class QueryScheduler:
 
     @asynccontextmanager
     async def _place(self, principal: Principal, source: str | None = None) -> AsyncIterator[None]:
-        tenant = (principal.tenant_id,)
         user = (principal.tenant_id, principal.user_id)
         deadline = time.monotonic() + self._wait_s
         async with AsyncExitStack() as held:
-            for key, limit in ((user, self._per_user), (tenant, self._per_tenant)):
-                await held.enter_async_context(self._claim(key, limit, deadline))
+            await held.enter_async_context(self._claim(user, self._per_user, deadline))
+            await held.enter_async_context(self._tenant_place(principal, deadline))
             if source is not None:
                 places = self._source(source)
                 given_here = await self._take(places, principal.tenant_id, deadline)
@@ -208,6 +215,25 @@ class QueryScheduler:
             given = await self._take(self._workers, principal.tenant_id, deadline)
             held.callback(self._workers.release, principal.tenant_id, given)
             yield
+
+    @asynccontextmanager
+    async def _tenant_place(self, principal: Principal, deadline: float) -> AsyncIterator[None]:
+        """One of the tenant's places, handed out fairly between its users; the tenant's places
+        are dropped when no one holds or waits for one (so not kept for every tenant ever seen).
+        Safe without a lock for the reason `_claim` gives."""
+        tenant = principal.tenant_id
+        places = self._tenants.get(tenant)
+        if places is None:
+            places = self._tenants[tenant] = _Workers(self._per_tenant)
+        try:
+            given = await self._take(places, principal.user_id, deadline)
+            try:
+                yield
+            finally:
+                places.release(principal.user_id, given)
+        finally:
+            if places.idle and self._tenants.get(tenant) is places:
+                del self._tenants[tenant]
 
     def _source(self, name: str) -> _Workers:
         places = self._sources.get(name)

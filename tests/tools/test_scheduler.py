@@ -76,7 +76,7 @@ async def test_the_places_of_users_and_tenants_are_dropped_once_nobody_holds_or_
     try:
         people = [Principal(tenant_id=f"t{n % 40}", user_id=f"u{n}") for n in range(400)]
         await asyncio.gather(*(scheduler.run(p, slow, 0.001) for p in people))
-        assert scheduler._slots == {}  # not 440 semaphores kept for good
+        assert scheduler._slots == {} and scheduler._tenants == {}  # not 440 kept for good
     finally:
         scheduler.close()
 
@@ -244,5 +244,25 @@ async def test_a_query_whose_caller_left_holds_its_places_until_it_ends() -> Non
             await asyncio.sleep(0.01)
         assert scheduler._workers.free == 4 and scheduler._slots == {}
         assert await scheduler.run(BUSY, slow, 0.0) == 0.0  # and the user has it back
+    finally:
+        scheduler.close()
+
+
+async def test_the_last_of_a_tenants_places_is_kept_for_a_user_with_nothing_running() -> None:
+    # Probe 25 (R25-3): two users at their limit held all four of the tenant's places with 30 s
+    # queries, and a colleague's quick question waited 28.75 s for one of them to end.
+    scheduler = QueryScheduler(workers=8, per_tenant=4, per_user=2, wait_s=30)
+    running = Running()
+    first, second = (Principal(tenant_id="t", user_id=u) for u in ("first", "second"))
+    try:
+        heavy = [asyncio.create_task(scheduler.run(p, running)) for p in (first, second) * 2]
+        await asyncio.sleep(0.1)
+        assert running.now == 3  # the second user's second query waits for a place
+        colleague = Principal(tenant_id="t", user_id="colleague")
+        answered = await asyncio.wait_for(scheduler.run(colleague, slow, 0.0), 2)
+        assert answered == 0.0  # at once, not behind the heavy queries
+        running.go.set()
+        await asyncio.gather(*heavy)
+        assert running.most == 3 and scheduler._tenants == {}
     finally:
         scheduler.close()

@@ -235,6 +235,8 @@ class Agent:
             ran=frozenset(turn.ran),
             results=tuple(m.content for m in turn.messages if m.role == "tool"),
             before=_question_before(turn.messages),
+            seen=tuple(m.content for m in turn.messages if m.role in ("system", "user")),
+            asked=bool(turn.tool_log),
         )
         stream = self.model.stream(turn.messages, [t.declaration(sources) for t in offered])
         return model_events(guarded(bounded(stream, self.bounds), guard))

@@ -9,9 +9,17 @@ Two things a small model does with a data question would otherwise be shown as t
   data tool for that language instead (a routed call the model then answers from); after one has,
   the unrun query is cut from the answer and the user is told so.
 
+A third is an answer that states figures when no query has run in the turn: the local 1.5B model,
+asked "What is the total revenue by year?", wrote a table of years and totals it made up. A figure
+(three digits or more, or a decimal) that appears in nothing the model was shown — no tool result
+of the conversation, not the question, not the schema — is taken like an unrun query: the question
+goes to the data tool; if a data tool was called in the turn and nothing ran, the answer is withheld
+and the user told why (routing again would only repeat the failure).
+
 Text streams as it comes except where one of these may be starting: a reply that opens like a call
 (`{`, `[`, `<`, a fence) is held until it ends, and from a fence on (```) the rest of a reply is
-held until it ends. Plain prose streams as before. A reply that writes a tool result itself
+held until it ends; while no query has run in the turn, so is the rest of a reply from the line
+of its first figure or table. Plain prose streams as before. A reply that writes a tool result itself
 (`<tool_response>…`), or only empty call markup (`<tools></tools>`), is taken like an unrun query:
 the question goes to the data tool.
 """
@@ -23,6 +31,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field, replace
+from itertools import islice
 from typing import Literal
 
 from loom.agent.model import ModelEvent, ModelReply, TextDelta, ToolCall, ToolCallDelta
@@ -31,6 +40,10 @@ from loom.tools.fenced import blocks
 
 FENCE = "```"
 CUT = "\n\n(A query the model wrote but did not run was left out: only queries that ran are shown.)"
+UNGROUNDED = (
+    "The model's answer gave figures that no query in this conversation returned, so it was withheld. "
+    "Ask again, naming the table or source if you can."
+)
 # A fence's label → the query language it holds.
 QUERY_FENCES: Mapping[str, str] = {
     **dict.fromkeys(("sql", "tsql", "t-sql", "sqlite", "duckdb", "postgresql", "postgres", "mysql"), "sql"),
@@ -44,6 +57,10 @@ QUERY_FENCES: Mapping[str, str] = {
 State = Literal["start", "streaming", "held"]
 # The tags of the chat template's tool calling, as a model writes them in text when it fumbles.
 _CALL_MARKUP = re.compile(r"</?\s*(?:tools|tool_calls?|function_calls?|tool_response)\s*/?>", re.IGNORECASE)
+# A number starts a word: the 2 of `nl2sql` or `Q4` is not a figure.
+_NUMBER = re.compile(r"(?<!\w)\d[\d,]*(?:\.\d+)?")
+_FIGURE_OR_TABLE = re.compile(r"(?<!\w)\d|^[ \t]*\|", re.MULTILINE)
+MOST_FIGURES = 64  # figures of a reply checked: a made-up answer shows itself in its first few
 
 
 @dataclass(frozen=True)
@@ -57,6 +74,13 @@ class Guard:
     written_for: Mapping[str, str] = field(default_factory=dict)  # dialect → the one source using it
     results: tuple[str, ...] = ()  # the tool results the model was shown (for `echoed_calls`)
     before: str = ""  # the user's question before this one, which a routed follow-up carries
+    seen: tuple[str, ...] = ()  # the other texts the model was shown: instructions, schema, questions
+    asked: bool = False  # a tool was called in this turn (whether or not a query ran)
+
+    @property
+    def holds_figures(self) -> bool:
+        """Whether an answer's figures are checked: only while no query has run in the turn."""
+        return not self.ran and bool(self.routes or self.asked)
 
 
 def normal(query: str) -> str:
@@ -75,7 +99,7 @@ async def guarded(stream: AsyncIterator[ModelEvent], guard: Guard) -> AsyncItera
             if state == "held" or (state == "start" and not event.text.strip()):
                 held.append(event.text)
                 continue
-            state, kept, out = _take(state, "".join(held) + event.text)
+            state, kept, out = _take(state, "".join(held) + event.text, guard.holds_figures)
             held = [kept]
             if out:
                 shown.append(out)
@@ -87,8 +111,9 @@ async def guarded(stream: AsyncIterator[ModelEvent], guard: Guard) -> AsyncItera
                 yield final
 
 
-def _take(state: State, pending: str) -> tuple[State, str, str]:
-    """(new state, text still held, text to pass on) after `pending` arrived."""
+def _take(state: State, pending: str, figures: bool = False) -> tuple[State, str, str]:
+    """(new state, text still held, text to pass on) after `pending` arrived; with `figures`, the
+    text from the line of its first digit on is held too."""
     if state == "start":
         opening = pending.lstrip()
         if not opening:
@@ -99,6 +124,10 @@ def _take(state: State, pending: str) -> tuple[State, str, str]:
     if state == "held":
         return "held", pending, ""
     fence = pending.find(FENCE)
+    digit = _first_digit(pending) if figures else -1
+    if digit >= 0 and (fence < 0 or digit < fence):
+        line = pending.rfind("\n", 0, digit) + 1
+        return "held", pending[line:], pending[:line]
     if fence >= 0:
         return "held", pending[fence:], pending[:fence]
     keep = len(pending) - len(pending.rstrip("`"))  # a fence may be arriving a backtick at a time
@@ -115,6 +144,11 @@ def _decide(reply: ModelReply, held: str, shown: str, guard: Guard) -> list[Mode
     routed = next(((label, lang) for label, lang in unrun if lang in guard.routes), None)
     if routed is None and _imitates_a_result(held) and guard.routes:
         routed = ("", next(iter(guard.routes)))  # it wrote the data it wanted instead of asking
+    made_up = routed is None and guard.holds_figures and _ungrounded(held, guard)
+    if made_up and (guard.asked or not guard.routes):
+        return [*_text(UNGROUNDED), replace(reply, text=shown + UNGROUNDED, tool_calls=())]
+    if made_up:
+        routed = ("", next(iter(guard.routes)))  # it answered with figures instead of asking
     if routed is not None and not guard.ran:
         call = _routed(guard, *routed)
         return [_delta(call), replace(reply, text=shown, tool_calls=(call,))]
@@ -139,6 +173,34 @@ def _imitates_a_result(text: str) -> bool:
     that is only call markup with nothing in it (`<tools></tools>`: the same model, offered
     `nl2kql`, meant to call it and did not say with what)."""
     return "<tool_response>" in text.lower() or _only_call_markup(text)
+
+
+def _first_digit(text: str) -> int:
+    """Where the first figure, or a table that may hold figures, starts (-1: neither yet)."""
+    found = _FIGURE_OR_TABLE.search(text)
+    return found.start() if found is not None else -1
+
+
+def _ungrounded(text: str, guard: Guard) -> bool:
+    """Whether `text` states a figure found in nothing the model was shown, rounded as it is
+    written (12,673.45 in a result grounds "12,673" and "12,673.5")."""
+    figures = [f for f in _numbers(text, MOST_FIGURES) if len(f.replace(".", "")) >= 3 or "." in f]
+    if not figures:
+        return False
+    shown = (guard.question, guard.before, *guard.results, *guard.seen)
+    known = [float(n) for t in shown for n in _numbers(t)]
+    places = {_places(f) for f in figures}
+    grounded = {round(k, p) for k in known for p in places}
+    return any(round(float(f), _places(f)) not in grounded for f in figures)
+
+
+def _numbers(text: str, most: int | None = None) -> list[str]:
+    """The numbers in `text` as written, without thousands separators (the first `most`)."""
+    return [m.group().replace(",", "") for m in islice(_NUMBER.finditer(text), most)]
+
+
+def _places(figure: str) -> int:
+    return len(figure.partition(".")[2])
 
 
 def _only_call_markup(text: str) -> bool:

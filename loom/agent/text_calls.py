@@ -1,15 +1,16 @@
 """Tool calls a model wrote as text instead of through the `tools` API.
 
-Small open models often answer a tool-calling request with the call itself in their text: bare
-JSON, a ```json block, the `<tool_call>…</tool_call>` tags of their chat template, or — seen from
+Small open models often answer a tool-calling request with the call itself in their text: bare JSON,
+a ```json block, the `<tool_call>…</tool_call>` tags of their chat template, or — seen from
 Qwen2.5-Coder-1.5B on every data question of the smoke suite — a `<tools>` block holding the JSON,
-sometimes with doubled braces (`{{…}}}`), or a tag named after the tool with its arguments as
-attributes (`<nl2sql question="…" />`). The endpoint passes all of these on as plain text. Every
-JSON object in the text that is a call of a tool the turn offered is read as that call (the same
-call written twice counts once); anything else stays text. The reply guard asks only about text
-that opened like a call, or that follows a fence: prose that mentions a call is not run; nor is a
-call the model copied from data (`echoed_calls`: one found in a tool result it was shown), which
-is data that looks like a call, not the model's decision.
+sometimes with doubled braces (`{{…}}}`), a tag named after the tool with its arguments as
+attributes (`<nl2sql question="…" />`), or a generic call tag naming it (`<call function="nl2sql"
+arguments='{"question": "…"}'/>`, then a table it made up). The endpoint passes all of these on as
+plain text. Every JSON object in the text that is a call of a tool the turn offered is read as that
+call (the same call written twice counts once); anything else stays text. The reply guard asks only
+about text that opened like a call, or that follows a fence: prose that mentions a call is not run;
+nor is a call the model copied from data (`echoed_calls`: one found in a tool result it was shown),
+which is data that looks like a call, not the model's decision.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ TRY_CHARS = 1_024  # what a try costs at the least (its window is copied): 512 t
 # The rest of a start tag, to its `>`: quoted values may hold one. The alternatives start with
 # different characters, so the match cannot backtrack.
 _TAG_REST = re.compile(r"""(?:[^>"']|"[^"]*"|'[^']*')*>""")
+# Tags that name the tool in an attribute rather than in the tag (`<call function="nl2sql" …>`).
+CALL_TAGS = ("call", "function", "tool_call", "invoke", "tool")
+_NAME_ATTRS = ("function", "name", "tool")
+_ARGUMENT_ATTRS = ("arguments", "parameters", "args")
 
 
 @dataclass
@@ -170,7 +175,8 @@ def _tag_calls(
 def _tags_of(text: str, offered: Collection[str], budget: Budget) -> list[str]:
     """Each start tag `<tool …>` in `text`, in order, while the budget lasts. A tag does not start
     inside another: `<nl2sql <nl2sql … >` is one, not one per name."""
-    starts = sorted(at for name in offered for at in _finds(text, "<" + name, budget.tag_chars // 8))
+    names = (*offered, *CALL_TAGS)
+    starts = sorted(at for name in names for at in _finds(text, "<" + name, budget.tag_chars // 8))
     tags: list[str] = []
     after = 0
     for at in starts:
@@ -204,10 +210,21 @@ class _Tags(HTMLParser):
         self.found: list[dict[str, object]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.offered and attrs:
-            self.found.append({"name": tag, "arguments": {k: v for k, v in attrs if v is not None}})
+        named = {k: v for k, v in attrs if v is not None}
+        if tag in self.offered and named:
+            self.found.append({"name": tag, "arguments": named})
+        elif tag in CALL_TAGS:
+            self.found.extend(_named_call(named))
 
     handle_startendtag = handle_starttag
+
+
+def _named_call(named: dict[str, str]) -> list[dict[str, object]]:
+    """The call a generic tag names (`<call function="nl2sql" arguments='{…}'/>`): its arguments
+    the JSON of an arguments attribute, or else the tag's other attributes."""
+    name = next((named.pop(k) for k in _NAME_ATTRS if k in named), None)
+    arguments: object = next((named.pop(k) for k in _ARGUMENT_ATTRS if k in named), named)
+    return [{"name": name, "arguments": arguments}] if name else []
 
 
 def _call(item: object, offered: Collection[str]) -> ToolCall | None:

@@ -40,6 +40,10 @@ GUARD = Guard(offered=OFFERED, routes={"sql": "nl2sql"}, question="Top 3 categor
         '{\n  "name": "nl2sql",\n  "arguments": {\n    "question": "q"\n  }\n}\n```',
         '<tools>\n{"name": "nl2sql", "arguments": {"question": "q"}}\n</tools>\n```',
         '<tools>\n{{"name": "nl2sql", "arguments": {"question": "q"}}}\n</tools>\n```',
+        # And, asked "What is the total revenue by year?", a generic tag naming the tool:
+        '<tools><call function="nl2sql" arguments=\'{"question": "q"}\'/></tools>\n| year | revenue |',
+        '<call name="nl2sql" question="q" />',
+        '<tool_call name="nl2sql" arguments=\'{"question": "q"}\'></tool_call>',
     ],
 )
 def test_a_call_written_as_text_in_the_usual_forms_is_read_as_the_call(written: str) -> None:
@@ -54,6 +58,8 @@ def test_a_call_written_as_text_in_the_usual_forms_is_read_as_the_call(written: 
         '{"name": "nl2sql", "arguments": ["q"]}',
         '{"revenue": 12}',
         "{not json",
+        '<call function="drop_tables" arguments="{}"/>',  # a generic tag naming a tool not offered
+        '<call function="nl2sql" arguments="not json"/>',
     ],
 )
 def test_anything_else_stays_text(written: str) -> None:
@@ -201,6 +207,49 @@ async def test_after_a_query_ran_an_unrun_one_is_cut_and_the_one_that_ran_is_kep
     assert ran in final.text and "SELECT 42" not in final.text and final.text.endswith(CUT)
 
 
+async def test_figures_stated_before_any_query_ran_are_routed_to_the_data_tool() -> None:
+    # The local 1.5B model, asked "What is the total revenue by year?", answered with a table of
+    # years and totals no query had returned.
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "Total revenue by year?", frozenset())
+    made_up = ["Here is the revenue by year:\n", "| year | revenue |\n|---|---|\n| 2023 | 1,2673 |\n"]
+    shown, final = await through(guard, *made_up)
+    assert "".join(shown) == "Here is the revenue by year:\n"  # held from the line of the first figure
+    (call,) = final.tool_calls
+    assert call.name == "nl2sql" and json.loads(call.arguments) == {"question": "Total revenue by year?"}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "I can answer questions about sales and customers.",  # no figures at all
+        "Revenue was 12,673.6 in 2024.",  # both in the earlier result, rounded as written
+        "That is about 12,674.",  # rounded to units
+        "The top 3 are listed above.",  # too small to be a figure
+        "Use nl2sql for Q4 questions.",  # digits inside words
+    ],
+)
+async def test_figures_found_in_what_the_model_was_shown_are_not_routed(answer: str) -> None:
+    earlier = json.dumps({"columns": ["year", "revenue"], "rows": [[2024, 12673.56]]})
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "And that?", frozenset(), results=(earlier,))
+    shown, final = await through(guard, *answer.partition(" "))
+    assert final.tool_calls == () and "".join(shown) == answer
+
+
+async def test_figures_after_a_failed_query_are_withheld_not_routed_again() -> None:
+    from loom.agent.reply_guard import UNGROUNDED
+
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "Revenue?", frozenset(), asked=True)
+    shown, final = await through(guard, "Revenue was 48,200 last year.")
+    assert final.tool_calls == () and final.text == UNGROUNDED and "48,200" not in "".join(shown)
+
+
+async def test_figures_after_a_query_ran_stream_as_they_come() -> None:
+    # Derived figures (a sum, a share) are the model's to state once a query has run.
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "q", frozenset({"select 1"}))
+    shown, final = await through(guard, "In all ", "4,821 ", "orders.")
+    assert shown == ["In all ", "4,821 ", "orders."] and final.tool_calls == ()
+
+
 async def test_a_non_query_block_streams_untouched_at_the_end() -> None:
     shown, final = await through(GUARD, "A list:\n```\nnot code\n```\nok")
     assert final.text == "A list:\n```\nnot code\n```\nok" and not final.tool_calls
@@ -244,6 +293,17 @@ async def test_an_invented_query_is_replaced_by_one_that_runs(make_agent: AgentF
     assert "1,234" not in answer_of(events) and "customers_table" not in answer_of(events)
     assert [e.type for e in events].count(EventType.TOOL_CALL_RESULT) == 1
     assert len(model.calls) == 3  # answer, the routed call's SQL, the answer from its result
+
+
+async def test_made_up_figures_with_no_query_become_a_query_that_runs(make_agent: AgentFactory) -> None:
+    events, model = await run(
+        make_agent,
+        text("There are 1,234 customers."),
+        sql_block("SELECT COUNT(*) AS customers FROM gold.dim_customer"),
+        text("The query counted them."),
+    )
+    assert "1,234" not in answer_of(events) and answer_of(events).endswith("The query counted them.")
+    assert [e.type for e in events].count(EventType.TOOL_CALL_RESULT) == 1 and len(model.calls) == 3
 
 
 async def test_an_unrun_block_is_routed_to_the_source_its_dialect_names() -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from string import Template
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from loom.engines.bounds import MARK_ROOM, shorten, value_size
 from loom.engines.contracts import (
@@ -66,7 +66,11 @@ NOT_REPAIRABLE = frozenset(
 
 
 class QuestionArgs(BaseModel):
-    question: str = Field(description="The question, written out in full so it stands on its own.")
+    # Required in what the model is shown, but a call without it asks the user's own message: the
+    # local 1.5B model called nl2sql with only `source` and then answered that it needed one.
+    model_config = ConfigDict(json_schema_extra={"required": ["question"]})
+
+    question: str = Field("", description="The question, written out in full so it stands on its own.")
     source: str | None = Field(None, description="Name of the data source; default: the first that fits.")
 
 
@@ -259,9 +263,12 @@ async def answer(ctx: ToolContext, language: QueryLanguage, args: QuestionArgs) 
 def _asked(ctx: ToolContext, language: QueryLanguage, question: str) -> str:
     """The question to write the query for. A small model often passes a query it wrote itself as
     the `question` (seen from Qwen2.5-Coder-1.5B: `SELECT channel, COUNT(*) FROM sales …`, over
-    tables that do not exist); the user's own words are then the better question."""
-    if ctx.asked.strip() and language.is_query(question):
+    tables that do not exist); the user's own words are then the better question, as they are
+    when it passed none."""
+    if ctx.asked.strip() and (not question.strip() or language.is_query(question)):
         return ctx.asked
+    if not question.strip():
+        raise ToolError("invalid_arguments", "The question is empty: say what to ask of the data.")
     return question
 
 

@@ -144,7 +144,7 @@ async def test_invalid_arguments_and_unknown_tools_are_reported_to_the_model(
     make_agent: AgentFactory,
 ) -> None:
     model = ScriptedModel().queue(
-        tool_calls(("nl2sql", {"source": "sales"}), ("no_such_tool", {})), text("sorry")
+        tool_calls(("nl2sql", {"question": ["not", "text"]}), ("no_such_tool", {})), text("sorry")
     )
     await collect(make_agent(model), "go")
     codes = [json.loads(m.content)["error"]["code"] for m in model.calls[1].messages if m.role == "tool"]

@@ -324,3 +324,15 @@ async def test_a_column_of_the_table_a_key_points_to_is_mended_without_asking_th
     assert attempt["mended"].startswith(
         "year is gold.dim_date.year, looked up by key (gold.fact_sales.date_key"
     )
+
+
+async def test_a_call_without_its_question_asks_the_users_own_message(make_agent: AgentFactory) -> None:
+    # The local 1.5B model called nl2sql with only `source`, read "question: Field required" and
+    # answered that it needed a source; the user's message is the question it meant.
+    model = ScriptedModel().queue(tool_call("nl2sql", {"source": "sales"}), sql_block(GOOD), text("ok"))
+    await turn(make_agent(model), "How many stores are there?")
+    seen = json.loads(model.calls[-1].messages[-1].content)
+    assert seen["query"] == GOOD and seen["result"]["rows"] == [[seen["result"]["rows"][0][0]]]
+    assert "How many stores are there?" in model.calls[1].messages[-1].content  # asked of the SQL writer
+    (declared,) = [t.declaration([]) for t in TOOLS if t.name == "nl2sql"]
+    assert declared["function"]["parameters"]["required"] == ["question"]  # still asked for

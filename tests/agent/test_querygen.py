@@ -334,5 +334,5 @@ async def test_a_call_without_its_question_asks_the_users_own_message(make_agent
     seen = json.loads(model.calls[-1].messages[-1].content)
     assert seen["query"] == GOOD and seen["result"]["rows"] == [[seen["result"]["rows"][0][0]]]
     assert "How many stores are there?" in model.calls[1].messages[-1].content  # asked of the SQL writer
-    (declared,) = [t.declaration([]) for t in TOOLS if t.name == "nl2sql"]
-    assert declared["function"]["parameters"]["required"] == ["question"]  # still asked for
+    (declared,) = [json.dumps(t.declaration([])) for t in TOOLS if t.name == "nl2sql"]
+    assert json.loads(declared)["function"]["parameters"]["required"] == ["question"]  # still asked for

@@ -68,19 +68,26 @@ def _close(state: _StreamState) -> list[BaseEvent]:
 
 
 async def model_events(stream: AsyncIterator[ModelEvent]) -> AsyncIterator[BaseEvent | ModelReply]:
-    """AG-UI events for one streamed model call, then the complete ModelReply last."""
+    """AG-UI events for one streamed model call, then the complete ModelReply last. A call that
+    fails part-way still ends the message and tool calls it opened, so a client is not left
+    with a tool call that never ends before the RUN_ERROR."""
     state = _StreamState(message_id=new_id("msg"))
-    async for event in stream:
-        if isinstance(event, TextDelta):
-            for e in _text(state, event):
-                yield e
-        elif isinstance(event, ToolCallDelta):
-            for e in _tool(state, event):
-                yield e
-        else:
-            for e in _close(state):
-                yield e
-            yield event
+    try:
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                for e in _text(state, event):
+                    yield e
+            elif isinstance(event, ToolCallDelta):
+                for e in _tool(state, event):
+                    yield e
+            else:
+                for e in _close(state):
+                    yield e
+                yield event
+    except Exception:  # not a cancellation: nothing may be yielded then
+        for e in _close(state):
+            yield e
+        raise
 
 
 def text_events(text: str) -> list[BaseEvent]:

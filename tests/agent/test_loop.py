@@ -161,6 +161,22 @@ async def test_model_failure_ends_with_run_error_and_keeps_the_message(
     assert [(m.role, m.content) for m in stored] == [("user", "hello?")]
 
 
+class BreaksAfterACall(FailingModel):
+    """Streams the start of a tool call, then fails as a dropped connection would."""
+
+    async def stream(self, messages: Any, tools: Any = ()) -> Any:
+        from loom.agent.model import ModelError, ToolCallDelta
+
+        yield ToolCallDelta(id="call_1", name="nl2sql", arguments='{"question": ')
+        raise ModelError("the connection dropped")
+
+
+async def test_a_model_call_failing_part_way_ends_the_tool_call_it_opened(make_agent: AgentFactory) -> None:
+    # Probe 27 (low): TOOL_CALL_START was left open before the RUN_ERROR.
+    events = await collect(make_agent(BreaksAfterACall()), "hello?")
+    assert types(events) == ["RUN_STARTED", "TOOL_CALL_START", "TOOL_CALL_ARGS", "TOOL_CALL_END", "RUN_ERROR"]
+
+
 async def test_tool_rounds_are_capped_and_the_last_call_must_answer(make_agent: AgentFactory) -> None:
     def keep_calling(messages: Any, tools: Any) -> Any:
         return tool_call("nl2sql", {"question": "again"}) if tools else text("final answer")

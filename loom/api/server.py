@@ -109,7 +109,11 @@ def _check_block(data: bytearray, start: int, what: str) -> None:
     end = data.find(b"\r\n\r\n", start, start + MAX_HEADER_BYTES + 4)
     lines = data.count(b"\n", start, end if end >= 0 else start + MAX_HEADER_BYTES)
     if (end < 0 and len(data) - start > MAX_HEADER_BYTES) or lines >= MAX_HEADER_LINES:
-        raise h11.RemoteProtocolError(f"{what} past {MAX_HEADER_BYTES} bytes or {MAX_HEADER_LINES} lines")
+        raise _TooLarge(f"{what} past {MAX_HEADER_BYTES} bytes or {MAX_HEADER_LINES} lines")
+
+
+class _TooLarge(h11.RemoteProtocolError):
+    """A header block past the bounds."""
 
 
 def _bounded_request_head(buf: ReceiveBuffer) -> h11.Request | None:
@@ -128,11 +132,20 @@ class _BoundedConnection(h11.Connection):
     bounds. `_get_io_object` is where h11 picks a reader (private, stable since h11 0.9;
     tests/api/test_server.py would see a change)."""
 
+    head_too_large = False  # a request's head broke the bounds: answered 431, not uvicorn's 400
+
     def _get_io_object(self, role: Any, event: Any, io_dict: Any) -> Any:
         made = super()._get_io_object(role, event, io_dict)
         if made is maybe_read_from_IDLE_client:
-            return _bounded_request_head
+            return self._read_head
         return _BoundedChunks(made) if isinstance(made, ChunkedReader) else made
+
+    def _read_head(self, buf: ReceiveBuffer) -> h11.Request | None:
+        try:
+            return _bounded_request_head(buf)
+        except h11.RemoteProtocolError as e:
+            self.head_too_large = isinstance(e, _TooLarge)
+            raise
 
 
 class BoundedH11Protocol(H11Protocol):
@@ -189,6 +202,9 @@ class BoundedH11Protocol(H11Protocol):
         client has gone, so its answer is dropped; the 400 goes only if the app has not begun one."""
         cycle = self.cycle
         if cycle is None or cycle.response_complete:
+            if isinstance(self.conn, _BoundedConnection) and self.conn.head_too_large:
+                self._refuse_headers()  # a pipelined request's head, read from h11's buffer
+                return
             super().send_400_response(msg)
             return
         cycle.disconnected = True

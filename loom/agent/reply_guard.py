@@ -61,6 +61,8 @@ _CALL_MARKUP = re.compile(r"</?\s*(?:tools|tool_calls?|function_calls?|tool_resp
 _NUMBER = re.compile(r"(?<!\w)\d[\d,]*(?:\.\d+)?")
 _FIGURE_OR_TABLE = re.compile(r"(?<!\w)\d|^[ \t]*\|", re.MULTILINE)
 MOST_FIGURES = 64  # figures of a reply checked: a made-up answer shows itself in its first few
+MOST_KNOWN = 20_000  # numbers of what the model was shown that ground them (~10 ms of rounding each place)
+MOST_PLACES = 6  # decimals compared: a figure written to more is compared at six
 
 
 @dataclass(frozen=True)
@@ -183,15 +185,34 @@ def _first_digit(text: str) -> int:
 
 def _ungrounded(text: str, guard: Guard) -> bool:
     """Whether `text` states a figure found in nothing the model was shown, rounded as it is
-    written (12,673.45 in a result grounds "12,673" and "12,673.5")."""
+    written (12,673.45 in a result grounds "12,673" and "12,673.5"). Bounded: the first
+    MOST_FIGURES figures against the first MOST_KNOWN numbers shown, at MOST_PLACES decimals."""
     figures = [f for f in _numbers(text, MOST_FIGURES) if len(f.replace(".", "")) >= 3 or "." in f]
     if not figures:
         return False
-    shown = (guard.question, guard.before, *guard.results, *guard.seen)
-    known = [float(n) for t in shown for n in _numbers(t)]
-    places = {_places(f) for f in figures}
-    grounded = {round(k, p) for k in known for p in places}
-    return any(round(float(f), _places(f)) not in grounded for f in figures)
+    known = _known(guard)
+    missing = [f for f in figures if f not in known]  # most are written as shown
+    if not missing:
+        return False
+    values = [float(k) for k in known]
+    for places in {_places(f) for f in missing}:
+        grounded = {round(v, places) for v in values}
+        if any(round(float(f), places) not in grounded for f in missing if _places(f) == places):
+            return True
+    return False
+
+
+def _known(guard: Guard) -> set[str]:
+    """The numbers in what the model was shown, as written (the first MOST_KNOWN)."""
+    known: set[str] = set()
+    left = MOST_KNOWN
+    for text in (guard.question, guard.before, *guard.results, *guard.seen):
+        found = _numbers(text, left)
+        known.update(found)
+        left -= len(found)
+        if left <= 0:
+            break
+    return known
 
 
 def _numbers(text: str, most: int | None = None) -> list[str]:
@@ -200,7 +221,7 @@ def _numbers(text: str, most: int | None = None) -> list[str]:
 
 
 def _places(figure: str) -> int:
-    return len(figure.partition(".")[2])
+    return min(len(figure.partition(".")[2]), MOST_PLACES)
 
 
 def _only_call_markup(text: str) -> bool:

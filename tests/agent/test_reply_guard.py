@@ -235,6 +235,17 @@ async def test_figures_found_in_what_the_model_was_shown_are_not_routed(answer: 
     assert final.tool_calls == () and "".join(shown) == answer
 
 
+def test_the_figure_check_reads_a_bounded_count_of_numbers() -> None:
+    from loom.agent import reply_guard
+
+    many = json.dumps({"rows": [[n] for n in range(100_000)]})
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "q", frozenset(), results=(many, many))
+    assert len(reply_guard._known(guard)) == reply_guard.MOST_KNOWN
+    figures = " ".join(f"{n}.{'1' * (n % 40)}" for n in range(1000, 2000))  # many places, many figures
+    assert reply_guard._ungrounded(figures, guard)  # 1000.1… is in no result
+    assert reply_guard._places("1." + "1" * 40) == reply_guard.MOST_PLACES
+
+
 async def test_figures_after_a_failed_query_are_withheld_not_routed_again() -> None:
     from loom.agent.reply_guard import UNGROUNDED
 

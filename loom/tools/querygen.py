@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from string import Template
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
 from loom.engines.bounds import MARK_ROOM, shorten, value_size
 from loom.engines.contracts import (
@@ -65,12 +66,21 @@ NOT_REPAIRABLE = frozenset(
 )
 
 
+def _no_default(schema: JsonDict) -> None:
+    """Declared as before, with no default: a changed declaration is a new request to the model."""
+    schema.pop("default", None)
+
+
 class QuestionArgs(BaseModel):
     # Required in what the model is shown, but a call without it asks the user's own message: the
     # local 1.5B model called nl2sql with only `source` and then answered that it needed one.
     model_config = ConfigDict(json_schema_extra={"required": ["question"]})
 
-    question: str = Field("", description="The question, written out in full so it stands on its own.")
+    question: str = Field(
+        "",
+        description="The question, written out in full so it stands on its own.",
+        json_schema_extra=_no_default,
+    )
     source: str | None = Field(None, description="Name of the data source; default: the first that fits.")
 
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -204,8 +204,8 @@ class Agent:
                     yield item
             assert reply is not None
             turn.budget.spent(reply.usage)
-            if not reply.tool_calls:
-                for event in self.answered(turn, reply):
+            if not reply.tool_calls or not turn.budget.tools_allowed:
+                for event in self.last(turn, reply):
                     yield event
                 return
             outcomes = await self.run_tools(turn, reply)
@@ -213,6 +213,10 @@ class Agent:
                 yield event
             if turn.interrupts:
                 return
+
+    def last(self, turn: Turn, reply: ModelReply) -> list[BaseEvent]:
+        """The turn's end: an answer, or calls made when no tools were offered (probe 28: R28-3)."""
+        return self.answered(turn, reply) if not reply.tool_calls else self.past_tool_rounds(turn, reply)
 
     def answered(self, turn: Turn, reply: ModelReply) -> list[BaseEvent]:
         """Keep the model's answer; a reply that did not end as an answer must not pass for one
@@ -222,6 +226,15 @@ class Agent:
             raise ModelError("The model endpoint's content filter stopped the reply.")
         self.persist(turn, [reply.as_message()])
         return self.notice(turn, CUT_AT_MAX_TOKENS) if reply.finish == "length" else []
+
+    def past_tool_rounds(self, turn: Turn, reply: ModelReply) -> list[BaseEvent]:
+        """A reply calling tools in the round that offered none: the calls do not run (the round
+        limit bounds the queries of a turn), its text is kept, and the user is told why it ends."""
+        if reply.text:
+            self.persist(turn, [replace(reply, tool_calls=()).as_message()])
+        limit = turn.budget.max_tool_rounds
+        rounds = f"{limit} tool round{'' if limit == 1 else 's'}"
+        return self.notice(turn, f"I stopped here: this turn reached its limit of {rounds}.")
 
     def call_model(self, turn: Turn) -> AsyncIterator[BaseEvent | ModelReply]:
         """Stream one model call. Tools are offered until the round limit, then the model must answer."""
@@ -237,6 +250,7 @@ class Agent:
             before=_question_before(turn.messages),
             seen=tuple(m.content for m in turn.messages if m.role in ("system", "user")),
             asked=bool(turn.tool_log),
+            withdrawn=not turn.budget.tools_allowed,
         )
         stream = self.model.stream(turn.messages, [t.declaration(sources) for t in offered])
         return model_events(guarded(bounded(stream, self.bounds), guard))

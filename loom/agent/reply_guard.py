@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from bisect import bisect_left
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from itertools import islice
@@ -58,10 +59,12 @@ State = Literal["start", "streaming", "held"]
 # The tags of the chat template's tool calling, as a model writes them in text when it fumbles.
 _CALL_MARKUP = re.compile(r"</?\s*(?:tools|tool_calls?|function_calls?|tool_response)\s*/?>", re.IGNORECASE)
 # A number starts a word: the 2 of `nl2sql` or `Q4` is not a figure.
-_NUMBER = re.compile(r"(?<!\w)\d[\d,]*(?:\.\d+)?")
+# Thousands may be separated by commas or the spaces typesetting uses (no-break, thin, narrow).
+_NUMBER = re.compile("(?<!\\w)\\d(?:[\\d,\u00a0\u2009\u202f]*\\d)?(?:\\.\\d+)?")
+_SEPARATORS = str.maketrans("", "", ",\u00a0\u2009\u202f")
 _FIGURE_OR_TABLE = re.compile(r"(?<!\w)\d|^[ \t]*\|", re.MULTILINE)
-MOST_FIGURES = 64  # figures of a reply checked: a made-up answer shows itself in its first few
-MOST_KNOWN = 20_000  # numbers of what the model was shown that ground them (~10 ms of rounding each place)
+MOST_FIGURES = 2_000  # numbers of a reply checked one by one; past that it is taken as made up
+MOST_KNOWN = 20_000  # numbers of what the model was shown that ground them (sorted: ~5 ms)
 MOST_PLACES = 6  # decimals compared: a figure written to more is compared at six
 
 
@@ -78,6 +81,7 @@ class Guard:
     before: str = ""  # the user's question before this one, which a routed follow-up carries
     seen: tuple[str, ...] = ()  # the other texts the model was shown: instructions, schema, questions
     asked: bool = False  # a tool was called in this turn (whether or not a query ran)
+    withdrawn: bool = False  # tools were offered before in the turn, and no longer: no call is shown
 
     @property
     def holds_figures(self) -> bool:
@@ -107,7 +111,8 @@ async def guarded(stream: AsyncIterator[ModelEvent], guard: Guard) -> AsyncItera
                 shown.append(out)
                 yield TextDelta(out)
         elif isinstance(event, ToolCallDelta):
-            yield event
+            if not guard.withdrawn:  # else the loop refuses the call: it must not seem to start
+                yield event
         else:
             for final in _decide(event, "".join(held), "".join(shown), guard):
                 yield final
@@ -137,6 +142,8 @@ def _take(state: State, pending: str, figures: bool = False) -> tuple[State, str
 
 
 def _decide(reply: ModelReply, held: str, shown: str, guard: Guard) -> list[ModelEvent]:
+    if reply.tool_calls and held and guard.holds_figures and _ungrounded(held, guard):
+        return [replace(reply, text=shown)]  # figures beside its call, before any result (R28-2)
     if reply.tool_calls or not held:
         return [*_text(held), replace(reply, text=shown + held)]
     calls = _decided_calls(held, guard)
@@ -185,21 +192,50 @@ def _first_digit(text: str) -> int:
 
 def _ungrounded(text: str, guard: Guard) -> bool:
     """Whether `text` states a figure found in nothing the model was shown, rounded as it is
-    written (12,673.45 in a result grounds "12,673" and "12,673.5"). Bounded: the first
-    MOST_FIGURES figures against the first MOST_KNOWN numbers shown, at MOST_PLACES decimals."""
-    figures = [f for f in _numbers(text, MOST_FIGURES) if len(f.replace(".", "")) >= 3 or "." in f]
-    if not figures:
-        return False
+    written (12,673.45 in a result grounds "12,673" and "12,673.5"). Digits split by emphasis or
+    invisible characters (`1**23**45`, `4\u200b873`) are read as the figure they render. Bounded:
+    a reply with more than MOST_FIGURES figures is not checked figure by figure but taken as made
+    up; each figure is looked up among the first MOST_KNOWN numbers shown, sorted once (rounding
+    each of them to each figure's places cost a second of the event loop: probe 28, R28-1)."""
+    numbers = _numbers(_as_rendered(text), MOST_FIGURES + 1)
+    figures = [f for f in numbers if len(f.replace(".", "")) >= 3 or "." in f]
+    if len(numbers) > MOST_FIGURES:
+        return True
     known = _known(guard)
     missing = [f for f in figures if f not in known]  # most are written as shown
     if not missing:
         return False
-    values = [float(k) for k in known]
-    for places in {_places(f) for f in missing}:
-        grounded = {round(v, places) for v in values}
-        if any(round(float(f), places) not in grounded for f in missing if _places(f) == places):
-            return True
-    return False
+    values = sorted(_value(k) for k in known)
+    return any(not _rounds_to(f, values) for f in missing)
+
+
+def _rounds_to(figure: str, values: list[float]) -> bool:
+    """Whether one of the sorted `values`, rounded to the figure's places, is the figure."""
+    places = _places(figure)
+    target = round(_value(figure), places)
+    half = 0.5 * 10.0**-places * (1 + 1e-9) + abs(target) * 1e-12  # a rounding's reach, and float error
+    at = bisect_left(values, target - half)
+    return any(round(v, places) == target for v in islice(values, at, at + 8) if v <= target + half)
+
+
+def _value(number: str) -> float:
+    return float(number) if len(number) < 400 else float("inf")  # past 10^400 nothing is finite
+
+
+def _as_rendered(text: str) -> str:
+    """`text` without emphasis marks and invisible format characters, which split a figure's
+    digits in the source but not on screen."""
+    return _FORMAT.sub("", text.translate(_EMPHASIS))
+
+
+_EMPHASIS = str.maketrans("", "", "*_`~")
+# Unicode's format characters (category Cf: zero-width spaces and joiners, direction marks, tags),
+# as of Python 3.11's Unicode 14 (tests/agent/test_reply_guard.py checks the list against it).
+_FORMAT = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U00013438"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]"
+)
 
 
 def _known(guard: Guard) -> set[str]:
@@ -217,7 +253,7 @@ def _known(guard: Guard) -> set[str]:
 
 def _numbers(text: str, most: int | None = None) -> list[str]:
     """The numbers in `text` as written, without thousands separators (the first `most`)."""
-    return [m.group().replace(",", "") for m in islice(_NUMBER.finditer(text), most)]
+    return [m.group().translate(_SEPARATORS) for m in islice(_NUMBER.finditer(text), most)]
 
 
 def _places(figure: str) -> int:

@@ -14,7 +14,7 @@ from loom.access import OPEN
 from loom.agent.approval import Decision
 from loom.agent.events import APPROVAL_REQUIRED, RESULT_TABLE
 from loom.agent.loop import Agent
-from loom.agent.model import ToolCall
+from loom.agent.model import ModelReply, ToolCall
 from loom.agent.sources import SALES_MODEL
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import FailingModel, ScriptedModel, sql_block, text, tool_call, tool_calls
@@ -188,6 +188,22 @@ async def test_tool_rounds_are_capped_and_the_last_call_must_answer(make_agent: 
     events = await collect(make_agent(model, max_tool_rounds=2), "loop forever")
     assert [bool(c.tools) for c in model.calls] == [True, False, True, False, False]
     assert "final answer" in "".join(e.delta for e in events if e.type == EventType.TEXT_MESSAGE_CONTENT)  # type: ignore[attr-defined]
+
+
+async def test_calls_made_after_the_tools_were_withdrawn_do_not_run(make_agent: AgentFactory) -> None:
+    # Probe 28 (R28-3): a model that kept calling once offered no tools ran 10 rounds of queries,
+    # stopped only by the model-call limit.
+    model = ScriptedModel()
+    for _ in range(2):
+        model.queue(tool_call("nl2sql", {"question": "q"}), sql_block(COUNT_SQL))
+    again = tool_call("nl2sql", {"question": "q"}).tool_calls
+    model.queue(ModelReply(text="Checking once more.", tool_calls=again))
+    events = await collect(make_agent(model, max_tool_rounds=2), "q")
+    assert [bool(c.tools) for c in model.calls] == [True, False, True, False, False]
+    assert types(events).count("TOOL_CALL_START") == 2 and types(events).count("TOOL_CALL_RESULT") == 2
+    said = "".join(e.delta for e in events if e.type == EventType.TEXT_MESSAGE_CONTENT)  # type: ignore[attr-defined]
+    assert said.endswith("limit of 2 tool rounds.") and "Checking once more." in said
+    assert types(events)[-1] == "RUN_FINISHED"
 
 
 async def test_model_calls_are_capped_per_turn(make_agent: AgentFactory) -> None:

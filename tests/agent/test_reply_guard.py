@@ -3,6 +3,7 @@ and answers around a query that never ran. Unit tests on the stream, then throug
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 from ag_ui.core import EventType
 
 from loom.agent.model import ModelEvent, ModelReply, TextDelta, ToolCall
-from loom.agent.reply_guard import CUT, Guard, guarded, normal
+from loom.agent.reply_guard import CUT, UNGROUNDED, Guard, guarded, normal
 from loom.agent.testing import ScriptedModel, sql_block, text
 from loom.agent.text_calls import echoed_calls, text_calls
 from loom.agent.turns import TurnRequest
@@ -235,20 +236,59 @@ async def test_figures_found_in_what_the_model_was_shown_are_not_routed(answer: 
     assert final.tool_calls == () and "".join(shown) == answer
 
 
-def test_the_figure_check_reads_a_bounded_count_of_numbers() -> None:
+def test_the_figure_check_reads_a_bounded_count_of_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Probe 28 (R28-1): every number shown (a 32 KB message of `1 1 1 …`, counted in the question
+    # and again in the history) was rounded to every figure's places: ~1 s of the event loop a reply.
     from loom.agent import reply_guard
 
-    many = json.dumps({"rows": [[n] for n in range(100_000)]})
-    guard = Guard(OFFERED, {"sql": "nl2sql"}, "q", frozenset(), results=(many, many))
-    assert len(reply_guard._known(guard)) == reply_guard.MOST_KNOWN
-    figures = " ".join(f"{n}.{'1' * (n % 40)}" for n in range(1000, 2000))  # many places, many figures
-    assert reply_guard._ungrounded(figures, guard)  # 1000.1… is in no result
+    many = "1 " * 16_000 + " ".join(str(n) for n in range(100_000))
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, many, frozenset(), before=many, seen=(many, many))
+    assert len(reply_guard._known(guard)) <= reply_guard.MOST_KNOWN
+    rounded: list[float] = []
+
+    def counted(value: float, places: int = 0) -> float:
+        rounded.append(value)
+        return builtins.round(value, places)
+
+    monkeypatch.setattr(reply_guard, "round", counted, raising=False)
+    figures = " ".join("9." + "1" * places for places in range(1, 65))  # a figure at each of 64 places
+    assert reply_guard._ungrounded(figures, guard)  # 9.1… is shown nowhere
+    assert len(rounded) <= 64 * 9  # each figure and the few values near it, not every value shown
     assert reply_guard._places("1." + "1" * 40) == reply_guard.MOST_PLACES
 
 
-async def test_figures_after_a_failed_query_are_withheld_not_routed_again() -> None:
-    from loom.agent.reply_guard import UNGROUNDED
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # A table of grounded figures, the made-up one after the first 64 (R28-2): too many to
+        # check one by one, so taken as made up.
+        "| year | revenue |\n" + "| 2024 | 2024 |\n" * 1_001 + "| 2024 | 9,876,543.21 |",
+        "Revenue was 1**23**45**67**.**89**.",  # renders 1234567.89
+        "Orders: 4\u200b87\u200b32.",  # zero-width spaces: renders 48732
+        "Revenue was 4\u202f873\u202f219.",  # narrow no-break spaces between the thousands
+    ],
+)
+async def test_figures_split_or_buried_are_still_checked(answer: str) -> None:
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "What was revenue in 2024?", frozenset(), asked=True)
+    shown, final = await through(guard, answer)
+    assert final.text == UNGROUNDED and "9,876,543" not in "".join(shown)
 
+
+async def test_figures_written_beside_a_call_are_not_shown_before_its_result() -> None:
+    # R28-2: "Total revenue was 4,873,219.55. Let me double-check." beside a call was shown in
+    # every round, though every query failed.
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "Revenue?", frozenset())
+    call = ToolCall("c1", "nl2sql", '{"question": "Revenue?"}')
+    pieces = ["Let me check.\n", "Total revenue was 4,873,219.55.\n"]
+    events = [e async for e in guarded(stream_of(*pieces, calls=(call,)), guard)]
+    final = events[-1]
+    assert isinstance(final, ModelReply) and final.tool_calls == (call,)
+    assert final.text == "Let me check.\n" and "4,873" not in "".join(
+        e.text for e in events if isinstance(e, TextDelta)
+    )
+
+
+async def test_figures_after_a_failed_query_are_withheld_not_routed_again() -> None:
     guard = Guard(OFFERED, {"sql": "nl2sql"}, "Revenue?", frozenset(), asked=True)
     shown, final = await through(guard, "Revenue was 48,200 last year.")
     assert final.tool_calls == () and final.text == UNGROUNDED and "48,200" not in "".join(shown)
@@ -410,3 +450,13 @@ async def test_a_result_too_costly_to_read_in_full_leaves_a_call_written_as_text
     guard = Guard(offered=OFFERED, routes={}, question="q", ran=frozenset(), results=(junk,))
     _, final = await through(guard, written)
     assert final.tool_calls == ()
+
+
+def test_the_invisible_characters_removed_are_exactly_unicodes_format_characters() -> None:
+    import sys
+    import unicodedata
+
+    from loom.agent.reply_guard import _FORMAT
+
+    listed = {c for c in range(sys.maxunicode + 1) if _FORMAT.fullmatch(chr(c))}
+    assert listed == {c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"}

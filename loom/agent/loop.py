@@ -248,7 +248,7 @@ class Agent:
             ran=frozenset(turn.ran),
             results=tuple(m.content for m in turn.messages if m.role == "tool"),
             before=_question_before(turn.messages),
-            seen=tuple(m.content for m in turn.messages if m.role in ("system", "user")),
+            seen=tuple(m.content for m in turn.messages if m.role != "tool"),  # answers before, too
             asked=bool(turn.tool_log),
             withdrawn=not turn.budget.tools_allowed,
         )

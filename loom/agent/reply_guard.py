@@ -79,7 +79,7 @@ class Guard:
     written_for: Mapping[str, str] = field(default_factory=dict)  # dialect → the one source using it
     results: tuple[str, ...] = ()  # the tool results the model was shown (for `echoed_calls`)
     before: str = ""  # the user's question before this one, which a routed follow-up carries
-    seen: tuple[str, ...] = ()  # the other texts the model was shown: instructions, schema, questions
+    seen: tuple[str, ...] = ()  # the other texts the model was shown: instructions, questions, answers
     asked: bool = False  # a tool was called in this turn (whether or not a query ran)
     withdrawn: bool = False  # tools were offered before in the turn, and no longer: no call is shown
 

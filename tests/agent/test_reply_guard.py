@@ -13,7 +13,7 @@ from ag_ui.core import EventType
 
 from loom.agent.model import ModelEvent, ModelReply, TextDelta, ToolCall
 from loom.agent.reply_guard import CUT, UNGROUNDED, Guard, guarded, normal
-from loom.agent.testing import ScriptedModel, sql_block, text
+from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
 from loom.agent.text_calls import echoed_calls, text_calls
 from loom.agent.turns import TurnRequest
 from loom.identity import DEV_PRINCIPAL
@@ -460,3 +460,18 @@ def test_the_invisible_characters_removed_are_exactly_unicodes_format_characters
 
     listed = {c for c in range(sys.maxunicode + 1) if _FORMAT.fullmatch(chr(c))}
     assert listed == {c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"}
+
+
+async def test_a_figure_the_agent_stated_before_grounds_its_restatement(make_agent: AgentFactory) -> None:
+    # A sum the model worked out from a result, said again in the next turn, is not made up.
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "Customers?"}),
+        sql_block("SELECT COUNT(*) AS customers FROM gold.dim_customer"),
+        text("Twice that is 987,654 seats."),
+        text("As I said: 987,654 seats."),
+    )
+    agent = make_agent(model)
+    first = [e async for e in agent.run_turn(DEV_PRINCIPAL, TurnRequest(message="Customers?"))]
+    again = TurnRequest(message="Say it again?", conversation_id=first[0].thread_id)
+    events = [e async for e in agent.run_turn(DEV_PRINCIPAL, again)]
+    assert answer_of(events) == "As I said: 987,654 seats." and len(model.calls) == 4

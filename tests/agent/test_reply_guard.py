@@ -472,6 +472,6 @@ async def test_a_figure_the_agent_stated_before_grounds_its_restatement(make_age
     )
     agent = make_agent(model)
     first = [e async for e in agent.run_turn(DEV_PRINCIPAL, TurnRequest(message="Customers?"))]
-    again = TurnRequest(message="Say it again?", conversation_id=first[0].thread_id)
+    again = TurnRequest(message="Say it again?", conversation_id=first[0].thread_id)  # type: ignore[attr-defined]
     events = [e async for e in agent.run_turn(DEV_PRINCIPAL, again)]
     assert answer_of(events) == "As I said: 987,654 seats." and len(model.calls) == 4

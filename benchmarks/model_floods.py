@@ -24,6 +24,9 @@ bytes the conversation store grew by. `normal` is the baseline, in the same run.
   (R24-4: RSS 229 → 606 MiB for the turn).
 - `choices`: 2,000 events of 46 choices each, ~1 KB an event: each entry one the SDK builds (probe
   25, R25-1: 10.5 s of CPU).
+- `figures`: asked with a 32 KB question of `1 1 1 …`, it answers with 1,900 figures of up to 64
+  decimals that nothing returned, for the reply guard's figure check (probe 28, R28-1: ~1 s of the
+  event loop a reply).
 
 Run: `python -m benchmarks.model_floods [--modes normal text ...]` (~1 min). Nothing is asserted.
 """
@@ -134,6 +137,12 @@ def _choices() -> Iterator[tuple[bytes, float]]:
         yield event, 0
 
 
+def _figures() -> Iterator[tuple[bytes, float]]:
+    made_up = " ".join(f"{n}.{'1' * (1 + n % 64)}" for n in range(100, 2_000))
+    for at in range(0, len(made_up), 4_000):
+        yield _chunk({"content": made_up[at : at + 4_000]}), 0
+
+
 REPLIES = {
     "normal": _normal,
     "text": _text,
@@ -147,7 +156,9 @@ REPLIES = {
     "cr": _cr,
     "fatevents": _fatevents,
     "choices": _choices,
+    "figures": _figures,
 }
+QUESTIONS = {"figures": "1 " * 16_000}  # what the user asks in a mode, when not "How many orders?"
 
 
 def pieces(mode: str) -> Iterator[tuple[bytes, float]]:
@@ -226,7 +237,8 @@ async def turn(mode: str, home: Path) -> dict[str, Any]:
     threading.Thread(target=_watch, args=(peak, stop), daemon=True).start()
     sent, last, thread = 0, None, ""
     try:
-        async for event in agent.run_turn(DEV_PRINCIPAL, TurnRequest(message="How many orders?")):
+        asked = TurnRequest(message=QUESTIONS.get(mode, "How many orders?"))
+        async for event in agent.run_turn(DEV_PRINCIPAL, asked):
             sent += len(getattr(event, "delta", "") or "")
             thread, last = thread or getattr(event, "thread_id", ""), event
     finally:

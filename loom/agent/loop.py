@@ -47,7 +47,7 @@ from loom.engines.sources import Source
 from loom.identity import Principal
 from loom.settings import DEFAULTS, Settings
 from loom.tools.base import EngineProvider, QueryLimits, Tool, ToolContext
-from loom.tools.result_room import ResultRoom
+from loom.tools.result_room import ResultRoom, TurnRoom
 from loom.tools.scheduler import QueryScheduler
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ class Agent:
             embedder=self.embedder,
             scheduler=self.scheduler,
             asked=request.message,
-            results=self.results.for_turn(principal.tenant_id) if self.results is not None else None,
+            results=self._results(principal),
         )
         tools = [t for t in self.tools if t.offered(sources)]
         history = build_messages(sources, tools, stored, self.limits.history_chars, allowed=visible)
@@ -293,6 +293,9 @@ class Agent:
         return RunFinishedEvent(thread_id=turn.conversation_id, run_id=turn.run_id, outcome=outcome)
 
     # --- helpers ------------------------------------------------------------------------------
+
+    def _results(self, principal: Principal) -> TurnRoom | None:
+        return self.results.for_turn(principal.tenant_id, principal.user_id) if self.results else None
 
     async def _conversation(
         self, principal: Principal, request: TurnRequest

@@ -67,3 +67,31 @@ def test_a_result_that_arrives_after_its_turn_ended_is_not_counted_and_the_turn_
         turn.take(512 * KIB)
     turn.release()  # twice is harmless
     assert room.for_turn("t1").take(1024 * KIB) == 1024 * KIB
+
+
+def test_the_last_quarter_of_a_tenants_room_is_kept_for_users_holding_little() -> None:
+    # Probe 29 (R29-1): one user's four turns of 8 MiB results filled the tenant's 64 MiB, and a
+    # colleague's one-row question was refused result_budget.
+    room = ResultRoom(per_turn=1024 * KIB, per_tenant=4096 * KIB, total=100_000 * KIB)
+    taken = []
+    with pytest.raises(RoomSpent, match="your other questions' query results hold most"):
+        for _ in range(8):  # one user's turns, one big result each
+            turn = room.for_turn("t1", "mallory")
+            taken.append(turn.take(1024 * KIB))
+            turn.settle(taken[-1], taken[-1])
+    assert room.held("t1") == 3072 * KIB  # up to the quarter kept
+    colleague = room.for_turn("t1", "alice")
+    assert colleague.take(1024 * KIB) == 1024 * KIB  # all her turn's room, at once
+    colleague.settle(1024 * KIB, 10 * KIB)
+    assert colleague.take(1024 * KIB) == 1014 * KIB  # a small result does not shut her out
+
+
+def test_the_last_quarter_of_the_servers_room_is_kept_for_tenants_holding_little() -> None:
+    room = ResultRoom(per_turn=1024 * KIB, per_tenant=1024 * KIB, total=2048 * KIB)
+    for user in ("a", "b"):  # two tenants' users each fill their tenant's room
+        turn = room.for_turn(f"big-{user}", user)
+        turn.settle(turn.take(1024 * KIB), 1024 * KIB - 2 * MIN_ROOM)
+    assert room.for_turn("quiet", "c").take(1024 * KIB) == 4 * MIN_ROOM  # what is left, all hers
+    later = room.for_turn("big-a", "a2")  # a tenant already holding results: not the last quarter
+    with pytest.raises(RoomSpent, match="the server's"):
+        later.take(1024 * KIB)

@@ -266,12 +266,24 @@ def test_the_figure_check_reads_a_bounded_count_of_numbers(monkeypatch: pytest.M
         "Revenue was 1**23**45**67**.**89**.",  # renders 1234567.89
         "Orders: 4\u200b87\u200b32.",  # zero-width spaces: renders 48732
         "Revenue was 4\u202f873\u202f219.",  # narrow no-break spaces between the thousands
+        # Probe 29 (R29-2): character references, combining marks, superscripts.
+        "Total revenue was &#57;&#56;&#55;&#54;&#53;&#52;&#51;.21.",
+        "Total revenue was &#x39;&#x38;&#x37;,&#x36;54.",
+        "Total revenue was 9\u03018\u03017\u03016\u03015\u03014\u0301.",
+        "Total revenue was 98\u2077\u2076\u2075\u2074\u00b3.",
     ],
 )
 async def test_figures_split_or_buried_are_still_checked(answer: str) -> None:
     guard = Guard(OFFERED, {"sql": "nl2sql"}, "What was revenue in 2024?", frozenset(), asked=True)
     shown, final = await through(guard, answer)
     assert final.text == UNGROUNDED and "9,876,543" not in "".join(shown)
+
+
+@pytest.mark.parametrize("figure", ["&#x39;&#x38;&#x37;&#x36;&#x35;", "\u2079\u2078\u2077\u2076\u2075"])
+async def test_a_figure_with_no_plain_digit_is_held_while_it_streams(figure: str) -> None:
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "Revenue?", frozenset(), asked=True)
+    shown, final = await through(guard, "Total revenue was ", figure, " dollars.")
+    assert final.text == "Total revenue was \n\n" + UNGROUNDED and figure not in "".join(shown)
 
 
 async def test_figures_written_beside_a_call_are_not_shown_before_its_result() -> None:
@@ -452,14 +464,14 @@ async def test_a_result_too_costly_to_read_in_full_leaves_a_call_written_as_text
     assert final.tool_calls == ()
 
 
-def test_the_invisible_characters_removed_are_exactly_unicodes_format_characters() -> None:
+def test_the_characters_removed_are_exactly_unicodes_combining_and_format_characters() -> None:
     import sys
     import unicodedata
 
-    from loom.agent.reply_guard import _FORMAT
+    from loom.agent.reply_guard import _unseen
 
-    listed = {c for c in range(sys.maxunicode + 1) if _FORMAT.fullmatch(chr(c))}
-    assert listed == {c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) == "Cf"}
+    every = {c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in ("Mn", "Me", "Cf")}
+    assert set(_unseen()) == every
 
 
 async def test_a_figure_the_agent_stated_before_grounds_its_restatement(make_agent: AgentFactory) -> None:

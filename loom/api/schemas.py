@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
+from itertools import islice
 from typing import Annotated, Any
 
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from loom.agent.store import Conversation, StoredMessage, StoredText
 
@@ -74,6 +75,18 @@ class ChatRequest(BaseModel):
         max_length=MAX_SOURCES,
         description="Data sources the agent may use; omit it for all of them (an empty list is refused).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: object) -> object:
+        """Unknown keys refused in one error: one error each, 24,000 of them made a 925 KB 422 and
+        cost 0.12 s of the event loop a request (probe 30: R30-2)."""
+        if isinstance(data, dict):
+            unknown = [str(k) for k in islice((k for k in data if k not in cls.model_fields), 4)]
+            if unknown:
+                named = ", ".join(repr(k[:MAX_ID_CHARS]) for k in unknown[:3])
+                raise ValueError(f"unknown fields: {named}{' and more' if len(unknown) > 3 else ''}")
+        return data
 
     @field_validator("message")
     @classmethod

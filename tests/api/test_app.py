@@ -237,6 +237,14 @@ async def test_an_unknown_field_is_422(client: httpx.AsyncClient) -> None:
     assert "conversationId" in detail["message"]
 
 
+async def test_many_unknown_fields_are_one_short_422(client: httpx.AsyncClient) -> None:
+    # Probe 30 (R30-2): 24,000 unknown keys were 24,000 errors: a 925 KB 422, 0.12 s of the loop.
+    body = {**{str(i): 1 for i in range(24_000)}, "message": "x"}
+    response = await client.post("/v1/chat", json=body)
+    assert response.status_code == 422 and len(response.content) < 1_000
+    assert "unknown fields: '0', '1', '2' and more" in error(response, 422)["message"]
+
+
 async def test_a_message_over_the_limit_is_413_naming_the_limit(
     client: httpx.AsyncClient, runner: FakeRunner
 ) -> None:

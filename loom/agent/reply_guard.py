@@ -12,32 +12,29 @@ Two things a small model does with a data question would otherwise be shown as t
 A third is an answer that states figures when no query has run in the turn: the local 1.5B model,
 asked "What is the total revenue by year?", wrote a table of years and totals it made up. A figure
 (three digits or more, or a decimal) that appears in nothing the model was shown — no tool result
-of the conversation, not the question, not the schema — is taken like an unrun query: the question
+of the conversation, not the question, not the schema, read as the user sees it (`figures`) — is
+taken like an unrun query: the question
 goes to the data tool; if a data tool was called in the turn and nothing ran, the answer is withheld
 and the user told why (routing again would only repeat the failure).
 
 Text streams as it comes except where one of these may be starting: a reply that opens like a call
 (`{`, `[`, `<`, a fence) is held until it ends, and from a fence on (```) the rest of a reply is
 held until it ends; while no query has run in the turn, so is the rest of a reply from the line
-of its first figure or table. Plain prose streams as before. A reply that writes a tool result itself
-(`<tool_response>…`), or only empty call markup (`<tools></tools>`), is taken like an unrun query:
-the question goes to the data tool.
+of anything that may begin a figure or a table. Plain prose streams as before. A reply that writes
+a tool result itself (`<tool_response>…`), or only empty call markup (`<tools></tools>`), is taken
+like an unrun query: the question goes to the data tool.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import re
-import unicodedata
 import uuid
-from bisect import bisect_left
 from collections.abc import AsyncIterator, Collection, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cache
-from itertools import islice
 from typing import Literal
 
+from loom.agent.figures import made_up, may_start
 from loom.agent.model import ModelEvent, ModelReply, TextDelta, ToolCall, ToolCallDelta
 from loom.agent.text_calls import echoed_calls, text_calls
 from loom.tools.fenced import blocks
@@ -61,18 +58,6 @@ QUERY_FENCES: Mapping[str, str] = {
 State = Literal["start", "streaming", "held"]
 # The tags of the chat template's tool calling, as a model writes them in text when it fumbles.
 _CALL_MARKUP = re.compile(r"</?\s*(?:tools|tool_calls?|function_calls?|tool_response)\s*/?>", re.IGNORECASE)
-# A number starts a word: the 2 of `nl2sql` or `Q4` is not a figure.
-# Thousands may be separated by commas or the spaces typesetting uses (no-break, thin, narrow).
-_NUMBER = re.compile("(?<!\\w)\\d(?:[\\d,\u00a0\u2009\u202f]*\\d)?(?:\\.\\d+)?")
-_SEPARATORS = str.maketrans("", "", ",\u00a0\u2009\u202f")
-# Where holding starts: a digit, a character reference (`&#x39;`), a superscript, subscript or
-# enclosed digit (plain digits once normalised), or a table row.
-_FIGURE_OR_TABLE = re.compile(
-    "(?<!\\w)\\d|&#|[\u00b2\u00b3\u00b9\u2070-\u209f\u2460-\u24ff\u2776-\u2793]|^[ \t]*\\|", re.MULTILINE
-)
-MOST_FIGURES = 2_000  # numbers of a reply checked one by one; past that it is taken as made up
-MOST_KNOWN = 20_000  # numbers of what the model was shown that ground them (sorted: ~5 ms)
-MOST_PLACES = 6  # decimals compared: a figure written to more is compared at six
 
 
 @dataclass(frozen=True)
@@ -107,27 +92,43 @@ async def guarded(stream: AsyncIterator[ModelEvent], guard: Guard) -> AsyncItera
     # 10 MB sent a few characters at a time (probe 21: R21-2).
     held: list[str] = []
     shown: list[str] = []
+    figured: list[str] = []  # prose held back for its figures: never read for calls
     async for event in stream:
         if isinstance(event, TextDelta):
             if state == "held" or (state == "start" and not event.text.strip()):
                 held.append(event.text)
                 continue
-            state, kept, out = _take(state, "".join(held) + event.text, guard.holds_figures)
+            state, kept, out = _take(state, "".join(held) + event.text)
             held = [kept]
-            if out:
-                shown.append(out)
-                yield TextDelta(out)
+            now, later = _figures_held(out, bool(figured), guard)
+            figured.extend([later] if later else [])
+            if now:
+                shown.append(now)
+                yield TextDelta(now)
         elif isinstance(event, ToolCallDelta):
             if not guard.withdrawn:  # else the loop refuses the call: it must not seem to start
                 yield event
         else:
-            for final in _decide(event, "".join(held), "".join(shown), guard):
+            for final in _decide(event, "".join(held), "".join(shown), "".join(figured), guard):
                 yield final
 
 
-def _take(state: State, pending: str, figures: bool = False) -> tuple[State, str, str]:
-    """(new state, text still held, text to pass on) after `pending` arrived; with `figures`, the
-    text from the line of its first digit on is held too."""
+def _figures_held(out: str, holding: bool, guard: Guard) -> tuple[str, str]:
+    """(prose to pass on now, prose to hold for its figures): while no query has run, from the
+    line where a figure may start, to the reply's end."""
+    if not out or not guard.holds_figures:
+        return out, ""
+    if holding:
+        return "", out
+    at = may_start(out)
+    if at < 0:
+        return out, ""
+    line = out.rfind("\n", 0, at) + 1
+    return out[:line], out[line:]
+
+
+def _take(state: State, pending: str) -> tuple[State, str, str]:
+    """(new state, text still held, text to pass on) after `pending` arrived."""
     if state == "start":
         opening = pending.lstrip()
         if not opening:
@@ -138,20 +139,25 @@ def _take(state: State, pending: str, figures: bool = False) -> tuple[State, str
     if state == "held":
         return "held", pending, ""
     fence = pending.find(FENCE)
-    digit = _first_digit(pending) if figures else -1
-    if digit >= 0 and (fence < 0 or digit < fence):
-        line = pending.rfind("\n", 0, digit) + 1
-        return "held", pending[line:], pending[:line]
     if fence >= 0:
         return "held", pending[fence:], pending[:fence]
     keep = len(pending) - len(pending.rstrip("`"))  # a fence may be arriving a backtick at a time
     return "streaming", pending[len(pending) - keep :], pending[: len(pending) - keep]
 
 
-def _decide(reply: ModelReply, held: str, shown: str, guard: Guard) -> list[ModelEvent]:
-    if reply.tool_calls and held and guard.holds_figures and _ungrounded(held, guard):
+def _decide(reply: ModelReply, held: str, shown: str, figured: str, guard: Guard) -> list[ModelEvent]:
+    """The reply's end: figures made up before any query ran are never shown (with the prose held
+    for them); otherwise that prose passes, and what was held is decided on."""
+    invented = guard.holds_figures and bool(figured or held) and made_up(figured + held, _shown(guard))
+    if invented:
+        return _decide_held(reply, held, shown, guard, invented)
+    return [*_text(figured), *_decide_held(reply, held, shown + figured, guard, invented)]
+
+
+def _decide_held(reply: ModelReply, held: str, shown: str, guard: Guard, invented: bool) -> list[ModelEvent]:
+    if reply.tool_calls and invented:
         return [replace(reply, text=shown)]  # figures beside its call, before any result (R28-2)
-    if reply.tool_calls or not held:
+    if reply.tool_calls or not (held or invented):
         return [*_text(held), replace(reply, text=shown + held)]
     calls = _decided_calls(held, guard)
     if calls:  # what streamed before them (prose ahead of a fence) stays the message's text
@@ -160,11 +166,10 @@ def _decide(reply: ModelReply, held: str, shown: str, guard: Guard) -> list[Mode
     routed = next(((label, lang) for label, lang in unrun if lang in guard.routes), None)
     if routed is None and _imitates_a_result(held) and guard.routes:
         routed = ("", next(iter(guard.routes)))  # it wrote the data it wanted instead of asking
-    made_up = routed is None and guard.holds_figures and _ungrounded(held, guard)
-    if made_up and (guard.asked or not guard.routes):
+    if routed is None and invented and (guard.asked or not guard.routes):
         withheld = "\n\n" + UNGROUNDED if shown.strip() else UNGROUNDED  # after the prose shown
         return [*_text(withheld), replace(reply, text=shown + withheld, tool_calls=())]
-    if made_up:
+    if routed is None and invented:
         routed = ("", next(iter(guard.routes)))  # it answered with figures instead of asking
     if routed is not None and not guard.ran:
         call = _routed(guard, *routed)
@@ -192,88 +197,9 @@ def _imitates_a_result(text: str) -> bool:
     return "<tool_response>" in text.lower() or _only_call_markup(text)
 
 
-def _first_digit(text: str) -> int:
-    """Where the first figure, or a table that may hold figures, starts (-1: neither yet)."""
-    found = _FIGURE_OR_TABLE.search(text)
-    return found.start() if found is not None else -1
-
-
-def _ungrounded(text: str, guard: Guard) -> bool:
-    """Whether `text` states a figure found in nothing the model was shown, rounded as it is
-    written (12,673.45 in a result grounds "12,673" and "12,673.5"). Digits split by emphasis or
-    invisible characters (`1**23**45`, `4\u200b873`) are read as the figure they render. Bounded:
-    a reply with more than MOST_FIGURES figures is not checked figure by figure but taken as made
-    up; each figure is looked up among the first MOST_KNOWN numbers shown, sorted once (rounding
-    each of them to each figure's places cost a second of the event loop: probe 28, R28-1)."""
-    numbers = _numbers(_as_rendered(text), MOST_FIGURES + 1)
-    figures = [f for f in numbers if len(f.replace(".", "")) >= 3 or "." in f]
-    if len(numbers) > MOST_FIGURES:
-        return True
-    known = _known(guard)
-    missing = [f for f in figures if f not in known]  # most are written as shown
-    if not missing:
-        return False
-    values = sorted(_value(k) for k in known)
-    return any(not _rounds_to(f, values) for f in missing)
-
-
-def _rounds_to(figure: str, values: list[float]) -> bool:
-    """Whether one of the sorted `values`, rounded to the figure's places, is the figure."""
-    places = _places(figure)
-    target = round(_value(figure), places)
-    half = 0.5 * 10.0**-places * (1 + 1e-9) + abs(target) * 1e-12  # a rounding's reach, and float error
-    at = bisect_left(values, target - half)
-    return any(round(v, places) == target for v in islice(values, at, at + 8) if v <= target + half)
-
-
-def _value(number: str) -> float:
-    return float(number) if len(number) < 400 else float("inf")  # past 10^400 nothing is finite
-
-
-def _as_rendered(text: str) -> str:
-    """`text` as a Markdown client shows its figures: character references decoded (`&#57;` is 9),
-    compatibility forms made plain (superscript and full-width digits), and emphasis marks,
-    combining marks and invisible format characters removed, all of which split a figure's
-    digits in the source but not on screen (probes 28 and 29: R28-2, R29-2)."""
-    text = html.unescape(text) if "&" in text else text
-    text = text.translate(_EMPHASIS)
-    if text.isascii():
-        return text
-    return unicodedata.normalize("NFKD", text).translate(_unseen())
-
-
-_EMPHASIS = str.maketrans("", "", "*_`~")
-
-
-@cache
-def _unseen() -> dict[int, None]:
-    """Combining marks and format characters (Unicode categories Mn, Me, Cf: accents, zero-width
-    spaces and joiners, direction marks, tags), to delete. All lie in planes 0, 1 and 14 (checked
-    against the whole range in tests/agent/test_reply_guard.py); built once, ~12 ms."""
-    ranges = (range(0x80, 0x20000), range(0xE0000, 0xE1000))
-    return {c: None for r in ranges for c in r if unicodedata.category(chr(c)) in ("Mn", "Me", "Cf")}
-
-
-def _known(guard: Guard) -> set[str]:
-    """The numbers in what the model was shown, as written (the first MOST_KNOWN)."""
-    known: set[str] = set()
-    left = MOST_KNOWN
-    for text in (guard.question, guard.before, *guard.results, *guard.seen):
-        found = _numbers(text, left)
-        known.update(found)
-        left -= len(found)
-        if left <= 0:
-            break
-    return known
-
-
-def _numbers(text: str, most: int | None = None) -> list[str]:
-    """The numbers in `text` as written, without thousands separators (the first `most`)."""
-    return [m.group().translate(_SEPARATORS) for m in islice(_NUMBER.finditer(text), most)]
-
-
-def _places(figure: str) -> int:
-    return min(len(figure.partition(".")[2]), MOST_PLACES)
+def _shown(guard: Guard) -> tuple[str, ...]:
+    """What the model was shown, whose numbers ground an answer's figures."""
+    return (guard.question, guard.before, *guard.results, *guard.seen)
 
 
 def _only_call_markup(text: str) -> bool:

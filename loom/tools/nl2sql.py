@@ -17,12 +17,23 @@ from loom.tools.key_hints import key_hints
 from loom.tools.querygen import Prompts, QueryLanguage, QueryResult, QuestionArgs, SchemaContext, answer
 from loom.tools.sql_schema import known_whole_schema, schema_for
 
+# The helpers below parse in the server's own process, beside every other user's requests, with no
+# time limit of their own: a mend of a 19 KB query of 330 UNION ALL branches took 0.76 s, and one
+# user's four turns of such failing queries made every tenant's answers ~150x slower (probe 30:
+# R30-3). Mending grows faster than the query (2.3 KB 24 ms, 4.6 KB 83 ms, 6.9 KB 175 ms), so
+# past these sizes a query is not mended or hinted (the model reads the engine's error and
+# repairs it), and a reply is not read as a bare query (it is asked for a fenced one).
+MOST_MENDED_CHARS = 2_000  # the longest gold query of Spider and BIRD in the benchmarks is 819
+MOST_BARE_CHARS = 4_000
+
 
 def bare_sql(reply: str, dialect: str) -> str | None:
     """The reply itself when it parses, whole, as one query: a small model asked for a fenced
     block sometimes writes the bare query (Spider: 1 of 60 questions failed on that alone). Parsing
     only decides that this is the query; the engine's validator still decides whether it may run."""
     text = reply.strip()
+    if len(text) > MOST_BARE_CHARS:
+        return None
     try:
         tree = parse_sql(text, dialect)
     except QueryError:
@@ -38,10 +49,14 @@ def is_sql(text: str) -> bool:
 
 
 def sql_key_hints(query: str, dialect: str, schema: SchemaContext) -> str | None:
+    if len(query) > MOST_MENDED_CHARS:
+        return None
     return key_hints(query, dialect, schema.catalog, schema.keys)
 
 
 def sql_mend(query: str, dialect: str, schema: SchemaContext) -> tuple[str, str] | None:
+    if len(query) > MOST_MENDED_CHARS:
+        return None
     mended = mend_columns(query, dialect, schema.catalog, schema.keys)
     return None if mended is None else (mended.query, " ".join(mended.changes))
 

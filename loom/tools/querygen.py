@@ -406,8 +406,11 @@ class _Generation:
 
     async def _attempt(self, reply: str, schema: SchemaContext, tries: _Tries) -> QueryResult | None:
         """One reply of the model: the result to return, or None with the next prompt set."""
-        query = extract_query(reply, self.language.fence) or self.language.bare_query(reply, self.dialect)
-        if query is not None:  # a parse: off the event loop (probe 12: R12-8 held every request)
+        # Parses: off the event loop (probe 12: R12-8 held every request; probe 30: R30-3).
+        query = extract_query(reply, self.language.fence)
+        if query is None:
+            query = await asyncio.to_thread(self.language.bare_query, reply, self.dialect)
+        if query is not None:
             query = await asyncio.to_thread(self.language.tidy, query)
         if query is None and CANNOT in reply.upper():
             raise _not_in_source(self.source, schema.catalog, reply)
@@ -437,7 +440,7 @@ class _Generation:
         except QueryError as e:
             if e.code in NOT_REPAIRABLE:
                 raise ToolError(e.code, e.message) from e
-            error = self._hinted(e.problems[0], query, schema)
+            error = await asyncio.to_thread(self._hinted, e.problems[0], query, schema)
             mended = (
                 await asyncio.to_thread(self.language.mend, query, self.dialect, schema) if mend else None
             )
@@ -450,7 +453,7 @@ class _Generation:
             tries.spent_s += time.monotonic() - started
         if result.row_count == 0 and tries.empty is None and self._may_retry_empty(tries):
             tries.empty = (query, result)
-            return self._retry(tries, query, self._hinted(_empty(), query, schema))
+            return self._retry(tries, query, await asyncio.to_thread(self._hinted, _empty(), query, schema))
         if result.row_count == 0 and tries.empty is not None:
             return self._result(*tries.empty, tries.attempts)  # nothing either way: the first stands
         return self._result(query, result, tries.attempts)

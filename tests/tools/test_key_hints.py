@@ -1,5 +1,7 @@
 """Which key columns a failed query read as values: found from the parsed query, by alias."""
 
+import pytest
+
 from loom.engines.contracts import Catalog, ColumnInfo, ForeignKey, TableInfo
 from loom.tools.key_hints import key_hints
 
@@ -90,3 +92,22 @@ def test_a_number_key_compared_with_words_gets_a_hint_and_a_text_key_compared_wi
     assert (
         key_hints("SELECT 1 FROM gold.fact_sales WHERE date_key = 'd-2024'", "duckdb", text_key, KEYS) is None
     )
+
+
+def test_the_repair_helpers_do_not_parse_a_query_past_their_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Probe 30 (R30-3): mending a 19 KB query of 330 UNION ALL branches took 0.76 s in the server's
+    # process, and one user's failing queries made every tenant's answers ~150x slower.
+    from loom.tools import nl2sql
+    from loom.tools.querygen import SchemaContext
+
+    def parsed(*args: object) -> None:
+        raise AssertionError("parsed")
+
+    for name in ("mend_columns", "key_hints", "parse_sql"):
+        monkeypatch.setattr(nl2sql, name, parsed)
+    long = " UNION ALL ".join(f"SELECT a.quantty AS c{i} FROM t a" for i in range(330))
+    schema = SchemaContext("", Catalog(tables=[]))
+    assert nl2sql.sql_mend(long, "duckdb", schema) is None
+    assert nl2sql.sql_key_hints(long, "duckdb", schema) is None
+    assert nl2sql.bare_sql(long, "duckdb") is None
+    assert not nl2sql.is_sql(long)

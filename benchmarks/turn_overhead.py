@@ -48,6 +48,7 @@ from loom.agent.model import ChatMessage
 from loom.agent.model_maf import build_chat_model
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.turns import TurnRequest
+from loom.api import guard
 from loom.api.app import create_app
 from loom.identity import DEV_PRINCIPAL
 from loom.lakehouse.seed import seed_lakehouse
@@ -306,7 +307,11 @@ def _event_types(body: bytes) -> list[str]:
 
 async def over_http(home: Path, case: Scenario, turns: int, concurrency: int) -> dict[str, Any]:
     """The app under uvicorn in this process; the client (`benchmarks.sse_client`) in another."""
-    fake, settings = FakeModel(), settings_for(home)
+    fake = FakeModel()
+    # The concurrent streams are one dev user's: the per-user caps on turns (4) and on requests
+    # sending their body (8) would refuse 46 of 50, and this measures the platform's streams.
+    settings = settings_for(home).model_copy(update={"max_turns_per_user": concurrency})
+    guard.SENDING_PER_USER = max(guard.SENDING_PER_USER, concurrency)
     model = build_chat_model(settings, http_client=httpx2.AsyncClient(transport=fake.transport()))
     store = SqliteConversationStore(home / "http.db")
     clock = SendClock(create_app(settings, store=store, runner=build_agent(settings, store, model=model)))

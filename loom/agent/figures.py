@@ -10,7 +10,7 @@ character references and combining accents (probe 29: R29-2), inline HTML, comme
 figure glued to a word (probe 30: R30-1). What is shown is the rendered text, compatibility forms
 made plain (superscript and full-width digits) and marks no one sees removed.
 
-Bounded, as every scan on the event loop: an answer over MOST_RENDERED characters, or with over
+Bounded, as every scan on the event loop: an answer over MOST_RENDERED characters (4 KiB), or with over
 MOST_FIGURES numbers, is not read figure by figure but taken as made up if it holds any digit (a
 no-query answer that long is not what a data agent writes); each figure is looked up among the
 first MOST_KNOWN numbers shown, sorted once (rounding each of them to each figure's places cost a
@@ -19,6 +19,7 @@ second of the event loop: probe 28, R28-1).
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from bisect import bisect_left
@@ -30,7 +31,9 @@ from itertools import islice
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-MOST_RENDERED = 16_384  # characters of an answer read through the Markdown parser (~15 ms, 70 at worst)
+# Characters of an answer read through the Markdown parser, off the event loop: 4 KiB of
+# unclosed `![` cost ~60 ms of CPU (16 KiB cost 250 ms, on the loop: probe 31, R31-2).
+MOST_RENDERED = 4_096
 MOST_FIGURES = 2_000  # numbers of an answer checked one by one
 MOST_KNOWN = 20_000  # numbers of what the model was shown that ground them (sorted: ~5 ms)
 MOST_PLACES = 6  # decimals compared: a figure written to more is compared at six
@@ -46,6 +49,10 @@ _MAY_START = re.compile(
     "\\d|&|[\u00b2\u00b3\u00b9\u2070-\u209f\u2460-\u24ff\u2776-\u2793]|^[ \t]*\\|", re.MULTILINE
 )
 _MARKDOWN = MarkdownIt("commonmark")
+# What `squeezed` takes out: letters (and the marks and format characters that go with them) and
+# the characters Markdown and HTML write markup with.
+_LETTERS = re.compile(r"[^\W\d_]+|[\u0300-\u036f\u200b-\u200f\u2060-\u2064\ufeff]")
+_MARKUP = str.maketrans("", "", "*_~`[]()<>!#|\\/\"'={}:")
 
 
 def may_start(text: str) -> int:
@@ -56,21 +63,33 @@ def may_start(text: str) -> int:
 
 def made_up(answer: str, shown: Iterable[str]) -> bool:
     """Whether `answer` states a figure found in none of the texts the model was `shown`, rounded
-    as it is written (12,673.45 shown grounds "12,673" and "12,673.5")."""
+    as it is written (12,673.45 shown grounds "12,673" and "12,673.5"). Two readings, and a figure
+    in either counts: the text a CommonMark client shows (`rendered`), and the source with its
+    letters and markup characters taken out (`squeezed`), which keeps the digits of a list's start
+    number, of an attribute or of a link definition, all shown by some client though no text of
+    the parse (probe 31: R31-1)."""
     if len(answer) > MOST_RENDERED:
         return may_start(answer) >= 0
-    numbers = _numbers(rendered(answer), MOST_FIGURES + 1)
-    if len(numbers) > MOST_FIGURES:
+    numbers = [*_numbers(rendered(answer), MOST_FIGURES + 1), *_numbers(squeezed(answer), MOST_FIGURES + 1)]
+    if len(numbers) > 2 * MOST_FIGURES:
         return True
-    figures = [n for n in numbers if len(n.replace(".", "")) >= 3 or "." in n]
+    figures = {n for n in numbers if len(n.replace(".", "")) >= 3 or "." in n}
     if not figures:
         return False
-    known = _known(shown)
+    texts = tuple(shown)
+    known = _known((*texts, *map(squeezed, texts)))  # a date the user wrote grounds it squeezed too
     missing = [f for f in figures if f not in known]  # most are written as shown
     if not missing:
         return False
     values = sorted(_value(k) for k in known)
     return any(not _rounds_to(f, values) for f in missing)
+
+
+def squeezed(text: str) -> str:
+    """`text` with character references decoded, compatibility forms plain, and letters, marks and
+    markup characters taken out: what is left of a figure whose digits markup split."""
+    plain = unicodedata.normalize("NFKD", html.unescape(text) if "&" in text else text)
+    return _LETTERS.sub("", plain.translate(_MARKUP))
 
 
 def rendered(markdown: str) -> str:

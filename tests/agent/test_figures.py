@@ -11,7 +11,7 @@ import pytest
 from loom.agent import figures
 from loom.agent.figures import made_up, rendered
 
-SHOWN = ("What was revenue in 2024?", '{"rows": [[2024, 12673.56]]}')
+SHOWN = ("What was revenue in 2024, and on 12/31/2024?", '{"rows": [[2024, 12673.56]]}')
 
 
 @pytest.mark.parametrize(
@@ -37,6 +37,12 @@ SHOWN = ("What was revenue in 2024?", '{"rows": [[2024, 12673.56]]}')
         "Revenue was &sup1;&sup2;&sup3; thousand.",
         "<div>Revenue was 98<span>7654</span>3</div>\n",
         "| year | revenue |\n|---|---|\n| 2024 | 9,876,543 |",
+        # Shown by clients though no text of the parse (probe 31: R31-1).
+        "9876543. dollars was the total revenue in 2024.",
+        "Total revenue in 2024 (USD):\n\n987654321) dollars",
+        'Total: <ol start="9876543"><li>dollars</li></ol>',
+        '<input value="9876543" readonly> dollars',
+        "Total revenue was\n[USD]: 9876543",
     ],
 )
 def test_a_figure_shown_nowhere_is_made_up_however_it_is_written(answer: str) -> None:
@@ -52,6 +58,7 @@ def test_a_figure_shown_nowhere_is_made_up_however_it_is_written(answer: str) ->
         "The top 3 are listed above.",  # too small to be a figure
         "Use nl2sql for Q4 questions.",
         "Revenue was **12,673.56** in _2024_.",
+        "Sales on 12/31/2024 were in the question.",  # a date the user wrote, squeezed or not
     ],
 )
 def test_figures_found_in_what_the_model_was_shown_are_not_made_up(answer: str) -> None:

@@ -264,6 +264,28 @@ async def test_a_figure_with_no_plain_digit_is_held_while_it_streams(figure: str
     assert final.text == "Total revenue was \n\n" + UNGROUNDED and figure not in "".join(shown)
 
 
+async def test_what_was_held_is_read_in_the_context_of_what_streamed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Probe 31 (R31-3): read alone, `[USD]: 9876543` is a link definition and shows nothing; after
+    # the line that streamed it is paragraph text, and the client shows the figure. R31-2: the
+    # reading runs off the event loop.
+    import threading
+
+    from loom.agent import reply_guard
+
+    threads: list[str] = []
+    made_up = reply_guard.made_up
+
+    def recorded(answer: str, shown: object) -> bool:
+        threads.append(threading.current_thread().name)
+        return made_up(answer, shown)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reply_guard, "made_up", recorded)
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "Revenue?", frozenset(), asked=True)
+    shown, final = await through(guard, "Total revenue was\n", "[USD]: 9876543\n")
+    assert final.text.endswith(UNGROUNDED) and "9876543" not in "".join(shown)
+    assert threads and threading.main_thread().name not in threads
+
+
 async def test_figures_written_beside_a_call_are_not_shown_before_its_result() -> None:
     # R28-2: "Total revenue was 4,873,219.55. Let me double-check." beside a call was shown in
     # every round, though every query failed.

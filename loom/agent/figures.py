@@ -37,6 +37,7 @@ MOST_RENDERED = 4_096
 MOST_FIGURES = 2_000  # numbers of an answer checked one by one
 MOST_KNOWN = 20_000  # numbers of what the model was shown that ground them (sorted: ~5 ms)
 MOST_PLACES = 6  # decimals compared: a figure written to more is compared at six
+MOST_SQUEEZED = 4_096  # characters of each of the user's last two messages also read squeezed
 
 # A number: not inside another (a digit or a decimal point before it), thousands separated by
 # commas or the spaces typesetting uses (no-break, thin, narrow). A letter before it does not
@@ -77,7 +78,11 @@ def made_up(answer: str, shown: Iterable[str]) -> bool:
     if not figures:
         return False
     texts = tuple(shown)
-    known = _known((*texts, *map(squeezed, texts)))  # a date the user wrote grounds it squeezed too
+    # A date the user wrote grounds it squeezed too: the user's words only, and their first
+    # MOST_SQUEEZED characters (squeezing all that was shown, NFKD and all, held the interpreter
+    # ~1 s a check for a history of `ﷺ`, one character that expands to 18: probe 32, R32-4).
+    asked = [squeezed(t[:MOST_SQUEEZED]) for t in texts[:2]]
+    known = _known((*texts, *asked))
     missing = [f for f in figures if f not in known]  # most are written as shown
     if not missing:
         return False
@@ -89,7 +94,7 @@ def squeezed(text: str) -> str:
     """`text` with character references decoded, compatibility forms plain, and letters, marks and
     markup characters taken out: what is left of a figure whose digits markup split."""
     plain = unicodedata.normalize("NFKD", html.unescape(text) if "&" in text else text)
-    return _LETTERS.sub("", plain.translate(_MARKUP))
+    return _LETTERS.sub("", plain.translate(_MARKUP).translate(_unseen()).translate(_digits()))
 
 
 def rendered(markdown: str) -> str:
@@ -97,7 +102,9 @@ def rendered(markdown: str) -> str:
     (emphasis, links, inline HTML and comments) gone, compatibility forms plain, combining marks
     and format characters removed."""
     text = "".join(_shown(_MARKDOWN.parse(markdown)))
-    return text if text.isascii() else unicodedata.normalize("NFKD", text).translate(_unseen())
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFKD", text).translate(_unseen()).translate(_digits())
 
 
 def _shown(tokens: Sequence[Token]) -> Iterator[str]:
@@ -145,6 +152,19 @@ def _unseen() -> dict[int, None]:
     against the whole range in tests/agent/test_figures.py); built once, ~12 ms."""
     ranges = (range(0x80, 0x20000), range(0xE0000, 0xE1000))
     return {c: None for r in ranges for c in r if unicodedata.category(chr(c)) in ("Mn", "Me", "Cf")}
+
+
+@cache
+def _digits() -> dict[int, str]:
+    """Characters with a digit's value that no compatibility form makes plain (circled, dingbat,
+    Ethiopic digits: `❾❽❼` showed a made-up figure, probe 32: R32-2), to their ASCII digit."""
+    ranges = (range(0x80, 0x20000),)
+    return {
+        c: str(unicodedata.digit(chr(c)))
+        for r in ranges
+        for c in r
+        if not ("0" <= chr(c) <= "9") and unicodedata.digit(chr(c), None) is not None
+    }
 
 
 def _rounds_to(figure: str, values: list[float]) -> bool:

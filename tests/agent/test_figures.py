@@ -43,6 +43,10 @@ SHOWN = ("What was revenue in 2024, and on 12/31/2024?", '{"rows": [[2024, 12673
         'Total: <ol start="9876543"><li>dollars</li></ol>',
         '<input value="9876543" readonly> dollars',
         "Total revenue was\n[USD]: 9876543",
+        # Digits with no compatibility form, and format characters inside an attribute (probe 32).
+        "Revenue was \u277e\u277d\u277c,\u277b\u277a\u2779.",
+        "Revenue was \u1371\u1370\u136f.",
+        '<input value="98\u180e76\u180e54\u180e3"> dollars',
     ],
 )
 def test_a_figure_shown_nowhere_is_made_up_however_it_is_written(answer: str) -> None:
@@ -94,3 +98,30 @@ def test_the_check_is_bounded_whatever_the_answer_and_what_was_shown(monkeypatch
 def test_the_characters_removed_are_exactly_unicodes_combining_and_format_characters() -> None:
     every = {c for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in ("Mn", "Me", "Cf")}
     assert set(figures._unseen()) == every
+
+
+def test_only_the_users_last_words_are_read_squeezed_and_only_their_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Probe 32 (R32-4): every text shown was squeezed, NFKD and all; a history of `\ufdfa` (one
+    # character, 18 once decomposed) held the interpreter ~1 s a check.
+    read: list[int] = []
+    squeeze = figures.squeezed
+
+    def recorded(text: str) -> str:
+        read.append(len(text))
+        return squeeze(text)
+
+    monkeypatch.setattr(figures, "squeezed", recorded)
+    long = "\ufdfa" * 262_144
+    assert made_up("Revenue was 9,876.", ("q " * 30_000, long, long, long))
+    assert len(read) == 3 and max(read) <= max(figures.MOST_SQUEEZED, len("Revenue was 9,876."))
+
+
+def test_every_character_with_a_digits_value_is_read_as_that_digit() -> None:
+    every = {
+        c
+        for c in range(sys.maxunicode + 1)
+        if not ("0" <= chr(c) <= "9") and unicodedata.digit(chr(c), None) is not None
+    }
+    assert set(figures._digits()) == every

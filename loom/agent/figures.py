@@ -59,7 +59,17 @@ _MARKUP = str.maketrans("", "", "*_~`[]()<>!#|\\/\"'={}:")
 def may_start(text: str) -> int:
     """Where in `text` a figure, or a table that may hold figures, may start (-1: nowhere yet)."""
     found = _MAY_START.search(text)
-    return found.start() if found is not None else -1
+    at = found.start() if found is not None else -1
+    if text.isascii():
+        return at
+    other = _digit_like().search(text, 0, at if at >= 0 else len(text))  # Ethiopic, Brahmi… (R33-1)
+    return other.start() if other is not None else at
+
+
+@cache
+def _digit_like() -> re.Pattern[str]:
+    """Any character with a digit's value beyond ASCII's, where holding starts too."""
+    return re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_digits())) + "]")
 
 
 def made_up(answer: str, shown: Iterable[str]) -> bool:

@@ -211,8 +211,11 @@ def _imitates_a_result(text: str) -> bool:
 
 
 def _shown(guard: Guard) -> tuple[str, ...]:
-    """What the model was shown, whose numbers ground an answer's figures."""
-    return (guard.question, guard.before, *guard.results, *guard.seen)
+    """What the model was shown, whose numbers ground an answer's figures: not a tool's error,
+    which may quote what the model itself wrote (`CANNOT ANSWER: the figure is 9,876,543.21`
+    grounded that figure in the answer: probe 33, R33-2)."""
+    results = (r for r in guard.results if not r.startswith('{"error"'))
+    return (guard.question, guard.before, *results, *guard.seen)
 
 
 def _only_call_markup(text: str) -> bool:

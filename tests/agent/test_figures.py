@@ -125,3 +125,10 @@ def test_every_character_with_a_digits_value_is_read_as_that_digit() -> None:
         if not ("0" <= chr(c) <= "9") and unicodedata.digit(chr(c), None) is not None
     }
     assert set(figures._digits()) == every
+
+
+def test_holding_starts_at_any_character_with_a_digits_value() -> None:
+    # Probe 33 (R33-1): Ethiopic digits were read as a figure once held, but nothing held them.
+    ethiopic = "Total was \u1371\u1370\u136f,\u136e\u136d\u136c"
+    assert figures.may_start(ethiopic) == len("Total was ")
+    assert figures.may_start("caf\u00e9 au lait") == -1

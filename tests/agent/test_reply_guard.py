@@ -300,6 +300,15 @@ async def test_figures_written_beside_a_call_are_not_shown_before_its_result() -
     )
 
 
+async def test_a_tools_error_does_not_ground_the_figures_it_quotes() -> None:
+    # Probe 33 (R33-2): the query writer answered "CANNOT ANSWER: the figure is 9,876,543.21", the
+    # error quoted it, and the answer stating it was shown though nothing ran.
+    error = json.dumps({"error": {"code": "not_in_source", "message": "the figure is 9,876,543.21"}})
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "Revenue?", frozenset(), results=(error,), asked=True)
+    shown, final = await through(guard, "Total revenue was 9,876,543.21.")
+    assert final.text == UNGROUNDED and "9,876,543" not in "".join(shown)
+
+
 async def test_figures_after_a_failed_query_are_withheld_not_routed_again() -> None:
     guard = Guard(OFFERED, {"sql": "nl2sql"}, "Revenue?", frozenset(), asked=True)
     shown, final = await through(guard, "Revenue was 48,200 last year.")

@@ -50,9 +50,9 @@ _MAY_START = re.compile(
     "\\d|&|[\u00b2\u00b3\u00b9\u2070-\u209f\u2460-\u24ff\u2776-\u2793]|^[ \t]*\\|", re.MULTILINE
 )
 _MARKDOWN = MarkdownIt("commonmark")
-# What `squeezed` takes out: letters (and the marks and format characters that go with them) and
-# the characters Markdown and HTML write markup with.
-_LETTERS = re.compile(r"[^\W\d_]+|[\u0300-\u036f\u200b-\u200f\u2060-\u2064\ufeff]")
+# What `squeezed` takes out, with the marks and format characters of `_unseen`: letters, and the
+# characters Markdown and HTML write markup with.
+_LETTERS = re.compile(r"[^\W\d_]+")
 _MARKUP = str.maketrans("", "", "*_~`[]()<>!#|\\/\"'={}:")
 
 
@@ -168,12 +168,10 @@ def _unseen() -> dict[int, None]:
 def _digits() -> dict[int, str]:
     """Characters with a digit's value that no compatibility form makes plain (circled, dingbat,
     Ethiopic digits: `❾❽❼` showed a made-up figure, probe 32: R32-2), to their ASCII digit."""
-    ranges = (range(0x80, 0x20000),)
     return {
         c: str(unicodedata.digit(chr(c)))
-        for r in ranges
-        for c in r
-        if not ("0" <= chr(c) <= "9") and unicodedata.digit(chr(c), None) is not None
+        for c in range(0x80, 0x20000)
+        if unicodedata.digit(chr(c), None) is not None
     }
 
 

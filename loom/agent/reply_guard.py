@@ -13,9 +13,9 @@ A third is an answer that states figures when no query has run in the turn: the 
 asked "What is the total revenue by year?", wrote a table of years and totals it made up. A figure
 (three digits or more, or a decimal) that appears in nothing the model was shown — no tool result
 of the conversation, not the question, not the schema, read as the user sees it (`figures`) — is
-taken like an unrun query: the question
-goes to the data tool; if a data tool was called in the turn and nothing ran, the answer is withheld
-and the user told why (routing again would only repeat the failure).
+taken like an unrun query: the question goes to the data tool; if a data tool was called in the
+turn and nothing ran, the answer is withheld and the user told why (routing again would only
+repeat the failure).
 
 Text streams as it comes except where one of these may be starting: a reply that opens like a call
 (`{`, `[`, `<`, a fence) is held until it ends, and from a fence on (```) the rest of a reply is

@@ -18,9 +18,10 @@ turn and nothing ran, the answer is withheld and the user told why (routing agai
 repeat the failure).
 
 Text streams as it comes except where one of these may be starting: a reply that opens like a call
-(`{`, `[`, `<`, a fence) is held until it ends, and from a fence on (```) the rest of a reply is
-held until it ends; while no query has run in the turn, so is the rest of a reply from the line
-of anything that may begin a figure or a table. Plain prose streams as before. A reply that writes
+(`{`, `[`, `<`, a fence) is held until it ends, and so is the rest of a reply from a fence on (```),
+or from a line that opens with `<` or `{` (a sentence, then the call on its own line); while no
+query has run in the turn, so is the rest of a reply from the line of anything that may begin a
+figure or a table. Plain prose streams as before. A reply that writes
 a tool result itself (`<tool_response>…`), or only empty call markup (`<tools></tools>`), is taken
 like an unrun query: the question goes to the data tool.
 """
@@ -58,6 +59,8 @@ QUERY_FENCES: Mapping[str, str] = {
 
 State = Literal["start", "streaming", "held"]
 # The tags of the chat template's tool calling, as a model writes them in text when it fumbles.
+# A line that opens like a call written as text.
+_CALL_LINE = re.compile(r"\n[ \t]*[<{]")
 _CALL_MARKUP = re.compile(r"</?\s*(?:tools|tool_calls?|function_calls?|tool_response)\s*/?>", re.IGNORECASE)
 
 
@@ -111,7 +114,7 @@ async def guarded(stream: AsyncIterator[ModelEvent], guard: Guard) -> AsyncItera
                 yield event
         else:
             said, kept, checked = "".join(shown), "".join(held), "".join(figured)
-            invented = await _invented(said + checked + kept, guard) if checked or kept else False
+            invented = await _invented(said + checked + kept, guard) if checked or kept.strip() else False
             for final in _decide(event, kept, said, checked, guard, invented):
                 yield final
 
@@ -150,11 +153,29 @@ def _take(state: State, pending: str) -> tuple[State, str, str]:
         state = "streaming"
     if state == "held":
         return "held", pending, ""
-    fence = pending.find(FENCE)
-    if fence >= 0:
-        return "held", pending[fence:], pending[:fence]
-    keep = len(pending) - len(pending.rstrip("`"))  # a fence may be arriving a backtick at a time
+    starts = [at for at in (pending.find(FENCE), _line_call_start(pending)) if at >= 0]
+    if starts:
+        return "held", pending[min(starts) :], pending[: min(starts)]
+    keep = len(pending) - len(_unfinished(pending))
     return "streaming", pending[len(pending) - keep :], pending[: len(pending) - keep]
+
+
+def _line_call_start(pending: str) -> int:
+    """Where a line that opens like a call (`<`, `{`) starts in `pending`, -1 if none does: a
+    model that writes a sentence and then its call on the next line (`<tools><nl2sql …/></tools>`,
+    seen from the local 1.5B model over HTTP) means the call. A call quoted inside a sentence
+    stays prose."""
+    found = _CALL_LINE.search(pending)
+    return found.start() + 1 if found is not None else -1
+
+
+def _unfinished(pending: str) -> str:
+    """`pending` less what may still become a fence or a call's line, held for the next piece: a
+    trailing run of backticks, or a line break with only blanks after it."""
+    line = pending.rfind("\n")
+    if line >= 0 and not pending[line:].strip():
+        return pending[:line]
+    return pending.rstrip("`")
 
 
 def _decide(

@@ -181,6 +181,29 @@ async def test_prose_that_mentions_a_call_streams_and_runs_nothing() -> None:
     assert "".join(shown).startswith("I could call") and not final.tool_calls
 
 
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        # What the local 1.5B model wrote over HTTP: a sentence, then its call on its own lines.
+        ("Let me look that up.\n", '<tools><nl2sql question="q"/></tools>'),
+        ("Let me look that up.", '\n  <tools><nl2sql question="q"/>', "</tools>\n"),
+        ("Let me look that up.\n\n", '{"name": "nl2sql", "arguments": {"question": "q"}}'),
+        ('Let me look that up.\n<tool_call>{"name": "nl2sql", "arguments": {"question": "q"}}</tool_call>',),
+    ],
+)
+async def test_a_call_on_its_own_line_after_prose_runs_and_only_prose_shows(pieces: tuple[str, ...]) -> None:
+    shown, final = await through(GUARD, *pieces)
+    assert "".join(shown).strip() == "Let me look that up."
+    (call,) = final.tool_calls
+    assert call.name == "nl2sql" and json.loads(call.arguments) == {"question": "q"}
+
+
+async def test_a_line_of_markup_that_is_no_call_is_shown_at_the_reply_end() -> None:
+    shown, final = await through(GUARD, "Two ways:\n", "<details>see the docs</details>\n", "Done.")
+    assert final.text == "Two ways:\n<details>see the docs</details>\nDone." and not final.tool_calls
+    assert shown[0] == "Two ways:"  # the prose before it streamed as it came (its line break waits)
+
+
 async def test_a_text_call_is_never_shown_and_becomes_the_call() -> None:
     shown, final = await through(GUARD, '{"name": "nl2', 'sql", "arguments": {"question": "q"}}')
     assert shown == [] and final.tool_calls[0].name == "nl2sql"

@@ -57,6 +57,8 @@ QUERY_FENCES: Mapping[str, str] = {
     "gremlin": "gremlin",
 }
 
+COPIED = "The query's result is shown above."  # what stands for a reply that only copied it
+_RESPONSE, _RESPONSE_END = "<tool_response>", "</tool_response>"
 State = Literal["start", "streaming", "held"]
 # The tags of the chat template's tool calling, as a model writes them in text when it fumbles.
 # A line that opens like a call written as text.
@@ -209,6 +211,8 @@ def _decide_held(reply: ModelReply, held: str, shown: str, guard: Guard, invente
         call = _routed(guard, *routed)
         return [_delta(call), replace(reply, text=shown, tool_calls=(call,))]
     kept = _without_unrun(held, guard.ran) + CUT if unrun else held
+    if guard.ran and _imitates_a_result(kept):
+        kept = _without_results(kept) or ("" if shown.strip() else COPIED)
     return [*_text(kept), replace(reply, text=shown + kept, tool_calls=())]
 
 
@@ -228,7 +232,7 @@ def _imitates_a_result(text: str) -> bool:
     a follow-up, copied the shape of the last result) answers from data no tool returned; or one
     that is only call markup with nothing in it (`<tools></tools>`: the same model, offered
     `nl2kql`, meant to call it and did not say with what)."""
-    return "<tool_response>" in text.lower() or _only_call_markup(text)
+    return _RESPONSE in text.lower() or _only_call_markup(text)
 
 
 def _shown(guard: Guard) -> tuple[str, ...]:
@@ -237,6 +241,19 @@ def _shown(guard: Guard) -> tuple[str, ...]:
     grounded that figure in the answer: probe 33, R33-2)."""
     results = (r for r in guard.results if not r.startswith('{"error"'))
     return (guard.question, guard.before, *results, *guard.seen)
+
+
+def _without_results(text: str) -> str:
+    """`text` without the tool results it wrote out (`<tool_response>…</tool_response>`, an
+    unclosed one to the end) and without call markup: after a query ran, the local 1.5B model
+    sometimes answers by copying the results back, which the user already sees as the tool's."""
+    lower, out, at = text.lower(), [], 0
+    while (start := lower.find(_RESPONSE, at)) >= 0:
+        out.append(text[at:start])
+        end = lower.find(_RESPONSE_END, start)
+        at = len(text) if end < 0 else end + len(_RESPONSE_END)
+    out.append(text[at:])
+    return _CALL_MARKUP.sub("", "".join(out)).strip()
 
 
 def _only_call_markup(text: str) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from ag_ui.core import EventType
 
 from loom.agent.model import ModelEvent, ModelReply, TextDelta, ToolCall
-from loom.agent.reply_guard import CUT, UNGROUNDED, Guard, guarded, normal
+from loom.agent.reply_guard import COPIED, CUT, UNGROUNDED, Guard, guarded, normal
 from loom.agent.testing import ScriptedModel, sql_block, text, tool_call
 from loom.agent.text_calls import echoed_calls, text_calls
 from loom.agent.turns import TurnRequest
@@ -449,6 +449,21 @@ async def test_a_written_out_tool_result_is_routed_with_the_question_before_it()
     assert json.loads(call.arguments) == {
         "question": "And in 2025?\n(The question before it: Orders in 2024?)"
     }
+
+
+@pytest.mark.parametrize(
+    ("reply", "kept"),
+    [
+        # The local 1.5B model, after its queries ran, answered with their results copied out.
+        ("<tool_response>\n[[5]]\n</tool_response>\n<tool_response>{\"error\": {}}</tool_response>", COPIED),
+        ('There are five tables.\n<tool_response>{"rows": [[5]]}</tool_response>', "There are five tables."),
+        ('<TOOL_RESPONSE>{"rows": [[5]]}', COPIED),  # unclosed: cut to the end
+    ],
+)
+async def test_after_a_query_ran_results_copied_into_the_answer_are_cut(reply: str, kept: str) -> None:
+    guard = Guard(OFFERED, {"sql": "nl2sql"}, "Tables?", frozenset({"select 5"}), results=("[[5]]",))
+    shown, final = await through(guard, reply)
+    assert final.text.strip() == kept and not final.tool_calls
 
 
 @pytest.mark.parametrize("reply", ["<tools></tools>", "<tool_call>\n</tool_call>", "<tool_calls/>"])

@@ -455,7 +455,7 @@ async def test_a_written_out_tool_result_is_routed_with_the_question_before_it()
     ("reply", "kept"),
     [
         # The local 1.5B model, after its queries ran, answered with their results copied out.
-        ("<tool_response>\n[[5]]\n</tool_response>\n<tool_response>{\"error\": {}}</tool_response>", COPIED),
+        ('<tool_response>\n[[5]]\n</tool_response>\n<tool_response>{"error": {}}</tool_response>', COPIED),
         ('There are five tables.\n<tool_response>{"rows": [[5]]}</tool_response>', "There are five tables."),
         ('<TOOL_RESPONSE>{"rows": [[5]]}', COPIED),  # unclosed: cut to the end
     ],

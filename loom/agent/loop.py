@@ -37,7 +37,7 @@ from loom.agent.reply_bounds import BoundedModel, ReplyBounds, bounded
 from loom.agent.reply_guard import Guard, guarded, normal
 from loom.agent.sources import pick_sources
 from loom.agent.store import ConversationFull, ConversationNotFound, ConversationStore, StoredMessage
-from loom.agent.tool_calls import CallOutcome, run_calls
+from loom.agent.tool_calls import CallOutcome, run_calls, to_answering_tools
 from loom.agent.turn_log import TurnSummary, log_turn
 from loom.agent.turns import TurnRequest
 from loom.agent.writer import OrderedWriter
@@ -258,6 +258,7 @@ class Agent:
     async def run_tools(self, turn: Turn, reply: ModelReply) -> list[CallOutcome]:
         turn.budget.tool_rounds += 1
         by_name = {t.name: t for t in turn.tools}
+        reply = replace(reply, tool_calls=to_answering_tools(reply.tool_calls, turn.ctx, by_name))
         outcomes = await run_calls(turn.ctx, by_name, self.gate, reply.tool_calls)
         turn.tool_log.extend(f"{o.call.name}:{o.status}" for o in outcomes)
         turn.ran.update(normal(q) for o in outcomes for q in _queries(o))

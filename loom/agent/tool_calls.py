@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pydantic import ValidationError
@@ -19,6 +19,7 @@ from loom.agent.approval import ApprovalGate, Decision
 from loom.agent.budget import BudgetExhausted
 from loom.agent.model import ChatMessage, ToolCall
 from loom.engines.errors import public_text
+from loom.engines.registry import answers
 from loom.tools.base import Effect, Tool, ToolContext, ToolError, ToolResult
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,34 @@ async def _one(
     if decision is not Decision.RUN:
         return _held(call, tool, decision)
     return await _invoke(ctx, tool, call)
+
+
+def to_answering_tools(
+    calls: Sequence[ToolCall], ctx: ToolContext, tools: Mapping[str, Tool]
+) -> tuple[ToolCall, ...]:
+    """The calls, each data tool asked of a source that does not answer its language sent to the
+    one offered tool whose language that source answers: the local 1.5B model asked `nl2sql` of
+    the KQL source `storms`, read "unknown sql source", and told the user the data was not there.
+    The question and source are the model's; only the language was wrong."""
+    return tuple(replace(c, name=_answering_tool(c, ctx, tools)) for c in calls)
+
+
+def _answering_tool(call: ToolCall, ctx: ToolContext, tools: Mapping[str, Tool]) -> str:
+    tool = tools.get(call.name)
+    named = _named_source(call.arguments)
+    source = next((s for s in ctx.sources if s.name == named), None)
+    if tool is None or tool.language is None or source is None or answers(source, tool.language):
+        return call.name
+    other = [t.name for t in tools.values() if t.language is not None and answers(source, t.language)]
+    return other[0] if len(other) == 1 else call.name
+
+
+def _named_source(arguments: str) -> object:
+    try:
+        parsed = json.loads(arguments)
+    except (json.JSONDecodeError, RecursionError):
+        return None
+    return parsed.get("source") if isinstance(parsed, dict) else None
 
 
 async def run_calls(

@@ -10,10 +10,19 @@ from typing import Any
 import pytest
 from ag_ui.core import EventType
 
+from loom.access import OPEN
+from loom.agent.events import RESULT_TABLE
+from loom.agent.loop import Agent, TurnLimits
+from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import ScriptedModel, text, tool_call
+from loom.agent.tool_calls import to_answering_tools
 from loom.agent.turns import TurnRequest
+from loom.engines.registry import EnginePool
 from loom.engines.sources import DuckDBSource
 from loom.identity import DEV_PRINCIPAL
+from loom.settings import DEFAULTS
+from loom.tools.base import ToolContext
+from loom.tools.registry import TOOLS
 from tests.agent.conftest import AgentFactory
 
 GOOD = "fact_sales | join kind=inner dim_store on store_key | summarize orders = dcount(order_id) by channel"
@@ -112,3 +121,52 @@ async def test_nl2kql_answers_from_an_adx_source_through_its_http_seam(
     [result] = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]
     assert result["result"]["columns"] == [{"name": "State", "type": "string"}, {"name": "n", "type": "long"}]
     assert result["result"]["rows"] == [["TEXAS", 12]]
+
+
+async def test_a_data_tool_asked_of_a_source_in_another_language_runs_the_tool_that_answers_it(
+    lakehouse: Path, store: SqliteConversationStore, engines: EnginePool
+) -> None:
+    # The local 1.5B model asked nl2sql of the KQL source and told the user the data was not there.
+    sales = DuckDBSource(name="sales", location=str(lakehouse), description="sales")
+    stores = DuckDBSource(name="stores", location=str(lakehouse), description="stores", languages=("kql",))
+    model = ScriptedModel().queue(
+        tool_call("nl2sql", {"question": "Number of stores", "source": "stores"}),
+        kql_block("dim_store | count"),
+        text("Done."),
+    )
+    agent = Agent(
+        model=model,
+        tools=TOOLS,
+        store=store,
+        engines=engines,
+        sources=lambda: {"sales": sales, "stores": stores},
+        access=OPEN,
+        limits=TurnLimits.of(DEFAULTS),
+    )
+    events = await events_of(agent, "How many stores?")
+    [result] = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]
+    assert result["language"] == "kql" and result["query"] == "dim_store | count"
+    [table] = [e.value for e in events if e.type == EventType.CUSTOM and e.name == RESULT_TABLE]
+    assert table["tool"] == "nl2kql"  # the client is told which tool answered
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "runs"),
+    [
+        ("nl2sql", {"source": "stores"}, "nl2kql"),
+        ("nl2kql", {"source": "sales"}, "nl2sql"),
+        ("nl2sql", {"source": "sales"}, "nl2sql"),  # its own language's source: as written
+        ("nl2sql", {"source": "nowhere"}, "nl2sql"),  # no such source: its own error says so
+        ("nl2sql", {}, "nl2sql"),
+        ("nl2dax", {"source": "stores"}, "nl2kql"),
+    ],
+)
+def test_only_a_source_named_in_another_language_changes_the_tool(
+    lakehouse: Path, engines: EnginePool, name: str, arguments: dict[str, str], runs: str
+) -> None:
+    sales = DuckDBSource(name="sales", location=str(lakehouse), description="sales")
+    stores = DuckDBSource(name="stores", location=str(lakehouse), description="stores", languages=("kql",))
+    ctx = ToolContext(principal=DEV_PRINCIPAL, sources=[sales, stores], engines=engines)
+    (call,) = tool_call(name, arguments).tool_calls
+    (sent,) = to_answering_tools([call], ctx, {t.name: t for t in TOOLS})
+    assert sent.name == runs and sent.id == call.id and sent.arguments == call.arguments

@@ -48,6 +48,10 @@ class UnsafeBindError(AuthConfigError):
     """Dev mode (no authentication) on an address other machines can reach."""
 
 
+# Headers a proxy names the original client with (RFC 7239, and the de facto ones).
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
 def is_loopback(host: str) -> bool:
     if host.strip("[]").lower() == "localhost":
         return True
@@ -421,11 +425,20 @@ def _dev_principal(request: Request) -> Principal:
     public bind, but `uvicorn --factory loom.api.app:create_app --host 0.0.0.0` would otherwise
     hand every conversation of the dev user to anyone on the network."""
     client = request.client.host if request.client else ""
-    if not is_loopback(client):
+    if not is_loopback(client) or _forwarded(request):
         raise ApiError(
             403,
             "dev_mode_loopback_only",
-            "this server runs in dev mode (no authentication) and answers only this machine; "
+            "this server runs in dev mode (no authentication) and answers only this machine, "
+            "directly (not through a proxy); "
             "set LOOM_AUTH_MODE=entra to serve other clients",
         )
     return DEV_PRINCIPAL
+
+
+def _forwarded(request: Request) -> bool:
+    """Whether the request names a client it was forwarded for. A proxy's request came from
+    elsewhere; and uvicorn trusting forwarded headers (`--forwarded-allow-ips '*'`, common in
+    containers) puts their address in `request.client`, so `X-Forwarded-For: 127.0.0.1` from
+    anywhere passed for this machine (probe 34: R34-1)."""
+    return any(name in request.headers for name in FORWARDING_HEADERS)

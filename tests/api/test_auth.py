@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt import PyJWK
 from jwt.algorithms import RSAAlgorithm
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.api.app import create_app
@@ -611,6 +612,30 @@ async def test_dev_mode_answers_only_this_machine_however_the_app_was_started(
         assert refused.json()["error"]["code"] == "dev_mode_loopback_only"
         assert (await c.delete("/v1/conversations/x")).status_code == 403
         assert (await c.get("/healthz")).status_code == 200  # probes carry no data
+    await store.close()
+
+
+@pytest.mark.parametrize(
+    ("peer", "header"),
+    [
+        ("10.0.0.7", ("x-forwarded-for", "127.0.0.1")),  # uvicorn --forwarded-allow-ips '*'
+        ("10.0.0.7", ("forwarded", "for=127.0.0.1")),
+        ("127.0.0.1", ("x-forwarded-for", "127.0.0.1")),  # a proxy on this machine: from elsewhere
+        ("127.0.0.1", ("x-real-ip", "10.0.0.7")),
+    ],
+)
+async def test_dev_mode_refuses_a_request_forwarded_for_a_client(
+    tmp_path: Path, peer: str, header: tuple[str, str]
+) -> None:
+    # Probe 34 (R34-1): with forwarded headers trusted, `X-Forwarded-For: 127.0.0.1` from any
+    # peer became request.client, and the dev user's conversations were served to it.
+    store = SqliteConversationStore(tmp_path / "dev.db")
+    app = ProxyHeadersMiddleware(create_app(Settings(home=tmp_path), store=store, runner=None), "*")
+    transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://loom") as c:
+        refused = await c.get("/v1/conversations", headers=[header])
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "dev_mode_loopback_only"
     await store.close()
 
 

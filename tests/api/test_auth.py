@@ -630,8 +630,9 @@ async def test_dev_mode_refuses_a_request_forwarded_for_a_client(
     # Probe 34 (R34-1): with forwarded headers trusted, `X-Forwarded-For: 127.0.0.1` from any
     # peer became request.client, and the dev user's conversations were served to it.
     store = SqliteConversationStore(tmp_path / "dev.db")
-    app = ProxyHeadersMiddleware(create_app(Settings(home=tmp_path), store=store, runner=None), "*")
-    transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+    loom: Any = create_app(Settings(home=tmp_path), store=store, runner=None)  # ASGI types differ by library
+    proxied: Any = ProxyHeadersMiddleware(loom, "*")
+    transport = httpx.ASGITransport(app=proxied, client=(peer, 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://loom") as c:
         refused = await c.get("/v1/conversations", headers=[header])
         assert refused.status_code == 403

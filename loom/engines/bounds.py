@@ -5,7 +5,9 @@ SSE response, the store and the next model request. Rows are fetched a few at a 
 made JSON-safe and any value longer than `MAX_VALUE_CHARS` cut (and marked: a text, or a list or
 object as JSON, however deeply its parts are nested), and fetching stops
 when the result reaches `max_bytes`. Sizes are the bytes the values take in JSON as it is sent
-and stored (UTF-8, control characters escaped, a number by its digits): probe 9 filled an 8 MiB
+and stored (UTF-8, control characters escaped, a number by its digits), each list and object
+counted `NESTED_BYTES` more for what it holds in memory (a nested value over its share on that
+count alone crosses as its JSON text, whole): probe 9 filled an 8 MiB
 budget counted in characters with 4-byte emoji and escaped control characters, 33-50 MB sent. The
 column names count too (`header_size`), and each is cut to `MAX_NAME_CHARS`: DuckDB can build a
 100 MB name from a 500-byte query. The first fetch is one row; later ones ask for as many as the
@@ -29,6 +31,11 @@ MIN_VALUE_CHARS = 256  # what a value keeps however many columns share the budge
 MARK_ROOM = 48  # a cut value's marker and quotes, within its share
 MAX_CHUNK = 256  # rows per fetch, once rows are known to be small
 MAX_NAME_CHARS = 256  # of a column's name; longer ones are cut and say so
+# What a list or object counts beyond its JSON: about what it holds in the server's memory (a dict
+# of one key is 184 bytes in CPython). Counted at its JSON alone, a result of many tiny nested
+# values — 600 `[[5]]` a row, 8 MiB in all — held ~35 times its count in memory, and building it
+# held the interpreter for seconds (probe 34: R34-2, R34-3).
+NESTED_BYTES = 256
 CUT = "… [cut: {n:,} characters in all]"
 CUT_MARK = CUT.split("{", 1)[0]
 
@@ -112,6 +119,8 @@ def shorten(value: Value, most: int) -> Value:
         return _fit(head, most) + (value[marked:] if marked >= 0 else CUT.format(n=len(value)))
     if isinstance(value, list | dict) and value_size(value) > most:
         text = json.dumps(value, ensure_ascii=False, default=str)
+        if value_size(text) - 2 <= most:  # many small parts: one text, whole (it is not cut)
+            return text
         return _fit(text, most) + CUT.format(n=len(text))
     return value
 
@@ -128,13 +137,13 @@ def header_size(names: Sequence[str]) -> int:
 def value_size(value: Value) -> int:
     """The bytes the value takes in JSON as sent (UTF-8; control characters escaped)."""
     if isinstance(value, str):
-        if value.isascii() and value.isprintable():
-            return len(value) + 2
+        if value.isascii() and value.isprintable():  # quotes and backslashes are escaped
+            return len(value) + 2 + value.count('"') + value.count("\\")
         return len(json.dumps(value, ensure_ascii=False).encode())
     if isinstance(value, list):
-        return 2 + sum(value_size(v) + 1 for v in value)
+        return NESTED_BYTES + sum(value_size(v) + 1 for v in value)
     if isinstance(value, dict):
-        return 2 + sum(value_size(str(k)) + 2 + value_size(v) for k, v in value.items())
+        return NESTED_BYTES + sum(value_size(str(k)) + 2 + value_size(v) for k, v in value.items())
     if isinstance(value, int) and not isinstance(value, bool):
         return len(str(value)) if value > 99_999_999 or value < -9_999_999 else 8
     if isinstance(value, float):

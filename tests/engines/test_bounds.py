@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from loom.engines.bounds import (
     MAX_NAME_CHARS,
     MAX_RESULT_BYTES,
     MAX_VALUE_CHARS,
+    NESTED_BYTES,
     bounded_rows,
     value_limit,
     value_size,
@@ -81,6 +83,41 @@ def test_a_value_of_many_small_parts_is_cut_as_a_whole() -> None:
         assert value.endswith(" characters in all]")
     assert isinstance(listed, str) and listed.startswith('["xxx')
     assert small == [1, [2, "three"]]  # small nested values are kept as they are
+
+
+def test_a_value_of_many_tiny_nested_parts_crosses_as_its_whole_json_text() -> None:
+    # Probe 34 (R34-2, R34-3): 600 `[[5]]` a row, 8 MiB as JSON, held ~35 times that in memory as
+    # Python lists, and unpickling them held the server's interpreter for 0.65 s.
+    tiny = [[[5]]] * 600
+    [[value]] = bounded_rows(Cursor([[tiny]]).fetchmany, max_rows=1, max_bytes=10**9).rows
+    assert isinstance(value, str) and CUT.split("{", 1)[0] not in value
+    assert json.loads(value) == tiny  # whole: nothing was cut
+
+
+def test_the_engine_sends_the_probes_nested_result_as_text_cells(tmp_path: Path) -> None:
+    engine = DuckDBEngine(DuckDBSource(name="nested", location=str(tmp_path)))
+    result = engine.execute(
+        "SELECT i, list({'a': {'b': {'c': j % 10}}}) AS l FROM range(1000) t(i), range(300) s(j) GROUP BY i",
+        max_rows=1000,
+        timeout_s=60,
+    )
+    cells = [row[1] for row in result.rows]
+    assert all(isinstance(cell, str) for cell in cells)
+    assert json.loads(str(cells[0]))[0] == {"a": {"b": {"c": 0}}}
+
+
+def test_each_list_and_object_counts_what_it_holds_in_memory() -> None:
+    assert value_size([]) == value_size({}) == NESTED_BYTES
+    assert value_size([[1]]) == 2 * NESTED_BYTES + value_size(1) + 2
+    # So a result of many small nested values stops far sooner than its JSON bytes would say.
+    rows = [[[[j % 10] for j in range(50)]] for _ in range(1000)]
+    kept = bounded_rows(Cursor(rows).fetchmany, max_rows=1000, max_bytes=1_000_000)
+    assert kept.truncated_by == "bytes" and len(kept.rows) < 1_000_000 // (50 * NESTED_BYTES) + 1
+
+
+def test_quotes_and_backslashes_count_as_the_escapes_they_are_sent_as() -> None:
+    assert value_size('"' * 10) == value_size("\\" * 10) == 22
+    assert value_size('"' * 10) == len(json.dumps('"' * 10))
 
 
 def test_the_engine_holds_a_huge_result_to_its_byte_budget(tmp_path: Path) -> None:

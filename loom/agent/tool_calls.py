@@ -86,7 +86,9 @@ async def _invoke(ctx: ToolContext, tool: Tool, call: ToolCall) -> CallOutcome:
     try:
         args = tool.parse_args(call.arguments)
     except (ValueError, ValidationError) as e:
-        return _error(call, "invalid_arguments", f"arguments for {tool.name} are not valid: {e}", tool.effect)
+        return _error(
+            call, "invalid_arguments", f"arguments for {tool.name} are not valid: {_why(e)}", tool.effect
+        )
     try:
         result = await tool.run(ctx, args)
     except ToolError as e:
@@ -97,6 +99,14 @@ async def _invoke(ctx: ToolContext, tool: Tool, call: ToolCall) -> CallOutcome:
         log.exception("tool %s failed", tool.name)  # the whole error, for whoever runs the server
         return _error(call, "tool_failed", f"{type(e).__name__}: {public_text(str(e))}", tool.effect)
     return CallOutcome(call, "ok", result.for_model(), tool.effect, result)
+
+
+def _why(error: ValueError | ValidationError) -> str:
+    """What was wrong with the arguments, each problem by its field, without pydantic's
+    boilerplate (the input echoed back, a link to its documentation: probe 34, R34-5)."""
+    if not isinstance(error, ValidationError):
+        return str(error)
+    return "; ".join(f"{'.'.join(map(str, p['loc'])) or 'arguments'}: {p['msg']}" for p in error.errors())
 
 
 async def _one(

@@ -147,8 +147,9 @@ async def test_invalid_arguments_and_unknown_tools_are_reported_to_the_model(
         tool_calls(("nl2sql", {"question": ["not", "text"]}), ("no_such_tool", {})), text("sorry")
     )
     await collect(make_agent(model), "go")
-    codes = [json.loads(m.content)["error"]["code"] for m in model.calls[1].messages if m.role == "tool"]
-    assert codes == ["invalid_arguments", "unknown_tool"]
+    errors = [json.loads(m.content)["error"] for m in model.calls[1].messages if m.role == "tool"]
+    assert [e["code"] for e in errors] == ["invalid_arguments", "unknown_tool"]
+    assert errors[0]["message"] == "arguments for nl2sql are not valid: question: Input should be a valid string"
 
 
 async def test_model_failure_ends_with_run_error_and_keeps_the_message(

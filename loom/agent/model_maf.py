@@ -41,6 +41,7 @@ from loom.agent.model import (
     ToolCallDelta,
 )
 from loom.agent.model_http import ResponseTooLarge, capped_http_client
+from loom.agent.model_sdk import AsBuiltAzureOpenAI, AsBuiltOpenAI
 from loom.agent.reply_bounds import ReplyBounds
 from loom.cloud import azure_credential
 from loom.settings import Provider, Settings
@@ -405,7 +406,7 @@ def _openai_client(
 ) -> tuple[openai.AsyncOpenAI, Endpoint]:
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     base_url = settings.openai_base_url or OPENAI_DEFAULT_BASE_URL
-    sdk = openai.AsyncOpenAI(
+    sdk = AsBuiltOpenAI(
         base_url=base_url,
         api_key=key or PLACEHOLDER_API_KEY,
         max_retries=settings.model_max_retries,
@@ -424,7 +425,7 @@ def _azure_client(
     auth: dict[str, Any] = (
         {"api_key": key} if key else {"azure_ad_token_provider": entra_token_provider(settings, credential)}
     )
-    sdk = openai.AsyncAzureOpenAI(
+    sdk = AsBuiltAzureOpenAI(
         azure_endpoint=settings.azure_openai_endpoint,
         azure_deployment=settings.model_name,
         api_version=settings.azure_openai_api_version,

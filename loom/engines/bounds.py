@@ -3,14 +3,14 @@
 A row cap alone let `SELECT repeat('x', 100000000) FROM range(3)` through the chat: 600 MB in the
 SSE response, the store and the next model request. Rows are fetched a few at a time, each value
 made JSON-safe and any value longer than `MAX_VALUE_CHARS` cut (and marked: a text, or a list or
-object as JSON, however deeply its parts are nested), and fetching stops
-when the result reaches `max_bytes`. Sizes are the bytes the values take in JSON as it is sent
-and stored (UTF-8, control characters escaped, a number by its digits), each list and object
-counted `NESTED_BYTES` more for what it holds in memory (a nested value over its share on that
-count alone crosses as its JSON text, whole): probe 9 filled an 8 MiB
-budget counted in characters with 4-byte emoji and escaped control characters, 33-50 MB sent. The
-column names count too (`header_size`), and each is cut to `MAX_NAME_CHARS`: DuckDB can build a
-100 MB name from a 500-byte query. The first fetch is one row; later ones ask for as many as the
+object as JSON, however deeply its parts are nested), and fetching stops when the result reaches
+`max_bytes`. Sizes are the bytes the values take in JSON as it is sent and stored (UTF-8, control
+characters escaped, a number by its digits): probe 9 filled an 8 MiB budget counted in characters
+with 4-byte emoji and escaped control characters, 33-50 MB sent. A value counts the bytes it holds
+in the server's memory instead when that is more (`value_cost`): many tiny values held up to 19
+times their JSON; and a nested value over its share on that count alone crosses as its JSON text,
+whole. The column names count too (`header_size`), and each is cut to `MAX_NAME_CHARS`: DuckDB can
+build a 100 MB name from a 500-byte query. The first fetch is one row; later ones ask for as many as the
 budget left could hold at the size seen so far, so huge rows are held one at a time and small ones
 come 256 to a fetch.
 """
@@ -18,6 +18,7 @@ come 256 to a fetch.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,12 +32,10 @@ MIN_VALUE_CHARS = 256  # what a value keeps however many columns share the budge
 MARK_ROOM = 48  # a cut value's marker and quotes, within its share
 MAX_CHUNK = 256  # rows per fetch, once rows are known to be small
 MAX_NAME_CHARS = 256  # of a column's name; longer ones are cut and say so
-# What a list or object counts beyond its JSON: about what it holds in the server's memory (a dict
-# of one key is 184 bytes in CPython). Counted at its JSON alone, a result of many tiny nested
-# values — 600 `[[5]]` a row, 8 MiB in all — held ~35 times its count in memory, and building it
-# held the interpreter for seconds (probe 34: R34-2, R34-3).
-NESTED_BYTES = 256
-CUT = "… [cut: {n:,} characters in all]"
+SLOT_BYTES = 8  # the pointer a row or a list holds to each of its values
+# ASCII, so that a cut text stays one byte a character in memory (an ellipsis would make CPython
+# store the whole text at two).
+CUT = "... [cut: {n:,} characters in all]"
 CUT_MARK = CUT.split("{", 1)[0]
 
 Truncation = Literal["rows", "bytes"]
@@ -84,9 +83,10 @@ def bounded_rows(
                 return Bounded(rows, "rows", size)
             most = value_limit(len(raw), max_bytes)
             row = [shorten(convert(v), most) for v in raw]
-            size += sum(value_size(v) for v in row)
+            cost = sum(value_cost(v) for v in row)
+            size += cost
             if size > max_bytes and rows:
-                return Bounded(rows, "bytes", size - sum(value_size(v) for v in row))
+                return Bounded(rows, "bytes", size - cost)
             rows.append(row)
             if size > max_bytes:  # the first row alone is over: keep it (its values are cut)
                 return Bounded(rows, "bytes", size)
@@ -117,7 +117,7 @@ def shorten(value: Value, most: int) -> Value:
         if len(head) <= most // 6 or value_size(head) - 2 <= most:  # 6: the most one character takes
             return value
         return _fit(head, most) + (value[marked:] if marked >= 0 else CUT.format(n=len(value)))
-    if isinstance(value, list | dict) and value_size(value) > most:
+    if isinstance(value, list | dict) and value_cost(value) > most:
         text = json.dumps(value, ensure_ascii=False, default=str)
         if value_size(text) - 2 <= most:  # many small parts: one text, whole (it is not cut)
             return text
@@ -134,6 +134,26 @@ def header_size(names: Sequence[str]) -> int:
     return sum(value_size(n) + 16 for n in names)  # with each column's type and punctuation
 
 
+def value_cost(value: Value) -> int:
+    """What a value counts against a result's budget: the bytes of its JSON, or of what it holds
+    in the server's memory when that is more. Counted at their JSON alone, values of a few bytes
+    each held 11-19 times their count — a 2-character text is ~59 bytes in CPython with its slot,
+    a dict of one key 184 — and unpickling them held the server's interpreter for seconds
+    (probe 34: R34-2, R34-3; probe 35: R35-1)."""
+    return max(value_size(value), held_bytes(value))
+
+
+def held_bytes(value: Value) -> int:
+    """About what `value` holds in memory as the server receives it (CPython's sizes, the slot
+    that refers to it included)."""
+    own = sys.getsizeof(value) + SLOT_BYTES
+    if isinstance(value, list):
+        return own + sum(held_bytes(v) for v in value)
+    if isinstance(value, dict):
+        return own + sum(held_bytes(str(k)) + held_bytes(v) for k, v in value.items())
+    return own
+
+
 def value_size(value: Value) -> int:
     """The bytes the value takes in JSON as sent (UTF-8; control characters escaped)."""
     if isinstance(value, str):
@@ -141,9 +161,9 @@ def value_size(value: Value) -> int:
             return len(value) + 2 + value.count('"') + value.count("\\")
         return len(json.dumps(value, ensure_ascii=False).encode())
     if isinstance(value, list):
-        return NESTED_BYTES + sum(value_size(v) + 1 for v in value)
+        return 2 + sum(value_size(v) + 1 for v in value)
     if isinstance(value, dict):
-        return NESTED_BYTES + sum(value_size(str(k)) + 2 + value_size(v) for k, v in value.items())
+        return 2 + sum(value_size(str(k)) + 2 + value_size(v) for k, v in value.items())
     if isinstance(value, int) and not isinstance(value, bool):
         return len(str(value)) if value > 99_999_999 or value < -9_999_999 else 8
     if isinstance(value, float):

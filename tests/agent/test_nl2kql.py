@@ -18,7 +18,7 @@ from loom.agent.testing import ScriptedModel, text, tool_call
 from loom.agent.tool_calls import to_answering_tools
 from loom.agent.turns import TurnRequest
 from loom.engines.registry import EnginePool
-from loom.engines.sources import DuckDBSource
+from loom.engines.sources import DuckDBSource, Source
 from loom.identity import DEV_PRINCIPAL
 from loom.settings import DEFAULTS
 from loom.tools.base import ToolContext
@@ -35,6 +35,19 @@ def source(lakehouse: Path) -> DuckDBSource:
 
 def kql_block(query: str) -> Any:
     return text(f"```kql\n{query}\n```")
+
+
+def agent_over(model: ScriptedModel, store: Any, engines: EnginePool, *sources: Source) -> Agent:
+    """An agent over these sources (the conftest's `make_agent` has one)."""
+    return Agent(
+        model=model,
+        tools=TOOLS,
+        store=store,
+        engines=engines,
+        sources=lambda: {s.name: s for s in sources},
+        access=OPEN,
+        limits=TurnLimits.of(DEFAULTS),
+    )
 
 
 async def events_of(agent: Any, message: str) -> list[Any]:
@@ -80,13 +93,9 @@ async def test_nl2kql_answers_from_an_adx_source_through_its_http_seam(
     """The same tool over Azure Data Explorer: the schema read with the engine's own management
     command, the model's KQL checked here and sent as a query, the rows shown with Kusto types."""
     pytest.importorskip("azure.kusto.data", reason="the adx extra (azure-kusto-data) is not installed")
-    from loom.access import OPEN
-    from loom.agent.loop import Agent, TurnLimits
     from loom.engines import registry
     from loom.engines.kql.adx.engine import AdxEngine
     from loom.engines.sources import AdxSource
-    from loom.settings import DEFAULTS
-    from loom.tools.registry import TOOLS
     from tests.engines.test_adx import CLUSTER, FakeCredential, FakeKusto, query_reply, schema_reply
 
     fake = FakeKusto(
@@ -103,15 +112,7 @@ async def test_nl2kql_answers_from_an_adx_source_through_its_http_seam(
         kql_block("StormEvents | summarize n = count() by State"),
         text("Texas had 12."),
     )
-    agent = Agent(
-        model=model,
-        tools=TOOLS,
-        store=store,
-        engines=registry.EnginePool(),
-        sources=lambda: {source.name: source},
-        access=OPEN,
-        limits=TurnLimits.of(DEFAULTS),
-    )
+    agent = agent_over(model, store, registry.EnginePool(), source)
     events = await events_of(agent, "Events per state?")
     assert "- StormEvents: StartTime: datetime" in model.calls[1].messages[0].content  # ADX's schema
     assert [s.body["csl"] for s in fake.sent] == [
@@ -134,15 +135,7 @@ async def test_a_data_tool_asked_of_a_source_in_another_language_runs_the_tool_t
         kql_block("dim_store | count"),
         text("Done."),
     )
-    agent = Agent(
-        model=model,
-        tools=TOOLS,
-        store=store,
-        engines=engines,
-        sources=lambda: {"sales": sales, "stores": stores},
-        access=OPEN,
-        limits=TurnLimits.of(DEFAULTS),
-    )
+    agent = agent_over(model, store, engines, sales, stores)
     events = await events_of(agent, "How many stores?")
     [result] = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]
     assert result["language"] == "kql" and result["query"] == "dim_store | count"

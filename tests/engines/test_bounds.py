@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from loom.engines.bounds import (
     MAX_NAME_CHARS,
     MAX_RESULT_BYTES,
     MAX_VALUE_CHARS,
-    NESTED_BYTES,
     bounded_rows,
+    held_bytes,
+    value_cost,
     value_limit,
     value_size,
 )
@@ -106,13 +108,18 @@ def test_the_engine_sends_the_probes_nested_result_as_text_cells(tmp_path: Path)
     assert json.loads(str(cells[0]))[0] == {"a": {"b": {"c": 0}}}
 
 
-def test_each_list_and_object_counts_what_it_holds_in_memory() -> None:
-    assert value_size([]) == value_size({}) == NESTED_BYTES
-    assert value_size([[1]]) == 2 * NESTED_BYTES + value_size(1) + 2
-    # So a result of many small nested values stops far sooner than its JSON bytes would say.
-    rows = [[[[j % 10] for j in range(50)]] for _ in range(1000)]
-    kept = bounded_rows(Cursor(rows).fetchmany, max_rows=1000, max_bytes=1_000_000)
-    assert kept.truncated_by == "bytes" and len(kept.rows) < 1_000_000 // (50 * NESTED_BYTES) + 1
+def test_each_value_counts_what_it_holds_in_memory_when_that_is_more_than_its_json() -> None:
+    assert value_cost("ab") == sys.getsizeof("ab") + 8 > value_size("ab")  # a text of 2: ~59 against 4
+    assert value_cost([[1]]) == held_bytes([[1]]) > 100 > value_size([[1]])
+    long = "x" * 100_000
+    assert value_cost(long) - value_size(long) < 64  # a long text counts about its JSON either way
+    # So results of many tiny values stop far sooner than their JSON bytes would say (R35-1).
+    row = ["ab"] * 2000
+    kept = bounded_rows(Cursor([row] * 1000).fetchmany, max_rows=1000, max_bytes=1_000_000)
+    assert kept.truncated_by == "bytes" and len(kept.rows) == 1_000_000 // (2000 * value_cost("ab"))
+    nested = [[[[j % 10] for j in range(50)]] for _ in range(1000)]
+    kept = bounded_rows(Cursor(nested).fetchmany, max_rows=1000, max_bytes=1_000_000)
+    assert kept.truncated_by == "bytes" and len(kept.rows) <= 1_000_000 // held_bytes(nested[0][0])
 
 
 def test_quotes_and_backslashes_count_as_the_escapes_they_are_sent_as() -> None:

@@ -48,6 +48,7 @@ class UnsafeBindError(AuthConfigError):
     """Dev mode (no authentication) on an address other machines can reach."""
 
 
+MAX_ID_CHARS = 256  # of a tenant's or a user's id in a token (Entra's are 36-character GUIDs)
 # Headers a proxy names the original client with (RFC 7239, and the de facto ones).
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
@@ -245,6 +246,8 @@ def _unverified(token: str) -> tuple[str, str]:
         raise unauthorized("malformed_token", "the token has no key id (kid)")
     if not isinstance(tid, str) or not tid:
         raise unauthorized("missing_claim", "the token has no tenant id (tid)")
+    if not _well_formed(tid):
+        raise unauthorized("malformed_token", "the token's tenant id (tid) is not a valid id")
     return kid, tid
 
 
@@ -252,6 +255,8 @@ def _principal(claims: dict[str, Any]) -> Principal:
     user = claims.get("oid") or claims.get("sub")
     if not isinstance(user, str) or not user:
         raise unauthorized("missing_claim", "the token has no user id (oid or sub)")
+    if not _well_formed(user):
+        raise unauthorized("malformed_token", "the token's user id (oid or sub) is not a valid id")
     if "groups" in (claims.get("_claim_names") or {}):
         # Group overage: the user is in more groups than a token carries, and Entra left them out.
         # Reading them needs Microsoft Graph; app roles assigned to those groups arrive in `roles`.
@@ -262,6 +267,13 @@ def _principal(claims: dict[str, Any]) -> Principal:
         roles=_strings(claims.get("roles")),
         groups=_strings(claims.get("groups")),
     )
+
+
+def _well_formed(claim: str) -> bool:
+    """An id that can be stored, logged and compared: printable, encodable, of a sane length.
+    Entra's are GUIDs; a signed token whose `oid` held a lone surrogate was a 500 when the store
+    encoded it, and one holding a newline could forge a log line (probe 35: R35-3)."""
+    return len(claim) <= MAX_ID_CHARS and claim.isprintable()  # surrogates are not printable
 
 
 def _strings(claim: object) -> tuple[str, ...]:

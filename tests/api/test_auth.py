@@ -410,6 +410,15 @@ async def test_a_token_without_tenant_or_user_is_refused(client: httpx.AsyncClie
     assert_refused(await call(client, issuer.token(oid=None, sub=None)), "missing_claim")
 
 
+@pytest.mark.parametrize("bad", ["x\ud800", "a\nb", "a\u202eb", "x" * 300])
+async def test_a_token_whose_ids_cannot_be_stored_or_logged_is_refused(
+    client: httpx.AsyncClient, issuer: Issuer, bad: str
+) -> None:
+    # Probe 35 (R35-3): a signed oid holding a lone surrogate was a 500 when the store encoded it.
+    assert_refused(await call(client, issuer.token(oid=bad)), "malformed_token")
+    assert_refused(await call(client, issuer.token(tid=bad)), "malformed_token")
+
+
 async def test_unreachable_keys_answer_503_not_500(client: httpx.AsyncClient, issuer: Issuer) -> None:
     issuer.down = True
     response = await call(client, issuer.token())

@@ -1,0 +1,184 @@
+"""The embedded Gremlin engine: a local graph in graphersal, read by checked Gremlin strings.
+
+A query is parsed (`gremlin.parse`), checked (`validate`: reads only, by step name), and rendered
+in the engine's own form; the result cap goes in as a `limit` step and the time limit as the
+engine's `evaluationTimeout`, under a read-only policy that lets only that option be set (the
+validator refuses a query's own `with(…)`). Results come back as the shared ResultSet: one column
+`value`, one row per traverser result, as Gremlin returns it (scalars; lists for `path()` and
+`fold()`; objects for maps; vertices and edges as `{id, label, properties}`), bounded in rows and
+bytes like every engine's. graphersal cannot be interrupted from Python and its memory limit is
+not a hard one: run it isolated (`engines/isolated`), whose child process bounds both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import graphersal
+
+from loom.engines.bounds import MAX_RESULT_BYTES, bounded_rows
+from loom.engines.contracts import (
+    Catalog,
+    Column,
+    Problem,
+    QueryError,
+    ResultSet,
+    Value,
+    json_safe,
+    unsupported_dialect,
+)
+from loom.engines.graph.gremlin import Literal, Step, Traversal, render
+from loom.engines.graph.load import load_graph
+from loom.engines.graph.rewrite import for_engine
+from loom.engines.graph.validate import validate_gremlin
+
+POLICY = graphersal.AccessPolicy.read_only().allow("update", "option")  # only our evaluationTimeout
+
+
+class GraphEngine:
+    """Gremlin over one local graph (a GraphSON file, or a folder of nodes and edges CSV files)."""
+
+    name, language, dialect = "graphersal", "gremlin", "gremlin"
+    dialects = frozenset({"gremlin"})
+
+    def __init__(self, location: Path, *, memory_limit: int | None = None) -> None:
+        self.location = location
+        self._memory_limit = memory_limit
+        self._graph: graphersal.Graph | None = None
+        self._catalog: Catalog | None = None
+        self._problem: str | None = None
+        self._lock = threading.Lock()
+
+    def validate(self, query: str, *, dialect: str | None = None) -> list[Problem]:
+        self._dialect(dialect)
+        return validate_gremlin(query)[1]
+
+    def execute(
+        self,
+        query: str,
+        *,
+        max_rows: int,
+        timeout_s: float,
+        now: dt.datetime | None = None,
+        dialect: str | None = None,
+        max_bytes: int | None = None,
+    ) -> ResultSet:
+        self._dialect(dialect)
+        started = time.perf_counter()
+        traversal, problems = validate_gremlin(query)
+        if problems or traversal is None:
+            raise QueryError(problems[0].code, problems[0].message, problems)
+        text, shape = runnable(traversal, max_rows, timeout_s)
+        values = shape(self._run(text))
+        rows = iter([[v] for v in values])
+        bounded = bounded_rows(
+            lambda n: [r for _, r in zip(range(n), rows, strict=False)],
+            max_rows=max_rows,
+            max_bytes=max_bytes or MAX_RESULT_BYTES,
+        )
+        return bounded.result(
+            [Column(name="value", type="json")], engine=self.name, query=text, started=started
+        )
+
+    def _run(self, text: str) -> list[object]:
+        graph = self._loaded()
+        try:
+            found = graph.execute(text, policy=POLICY)
+        except graphersal.PermissionDeniedError as e:
+            raise QueryError("not_read_only", f"The query is not a read: {_first_line(e)}") from None
+        except graphersal.GraphersalError as e:
+            raise QueryError(_error_code(e), f"The query failed: {_first_line(e)}") from None
+        return found if isinstance(found, list) else [found]
+
+    def _loaded(self) -> graphersal.Graph:
+        with self._lock:
+            if self._graph is None:
+                try:
+                    self._graph = load_graph(self.location, memory_limit=self._memory_limit)
+                    self._problem = None
+                except (OSError, ValueError, graphersal.GraphersalError) as e:
+                    self._problem = f"the graph would not load: {_first_line(e)}"
+                    raise QueryError("source_unavailable", self._problem) from None
+            return self._graph
+
+    def catalog(self) -> Catalog:
+        return Catalog(tables=[])  # labels and property keys: with the graph schema context (issue 12)
+
+    def loaded_catalog(self) -> Catalog | None:
+        return self._catalog
+
+    def problem(self) -> str | None:
+        return self._problem
+
+    def close(self) -> None:
+        with self._lock:
+            self._graph = None
+
+    def _dialect(self, dialect: str | None) -> None:
+        if dialect is not None and dialect not in self.dialects:
+            raise unsupported_dialect(self, dialect)
+
+
+def runnable(
+    traversal: Traversal, max_rows: int, timeout_s: float
+) -> tuple[str, Callable[[list[object]], list[Value]]]:
+    """The text the engine runs — the time limit as its `evaluationTimeout`, at most `max_rows + 1`
+    results (one more says there were more), a terminal step done here — and how its results are
+    shaped: `hasNext()` answers whether there is one, `next()` the first."""
+    traversal = for_engine(traversal)
+    steps = list(traversal.steps)
+    last = steps[-1].name if steps else ""
+    if last in ("hasNext", "next", "toList", "toSet", "toBulkSet"):
+        steps.pop()
+    cap = 1 if last in ("hasNext", "next") else max_rows + 1
+    steps.append(Step("limit", [Literal(cap, traversal.at)], traversal.at))
+    body = render(replace(traversal, steps=steps)).removeprefix("g.")
+    text = f'g.with("evaluationTimeout", {max(1, int(timeout_s * 1000))}).{body}'
+    if last == "hasNext":
+        return text, lambda found: [bool(found)]
+    return text, lambda found: [value_of(v) for v in found]
+
+
+def value_of(item: object) -> Value:
+    """A traverser result as JSON carries it: vertices and edges as {id, label, properties}."""
+    if isinstance(item, graphersal.Vertex):
+        return {"id": _id(item.id), "label": item.label, "properties": json_safe(dict(item.properties))}
+    if isinstance(item, graphersal.Edge):
+        return {
+            "id": _id(item.id),
+            "label": item.label,
+            "outV": _id(item.out_v),
+            "inV": _id(item.in_v),
+            "properties": json_safe(dict(item.properties)),
+        }
+    if isinstance(item, list | tuple):
+        return [value_of(v) for v in item]
+    if isinstance(item, dict):
+        return {str(k): value_of(v) for k, v in item.items()}
+    return json_safe(item)
+
+
+def _id(value: object) -> Value:
+    """The engine keeps every id as text; a numeric one is shown as the number the files wrote."""
+    text = str(getattr(value, "id", value))
+    return int(text) if text.isdigit() else text
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _error_code(error: BaseException) -> str:
+    text = str(error)
+    if "Function not found" in text:
+        return "unknown_step"
+    if "evaluationTimeout" in text or "timed out" in text.lower():
+        return "timeout"
+    if "Syntax error" in text:
+        return "parse_error"
+    return "execution_error"

@@ -16,7 +16,15 @@ from pydantic import BaseModel, ValidationError
 
 from loom.engines.contracts import QueryError
 from loom.engines.registry import answerable
-from loom.engines.sources import KINDS, DuckDBSource, ModelSource, Source, SourceSpec, VerifiedQuery
+from loom.engines.sources import (
+    KINDS,
+    DuckDBSource,
+    GraphSource,
+    ModelSource,
+    Source,
+    SourceSpec,
+    VerifiedQuery,
+)
 from loom.prompts import load_verified_queries
 from loom.settings import Settings
 
@@ -178,7 +186,7 @@ def _message(problem: Any) -> str:
 
 
 def resolve_location(source: Source, base: Path) -> Source:
-    if not isinstance(source, DuckDBSource):  # a host name, not a path
+    if not isinstance(source, DuckDBSource | GraphSource):  # a host name, not a path
         return source
     location = Path(source.location).expanduser()
     if not location.is_absolute():
@@ -198,7 +206,7 @@ def pick_sources(all_sources: Mapping[str, Source], names: list[str] | None) -> 
 def resolve_source(ref: str, settings: Settings, language: str | None = None) -> Source:
     """A configured source by name, else a local file or folder given by path (QueryError if neither,
     or if the sources file is unusable: the query commands report both the same way). A folder
-    asked for in DAX is a semantic model folder."""
+    asked for in DAX is a semantic model folder; a path asked for in Gremlin, a graph."""
     try:
         sources = load_sources(settings)
     except SourcesFileError as e:
@@ -208,6 +216,8 @@ def resolve_source(ref: str, settings: Settings, language: str | None = None) ->
     path = Path(ref).expanduser()
     if path.is_dir() and language == "dax":
         return ModelSource(kind="model", name=path.name or "model", location=str(path.resolve()))
+    if path.exists() and language == "gremlin":  # a GraphSON file, or a nodes and edges folder
+        return GraphSource(kind="graph", name=path.stem or "graph", location=str(path.resolve()))
     if path.exists():
         return DuckDBSource(name=path.stem or "source", location=str(path.resolve()))
     known = ", ".join(sorted(sources)) or "none"

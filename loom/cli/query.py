@@ -72,6 +72,10 @@ LANGUAGE_NOTES = {
     "bare name when unique or ['schema.table'], or over an adx source's database. Management commands "
     "(.show …), evaluate, externaldata, cluster()/database() and set statements are refused; operators "
     "the embedded engine lacks are refused by name. --now fixes the clock for ago() and now().",
+    "gremlin": "One Gremlin traversal (g.V()… or g.E()…) over a graph: a source of kind graph, or a "
+    "GraphSON file or a folder with a nodes and an edges CSV file in the air-routes form. Steps that "
+    "write (addV, property, drop…), with(), io() and lambdas are refused by name; a terminal "
+    "toList(), next() or hasNext() is done for you. One row per result, in a column named value.",
 }
 GENERAL_NOTE = "Only read-only queries run; anything else is refused before it reaches the engine."
 EXAMPLES = {
@@ -95,6 +99,12 @@ EXAMPLES = {
       loom query kql --now 2025-07-01T00:00:00 "dim_date | where ['date'] > ago(30d) | count"
 
       loom query kql "fact_sales | make-series lines = count() on date_key from 20250101 to 20250108 step 1"
+""",
+    "gremlin": """Examples:
+
+      loom query gremlin --source ./air-routes "g.V().has('code','AUS').out('route').values('code')"
+
+      loom query gremlin --source ./air-routes "g.V(3).repeat(out()).times(2).path().by('code').limit(5)"
 """,
 }
 

@@ -22,6 +22,7 @@ from loom.engines.sources import (
     AdxSource,
     DatabricksSource,
     DuckDBSource,
+    GraphSource,
     ModelSource,
     PowerBISource,
     Source,
@@ -31,6 +32,7 @@ from loom.engines.sql.limits import LocalLimits, size_bytes
 
 if TYPE_CHECKING:
     from loom.engines.dax.engine import DaxEngine
+    from loom.engines.graph.engine import GraphEngine
     from loom.engines.kql.engine import KqlEngine
     from loom.engines.sql.duckdb_engine import DuckDBEngine
 
@@ -69,11 +71,11 @@ def _duckdb_kql(source: Source, access: CloudAccess) -> Engine:
 
 
 def _embedded(
-    kind: type[DuckDBEngine | KqlEngine | DaxEngine], source: Source, access: CloudAccess
+    kind: type[DuckDBEngine | KqlEngine | DaxEngine | GraphEngine], source: Source, access: CloudAccess
 ) -> Engine:
     """An embedded engine, in a child process of its own unless isolation is off. A source that
     answers SQL and KQL has one child per language: each holds its own copy of the data."""
-    assert isinstance(source, DuckDBSource | ModelSource)
+    assert isinstance(source, DuckDBSource | ModelSource | GraphSource)
     if not access.local.isolated:
         return kind(source, access.local)  # type: ignore[arg-type]
     from loom.engines.isolated.engine import IsolatedEngine, ProcessMemory
@@ -170,6 +172,12 @@ def _powerbi_dax(source: Source, access: CloudAccess) -> Engine:
     )
 
 
+def _graph_gremlin(source: Source, access: CloudAccess) -> Engine:
+    from loom.engines.graph.engine import GraphEngine
+
+    return _embedded(GraphEngine, source, access)
+
+
 # (kind, language) → how to open it. A language package adds its openers here, once.
 OPENERS: dict[tuple[str, str], Opener] = {
     ("duckdb", "sql"): _duckdb_sql,
@@ -179,6 +187,7 @@ OPENERS: dict[tuple[str, str], Opener] = {
     ("adx", "kql"): _adx_kql,
     ("model", "dax"): _model_dax,
     ("powerbi", "dax"): _powerbi_dax,
+    ("graph", "gremlin"): _graph_gremlin,
 }
 
 

@@ -187,7 +187,17 @@ class PowerBISource(SourceBase):
     )
 
 
-Source = DuckDBSource | SynapseSource | DatabricksSource | AdxSource | ModelSource | PowerBISource
+class GraphSource(SourceBase):
+    """A local graph, asked in Gremlin: a GraphSON file, or a folder holding a nodes and an edges
+    CSV file in the air-routes form (`~id,~label,name:type,…`; `~id,~from,~to,~label,…`)."""
+
+    kind: Literal["graph"]
+    location: str = Field(description="a GraphSON file, or a folder with *nodes.csv and *edges.csv")
+
+
+Source = (
+    DuckDBSource | SynapseSource | DatabricksSource | AdxSource | ModelSource | PowerBISource | GraphSource
+)
 KINDS: tuple[str, ...] = tuple(
     model.model_fields["kind"].annotation.__args__[0] for model in get_args(Source)
 )
@@ -199,7 +209,8 @@ SourceSpec = Annotated[
     | Annotated[DatabricksSource, Tag("databricks")]
     | Annotated[AdxSource, Tag("adx")]
     | Annotated[ModelSource, Tag("model")]
-    | Annotated[PowerBISource, Tag("powerbi")],
+    | Annotated[PowerBISource, Tag("powerbi")]
+    | Annotated[GraphSource, Tag("graph")],
     Discriminator(
         _kind,
         custom_error_type="unknown_kind",

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loom.cli.data import data_app
-from loom.cli.query import query_app
+from loom.cli.query import add_languages, query_app
 from loom.lakehouse.seed import is_seeded, seed_lakehouse
 
 runner = CliRunner()
@@ -201,3 +201,14 @@ def test_help_documents_exit_codes() -> None:
     assert result.exit_code == 0
     assert "exit 2" in result.stdout
     assert "--batch" in result.stdout
+
+
+def test_gremlin_over_a_graph_folder(tmp_path: Path) -> None:
+    add_languages()  # as `loom` does when it starts
+    (tmp_path / "nodes.csv").write_text("~id,~label,code:string\n3,airport,AUS\n8,airport,DFW\n")
+    (tmp_path / "edges.csv").write_text("~id,~from,~to,~label\n5161,3,8,route\n")
+    source = ["--source", str(tmp_path), "--format", "json"]
+    answered = runner.invoke(query_app, ["gremlin", *source, "g.V(3).out('route').values('code')"])
+    assert answered.exit_code == 0 and json.loads(answered.stdout)["rows"] == [["DFW"]]
+    refused = runner.invoke(query_app, ["gremlin", *source, "g.V(3).property('code', 'X')"])
+    assert refused.exit_code == 2 and json.loads(refused.stdout)["error"]["code"] == "not_read_only"

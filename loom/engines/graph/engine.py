@@ -32,23 +32,28 @@ from loom.engines.contracts import (
     json_safe,
     unsupported_dialect,
 )
+from loom.engines.graph.catalog import graph_catalog
 from loom.engines.graph.gremlin import Literal, Step, Traversal, render
 from loom.engines.graph.load import load_graph
 from loom.engines.graph.rewrite import for_engine
 from loom.engines.graph.validate import validate_gremlin
+from loom.engines.sources import GraphSource
+from loom.engines.sql.limits import LocalLimits, size_bytes
 
 POLICY = graphersal.AccessPolicy.read_only().allow("update", "option")  # only our evaluationTimeout
 
 
 class GraphEngine:
-    """Gremlin over one local graph (a GraphSON file, or a folder of nodes and edges CSV files)."""
+    """Gremlin over one local graph (a GraphSON file, or a folder of nodes and edges CSV files),
+    held in memory up to the query memory limit of `LocalLimits`."""
 
     name, language, dialect = "graphersal", "gremlin", "gremlin"
     dialects = frozenset({"gremlin"})
 
-    def __init__(self, location: Path, *, memory_limit: int | None = None) -> None:
-        self.location = location
-        self._memory_limit = memory_limit
+    def __init__(self, source: GraphSource, limits: LocalLimits | None = None) -> None:
+        self.source = source
+        self.location = Path(source.location).expanduser()
+        self._memory_limit = size_bytes((limits or LocalLimits()).memory_limit)
         self._graph: graphersal.Graph | None = None
         self._catalog: Catalog | None = None
         self._problem: str | None = None
@@ -107,7 +112,13 @@ class GraphEngine:
             return self._graph
 
     def catalog(self) -> Catalog:
-        return Catalog(tables=[])  # labels and property keys: with the graph schema context (issue 12)
+        """The graph's vertex and edge labels, with their property keys (types, sample values)
+        and, for each edge label, the vertex labels it joins; read once per load."""
+        graph = self._loaded()
+        with self._lock:
+            if self._catalog is None:
+                self._catalog = graph_catalog(graph)
+            return self._catalog
 
     def loaded_catalog(self) -> Catalog | None:
         return self._catalog
@@ -117,7 +128,7 @@ class GraphEngine:
 
     def close(self) -> None:
         with self._lock:
-            self._graph = None
+            self._graph, self._catalog = None, None
 
     def _dialect(self, dialect: str | None) -> None:
         if dialect is not None and dialect not in self.dialects:

@@ -11,6 +11,9 @@ import pytest
 from loom.engines.contracts import QueryError
 from loom.engines.graph.engine import GraphEngine
 from loom.engines.graph.load import GraphLoadError, load_graph
+from loom.engines.registry import OPENERS, CloudAccess, languages
+from loom.engines.sources import GraphSource
+from loom.engines.sql.limits import LocalLimits
 
 AIR_ROUTES = Path(__file__).resolve().parents[4] / "shared" / "data" / "graph_air_routes"
 NODES = """~id,~label,code:string,city:string,runways:int,lat:double
@@ -29,7 +32,11 @@ EDGES = """~id,~from,~to,~label,dist:int
 def engine(tmp_path: Path) -> GraphEngine:
     (tmp_path / "nodes.csv").write_text(NODES)
     (tmp_path / "edges.csv").write_text(EDGES)
-    return GraphEngine(tmp_path)
+    return GraphEngine(graph_source(tmp_path))
+
+
+def graph_source(location: Path) -> GraphSource:
+    return GraphSource(kind="graph", name="routes", location=str(location))
 
 
 def values(engine: GraphEngine, query: str, max_rows: int = 100) -> list[object]:
@@ -99,15 +106,46 @@ def test_a_folder_that_is_not_a_graph_is_named_not_shown(tmp_path: Path) -> None
     with pytest.raises(GraphLoadError, match="~id"):
         load_graph(tmp_path)
     with pytest.raises(QueryError) as failed:
-        GraphEngine(tmp_path).execute("g.V()", max_rows=1, timeout_s=5)
+        GraphEngine(graph_source(tmp_path)).execute("g.V()", max_rows=1, timeout_s=5)
     assert failed.value.code == "source_unavailable" and str(tmp_path) not in failed.value.message
+
+
+def test_the_catalog_names_labels_their_keys_and_what_edges_join(engine: GraphEngine) -> None:
+    catalog = engine.catalog()
+    [airport] = catalog.vertex_labels
+    assert (airport.name, airport.count) == ("airport", 3)
+    keys = {c.name: c for c in airport.properties}
+    assert sorted(keys) == ["city", "code", "lat", "runways"]
+    assert keys["runways"].type == "long" and keys["lat"].type == "double" and keys["code"].type == "string"
+    assert keys["code"].sample_values == ["AUS", "DFW", "IAH"]
+    [route] = catalog.edge_labels
+    assert (route.name, route.count, route.out_labels, route.in_labels) == (
+        "route",
+        3,
+        ["airport"],
+        ["airport"],
+    )
+    assert [c.name for c in route.properties] == ["dist"]
+
+
+def test_a_graph_source_answers_gremlin_in_a_process_of_its_own(tmp_path: Path) -> None:
+    (tmp_path / "nodes.csv").write_text(NODES)
+    (tmp_path / "edges.csv").write_text(EDGES)
+    source = graph_source(tmp_path)
+    assert languages(source) == ("gremlin",)
+    engine = OPENERS[("graph", "gremlin")](source, CloudAccess(local=LocalLimits()))
+    try:
+        assert engine.execute("g.V(3).out().values('code')", max_rows=5, timeout_s=30).rows == [["DFW"]]
+        assert [v.name for v in engine.catalog().vertex_labels] == ["airport"]
+    finally:
+        engine.close()
 
 
 @pytest.mark.skipif(not AIR_ROUTES.is_dir(), reason=f"the air-routes data is absent at {AIR_ROUTES}")
 def test_the_air_routes_books_queries_are_all_answered_correctly(tmp_path: Path) -> None:
     for kind in ("nodes", "edges"):
         (tmp_path / f"{kind}.csv").symlink_to(AIR_ROUTES / f"air-routes-latest-{kind}.csv")
-    engine = GraphEngine(tmp_path)
+    engine = GraphEngine(graph_source(tmp_path))
     cases = json.loads((AIR_ROUTES / "gremlin_gold_cases.json").read_text())
     wrong = []
     for case in cases:

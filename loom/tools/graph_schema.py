@@ -21,7 +21,9 @@ def graph_schema_for(
     return SchemaContext(render_graph_schema(catalog), catalog)
 
 
-def known_graph_schema(source: Source, engine: Engine, view: SchemaView = DEFAULT_VIEW) -> SchemaContext | None:
+def known_graph_schema(
+    source: Source, engine: Engine, view: SchemaView = DEFAULT_VIEW
+) -> SchemaContext | None:
     """`graph_schema_for`'s answer when the engine's catalog is in hand: no worker needed."""
     catalog = engine.loaded_catalog()
     return None if catalog is None else SchemaContext(render_graph_schema(catalog), catalog)

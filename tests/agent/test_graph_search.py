@@ -57,7 +57,9 @@ async def test_a_graph_question_is_written_repaired_and_answered(
         access=OPEN,
         limits=TurnLimits.of(DEFAULTS),
     )
-    events = [e async for e in agent.run_turn(DEV_PRINCIPAL, TurnRequest(message="From Austin, one stop?"))]
+    events: list[Any] = [
+        e async for e in agent.run_turn(DEV_PRINCIPAL, TurnRequest(message="From Austin, one stop?"))
+    ]
     assert [t["function"]["name"] for t in model.calls[0].tools] == ["graph_search"]
     system = model.calls[1].messages[0].content
     assert "- airport (3): city: string e.g. 'Austin'" in system

@@ -399,6 +399,11 @@ class Settings(BaseSettings):
         """The StormEvents sample (`loom data seed`), which the agent asks in KQL."""
         return self.home / "storms"
 
+    @property
+    def graph_dir(self) -> Path:
+        """The sample graph (`loom data seed`), the lakehouse's relationships asked in Gremlin."""
+        return self.home / "graph"
+
     def ensure_home(self) -> Path:
         """The state folder, made the owner's alone (0700) when this creates it: it holds the
         conversations."""

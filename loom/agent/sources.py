@@ -31,6 +31,7 @@ from loom.settings import Settings
 SAMPLE_SOURCE = "sales"
 STORMS_SOURCE = "storms"
 MODEL_SOURCE = "sales-model"
+GRAPH_SOURCE = "sales-graph"
 
 
 class SourcesFile(BaseModel):
@@ -100,25 +101,44 @@ def _storms(folder: Path) -> DuckDBSource:
     )
 
 
+def _graph(folder: Path) -> GraphSource:
+    return GraphSource(
+        kind="graph",
+        name=GRAPH_SOURCE,
+        location=str(folder),
+        description="The sample sales as a graph: customers, products, stores, categories and regions; "
+        "who bought what (bought: orders, revenue), who shopped where (shopped_at), in_category, "
+        "in_region; and the lakehouse's lineage (table -feeds-> table).",
+        instructions="Vertex names are in 'name'. Revenue is on bought edges, in US dollars.",
+        verified_queries=tuple(VerifiedQuery(**q) for q in load_verified_queries(GRAPH_SOURCE)),
+        allow=("*",),
+        default=False,  # the same data as `sales`: asked in Gremlin when named (`--source sales-graph`)
+    )
+
+
 def load_sources(settings: Settings) -> dict[str, Source]:
     """Sources by name: the sources file if there is one, else the sample lakehouse (and the
-    StormEvents sample, once seeded).
+    StormEvents sample and the sample graph, once seeded).
 
     Read on every turn so edits apply without a restart, but parsed again only when the file
     changes: parsing YAML cost more than the rest of a turn's own work.
     """
     path = settings.resolved_sources_file
     if not path.exists():
-        storms = settings.storms_dir
-        return _sample_sources(settings.lakehouse_dir, storms if storms.is_dir() else None)
+        storms, graph = settings.storms_dir, settings.graph_dir
+        return _sample_sources(
+            settings.lakehouse_dir, storms if storms.is_dir() else None, graph if graph.is_dir() else None
+        )
     return dict(_parse_sources_file(path, path.stat().st_mtime_ns))
 
 
 @lru_cache(maxsize=8)
-def _sample_sources(lakehouse: Path, storms: Path | None) -> dict[str, Source]:
+def _sample_sources(lakehouse: Path, storms: Path | None, graph: Path | None = None) -> dict[str, Source]:
     samples: dict[str, Source] = {SAMPLE_SOURCE: _sample(lakehouse), MODEL_SOURCE: _sales_model(lakehouse)}
     if storms is not None:
         samples[STORMS_SOURCE] = _storms(storms)
+    if graph is not None:
+        samples[GRAPH_SOURCE] = _graph(graph)
     return samples
 
 

@@ -43,14 +43,17 @@ def seed_command(
         bool, typer.Option("--force", help="Seed again even if the lakehouse exists (replaces it).")
     ] = False,
 ) -> None:
-    """Build the samples: the sales lakehouse (asked in SQL) and StormEvents (asked in KQL).
+    """Build the samples: the sales lakehouse (SQL), StormEvents (KQL) and a graph (Gremlin).
 
     bronze.orders: order lines as they arrive (all text, some of it messy).
     silver.orders: the same lines cleaned, typed and de-duplicated.
     gold: a star schema, fact_sales with dim_date, dim_customer, dim_product and dim_store.
     storms: StormEvents (5,000 severe-weather events of 2007, the table Microsoft's KQL docs query)
-    and PopulationData. Generated locally and deterministically: nothing is downloaded.
+    and PopulationData.
+    graph: the lakehouse's customers, products, stores and their relationships, and its lineage
+    (asked in Gremlin as sales-graph). Generated locally and deterministically: nothing is downloaded.
     """
+    from loom.lakehouse.graph import is_written as graph_written
     from loom.lakehouse.seed import is_seeded
     from loom.lakehouse.storms import is_written
 
@@ -58,7 +61,8 @@ def seed_command(
     settings.ensure_home()
     root = settings.lakehouse_dir
     lakehouse, storms = force or not is_seeded(root), force or not is_written(settings.storms_dir)
-    if not lakehouse and not storms:
+    graph = lakehouse or not graph_written(settings.graph_dir)  # drawn from the lakehouse: with it
+    if not lakehouse and not storms and not graph:
         typer.echo(
             f"The samples already exist in {settings.home}; nothing done (use --force to rebuild them)."
         )
@@ -68,6 +72,14 @@ def seed_command(
         Console().print(_seed_table(report))
     if storms:
         typer.echo(f"StormEvents sample: {seed_storms(settings.storms_dir, seed)} (asked in KQL)")
+    if graph:
+        typer.echo(f"Sample graph: {seed_graph(root, settings.graph_dir)} (asked in Gremlin)")
+
+
+def seed_graph(lakehouse: Path, folder: Path) -> Path:
+    from loom.lakehouse.graph import write_graph
+
+    return write_graph(lakehouse, folder)
 
 
 def seed_storms(folder: Path, seed: int = 7) -> Path:

@@ -1,9 +1,9 @@
 """`loom demo`: a scripted conversation over the sample lakehouse.
 
 Offline, the questions below match the verified-query library (so each answer comes from a query
-actually run on the lakehouse: SQL, and DAX on the lakehouse's semantic model when the question
-names it), and the last one shows what happens without a model. With a model configured, the same
-questions go to the model.
+actually run on the lakehouse: SQL, DAX on the lakehouse's semantic model and Gremlin on its graph
+when the question names them), and the last one shows what happens without a model. With a model
+configured, the same questions go to the model.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
-from loom.agent.sources import MODEL_SOURCE
+from loom.agent.sources import GRAPH_SOURCE, MODEL_SOURCE
 from loom.cli.local import local_session
 from loom.settings import Settings
 
@@ -29,6 +29,7 @@ QUESTIONS = (
     Ask("How many orders were placed per channel?"),
     Ask("Which is the best store in each region by revenue?"),
     Ask("What is the revenue by store channel?", MODEL_SOURCE),  # the same data, in DAX
+    Ask("Which tables does bronze.orders feed, directly or not?", GRAPH_SOURCE),  # lineage, in Gremlin
     Ask("Why did revenue dip in February?"),
 )
 

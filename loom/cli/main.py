@@ -65,15 +65,21 @@ def _check_sources(settings: Settings, names: list[str] | None = None) -> None:
 
 def _seed_if_sample(settings: Settings) -> None:
     """Seed the samples on first use, when they are the sources in use (there is no sources file)."""
-    from loom.cli.data import seed_storms, seed_with_progress
+    from loom.cli.data import seed_graph, seed_storms, seed_with_progress
+    from loom.lakehouse.graph import is_written
     from loom.lakehouse.seed import is_seeded
 
     settings.ensure_home()  # before the seeder makes it with the default mode
-    if settings.resolved_sources_file.exists() or is_seeded(settings.lakehouse_dir):
+    if settings.resolved_sources_file.exists():
         return
-    err.print(f"seeding the sample lakehouse in {settings.lakehouse_dir} (first run only)…", soft_wrap=True)
-    seed_with_progress(settings.lakehouse_dir)
-    seed_storms(settings.storms_dir)
+    if not is_seeded(settings.lakehouse_dir):
+        err.print(
+            f"seeding the sample lakehouse in {settings.lakehouse_dir} (first run only)…", soft_wrap=True
+        )
+        seed_with_progress(settings.lakehouse_dir)
+        seed_storms(settings.storms_dir)
+    if not is_written(settings.graph_dir):  # a home seeded before the graph sample gets it now
+        seed_graph(settings.lakehouse_dir, settings.graph_dir)
 
 
 def _describe_model(settings: Settings) -> str:

@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ from loom.agent.sources import SALES_MODEL
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import FailingModel, ScriptedModel, sql_block, text, tool_call, tool_calls
 from loom.agent.turns import TurnRequest
-from loom.engines.sources import DuckDBSource, ModelSource, VerifiedQuery
+from loom.engines.sources import DuckDBSource, GraphSource, ModelSource, Source, VerifiedQuery
 from loom.identity import DEV_PRINCIPAL, Principal
 from loom.tools.base import Effect, Tool, ToolContext, ToolResult, define
 from loom.tools.registry import TOOLS
@@ -392,8 +393,14 @@ SAMPLE_ARGS: dict[str, dict[str, Any]] = {
     "nl2sql": {"question": VERIFIED[0].question},
     "nl2kql": {"question": "Number of stores"},
     "nl2dax": {"question": "Revenue by year", "source": "sales-model"},
+    "graph_search": {"question": "Number of airports", "source": "routes"},
 }
 SAMPLE_VERIFIED = (VerifiedQuery(question="Number of stores", query="dim_store | count", language="kql"),)
+GREMLIN_VERIFIED = (
+    VerifiedQuery(
+        question="Number of airports", query="g.V().hasLabel('airport').count()", language="gremlin"
+    ),
+)
 DAX_VERIFIED = (
     VerifiedQuery(
         question="Revenue by year",
@@ -405,7 +412,7 @@ DAX_VERIFIED = (
 
 @pytest.mark.parametrize("tool", TOOLS, ids=lambda t: t.name)
 async def test_each_registered_tool_is_gated_by_its_declared_effect(
-    make_agent: AgentFactory, tool: Tool, source: DuckDBSource, store: Any, engines: Any
+    make_agent: AgentFactory, tool: Tool, source: DuckDBSource, store: Any, engines: Any, tmp_path: Path
 ) -> None:
     assert tool.name in SAMPLE_ARGS, f"add arguments {tool.name} runs with to SAMPLE_ARGS"
     model = ScriptedModel().queue(tool_call(tool.name, SAMPLE_ARGS[tool.name]), text("done"))
@@ -419,7 +426,13 @@ async def test_each_registered_tool_is_gated_by_its_declared_effect(
         lakehouse=every.location,
         verified_queries=DAX_VERIFIED,
     )
-    agent = Agent(model, TOOLS, store, engines, lambda: {every.name: every, semantic.name: semantic}, OPEN)
+    (tmp_path / "nodes.csv").write_text("~id,~label,code:string\n3,airport,AUS\n")
+    (tmp_path / "edges.csv").write_text("~id,~from,~to,~label\n")
+    graph = GraphSource(
+        kind="graph", name="routes", location=str(tmp_path), verified_queries=GREMLIN_VERIFIED
+    )
+    sources: dict[str, Source] = {every.name: every, semantic.name: semantic, graph.name: graph}
+    agent = Agent(model, TOOLS, store, engines, lambda: sources, OPEN)
     events = await collect(agent, "go")
 
     [result] = [json.loads(e.content) for e in events if e.type == EventType.TOOL_CALL_RESULT]  # type: ignore[attr-defined]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from loom.agent.sources import SAMPLE_SOURCE, load_sources
+from loom.agent.sources import SAMPLE_SOURCE, _sample_sources
 from loom.cli.demo import QUESTIONS
 from loom.cli.main import app, main, mount_subcommands
 from loom.lakehouse.seed import seed_lakehouse
@@ -26,7 +26,8 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_demo_questions_are_in_the_verified_library_but_the_last() -> None:
     settings = Settings()
-    sources = load_sources(settings)
+    # Every sample, whether or not this machine's home has been seeded with it.
+    sources = _sample_sources(settings.lakehouse_dir, settings.storms_dir, settings.graph_dir)
     matched = [
         VerifiedIndex(sources[ask.source or SAMPLE_SOURCE].verified_queries).best(
             ask.question, settings.verified_match_threshold

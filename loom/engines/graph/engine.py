@@ -13,6 +13,7 @@ not a hard one: run it isolated (`engines/isolated`), whose child process bounds
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -35,8 +36,8 @@ from loom.engines.contracts import (
 from loom.engines.graph.catalog import graph_catalog
 from loom.engines.graph.gremlin import Literal, Step, Traversal, render
 from loom.engines.graph.load import load_graph
-from loom.engines.graph.rewrite import for_engine
-from loom.engines.graph.validate import validate_gremlin
+from loom.engines.graph.rewrite import bounded_repeats, for_engine
+from loom.engines.graph.validate import named_in, unknown_name, validate_gremlin
 from loom.engines.sources import GraphSource
 from loom.engines.sql.limits import LocalLimits, size_bytes
 
@@ -78,6 +79,9 @@ class GraphEngine:
         traversal, problems = validate_gremlin(query)
         if problems or traversal is None:
             raise QueryError(problems[0].code, problems[0].message, problems)
+        unknown = self._unknown_names(traversal)
+        if unknown:
+            raise QueryError(unknown[0].code, unknown[0].message, unknown)
         text, shape = runnable(traversal, max_rows, timeout_s)
         values = shape(self._run(text))
         rows = iter([[v] for v in values])
@@ -89,6 +93,35 @@ class GraphEngine:
         return bounded.result(
             [Column(name="value", type="json")], engine=self.name, query=text, started=started
         )
+
+    def _unknown_names(self, traversal: Traversal) -> list[Problem]:
+        """Labels the graph does not have, and property keys no element carries, each with the
+        closest names (for the repair loop). The catalog lists every label, but its keys come
+        from a sample of each label: a key it lacks is looked for in the graph before it is
+        called unknown."""
+        catalog = self.catalog()
+        vertex_labels = {v.name for v in catalog.vertex_labels}
+        edge_labels = {e.name for e in catalog.edge_labels}
+        sampled = {p.name for v in catalog.vertex_labels for p in v.properties}
+        sampled |= {p.name for e in catalog.edge_labels for p in e.properties}
+        labels, edges, keys = named_in(traversal)
+        problems = [
+            unknown_name("label", n, vertex_labels | edge_labels)
+            for n in sorted(labels - vertex_labels - edge_labels)
+        ]
+        problems += [unknown_name("edge label", n, edge_labels) for n in sorted(edges - edge_labels)]
+        problems += [
+            unknown_name("property", k, sampled) for k in sorted(keys - sampled) if not self._has_key(k)
+        ]
+        return problems
+
+    def _has_key(self, key: str) -> bool:
+        quoted = json.dumps(key, ensure_ascii=False)
+        found = self._loaded().execute(
+            f"g.V().has({quoted}).limit(1).count().next() + g.E().has({quoted}).limit(1).count().next()",
+            policy=POLICY,
+        )
+        return bool(found)
 
     def _run(self, text: str) -> list[object]:
         graph = self._loaded()
@@ -141,7 +174,7 @@ def runnable(
     """The text the engine runs — the time limit as its `evaluationTimeout`, at most `max_rows + 1`
     results (one more says there were more), a terminal step done here — and how its results are
     shaped: `hasNext()` answers whether there is one, `next()` the first."""
-    traversal = for_engine(traversal)
+    traversal = bounded_repeats(for_engine(traversal))
     steps = list(traversal.steps)
     last = steps[-1].name if steps else ""
     if last in ("hasNext", "next", "toList", "toSet", "toBulkSet"):

@@ -71,3 +71,32 @@ def _map_select(step: Step) -> Step:
         by_value = anon(call("select", Enum("values", "Column", at)))
         inner = anon(*entries, call("group"), call("by", by_key), call("by", by_value))
     return call("local", inner)
+
+
+MAX_REPEAT = 10  # hops a repeat() with neither times() nor until() may take
+MODULATORS = frozenset({"emit", "times", "until"})
+
+
+def bounded_repeats(traversal: Traversal) -> Traversal:
+    """`traversal` with `times(MAX_REPEAT)` after each repeat() that has neither times() nor
+    until() among the modulators beside it: an unbounded walk of a cyclic graph never ends. The
+    query shown with the result carries the bound, so the user sees where it stopped."""
+    steps: list[Step] = []
+    for i, step in enumerate(traversal.steps):
+        steps.append(
+            replace(step, args=[bounded_repeats(a) if isinstance(a, Traversal) else a for a in step.args])
+        )
+        if step.name == "repeat" and not _bounded(traversal.steps, i):
+            steps.append(Step("times", [Literal(MAX_REPEAT, step.at)], step.at))
+    return replace(traversal, steps=steps)
+
+
+def _bounded(steps: list[Step], at: int) -> bool:
+    """Whether the repeat at `at` has times() or until() just before or after it."""
+    near: list[str] = []
+    for side in (reversed(steps[:at]), steps[at + 1 :]):
+        for step in side:
+            if step.name not in MODULATORS:
+                break
+            near.append(step.name)
+    return "times" in near or "until" in near

@@ -11,7 +11,7 @@ from __future__ import annotations
 from difflib import get_close_matches
 
 from loom.engines.contracts import Problem
-from loom.engines.graph.gremlin import GremlinSyntaxError, Traversal, parse
+from loom.engines.graph.gremlin import GremlinSyntaxError, Literal, Traversal, parse
 
 # Steps that write, run code, reach files, or change how the engine evaluates (a query's own
 # `with('evaluationTimeout', 0)` would lift the time limit).
@@ -86,3 +86,40 @@ def _step_problem(name: str, at: int) -> list[Problem]:
             suggestions=near,
         )
     ]
+
+
+EDGE_STEPS = frozenset({"out", "in", "both", "outE", "inE", "bothE"})
+KEY_STEPS = frozenset({"values", "valueMap", "properties", "elementMap", "hasKey", "hasNot", "propertyMap"})
+
+
+def named_in(traversal: Traversal) -> tuple[set[str], set[str], set[str]]:
+    """(vertex or edge labels, edge labels, property keys) the traversal names as plain strings."""
+    labels: set[str] = set()
+    edges: set[str] = set()
+    keys: set[str] = set()
+    for step in traversal.walk():
+        texts = [a.value for a in step.args if isinstance(a, Literal) and isinstance(a.value, str)]
+        if step.name == "hasLabel":
+            labels.update(texts)
+        elif step.name in EDGE_STEPS:
+            edges.update(texts)
+        elif step.name in KEY_STEPS:
+            keys.update(texts)
+        elif step.name == "has" and step.args and isinstance(step.args[0], Literal):
+            first = step.args[0].value
+            if len(step.args) == 3 and isinstance(first, str):
+                labels.add(first)
+                second = step.args[1]
+                if isinstance(second, Literal) and isinstance(second.value, str):
+                    keys.add(second.value)
+            elif isinstance(first, str):
+                keys.add(first)
+    return labels, edges, keys
+
+
+def unknown_name(kind: str, name: str, known: set[str]) -> Problem:
+    """`unknown_label`, `unknown_edge_label` or `unknown_property`, with the closest names."""
+    near = get_close_matches(name, sorted(known), n=3)
+    hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+    code = "unknown_" + kind.replace(" ", "_")
+    return Problem(code=code, message=f"the graph has no {kind} {name!r}{hint}", suggestions=near)

@@ -110,6 +110,45 @@ def test_a_folder_that_is_not_a_graph_is_named_not_shown(tmp_path: Path) -> None
     assert failed.value.code == "source_unavailable" and str(tmp_path) not in failed.value.message
 
 
+@pytest.mark.parametrize(
+    ("query", "code", "near"),
+    [
+        ("g.V().hasLabel('airprot').count()", "unknown_label", "airport"),
+        ("g.V(3).out('routes').values('code')", "unknown_edge_label", "route"),
+        ("g.V().has('airport', 'cod', 'AUS')", "unknown_property", "code"),
+        ("g.V().values('citty')", "unknown_property", "city"),
+    ],
+)
+def test_an_unknown_label_or_key_is_refused_with_the_closest_names(
+    engine: GraphEngine, query: str, code: str, near: str
+) -> None:
+    with pytest.raises(QueryError) as refused:
+        engine.execute(query, max_rows=5, timeout_s=10)
+    assert refused.value.code == code and near in refused.value.problems[0].suggestions
+
+
+def test_a_key_the_catalogs_sample_missed_is_looked_for_in_the_graph(
+    engine: GraphEngine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "nodes.csv").write_text(
+        NODES.replace("lat:double", "lat:double,hub:string") + "21,airport,SAT,San Antonio,2,29.5,yes\n"
+    )
+    (tmp_path / "edges.csv").write_text(EDGES)
+    monkeypatch.setattr("loom.engines.graph.catalog.SAMPLE", 1)  # the sample sees one airport only
+    sampled = GraphEngine(graph_source(tmp_path))
+    assert "hub" not in [p.name for p in sampled.catalog().vertex_labels[0].properties]
+    assert values(sampled, "g.V().has('hub', 'yes').values('code')") == ["SAT"]
+
+
+def test_a_repeat_without_times_or_until_stops_at_the_bound_it_shows(engine: GraphEngine) -> None:
+    result = engine.execute(
+        "g.V(3).repeat(out('route')).emit().path().by('code').limit(3)", max_rows=5, timeout_s=10
+    )
+    assert '.repeat(__.out("route")).times(10)' in result.query and result.rows
+    bounded = engine.execute("g.V(3).repeat(out('route')).times(2).count()", max_rows=5, timeout_s=10)
+    assert ".times(10)" not in bounded.query  # its own bound stands
+
+
 def test_the_catalog_names_labels_their_keys_and_what_edges_join(engine: GraphEngine) -> None:
     catalog = engine.catalog()
     [airport] = catalog.vertex_labels

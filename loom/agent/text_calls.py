@@ -5,7 +5,8 @@ a ```json block, the `<tool_call>…</tool_call>` tags of their chat template, o
 Qwen2.5-Coder-1.5B on every data question of the smoke suite — a `<tools>` block holding the JSON,
 sometimes with doubled braces (`{{…}}}`), a tag named after the tool with its arguments as
 attributes (`<nl2sql question="…" />`), or a generic call tag naming it (`<call function="nl2sql"
-arguments='{"question": "…"}'/>`, then a table it made up). The endpoint passes all of these on as
+arguments='{"question": "…"}'/>`, then a table it made up; `<tool-call name="graph_search" …/>`,
+then an answer it made up). The endpoint passes all of these on as
 plain text. Every JSON object in the text that is a call of a tool the turn offered is read as that
 call (the same call written twice counts once); anything else stays text. The reply guard asks only
 about text that opened like a call, or that follows a fence: prose that mentions a call is not run;
@@ -38,7 +39,7 @@ TRY_CHARS = 1_024  # what a try costs at the least (its window is copied): 512 t
 # different characters, so the match cannot backtrack.
 _TAG_REST = re.compile(r"""(?:[^>"']|"[^"]*"|'[^']*')*>""")
 # Tags that name the tool in an attribute rather than in the tag (`<call function="nl2sql" …>`).
-CALL_TAGS = ("call", "function", "tool_call", "invoke", "tool")
+CALL_TAGS = ("call", "function", "tool_call", "tool-call", "function_call", "invoke", "tool")
 _NAME_ATTRS = ("function", "name", "tool")
 _ARGUMENT_ATTRS = ("arguments", "parameters", "args")
 

@@ -45,7 +45,7 @@ GUARD = Guard(offered=OFFERED, routes={"sql": "nl2sql"}, question="Top 3 categor
         '<call name="nl2sql" question="q" />',
         '<tool_call name="nl2sql" arguments=\'{"question": "q"}\'></tool_call>',
         # Asked about the sample graph, a hyphen (then an answer it made up):
-        '<tools>\n    <tool-call name="nl2sql" arguments=\'{"question": "q"}\'/>\n</tools>\n\nIt is verified.',
+        '<tools>\n  <tool-call name="nl2sql" arguments=\'{"question": "q"}\'/>\n</tools>\n\nIt is verified.',
     ],
 )
 def test_a_call_written_as_text_in_the_usual_forms_is_read_as_the_call(written: str) -> None:

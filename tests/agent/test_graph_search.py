@@ -10,17 +10,12 @@ from typing import Any
 import pytest
 from ag_ui.core import EventType
 
-from loom.access import OPEN
-from loom.agent.loop import Agent, TurnLimits
-from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import ScriptedModel, text, tool_call
 from loom.agent.turns import TurnRequest
-from loom.engines.registry import EnginePool
 from loom.engines.sources import GraphSource
 from loom.identity import DEV_PRINCIPAL
-from loom.settings import DEFAULTS
 from loom.tools.graph_search import is_gremlin
-from loom.tools.registry import TOOLS
+from tests.agent.conftest import AgentFactory
 
 NODES = (
     "~id,~label,code:string,city:string\n3,airport,AUS,Austin\n8,airport,DFW,Dallas\n13,airport,IAH,Houston\n"
@@ -29,7 +24,7 @@ EDGES = "~id,~from,~to,~label,dist:int\n5161,3,8,route,190\n5162,8,13,route,224\
 
 
 @pytest.fixture
-def graph(tmp_path: Path) -> GraphSource:
+def source(tmp_path: Path) -> GraphSource:  # the source conftest's make_agent gives the agent
     (tmp_path / "nodes.csv").write_text(NODES)
     (tmp_path / "edges.csv").write_text(EDGES)
     return GraphSource(kind="graph", name="routes", location=str(tmp_path), description="air routes")
@@ -39,24 +34,14 @@ def gremlin_block(query: str) -> Any:
     return text(f"```gremlin\n{query}\n```")
 
 
-async def test_a_graph_question_is_written_repaired_and_answered(
-    graph: GraphSource, store: SqliteConversationStore, engines: EnginePool
-) -> None:
+async def test_a_graph_question_is_written_repaired_and_answered(make_agent: AgentFactory) -> None:
     model = ScriptedModel().queue(
         tool_call("graph_search", {"question": "Where can I fly from Austin with one stop?"}),
         gremlin_block("g.V().has('code','AUS').out('route').outt('route').values('city')"),
         gremlin_block("g.V().has('code','AUS').out('route').out('route').values('city')"),
         text("Houston, via Dallas."),
     )
-    agent = Agent(
-        model=model,
-        tools=TOOLS,
-        store=store,
-        engines=engines,
-        sources=lambda: {graph.name: graph},
-        access=OPEN,
-        limits=TurnLimits.of(DEFAULTS),
-    )
+    agent = make_agent(model)
     events: list[Any] = [
         e async for e in agent.run_turn(DEV_PRINCIPAL, TurnRequest(message="From Austin, one stop?"))
     ]

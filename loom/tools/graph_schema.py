@@ -36,7 +36,11 @@ def render_graph_schema(catalog: Catalog) -> str:
         + (f"; {_keys(e.properties)}" if e.properties else "")
         for e in catalog.edge_labels
     ]
-    return "\n".join(["Vertex labels:", *vertices, "Edge labels (from → to):", *edges])
+    direction = (
+        "An edge goes from the label on its left to the one on its right: out('e') walks that way, "
+        "in('e') back (the vertices that reach this one), both('e') either way."
+    )
+    return "\n".join(["Vertex labels:", *vertices, "Edge labels (from → to):", *edges, direction])
 
 
 def _count(count: int | None) -> str:

@@ -41,6 +41,10 @@ GREMLIN = QueryLanguage(
     known_schema=known_graph_schema,
     tidy=tidy_gremlin,
     is_query=is_gremlin,
+    empty_hint="check each edge's direction (out('e') walks from the label on the edge's left to the "
+    "one on its right, in('e') back: 'what feeds X' walks in('feeds') from X); compare text with "
+    "values as the graph spells them (see the sample values); check that each has() names the "
+    "right label and key.",
 )
 
 GUIDANCE = """

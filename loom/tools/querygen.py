@@ -241,6 +241,14 @@ class Prompts:
         return cls(Template(generate), Template(repair))
 
 
+# What to check when a query returns nothing, by language (the tabular languages share SQL's).
+EMPTY_HINT = (
+    "a condition that rows must meet together on one column (`x = 'A' AND x = 'B'`, for 'both A and "
+    "B') can never match, so use INTERSECT or GROUP BY … HAVING; compare text with values as the "
+    "column spells them (see the sample values); check that each filter is on the right column."
+)
+
+
 @dataclass(frozen=True)
 class QueryLanguage:
     name: str  # the engine language: "sql"
@@ -253,6 +261,7 @@ class QueryLanguage:
     tidy: Tidy = as_written
     mend: Mend = no_mend
     is_query: IsQuery = never_a_query
+    empty_hint: str = EMPTY_HINT  # what to check when a query returns nothing
 
 
 async def answer(ctx: ToolContext, language: QueryLanguage, args: QuestionArgs) -> QueryResult:
@@ -453,7 +462,8 @@ class _Generation:
             tries.spent_s += time.monotonic() - started
         if result.row_count == 0 and tries.empty is None and self._may_retry_empty(tries):
             tries.empty = (query, result)
-            return self._retry(tries, query, await asyncio.to_thread(self._hinted, _empty(), query, schema))
+            empty = _empty(self.language.empty_hint)
+            return self._retry(tries, query, await asyncio.to_thread(self._hinted, empty, query, schema))
         if result.row_count == 0 and tries.empty is not None:
             return self._result(*tries.empty, tries.attempts)  # nothing either way: the first stands
         return self._result(query, result, tries.attempts)
@@ -516,14 +526,11 @@ def _repeated(error: Problem) -> Problem:
     )
 
 
-def _empty() -> Problem:
+def _empty(hint: str) -> Problem:
     return Problem(
         code="empty_result",
-        message="The query ran but returned no rows. If the question is right to expect some: a "
-        "condition that rows must meet together on one column (`x = 'A' AND x = 'B'`, for 'both A "
-        "and B') can never match, so use INTERSECT or GROUP BY … HAVING; compare text with values "
-        "as the column spells them (see the sample values); check that each filter is on the right "
-        "column. If no rows is the right answer, write the same query again.",
+        message="The query ran but returned no rows. If the question is right to expect some: "
+        f"{hint} If no rows is the right answer, write the same query again.",
     )
 
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 
 import graphersal
@@ -86,7 +87,7 @@ class GraphEngine:
         values = shape(self._run(text))
         rows = iter([[v] for v in values])
         bounded = bounded_rows(
-            lambda n: [r for _, r in zip(range(n), rows, strict=False)],
+            lambda n: list(islice(rows, n)),
             max_rows=max_rows,
             max_bytes=max_bytes or MAX_RESULT_BYTES,
         )

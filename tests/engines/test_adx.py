@@ -381,7 +381,8 @@ def test_a_refused_cluster_says_why(fake: FakeKusto, cluster: str, says: str) ->
 
 def test_the_transport_sends_nothing_to_another_host(fake: FakeKusto) -> None:
     engine = _engine(fake)
-    session: requests.Session = engine._client._session
+    session = engine._client._session
+    assert isinstance(session, requests.Session)
     for url in ("https://evil.example.com/v2/rest/query", "http://help.kusto.windows.net/v2/rest/query"):
         with pytest.raises(UntrustedHost):
             session.post(url, json={})

@@ -13,11 +13,11 @@ not a hard one: run it isolated (`engines/isolated`), whose child process bounds
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -35,10 +35,11 @@ from loom.engines.contracts import (
     unsupported_dialect,
 )
 from loom.engines.graph.catalog import graph_catalog
-from loom.engines.graph.gremlin import Literal, Step, Traversal, render
+from loom.engines.graph.gremlin import Literal, Step, Traversal, parse, render
 from loom.engines.graph.load import load_graph
+from loom.engines.graph.names import has_key, unknown_names
 from loom.engines.graph.rewrite import bounded_repeats, for_engine
-from loom.engines.graph.validate import named_in, unknown_name, validate_gremlin
+from loom.engines.graph.validate import TERMINALS, validate_gremlin
 from loom.engines.sources import GraphSource
 from loom.engines.sql.limits import LocalLimits, size_bytes
 
@@ -80,49 +81,15 @@ class GraphEngine:
         traversal, problems = validate_gremlin(query)
         if problems or traversal is None:
             raise QueryError(problems[0].code, problems[0].message, problems)
-        unknown = self._unknown_names(traversal)
+        unknown = unknown_names(traversal, self.catalog(), self._has_key)
         if unknown:
             raise QueryError(unknown[0].code, unknown[0].message, unknown)
         text, shape = runnable(traversal, max_rows, timeout_s)
         values = shape(self._run(text))
-        rows = iter([[v] for v in values])
-        bounded = bounded_rows(
-            lambda n: list(islice(rows, n)),
-            max_rows=max_rows,
-            max_bytes=max_bytes or MAX_RESULT_BYTES,
-        )
-        return bounded.result(
-            [Column(name="value", type="json")], engine=self.name, query=text, started=started
-        )
-
-    def _unknown_names(self, traversal: Traversal) -> list[Problem]:
-        """Labels the graph does not have, and property keys no element carries, each with the
-        closest names (for the repair loop). The catalog lists every label, but its keys come
-        from a sample of each label: a key it lacks is looked for in the graph before it is
-        called unknown."""
-        catalog = self.catalog()
-        vertex_labels = {v.name for v in catalog.vertex_labels}
-        edge_labels = {e.name for e in catalog.edge_labels}
-        sampled = {p.name for v in catalog.vertex_labels for p in v.properties}
-        sampled |= {p.name for e in catalog.edge_labels for p in e.properties}
-        labels, edges, keys = named_in(traversal)
-        problems = [
-            unknown_name("label", n, vertex_labels | edge_labels)
-            for n in sorted(labels - vertex_labels - edge_labels)
-        ]
-        problems += [unknown_name("edge label", n, edge_labels) for n in sorted(edges - edge_labels)]
-        problems += [
-            unknown_name("property", k, sampled) for k in sorted(keys - sampled) if not self._has_key(k)
-        ]
-        return problems
+        return value_rows(values, max_rows, max_bytes, engine=self.name, query=text, started=started)
 
     def _has_key(self, key: str) -> bool:
-        quoted = json.dumps(key, ensure_ascii=False)
-        found = self._loaded().execute(
-            f"g.V().has({quoted}).limit(1).count().next() + g.E().has({quoted}).limit(1).count().next()",
-            policy=POLICY,
-        )
-        return bool(found)
+        return has_key(partial(_common, self._loaded()), key)
 
     def _run(self, text: str) -> list[object]:
         graph = self._loaded()
@@ -151,7 +118,7 @@ class GraphEngine:
         graph = self._loaded()
         with self._lock:
             if self._catalog is None:
-                self._catalog = graph_catalog(graph)
+                self._catalog = graph_catalog(partial(_common, graph))
             return self._catalog
 
     def loaded_catalog(self) -> Catalog | None:
@@ -169,24 +136,47 @@ class GraphEngine:
             raise unsupported_dialect(self, dialect)
 
 
+def _common(graph: graphersal.Graph, query: str) -> list[object]:
+    """A traversal of our own, written in the common form, run as the engine reads it."""
+    found = graph.execute(render(parse(query)), policy=POLICY)
+    return found if isinstance(found, list) else [found]
+
+
 def runnable(
     traversal: Traversal, max_rows: int, timeout_s: float
 ) -> tuple[str, Callable[[list[object]], list[Value]]]:
-    """The text the engine runs — the time limit as its `evaluationTimeout`, at most `max_rows + 1`
-    results (one more says there were more), a terminal step done here — and how its results are
-    shaped: `hasNext()` answers whether there is one, `next()` the first."""
-    traversal = bounded_repeats(for_engine(traversal))
+    """The text the engine runs: the time limit as its `evaluationTimeout`, the result cap as a
+    `limit` (`capped`), and how its results are shaped."""
+    capped_traversal, shape = capped(bounded_repeats(for_engine(traversal)), max_rows)
+    body = render(capped_traversal).removeprefix("g.")
+    text = f'g.with("evaluationTimeout", {max(1, int(timeout_s * 1000))}).{body}'
+    return text, lambda found: shape([value_of(v) for v in found])
+
+
+def capped(traversal: Traversal, max_rows: int) -> tuple[Traversal, Callable[[list[Value]], list[Value]]]:
+    """`traversal` ending in `limit(max_rows + 1)` (one more says there were more), a terminal step
+    done here, and how its results are shaped: `hasNext()` answers whether there is one (at most
+    one is read), `next()` the first."""
     steps = list(traversal.steps)
     last = steps[-1].name if steps else ""
-    if last in ("hasNext", "next", "toList", "toSet", "toBulkSet"):
+    if last in TERMINALS:
         steps.pop()
     cap = 1 if last in ("hasNext", "next") else max_rows + 1
     steps.append(Step("limit", [Literal(cap, traversal.at)], traversal.at))
-    body = render(replace(traversal, steps=steps)).removeprefix("g.")
-    text = f'g.with("evaluationTimeout", {max(1, int(timeout_s * 1000))}).{body}'
     if last == "hasNext":
-        return text, lambda found: [bool(found)]
-    return text, lambda found: [value_of(v) for v in found]
+        return replace(traversal, steps=steps), lambda found: [bool(found)]
+    return replace(traversal, steps=steps), lambda found: found
+
+
+def value_rows(
+    values: list[Value], max_rows: int, max_bytes: int | None, *, engine: str, query: str, started: float
+) -> ResultSet:
+    """Traverser results as the shared ResultSet: one column `value`, bounded in rows and bytes."""
+    rows = iter([[v] for v in values])
+    bounded = bounded_rows(
+        lambda n: list(islice(rows, n)), max_rows=max_rows, max_bytes=max_bytes or MAX_RESULT_BYTES
+    )
+    return bounded.result([Column(name="value", type="json")], engine=engine, query=query, started=started)
 
 
 def value_of(item: object) -> Value:

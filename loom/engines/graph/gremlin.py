@@ -372,50 +372,83 @@ RENAMED_ENUMS = {"incr": "asc", "decr": "desc"}  # TinkerPop 3.3's names for the
 TERMINAL_STEPS = frozenset({"toList", "toSet", "next", "hasNext", "toBulkSet"})
 
 
-def render(traversal: Traversal) -> str:
-    """The traversal as one string in the form the embedded engine (graphersal, whose scripts are
-    Rhai) takes: anonymous traversals as `__.`, predicates as `P.`/`TextP.`, enums with their class,
-    strings double-quoted, maps as `#{…}`, Groovy's number suffixes and a terminal step
-    (`toList()`, `next()`) left out (the engine collects the results)."""
+# The order enums by the names Cosmos DB's documentation uses (TinkerPop 3.4 has both spellings).
+GROOVY_ENUMS = {"asc": "incr", "desc": "decr"}
+
+
+def render(traversal: Traversal, *, groovy: bool = False) -> str:
+    """The traversal as one string, a terminal step (`toList()`, `next()`) and Groovy's number
+    suffixes left out (the engine collects the results).
+
+    By default in the form the embedded engine (graphersal, whose scripts are Rhai) takes:
+    anonymous traversals as `__.`, predicates as `P.`/`TextP.`, enums with their class, strings
+    double-quoted, maps as `#{…}`. With `groovy`, in the form a Gremlin server (Cosmos DB) takes:
+    strings single-quoted (no interpolation), maps as `[k: v]`, enums and `P` predicates bare as its
+    documentation writes them."""
     steps = [s for s in traversal.steps if s.name not in TERMINAL_STEPS]
-    body = ".".join(_step(s) for s in steps)
+    body = ".".join(_step(s, groovy) for s in steps)
     head = traversal.source or "__"
     return f"{head}.{body}"
 
 
-def _step(step: Step) -> str:
-    return f"{step.name}({', '.join(_arg(a) for a in step.args)})"
+def _step(step: Step, groovy: bool) -> str:
+    return f"{step.name}({', '.join(_arg(a, groovy) for a in step.args)})"
 
 
-def _arg(arg: Arg) -> str:
+def _arg(arg: Arg, groovy: bool) -> str:
     if isinstance(arg, Literal):
-        return _literal(arg.value)
+        return _literal(arg.value, groovy)
     if isinstance(arg, ListArg):
-        return "[" + ", ".join(_arg(a) for a in arg.items) + "]"
-    if isinstance(arg, MapArg):  # the engine's map literal (Rhai's), its keys as text
-        return "#{" + ", ".join(f"{_key(k)}: {_arg(v)}" for k, v in arg.pairs) + "}"
+        return "[" + ", ".join(_arg(a, groovy) for a in arg.items) + "]"
+    if isinstance(arg, MapArg):
+        pairs = ", ".join(f"{_key(k, groovy)}: {_arg(v, groovy)}" for k, v in arg.pairs)
+        return f"[{pairs or ':'}]" if groovy else "#{" + pairs + "}"  # Rhai's map literal
     if isinstance(arg, Enum):
-        name = RENAMED_ENUMS.get(arg.name, arg.name)
-        owner = arg.owner or ENUM_OWNERS.get(arg.name)
-        return f"{owner}.{name}" if owner else name
+        return _enum(arg, groovy)
     if isinstance(arg, Predicate):
-        owner = arg.owner or ("TextP" if arg.name in TEXT_PREDICATES else "P")
-        text = f"{owner}.{arg.name}({', '.join(_arg(a) for a in arg.args)})"
-        return text + "".join(f".{joiner}({_arg(a)})" for joiner, a in arg.joined)
-    return render(arg)
+        return _predicate(arg, groovy)
+    return render(arg, groovy=groovy)
 
 
-def _literal(value: str | int | float | bool | None) -> str:
+def _enum(arg: Enum, groovy: bool) -> str:
+    if groovy:
+        return GROOVY_ENUMS.get(arg.name, arg.name)
+    name = RENAMED_ENUMS.get(arg.name, arg.name)
+    owner = arg.owner or ENUM_OWNERS.get(arg.name)
+    return f"{owner}.{name}" if owner else name
+
+
+def _predicate(arg: Predicate, groovy: bool) -> str:
+    owner = arg.owner or ("TextP" if arg.name in TEXT_PREDICATES else "P")
+    prefix = "" if groovy and owner == "P" else f"{owner}."
+    text = f"{prefix}{arg.name}({', '.join(_arg(a, groovy) for a in arg.args)})"
+    return text + "".join(f".{joiner}({_arg(a, groovy)})" for joiner, a in arg.joined)
+
+
+def _literal(value: str | int | float | bool | None, groovy: bool) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and groovy:  # single-quoted: Groovy reads "…$x…" as a template
+        return "'" + "".join(_GROOVY_ESCAPES.get(c) or _escaped(c) for c in value) + "'"
     if isinstance(value, str):  # double-quoted: the engine reads '…' as one character
         return json.dumps(value, ensure_ascii=False)
     return repr(value)
 
 
-def _key(arg: Arg) -> str:
+_GROOVY_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(char: str) -> str:
+    return f"\\u{ord(char):04x}" if ord(char) < 0x20 else char
+
+
+def _key(arg: Arg, groovy: bool) -> str:
     if isinstance(arg, Literal) and isinstance(arg.value, str) and arg.value.isidentifier():
         return arg.value
-    return _literal(str(arg.value) if isinstance(arg, Literal) else _arg(arg))
+    if groovy and isinstance(arg, Enum) and arg.owner is None:
+        return arg.name  # Groovy's bare map key is a string
+    if groovy:
+        return _arg(arg, groovy) if isinstance(arg, Literal) else f"({_arg(arg, groovy)})"
+    return _literal(str(arg.value) if isinstance(arg, Literal) else _arg(arg, groovy), groovy)

@@ -176,7 +176,8 @@ def kusto_client(
     kcsb.user_name_for_tracing = APP  # not the server's OS login, which the SDK sends by default
     client = KustoClient(kcsb)
     # The SDK's requests session has no public hook for its transport; mounting is requests' own API.
-    session: requests.Session = client._session
+    session = client._session  # typed as either client's session: the sync client's is requests'
+    assert isinstance(session, requests.Session)
     wrapped = ClusterTransport(cluster.removeprefix("https://"), transport or session.get_adapter(cluster))
     for prefix in ("https://", "http://"):
         session.mount(prefix, wrapped)

@@ -11,12 +11,11 @@ that are ADX clusters: not the Log Analytics, Resource Graph or PlayFab proxies 
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from urllib.parse import urlsplit
 
-PUBLIC = "AzureCloud"
-US_GOVERNMENT = "AzureUSGovernment"
+from loom.engines.hosts import PUBLIC, US_GOVERNMENT, check_domain, check_host_name, plain_text
+
+__all__ = ["CLOUDS", "KUSTO_DOMAINS", "PUBLIC", "US_GOVERNMENT", "cluster_url"]
 
 KUSTO_DOMAINS: dict[str, tuple[str, ...]] = {
     PUBLIC: (
@@ -29,30 +28,18 @@ KUSTO_DOMAINS: dict[str, tuple[str, ...]] = {
 }
 CLOUDS = tuple(KUSTO_DOMAINS)
 
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")  # one DNS label (RFC 1123), lowercase
-
 
 def cluster_url(location: str, cloud: str | None = None) -> str:
     """`https://<host>` for a cluster URI in `cloud`'s Kusto domains (any known cloud's when None);
     ValueError saying what is wrong otherwise."""
     host = _host(location)
-    clouds = CLOUDS if cloud is None else (cloud,)
-    if cloud is not None and cloud not in KUSTO_DOMAINS:
-        raise ValueError(f"unknown Azure cloud {cloud!r}; use one of: {', '.join(CLOUDS)}")
-    domains = [d for c in clouds for d in KUSTO_DOMAINS[c]]
-    if not any(host.endswith("." + domain) for domain in domains):
-        where = f"the {cloud} cloud's" if cloud else "a"
-        raise ValueError(
-            f"{host} is not in {where} Kusto domain ({', '.join('*.' + d for d in domains)}): "
-            "the cluster would receive the sign-in token"
-        )
+    check_domain(host, KUSTO_DOMAINS, cloud, "Kusto", "the sign-in token")
     return f"https://{host}"
 
 
 def _host(location: str) -> str:
     """The host of an `https://host[/]` URI, lowercase; ValueError for anything more or less."""
-    if not location.isascii() or not location.isprintable() or any(c.isspace() for c in location):
-        raise ValueError("the cluster URI must be plain ASCII without spaces or control characters")
+    plain_text(location, "cluster URI")
     parts = urlsplit(location)
     if parts.scheme.lower() != "https":
         raise ValueError(f"the cluster URI must start with https:// (got {location!r})")
@@ -63,19 +50,5 @@ def _host(location: str) -> str:
     if ":" in parts.netloc:
         raise ValueError("the cluster URI may not name a port: ADX answers on 443")
     host = parts.netloc.lower()
-    _check_name(host)
+    check_host_name(host, "a cluster host name")
     return host
-
-
-def _check_name(host: str) -> None:
-    labels = host.split(".")
-    if _is_ip(host) or not all(_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
-        raise ValueError(f"{host!r} is not a cluster host name")
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True

@@ -9,6 +9,7 @@ a credential is first needed, so commands that never reach Azure start without i
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -41,4 +42,6 @@ def engine_pool(settings: Settings) -> EnginePool:
         total_memory=settings.engines_memory,
     )
     credential = partial(azure_credential, settings)
-    return EnginePool(CloudAccess(settings.azure_cloud.value, credential, token, local))
+    return EnginePool(
+        CloudAccess(settings.azure_cloud.value, credential, token, local, secret=os.environ.get)
+    )

@@ -375,6 +375,8 @@ def _print_result(result: ResultSet, output: OutputFormat, *, capped_by_default:
         Console().print(result_view(result, show_types=True, truncated_note=f"stopped at {reason}"))
     else:
         _print_csv(result)
+        for note in result.notes:
+            typer.echo(f"note: {note}", err=True)
         if result.truncated:
             typer.echo(f"warning: the output stopped at {result.row_count} rows, {reason}", err=True)
             if capped_by_default:

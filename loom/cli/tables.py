@@ -73,4 +73,4 @@ def _footer(result: ResultSet, shown: int, truncated_note: str) -> str:
         parts.append(truncated_note)
     if result.elapsed_ms:
         parts.append(f"{result.elapsed_ms:.1f} ms")
-    return " · ".join(parts)
+    return " · ".join(parts + result.notes)  # what the source said about the run (its cost)

@@ -43,6 +43,9 @@ class ResultSet(BaseModel):
     elapsed_ms: float = 0.0
     engine: str
     query: str
+    # What the source reported about the run, in words for the user (a Cosmos DB request charge,
+    # a throttled request retried): shown beside the result, not read by the model.
+    notes: list[str] = Field(default_factory=list)
 
 
 class Problem(BaseModel):
@@ -122,6 +125,7 @@ class Catalog(BaseModel):
     vertex_labels: list[VertexLabel] = Field(default_factory=list)
     edge_labels: list[EdgeLabel] = Field(default_factory=list)
     unavailable: list[UnavailableTable] = Field(default_factory=list)  # left out, with the reason
+    partition_key: str | None = None  # a partitioned graph's partition key property (Cosmos DB)
 
     def table(self, name: str) -> TableInfo | None:
         wanted = name.lower()

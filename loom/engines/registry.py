@@ -20,6 +20,7 @@ from azure.core.credentials import TokenCredential
 from loom.engines.contracts import Engine, QueryError
 from loom.engines.sources import (
     AdxSource,
+    CosmosSource,
     DatabricksSource,
     DuckDBSource,
     GraphSource,
@@ -46,6 +47,8 @@ class CloudAccess:
     credential: Callable[[], TokenCredential] | None = None  # built when first needed
     databricks_token: str | None = None
     local: LocalLimits = LocalLimits()
+    # Reads a secret a source names by variable (a Cosmos DB key's `key_env`); none by default.
+    secret: Callable[[str], str | None] = lambda _name: None
 
     def token_credential(self) -> TokenCredential:
         if self.credential is None:
@@ -178,6 +181,39 @@ def _graph_gremlin(source: Source, access: CloudAccess) -> Engine:
     return _embedded(GraphEngine, source, access)
 
 
+def _cosmos_gremlin(source: Source, access: CloudAccess) -> Engine:
+    assert isinstance(source, CosmosSource)
+    cloud = source.cloud or access.cloud
+    key = access.secret(source.key_env) if source.key_env else None
+    if source.key_env and not key:
+        raise QueryError(
+            "source_misconfigured",
+            f"source {source.name!r} signs in with the key in ${source.key_env}, which is not set.",
+        )
+    if key is None and cloud != access.cloud:  # a token is valid only in the server's cloud
+        raise QueryError(
+            "source_misconfigured",
+            f"source {source.name!r} is in {cloud}, but this server signs in to {access.cloud} "
+            "(LOOM_AZURE_CLOUD): its token would not be valid there. Give it a key_env, or move it.",
+        )
+    try:
+        from loom.engines.graph.cosmos.engine import CosmosGraphEngine
+    except ImportError as e:
+        raise QueryError(
+            "source_unavailable",
+            "Cosmos DB needs the gremlinpython package: pip install 'loom-data-agents[cosmos]'.",
+        ) from e
+    return CosmosGraphEngine(
+        source.location,
+        source.database,
+        source.graph,
+        key=key,
+        credential=None if key else access.token_credential(),
+        cloud=cloud,
+        partition_key=source.partition_key,
+    )
+
+
 # (kind, language) → how to open it. A language package adds its openers here, once.
 OPENERS: dict[tuple[str, str], Opener] = {
     ("duckdb", "sql"): _duckdb_sql,
@@ -188,6 +224,7 @@ OPENERS: dict[tuple[str, str], Opener] = {
     ("model", "dax"): _model_dax,
     ("powerbi", "dax"): _powerbi_dax,
     ("graph", "gremlin"): _graph_gremlin,
+    ("cosmos", "gremlin"): _cosmos_gremlin,
 }
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from loom.engines.graph.cosmos.hosts import endpoint_url
 from loom.engines.kql.adx.hosts import CLOUDS, cluster_url
 
 
@@ -195,8 +196,77 @@ class GraphSource(SourceBase):
     location: str = Field(description="a GraphSON file, or a folder with *nodes.csv and *edges.csv")
 
 
+# Cosmos DB resource ids: up to 255 characters, none of / \\ # ?, not ending in a space. Held to
+# that here because the database and graph go into the sign-in user name, /dbs/<db>/colls/<graph>.
+_COSMOS_ID = re.compile(r"[^/\\#?\x00-\x1f]{1,255}")
+
+
+class CosmosSource(SourceBase):
+    """A Cosmos DB for Apache Gremlin graph, read with Gremlin strings; signed in with the
+    account's key (from an environment variable) or with Entra ID."""
+
+    kind: Literal["cosmos"]
+    location: str = Field(
+        description="the account's Gremlin endpoint, wss://<account>.gremlin.cosmos.azure.com:443/"
+    )
+    database: str = Field(description="the Gremlin database")
+    graph: str = Field(description="the graph (container) in it")
+    partition_key: str | None = Field(
+        None,
+        description="the graph's partition key property (its path without the '/'): the model is "
+        "told that a traversal starting from has('<key>', value) reads one partition",
+    )
+    key_env: str | None = Field(
+        None,
+        description="the environment variable holding the account key (use a read-only key); "
+        "without it, the server's Entra ID credential signs in (a role with the data action "
+        "Microsoft.DocumentDB/databaseAccounts/gremlin/containers/executeQuery)",
+    )
+    cloud: str | None = Field(
+        None, description="the account's Azure cloud (AzureCloud or AzureUSGovernment); default: the server's"
+    )
+
+    @field_validator("database", "graph")
+    @classmethod
+    def _cosmos_id(cls, value: str) -> str:
+        if not _COSMOS_ID.fullmatch(value) or value.endswith(" "):
+            raise ValueError(
+                "a Cosmos DB name has up to 255 characters, none of / \\ # ?, and no trailing space"
+            )
+        return value
+
+    @field_validator("key_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(
+                "key_env names an environment variable (letters, digits, '_'), not the key itself"
+            )
+        return value
+
+    @field_validator("cloud")
+    @classmethod
+    def _known_cloud(cls, value: str | None) -> str | None:
+        if value is not None and value not in CLOUDS:
+            raise ValueError(f"cloud must be one of: {', '.join(CLOUDS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _allowed_endpoint(self) -> CosmosSource:
+        """An endpoint outside the Cosmos DB Gremlin domains is reported when the file loads."""
+        endpoint_url(self.location, self.cloud)
+        return self
+
+
 Source = (
-    DuckDBSource | SynapseSource | DatabricksSource | AdxSource | ModelSource | PowerBISource | GraphSource
+    DuckDBSource
+    | SynapseSource
+    | DatabricksSource
+    | AdxSource
+    | ModelSource
+    | PowerBISource
+    | GraphSource
+    | CosmosSource
 )
 KINDS: tuple[str, ...] = tuple(
     model.model_fields["kind"].annotation.__args__[0] for model in get_args(Source)
@@ -210,7 +280,8 @@ SourceSpec = Annotated[
     | Annotated[AdxSource, Tag("adx")]
     | Annotated[ModelSource, Tag("model")]
     | Annotated[PowerBISource, Tag("powerbi")]
-    | Annotated[GraphSource, Tag("graph")],
+    | Annotated[GraphSource, Tag("graph")]
+    | Annotated[CosmosSource, Tag("cosmos")],
     Discriminator(
         _kind,
         custom_error_type="unknown_kind",

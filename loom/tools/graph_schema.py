@@ -40,7 +40,14 @@ def render_graph_schema(catalog: Catalog) -> str:
         "An edge goes from the label on its left to the one on its right: out('e') walks that way, "
         "in('e') back (the vertices that reach this one), both('e') either way."
     )
-    return "\n".join(["Vertex labels:", *vertices, "Edge labels (from → to):", *edges, direction])
+    lines = ["Vertex labels:", *vertices, "Edge labels (from → to):", *edges, direction]
+    if catalog.partition_key:
+        key = catalog.partition_key
+        lines.append(
+            f"The graph is partitioned by the property {key!r}: when the question names its value, "
+            f"start with has({key!r}, value) so the traversal reads one partition, not all of them."
+        )
+    return "\n".join(lines)
 
 
 def _count(count: int | None) -> str:

@@ -59,6 +59,7 @@ NOT_REPAIRABLE = frozenset(
         "engine_failed",
         "out_of_memory",
         "source_busy",
+        "rate_limited",
         "source_unavailable",
         "source_loading",
         "table_unavailable",

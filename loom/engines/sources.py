@@ -114,30 +114,35 @@ class DatabricksSource(SourceBase):
 _KUSTO_NAME = re.compile(r"[A-Za-z0-9_\-. ]{1,1024}")
 
 
-class AdxSource(SourceBase):
-    """An Azure Data Explorer database (KQL), signed in with Entra ID."""
+class CloudSourceBase(SourceBase):
+    """A source in a named Azure cloud, whose endpoint is checked against that cloud's domains."""
 
-    kind: Literal["adx"]
-    location: str = Field(description="the cluster URI, https://<cluster>.<region>.kusto.windows.net")
-    database: str = Field(description="the database queries run in")
     cloud: str | None = Field(
         None,
-        description="the cluster's Azure cloud (AzureCloud or AzureUSGovernment); default: the "
-        "server's. It must match the server's: sign-in is the server's cloud's",
+        description="the service's Azure cloud (AzureCloud or AzureUSGovernment); default: the "
+        "server's. With Entra sign-in it must match the server's: the token is the server's cloud's",
     )
-
-    @field_validator("database")
-    @classmethod
-    def _database_name(cls, value: str) -> str:
-        if not _KUSTO_NAME.fullmatch(value) or not value.strip():
-            raise ValueError("a database name has letters, digits, '_', '-', '.' and spaces only")
-        return value
 
     @field_validator("cloud")
     @classmethod
     def _known_cloud(cls, value: str | None) -> str | None:
         if value is not None and value not in CLOUDS:
             raise ValueError(f"cloud must be one of: {', '.join(CLOUDS)}")
+        return value
+
+
+class AdxSource(CloudSourceBase):
+    """An Azure Data Explorer database (KQL), signed in with Entra ID."""
+
+    kind: Literal["adx"]
+    location: str = Field(description="the cluster URI, https://<cluster>.<region>.kusto.windows.net")
+    database: str = Field(description="the database queries run in")
+
+    @field_validator("database")
+    @classmethod
+    def _database_name(cls, value: str) -> str:
+        if not _KUSTO_NAME.fullmatch(value) or not value.strip():
+            raise ValueError("a database name has letters, digits, '_', '-', '.' and spaces only")
         return value
 
     @model_validator(mode="after")
@@ -201,7 +206,7 @@ class GraphSource(SourceBase):
 _COSMOS_ID = re.compile(r"[^/\\#?\x00-\x1f]{1,255}")
 
 
-class CosmosSource(SourceBase):
+class CosmosSource(CloudSourceBase):
     """A Cosmos DB for Apache Gremlin graph, read with Gremlin strings; signed in with the
     account's key (from an environment variable) or with Entra ID."""
 
@@ -222,9 +227,6 @@ class CosmosSource(SourceBase):
         "without it, the server's Entra ID credential signs in (a role with the data action "
         "Microsoft.DocumentDB/databaseAccounts/gremlin/containers/executeQuery)",
     )
-    cloud: str | None = Field(
-        None, description="the account's Azure cloud (AzureCloud or AzureUSGovernment); default: the server's"
-    )
 
     @field_validator("database", "graph")
     @classmethod
@@ -242,13 +244,6 @@ class CosmosSource(SourceBase):
             raise ValueError(
                 "key_env names an environment variable (letters, digits, '_'), not the key itself"
             )
-        return value
-
-    @field_validator("cloud")
-    @classmethod
-    def _known_cloud(cls, value: str | None) -> str | None:
-        if value is not None and value not in CLOUDS:
-            raise ValueError(f"cloud must be one of: {', '.join(CLOUDS)}")
         return value
 
     @model_validator(mode="after")

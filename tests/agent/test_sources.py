@@ -89,7 +89,7 @@ def test_an_adx_source_keeps_its_cluster_and_answers_kql(tmp_path: Path) -> None
     sources = load_sources(Settings(home=tmp_path))
     assert sources["storms"].location == "https://help.kusto.windows.net"  # not made a path
     assert languages(sources["storms"]) == ("kql",) and sources["storms"].dialect_for("kql") == "kql"
-    assert sources["gov"].connection_key[-1] == "AzureUSGovernment"
+    assert "AzureUSGovernment" in sources["gov"].connection_key
 
 
 @pytest.mark.parametrize(

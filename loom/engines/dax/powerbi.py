@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +23,7 @@ import httpx
 from azure.core.credentials import TokenCredential
 
 from loom.engines.bounds import MAX_RESULT_BYTES, bounded_rows, header_size
+from loom.engines.catalog_cache import KeptCatalog
 from loom.engines.contracts import (
     Catalog,
     Column,
@@ -41,7 +41,6 @@ from loom.engines.dax.references import walk
 from loom.engines.dax.syntax import Call
 from loom.engines.errors import public_text
 
-CATALOG_MAX_AGE_S = 900.0
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # above the service's own 15 MB per query, with JSON overhead
 
 
@@ -110,8 +109,7 @@ class PowerBIEngine:
         self.impersonated_user = impersonated_user
         self.allow_info = allow_info
         self._http = httpx.Client(transport=transport, follow_redirects=False)
-        self._catalog: tuple[float, Catalog] | None = None
-        self._lock = threading.Lock()
+        self._catalog = KeptCatalog(self._read_catalog, "Power BI")
         self._problem: str | None = None
 
     def execute(
@@ -148,17 +146,10 @@ class PowerBIEngine:
             return e.problems
 
     def catalog(self) -> Catalog:
-        with self._lock:
-            if self._catalog is not None and time.monotonic() - self._catalog[0] < CATALOG_MAX_AGE_S:
-                return self._catalog[1]
-        catalog = self._read_catalog()
-        with self._lock:
-            self._catalog = (time.monotonic(), catalog)
-        return catalog
+        return self._catalog.get()
 
     def loaded_catalog(self) -> Catalog | None:
-        found = self._catalog
-        return found[1] if found and time.monotonic() - found[0] < CATALOG_MAX_AGE_S else None
+        return self._catalog.loaded()
 
     def problem(self) -> str | None:
         return self._problem

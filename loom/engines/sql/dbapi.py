@@ -29,6 +29,7 @@ from azure.core.credentials import AccessToken, TokenCredential
 from sqlglot import exp
 
 from loom.engines.bounds import MAX_RESULT_BYTES, Bounded, bounded_rows, cut_name, header_size
+from loom.engines.catalog_cache import CATALOG_MAX_AGE_S
 from loom.engines.contracts import (
     Catalog,
     Column,
@@ -47,8 +48,6 @@ from loom.engines.sql.validator import apply_row_cap, parse_read_only, pin_now
 
 log = logging.getLogger(__name__)
 
-# A catalog is read once and kept, then read again when it is this old (new columns, descriptions).
-CATALOG_MAX_AGE_S = 900.0
 # A query naming a table the catalog lacks re-reads a catalog at least this old, once: the table
 # may be new. The floor keeps a model that invents tables from querying the catalog views in a loop.
 RECHECK_UNKNOWN_AFTER_S = 60.0

@@ -20,7 +20,6 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import logging
-import math
 import threading
 import time
 
@@ -28,6 +27,7 @@ from azure.core.credentials import TokenCredential
 from gremlin_python.driver.protocol import GremlinServerError
 
 from loom.engines.bounds import MAX_RESULT_BYTES
+from loom.engines.catalog_cache import KeptCatalog
 from loom.engines.contracts import Catalog, Problem, QueryError, ResultSet, unsupported_dialect
 from loom.engines.graph.catalog import graph_catalog
 from loom.engines.graph.cosmos.client import CosmosClients, Pooled, SignIn, TooLarge, TransportFactory
@@ -40,7 +40,7 @@ from loom.engines.graph.names import unknown_names
 from loom.engines.graph.rewrite import bounded_repeats
 from loom.engines.graph.validate import validate_gremlin
 from loom.engines.hosts import PUBLIC
-from loom.engines.sql.dbapi import CATALOG_MAX_AGE_S, timeout_error
+from loom.engines.sql.dbapi import timeout_error
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,8 @@ class CosmosGraphEngine:
         self._clients = CosmosClients(
             self.url, database, graph, sign_in, transport, lambda: self._wire_budget
         )
-        self._refresh = threading.Lock()  # held while the catalog is read
-        self._state = threading.Lock()  # held only to read or set the fields below
-        self._catalog: Catalog | None = None
-        self._catalog_at = -math.inf
+        self._catalog = KeptCatalog(self._read_catalog, "Cosmos DB")
+        self._state = threading.Lock()  # held only to read or set the problem
         self._problem: str | None = None
 
     # --- Engine protocol ----------------------------------------------------------------------
@@ -116,19 +114,11 @@ class CosmosGraphEngine:
         return validate_gremlin(query)[1]
 
     def catalog(self) -> Catalog:
-        """Labels, keys and edge ends read from the graph (`graph_catalog`), kept `CATALOG_MAX_AGE_S`;
-        a failed re-read keeps the one in hand."""
-        loaded = self.loaded_catalog()
-        if loaded is not None:
-            return loaded
-        with self._refresh:
-            loaded = self.loaded_catalog()
-            return loaded if loaded is not None else self._read_catalog()
+        """Labels, keys and edge ends read from the graph (`graph_catalog`), kept (`KeptCatalog`)."""
+        return self._catalog.get()
 
     def loaded_catalog(self) -> Catalog | None:
-        with self._state:
-            fresh = time.monotonic() - self._catalog_at < CATALOG_MAX_AGE_S
-            return self._catalog if fresh else None
+        return self._catalog.loaded()
 
     def problem(self) -> str | None:
         with self._state:
@@ -214,25 +204,12 @@ class CosmosGraphEngine:
         return len(waited) < MAX_RETRIES and time.monotonic() + (wait or 0) / 1000 < deadline
 
     def _read_catalog(self) -> Catalog:
-        with self._state:
-            known = self._catalog
-        try:
-            catalog = self._marked(graph_catalog(self._common, scan=CATALOG_SCAN))
-        except QueryError as e:
-            if known is None:
-                raise
-            log.warning("re-reading the Cosmos DB catalog failed; keeping the one read before: %s", e.message)
-            catalog = known
-        with self._state:
-            self._catalog, self._catalog_at = catalog, time.monotonic()
-        return catalog
+        catalog = graph_catalog(self._common, scan=CATALOG_SCAN)
+        return catalog.model_copy(update={"partition_key": self.partition_key})
 
     def _common(self, query: str) -> list[object]:
         found, _ = self._submit(render(parse(query), groovy=True), CATALOG_TIMEOUT_S)
         return [cosmos_value(v) for v in found]
-
-    def _marked(self, catalog: Catalog) -> Catalog:
-        return catalog.model_copy(update={"partition_key": self.partition_key})
 
     def _failed(self, failure: QueryError) -> QueryError:
         if failure.code in ("source_unavailable", "source_misconfigured", "access_denied"):

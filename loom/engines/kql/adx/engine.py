@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +23,7 @@ from azure.kusto.data.response import KustoStreamingResponseDataSet
 from requests.adapters import BaseAdapter
 
 from loom.engines.bounds import MAX_RESULT_BYTES, Bounded, bounded_rows, cut_name, header_size
+from loom.engines.catalog_cache import KeptCatalog
 from loom.engines.contracts import (
     Catalog,
     Column,
@@ -40,7 +40,7 @@ from loom.engines.kql.adx.schema import parse_schema, schema_command
 from loom.engines.kql.adx.values import kusto_type, row_converter
 from loom.engines.kql.names import shown_name
 from loom.engines.kql.validator import kql_problems, parse_kql
-from loom.engines.sql.dbapi import CANCEL_RETRY_S, CATALOG_MAX_AGE_S, timeout_error
+from loom.engines.sql.dbapi import CANCEL_RETRY_S, timeout_error
 from loom.engines.sql.deadlines import CancelTimer
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,8 @@ class AdxEngine:
             raise QueryError("source_misconfigured", f"ADX source refused: {e}") from e
         self.database = database
         self._client = kusto_client(self.cluster, cloud, credential, transport)
-        self._refresh = threading.Lock()  # held while the catalog is read
-        self._state = threading.Lock()  # held only to read or set the fields below
-        self._catalog: Catalog | None = None
-        self._catalog_at = -math.inf
+        self._catalog = KeptCatalog(self._load_catalog, "ADX")
+        self._state = threading.Lock()  # held only to read or set the problem
         self._problem: str | None = None
 
     # --- Engine protocol ----------------------------------------------------------------------
@@ -117,18 +115,11 @@ class AdxEngine:
 
     def catalog(self) -> Catalog:
         """The database's tables, read with `.show database … schema as json` and kept
-        `CATALOG_MAX_AGE_S`; a failed re-read keeps the one in hand."""
-        loaded = self.loaded_catalog()
-        if loaded is not None:
-            return loaded
-        with self._refresh:
-            loaded = self.loaded_catalog()  # another thread may have read it meanwhile
-            return loaded if loaded is not None else self._read_catalog()
+        (`KeptCatalog`)."""
+        return self._catalog.get()
 
     def loaded_catalog(self) -> Catalog | None:
-        with self._state:
-            fresh = time.monotonic() - self._catalog_at < CATALOG_MAX_AGE_S
-            return self._catalog if fresh else None
+        return self._catalog.loaded()
 
     def problem(self) -> str | None:
         with self._state:
@@ -146,20 +137,6 @@ class AdxEngine:
         problems = kql_problems(parse_kql(query))
         if problems:
             raise QueryError(problems[0].code, problems[0].message, problems)
-
-    def _read_catalog(self) -> Catalog:
-        with self._state:
-            known = self._catalog
-        try:
-            catalog = self._load_catalog()
-        except QueryError as e:
-            if known is None:
-                raise
-            log.warning("re-reading the ADX catalog failed; keeping the one read before: %s", e.message)
-            catalog = known
-        with self._state:
-            self._catalog, self._catalog_at = catalog, time.monotonic()
-        return catalog
 
     def _load_catalog(self) -> Catalog:
         properties = management_properties(CATALOG_TIMEOUT_S)

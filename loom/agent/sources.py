@@ -20,6 +20,7 @@ from loom.engines.sources import (
     KINDS,
     DuckDBSource,
     GraphSource,
+    IndexSource,
     ModelSource,
     Source,
     SourceSpec,
@@ -206,7 +207,7 @@ def _message(problem: Any) -> str:
 
 
 def resolve_location(source: Source, base: Path) -> Source:
-    if not isinstance(source, DuckDBSource | GraphSource):  # a host name, not a path
+    if not isinstance(source, DuckDBSource | GraphSource | IndexSource):  # a host name, not a path
         return source
     location = Path(source.location).expanduser()
     if not location.is_absolute():
@@ -238,6 +239,8 @@ def resolve_source(ref: str, settings: Settings, language: str | None = None) ->
         return ModelSource(kind="model", name=path.name or "model", location=str(path.resolve()))
     if path.exists() and language == "gremlin":  # a GraphSON file, or a nodes and edges folder
         return GraphSource(kind="graph", name=path.stem or "graph", location=str(path.resolve()))
+    if path.is_dir() and language == "search":  # an index folder
+        return IndexSource(kind="index", name=path.name or "index", location=str(path.resolve()))
     if path.exists():
         return DuckDBSource(name=path.stem or "source", location=str(path.resolve()))
     known = ", ".join(sorted(sources)) or "none"

@@ -32,14 +32,18 @@ def mount_subcommands() -> None:
     from loom.cli.data import data_app
     from loom.cli.eval import eval_app
     from loom.cli.query import add_languages, query_app
+    from loom.cli.search import index_app, search_command
 
     add_languages()  # a language registered since the last call gets its command
+    if not any(c.name == "search" for c in query_app.registered_commands):
+        query_app.command("search")(search_command)
     if any(group.typer_instance is query_app for group in app.registered_groups):
         return  # mounted already (main() after a test mounted them)
 
     app.add_typer(query_app, name="query")  # its help, exit codes included, is query_group's docstring
     app.add_typer(data_app, name="data", help="Sample data: `loom data seed` builds the sales lakehouse.")
     app.add_typer(eval_app, name="eval")  # its help is eval_group's docstring
+    app.add_typer(index_app, name="index")  # its help is index_group's docstring
     app.add_typer(
         catalog_app,
         name="catalog",

@@ -13,7 +13,7 @@ import csv
 import datetime as dt
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -237,7 +237,7 @@ def run_query(run: QueryRun) -> None:
         engine = pool.engine(source, run.language)
         query = Query(engine, _dialect(run, engine), _parse_now(run.now), *_limits(run, settings))
         if run.batch is not None:
-            raise typer.Exit(_run_batch(query, _read_lines(run.batch)))
+            raise typer.Exit(_run_batch(query.execute, _read_lines(run.batch)))
         result = query.execute(_read_query(run.query))
     except QueryError as e:
         _fail(e, errors_as)
@@ -335,7 +335,7 @@ def _read_lines(batch: Path) -> Iterator[str]:
         raise QueryError("invalid_argument", f"Cannot read the batch file {batch}: {e}") from e
 
 
-def _run_batch(query: Query, lines: Iterable[str]) -> int:
+def _run_batch(execute: Callable[[str], ResultSet], lines: Iterable[str]) -> int:
     """One JSON line out per line in; returns the worst exit code among the lines."""
     worst = 0
     for number, line in enumerate(lines, start=1):
@@ -344,7 +344,7 @@ def _run_batch(query: Query, lines: Iterable[str]) -> int:
         item_id: Any = number
         try:
             item_id, text = _batch_item(line, number)
-            out = {"id": item_id, "result": query.execute(text).model_dump()}
+            out = {"id": item_id, "result": execute(text).model_dump()}
         except QueryError as e:
             out = {"id": item_id, **e.to_json()}
             worst = max(worst, _exit_code(e))

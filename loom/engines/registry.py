@@ -13,17 +13,19 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from azure.core.credentials import TokenCredential
 
-from loom.engines.contracts import Engine, QueryError
+from loom.engines.contracts import Engine, QueryError, Retriever
 from loom.engines.sources import (
     AdxSource,
     CosmosSource,
     DatabricksSource,
     DuckDBSource,
     GraphSource,
+    IndexSource,
     ModelSource,
     PowerBISource,
     Source,
@@ -228,6 +230,20 @@ OPENERS: dict[tuple[str, str], Opener] = {
 }
 
 
+def open_retriever(source: Source, access: CloudAccess) -> Retriever:
+    """The document search over `source`, which generates no query language (kind index; aisearch
+    when its connector lands). QueryError when the kind holds no documents."""
+    if isinstance(source, IndexSource):
+        from loom.engines.search.engine import LocalIndex
+        from loom.engines.search.store import IndexUnreadable
+
+        try:
+            return LocalIndex(Path(source.location).expanduser())
+        except IndexUnreadable as e:
+            raise QueryError("source_unavailable", str(e)) from None
+    raise QueryError("not_searchable", f"source {source.name!r} ({source.kind}) holds no documents to search")
+
+
 def answerable(source: Source) -> tuple[str, ...]:
     """Every query language `source`'s kind answers, in the order they were registered."""
     return tuple(language for kind, language in OPENERS if kind == source.kind)
@@ -259,6 +275,11 @@ class EnginePool:
         self._access = access or CloudAccess()
         self._lock = threading.Lock()
         self._engines: dict[tuple[tuple[object, ...], str], Engine] = {}
+
+    @property
+    def access(self) -> CloudAccess:
+        """What engines are opened with (a retriever is opened with it too)."""
+        return self._access
 
     def engine(self, source: Source, language: str) -> Engine:
         """The engine for `language` on `source`; QueryError `unsupported_language` when none is."""

@@ -253,6 +253,13 @@ class CosmosSource(CloudSourceBase):
         return self
 
 
+class IndexSource(SourceBase):
+    """A local search index: a folder `loom index build` made (tantivy BM25, optional vectors)."""
+
+    kind: Literal["index"]
+    location: str = Field(description="an index folder made by `loom index build`")
+
+
 Source = (
     DuckDBSource
     | SynapseSource
@@ -262,6 +269,7 @@ Source = (
     | PowerBISource
     | GraphSource
     | CosmosSource
+    | IndexSource
 )
 KINDS: tuple[str, ...] = tuple(
     model.model_fields["kind"].annotation.__args__[0] for model in get_args(Source)
@@ -276,7 +284,8 @@ SourceSpec = Annotated[
     | Annotated[ModelSource, Tag("model")]
     | Annotated[PowerBISource, Tag("powerbi")]
     | Annotated[GraphSource, Tag("graph")]
-    | Annotated[CosmosSource, Tag("cosmos")],
+    | Annotated[CosmosSource, Tag("cosmos")]
+    | Annotated[IndexSource, Tag("index")],
     Discriminator(
         _kind,
         custom_error_type="unknown_kind",

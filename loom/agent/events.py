@@ -22,6 +22,7 @@ from loom.agent.model import ModelEvent, ModelReply, TextDelta, ToolCall, ToolCa
 from loom.tools.base import ToolResult
 
 RESULT_TABLE = "loom.result_table"
+CITATIONS = "loom.citations"
 APPROVAL_REQUIRED = "loom.approval_required"
 
 
@@ -111,6 +112,13 @@ def result_events(call: ToolCall, content: str, result: ToolResult | None) -> li
         if shown:  # the user sees the query as written; the executed one stays alongside
             value |= {"query": shown, "executed_query": table.query}
         events.append(CustomEvent(name=RESULT_TABLE, value=value))
+    cited = result.citations() if result is not None else []
+    if cited:
+        events.append(
+            CustomEvent(
+                name=CITATIONS, value={"tool_call_id": call.id, "tool": call.name, "citations": cited}
+            )
+        )
     return events
 
 

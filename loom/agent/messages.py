@@ -27,6 +27,8 @@ def _describe(source: Source) -> str:
 
 
 def _language(source: Source, language: str) -> str:
+    if language == "search":
+        return "document search"
     dialect = source.dialect_for(language)
     return language.upper() if dialect == language else f"{language.upper()} in the {dialect} dialect"
 

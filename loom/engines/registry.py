@@ -244,8 +244,15 @@ def open_retriever(source: Source, access: CloudAccess) -> Retriever:
     raise QueryError("not_searchable", f"source {source.name!r} ({source.kind}) holds no documents to search")
 
 
+# Kinds that hold documents: searched (language "search") by a Retriever, not an Engine.
+SEARCHABLE = frozenset({"index"})
+
+
 def answerable(source: Source) -> tuple[str, ...]:
-    """Every query language `source`'s kind answers, in the order they were registered."""
+    """Every query language `source`'s kind answers, in the order they were registered ("search"
+    for a kind that holds documents)."""
+    if source.kind in SEARCHABLE:
+        return ("search",)
     return tuple(language for kind, language in OPENERS if kind == source.kind)
 
 
@@ -275,11 +282,23 @@ class EnginePool:
         self._access = access or CloudAccess()
         self._lock = threading.Lock()
         self._engines: dict[tuple[tuple[object, ...], str], Engine] = {}
+        self._retrievers: dict[tuple[object, ...], Retriever] = {}
 
     @property
     def access(self) -> CloudAccess:
         """What engines are opened with (a retriever is opened with it too)."""
         return self._access
+
+    def retriever(self, source: Source) -> Retriever:
+        """The document search over `source`, opened on first use and kept (`open_retriever`)."""
+        key = source.connection_key
+        with self._lock:
+            found = self._retrievers.get(key)
+        if found is None:
+            found = open_retriever(source, self._access)
+            with self._lock:
+                found = self._retrievers.setdefault(key, found)
+        return found
 
     def engine(self, source: Source, language: str) -> Engine:
         """The engine for `language` on `source`; QueryError `unsupported_language` when none is."""
@@ -302,8 +321,11 @@ class EnginePool:
     def close(self) -> None:
         with self._lock:
             engines, self._engines = list(self._engines.values()), {}
+            retrievers, self._retrievers = list(self._retrievers.values()), {}
         for engine in engines:
             engine.close()
+        for retriever in retrievers:
+            retriever.close()
 
     def _open(self, source: Source, language: str) -> Engine:
         opener = OPENERS.get((source.kind, language))

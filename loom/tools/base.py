@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeVar, get_typ
 
 from pydantic import BaseModel
 
-from loom.engines.contracts import Embedder, Engine, ResultSet
+from loom.engines.contracts import Embedder, Engine, ResultSet, Retriever
 from loom.engines.registry import answering
 from loom.engines.sources import Source
 from loom.identity import Principal
@@ -75,9 +75,11 @@ class InnerModel(Protocol):
 
 
 class EngineProvider(Protocol):
-    """Engines by source and language (the agent's `EnginePool`)."""
+    """Engines by source and language, and document search by source (the agent's `EnginePool`)."""
 
     def engine(self, source: Source, language: str) -> Engine: ...
+
+    def retriever(self, source: Source) -> Retriever: ...
 
 
 @dataclass
@@ -91,6 +93,7 @@ class ToolContext:
     scheduler: QueryScheduler | None = None  # where queries run; None: the loop's default threads
     asked: str = ""  # the user's own message this turn (a tool may fall back on its words)
     results: TurnRoom | None = None  # the turn's room for query results; None: each query's own bound
+    cited: list[str] = field(default_factory=list)  # passages handed out this turn: [n] is n - 1 here
 
     async def run_query(self, work: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a blocking engine call off the event loop, on the scheduler when there is one."""
@@ -142,6 +145,10 @@ class ToolResult(BaseModel):
     def shown_query(self) -> str | None:
         """The query to show the user, when it differs from the one the engine ran."""
         return None
+
+    def citations(self) -> list[dict[str, object]]:
+        """The passages an answer may cite, `[n]` each, for a client to show as links."""
+        return []
 
 
 A = TypeVar("A", bound=BaseModel)

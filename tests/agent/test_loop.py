@@ -20,7 +20,8 @@ from loom.agent.sources import SALES_MODEL
 from loom.agent.sqlite_store import SqliteConversationStore
 from loom.agent.testing import FailingModel, ScriptedModel, sql_block, text, tool_call, tool_calls
 from loom.agent.turns import TurnRequest
-from loom.engines.sources import DuckDBSource, GraphSource, ModelSource, Source, VerifiedQuery
+from loom.engines.search.build import BuildOptions, build_index
+from loom.engines.sources import DuckDBSource, GraphSource, IndexSource, ModelSource, Source, VerifiedQuery
 from loom.identity import DEV_PRINCIPAL, Principal
 from loom.tools.base import Effect, Tool, ToolContext, ToolResult, define
 from loom.tools.registry import TOOLS
@@ -394,6 +395,7 @@ SAMPLE_ARGS: dict[str, dict[str, Any]] = {
     "nl2kql": {"question": "Number of stores"},
     "nl2dax": {"question": "Revenue by year", "source": "sales-model"},
     "graph_search": {"question": "Number of airports", "source": "routes"},
+    "search_documents": {"question": "airports", "source": "docs"},
 }
 SAMPLE_VERIFIED = (VerifiedQuery(question="Number of stores", query="dim_store | count", language="kql"),)
 GREMLIN_VERIFIED = (
@@ -431,7 +433,11 @@ async def test_each_registered_tool_is_gated_by_its_declared_effect(
     graph = GraphSource(
         kind="graph", name="routes", location=str(tmp_path), verified_queries=GREMLIN_VERIFIED
     )
-    sources: dict[str, Source] = {every.name: every, semantic.name: semantic, graph.name: graph}
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "airports.md").write_text("# Airports\n\nAUS is Austin's airport.\n")
+    build_index(tmp_path / "docs", tmp_path / "index", BuildOptions(size=400, overlap=50))
+    docs = IndexSource(kind="index", name="docs", location=str(tmp_path / "index"))
+    sources: dict[str, Source] = {s.name: s for s in (every, semantic, graph, docs)}
     agent = Agent(model, TOOLS, store, engines, lambda: sources, OPEN)
     events = await collect(agent, "go")
 

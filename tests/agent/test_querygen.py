@@ -32,6 +32,9 @@ class CountingEngines:
         self.executed.append(query)
         return engine.execute(query, **limits)
 
+    def retriever(self, source: Any) -> Any:
+        return self.pool.retriever(source)
+
     def engine(self, source: Any, language: str) -> Any:
         engine = self.pool.engine(source, language)
         outer = self

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
@@ -42,6 +43,13 @@ _ANALYZER = (
     .filter(tantivy.Filter.stemmer("english"))
     .build()
 )  # what the `en_stem` tokenizer does to the indexed text
+PASSAGE_COLUMNS = (
+    ("id", "string"),
+    ("chunk_id", "string"),
+    ("title", "string"),
+    ("text", "string"),
+    ("score", "float"),
+)
 _TYPES = {"text": "string", "int": "integer", "float": "float", "bool": "boolean"}
 
 
@@ -65,12 +73,15 @@ class LocalIndex:
         terms = _terms(query)
         top = max(1, min(top, MAX_TOP))
         restrict = filter_query(filter, self.manifest.fields, self._schema) if filter else None
-        ranked = self._bm25(terms, restrict, max(top, CANDIDATES) if self._vectors else top)
+        searcher = self._index.searcher()
+        hits = self._bm25(searcher, terms, restrict, max(top, CANDIDATES) if self._vectors else top)
         if self._vectors is not None and self._embedder is not None:
-            ranked = self._hybrid(query, ranked, restrict)
-        return self._result(ranked[:top], query, filter, started)
+            hits = self._hybrid(searcher, query, hits, restrict)
+        return self._result(hits[:top], query, filter, started)
 
-    def _bm25(self, terms: list[str], restrict: tantivy.Query | None, limit: int) -> list[tuple[str, float]]:
+    def _bm25(
+        self, searcher: tantivy.Searcher, terms: list[str], restrict: tantivy.Query | None, limit: int
+    ) -> list[Hit]:
         should = [
             (tantivy.Occur.Should, tantivy.Query.term_query(self._schema, field, term))
             for term in terms
@@ -79,55 +90,58 @@ class LocalIndex:
         query = tantivy.Query.boolean_query(should)
         if restrict is not None:
             query = tantivy.Query.boolean_query([(tantivy.Occur.Must, query), (tantivy.Occur.Must, restrict)])
-        searcher = self._index.searcher()
-        hits = searcher.search(query, limit).hits
-        return [(searcher.doc(address)["chunk_id"][0], float(score)) for score, address in hits]
+        return [
+            Hit(float(score), searcher.doc(address).to_dict())
+            for score, address in searcher.search(query, limit).hits
+        ]
 
     def _hybrid(
-        self, query: str, lexical: list[tuple[str, float]], restrict: tantivy.Query | None
-    ) -> list[tuple[str, float]]:
+        self, searcher: tantivy.Searcher, query: str, lexical: list[Hit], restrict: tantivy.Query | None
+    ) -> list[Hit]:
+        """Reciprocal rank fusion of the BM25 ranking and the vector one (filtered alike)."""
         assert self._vectors is not None and self._embedder is not None
-        semantic = self._vectors.nearest(self._embedder.embed([query])[0], CANDIDATES * 4)
+        semantic = [c for c, _ in self._vectors.nearest(self._embedder.embed([query])[0], CANDIDATES * 4)]
         if restrict is not None:
-            allowed = self._matching(restrict)
-            semantic = [(c, s) for c, s in semantic if c in allowed]
+            allowed = {h.chunk_id for h in self._all(searcher, restrict)}
+            semantic = [c for c in semantic if c in allowed]
+        held = {h.chunk_id: h for h in lexical}
         fused: dict[str, float] = {}
-        for ranking in (lexical, semantic[:CANDIDATES]):
-            for rank, (chunk_id, _) in enumerate(ranking, start=1):
+        for ranking in ([h.chunk_id for h in lexical], semantic[:CANDIDATES]):
+            for rank, chunk_id in enumerate(ranking, start=1):
                 fused[chunk_id] = fused.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
-        return sorted(fused.items(), key=lambda item: -item[1])
+        out = []
+        for chunk_id, score in sorted(fused.items(), key=lambda item: -item[1]):
+            found = held.get(chunk_id) or self._by_chunk(searcher, chunk_id)
+            if found is not None:
+                out.append(Hit(score, found.doc))
+        return out
 
-    def _matching(self, restrict: tantivy.Query) -> set[str]:
-        searcher = self._index.searcher()
-        hits = searcher.search(restrict, max(1, searcher.num_docs)).hits
-        return {searcher.doc(address)["chunk_id"][0] for _, address in hits}
+    def _all(self, searcher: tantivy.Searcher, query: tantivy.Query) -> list[Hit]:
+        hits = searcher.search(query, max(1, searcher.num_docs)).hits
+        return [Hit(float(score), searcher.doc(address).to_dict()) for score, address in hits]
 
-    def _result(
-        self, ranked: list[tuple[str, float]], query: str, filter: str | None, started: float
-    ) -> ResultSet:
-        searcher = self._index.searcher()
+    def _by_chunk(self, searcher: tantivy.Searcher, chunk_id: str) -> Hit | None:
+        hits = searcher.search(tantivy.Query.term_query(self._schema, "chunk_id", chunk_id), 1).hits
+        return Hit(0.0, searcher.doc(hits[0][1]).to_dict()) if hits else None
+
+    def _result(self, hits: list[Hit], query: str, filter: str | None, started: float) -> ResultSet:
         extra = sorted(self.manifest.fields)
-        rows: list[list[Value]] = []
-        for chunk_id, score in ranked:
-            hit = searcher.search(tantivy.Query.term_query(self._schema, "chunk_id", chunk_id), 1).hits
-            if not hit:
-                continue
-            doc = searcher.doc(hit[0][1])
-            rows.append([_one(doc, "id"), chunk_id, _one(doc, "title"), _one(doc, "text"), round(score, 6)]
-                        + [_value(doc, name) for name in extra])  # fmt: skip
+        rows: list[list[Value]] = [
+            [h.first("id"), h.chunk_id, h.first("title"), h.first("text"), round(h.score, 6)]
+            + [h.value(name) for name in extra]
+            for h in hits
+        ]
         listed = iter(rows)
         bounded = bounded_rows(
             lambda n: list(islice(listed, n)), max_rows=len(rows) or 1, max_bytes=MAX_RESULT_BYTES
         )
-        columns = [Column(name=n, type=t) for n, t in (("id", "string"), ("chunk_id", "string"),
-                   ("title", "string"), ("text", "string"), ("score", "float"))]  # fmt: skip
+        columns = [Column(name=n, type=t) for n, t in PASSAGE_COLUMNS]
         columns += [Column(name=n, type=_TYPES[self.manifest.fields[n]]) for n in extra]
         shown = query if not filter else f"{query}  [filter: {filter}]"
         return bounded.result(columns, engine=self.name, query=shown, started=started)
 
     def catalog(self) -> Catalog:
-        columns = [ColumnInfo(name=n, type=t) for n, t in (("id", "string"), ("chunk_id", "string"),
-                   ("title", "string"), ("text", "string"))]  # fmt: skip
+        columns = [ColumnInfo(name=n, type=t) for n, t in PASSAGE_COLUMNS if n != "score"]
         columns += [ColumnInfo(name=n, type=_TYPES[k]) for n, k in sorted(self.manifest.fields.items())]
         passages = sum(d.chunks for d in self.manifest.documents.values())
         return Catalog(tables=[TableInfo(name=self.folder.name, columns=columns, row_count=passages)])
@@ -147,11 +161,18 @@ def _terms(query: str) -> list[str]:
     return terms
 
 
-def _one(doc: tantivy.Document, name: str) -> str:
-    values = doc.to_dict().get(name) or [""]
-    return str(values[0])
+@dataclass(frozen=True)
+class Hit:
+    score: float
+    doc: dict[str, list[object]]  # the stored fields, each a list of values
 
+    @property
+    def chunk_id(self) -> str:
+        return self.first("chunk_id")
 
-def _value(doc: tantivy.Document, name: str) -> Value:
-    values = doc.to_dict().get(name) or []
-    return None if not values else values[0] if len(values) == 1 else list(values)
+    def first(self, name: str) -> str:
+        return str((self.doc.get(name) or [""])[0])
+
+    def value(self, name: str) -> Value:
+        values = self.doc.get(name) or []
+        return None if not values else values[0] if len(values) == 1 else list(values)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -136,3 +138,44 @@ def test_a_missing_or_damaged_index_is_said_plainly(tmp_path: Path, docs: Path) 
     (out / "manifest.json").write_text("{")
     with pytest.raises(IndexUnreadable, match="damaged"):
         LocalIndex(out)
+
+
+class Words:
+    """An embedding model stand-in: one dimension per word of a small vocabulary, synonyms shared,
+    so a passage can match a question by meaning with no word in common."""
+
+    SAME = {"refund": "money", "reimbursement": "money", "laptop": "computer", "notebook": "computer"}
+    AXES = ["money", "computer", "goods", "staff", "nightly", "amount"]
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls += 1
+        vectors = []
+        for text in texts:
+            words = [self.SAME.get(w, w) for w in re.findall(r"[a-z]+", text.lower())]
+            vectors.append([float(words.count(axis)) for axis in self.AXES])
+        return vectors
+
+
+def test_with_vectors_a_passage_is_found_by_meaning_and_the_filter_holds(docs: Path, tmp_path: Path) -> None:
+    words = Words()
+    options = BuildOptions(size=400, overlap=60, embedder=words, embedding_model="words")
+    report = build_index(docs, tmp_path / "index", options)
+    assert words.calls >= 1 and (tmp_path / "index" / "vectors.npy").is_file()
+    hybrid = LocalIndex(tmp_path / "index", embedder=words, embedding_model="words")
+    lexical = LocalIndex(tmp_path / "index")  # no model configured: BM25 alone
+    assert ids(lexical, "reimbursement") == []  # no passage has the word
+    assert ids(hybrid, "reimbursement")[0] == "refunds.md"  # the vector ranking finds it
+    assert ids(hybrid, "notebook")[0] == "onboarding.md"
+    assert "onboarding.md" not in ids(hybrid, "notebook", filter="department eq 'finance'")
+    assert report.passages == len(json.loads((tmp_path / "index" / "vector_ids.json").read_text()))
+
+
+def test_an_index_built_by_another_model_is_searched_by_words_alone(docs: Path, tmp_path: Path) -> None:
+    options = BuildOptions(size=400, overlap=60, embedder=Words(), embedding_model="a")
+    build_index(docs, tmp_path / "index", options)
+    other = Words()
+    index = LocalIndex(tmp_path / "index", embedder=other, embedding_model="b")
+    assert ids(index, "reimbursement") == [] and other.calls == 0

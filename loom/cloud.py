@@ -13,6 +13,7 @@ import os
 from functools import partial
 from typing import TYPE_CHECKING
 
+from loom.engines.contracts import Embedder
 from loom.engines.registry import CloudAccess, EnginePool
 from loom.engines.sql.limits import LocalLimits
 from loom.settings import LOGIN_AUTHORITY, Settings
@@ -43,5 +44,19 @@ def engine_pool(settings: Settings) -> EnginePool:
     )
     credential = partial(azure_credential, settings)
     return EnginePool(
-        CloudAccess(settings.azure_cloud.value, credential, token, local, secret=os.environ.get)
+        CloudAccess(
+            settings.azure_cloud.value,
+            credential,
+            token,
+            local,
+            secret=os.environ.get,
+            embedding_model=settings.embedding_model,
+            embedder=partial(_embedder, settings),
+        )
     )
+
+
+def _embedder(settings: Settings) -> Embedder | None:
+    from loom.agent.embeddings import build_embedder
+
+    return build_embedder(settings)

@@ -3,8 +3,9 @@ index's passages for a question), with the Query CLI's formats, batch mode and e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -18,8 +19,12 @@ from loom.cli.query import (
     _run_batch,
     query_settings,
 )
-from loom.engines.contracts import QueryError, ResultSet
+from loom.engines.contracts import Embedder, QueryError, ResultSet
 from loom.engines.search.chunks import DEFAULT_OVERLAP, DEFAULT_SIZE
+
+if TYPE_CHECKING:
+    from loom.engines.search.build import BuildOptions
+    from loom.settings import Settings
 
 index_app = typer.Typer(no_args_is_help=True, add_completion=False)
 DEFAULT_TOP = 10
@@ -60,7 +65,8 @@ def build(
 
       loom index build --source ./policies --out ./policies-index
     """
-    from loom.engines.search.build import BuildOptions, build_index
+    from loom.agent.embeddings import build_embedder
+    from loom.engines.search.build import build_index
 
     if overlap >= chunk_size // 2:
         raise typer.BadParameter("the overlap must be under half the chunk size", param_hint="--overlap")
@@ -74,18 +80,30 @@ def build(
             bar.update(tasks[stage], completed=done)
 
         try:
-            report = build_index(source, out, BuildOptions(chunk_size, overlap), progress)
+            report = build_index(source, out, _options(chunk_size, overlap, build_embedder), progress)
         except FileNotFoundError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
     for skipped in report.skipped:
         typer.echo(f"warning: skipped {skipped}", err=True)
     how = "built" if report.rebuilt else "updated"
+    if report.embedding_model:
+        how += f" (with vectors from {report.embedding_model})"
     typer.echo(
         f"{how} {out}: {report.passages:,} passages; {report.added} added, {report.updated} updated, "
         f"{report.removed} removed, {report.unchanged} unchanged, {len(report.skipped)} skipped "
         f"({report.seconds:.1f} s)"
     )
+
+
+def _options(size: int, overlap: int, embedder_for: Callable[[Settings], Embedder | None]) -> BuildOptions:
+    """Chunking, and the configured embedding model when there is one (LOOM_EMBEDDING_MODEL): the
+    passages get its vectors, and searches with the same model configured rank by both."""
+    from loom.engines.search.build import BuildOptions
+
+    settings = query_settings()
+    embedder = embedder_for(settings)
+    return BuildOptions(size, overlap, embedder, settings.embedding_model if embedder else None)
 
 
 def search_command(

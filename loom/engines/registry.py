@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from azure.core.credentials import TokenCredential
 
-from loom.engines.contracts import Engine, QueryError, Retriever
+from loom.engines.contracts import Embedder, Engine, QueryError, Retriever
 from loom.engines.sources import (
     AdxSource,
     CosmosSource,
@@ -51,6 +51,9 @@ class CloudAccess:
     local: LocalLimits = LocalLimits()
     # Reads a secret a source names by variable (a Cosmos DB key's `key_env`); none by default.
     secret: Callable[[str], str | None] = lambda _name: None
+    # The configured embedding model, for an index built with its vectors (hybrid search).
+    embedding_model: str | None = None
+    embedder: Callable[[], Embedder | None] = lambda: None
 
     def token_credential(self) -> TokenCredential:
         if self.credential is None:
@@ -237,8 +240,9 @@ def open_retriever(source: Source, access: CloudAccess) -> Retriever:
         from loom.engines.search.engine import LocalIndex
         from loom.engines.search.store import IndexUnreadable
 
+        embedder = access.embedder() if access.embedding_model else None
         try:
-            return LocalIndex(Path(source.location).expanduser())
+            return LocalIndex(Path(source.location).expanduser(), embedder, access.embedding_model)
         except IndexUnreadable as e:
             raise QueryError("source_unavailable", str(e)) from None
     raise QueryError("not_searchable", f"source {source.name!r} ({source.kind}) holds no documents to search")

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from loom.cli.main import app, mount_subcommands
+from tests.support.openai_server import OpenAICompatServer
 
 runner = CliRunner()
 
@@ -75,3 +76,26 @@ def test_an_update_reports_what_changed(index: Path, tmp_path: Path) -> None:
     result = runner.invoke(app, ["index", "build", "--source", str(tmp_path / "docs"), "--out", str(index)])
     assert result.exit_code == 0
     assert "0 added, 0 updated, 1 removed, 1 unchanged" in result.output
+
+
+def test_with_an_embedding_model_the_index_gets_its_vectors_and_search_uses_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, openai_server: OpenAICompatServer
+) -> None:
+    """Over the real HTTP path: the local OpenAI-compatible server's embeddings endpoint."""
+    monkeypatch.setenv("OPENAI_BASE_URL", openai_server.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    monkeypatch.setenv("LOOM_MODEL", "m")
+    monkeypatch.setenv("LOOM_EMBEDDING_MODEL", "e")
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Refunds\n\nGoods may be returned in 30 days.\n")
+    out = tmp_path / "index"
+    built = runner.invoke(app, ["index", "build", "--source", str(docs), "--out", str(out)])
+    assert built.exit_code == 0, built.output
+    assert "with vectors from e" in built.output and (out / "vectors.npy").is_file()
+    asked = [r for r in openai_server.recorded if r.path.endswith("/embeddings")]
+    assert asked and asked[0].body["model"] == "e"
+    found = runner.invoke(app, ["query", "search", "-s", str(out), "-f", "json", "returned goods"])
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.output)["rows"][0][0] == "a.md"
+    assert len([r for r in openai_server.recorded if r.path.endswith("/embeddings")]) == len(asked) + 1

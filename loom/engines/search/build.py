@@ -38,6 +38,7 @@ class BuildReport:
     unchanged: int = 0
     passages: int = 0
     rebuilt: bool = False
+    embedding_model: str | None = None  # the model whose vectors the passages have
     skipped: list[str] = field(default_factory=list)  # why, one line per document
     seconds: float = 0.0
 
@@ -91,6 +92,7 @@ def build_index(
     if known is None:
         _swap(target, out)
     report.passages = sum(d.chunks for d in manifest.documents.values())
+    report.embedding_model = manifest.embedding_model
     report.seconds = time.perf_counter() - started
     return report
 

@@ -29,7 +29,7 @@ from loom.engines.contracts import (
     Value,
 )
 from loom.engines.search.filters import filter_query
-from loom.engines.search.store import Manifest, open_index, schema_for
+from loom.engines.search.store import IndexUnreadable, Manifest, open_index, schema_for
 from loom.engines.search.vectors import Vectors
 
 MAX_QUERY_CHARS = 2_000
@@ -63,10 +63,21 @@ class LocalIndex:
         self.manifest = Manifest.load(folder)
         self._schema = schema_for(self.manifest.fields)
         self._index = open_index(folder, self.manifest.fields)
+        self._check_count()
         same_model = embedder is not None and embedding_model == self.manifest.embedding_model
         self._vectors = Vectors.load(folder) if same_model else None
         self._embedder = embedder if same_model else None
         self._lock = threading.Lock()
+
+    def _check_count(self) -> None:
+        """An index whose files lost passages (a segment deleted by hand) would answer from part of
+        them without a word; it is refused instead."""
+        held = self._index.searcher().num_docs
+        listed = sum(d.chunks for d in self.manifest.documents.values())
+        if held != listed:
+            raise IndexUnreadable(
+                f"{self.folder.name} holds {held:,} passages where its manifest lists {listed:,}: rebuild it"
+            )
 
     def search(self, query: str, *, top: int, timeout_s: float, filter: str | None = None) -> ResultSet:
         started = time.perf_counter()

@@ -90,8 +90,8 @@ def open_index(folder: Path, fields: dict[str, FieldType], *, create: bool = Fal
     where = folder / "tantivy"
     if create:
         where.mkdir(parents=True, exist_ok=True)
-    elif not where.is_dir():
-        raise IndexUnreadable(f"{folder.name} has no tantivy/ folder: rebuild the index")
+    elif not (where / "meta.json").is_file():  # opening must not make an empty index in its place
+        raise IndexUnreadable(f"{folder.name}'s tantivy/ folder holds no index: rebuild it")
     try:
         return tantivy.Index(schema_for(fields), path=str(where), reuse=not create)
     except ValueError as e:

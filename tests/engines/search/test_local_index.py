@@ -135,8 +135,27 @@ def test_a_missing_or_damaged_index_is_said_plainly(tmp_path: Path, docs: Path) 
         LocalIndex(tmp_path / "nowhere")
     out = tmp_path / "index"
     build_index(docs, out, OPTIONS)
+    (out / "tantivy" / "meta.json").rename(out / "meta.json.aside")
+    with pytest.raises(IndexUnreadable, match="holds no index"):
+        LocalIndex(out)
+    assert not (out / "tantivy" / "meta.json").exists()  # opening made no empty index there
+    (out / "meta.json.aside").rename(out / "tantivy" / "meta.json")
+    for segment in (out / "tantivy").glob("*.idx"):
+        segment.write_bytes(b"not a segment")
+    with pytest.raises(IndexUnreadable, match="would not open"):
+        LocalIndex(out)
     (out / "manifest.json").write_text("{")
     with pytest.raises(IndexUnreadable, match="damaged"):
+        LocalIndex(out)
+
+
+def test_an_index_whose_files_lost_passages_is_refused_not_half_answered(docs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "index"
+    build_index(docs, out, OPTIONS)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["documents"]["gone.md"] = {"fingerprint": "1:1", "chunks": 3}  # listed, not held
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexUnreadable, match="holds 4 passages where its manifest lists 7"):
         LocalIndex(out)
 
 

@@ -21,6 +21,7 @@ from azure.core.credentials import TokenCredential
 from loom.engines.contracts import Embedder, Engine, QueryError, Retriever
 from loom.engines.sources import (
     AdxSource,
+    AiSearchSource,
     CosmosSource,
     DatabricksSource,
     DuckDBSource,
@@ -245,11 +246,34 @@ def open_retriever(source: Source, access: CloudAccess) -> Retriever:
             return LocalIndex(Path(source.location).expanduser(), embedder, access.embedding_model)
         except IndexUnreadable as e:
             raise QueryError("source_unavailable", str(e)) from None
+    if isinstance(source, AiSearchSource):
+        return _aisearch(source, access)
     raise QueryError("not_searchable", f"source {source.name!r} ({source.kind}) holds no documents to search")
 
 
 # Kinds that hold documents: searched (language "search") by a Retriever, not an Engine.
-SEARCHABLE = frozenset({"index"})
+SEARCHABLE = frozenset({"index", "aisearch"})
+
+
+def _aisearch(source: AiSearchSource, access: CloudAccess) -> Retriever:
+    cloud = source.cloud or access.cloud
+    key = access.secret(source.key_env) if source.key_env else None
+    if source.key_env and not key:
+        raise QueryError(
+            "source_misconfigured", f"source {source.name!r}'s key ${source.key_env} is not set."
+        )
+    try:
+        from loom.engines.search.aisearch.engine import AzureSearchRetriever
+    except ImportError as e:
+        raise QueryError(
+            "source_unavailable",
+            "Azure AI Search needs azure-search-documents: pip install 'loom-data-agents[search]'.",
+        ) from e
+    return AzureSearchRetriever(
+        source.location, source.index, key=key, credential=None if key else access.token_credential(),
+        cloud=cloud, fields=(source.id_field, source.title_field, source.text_field),
+        vector_field=source.vector_field, semantic_configuration=source.semantic_configuration,
+    )  # fmt: skip
 
 
 def answerable(source: Source) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 
 from loom.engines.graph.cosmos.hosts import endpoint_url
 from loom.engines.kql.adx.hosts import CLOUDS, cluster_url
+from loom.engines.search.aisearch.hosts import service_url
 
 
 class VerifiedQuery(BaseModel, frozen=True):
@@ -260,6 +261,28 @@ class IndexSource(SourceBase):
     location: str = Field(description="an index folder made by `loom index build`")
 
 
+class AiSearchSource(CloudSourceBase):
+    """An Azure AI Search index, searched by the service (hybrid with a vector field, semantic
+    ranker with a semantic configuration); a query key from an environment variable, or Entra ID."""
+
+    kind: Literal["aisearch"]
+    location: str = Field(description="the service endpoint, https://<service>.search.windows.net")
+    index: str = Field(description="the index searched")
+    key_env: str | None = Field(
+        None, description="the environment variable holding a query key; without it, Entra ID"
+    )
+    id_field: str = "id"
+    title_field: str = "title"
+    text_field: str = "content"
+    vector_field: str | None = Field(None, description="a vector field with an integrated vectorizer")
+    semantic_configuration: str | None = None
+
+    @model_validator(mode="after")
+    def _allowed_endpoint(self) -> AiSearchSource:
+        service_url(self.location, self.cloud)
+        return self
+
+
 Source = (
     DuckDBSource
     | SynapseSource
@@ -270,6 +293,7 @@ Source = (
     | GraphSource
     | CosmosSource
     | IndexSource
+    | AiSearchSource
 )
 KINDS: tuple[str, ...] = tuple(
     model.model_fields["kind"].annotation.__args__[0] for model in get_args(Source)
@@ -285,7 +309,8 @@ SourceSpec = Annotated[
     | Annotated[PowerBISource, Tag("powerbi")]
     | Annotated[GraphSource, Tag("graph")]
     | Annotated[CosmosSource, Tag("cosmos")]
-    | Annotated[IndexSource, Tag("index")],
+    | Annotated[IndexSource, Tag("index")]
+    | Annotated[AiSearchSource, Tag("aisearch")],
     Discriminator(
         _kind,
         custom_error_type="unknown_kind",

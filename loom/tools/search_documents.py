@@ -35,7 +35,9 @@ class SearchArgs(BaseModel):
     question: str = Field("", description="What to look for, in plain words.")
     source: str | None = Field(None, description="Name of the document source; default: the first.")
     filter: str | None = Field(
-        None, description="Optional OData filter on the documents' fields, e.g. department eq 'hr'."
+        None,
+        description="Leave it out unless the user asks to narrow the search by a field the documents "
+        "have (an OData filter, e.g. department eq 'hr').",
     )
     top: int = Field(5, ge=1, le=20, description="How many passages to return.")
 

@@ -98,10 +98,12 @@ class _Translate:
             raise _refused("the left side of a comparison is a field name")
         if node.name not in self.fields:
             near = get_close_matches(node.name, sorted(self.fields), n=3)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            listed = ", ".join(sorted(set(self.fields) - {"chunk_id"}))
             raise QueryError(
                 "unknown_field",
-                f"the index has no field {node.name!r}{hint} Its fields: {', '.join(sorted(self.fields))}.",
+                f"the index has no field {node.name!r}{hint}. Filter only on its fields ({listed}), or "
+                "search again without a filter.",
                 [Problem(code="unknown_field", message=f"no field {node.name!r}", suggestions=near)],
             )
         return node.name

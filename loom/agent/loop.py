@@ -30,6 +30,7 @@ from ag_ui.core.events import RunFinishedInterruptOutcome, RunFinishedSuccessOut
 from loom.access import SourceAccess
 from loom.agent.approval import ApprovalGate, EffectGate
 from loom.agent.budget import BudgetExhausted, InnerModel, TurnBudget
+from loom.agent.citations import unbacked, unbacked_notice
 from loom.agent.events import approval_event, model_events, new_id, result_events, text_events
 from loom.agent.messages import build_messages
 from loom.agent.model import ChatMessage, ChatModel, ModelError, ModelReply
@@ -225,7 +226,11 @@ class Agent:
         if reply.finish == "content_filter":
             raise ModelError("The model endpoint's content filter stopped the reply.")
         self.persist(turn, [reply.as_message()])
-        return self.notice(turn, CUT_AT_MAX_TOKENS) if reply.finish == "length" else []
+        notices = [CUT_AT_MAX_TOKENS] if reply.finish == "length" else []
+        marks = unbacked(reply.text or "", len(turn.ctx.cited))
+        if marks:
+            notices.append(unbacked_notice(marks))
+        return [event for text in notices for event in self.notice(turn, text)]
 
     def past_tool_rounds(self, turn: Turn, reply: ModelReply) -> list[BaseEvent]:
         """A reply calling tools in the round that offered none: the calls do not run (the round

@@ -83,3 +83,20 @@ async def test_a_bad_filter_comes_back_to_the_model_naming_the_field(make_agent:
     [result] = [e.content for e in events if e.type == EventType.TOOL_CALL_RESULT]
     assert "unknown_field" in result and "department" in result
     assert not [e for e in events if e.type == EventType.CUSTOM and e.name == "loom.citations"]
+
+
+async def test_a_citation_with_no_search_behind_it_is_pointed_out(make_agent: AgentFactory) -> None:
+    model = ScriptedModel().queue(text("Net amount is the value after discounts [1]."))
+    events = await turn(make_agent, model, "What does net amount mean?")
+    said = "".join(e.delta for e in events if e.type == EventType.TEXT_MESSAGE_CONTENT)
+    assert "Note: [1] above cites no passage" in said
+
+
+async def test_citations_of_passages_handed_out_pass_without_a_note(make_agent: AgentFactory) -> None:
+    model = ScriptedModel().queue(
+        tool_call("search_documents", {"question": "return goods"}),
+        text("Within 30 days [1]; see [the policy](https://example.com)."),
+    )
+    events = await turn(make_agent, model, "How long to return goods?")
+    said = "".join(e.delta for e in events if e.type == EventType.TEXT_MESSAGE_CONTENT)
+    assert "cites no passage" not in said  # [1] came back; a Markdown link is not a citation

@@ -187,15 +187,22 @@ def _graph_gremlin(source: Source, access: CloudAccess) -> Engine:
     return _embedded(GraphEngine, source, access)
 
 
+def _key(source: str, key_env: str | None, access: CloudAccess) -> str | None:
+    """The key in the variable a source names (None: it signs in with Entra ID); refused when the
+    variable is named but not set, rather than falling back to another way of signing in."""
+    key = access.secret(key_env) if key_env else None
+    if key_env and not key:
+        raise QueryError(
+            "source_misconfigured",
+            f"source {source!r} signs in with the key in ${key_env}: ${key_env} is not set.",
+        )
+    return key
+
+
 def _cosmos_gremlin(source: Source, access: CloudAccess) -> Engine:
     assert isinstance(source, CosmosSource)
     cloud = source.cloud or access.cloud
-    key = access.secret(source.key_env) if source.key_env else None
-    if source.key_env and not key:
-        raise QueryError(
-            "source_misconfigured",
-            f"source {source.name!r} signs in with the key in ${source.key_env}, which is not set.",
-        )
+    key = _key(source.name, source.key_env, access)
     if key is None and cloud != access.cloud:  # a token is valid only in the server's cloud
         raise QueryError(
             "source_misconfigured",
@@ -257,11 +264,7 @@ SEARCHABLE = frozenset({"index", "aisearch"})
 
 def _aisearch(source: AiSearchSource, access: CloudAccess) -> Retriever:
     cloud = source.cloud or access.cloud
-    key = access.secret(source.key_env) if source.key_env else None
-    if source.key_env and not key:
-        raise QueryError(
-            "source_misconfigured", f"source {source.name!r}'s key ${source.key_env} is not set."
-        )
+    key = _key(source.name, source.key_env, access)
     try:
         from loom.engines.search.aisearch.engine import AzureSearchRetriever
     except ImportError as e:

@@ -52,11 +52,13 @@ class BuildOptions:
 
 
 def build_index(
-    source: Path, out: Path, options: BuildOptions, progress: Progress | None = None
+    source: Path, out: Path, options: BuildOptions, progress: Progress | None = None, *, whole: bool = False
 ) -> BuildReport:
+    """Build `out` from `source`, or update it in place; `whole` rebuilds it even when it could be
+    updated (into a fresh folder: the index in `out` serves until the new one replaces it)."""
     started = time.perf_counter()
     listed = list(entries(source))
-    known = _known(out, options)
+    known = None if whole else _known(out, options)
     report = BuildReport(rebuilt=known is None)
     manifest = known or Manifest(chunk_size=options.size, chunk_overlap=options.overlap,
                                  embedding_model=options.embedding_model)  # fmt: skip
@@ -71,7 +73,7 @@ def build_index(
     fields = _fields(manifest.fields, chunks)
     if known is not None and fields != manifest.fields:
         log.info("metadata fields changed: the index is rebuilt whole")
-        return build_index(source, out, options, progress) if _forget(out) else report
+        return build_index(source, out, options, progress, whole=True)
     report.added = sum(1 for e in changed if e.id not in manifest.documents and e.id in chunks)
     report.updated = sum(1 for e in changed if e.id in manifest.documents)
     report.removed, report.unchanged = len(removed), len(listed) - len(changed)
@@ -109,11 +111,6 @@ def _known(out: Path, options: BuildOptions) -> Manifest | None:
         options.size, options.overlap, options.embedding_model
     )  # fmt: skip
     return manifest if same else None
-
-
-def _forget(out: Path) -> bool:
-    (out / "manifest.json").unlink(missing_ok=True)
-    return True
 
 
 def _read(

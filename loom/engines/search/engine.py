@@ -9,15 +9,12 @@ its terms joined by OR: a question is words, not query syntax, so nothing in it 
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 import tantivy
 
-from loom.engines.bounds import MAX_RESULT_BYTES, bounded_rows
 from loom.engines.contracts import (
     Catalog,
     Column,
@@ -29,11 +26,10 @@ from loom.engines.contracts import (
     Value,
 )
 from loom.engines.search.filters import filter_query
+from loom.engines.search.passages import MAX_TOP, PASSAGE_COLUMNS, checked_query, passage_result
 from loom.engines.search.store import IndexUnreadable, Manifest, open_index, schema_for
 from loom.engines.search.vectors import Vectors
 
-MAX_QUERY_CHARS = 2_000
-MAX_TOP = 1_000
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al., 2009)
 CANDIDATES = 100  # from each ranking, for fusion
 _ANALYZER = (
@@ -43,13 +39,6 @@ _ANALYZER = (
     .filter(tantivy.Filter.stemmer("english"))
     .build()
 )  # what the `en_stem` tokenizer does to the indexed text
-PASSAGE_COLUMNS = (
-    ("id", "string"),
-    ("chunk_id", "string"),
-    ("title", "string"),
-    ("text", "string"),
-    ("score", "float"),
-)
 _TYPES = {"text": "string", "int": "integer", "float": "float", "bool": "boolean"}
 
 
@@ -67,7 +56,6 @@ class LocalIndex:
         same_model = embedder is not None and embedding_model == self.manifest.embedding_model
         self._vectors = Vectors.load(folder) if same_model else None
         self._embedder = embedder if same_model else None
-        self._lock = threading.Lock()
 
     def _check_count(self) -> None:
         """An index whose files lost passages (a segment deleted by hand) would answer from part of
@@ -142,14 +130,8 @@ class LocalIndex:
             + [h.value(name) for name in extra]
             for h in hits
         ]
-        listed = iter(rows)
-        bounded = bounded_rows(
-            lambda n: list(islice(listed, n)), max_rows=len(rows) or 1, max_bytes=MAX_RESULT_BYTES
-        )
-        columns = [Column(name=n, type=t) for n, t in PASSAGE_COLUMNS]
-        columns += [Column(name=n, type=_TYPES[self.manifest.fields[n]]) for n in extra]
-        shown = query if not filter else f"{query}  [filter: {filter}]"
-        return bounded.result(columns, engine=self.name, query=shown, started=started)
+        columns = [Column(name=n, type=_TYPES[self.manifest.fields[n]]) for n in extra]
+        return passage_result(rows, columns, engine=self.name, query=query, filter=filter, started=started)
 
     def catalog(self) -> Catalog:
         columns = [ColumnInfo(name=n, type=t) for n, t in PASSAGE_COLUMNS if n != "score"]
@@ -162,11 +144,7 @@ class LocalIndex:
 
 
 def _terms(query: str) -> list[str]:
-    if not query.strip():
-        raise QueryError("invalid_query", "the search is empty: say what to look for")
-    if len(query) > MAX_QUERY_CHARS:
-        raise QueryError("invalid_query", f"the search is over {MAX_QUERY_CHARS:,} characters: shorten it")
-    terms = list(dict.fromkeys(_ANALYZER.analyze(query)))
+    terms = list(dict.fromkeys(_ANALYZER.analyze(checked_query(query))))
     if not terms:
         raise QueryError("invalid_query", "the search has no words to look for")
     return terms

@@ -25,6 +25,11 @@ Scalar = str | int | float | bool
 
 
 def filter_query(text: str, fields: dict[str, str], schema: tantivy.Schema) -> tantivy.Query:
+    return _Translate({**fields, **BUILT_IN}, schema).node(parse_filter(text))
+
+
+def parse_filter(text: str) -> ast._Node:
+    """The OData expression's tree; `invalid_filter` when it is too long, empty or does not parse."""
     if len(text) > MAX_FILTER_CHARS:
         raise _refused(f"the filter is over {MAX_FILTER_CHARS:,} characters")
     try:
@@ -33,7 +38,7 @@ def filter_query(text: str, fields: dict[str, str], schema: tantivy.Schema) -> t
         raise _refused(f"the filter does not parse as OData: {str(e).splitlines()[0][:200]}") from None
     if tree is None:
         raise _refused("the filter is empty")
-    return _Translate({**fields, **BUILT_IN}, schema).node(tree)
+    return tree
 
 
 class _Translate:

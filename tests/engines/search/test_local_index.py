@@ -198,3 +198,16 @@ def test_an_index_built_by_another_model_is_searched_by_words_alone(docs: Path, 
     other = Words()
     index = LocalIndex(tmp_path / "index", embedder=other, embedding_model="b")
     assert ids(index, "reimbursement") == [] and other.calls == 0
+
+
+def test_a_field_that_changes_type_rebuilds_the_index_whole(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("---\nyear: 2024\n---\n# A\n\nalpha text\n")
+    build_index(docs, tmp_path / "index", OPTIONS)
+    (docs / "b.md").write_text("---\nyear: soon\n---\n# B\n\nbeta text\n")
+    report = build_index(docs, tmp_path / "index", OPTIONS)
+    assert report.rebuilt and (report.added, report.passages) == (2, 2)
+    index = LocalIndex(tmp_path / "index")
+    assert index.manifest.fields == {"year": "text"}
+    assert ids(index, "alpha", filter="year eq '2024'") == ["a.md"]

@@ -51,10 +51,6 @@ class SignIn:
             raise ValueError("a Cosmos DB source needs an account key or an Entra ID credential")
         self._key, self._credential, self._scope = key, credential, scope
 
-    @property
-    def uses_key(self) -> bool:
-        return self._key is not None
-
     def password(self) -> Password:
         if self._key is not None:
             return Password(self._key, float("inf"))

@@ -18,16 +18,13 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, 
 from azure.core.pipeline.transport import HttpTransport
 from azure.search.documents import SearchClient
 from azure.search.documents.models import VectorizableTextQuery
-from odata_query.exceptions import ODataException
-from odata_query.grammar import ODataLexer, ODataParser
 
-from loom.engines.bounds import MAX_RESULT_BYTES, bounded_rows
-from loom.engines.contracts import Catalog, Column, ColumnInfo, QueryError, ResultSet, TableInfo, Value
+from loom.engines.contracts import Catalog, ColumnInfo, QueryError, ResultSet, TableInfo, Value
 from loom.engines.errors import public_text
 from loom.engines.hosts import PUBLIC
 from loom.engines.search.aisearch.hosts import AUDIENCES, service_url
-from loom.engines.search.engine import MAX_QUERY_CHARS, MAX_TOP, PASSAGE_COLUMNS
-from loom.engines.search.filters import MAX_FILTER_CHARS
+from loom.engines.search.filters import parse_filter
+from loom.engines.search.passages import MAX_TOP, PASSAGE_COLUMNS, checked_query, passage_result
 
 VECTOR_NEIGHBOURS = 50
 
@@ -92,13 +89,7 @@ class AzureSearchRetriever:
                 "source_unavailable", f"Azure AI Search could not be reached: {type(e).__name__}"
             ) from e
         rows = [_row(d, self.fields) for d in found]
-        listed = iter(rows)
-        bounded = bounded_rows(
-            lambda n: list(islice(listed, n)), max_rows=len(rows) or 1, max_bytes=MAX_RESULT_BYTES
-        )
-        shown = query if not filter else f"{query}  [filter: {filter}]"
-        columns = [Column(name=n, type=t) for n, t in PASSAGE_COLUMNS]
-        return bounded.result(columns, engine=self.name, query=shown, started=started)
+        return passage_result(rows, [], engine=self.name, query=query, filter=filter, started=started)
 
     def catalog(self) -> Catalog:
         columns = [ColumnInfo(name=n, type=t) for n, t in PASSAGE_COLUMNS if n != "score"]
@@ -118,20 +109,11 @@ def _row(found: dict[str, object], fields: tuple[str, str, str]) -> list[Value]:
 
 
 def _check(query: str, filter: str | None) -> None:
-    if not query.strip():
-        raise QueryError("invalid_query", "the search is empty: say what to look for")
-    if len(query) > MAX_QUERY_CHARS:
-        raise QueryError("invalid_query", f"the search is over {MAX_QUERY_CHARS:,} characters: shorten it")
-    if filter is None:
-        return
-    if len(filter) > MAX_FILTER_CHARS:
-        raise QueryError("invalid_filter", f"the filter is over {MAX_FILTER_CHARS:,} characters")
-    try:
-        ODataParser().parse(ODataLexer().tokenize(filter))
-    except (ODataException, ValueError, TypeError) as e:
-        raise QueryError(
-            "invalid_filter", f"the filter does not parse as OData: {str(e).splitlines()[0][:200]}"
-        ) from None
+    """The search and the filter's syntax, checked before anything is sent (field names are the
+    service's to check)."""
+    checked_query(query)
+    if filter:
+        parse_filter(filter)
 
 
 def _service_error(error: HttpResponseError) -> QueryError:
